@@ -1,0 +1,148 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as path from 'node:path';
+
+/** Backends graniteflow knows how to initialise. */
+export type BackendName = 'wasm' | 'cpu' | 'tensorflow' | 'webgl' | 'webgpu';
+
+const KNOWN_BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow', 'webgl', 'webgpu'];
+
+/** Thrown when a backend is unknown, not installed or fails to start. */
+export class BackendError extends Error {
+  override name = 'BackendError';
+}
+
+/** The npm package that provides each backend, named in install hints. */
+export const BACKEND_PACKAGES: Record<BackendName, string> = {
+  wasm: '@tensorflow/tfjs-backend-wasm',
+  cpu: '@tensorflow/tfjs-backend-cpu',
+  tensorflow: '@tensorflow/tfjs-node',
+  webgl: '@tensorflow/tfjs-backend-webgl',
+  webgpu: '@tensorflow/tfjs-backend-webgpu',
+};
+
+function isBackendName(name: string): name is BackendName {
+  return (KNOWN_BACKENDS as readonly string[]).includes(name);
+}
+
+function tryRequire(moduleName: string): unknown {
+  try {
+    return require(moduleName);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Makes the wasm backend load its .wasm binaries from the installed npm package, so nothing is
+ * fetched over the network and the files match the JS glue of the same version.
+ */
+function registerWasm(): boolean {
+  const wasm = tryRequire('@tensorflow/tfjs-backend-wasm') as
+    | { setWasmPaths(prefix: string): void }
+    | undefined;
+  if (wasm === undefined) return false;
+  const pkgJson = require.resolve('@tensorflow/tfjs-backend-wasm/package.json');
+  wasm.setWasmPaths(path.join(path.dirname(pkgJson), 'dist') + path.sep);
+  return true;
+}
+
+function registerTensorflow(): boolean {
+  // tfjs-node-gpu registers the same "tensorflow" backend name.
+  return (
+    tryRequire('@tensorflow/tfjs-node') !== undefined ||
+    tryRequire('@tensorflow/tfjs-node-gpu') !== undefined
+  );
+}
+
+/** Loads the package behind a backend (which registers it with tfjs); false when not installed. */
+function loadBackendPackage(name: BackendName): boolean {
+  if (tf.findBackendFactory(name) != null) return true;
+  switch (name) {
+    case 'wasm':
+      return registerWasm();
+    case 'cpu':
+      return tryRequire('@tensorflow/tfjs-backend-cpu') !== undefined;
+    case 'tensorflow':
+      return registerTensorflow();
+    case 'webgl':
+    case 'webgpu':
+      return tryRequire(BACKEND_PACKAGES[name]) !== undefined;
+  }
+}
+
+/** True when the backend's package is installed and registered (does not initialise it). */
+export function isBackendAvailable(name: BackendName): boolean {
+  return loadBackendPackage(name);
+}
+
+/** Backends whose packages are installed here, in order of preference for Node. */
+export function availableBackends(): BackendName[] {
+  return (['tensorflow', 'wasm', 'cpu'] as const).filter((b) => isBackendAvailable(b));
+}
+
+/**
+ * The backend to use when the caller names none: `GRANITEFLOW_BACKEND` if set, otherwise `wasm`
+ * (XNNPACK matmuls, ~40x the pure-JS cpu backend), otherwise `cpu`.
+ */
+export function defaultBackendName(): BackendName {
+  const fromEnv = process.env.GRANITEFLOW_BACKEND;
+  if (fromEnv !== undefined && fromEnv !== '') {
+    if (!isBackendName(fromEnv)) {
+      throw new BackendError(
+        `GRANITEFLOW_BACKEND="${fromEnv}" is not a backend graniteflow knows; expected one of ${KNOWN_BACKENDS.join(', ')}.`,
+      );
+    }
+    return fromEnv;
+  }
+  return isBackendAvailable('wasm') ? 'wasm' : 'cpu';
+}
+
+/**
+ * Selects and initialises a tfjs backend by name (default: {@link defaultBackendName}).
+ * Fails with the npm package to install when the backend is not available.
+ *
+ * @example
+ * ```ts
+ * await initBackend('wasm');
+ * ```
+ */
+export async function initBackend(name?: BackendName | string): Promise<BackendName> {
+  const wanted = name ?? defaultBackendName();
+  if (!isBackendName(wanted)) {
+    throw new BackendError(
+      `Unknown backend "${wanted}"; expected one of ${KNOWN_BACKENDS.join(', ')}.`,
+    );
+  }
+  if (!loadBackendPackage(wanted)) {
+    throw new BackendError(
+      `The "${wanted}" backend is not installed. Install it with: npm install ${BACKEND_PACKAGES[wanted]}`,
+    );
+  }
+  if (tf.getBackend() === wanted) return wanted;
+  let ok: boolean;
+  try {
+    ok = await tf.setBackend(wanted);
+    await tf.ready();
+  } catch (err) {
+    throw new BackendError(`The "${wanted}" backend failed to start: ${(err as Error).message}`);
+  }
+  if (!ok) throw new BackendError(`The "${wanted}" backend failed to initialise.`);
+  if (wanted === 'cpu') silenceCpuNodeAdvice();
+  return wanted;
+}
+
+/**
+ * The cpu backend prints "install tfjs-node" on first use in Node. graniteflow picks backends itself
+ * (and tells users which package to install), so that advice is noise in every CLI run and test.
+ */
+function silenceCpuNodeAdvice(): void {
+  const backend = tf.backend() as unknown as { firstUse?: boolean };
+  if ('firstUse' in backend) backend.firstUse = false;
+}
+
+/** The name of the active backend. */
+export function activeBackend(): string {
+  return tf.getBackend();
+}

@@ -1,0 +1,50 @@
+/**
+ * Backends, kernel definition, the Module tree, generic layers and checkpoint I/O: the parts of
+ * graniteflow that know nothing of any model family.
+ * @module core
+ */
+export {
+  activeBackend,
+  availableBackends,
+  BACKEND_PACKAGES,
+  BackendError,
+  defaultBackendName,
+  initBackend,
+  isBackendAvailable,
+  type BackendName,
+} from './backends';
+export {
+  defineKernel,
+  FUSED_BACKENDS,
+  KernelError,
+  kernelMode,
+  setKernelMode,
+  type FusedBackend,
+  type Kernel,
+  type KernelAttrs,
+  type KernelDefinition,
+  type KernelGradient,
+  type KernelInputs,
+  type KernelMode,
+} from './kernels/define_kernel';
+export type { FlatArray, FusedKernel, TensorSpec } from './kernels/fused_kernel';
+export { Module, type LoadStateDictOptions, type StateDict } from './module/module';
+export { Parameter } from './module/parameter';
+export { StateDictError, type ShapeMismatch } from './module/state_dict_error';
+export { Linear, type LinearOptions } from './nn/linear';
+export { Embedding } from './nn/embedding';
+export { RMSNorm, rmsNorm } from './nn/rms_norm';
+export { SafetensorsError } from './safetensors/errors';
+export {
+  DTYPE_BYTES,
+  floatToBf16,
+  floatToHalf,
+  halfToFloat,
+  type DecodedTensor,
+  type SafetensorsDtype,
+} from './safetensors/dtypes';
+export { SafetensorsFile, type SafetensorsTensorInfo } from './safetensors/reader';
+export { writeSafetensors, type WritableTensor, type WriteSafetensorsOptions } from './safetensors/writer';
+export { Checkpoint, INDEX_FILE, SINGLE_FILE } from './safetensors/checkpoint';
+export { encodeNpy, readNpy, writeNpy, type NpyArray } from './io/npy';
+export { formatTable, measure, type Timing } from './benchmark';

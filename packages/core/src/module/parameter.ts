@@ -1,0 +1,55 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * A named weight of a {@link Module}. Holds a tensor whose shape is fixed at construction (the
+ * checkpoint shape), so loading can check every tensor against it.
+ */
+export class Parameter {
+  private tensor: tf.Tensor | null;
+
+  /**
+   * @param shape the checkpoint shape of the weight
+   * @param init the initial value (default: zeros, not kept in memory until read)
+   */
+  constructor(
+    readonly shape: readonly number[],
+    init?: tf.Tensor,
+  ) {
+    if (init !== undefined) Parameter.checkShape(shape, init);
+    this.tensor = init ?? null;
+  }
+
+  private static checkShape(shape: readonly number[], t: tf.Tensor): void {
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new RangeError(`Parameter expects shape [${shape}], got [${t.shape}].`);
+    }
+  }
+
+  /** The current value. Parameters never assigned read as zeros. */
+  get value(): tf.Tensor {
+    if (this.tensor === null) this.tensor = tf.keep(tf.zeros(this.shape as number[]));
+    return this.tensor;
+  }
+
+  /** True once a value has been assigned or read. */
+  get isSet(): boolean {
+    return this.tensor !== null;
+  }
+
+  /** Number of scalars in the weight. */
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** Replaces the value (taking ownership of `t`) and disposes the previous one. */
+  assign(t: tf.Tensor): void {
+    Parameter.checkShape(this.shape, t);
+    if (this.tensor !== null && this.tensor !== t) this.tensor.dispose();
+    this.tensor = tf.keep(t);
+  }
+
+  dispose(): void {
+    this.tensor?.dispose();
+    this.tensor = null;
+  }
+}

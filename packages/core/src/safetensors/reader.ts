@@ -1,0 +1,235 @@
+import * as fs from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { SafetensorsError } from './errors';
+import {
+  DTYPE_BYTES,
+  decodeTensorBytes,
+  isSafetensorsDtype,
+  type DecodedTensor,
+  type SafetensorsDtype,
+} from './dtypes';
+
+/** Where one tensor sits in a safetensors file. */
+export interface SafetensorsTensorInfo {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Absolute byte offset of the data in the file. */
+  offset: number;
+  byteLength: number;
+}
+
+/** Headers larger than this are refused before reading them (the format's own reader uses 100 MB). */
+const MAX_HEADER_BYTES = 100_000_000;
+
+function isNonNegativeInteger(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * A safetensors file opened for reading tensor by tensor. Only the header is read on open; each
+ * tensor's bytes are read from disk when asked for, so a file larger than memory can be loaded one
+ * tensor at a time. The header is validated completely on open: every failure is a
+ * {@link SafetensorsError} naming the file and the tensor.
+ */
+export class SafetensorsFile {
+  private fd: number | null;
+  private readonly tensors: Map<string, SafetensorsTensorInfo>;
+
+  private constructor(
+    readonly path: string,
+    fd: number,
+    tensors: Map<string, SafetensorsTensorInfo>,
+    /** The free-form `__metadata__` strings. */
+    readonly metadata: Record<string, string>,
+  ) {
+    this.fd = fd;
+    this.tensors = tensors;
+  }
+
+  /** Opens and validates a file. */
+  static open(path: string): SafetensorsFile {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, 'r');
+    } catch (err) {
+      throw new SafetensorsError(path, `cannot open: ${(err as Error).message}`);
+    }
+    try {
+      const { tensors, metadata } = SafetensorsFile.readHeader(path, fd);
+      return new SafetensorsFile(path, fd, tensors, metadata);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  private static readHeader(path: string, fd: number) {
+    const fileSize = fs.fstatSync(fd).size;
+    if (fileSize < 8) {
+      throw new SafetensorsError(path, `file is ${fileSize} bytes, shorter than the 8-byte header length`);
+    }
+    const lenBuf = Buffer.alloc(8);
+    fs.readSync(fd, lenBuf, 0, 8, 0);
+    const headerLen = lenBuf.readBigUInt64LE(0);
+    if (headerLen > BigInt(fileSize - 8)) {
+      throw new SafetensorsError(
+        path,
+        `header length ${headerLen} exceeds the ${fileSize - 8} bytes after the length field (truncated or not a safetensors file)`,
+      );
+    }
+    if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+      throw new SafetensorsError(path, `header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes`);
+    }
+    const n = Number(headerLen);
+    const headerBuf = Buffer.alloc(n);
+    fs.readSync(fd, headerBuf, 0, n, 8);
+    let header: unknown;
+    try {
+      header = JSON.parse(headerBuf.toString('utf8'));
+    } catch (err) {
+      throw new SafetensorsError(path, `header is not valid JSON: ${(err as Error).message}`);
+    }
+    if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+      throw new SafetensorsError(path, 'header is not a JSON object');
+    }
+    const dataStart = 8 + n;
+    const dataSize = fileSize - dataStart;
+    const tensors = new Map<string, SafetensorsTensorInfo>();
+    const spans: [number, number, string][] = [];
+    let metadata: Record<string, string> = {};
+    for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+      if (name === '__metadata__') {
+        metadata = SafetensorsFile.checkMetadata(path, raw);
+        continue;
+      }
+      const info = SafetensorsFile.checkEntry(path, name, raw, dataSize);
+      spans.push([info.begin, info.end, name]);
+      tensors.set(name, {
+        name,
+        dtype: info.dtype,
+        shape: info.shape,
+        offset: dataStart + info.begin,
+        byteLength: info.end - info.begin,
+      });
+    }
+    spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    for (let i = 1; i < spans.length; i++) {
+      const [begin, , name] = spans[i];
+      const [, prevEnd, prevName] = spans[i - 1];
+      if (begin < prevEnd) {
+        throw new SafetensorsError(
+          path,
+          `data_offsets overlap those of "${prevName}" (starts at ${begin}, before ${prevEnd})`,
+          name,
+        );
+      }
+    }
+    return { tensors, metadata };
+  }
+
+  private static checkMetadata(path: string, raw: unknown): Record<string, string> {
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      throw new SafetensorsError(path, '__metadata__ must be an object of strings');
+    }
+    for (const [k, v] of Object.entries(raw)) {
+      if (typeof v !== 'string') {
+        throw new SafetensorsError(path, `__metadata__.${k} must be a string, got ${typeof v}`);
+      }
+    }
+    return raw as Record<string, string>;
+  }
+
+  private static checkEntry(path: string, name: string, raw: unknown, dataSize: number) {
+    if (raw === null || typeof raw !== 'object') {
+      throw new SafetensorsError(path, 'header entry is not an object', name);
+    }
+    const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
+    if (typeof dtype !== 'string' || !isSafetensorsDtype(dtype)) {
+      throw new SafetensorsError(
+        path,
+        `unsupported dtype ${JSON.stringify(dtype)}; expected one of ${Object.keys(DTYPE_BYTES).join(', ')}`,
+        name,
+      );
+    }
+    if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
+      throw new SafetensorsError(path, `shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
+    }
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !isNonNegativeInteger(offsets[0]) ||
+      !isNonNegativeInteger(offsets[1]) ||
+      offsets[1] < offsets[0]
+    ) {
+      throw new SafetensorsError(path, `data_offsets ${JSON.stringify(offsets)} is not [begin, end] with begin <= end`, name);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end > dataSize) {
+      throw new SafetensorsError(
+        path,
+        `data_offsets [${begin}, ${end}] run past the end of the data section (${dataSize} bytes)`,
+        name,
+      );
+    }
+    const elements = (shape as number[]).reduce((a, b) => a * b, 1);
+    const expected = elements * DTYPE_BYTES[dtype];
+    if (end - begin !== expected) {
+      throw new SafetensorsError(
+        path,
+        `shape [${shape}] of ${dtype} needs ${expected} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+        name,
+      );
+    }
+    return { dtype, shape: shape as number[], begin, end };
+  }
+
+  /** Tensor names in file order of their data. */
+  names(): string[] {
+    return [...this.tensors.values()].sort((a, b) => a.offset - b.offset).map((t) => t.name);
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  /** Dtype, shape and location of a tensor. */
+  info(name: string): SafetensorsTensorInfo {
+    const info = this.tensors.get(name);
+    if (info === undefined) throw new SafetensorsError(this.path, 'no such tensor in this file', name);
+    return info;
+  }
+
+  /** The raw little-endian bytes of one tensor, read from disk now. */
+  readBytes(name: string): Uint8Array {
+    const info = this.info(name);
+    if (this.fd === null) throw new SafetensorsError(this.path, 'file is closed', name);
+    const buf = new Uint8Array(info.byteLength);
+    let done = 0;
+    while (done < info.byteLength) {
+      const got = fs.readSync(this.fd, buf, done, info.byteLength - done, info.offset + done);
+      if (got === 0) throw new SafetensorsError(this.path, 'file ended while reading tensor data', name);
+      done += got;
+    }
+    return buf;
+  }
+
+  /** One tensor decoded to float32 / int32 / bool arrays (BF16 and F16 widen to float32). */
+  read(name: string): DecodedTensor {
+    const info = this.info(name);
+    const decoded = decodeTensorBytes(info.dtype, info.shape, this.readBytes(name));
+    if (typeof decoded === 'string') throw new SafetensorsError(this.path, decoded, name);
+    return decoded;
+  }
+
+  /** One tensor as a tfjs tensor (the caller owns it). */
+  readTensor(name: string): tf.Tensor {
+    const d = this.read(name);
+    return tf.tensor(d.data, d.shape, d.dtype);
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+  }
+}

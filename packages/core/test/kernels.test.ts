@@ -1,0 +1,96 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { defineKernel, initBackend, KernelError, setKernelMode } from '../src';
+import { describeBackends, expectClose, expectNoTensorLeak } from '../src/testing';
+
+type Inputs = { x: tf.Tensor; scale: tf.Tensor; bias?: tf.Tensor };
+type Attrs = { power: number };
+
+/** y = scale · x^power (+ bias), z = Σ y: two outputs, an optional input. */
+const ScaledPower = defineKernel<Inputs, Attrs>({
+  name: 'TestScaledPower',
+  inputNames: ['x', 'scale', 'bias'],
+  reference: ({ x, scale, bias }, { power }) => {
+    let y = tf.mul(tf.pow(x, power), scale);
+    if (bias) y = tf.add(y, bias);
+    return [y, tf.sum(y)];
+  },
+  fused: {
+    outputs: ({ x }) => [{ shape: x.shape, dtype: 'float32' }, { shape: [], dtype: 'float32' }],
+    compute: ({ x, scale, bias }, [y, z], _shapes, { power }) => {
+      for (let i = 0; i < x.length; i++) {
+        y[i] = scale[0] * x[i] ** power + (bias ? bias[i] : 0);
+        z[0] += y[i];
+      }
+    },
+  },
+  gradient: 'reference',
+});
+
+describeBackends('defineKernel', (backend) => {
+  const x = () => tf.tensor1d([1, 2, 3]);
+  const scale = () => tf.tensor1d([2]);
+
+  it('runs the fused kernel on cpu and wasm and agrees with the reference', () => {
+    expect(ScaledPower.hasFused()).toBe(backend === 'cpu' || backend === 'wasm');
+    const inputs = { x: x(), scale: scale(), bias: tf.tensor1d([0.5, 0, 1]) };
+    const [y, z] = ScaledPower.run(inputs, { power: 2 });
+    const [ry, rz] = ScaledPower.reference(inputs, { power: 2 });
+    expectClose(y, [2.5, 8, 19]);
+    expectClose(y, ry);
+    expectClose(z, rz);
+    const [y2] = ScaledPower.run({ x: x(), scale: scale() }, { power: 3 });
+    expectClose(y2, [2, 16, 54]);
+  });
+
+  it('differentiates the fused kernel through the registered gradient', () => {
+    const bias = tf.tensor1d([0.5, 0, 1]);
+    const f = (xs: tf.Tensor, s: tf.Tensor) => ScaledPower.run({ x: xs, scale: s, bias }, { power: 2 })[1];
+    const [gx, gs] = tf.grads(f)([x(), scale()]);
+    expectClose(gx, [4, 8, 12]);
+    expectClose(gs, [14]);
+  });
+
+  it('does not leak tensors', async () => {
+    const inputs = { x: x(), scale: scale() };
+    await expectNoTensorLeak(() => {
+      const outs = ScaledPower.run(inputs, { power: 2 });
+      tf.dispose(outs);
+      const g = tf.grad((xs: tf.Tensor) => ScaledPower.run({ x: xs, scale: inputs.scale }, { power: 2 })[1])(inputs.x);
+      g.dispose();
+    });
+  });
+
+  it('kernel mode forces the reference or the fused body', () => {
+    const inputs = { x: x(), scale: scale() };
+    const previous = setKernelMode('reference');
+    try {
+      expectClose(ScaledPower.run(inputs, { power: 1 })[0], [2, 4, 6]);
+    } finally {
+      setKernelMode(previous);
+    }
+    expectClose(ScaledPower.run(inputs, { power: 1 }, 'fused')[0], [2, 4, 6]);
+  });
+});
+
+describe('registration', () => {
+  beforeAll(() => initBackend('cpu'));
+
+  it('registering twice is silent', () => {
+    const warn = jest.spyOn(console, 'warn').mockImplementation(() => {});
+    ScaledPower.register();
+    ScaledPower.register();
+    expect(warn).not.toHaveBeenCalled();
+    warn.mockRestore();
+  });
+
+  it('asking for a fused kernel a backend lacks names the kernel and the backend', () => {
+    const RefOnly = defineKernel<{ x: tf.Tensor }, Record<string, never>>({
+      name: 'TestRefOnly',
+      inputNames: ['x'],
+      reference: ({ x }) => [tf.neg(x)],
+    });
+    expect(() => RefOnly.fused({ x: tf.scalar(1) }, {})).toThrow(KernelError);
+    expect(() => RefOnly.fused({ x: tf.scalar(1) }, {})).toThrow(/TestRefOnly has no fused implementation for backend "cpu"/);
+    expectClose(RefOnly.run({ x: tf.scalar(1) }, {})[0], [-1]);
+  });
+});
