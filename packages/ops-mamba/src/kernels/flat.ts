@@ -1,0 +1,12 @@
+import type { FlatArray } from '@graniteflow/core';
+
+/** Narrows a kernel input to Float32Array (the public ops only admit float32 tensors). */
+export function f32(a: FlatArray, name: string): Float32Array {
+  if (!(a instanceof Float32Array)) throw new TypeError(`fused kernel: ${name} must be float32`);
+  return a;
+}
+
+/** {@link f32} for an optional input. */
+export function f32Opt(a: FlatArray | undefined, name: string): Float32Array | undefined {
+  return a === undefined ? undefined : f32(a, name);
+}
