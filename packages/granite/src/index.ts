@@ -1,1 +1,27 @@
-export {};
+/**
+ * IBM Granite 4.0 hybrid language models (`granitemoehybrid`) on TensorFlow.js: load a checkpoint
+ * from a folder or the Hugging Face hub, tokenize and apply its chat template, generate.
+ * @module granite
+ */
+import '@graniteflow/ops-mamba';
+import '@graniteflow/ops-moe';
+
+export * from './models/granitemoehybrid';
+export { modelTypeModule, SUPPORTED_MODEL_TYPES, UnsupportedModelError, type ModelTypeModule } from './models';
+export { KVCache } from './cache/kv_cache';
+export { HybridCache, type LayerCache } from './cache/hybrid_cache';
+export { MambaCache } from '@graniteflow/ops-mamba';
+export { fromPretrained, type FromPretrainedOptions, type LoadProgress } from './loading/from_pretrained';
+export { loadWeights, type WeightsProgress } from './loading/load_weights';
+export { readGenerationConfig, type GenerationConfig } from './loading/generation_config';
+export {
+  assertFitsInMemory,
+  countParameters,
+  estimateMemory,
+  formatBytes,
+  InsufficientMemoryError,
+  WASM_TENSOR_BUDGET,
+  type MemoryEstimate,
+} from './loading/memory';
+export { GraniteModel } from './granite_model';
+export { generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';

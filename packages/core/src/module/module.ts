@@ -70,20 +70,37 @@ export abstract class Module {
    * The module takes ownership of the tensors it assigns; unassigned ones stay the caller's.
    */
   loadStateDict(tensors: StateDict, options: LoadStateDictOptions = {}): void {
-    const strict = options.strict ?? true;
     const given = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
+    const shapes = new Map<string, readonly number[]>();
+    for (const [name, t] of given) shapes.set(name, t.shape);
+    this.checkStateDictShapes(shapes, options);
+    for (const [name, p] of this.namedParameters()) {
+      const t = given.get(name);
+      if (t !== undefined) p.assign(t);
+    }
+  }
+
+  /**
+   * The checks of {@link Module.loadStateDict} on names and shapes alone, so a checkpoint can be
+   * validated from its headers before any tensor data is read.
+   */
+  checkStateDictShapes(
+    shapes: Map<string, readonly number[]>,
+    options: LoadStateDictOptions = {},
+  ): void {
+    const strict = options.strict ?? true;
     const params = new Map(this.namedParameters());
     const missing: string[] = [];
     const mismatched: ShapeMismatch[] = [];
     for (const [name, p] of params) {
-      const t = given.get(name);
-      if (t === undefined) {
+      const shape = shapes.get(name);
+      if (shape === undefined) {
         missing.push(name);
-      } else if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
-        mismatched.push({ name, expected: p.shape, actual: t.shape });
+      } else if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) {
+        mismatched.push({ name, expected: p.shape, actual: shape });
       }
     }
-    const unexpected = [...given.keys()].filter((k) => !params.has(k));
+    const unexpected = [...shapes.keys()].filter((k) => !params.has(k));
     if (mismatched.length || (strict && (missing.length || unexpected.length))) {
       throw new StateDictError(
         strict ? missing : [],
@@ -91,10 +108,6 @@ export abstract class Module {
         mismatched,
         options.source,
       );
-    }
-    for (const [name, p] of params) {
-      const t = given.get(name);
-      if (t !== undefined) p.assign(t);
     }
   }
 

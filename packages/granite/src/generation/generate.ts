@@ -1,0 +1,139 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { HybridCache } from '../cache/hybrid_cache';
+import type { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
+import { eosTokenIds } from '../models/granitemoehybrid/config';
+import { makeSampler, type SamplingOptions } from './sampling';
+
+/** Options of {@link generateTokens} and {@link generateBatch}. */
+export interface GenerateOptions extends SamplingOptions {
+  /** Stop after this many new tokens (default 256). */
+  maxNewTokens?: number;
+  /** Stop when one of these is produced (default: the config's `eos_token_id`). It is yielded. */
+  eosTokenIds?: readonly number[];
+  /** Ids at or above this are never sampled: padded vocabulary rows with no token. */
+  vocabLimit?: number;
+  /** Cancels generation: the generator throws the signal's reason and frees its tensors. */
+  signal?: AbortSignal;
+  /**
+   * Continue from this cache and leave it updated (it then holds every token fed to the model:
+   * the prompt and all generated tokens but the last). The prompt is only the new tokens. Without
+   * one, a fresh cache is made and freed when generation ends.
+   */
+  cache?: HybridCache;
+  /** Left-padding id for batches of unequal prompts (default: config `pad_token_id`, else 0). */
+  padTokenId?: number;
+}
+
+/** The token ids of each row at one step; `null` for rows that already finished. */
+export type BatchStep = (number | null)[];
+
+/** Makes the left-padded [B, T] ids and mask of a batch (HF padding_side = "left"). */
+function leftPad(prompts: readonly (readonly number[])[], padId: number) {
+  const width = Math.max(...prompts.map((p) => p.length));
+  const ids: number[] = [];
+  const mask: number[] = [];
+  for (const p of prompts) {
+    for (let i = 0; i < width - p.length; i++) {
+      ids.push(padId);
+      mask.push(0);
+    }
+    ids.push(...p);
+    for (let i = 0; i < p.length; i++) mask.push(1);
+  }
+  return { ids, mask, width, padded: mask.includes(0) };
+}
+
+/**
+ * Generates from a batch of prompts, yielding one step at a time: the new token of every row
+ * (`null` once a row has finished). Prompts of different lengths are left-padded and masked as
+ * Hugging Face does, so each row continues exactly as its prompt would alone.
+ */
+export async function* generateBatch(
+  model: GraniteMoeHybridForCausalLM,
+  prompts: readonly (readonly number[])[],
+  options: GenerateOptions = {},
+): AsyncGenerator<BatchStep> {
+  if (prompts.length === 0) throw new RangeError('generateBatch needs at least one prompt.');
+  if (prompts.some((p) => p.length === 0) && options.cache === undefined) {
+    throw new RangeError('Every prompt needs at least one token (or continue from a cache).');
+  }
+  const cfg = model.config;
+  const maxNew = options.maxNewTokens ?? 256;
+  const eos = new Set(options.eosTokenIds ?? eosTokenIds(cfg));
+  const vocabLimit = Math.min(options.vocabLimit ?? cfg.vocab_size, cfg.vocab_size);
+  for (const p of prompts) {
+    for (const id of p) {
+      if (!Number.isInteger(id) || id < 0 || id >= cfg.vocab_size) {
+        throw new RangeError(`Prompt token id ${id} is outside the vocabulary [0, ${cfg.vocab_size}).`);
+      }
+    }
+  }
+  const batch = prompts.length;
+  const samplers = prompts.map((_, row) =>
+    makeSampler({ ...options, seed: options.seed === undefined ? undefined : options.seed + row }, { vocabLimit }),
+  );
+  const history = prompts.map((p) => [...p]);
+  const finished = new Array<boolean>(batch).fill(false);
+  const ownCache = options.cache === undefined;
+  const cache = options.cache ?? model.makeCache(batch);
+  if (cache.batchSize !== batch) {
+    throw new RangeError(`The cache holds ${cache.batchSize} sequences but ${batch} prompts were given.`);
+  }
+  const padId = options.padTokenId ?? cfg.pad_token_id ?? 0;
+  try {
+    const first = leftPad(prompts, padId);
+    let stepIds = first.ids;
+    let stepMask: number[] | null = first.padded ? first.mask : null;
+    let width = first.width;
+    for (let produced = 0; produced < maxNew; produced++) {
+      options.signal?.throwIfAborted();
+      const logits = tf.tidy(() => {
+        const ids = tf.tensor2d(stepIds, [batch, width], 'int32');
+        const mask = stepMask ? tf.tensor2d(stepMask, [batch, width], 'float32') : undefined;
+        return model.forward(ids, { cache, attentionMask: mask, logits: 'last' }).logits!;
+      });
+      const values = (await logits.data()) as Float32Array;
+      logits.dispose();
+      options.signal?.throwIfAborted();
+      const vocab = cfg.vocab_size;
+      const step: BatchStep = [];
+      for (let row = 0; row < batch; row++) {
+        if (finished[row]) {
+          step.push(null);
+          continue;
+        }
+        const id = samplers[row].sample(values.subarray(row * vocab, (row + 1) * vocab), history[row]);
+        history[row].push(id);
+        step.push(id);
+        if (eos.has(id)) finished[row] = true;
+      }
+      yield step;
+      if (finished.every(Boolean) || produced + 1 === maxNew) break;
+      // Finished rows keep feeding their last token; their outputs are ignored.
+      stepIds = history.map((h) => h[h.length - 1]);
+      stepMask = null;
+      width = 1;
+    }
+  } finally {
+    if (ownCache) cache.dispose();
+  }
+}
+
+/**
+ * Generates token ids for one prompt, one at a time, greedy unless sampling options say otherwise.
+ * Stops at an eos id (which is yielded), at `maxNewTokens`, or when `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * for await (const id of generateTokens(model, promptIds, { maxNewTokens: 32 })) process.stdout.write(`${id} `);
+ * ```
+ */
+export async function* generateTokens(
+  model: GraniteMoeHybridForCausalLM,
+  promptIds: readonly number[],
+  options: GenerateOptions = {},
+): AsyncGenerator<number> {
+  for await (const [id] of generateBatch(model, [promptIds], options)) {
+    if (id !== null) yield id;
+  }
+}

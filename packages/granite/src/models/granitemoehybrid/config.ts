@@ -1,0 +1,351 @@
+/**
+ * `config.json` of a `granitemoehybrid` checkpoint, typed with the Hugging Face keys verbatim
+ * (GRANITE.md §2). {@link parseConfig} applies HF's documented defaults and validates.
+ */
+export interface GraniteMoeHybridConfig {
+  model_type: 'granitemoehybrid';
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  /** One entry per layer. Alias in older configs: `layers_block_type`. */
+  layer_types: LayerType[];
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  attention_bias: boolean;
+  /** The softmax scale itself (replaces 1/sqrt(head_dim)). */
+  attention_multiplier: number;
+  /** RoPE is applied only when this equals `"rope"`; the H models use none. */
+  position_embedding_type: string | null;
+  rope_theta: number;
+  max_position_embeddings: number;
+  hidden_act: string;
+  rms_norm_eps: number;
+  embedding_multiplier: number;
+  residual_multiplier: number;
+  /** Logits are divided by this. */
+  logits_scaling: number;
+  /** Routed experts per layer; 0 = dense (shared MLP only). */
+  num_local_experts: number;
+  num_experts_per_tok: number;
+  intermediate_size: number;
+  shared_intermediate_size: number;
+  router_aux_loss_coef: number;
+  mamba_n_heads: number;
+  /** Resolved from `"auto"` to (mamba_expand · hidden_size) / mamba_n_heads. */
+  mamba_d_head: number;
+  mamba_expand: number;
+  mamba_d_state: number;
+  mamba_n_groups: number;
+  mamba_d_conv: number;
+  mamba_chunk_size: number;
+  mamba_conv_bias: boolean;
+  mamba_proj_bias: boolean;
+  /** (lo, hi) clamp of dt after softplus; (0, ∞) is a no-op. */
+  time_step_limit: [number, number];
+  tie_word_embeddings: boolean;
+  bos_token_id: number | null;
+  /** One id or several; generation stops on any. */
+  eos_token_id: number | number[] | null;
+  pad_token_id: number | null;
+  /** Storage dtype of the released weights (informational: graniteflow computes in float32). */
+  torch_dtype: string | null;
+}
+
+/** Kinds of sequence mixer a layer can have. */
+export type LayerType = 'mamba' | 'attention';
+
+/** A config.json value that is missing, of the wrong type or inconsistent, named by its key. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+
+  constructor(
+    readonly field: string,
+    detail: string,
+    readonly source?: string,
+  ) {
+    super(`${source ? `${source}: ` : ''}config field "${field}" ${detail}`);
+  }
+}
+
+/** HF `GraniteMoeHybridConfig` defaults (GRANITE.md §2); released checkpoints override many. */
+const DEFAULTS = {
+  vocab_size: 32000,
+  hidden_size: 4096,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  attention_bias: false,
+  attention_multiplier: 1.0,
+  position_embedding_type: null,
+  rope_theta: 10000.0,
+  max_position_embeddings: 2048,
+  hidden_act: 'silu',
+  rms_norm_eps: 1e-6,
+  embedding_multiplier: 1.0,
+  residual_multiplier: 1.0,
+  logits_scaling: 1.0,
+  num_local_experts: 8,
+  num_experts_per_tok: 2,
+  intermediate_size: 11008,
+  shared_intermediate_size: 1024,
+  router_aux_loss_coef: 0.001,
+  mamba_n_heads: 128,
+  mamba_expand: 2,
+  mamba_d_state: 256,
+  mamba_n_groups: 1,
+  mamba_d_conv: 4,
+  mamba_chunk_size: 256,
+  mamba_conv_bias: true,
+  mamba_proj_bias: false,
+  tie_word_embeddings: false,
+  bos_token_id: 1,
+  eos_token_id: 2,
+  pad_token_id: null,
+  torch_dtype: null,
+} as const;
+
+type Raw = Record<string, unknown>;
+
+class Reader {
+  constructor(
+    private readonly raw: Raw,
+    private readonly source?: string,
+  ) {}
+
+  private value(key: string): unknown {
+    return this.raw[key];
+  }
+
+  fail(key: string, detail: string): never {
+    throw new ConfigError(key, detail, this.source);
+  }
+
+  int(key: keyof typeof DEFAULTS | string, min = 0): number {
+    const v = this.value(key) ?? (DEFAULTS as Raw)[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+      this.fail(key, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  num(key: string, { positive = false } = {}): number {
+    const v = this.value(key) ?? (DEFAULTS as Raw)[key];
+    if (typeof v !== 'number' || !Number.isFinite(v) || (positive && v <= 0)) {
+      this.fail(key, `must be a ${positive ? 'positive ' : ''}finite number, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  bool(key: string): boolean {
+    const v = this.value(key) ?? (DEFAULTS as Raw)[key];
+    if (typeof v !== 'boolean') this.fail(key, `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  str(key: string): string {
+    const v = this.value(key) ?? (DEFAULTS as Raw)[key];
+    if (typeof v !== 'string') this.fail(key, `must be a string, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  optionalStr(key: string): string | null {
+    const v = this.value(key) ?? (DEFAULTS as Raw)[key] ?? null;
+    if (v !== null && typeof v !== 'string') this.fail(key, `must be a string or null, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  optionalId(key: string): number | null {
+    const v = this.value(key) === undefined ? (DEFAULTS as Raw)[key] : this.value(key);
+    if (v === null || v === undefined) return null;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+      this.fail(key, `must be a token id (integer >= 0) or null, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  raw_(key: string): unknown {
+    return this.value(key);
+  }
+}
+
+function parseLayerTypes(r: Reader, raw: Raw, layers: number): LayerType[] {
+  const key = raw.layer_types != null ? 'layer_types' : 'layers_block_type';
+  const v = raw[key];
+  if (v == null) return Array<LayerType>(layers).fill('mamba');
+  if (!Array.isArray(v)) r.fail(key, `must be a list of "mamba" / "attention", got ${JSON.stringify(v)}`);
+  if (v.length !== layers) {
+    r.fail(key, `has ${v.length} entries but num_hidden_layers is ${layers}`);
+  }
+  v.forEach((t, i) => {
+    if (t !== 'mamba' && t !== 'attention') {
+      r.fail(key, `entry ${i} is ${JSON.stringify(t)}; expected "mamba" or "attention"`);
+    }
+  });
+  return v as LayerType[];
+}
+
+function parseRopeTheta(r: Reader, raw: Raw): number {
+  const params = raw.rope_parameters;
+  if (params !== null && typeof params === 'object' && 'rope_theta' in params) {
+    const theta = (params as Raw).rope_theta;
+    if (typeof theta !== 'number' || theta <= 0) {
+      r.fail('rope_parameters.rope_theta', `must be a positive number, got ${JSON.stringify(theta)}`);
+    }
+    return theta;
+  }
+  return r.num('rope_theta', { positive: true });
+}
+
+function parseTimeStepLimit(r: Reader, raw: Raw): [number, number] {
+  const v = raw.time_step_limit;
+  if (v == null) return [0, Infinity];
+  if (!Array.isArray(v) || v.length !== 2) r.fail('time_step_limit', `must be [lo, hi], got ${JSON.stringify(v)}`);
+  const [lo, hi] = v.map((x) => (x === null || x === 'inf' || x === 'Infinity' ? Infinity : x));
+  if (typeof lo !== 'number' || typeof hi !== 'number' || !(lo <= hi)) {
+    r.fail('time_step_limit', `must be [lo, hi] with lo <= hi, got ${JSON.stringify(v)}`);
+  }
+  return [lo, hi];
+}
+
+function parseEos(r: Reader, raw: Raw): number | number[] | null {
+  const v = raw.eos_token_id === undefined ? DEFAULTS.eos_token_id : raw.eos_token_id;
+  if (v === null) return null;
+  if (Array.isArray(v)) {
+    if (!v.every((x) => Number.isInteger(x) && x >= 0)) r.fail('eos_token_id', `must hold token ids, got ${JSON.stringify(v)}`);
+    return v as number[];
+  }
+  return r.optionalId('eos_token_id');
+}
+
+/**
+ * Parses and validates a `config.json` object. Unknown keys are dropped; missing keys take HF's
+ * defaults. Throws {@link ConfigError} naming the field.
+ *
+ * @param source named in errors (the config file path)
+ */
+export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError('(root)', 'must be a JSON object', source);
+  }
+  const obj = raw as Raw;
+  const r = new Reader(obj, source);
+  const modelType = obj.model_type ?? 'granitemoehybrid';
+  if (modelType !== 'granitemoehybrid') {
+    r.fail('model_type', `is ${JSON.stringify(modelType)}; this loader handles "granitemoehybrid"`);
+  }
+  const hidden = r.int('hidden_size', 1);
+  const layers = r.int('num_hidden_layers', 1);
+  const heads = r.int('num_attention_heads', 1);
+  const kvHeads = obj.num_key_value_heads == null ? heads : r.int('num_key_value_heads', 1);
+  const mambaHeads = r.int('mamba_n_heads', 1);
+  const expand = r.int('mamba_expand', 1);
+  const dHeadRaw = obj.mamba_d_head ?? 'auto';
+  let dHead: number;
+  if (dHeadRaw === 'auto') {
+    if ((expand * hidden) % mambaHeads !== 0) {
+      r.fail('mamba_d_head', `is "auto" but mamba_expand·hidden_size = ${expand * hidden} is not divisible by mamba_n_heads = ${mambaHeads}`);
+    }
+    dHead = (expand * hidden) / mambaHeads;
+  } else {
+    dHead = r.int('mamba_d_head', 1);
+  }
+  const cfg: GraniteMoeHybridConfig = {
+    model_type: 'granitemoehybrid',
+    vocab_size: r.int('vocab_size', 1),
+    hidden_size: hidden,
+    num_hidden_layers: layers,
+    layer_types: parseLayerTypes(r, obj, layers),
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    attention_bias: r.bool('attention_bias'),
+    attention_multiplier: r.num('attention_multiplier', { positive: true }),
+    position_embedding_type: r.optionalStr('position_embedding_type'),
+    rope_theta: parseRopeTheta(r, obj),
+    max_position_embeddings: r.int('max_position_embeddings', 1),
+    hidden_act: r.str('hidden_act'),
+    rms_norm_eps: r.num('rms_norm_eps', { positive: true }),
+    embedding_multiplier: r.num('embedding_multiplier'),
+    residual_multiplier: r.num('residual_multiplier'),
+    logits_scaling: r.num('logits_scaling', { positive: true }),
+    num_local_experts: r.int('num_local_experts', 0),
+    num_experts_per_tok: r.int('num_experts_per_tok', 0),
+    intermediate_size: r.int('intermediate_size', 0),
+    shared_intermediate_size: r.int('shared_intermediate_size', 1),
+    router_aux_loss_coef: r.num('router_aux_loss_coef'),
+    mamba_n_heads: mambaHeads,
+    mamba_d_head: dHead,
+    mamba_expand: expand,
+    mamba_d_state: r.int('mamba_d_state', 1),
+    mamba_n_groups: r.int('mamba_n_groups', 1),
+    mamba_d_conv: r.int('mamba_d_conv', 1),
+    mamba_chunk_size: r.int('mamba_chunk_size', 1),
+    mamba_conv_bias: r.bool('mamba_conv_bias'),
+    mamba_proj_bias: r.bool('mamba_proj_bias'),
+    time_step_limit: parseTimeStepLimit(r, obj),
+    tie_word_embeddings: r.bool('tie_word_embeddings'),
+    bos_token_id: r.optionalId('bos_token_id'),
+    eos_token_id: parseEos(r, obj),
+    pad_token_id: r.optionalId('pad_token_id'),
+    torch_dtype: typeof (obj.torch_dtype ?? obj.dtype) === 'string' ? ((obj.torch_dtype ?? obj.dtype) as string) : null,
+  };
+  validate(cfg, r);
+  return cfg;
+}
+
+function validate(cfg: GraniteMoeHybridConfig, r: Reader): void {
+  if (cfg.hidden_act !== 'silu') r.fail('hidden_act', `is "${cfg.hidden_act}"; only "silu" is supported`);
+  const hasAttention = cfg.layer_types.includes('attention');
+  const hasMamba = cfg.layer_types.includes('mamba');
+  if (hasAttention) {
+    if (cfg.hidden_size % cfg.num_attention_heads !== 0) {
+      r.fail('num_attention_heads', `(${cfg.num_attention_heads}) must divide hidden_size (${cfg.hidden_size})`);
+    }
+    if (cfg.num_attention_heads % cfg.num_key_value_heads !== 0) {
+      r.fail('num_key_value_heads', `(${cfg.num_key_value_heads}) must divide num_attention_heads (${cfg.num_attention_heads})`);
+    }
+  }
+  if (hasMamba) {
+    if (cfg.mamba_n_heads * cfg.mamba_d_head !== cfg.mamba_expand * cfg.hidden_size) {
+      r.fail('mamba_d_head', `× mamba_n_heads = ${cfg.mamba_n_heads * cfg.mamba_d_head} must equal mamba_expand × hidden_size = ${cfg.mamba_expand * cfg.hidden_size}`);
+    }
+    if (cfg.mamba_n_heads % cfg.mamba_n_groups !== 0) {
+      r.fail('mamba_n_groups', `(${cfg.mamba_n_groups}) must divide mamba_n_heads (${cfg.mamba_n_heads})`);
+    }
+  }
+  if (cfg.num_local_experts > 0) {
+    if (cfg.num_experts_per_tok < 1 || cfg.num_experts_per_tok > cfg.num_local_experts) {
+      r.fail('num_experts_per_tok', `must be between 1 and num_local_experts (${cfg.num_local_experts}), got ${cfg.num_experts_per_tok}`);
+    }
+    if (cfg.intermediate_size < 1) r.fail('intermediate_size', 'must be >= 1 when num_local_experts > 0');
+  }
+}
+
+/** Size of each attention head (there is no `head_dim` key in these configs). */
+export function headDim(cfg: GraniteMoeHybridConfig): number {
+  return cfg.hidden_size / cfg.num_attention_heads;
+}
+
+/** True when the feed-forward has routed experts (otherwise only the shared MLP). */
+export function useMoe(cfg: GraniteMoeHybridConfig): boolean {
+  return cfg.num_local_experts > 0;
+}
+
+/** True when attention layers apply rotary embeddings (only `position_embedding_type == "rope"`). */
+export function usesRope(cfg: GraniteMoeHybridConfig): boolean {
+  return cfg.position_embedding_type === 'rope';
+}
+
+/** Inner width of a Mamba mixer, Hm·P. */
+export function mambaInnerSize(cfg: GraniteMoeHybridConfig): number {
+  return cfg.mamba_n_heads * cfg.mamba_d_head;
+}
+
+/** Channels through the Mamba conv (x, B, C). */
+export function mambaConvDim(cfg: GraniteMoeHybridConfig): number {
+  return mambaInnerSize(cfg) + 2 * cfg.mamba_n_groups * cfg.mamba_d_state;
+}
+
+/** The eos ids as a list. */
+export function eosTokenIds(cfg: GraniteMoeHybridConfig): number[] {
+  const e = cfg.eos_token_id;
+  return e === null ? [] : Array.isArray(e) ? e : [e];
+}

@@ -1,0 +1,99 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, RMSNorm } from '@graniteflow/core';
+import { Mamba2Mixer, MambaCache, type Mamba2Config } from '@graniteflow/ops-mamba';
+import { SharedMLP, SparseMoE } from '@graniteflow/ops-moe';
+import { KVCache } from '../../cache/kv_cache';
+import type { LayerCache } from '../../cache/hybrid_cache';
+import { GraniteAttention, type AttentionContext } from './attention';
+import { useMoe, type GraniteMoeHybridConfig, type LayerType } from './config';
+
+/** The Mamba-2 mixer settings of a Granite config. */
+export function mambaConfig(cfg: GraniteMoeHybridConfig): Mamba2Config {
+  return {
+    hiddenSize: cfg.hidden_size,
+    numHeads: cfg.mamba_n_heads,
+    headDim: cfg.mamba_d_head,
+    stateSize: cfg.mamba_d_state,
+    nGroups: cfg.mamba_n_groups,
+    convKernel: cfg.mamba_d_conv,
+    chunkSize: cfg.mamba_chunk_size,
+    eps: cfg.rms_norm_eps,
+    convBias: cfg.mamba_conv_bias,
+    projBias: cfg.mamba_proj_bias,
+    timeStepLimit: cfg.time_step_limit,
+  };
+}
+
+/** What a layer needs besides its input. */
+export interface LayerContext {
+  attention: AttentionContext;
+  /** [B, T] 1 = real token, 0 = left padding; null when the batch has no padding. */
+  paddingMask: tf.Tensor | null;
+}
+
+/**
+ * One pre-norm block (GRANITE.md §3): a Mamba-2 or attention mixer, then the shared MLP plus the
+ * routed experts, each branch scaled by `residual_multiplier` before its residual add.
+ */
+export class GraniteMoeHybridDecoderLayer extends Module {
+  readonly input_layernorm: RMSNorm;
+  readonly mamba?: Mamba2Mixer;
+  readonly self_attn?: GraniteAttention;
+  readonly post_attention_layernorm: RMSNorm;
+  readonly shared_mlp: SharedMLP;
+  readonly block_sparse_moe?: SparseMoE;
+  private readonly residualMultiplier: number;
+
+  constructor(
+    cfg: GraniteMoeHybridConfig,
+    readonly layerType: LayerType,
+  ) {
+    super();
+    this.residualMultiplier = cfg.residual_multiplier;
+    this.input_layernorm = new RMSNorm(cfg.hidden_size, cfg.rms_norm_eps);
+    if (layerType === 'mamba') this.mamba = new Mamba2Mixer(mambaConfig(cfg));
+    else this.self_attn = new GraniteAttention(cfg);
+    this.post_attention_layernorm = new RMSNorm(cfg.hidden_size, cfg.rms_norm_eps);
+    this.shared_mlp = new SharedMLP({
+      hiddenSize: cfg.hidden_size,
+      sharedIntermediateSize: cfg.shared_intermediate_size,
+    });
+    if (useMoe(cfg)) {
+      this.block_sparse_moe = new SparseMoE({
+        hiddenSize: cfg.hidden_size,
+        intermediateSize: cfg.intermediate_size,
+        numExperts: cfg.num_local_experts,
+        topK: cfg.num_experts_per_tok,
+      });
+    }
+  }
+
+  /** An empty cache of the right kind for this layer. */
+  makeCache(batch: number): LayerCache {
+    return this.mamba ? this.mamba.makeCache(batch) : new KVCache();
+  }
+
+  /** x [B, T, H] → [B, T, H]; updates `cache` in place when given. */
+  forward(x: tf.Tensor, ctx: LayerContext, cache?: LayerCache): tf.Tensor {
+    return tf.tidy(() => {
+      const h = this.input_layernorm.forward(x);
+      let mixed: tf.Tensor;
+      if (this.mamba) {
+        if (cache !== undefined && !(cache instanceof MambaCache)) {
+          throw new TypeError('A Mamba layer was given an attention cache; the cache does not match the model.');
+        }
+        mixed = this.mamba.forward(h, { cache, mask: ctx.paddingMask ?? undefined });
+      } else {
+        if (cache !== undefined && !(cache instanceof KVCache)) {
+          throw new TypeError('An attention layer was given a Mamba cache; the cache does not match the model.');
+        }
+        mixed = this.self_attn!.forward(h, ctx.attention, cache);
+      }
+      const afterMixer = tf.add(x, tf.mul(mixed, this.residualMultiplier));
+      const g = this.post_attention_layernorm.forward(afterMixer);
+      let ffn = this.shared_mlp.forward(g);
+      if (this.block_sparse_moe) ffn = tf.add(ffn, this.block_sparse_moe.forward(g));
+      return tf.add(afterMixer, tf.mul(ffn, this.residualMultiplier));
+    });
+  }
+}

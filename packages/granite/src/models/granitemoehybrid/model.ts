@@ -1,0 +1,154 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Embedding, Linear, Module, RMSNorm } from '@graniteflow/core';
+import { HybridCache } from '../../cache/hybrid_cache';
+import type { AttentionContext } from './attention';
+import { usesRope, headDim, type GraniteMoeHybridConfig } from './config';
+import { GraniteMoeHybridDecoderLayer } from './decoder_layer';
+import { ropeAngles } from './rope';
+
+/** Options of {@link GraniteMoeHybridForCausalLM.forward}. */
+export interface ForwardOptions {
+  /** Continue from (and update) this cache. */
+  cache?: HybridCache;
+  /** [B, T] for the new tokens: 1 = real, 0 = left padding. Omit when nothing is padded. */
+  attentionMask?: tf.Tensor2D;
+  /** Which positions get logits: every one, only the last (decoding), or none. Default `'all'`. */
+  logits?: 'all' | 'last' | 'none';
+  /** Also return the residual stream after the embeddings and after every layer. */
+  hiddenStates?: boolean;
+}
+
+/** Result of a forward pass; the caller owns (and disposes) every tensor. */
+export interface ForwardOutput {
+  /** [B, T or 1, vocab_size], already divided by `logits_scaling`. */
+  logits?: tf.Tensor3D;
+  /** [layers + 1] × [B, T, H]: embeddings × multiplier, then the output of each layer. */
+  hiddenStates?: tf.Tensor3D[];
+}
+
+/** Additive scores masks are built with: exp() of it is exactly 0 in float32, and it never makes NaN. */
+const MASKED = -1e9;
+
+/** The `model.` subtree of the checkpoint: embeddings, layers, final norm. */
+export class GraniteMoeHybridModel extends Module {
+  readonly embed_tokens: Embedding;
+  readonly layers: GraniteMoeHybridDecoderLayer[];
+  readonly norm: RMSNorm;
+
+  constructor(readonly config: GraniteMoeHybridConfig) {
+    super();
+    this.embed_tokens = new Embedding(config.vocab_size, config.hidden_size);
+    this.layers = config.layer_types.map((t) => new GraniteMoeHybridDecoderLayer(config, t));
+    this.norm = new RMSNorm(config.hidden_size, config.rms_norm_eps);
+  }
+}
+
+/**
+ * `GraniteMoeHybridForCausalLM`: the Granite 4.0 hybrid language model (GRANITE.md §3). Parameter
+ * names equal the checkpoint keys (`model.layers.3.mamba.A_log`), so loading is a strict tree walk.
+ */
+export class GraniteMoeHybridForCausalLM extends Module {
+  readonly model: GraniteMoeHybridModel;
+  /** Absent when the head is tied to `model.embed_tokens.weight` (the released models). */
+  readonly lm_head?: Linear;
+
+  constructor(readonly config: GraniteMoeHybridConfig) {
+    super();
+    this.model = new GraniteMoeHybridModel(config);
+    if (!config.tie_word_embeddings) this.lm_head = new Linear(config.hidden_size, config.vocab_size);
+  }
+
+  /** An empty cache for `batch` sequences, one entry per layer. */
+  makeCache(batch = 1): HybridCache {
+    return new HybridCache(
+      this.model.layers.map((l) => l.makeCache(batch)),
+      batch,
+    );
+  }
+
+  /** Runs input ids [B, T] (int32) through the model, continuing from `options.cache` if given. */
+  forward(inputIds: tf.Tensor2D, options: ForwardOptions = {}): ForwardOutput {
+    const { cache, attentionMask } = options;
+    const [batch, time] = inputIds.shape;
+    if (cache && cache.batchSize !== batch) {
+      throw new RangeError(`The cache holds ${cache.batchSize} sequences but the input has ${batch}.`);
+    }
+    if (attentionMask && (attentionMask.shape[0] !== batch || attentionMask.shape[1] !== time)) {
+      throw new RangeError(`attentionMask must be [${batch}, ${time}] like the input ids, got [${attentionMask.shape}].`);
+    }
+    const cfg = this.config;
+    const wantHidden = options.hiddenStates ?? false;
+    const result = tf.tidy(() => {
+      const mask = attentionMask ? (tf.cast(attentionMask, 'float32') as tf.Tensor2D) : null;
+      const ctx = {
+        attention: this.attentionContext(batch, time, cache, mask),
+        paddingMask: mask,
+      };
+      let x = tf.mul(this.model.embed_tokens.forward(inputIds), cfg.embedding_multiplier) as tf.Tensor3D;
+      const hidden: tf.Tensor3D[] = wantHidden ? [x] : [];
+      this.model.layers.forEach((layer, i) => {
+        x = layer.forward(x, ctx, cache?.layers[i]) as tf.Tensor3D;
+        if (wantHidden) hidden.push(x);
+      });
+      cache?.advance(time, mask);
+      const out: { logits?: tf.Tensor3D; hidden: tf.Tensor3D[] } = { hidden };
+      const which = options.logits ?? 'all';
+      if (which !== 'none') {
+        const kept = which === 'last' ? tf.slice(x, [0, time - 1, 0], [batch, 1, cfg.hidden_size]) : x;
+        out.logits = this.logitsOf(this.model.norm.forward(kept) as tf.Tensor3D);
+      }
+      return out;
+    });
+    return {
+      logits: result.logits,
+      hiddenStates: wantHidden ? result.hidden : undefined,
+    };
+  }
+
+  /** Normed hidden states [B, T, H] → logits [B, T, V] ÷ logits_scaling. */
+  private logitsOf(h: tf.Tensor3D): tf.Tensor3D {
+    const [batch, time, width] = h.shape;
+    const head = this.lm_head ? this.lm_head.weight.value : this.model.embed_tokens.weight.value;
+    const flat = tf.matMul(tf.reshape(h, [batch * time, width]), head, false, true);
+    return tf.reshape(tf.div(flat, this.config.logits_scaling), [batch, time, this.config.vocab_size]);
+  }
+
+  /** Causal + padding mask for the new tokens against every cached one, and RoPE angles if used. */
+  private attentionContext(
+    batch: number,
+    time: number,
+    cache: HybridCache | undefined,
+    mask: tf.Tensor2D | null,
+  ): AttentionContext {
+    const past = cache?.seqLength ?? 0;
+    const span = past + time;
+    const pastMask = cache?.mask ?? null;
+    const keyMask =
+      mask || pastMask
+        ? tf.concat(
+            [pastMask ?? tf.ones([batch, past]), mask ?? tf.ones([batch, time])],
+            1,
+          ) // [B, S]
+        : null;
+    const queryPos = tf.add(tf.range(0, time, 1, 'int32'), past); // absolute positions [T]
+    const causal = tf.lessEqual(tf.reshape(tf.range(0, span, 1, 'int32'), [1, span]), tf.reshape(queryPos, [time, 1])); // [T, S]
+    let allowed: tf.Tensor = tf.reshape(causal, [1, time, span]);
+    if (keyMask) allowed = tf.logicalAnd(allowed, tf.cast(tf.reshape(keyMask, [batch, 1, span]), 'bool'));
+    const additive = tf.reshape(tf.where(allowed, tf.zeros(allowed.shape), tf.fill(allowed.shape, MASKED)), [
+      allowed.shape[0],
+      1,
+      1,
+      time,
+      span,
+    ]);
+    const ctx: AttentionContext = { mask: additive };
+    if (usesRope(this.config)) {
+      // Positions count real tokens only, as HF builds position_ids = cumsum(mask) − 1.
+      const base = pastMask ? tf.sum(pastMask, 1, true) : tf.fill([batch, 1], past);
+      const offsets = mask ? tf.sub(tf.cumsum(mask, 1), 1) : tf.tile(tf.reshape(tf.range(0, time), [1, time]), [batch, 1]);
+      const positions = tf.maximum(tf.add(base, offsets), 0) as tf.Tensor2D;
+      ctx.rope = ropeAngles(positions, headDim(this.config), this.config.rope_theta);
+    }
+    return ctx;
+  }
+}
