@@ -2,25 +2,25 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { SelectiveScanAttrs, SelectiveScanInputs } from '../kernel_names';
 import { decayRateReference, discretizeDtReference } from './discretize_reference';
 
-/** [Q, Q] with ones where l − s ≥ offset (l = row, s = column), zeros elsewhere. */
-function triangle(Q: number, offset: number): tf.Tensor {
+/** [Q, Q] with ones where column − row ≥ offset, zeros elsewhere. */
+function upperTriangle(Q: number, offset: number): tf.Tensor {
   const m = new Float32Array(Q * Q);
-  for (let l = 0; l < Q; l++) for (let s = 0; s <= l - offset; s++) m[l * Q + s] = 1;
+  for (let r = 0; r < Q; r++) for (let c = r + offset; c < Q; c++) m[r * Q + c] = 1;
   return tf.tensor2d(m, [Q, Q]);
 }
 
 /**
- * exp of the segment sums of `a` [..., Q]: out[..., l, s] = exp(Σ_{i=s+1}^{l} a_i) for l ≥ s and
- * exactly 0 above the diagonal (P24). The sums come from a masked cumulative sum (as HF does) rather
- * than Acum[l] − Acum[s]: more accurate, and no −∞ ever enters the graph, so gradients stay finite.
+ * exp of the segment sums of `a` [..., Q], laid out transposed: out[..., s, l] =
+ * exp(Σ_{i=s+1}^{l} a_i) for l ≥ s and exactly 0 for l < s (P24). The sums come from a masked
+ * cumulative sum (as HF does) rather than Acum[l] − Acum[s]: more accurate, and no −∞ ever enters
+ * the graph, so gradients stay finite. The [s, l] layout keeps the cumsum on the last axis: tfjs
+ * 4.22's cumsum gradient transposes its result wrongly for any other axis.
  */
-function segmentSumExp(a: tf.Tensor, Q: number): tf.Tensor {
+function segmentSumExpT(a: tf.Tensor, Q: number): tf.Tensor {
   return tf.tidy(() => {
-    const strictLower = triangle(Q, 1); // l > s
-    const lower = triangle(Q, 0); // l ≥ s
-    const rep = tf.mul(tf.expandDims(a, -1), strictLower); // [..., Q(l), Q(s)] = a_l for l > s
-    const seg = tf.cumsum(rep, rep.rank - 2); // Σ_{s < i ≤ l} a_i (tfjs cumsum wants a non-negative axis)
-    return tf.mul(tf.exp(seg), lower);
+    const rep = tf.mul(tf.expandDims(a, -2), upperTriangle(Q, 1)); // [..., Q(s), Q(l)] = a_l for l > s
+    const seg = tf.cumsum(rep, rep.rank - 1); // Σ_{s < i ≤ l} a_i (tfjs cumsum wants a non-negative axis)
+    return tf.mul(tf.exp(seg), upperTriangle(Q, 0));
   });
 }
 
@@ -53,9 +53,10 @@ export function selectiveScanReference(inputs: SelectiveScanInputs, attrs: Selec
     const aCum = tf.cumsum(aC, 3); // [B, Hm, nc, Q]
 
     // 1. Intra-chunk (diagonal blocks).
-    const L = tf.transpose(tf.reshape(segmentSumExp(aC, Q), [batch, G, hpg, nc, Q, Q]), [0, 3, 1, 2, 4, 5]); // [B, nc, G, hpg, Q, Q]
-    const cb = tf.expandDims(tf.matMul(cC, bC, false, true), 3); // [B, nc, G, 1, Q, Q]
-    const yDiag = tf.matMul(tf.mul(L, cb), xdC); // [B, nc, G, hpg, Q, P]
+    // Both [s, l] matrices; the matmul transposes them back.
+    const LT = tf.transpose(tf.reshape(segmentSumExpT(aC, Q), [batch, G, hpg, nc, Q, Q]), [0, 3, 1, 2, 4, 5]); // [B, nc, G, hpg, Q(s), Q(l)]
+    const bcT = tf.expandDims(tf.matMul(bC, cC, false, true), 3); // [B, nc, G, 1, Q(s), Q(l)] = B_s·C_l
+    const yDiag = tf.matMul(tf.mul(LT, bcT), xdC, true, false); // [B, nc, G, hpg, Q(l), P]
 
     // 2. Chunk-local end states, as if each chunk started from zero.
     const aLast = tf.slice(aCum, [0, 0, 0, Q - 1], [-1, -1, -1, 1]); // [B, Hm, nc, 1]

@@ -20,10 +20,10 @@ export function selectiveStateUpdateReference(
     // Heads as [G, hpg]: head h = g·hpg + j reads group g (P12).
     const xd = tf.reshape(tf.mul(x, tf.expandDims(dt, -1)), [batch, G, hpg, P, 1]);
     const b = tf.reshape(B, [batch, G, 1, 1, N]);
-    const c = tf.reshape(C, [batch, G, 1, N, 1]);
+    const c = tf.reshape(C, [batch, G, 1, 1, N]);
     const s = tf.reshape(state, [batch, G, hpg, P, N]);
     const newState = tf.add(tf.mul(s, tf.reshape(decay, [batch, G, hpg, 1, 1])), tf.mul(xd, b)); // [B, G, hpg, P, N]
-    const read = tf.matMul(newState, tf.broadcastTo(c, [batch, G, hpg, N, 1])); // [B, G, hpg, P, 1]
+    const read = tf.sum(tf.mul(newState, c), -1); // [B, G, hpg, P]
     const y = tf.add(tf.reshape(read, [batch, Hm, P]), tf.mul(x, tf.reshape(D, [Hm, 1])));
     return [y, tf.reshape(newState, [batch, Hm, P, N])];
   });
