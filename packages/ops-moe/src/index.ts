@@ -1,1 +1,25 @@
-export {};
+/**
+ * Sparse mixture-of-experts for TensorFlow.js: top-k router, sorted dispatch, grouped SwiGLU
+ * experts, combine, the shared MLP, the load-balancing loss, and the Granite-named modules.
+ * @module ops-moe
+ */
+import './register_kernels';
+
+export * from './kernel_names';
+export { topKRouter, type TopKRouting } from './ops/top_k_router';
+export { topKRouterReference } from './ops/top_k_router_reference';
+export { moeDispatch, type MoeDispatchResult } from './ops/moe_dispatch';
+export { moeDispatchReference } from './ops/moe_dispatch_reference';
+export { moeCombine } from './ops/moe_combine';
+export { moeCombineReference } from './ops/moe_combine_reference';
+export { swiglu } from './ops/swiglu';
+export { swigluReference } from './ops/swiglu_reference';
+export { GEMV_MAX_TOKENS, moeExperts, type MoeExpertsOptions, type MoeExpertsPath } from './ops/moe_experts';
+export { moeExpertsReference } from './ops/moe_experts_reference';
+export { sparseMoe, type SparseMoeResult } from './ops/sparse_moe';
+export { sparseMoeReference } from './ops/sparse_moe_reference';
+export { loadBalancingLoss } from './ops/load_balancing_loss';
+export { ExpertLinear, MoeRouter, SparseMoE, type SparseMoEConfig } from './modules/sparse_moe';
+export { SharedMLP, type SharedMLPConfig } from './modules/shared_mlp';
+export { MOE_KERNELS } from './register_kernels';
+export { wasmSimdHeap } from './kernels/simd/wasm_heap';

@@ -1,0 +1,60 @@
+/**
+ * Kernel identities of @graniteflow/ops-moe: one PascalCase name per kernel with its typed inputs
+ * and attrs, gathered in {@link MoeKernelSpecs}.
+ */
+import type { Tensor } from '@tensorflow/tfjs-core';
+
+/** Top-k routing: top-k of raw logits, softmax over the k selected only (GRANITE.md P11). */
+export const MoeTopKRouter = 'MoeTopKRouter';
+/** `logits` [N, E] float32. */
+export type MoeTopKRouterInputs = { logits: Tensor };
+/** `k` experts per token, 1 ≤ k ≤ E. */
+export type MoeTopKRouterAttrs = { k: number };
+
+/** Dispatch: token slots sorted by expert (stable), with per-expert offsets. */
+export const MoeDispatch = 'MoeDispatch';
+/** `indices` [N, k] int32 expert ids. */
+export type MoeDispatchInputs = { indices: Tensor };
+export type MoeDispatchAttrs = { numExperts: number };
+
+/** Combine: weighted scatter-add of expert outputs (sorted slot order) back to token order. */
+export const MoeCombine = 'MoeCombine';
+/** `expertOutputs` [N·k, H] in dispatch order; `order` [N·k] int32 slot ids; `weights` [N, k]. */
+export type MoeCombineInputs = { expertOutputs: Tensor; order: Tensor; weights: Tensor };
+export type MoeCombineAttrs = Record<string, never>;
+
+/** SwiGLU on packed halves: `silu(a[..., :I]) ⊙ a[..., I:]`. */
+export const MoeSwiGLU = 'MoeSwiGLU';
+/** `a` [..., 2I] float32. */
+export type MoeSwiGLUInputs = { a: Tensor };
+export type MoeSwiGLUAttrs = Record<string, never>;
+
+/**
+ * Routed experts computed row by row from the packed weights in place (the decode path): only the
+ * selected experts' weights are read.
+ */
+export const MoeExpertsGemv = 'MoeExpertsGemv';
+/**
+ * `x` [N, H]; `inputLinear` [E, 2I, H]; `outputLinear` [E, H, I]; `indices` [N, k] int32;
+ * `weights` [N, k].
+ */
+export type MoeExpertsGemvInputs = {
+  x: Tensor;
+  inputLinear: Tensor;
+  outputLinear: Tensor;
+  indices: Tensor;
+  weights: Tensor;
+};
+export type MoeExpertsGemvAttrs = Record<string, never>;
+
+/** Every kernel of this package with its inputs and attrs. */
+export interface MoeKernelSpecs {
+  [MoeTopKRouter]: { inputs: MoeTopKRouterInputs; attrs: MoeTopKRouterAttrs };
+  [MoeDispatch]: { inputs: MoeDispatchInputs; attrs: MoeDispatchAttrs };
+  [MoeCombine]: { inputs: MoeCombineInputs; attrs: MoeCombineAttrs };
+  [MoeSwiGLU]: { inputs: MoeSwiGLUInputs; attrs: MoeSwiGLUAttrs };
+  [MoeExpertsGemv]: { inputs: MoeExpertsGemvInputs; attrs: MoeExpertsGemvAttrs };
+}
+
+/** Names of the kernels in {@link MoeKernelSpecs}. */
+export type MoeKernelName = keyof MoeKernelSpecs;

@@ -1,0 +1,62 @@
+import { defineKernel } from '@graniteflow/core';
+import { MoeExpertsGemv, type MoeExpertsGemvAttrs, type MoeExpertsGemvInputs } from '../kernel_names';
+import { moeExpertsReference } from '../ops/moe_experts_reference';
+import { jsMatVec, moeExpertsGemvImpl, type MatVec } from './MoeExpertsGemv_impl';
+import type { SimdHeap } from './simd/gemv_simd';
+import { wasmSimdHeap } from './simd/wasm_heap';
+
+/** A {@link MatVec} over arrays that all live in `heap`: byte addresses into the SIMD routine. */
+function simdMatVec(heap: SimdHeap): MatVec {
+  return (w, wOff, x, xOff, y, yOff, rows, cols, alpha, beta) =>
+    heap.gemv(w.byteOffset + wOff * 4, x.byteOffset + xOff * 4, y.byteOffset + yOff * 4, rows, cols, alpha, beta);
+}
+
+/**
+ * Routed experts from the packed weights, read in place: on wasm the rows of the selected experts
+ * go through a WebAssembly SIMD matrix-vector routine on the tfjs heap (no copy, unselected experts
+ * untouched); on cpu through plain JS loops. Made for few tokens (decode); its cost grows with
+ * N·k expert reads. Gradient: autodiff of the naive per-slot reference.
+ */
+export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpertsGemvAttrs>({
+  name: MoeExpertsGemv,
+  inputNames: ['x', 'inputLinear', 'outputLinear', 'indices', 'weights'],
+  reference: ({ x, inputLinear, outputLinear, indices, weights }) => [
+    moeExpertsReference(x, inputLinear, outputLinear, indices, weights),
+  ],
+  fused: {
+    outputs: ({ x }) => [{ shape: x.shape, dtype: 'float32' }],
+    compute: ({ x, inputLinear, outputLinear, indices, weights }, [y], shapes) => {
+      const [n, h] = shapes.x;
+      const [, twoI] = shapes.inputLinear;
+      const i = twoI / 2;
+      const k = shapes.indices[1];
+      const dims = { n, h, i, k };
+      const args = [
+        x as Float32Array,
+        inputLinear as Float32Array,
+        outputLinear as Float32Array,
+        indices as Int32Array,
+        weights as Float32Array,
+        y as Float32Array,
+        dims,
+      ] as const;
+      const heap = wasmSimdHeap();
+      // The scratch must already be reserved: reserving here could grow the heap under our views.
+      const onHeap = heap !== null && [x, inputLinear, outputLinear, y].every((a) => heap.owns(a));
+      if (heap !== null && onHeap && heap.scratchFloats >= 3 * i) {
+        const scratch = heap.scratch(3 * i);
+        moeExpertsGemvImpl(...args, scratch, scratch, simdMatVec(heap), 0, 2 * i);
+      } else {
+        moeExpertsGemvImpl(...args, new Float32Array(2 * i), new Float32Array(i), jsMatVec);
+      }
+    },
+  },
+  gradient: 'reference',
+  nonDifferentiable: ['indices'],
+});
+
+/** Reserves the wasm scratch the fused kernel needs for intermediate size `i` (call before running it). */
+export function reserveGemvScratch(i: number): void {
+  const heap = wasmSimdHeap();
+  if (heap !== null) heap.reserve(3 * i);
+}

@@ -1,0 +1,116 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Linear, Module, Parameter } from '@graniteflow/core';
+import { fail, shapeStr } from '../ops/checks';
+import type { MoeExpertsOptions } from '../ops/moe_experts';
+import { sparseMoe, type SparseMoeResult } from '../ops/sparse_moe';
+import { sparseMoeReference } from '../ops/sparse_moe_reference';
+
+/** Sizes of a {@link SparseMoE} block (Granite: `hidden_size`, `intermediate_size`, `num_local_experts`, `num_experts_per_tok`). */
+export interface SparseMoEConfig {
+  /** H */
+  hiddenSize: number;
+  /** I, the hidden width of each routed expert */
+  intermediateSize: number;
+  /** E */
+  numExperts: number;
+  /** k */
+  topK: number;
+}
+
+/** The router: its `layer` is a bias-free Linear H → E, so the checkpoint key is `router.layer.weight`. */
+export class MoeRouter extends Module {
+  readonly layer: Linear;
+
+  constructor(hiddenSize: number, numExperts: number) {
+    super();
+    this.layer = new Linear(hiddenSize, numExperts);
+  }
+}
+
+/** Stacked expert weights `weight` [E, out, in]: each `weight[e]` is an ordinary [out, in] linear weight. */
+export class ExpertLinear extends Module {
+  readonly weight: Parameter;
+
+  constructor(
+    readonly numExperts: number,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+  ) {
+    super();
+    this.weight = new Parameter([numExperts, outFeatures, inFeatures]);
+  }
+}
+
+/**
+ * Top-k mixture of SwiGLU experts (GRANITE.md §4.5). Attribute names are the checkpoint key
+ * segments: `router.layer.weight` [E, H], `input_linear.weight` [E, 2I, H] (rows [0, I) gate,
+ * [I, 2I) up), `output_linear.weight` [E, H, I].
+ *
+ * @example
+ * ```ts
+ * const moe = new SparseMoE({ hiddenSize: 8, intermediateSize: 16, numExperts: 4, topK: 2 });
+ * const y = moe.forward(tf.randomNormal([2, 3, 8])); // [2, 3, 8]
+ * [...moe.namedParameters('model.layers.0.block_sparse_moe')].map(([n]) => n);
+ * // ['model.layers.0.block_sparse_moe.router.layer.weight', '….input_linear.weight', '….output_linear.weight']
+ * ```
+ */
+export class SparseMoE extends Module {
+  readonly router: MoeRouter;
+  readonly input_linear: ExpertLinear;
+  readonly output_linear: ExpertLinear;
+
+  constructor(readonly config: SparseMoEConfig) {
+    super();
+    const { hiddenSize: h, intermediateSize: i, numExperts: e, topK: k } = config;
+    for (const [name, v] of Object.entries(config)) {
+      if (!Number.isInteger(v) || v < 1) fail('SparseMoE', `config.${name} must be a positive integer, got ${v}.`);
+    }
+    if (k > e) fail('SparseMoE', `config.topK (${k}) must not exceed config.numExperts (${e}).`);
+    this.router = new MoeRouter(h, e);
+    this.input_linear = new ExpertLinear(e, h, 2 * i);
+    this.output_linear = new ExpertLinear(e, i, h);
+  }
+
+  /** x [..., H] → [..., H] */
+  forward(x: tf.Tensor, options?: MoeExpertsOptions): tf.Tensor {
+    const { output, routerLogits } = this.forwardWithRouterLogits(x, options);
+    routerLogits.dispose();
+    return output;
+  }
+
+  /** The output and the router logits [N, E] (N = product of x's leading dims) for {@link loadBalancingLoss}. */
+  forwardWithRouterLogits(x: tf.Tensor, options?: MoeExpertsOptions): SparseMoeResult {
+    this.checkInput(x);
+    return sparseMoe(
+      x,
+      this.router.layer.weight.value,
+      this.input_linear.weight.value,
+      this.output_linear.weight.value,
+      this.config.topK,
+      options,
+    );
+  }
+
+  /** The dense reference of {@link forward} (every expert on every token): tests and fallback only. */
+  forwardDense(x: tf.Tensor): tf.Tensor {
+    this.checkInput(x);
+    return tf.tidy(() => {
+      const h = this.config.hiddenSize;
+      const { output } = sparseMoeReference(
+        tf.reshape(x, [-1, h]),
+        this.router.layer.weight.value,
+        this.input_linear.weight.value,
+        this.output_linear.weight.value,
+        this.config.topK,
+      );
+      return tf.reshape(output, x.shape);
+    });
+  }
+
+  private checkInput(x: tf.Tensor): void {
+    const h = this.config.hiddenSize;
+    if (x.rank < 1 || x.shape[x.rank - 1] !== h) {
+      fail('SparseMoE', `x must be [..., ${h}] to match router.layer.weight ${shapeStr(this.router.layer.weight.shape)}, got ${shapeStr(x.shape)}.`);
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import type * as tf from '@tensorflow/tfjs-core';
+
+/** `[a,b,c]` for error messages. */
+export function shapeStr(shape: readonly number[]): string {
+  return `[${shape.join(',')}]`;
+}
+
+/** Throws a RangeError prefixed with the op name. */
+export function fail(op: string, message: string): never {
+  throw new RangeError(`${op}: ${message}`);
+}
+
+/** Asserts `t` has rank `rank`, describing the expected layout (e.g. `[N, E]`). */
+export function checkRank(op: string, name: string, t: tf.Tensor, rank: number, layout: string): void {
+  if (t.rank !== rank) fail(op, `${name} must be ${layout} (rank ${rank}), got ${shapeStr(t.shape)}.`);
+}
+
+/** Asserts the dtype of `t`. */
+export function checkDtype(op: string, name: string, t: tf.Tensor, dtype: tf.DataType): void {
+  if (t.dtype !== dtype) fail(op, `${name} must be ${dtype}, got ${t.dtype} (shape ${shapeStr(t.shape)}).`);
+}
+
+/**
+ * Asserts that `t.shape[axis] === expected`, naming both tensors and both shapes: `t` (`name`) must
+ * agree with `other` (`otherName`) on a size the layout names.
+ */
+export function checkDim(
+  op: string,
+  name: string,
+  t: tf.Tensor,
+  axis: number,
+  expected: number,
+  otherName: string,
+  other: tf.Tensor,
+  layout: string,
+): void {
+  const ax = axis < 0 ? t.rank + axis : axis;
+  if (t.shape[ax] !== expected) {
+    fail(
+      op,
+      `${name} ${shapeStr(t.shape)} does not match ${otherName} ${shapeStr(other.shape)}: expected ${name} ${layout} ` +
+        `with size ${expected} on axis ${ax}, got ${t.shape[ax]}.`,
+    );
+  }
+}

@@ -1,0 +1,123 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { moeExpertsGemvKernel, reserveGemvScratch } from '../kernels/MoeExpertsGemv';
+import { moeDispatchKernel } from '../kernels/MoeDispatch';
+import { moeCombineKernel } from '../kernels/MoeCombine';
+import { moeSwiGLUKernel } from '../kernels/MoeSwiGLU';
+import { checkDim, checkDtype, checkRank, fail } from './checks';
+
+/** How {@link moeExperts} computes the routed experts. */
+export type MoeExpertsPath = 'auto' | 'grouped' | 'gemv';
+
+/** Options of {@link moeExperts}. */
+export interface MoeExpertsOptions {
+  /**
+   * `'grouped'`: sort slots by expert, one matMul pair per non-empty expert (XNNPACK on wasm).
+   * `'gemv'`: the fused in-place kernel, slot by slot (reads only the selected experts' weights).
+   * `'auto'` (default): `'gemv'` for at most {@link GEMV_MAX_TOKENS} tokens when the backend has
+   * the fused kernel, else `'grouped'`.
+   */
+  path?: MoeExpertsPath;
+}
+
+/** Largest token count for which `'auto'` picks the in-place matrix-vector kernel (measured). */
+export const GEMV_MAX_TOKENS = 4;
+
+/**
+ * Routed SwiGLU experts over packed weights, computed only for routed tokens:
+ * `out[n] = Σ_j weights[n,j] · output_linear[e]·(silu(g) ⊙ u)`, `[g, u] = input_linear[e]·x[n]`,
+ * `e = indices[n,j]`. `input_linear` rows `[0, I)` are the gate, `[I, 2I)` the up projection.
+ *
+ * Two paths (see {@link MoeExpertsOptions}); both differentiable w.r.t. `x`, both weights and
+ * `weights`. The grouped path (SwitchGLU-style): {@link moeDispatch}, gather rows, per non-empty
+ * expert `matMul` + {@link swiglu} + `matMul`, then {@link moeCombine}. The gemv path never touches
+ * unselected experts' weights, so a decode step reads only k experts.
+ *
+ * @param x tokens [N, H]
+ * @param inputLinear packed gate/up weights [E, 2I, H]
+ * @param outputLinear down weights [E, H, I]
+ * @param indices [N, k] int32 from {@link topKRouter}
+ * @param weights [N, k] float32 from {@link topKRouter}
+ *
+ * @example
+ * ```ts
+ * const x = tf.randomNormal([3, 8]);
+ * const w1 = tf.randomNormal([4, 2 * 16, 8]), w2 = tf.randomNormal([4, 8, 16]);
+ * const { indices, weights } = topKRouter(tf.randomNormal([3, 4]), 2);
+ * const y = moeExperts(x, w1, w2, indices, weights); // [3, 8]
+ * ```
+ */
+export function moeExperts(
+  x: tf.Tensor,
+  inputLinear: tf.Tensor,
+  outputLinear: tf.Tensor,
+  indices: tf.Tensor,
+  weights: tf.Tensor,
+  options: MoeExpertsOptions = {},
+): tf.Tensor {
+  const op = 'moeExperts';
+  checkRank(op, 'x', x, 2, '[N, H]');
+  checkRank(op, 'inputLinear', inputLinear, 3, '[E, 2I, H]');
+  checkRank(op, 'outputLinear', outputLinear, 3, '[E, H, I]');
+  checkRank(op, 'indices', indices, 2, '[N, k]');
+  checkRank(op, 'weights', weights, 2, '[N, k]');
+  for (const [name, t] of [['x', x], ['inputLinear', inputLinear], ['outputLinear', outputLinear], ['weights', weights]] as const) {
+    checkDtype(op, name, t, 'float32');
+  }
+  checkDtype(op, 'indices', indices, 'int32');
+  const [n, h] = x.shape;
+  const [e, twoI] = inputLinear.shape;
+  if (twoI % 2 !== 0) fail(op, `inputLinear must be [E, 2I, H] with an even second axis, got [${inputLinear.shape}].`);
+  const i = twoI / 2;
+  checkDim(op, 'inputLinear', inputLinear, 2, h, 'x', x, '[E, 2I, H]');
+  checkDim(op, 'outputLinear', outputLinear, 0, e, 'inputLinear', inputLinear, '[E, H, I]');
+  checkDim(op, 'outputLinear', outputLinear, 1, h, 'x', x, '[E, H, I]');
+  checkDim(op, 'outputLinear', outputLinear, 2, i, 'inputLinear', inputLinear, '[E, H, I]');
+  checkDim(op, 'indices', indices, 0, n, 'x', x, '[N, k]');
+  checkDim(op, 'weights', weights, 0, n, 'x', x, '[N, k]');
+  checkDim(op, 'weights', weights, 1, indices.shape[1] as number, 'indices', indices, '[N, k]');
+
+  const path = options.path ?? 'auto';
+  if (n === 0) return tf.zeros([0, h]);
+  const useGemv = path === 'gemv' || (path === 'auto' && n <= GEMV_MAX_TOKENS && moeExpertsGemvKernel.hasFused());
+  if (useGemv) {
+    reserveGemvScratch(i);
+    return moeExpertsGemvKernel.run({ x, inputLinear, outputLinear, indices, weights }, {})[0];
+  }
+  return groupedExperts(x, inputLinear, outputLinear, indices, weights);
+}
+
+/** The sorted-dispatch path: one matMul pair per non-empty expert on its contiguous rows. */
+function groupedExperts(
+  x: tf.Tensor,
+  inputLinear: tf.Tensor,
+  outputLinear: tf.Tensor,
+  indices: tf.Tensor,
+  weights: tf.Tensor,
+): tf.Tensor {
+  const [e, twoI, h] = inputLinear.shape;
+  const i = twoI / 2;
+  return tf.tidy(() => {
+    const [order, tokens, offsetsT] = moeDispatchKernel.run({ indices }, { numExperts: e });
+    const offsets = offsetsT.dataSync(); // E + 1 ints: which experts have work
+    const xs = tf.gather(x, tokens); // [M, H], rows grouped by expert
+    const parts: tf.Tensor[] = [];
+    for (let ex = 0; ex < e; ex++) {
+      const start = offsets[ex];
+      const count = offsets[ex + 1] - start;
+      if (count === 0) continue;
+      // Each expert in its own scope so its weight slices are freed before the next one.
+      parts.push(
+        tf.tidy(() => {
+          const rows = tf.slice(xs, [start, 0], [count, h]); // [c, H]
+          const w1 = tf.reshape(tf.slice(inputLinear, [ex, 0, 0], [1, twoI, h]), [twoI, h]);
+          const a = tf.matMul(rows, w1, false, true); // [c, 2I]
+          const act = moeSwiGLUKernel.run({ a }, {})[0]; // [c, I]
+          const w2 = tf.reshape(tf.slice(outputLinear, [ex, 0, 0], [1, h, i]), [h, i]);
+          return tf.matMul(act, w2, false, true); // [c, H]
+        }),
+      );
+    }
+    const ys = parts.length === 1 ? parts[0] : tf.concat(parts, 0); // [M, H]
+    return moeCombineKernel.run({ expertOutputs: ys, order, weights }, {})[0];
+  });
+}

@@ -1,0 +1,55 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { checkDim, checkRank, fail, shapeStr } from './checks';
+import { moeExperts, type MoeExpertsOptions } from './moe_experts';
+import { topKRouter } from './top_k_router';
+
+/** Result of {@link sparseMoe}. */
+export interface SparseMoeResult {
+  /** Block output, same shape as the input [..., H]. */
+  output: tf.Tensor;
+  /** Router logits [N, E] with N = product of the leading dims (input of {@link loadBalancingLoss}). */
+  routerLogits: tf.Tensor;
+}
+
+/**
+ * The sparse MoE feed-forward (GRANITE.md §4.5): router logits `x·Wrᵀ`, {@link topKRouter},
+ * {@link moeExperts} (only routed tokens reach an expert). Differentiable w.r.t. `x`, the router
+ * weight and both expert weights.
+ *
+ * @param x [..., H]
+ * @param routerWeight [E, H] (`router.layer.weight`)
+ * @param inputLinear [E, 2I, H] (`input_linear.weight`)
+ * @param outputLinear [E, H, I] (`output_linear.weight`)
+ * @param k experts per token
+ *
+ * @example
+ * ```ts
+ * const x = tf.randomNormal([2, 5, 8]);
+ * const { output, routerLogits } = sparseMoe(x, tf.randomNormal([4, 8]),
+ *   tf.randomNormal([4, 32, 8]), tf.randomNormal([4, 8, 16]), 2);
+ * // output [2, 5, 8], routerLogits [10, 4]
+ * ```
+ */
+export function sparseMoe(
+  x: tf.Tensor,
+  routerWeight: tf.Tensor,
+  inputLinear: tf.Tensor,
+  outputLinear: tf.Tensor,
+  k: number,
+  options: MoeExpertsOptions = {},
+): SparseMoeResult {
+  const op = 'sparseMoe';
+  if (x.rank < 1) fail(op, `x must be [..., H], got ${shapeStr(x.shape)}.`);
+  checkRank(op, 'routerWeight', routerWeight, 2, '[E, H]');
+  const h = x.shape[x.rank - 1];
+  checkDim(op, 'routerWeight', routerWeight, 1, h, 'x', x, '[E, H]');
+  checkRank(op, 'inputLinear', inputLinear, 3, '[E, 2I, H]');
+  checkDim(op, 'inputLinear', inputLinear, 0, routerWeight.shape[0], 'routerWeight', routerWeight, '[E, 2I, H]');
+  return tf.tidy(() => {
+    const flat = tf.reshape(x, [-1, h]); // [N, H]
+    const routerLogits = tf.matMul(flat, routerWeight, false, true); // [N, E]
+    const { indices, weights } = topKRouter(routerLogits, k);
+    const out = moeExperts(flat, inputLinear, outputLinear, indices, weights, options);
+    return { output: tf.reshape(out, x.shape), routerLogits };
+  });
+}
