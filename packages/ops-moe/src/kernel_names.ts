@@ -47,6 +47,18 @@ export type MoeExpertsGemvInputs = {
 };
 export type MoeExpertsGemvAttrs = Record<string, never>;
 
+/** Row gather `out[p] = x[rows[p]]` whose gradient is {@link MoeScatterRows} (works where tfjs has no UnsortedSegmentSum, e.g. wasm). */
+export const MoeGatherRows = 'MoeGatherRows';
+/** `x` [N, H]; `rows` [M] int32 in [0, N). */
+export type MoeGatherRowsInputs = { x: Tensor; rows: Tensor };
+export type MoeGatherRowsAttrs = Record<string, never>;
+
+/** Row scatter-add `out[rows[p]] += src[p]`, the adjoint of {@link MoeGatherRows}. */
+export const MoeScatterRows = 'MoeScatterRows';
+/** `src` [M, H]; `rows` [M] int32 in [0, numRows). */
+export type MoeScatterRowsInputs = { src: Tensor; rows: Tensor };
+export type MoeScatterRowsAttrs = { numRows: number };
+
 /** Every kernel of this package with its inputs and attrs. */
 export interface MoeKernelSpecs {
   [MoeTopKRouter]: { inputs: MoeTopKRouterInputs; attrs: MoeTopKRouterAttrs };
@@ -54,6 +66,8 @@ export interface MoeKernelSpecs {
   [MoeCombine]: { inputs: MoeCombineInputs; attrs: MoeCombineAttrs };
   [MoeSwiGLU]: { inputs: MoeSwiGLUInputs; attrs: MoeSwiGLUAttrs };
   [MoeExpertsGemv]: { inputs: MoeExpertsGemvInputs; attrs: MoeExpertsGemvAttrs };
+  [MoeGatherRows]: { inputs: MoeGatherRowsInputs; attrs: MoeGatherRowsAttrs };
+  [MoeScatterRows]: { inputs: MoeScatterRowsInputs; attrs: MoeScatterRowsAttrs };
 }
 
 /** Names of the kernels in {@link MoeKernelSpecs}. */

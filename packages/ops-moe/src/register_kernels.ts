@@ -5,6 +5,7 @@
 import { moeCombineKernel } from './kernels/MoeCombine';
 import { moeDispatchKernel } from './kernels/MoeDispatch';
 import { moeExpertsGemvKernel } from './kernels/MoeExpertsGemv';
+import { moeGatherRowsKernel, moeScatterRowsKernel } from './kernels/MoeRows';
 import { moeSwiGLUKernel } from './kernels/MoeSwiGLU';
 import { moeTopKRouterKernel } from './kernels/MoeTopKRouter';
 
@@ -15,6 +16,8 @@ export const MOE_KERNELS = [
   moeSwiGLUKernel,
   moeExpertsGemvKernel,
   moeCombineKernel,
+  moeGatherRowsKernel,
+  moeScatterRowsKernel,
 ] as const;
 
 for (const kernel of MOE_KERNELS) kernel.register();

@@ -1,11 +1,12 @@
 import { defineKernel } from '@graniteflow/core';
+import { noGradient } from './gradient_utils';
 import { MoeDispatch, type MoeDispatchAttrs, type MoeDispatchInputs } from '../kernel_names';
 import { moeDispatchReference } from '../ops/moe_dispatch_reference';
 import { moeDispatchImpl } from './MoeDispatch_impl';
 
 /**
- * Dispatch: `[order [M], tokens [M], offsets [E+1]]` (int32), M = N·k. Integer outputs only:
- * no gradient (it is not on any differentiable path).
+ * Dispatch: `[order [M], tokens [M], offsets [E+1]]` (int32), M = N·k. Integer in, integer out:
+ * its gradient is zero (declared so backprop can pass it when the indices come from the router).
  */
 export const moeDispatchKernel = defineKernel<MoeDispatchInputs, MoeDispatchAttrs>({
   name: MoeDispatch,
@@ -25,5 +26,6 @@ export const moeDispatchKernel = defineKernel<MoeDispatchInputs, MoeDispatchAttr
       moeDispatchImpl(indices as Int32Array, k, numExperts, order as Int32Array, tokens as Int32Array, offsets as Int32Array);
     },
   },
+  gradient: (_dys, { indices }) => ({ indices: noGradient(indices) }),
   nonDifferentiable: ['indices'],
 });

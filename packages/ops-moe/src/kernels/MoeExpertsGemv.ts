@@ -1,6 +1,7 @@
 import { defineKernel } from '@graniteflow/core';
+import { noGradient, vjp } from './gradient_utils';
 import { MoeExpertsGemv, type MoeExpertsGemvAttrs, type MoeExpertsGemvInputs } from '../kernel_names';
-import { moeExpertsReference } from '../ops/moe_experts_reference';
+import { groupedExperts } from '../ops/grouped_experts';
 import { jsMatVec, moeExpertsGemvImpl, type MatVec } from './MoeExpertsGemv_impl';
 import type { SimdHeap } from './simd/gemv_simd';
 import { wasmSimdHeap } from './simd/wasm_heap';
@@ -15,13 +16,15 @@ function simdMatVec(heap: SimdHeap): MatVec {
  * Routed experts from the packed weights, read in place: on wasm the rows of the selected experts
  * go through a WebAssembly SIMD matrix-vector routine on the tfjs heap (no copy, unselected experts
  * untouched); on cpu through plain JS loops. Made for few tokens (decode); its cost grows with
- * N·k expert reads. Gradient: autodiff of the naive per-slot reference.
+ * N·k expert reads. Gradient: autodiff of the grouped path.
  */
 export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpertsGemvAttrs>({
   name: MoeExpertsGemv,
   inputNames: ['x', 'inputLinear', 'outputLinear', 'indices', 'weights'],
+  // The grouped path (stock matMul/slice plus this package's differentiable dispatch kernels):
+  // the naive per-slot reference would need UnsortedSegmentSum to differentiate, absent on wasm.
   reference: ({ x, inputLinear, outputLinear, indices, weights }) => [
-    moeExpertsReference(x, inputLinear, outputLinear, indices, weights),
+    groupedExperts(x, inputLinear, outputLinear, indices, weights),
   ],
   fused: {
     outputs: ({ x }) => [{ shape: x.shape, dtype: 'float32' }],
@@ -51,7 +54,14 @@ export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpert
       }
     },
   },
-  gradient: 'reference',
+  gradient: ([dy], { x, inputLinear, outputLinear, indices, weights }) => {
+    const [dx, d1, d2, dw] = vjp(
+      (xx, a, b, w) => groupedExperts(xx, a, b, indices, w),
+      [x, inputLinear, outputLinear, weights],
+      dy,
+    );
+    return { x: dx, inputLinear: d1, outputLinear: d2, weights: dw, indices: noGradient(indices) };
+  },
   nonDifferentiable: ['indices'],
 });
 

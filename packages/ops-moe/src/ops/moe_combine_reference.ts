@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
- * {@link moeCombine} from stock tfjs ops: scale each sorted row by its slot's weight, then
- * `unsortedSegmentSum` by token. Differentiable w.r.t. `expertOutputs` and `weights`.
+ * {@link moeCombine} from stock tfjs ops: undo the dispatch permutation with a gather (its inverse
+ * is the argsort of `order`, a top-k of `−order`), then a weighted sum over the k slots.
  */
 export function moeCombineReference(
   expertOutputs: tf.Tensor,
@@ -11,9 +11,11 @@ export function moeCombineReference(
 ): tf.Tensor {
   return tf.tidy(() => {
     const [n, k] = weights.shape as [number, number];
-    const w = tf.gather(tf.reshape(weights, [-1]), order as tf.Tensor1D); // [M]
-    const scaled = tf.mul(expertOutputs, tf.expandDims(w, 1)); // [M, H]
-    const tokens = tf.floorDiv(order, tf.scalar(k, 'int32')) as tf.Tensor1D;
-    return tf.unsortedSegmentSum(scaled, tokens, n); // [N, H]
+    const h = expertOutputs.shape[1] as number;
+    const m = n * k;
+    if (m === 0) return tf.zeros([n, h]);
+    const inverse = tf.topk(tf.neg(order), m, true).indices; // slot s → sorted row
+    const bySlot = tf.reshape(tf.gather(expertOutputs, inverse), [n, k, h]);
+    return tf.sum(tf.mul(bySlot, tf.expandDims(weights, 2)), 1); // [N, H]
   });
 }

@@ -1,8 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { moeExpertsGemvKernel, reserveGemvScratch } from '../kernels/MoeExpertsGemv';
-import { moeDispatchKernel } from '../kernels/MoeDispatch';
-import { moeCombineKernel } from '../kernels/MoeCombine';
-import { moeSwiGLUKernel } from '../kernels/MoeSwiGLU';
+import { groupedExperts } from './grouped_experts';
 import { checkDim, checkDtype, checkRank, fail } from './checks';
 
 /** How {@link moeExperts} computes the routed experts. */
@@ -84,40 +82,4 @@ export function moeExperts(
     return moeExpertsGemvKernel.run({ x, inputLinear, outputLinear, indices, weights }, {})[0];
   }
   return groupedExperts(x, inputLinear, outputLinear, indices, weights);
-}
-
-/** The sorted-dispatch path: one matMul pair per non-empty expert on its contiguous rows. */
-function groupedExperts(
-  x: tf.Tensor,
-  inputLinear: tf.Tensor,
-  outputLinear: tf.Tensor,
-  indices: tf.Tensor,
-  weights: tf.Tensor,
-): tf.Tensor {
-  const [e, twoI, h] = inputLinear.shape;
-  const i = twoI / 2;
-  return tf.tidy(() => {
-    const [order, tokens, offsetsT] = moeDispatchKernel.run({ indices }, { numExperts: e });
-    const offsets = offsetsT.dataSync(); // E + 1 ints: which experts have work
-    const xs = tf.gather(x, tokens); // [M, H], rows grouped by expert
-    const parts: tf.Tensor[] = [];
-    for (let ex = 0; ex < e; ex++) {
-      const start = offsets[ex];
-      const count = offsets[ex + 1] - start;
-      if (count === 0) continue;
-      // Each expert in its own scope so its weight slices are freed before the next one.
-      parts.push(
-        tf.tidy(() => {
-          const rows = tf.slice(xs, [start, 0], [count, h]); // [c, H]
-          const w1 = tf.reshape(tf.slice(inputLinear, [ex, 0, 0], [1, twoI, h]), [twoI, h]);
-          const a = tf.matMul(rows, w1, false, true); // [c, 2I]
-          const act = moeSwiGLUKernel.run({ a }, {})[0]; // [c, I]
-          const w2 = tf.reshape(tf.slice(outputLinear, [ex, 0, 0], [1, h, i]), [h, i]);
-          return tf.matMul(act, w2, false, true); // [c, H]
-        }),
-      );
-    }
-    const ys = parts.length === 1 ? parts[0] : tf.concat(parts, 0); // [M, H]
-    return moeCombineKernel.run({ expertOutputs: ys, order, weights }, {})[0];
-  });
 }

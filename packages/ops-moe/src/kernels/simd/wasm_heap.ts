@@ -16,11 +16,13 @@ let unavailable = false;
 
 /**
  * The SIMD routines bound to the tfjs wasm backend's heap, or null when that backend is not
- * initialised or the engine lacks WebAssembly SIMD.
+ * the active one or the engine lacks WebAssembly SIMD.
  */
 export function wasmSimdHeap(): SimdHeap | null {
   if (unavailable) return null;
-  const backend = tf.findBackend('wasm') as unknown as WasmBackendLike | null;
+  // Only the active backend: tf.findBackend would start initialising wasm as a side effect.
+  if (tf.getBackend() !== 'wasm') return null;
+  const backend = tf.backend() as unknown as WasmBackendLike | null;
   const mod = backend?.wasm;
   if (mod == null) return null;
   const memory = mod.asm?.memory ?? mod.wasmMemory;
