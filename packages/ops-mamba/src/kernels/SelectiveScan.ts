@@ -1,10 +1,15 @@
 import { defineKernel } from '@graniteflow/core';
 import { SelectiveScan, type SelectiveScanAttrs, type SelectiveScanInputs } from '../kernel_names';
 import { selectiveScanReference } from '../ops/selective_scan_reference';
-import { f32, f32Opt } from './flat';
+import { f32, f32Opt, pointersOf } from './flat';
+import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
+import { wasmHeapOf } from './wasm/wasm_heap';
 import { selectiveScanImpl } from './SelectiveScan_impl';
 
-/** SelectiveScan: chunked-SSD reference; sequential fused body on cpu and wasm. */
+/**
+ * SelectiveScan: chunked-SSD reference; a sequential fused body on cpu (JS) and wasm (WebAssembly
+ * SIMD over the heap, JS when N is not a multiple of 4).
+ */
 export const selectiveScanKernel = defineKernel<SelectiveScanInputs, SelectiveScanAttrs>({
   name: SelectiveScan,
   inputNames: ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias', 'initialState'],
@@ -20,22 +25,25 @@ export const selectiveScanKernel = defineKernel<SelectiveScanInputs, SelectiveSc
     compute: (a, [y, finalState], shapes, attrs) => {
       const [batch, T, Hm, P] = shapes.x;
       const [, , G, N] = shapes.B;
-      selectiveScanImpl(
-        {
-          x: f32(a.x, 'x'),
-          dt: f32(a.dt, 'dt'),
-          A_log: f32(a.A_log, 'A_log'),
-          B: f32(a.B, 'B'),
-          C: f32(a.C, 'C'),
-          D: f32(a.D, 'D'),
-          dt_bias: f32(a.dt_bias, 'dt_bias'),
-          initialState: f32Opt(a.initialState, 'initialState'),
-        },
-        { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N },
-        attrs.dtMin,
-        attrs.dtMax,
-        { y: f32(y, 'y'), finalState: f32(finalState, 'finalState') },
-      );
+      const dims = { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N };
+      const arrays = {
+        x: f32(a.x, 'x'),
+        dt: f32(a.dt, 'dt'),
+        A_log: f32(a.A_log, 'A_log'),
+        B: f32(a.B, 'B'),
+        C: f32(a.C, 'C'),
+        D: f32(a.D, 'D'),
+        dt_bias: f32(a.dt_bias, 'dt_bias'),
+        initialState: f32Opt(a.initialState, 'initialState'),
+      };
+      const outs = { y: f32(y, 'y'), finalState: f32(finalState, 'finalState') };
+      // On wasm, the register-tiled SIMD scan over the heap (measured ~10x the JS loop, bench/run.ts).
+      const heap = wasmHeapOf([...Object.values(arrays), outs.y, outs.finalState]);
+      if (heap !== null && simdScanSupports(dims)) {
+        selectiveScanSimd(heap, { ...pointersOf(arrays), ...pointersOf(outs) }, dims, attrs.dtMin, attrs.dtMax);
+      } else {
+        selectiveScanImpl(arrays, dims, attrs.dtMin, attrs.dtMax, outs);
+      }
     },
   },
   gradient: 'reference',

@@ -5,7 +5,9 @@ import {
   type SelectiveStateUpdateInputs,
 } from '../kernel_names';
 import { selectiveStateUpdateReference } from '../ops/selective_state_update_reference';
-import { f32 } from './flat';
+import { f32, pointersOf } from './flat';
+import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
+import { wasmHeapOf } from './wasm/wasm_heap';
 import { selectiveStateUpdateImpl } from './SelectiveStateUpdate_impl';
 
 /** SelectiveStateUpdate: one decode step of the recurrence; fused on cpu and wasm. */
@@ -21,22 +23,27 @@ export const selectiveStateUpdateKernel = defineKernel<SelectiveStateUpdateInput
     compute: (a, [y, newState], shapes, attrs) => {
       const [batch, Hm, P] = shapes.x;
       const [, G, N] = shapes.B;
-      selectiveStateUpdateImpl(
-        {
-          x: f32(a.x, 'x'),
-          dt: f32(a.dt, 'dt'),
-          A_log: f32(a.A_log, 'A_log'),
-          B: f32(a.B, 'B'),
-          C: f32(a.C, 'C'),
-          D: f32(a.D, 'D'),
-          dt_bias: f32(a.dt_bias, 'dt_bias'),
-          state: f32(a.state, 'state'),
-        },
-        { batch, heads: Hm, headDim: P, groups: G, stateSize: N },
-        attrs.dtMin,
-        attrs.dtMax,
-        { y: f32(y, 'y'), newState: f32(newState, 'newState') },
-      );
+      const arrays = {
+        x: f32(a.x, 'x'),
+        dt: f32(a.dt, 'dt'),
+        A_log: f32(a.A_log, 'A_log'),
+        B: f32(a.B, 'B'),
+        C: f32(a.C, 'C'),
+        D: f32(a.D, 'D'),
+        dt_bias: f32(a.dt_bias, 'dt_bias'),
+        state: f32(a.state, 'state'),
+      };
+      const outs = { y: f32(y, 'y'), newState: f32(newState, 'newState') };
+      const dims = { batch, heads: Hm, headDim: P, groups: G, stateSize: N };
+      // A step is a scan of one token ([B, 1, Hm, P] = [B, Hm, P]): same SIMD path on wasm.
+      const heap = wasmHeapOf([...Object.values(arrays), outs.y, outs.newState]);
+      if (heap !== null && simdScanSupports({ ...dims, seqLen: 1 })) {
+        const { state, ...rest } = pointersOf(arrays);
+        const o = pointersOf(outs);
+        selectiveScanSimd(heap, { ...rest, initialState: state, y: o.y, finalState: o.newState }, { ...dims, seqLen: 1 }, attrs.dtMin, attrs.dtMax);
+      } else {
+        selectiveStateUpdateImpl(arrays, dims, attrs.dtMin, attrs.dtMax, outs);
+      }
     },
   },
   gradient: 'reference',

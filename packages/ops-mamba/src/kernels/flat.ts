@@ -10,3 +10,12 @@ export function f32(a: FlatArray, name: string): Float32Array {
 export function f32Opt(a: FlatArray | undefined, name: string): Float32Array | undefined {
   return a === undefined ? undefined : f32(a, name);
 }
+
+/** Byte addresses of heap views (absent optional arrays map to null). */
+export function pointersOf<T extends Record<string, Float32Array | undefined>>(
+  arrays: T,
+): { [K in keyof T]: undefined extends T[K] ? number | null : number } {
+  const out: Record<string, number | null> = {};
+  for (const [k, v] of Object.entries(arrays)) out[k] = v === undefined ? null : v.byteOffset;
+  return out as { [K in keyof T]: undefined extends T[K] ? number | null : number };
+}

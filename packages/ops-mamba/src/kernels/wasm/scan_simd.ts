@@ -1,0 +1,110 @@
+import { discretizeDt } from '../discretize_impl';
+import type { ScanDims } from '../SelectiveScan_impl';
+import { SCAN_TILES, scanModuleBytes, type ScanTile } from './scan_simd_module';
+import type { WasmHeap } from './wasm_heap';
+import { webAssemblyApi, type WasmMemory } from './webassembly_api';
+
+type ScanHeadFn = (
+  x: number, y: number, xyStride: number, B: number, C: number, bcStride: number,
+  dt: number, decay: number, stateIn: number, stateOut: number, T: number, P: number, N: number, Dh: number,
+) => void;
+
+let compiled: object | null = null;
+const instances = new WeakMap<WasmMemory, Record<ScanTile, ScanHeadFn>>();
+
+/** The scan functions bound to `memory`: compiled once per process, instantiated once per memory. */
+function scanFunctions(memory: WasmMemory): Record<ScanTile, ScanHeadFn> {
+  let fns = instances.get(memory);
+  if (fns === undefined) {
+    const wasm = webAssemblyApi()!;
+    compiled ??= new wasm.Module(scanModuleBytes());
+    const exports = new wasm.Instance(compiled, { env: { memory } }).exports;
+    fns = Object.fromEntries(SCAN_TILES.map((V) => [V, exports[`scan_v${V}`] as ScanHeadFn])) as Record<ScanTile, ScanHeadFn>;
+    instances.set(memory, fns);
+  }
+  return fns;
+}
+
+/** The widest tile that divides N, or null when N is not a multiple of 4. */
+function tileFor(N: number): ScanTile | null {
+  return SCAN_TILES.find((V) => N % (4 * V) === 0) ?? null;
+}
+
+/** True when {@link selectiveScanSimd} can run these sizes. */
+export function simdScanSupports(dims: ScanDims): boolean {
+  return dims.seqLen >= 1 && tileFor(dims.stateSize) !== null;
+}
+
+/** Byte addresses of the scan's arrays in the wasm heap. */
+export interface ScanPointers {
+  x: number;
+  dt: number;
+  A_log: number;
+  B: number;
+  C: number;
+  D: number;
+  dt_bias: number;
+  /** null: start from zeros (then `finalState` must arrive zero-filled) */
+  initialState: number | null;
+  y: number;
+  finalState: number;
+}
+
+/**
+ * The selective scan on the wasm heap with the SIMD head function: dt and exp(dt·A) are computed
+ * per (b, t, h) in JS into scratch memory (B·Hm·T·2 floats), then one call per (b, h) scans all
+ * tokens. Same math as `selectiveScanImpl`; `y` must arrive zero-filled.
+ */
+export function selectiveScanSimd(heap: WasmHeap, ptr: ScanPointers, dims: ScanDims, dtMin: number, dtMax: number): void {
+  const { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N } = dims;
+  const V = tileFor(N);
+  if (V === null || T < 1) throw new RangeError(`selectiveScanSimd: unsupported sizes T = ${T}, N = ${N}`);
+  const scan = scanFunctions(heap.memory)[V];
+  const scratch = heap.malloc(2 * batch * Hm * T * 4);
+  try {
+    // Views made after malloc: it may have grown (and so detached) the heap's buffer.
+    const f = new Float32Array(heap.memory.buffer);
+    const at = (p: number) => p >>> 2;
+    const dtOut = at(scratch); // [B, Hm, T]
+    const decayOut = dtOut + batch * Hm * T; // [B, Hm, T]
+    for (let h = 0; h < Hm; h++) {
+      const A = -Math.exp(f[at(ptr.A_log) + h]);
+      const bias = f[at(ptr.dt_bias) + h];
+      for (let b = 0; b < batch; b++) {
+        const o = (b * Hm + h) * T;
+        for (let t = 0; t < T; t++) {
+          const dt = discretizeDt(f[at(ptr.dt) + (b * T + t) * Hm + h], bias, dtMin, dtMax);
+          f[dtOut + o + t] = dt;
+          f[decayOut + o + t] = Math.exp(dt * A);
+        }
+      }
+    }
+    const hpg = Hm / G;
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < Hm; h++) {
+        const g = Math.floor(h / hpg);
+        const o = (b * Hm + h) * T;
+        const state = ptr.finalState + (b * Hm + h) * P * N * 4;
+        const stateIn = ptr.initialState === null ? state : ptr.initialState + (b * Hm + h) * P * N * 4;
+        scan(
+          ptr.x + (b * T * Hm + h) * P * 4,
+          ptr.y + (b * T * Hm + h) * P * 4,
+          Hm * P * 4,
+          ptr.B + (b * T * G + g) * N * 4,
+          ptr.C + (b * T * G + g) * N * 4,
+          G * N * 4,
+          scratch + (o << 2),
+          scratch + ((batch * Hm * T + o) << 2),
+          stateIn,
+          state,
+          T,
+          P,
+          N,
+          f[at(ptr.D) + h],
+        );
+      }
+    }
+  } finally {
+    heap.free(scratch);
+  }
+}
