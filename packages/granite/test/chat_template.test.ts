@@ -44,6 +44,28 @@ describe('chat template golden cases', () => {
   });
 });
 
+describe('chat_tiny text expectations (the model folder the generation tests use)', () => {
+  interface TextCase {
+    kind: 'plain' | 'chat';
+    prompt: string;
+    messages?: ChatMessage[];
+    prompt_ids: number[];
+    new_ids: number[];
+    text: string;
+  }
+  const textCases = readJson<{ cases: TextCase[] }>(path.join(CHAT_TINY_DIR, 'text_expectations.json')).cases;
+
+  it.each(textCases.map((c, i) => [i, c.kind, c] as const))('case %i (%s): prompt, prompt ids and decoded text', (_i, kind, c) => {
+    if (kind === 'chat') {
+      expect(fromConfig.applyChatTemplate(c.messages!, { addGenerationPrompt: true })).toBe(c.prompt);
+      expect(fromConfig.encodeChat(c.messages!, { addGenerationPrompt: true })).toEqual(c.prompt_ids);
+    } else {
+      expect(fromConfig.encode(c.prompt)).toEqual(c.prompt_ids);
+    }
+    expect(fromConfig.decode(c.new_ids, { skipSpecialTokens: true })).toBe(c.text);
+  });
+});
+
 describe('tojson like transformers (json.dumps, ensure_ascii=False, insertion order)', () => {
   const t = (src: string, vars: Record<string, unknown> = {}): string =>
     ChatTemplate.parse(src, 'test template').apply([], vars);
