@@ -4,6 +4,33 @@ import type { GenerationConfig } from './loading/generation_config';
 import { eosTokenIds, type GraniteMoeHybridConfig } from './models/granitemoehybrid/config';
 import type { GraniteMoeHybridForCausalLM } from './models/granitemoehybrid/model';
 import type { GraniteTokenizer } from './tokenizer/tokenizer';
+import type { ApplyChatTemplateOptions, ChatMessage } from './tokenizer/chat_template';
+import { TextStream } from './generation/text_stream';
+import { StopStringDetector } from './generation/stop_strings';
+
+/** Options of {@link GraniteModel.encodePrompt}. */
+export interface PromptOptions extends Omit<ApplyChatTemplateOptions, 'addGenerationPrompt'> {
+  /** Render `input` through the checkpoint's chat template (always, when `input` is a message list). */
+  chat?: boolean;
+  /** A system message put first when rendering a chat. */
+  system?: string;
+}
+
+/** Options of {@link GraniteModel.streamText}. */
+export interface TextGenerationOptions extends GenerateOptions {
+  /** Stop when the text contains one of these; the stop string and what follows are not emitted. */
+  stopStrings?: readonly string[];
+  /** Leave special tokens out of the text (default true). */
+  skipSpecialTokens?: boolean;
+}
+
+/** Why a generation ended: an eos token or a stop string (`'stop'`), or the token limit (`'length'`). */
+export type FinishReason = 'stop' | 'length';
+
+/** What {@link GraniteModel.streamText} yields: text as it is completed, then a summary. */
+export type TextEvent =
+  | { type: 'text'; text: string; tokenIds: number[] }
+  | { type: 'done'; finishReason: FinishReason; text: string; tokenIds: number[]; stopString?: string };
 
 /**
  * A loaded model with what a user needs around it: its tokenizer and chat template (when the
@@ -65,6 +92,92 @@ export class GraniteModel {
   /** A batch of prompts, left-padded (see {@link generateBatch}), with this model's defaults. */
   generateBatch(prompts: readonly (readonly number[])[], options: GenerateOptions = {}): AsyncGenerator<BatchStep> {
     return generateBatch(this.model, prompts, this.withDefaults(options));
+  }
+
+  private requireTokenizer(): GraniteTokenizer {
+    if (this.tokenizer === null) {
+      throw new Error(`${this.folder} has no tokenizer.json: text generation needs the model's tokenizer files.`);
+    }
+    return this.tokenizer;
+  }
+
+  /**
+   * Token ids of a prompt: plain text encoded as is (no BOS, as Granite expects), or a chat
+   * (messages, or text with `chat: true`) rendered through the checkpoint's own template with the
+   * assistant turn opened.
+   */
+  encodePrompt(input: string | readonly ChatMessage[], options: PromptOptions = {}): number[] {
+    const tokenizer = this.requireTokenizer();
+    const { chat, system, ...templateOptions } = options;
+    if (typeof input === 'string' && !chat) return tokenizer.encode(input);
+    const messages: ChatMessage[] = typeof input === 'string' ? [{ role: 'user', content: input }] : [...input];
+    if (system !== undefined && messages[0]?.role !== 'system') messages.unshift({ role: 'system', content: system });
+    return tokenizer.encodeChat(messages, { ...templateOptions, addGenerationPrompt: true });
+  }
+
+  /**
+   * Generates text from prompt ids, yielding it as it is completed (never splitting a UTF-8
+   * character, withholding what may be the start of a stop string), then a `done` event with the
+   * whole text and the reason generation ended.
+   *
+   * @example
+   * ```ts
+   * const ids = granite.encodePrompt('Write a haiku about rain.', { chat: true });
+   * for await (const e of granite.streamText(ids, { maxNewTokens: 48 })) if (e.type === 'text') process.stdout.write(e.text);
+   * ```
+   */
+  async *streamText(promptIds: readonly number[], options: TextGenerationOptions = {}): AsyncGenerator<TextEvent> {
+    const tokenizer = this.requireTokenizer();
+    const { stopStrings = [], skipSpecialTokens = true, ...generateOptions } = options;
+    const eos = new Set(generateOptions.eosTokenIds ?? this.eosTokenIds);
+    const stream = new TextStream(tokenizer, { skipSpecialTokens });
+    const stops = new StopStringDetector(stopStrings);
+    let text = '';
+    let pending: number[] = [];
+    const tokenIds: number[] = [];
+    let finishReason: FinishReason = 'length';
+    let stopString: string | undefined;
+    for await (const id of this.generate(promptIds, generateOptions)) {
+      tokenIds.push(id);
+      pending.push(id);
+      if (eos.has(id)) {
+        finishReason = 'stop';
+        break;
+      }
+      const step = stops.push(stream.push(id));
+      if (step.text) {
+        text += step.text;
+        yield { type: 'text', text: step.text, tokenIds: pending };
+        pending = [];
+      }
+      if (step.stop !== null) {
+        finishReason = 'stop';
+        stopString = step.stop;
+        break;
+      }
+    }
+    if (stopString === undefined) {
+      const tail = stops.push(stream.flush());
+      const rest = tail.stop !== null ? tail.text : tail.text + stops.flush();
+      if (tail.stop !== null) {
+        finishReason = 'stop';
+        stopString = tail.stop;
+      }
+      if (rest || pending.length) {
+        text += rest;
+        yield { type: 'text', text: rest, tokenIds: pending };
+      }
+    }
+    yield { type: 'done', finishReason, text, tokenIds, ...(stopString !== undefined ? { stopString } : {}) };
+  }
+
+  /** The whole generated text of a prompt (string or chat), for when streaming is not needed. */
+  async complete(input: string | readonly ChatMessage[], options: TextGenerationOptions & PromptOptions = {}): Promise<string> {
+    const { chat, system, tools, documents, templateName, ...generation } = options;
+    const ids = this.encodePrompt(input, { chat, system, tools, documents, templateName });
+    let text = '';
+    for await (const event of this.streamText(ids, generation)) if (event.type === 'done') text = event.text;
+    return text;
   }
 
   /** Frees every weight tensor. */

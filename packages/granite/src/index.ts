@@ -23,5 +23,18 @@ export {
   WASM_TENSOR_BUDGET,
   type MemoryEstimate,
 } from './loading/memory';
-export { GraniteModel } from './granite_model';
+export {
+  GraniteModel,
+  type FinishReason,
+  type PromptOptions,
+  type TextEvent,
+  type TextGenerationOptions,
+} from './granite_model';
+export * from './tokenizer';
+export * from './hub';
+export * from './generation/sampling';
+export { createPrng, randomSeed, type Prng } from './generation/prng';
+export { TextStream, streamText, type TextStreamOptions, type TokenDecoder } from './generation/text_stream';
+export { StopStringDetector, StopStringError, findStopString, type StopStringStep } from './generation/stop_strings';
+export { writeRandomCheckpoint, type RandomCheckpointOptions } from './loading/random_checkpoint';
 export { generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';

@@ -6,17 +6,25 @@ import * as tf from '@tensorflow/tfjs-core';
  */
 export class Parameter {
   private tensor: tf.Tensor | null;
+  private readonly fill: number;
 
   /**
    * @param shape the checkpoint shape of the weight
-   * @param init the initial value (default: zeros, not kept in memory until read)
+   * @param init the initial value: a tensor, or a constant every element takes (default 0). A
+   *   constant allocates nothing until first read, so a model skeleton of any size costs nothing.
    */
   constructor(
     readonly shape: readonly number[],
-    init?: tf.Tensor,
+    init: tf.Tensor | number = 0,
   ) {
-    if (init !== undefined) Parameter.checkShape(shape, init);
-    this.tensor = init ?? null;
+    if (typeof init === 'number') {
+      this.fill = init;
+      this.tensor = null;
+    } else {
+      Parameter.checkShape(shape, init);
+      this.fill = 0;
+      this.tensor = init;
+    }
   }
 
   private static checkShape(shape: readonly number[], t: tf.Tensor): void {
@@ -25,9 +33,9 @@ export class Parameter {
     }
   }
 
-  /** The current value. Parameters never assigned read as zeros. */
+  /** The current value. A parameter never assigned reads as its constant initial value. */
   get value(): tf.Tensor {
-    if (this.tensor === null) this.tensor = tf.keep(tf.zeros(this.shape as number[]));
+    if (this.tensor === null) this.tensor = tf.keep(tf.fill(this.shape as number[], this.fill));
     return this.tensor;
   }
 

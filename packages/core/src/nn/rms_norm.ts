@@ -19,7 +19,7 @@ export class RMSNorm extends Module {
     readonly eps = 1e-6,
   ) {
     super();
-    this.weight = new Parameter([dim], tf.keep(tf.ones([dim])));
+    this.weight = new Parameter([dim], 1);
   }
 
   /** x [..., dim] → [..., dim] */
