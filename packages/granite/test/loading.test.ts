@@ -1,0 +1,160 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, SafetensorsError, StateDictError, writeSafetensors } from '@graniteflow/core';
+import { expectNoTensorLeak } from '@graniteflow/core/testing';
+import {
+  ConfigError,
+  InsufficientMemoryError,
+  UnsupportedModelError,
+  assertFitsInMemory,
+  estimateMemory,
+  fromPretrained,
+  parseConfig,
+  preset,
+  writeRandomCheckpoint,
+  type LoadProgress,
+} from '../src';
+import { CHAT_TINY_DIR, TINY_MOE_DIR } from './helpers/golden';
+import { startHubServer, type HubServer } from './helpers/hub_server';
+
+let tmp: string;
+let server: HubServer;
+
+beforeAll(async () => {
+  await initBackend('cpu');
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gf-load-'));
+  server = await startHubServer({
+    'ibm-test/tiny-moe': {
+      dir: TINY_MOE_DIR,
+      files: ['config.json', 'model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'],
+      commit: 'a'.repeat(40),
+    },
+  });
+});
+afterAll(async () => {
+  await server.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function copyModel(from: string, name: string): string {
+  const dir = path.join(tmp, name);
+  fs.cpSync(from, dir, { recursive: true });
+  for (const f of fs.readdirSync(dir)) fs.chmodSync(path.join(dir, f), 0o644);
+  return dir;
+}
+
+function logitsOf(granite: Awaited<ReturnType<typeof fromPretrained>>): Float32Array {
+  return tf.tidy(() => granite.model.forward(tf.tensor2d([[5, 6, 7]], undefined, 'int32')).logits!.dataSync() as Float32Array);
+}
+
+describe('fromPretrained', () => {
+  it('downloads a sharded repo from the hub into the HF cache layout, with progress, then loads it', async () => {
+    const cacheDir = path.join(tmp, 'hf-cache');
+    const events: LoadProgress[] = [];
+    const fromHub = await fromPretrained('ibm-test/tiny-moe', { cacheDir, endpoint: server.url, onProgress: (p) => events.push(p) });
+    expect(fs.existsSync(path.join(cacheDir, 'models--ibm-test--tiny-moe', 'refs', 'main'))).toBe(true);
+    expect(fromHub.folder).toContain(path.join('models--ibm-test--tiny-moe', 'snapshots', 'a'.repeat(40)));
+    expect(events.some((e) => e.phase === 'download' && e.done)).toBe(true);
+    const weights = events.filter((e): e is Extract<LoadProgress, { phase: 'weights' }> => e.phase === 'weights');
+    expect(weights[weights.length - 1]).toMatchObject({ loadedTensors: weights[0].totalTensors, loadedBytes: weights[0].totalBytes });
+    const local = await fromPretrained(TINY_MOE_DIR);
+    expect(Array.from(logitsOf(fromHub))).toEqual(Array.from(logitsOf(local)));
+    fromHub.dispose();
+    local.dispose();
+    // A second load is served from the cache without a request.
+    server.log.length = 0;
+    (await fromPretrained('ibm-test/tiny-moe', { cacheDir, endpoint: server.url })).dispose();
+    expect(server.log).toEqual([]);
+  });
+
+  it('reports every wrongly shaped, missing and unexpected tensor together and loads nothing', async () => {
+    const dir = copyModel(CHAT_TINY_DIR, 'bad-shapes');
+    const cfg = parseConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')));
+    const skeleton = new (await import('../src')).GraniteMoeHybridForCausalLM(cfg);
+    const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [name, p] of skeleton.namedParameters()) tensors[name] = { shape: [...p.shape], data: new Float32Array(p.size) };
+    delete tensors['model.layers.1.self_attn.k_proj.weight'];
+    tensors['model.layers.0.mamba.A_log'] = { shape: [9], data: new Float32Array(9) };
+    tensors['model.layers.1.mamba.A_log'] = { shape: [8], data: new Float32Array(8) };
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    const before = tf.memory().numTensors;
+    const err = await fromPretrained(dir).catch((e) => e);
+    expect(err).toBeInstanceOf(StateDictError);
+    expect(err.missing).toEqual(['model.layers.1.self_attn.k_proj.weight']);
+    expect(err.unexpected).toEqual(['model.layers.1.mamba.A_log']);
+    expect(err.mismatched).toEqual([{ name: 'model.layers.0.mamba.A_log', expected: [8], actual: [9] }]);
+    expect(err.message).toContain(dir);
+    skeleton.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('names the file and tensor of a corrupt checkpoint', async () => {
+    const dir = copyModel(CHAT_TINY_DIR, 'truncated');
+    const file = path.join(dir, 'model.safetensors');
+    fs.truncateSync(file, fs.statSync(file).size - 100);
+    await expect(fromPretrained(dir)).rejects.toThrow(SafetensorsError);
+    await expect(fromPretrained(dir)).rejects.toThrow(/model\.safetensors: tensor ".*": data_offsets .* run past the end/);
+  });
+
+  it('rejects an unsupported model_type and a bad config field by name', async () => {
+    const dir = copyModel(CHAT_TINY_DIR, 'llama');
+    const configFile = path.join(dir, 'config.json');
+    const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    fs.writeFileSync(configFile, JSON.stringify({ ...config, model_type: 'llama' }));
+    await expect(fromPretrained(dir)).rejects.toThrow(UnsupportedModelError);
+    await expect(fromPretrained(dir)).rejects.toThrow(/model_type "llama" is not supported; graniteflow runs "granitemoehybrid"/);
+    fs.writeFileSync(configFile, JSON.stringify({ ...config, num_key_value_heads: 3 }));
+    await expect(fromPretrained(dir)).rejects.toThrow(ConfigError);
+    await expect(fromPretrained(path.join(tmp, 'nowhere'))).rejects.toThrow(/nowhere/);
+  });
+
+  it('refuses a model that cannot fit before reading any weight, saying what to do', async () => {
+    const tiny = preset('granite-4.0-h-tiny');
+    const estimate = estimateMemory(tiny, { contextLength: 8192 });
+    expect(() => assertFitsInMemory(estimate, 'wasm', 64 * 1024 ** 3)).toThrow(InsufficientMemoryError);
+    expect(() => assertFitsInMemory(estimate, 'wasm', 64 * 1024 ** 3)).toThrow(/wasm backend can hold .*--backend cpu/);
+    expect(() => assertFitsInMemory(estimate, 'cpu', 4 * 1024 ** 3)).toThrow(/only 4\.0 GiB of memory is free/);
+    expect(() => assertFitsInMemory(estimateMemory(preset('granite-4.0-h-350m')), 'wasm', 64 * 1024 ** 3)).not.toThrow();
+    // A folder whose config is h-tiny-sized is refused from its config alone (no weights exist).
+    const dir = path.join(tmp, 'huge');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...tiny, time_step_limit: null }));
+    await expect(fromPretrained(dir, { backend: 'wasm' })).rejects.toThrow(InsufficientMemoryError);
+    await initBackend('cpu');
+  });
+
+  it('loads a generated random checkpoint with RoPE, sharded, and keeps cached decoding exact', async () => {
+    const cfg = parseConfig({
+      ...preset('granite-4.0-350m'),
+      time_step_limit: null,
+      hidden_size: 32,
+      num_hidden_layers: 2,
+      layer_types: ['attention', 'attention'],
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      shared_intermediate_size: 16,
+      intermediate_size: 16,
+      vocab_size: 50,
+      mamba_n_heads: 4,
+    });
+    const dir = path.join(tmp, 'rope');
+    writeRandomCheckpoint(dir, cfg, { seed: 3, std: 0.5, maxShardBytes: 2000 });
+    expect(fs.existsSync(path.join(dir, 'model.safetensors.index.json'))).toBe(true);
+    const granite = await fromPretrained(dir);
+    await expectNoTensorLeak(() => {
+      const ids = [3, 9, 4, 1, 7];
+      const full = tf.tidy(() => granite.model.forward(tf.tensor2d([ids], undefined, 'int32')).logits!.dataSync());
+      const cache = granite.makeCache();
+      tf.tidy(() => { granite.model.forward(tf.tensor2d([ids.slice(0, 3)], undefined, 'int32'), { cache, logits: 'none' }); });
+      const step = tf.tidy(() => granite.model.forward(tf.tensor2d([ids.slice(3)], undefined, 'int32'), { cache }).logits!.dataSync());
+      cache.dispose();
+      for (let i = 0; i < step.length; i++) expect(Math.abs(step[i] - full[3 * 50 + i])).toBeLessThan(1e-5);
+      // RoPE moves logits: the same tokens in another order give other last-position logits.
+      const swapped = tf.tidy(() => granite.model.forward(tf.tensor2d([[9, 3, 4, 1, 7]], undefined, 'int32'), { logits: 'last' }).logits!.dataSync());
+      expect(Math.abs(swapped[0] - full[4 * 50])).toBeGreaterThan(1e-6);
+    });
+    granite.dispose();
+  });
+});

@@ -1,0 +1,104 @@
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { describeBackends, expectNoTensorLeak } from '@graniteflow/core/testing';
+import { fromPretrained, type GraniteModel, type TextEvent } from '../src';
+import { CHAT_TINY_DIR, readJson } from './helpers/golden';
+
+interface TextCase {
+  kind: 'plain' | 'chat';
+  prompt?: string;
+  messages?: { role: 'user'; content: string }[];
+  prompt_ids: number[];
+  new_ids: number[];
+  text: string;
+}
+const expectations = readJson<{ max_new_tokens: number; eos: number; cases: TextCase[] }>(
+  path.join(CHAT_TINY_DIR, 'text_expectations.json'),
+);
+
+async function collect(events: AsyncGenerator<TextEvent>) {
+  const deltas: string[] = [];
+  let done: Extract<TextEvent, { type: 'done' }> | undefined;
+  for await (const e of events) {
+    if (e.type === 'text') deltas.push(e.text);
+    else done = e;
+  }
+  return { deltas, done: done! };
+}
+
+describeBackends('text generation on chat_tiny', (backend) => {
+  let granite: GraniteModel;
+  beforeAll(async () => {
+    granite = await fromPretrained(CHAT_TINY_DIR, { backend });
+  });
+  afterAll(() => granite.dispose());
+
+  it.each(expectations.cases.map((c, i) => [`${c.kind} ${i}`, c] as const))(
+    '%s: greedy text as expected, streamed in pieces that add up',
+    async (_name, c) => {
+      const ids = c.kind === 'chat' ? granite.encodePrompt(c.messages!, { chat: true }) : granite.encodePrompt(c.prompt!);
+      expect(ids).toEqual(c.prompt_ids);
+      const { deltas, done } = await collect(granite.streamText(ids, { maxNewTokens: expectations.max_new_tokens }));
+      expect(done.tokenIds).toEqual(c.new_ids);
+      expect(done.text).toBe(c.text);
+      expect(deltas.join('')).toBe(c.text);
+      expect(deltas.some((d) => d.includes('\uFFFD'))).toBe(false);
+      expect(done.finishReason).toBe(c.new_ids.includes(expectations.eos) ? 'stop' : 'length');
+    },
+  );
+
+  it('cuts at a stop string and reports it', async () => {
+    const c = expectations.cases[0];
+    const stop = c.text.slice(5, 9);
+    const { deltas, done } = await collect(granite.streamText(c.prompt_ids, { maxNewTokens: 8, stopStrings: [stop] }));
+    expect(done.text).toBe(c.text.slice(0, 5));
+    expect(deltas.join('')).toBe(done.text);
+    expect(done).toMatchObject({ finishReason: 'stop', stopString: stop });
+  });
+
+  it('samples reproducibly from a seed, never a padded vocabulary row', async () => {
+    const run = async (seed: number) => {
+      const out: number[] = [];
+      for await (const id of granite.generate(expectations.cases[1].prompt_ids, { maxNewTokens: 12, temperature: 1.5, seed, eosTokenIds: [] })) out.push(id);
+      return out;
+    };
+    const [a, b, c] = [await run(7), await run(7), await run(8)];
+    expect(a).toEqual(b);
+    expect(a).not.toEqual(c);
+    expect(Math.max(...a, ...c)).toBeLessThan(granite.vocabLimit);
+    expect(granite.vocabLimit).toBe(984);
+  });
+
+  it('a batch of unequal prompts continues each row as if alone', async () => {
+    const prompts = expectations.cases.slice(0, 3).map((c) => c.prompt_ids);
+    const rows: number[][] = prompts.map(() => []);
+    for await (const step of granite.generateBatch(prompts, { maxNewTokens: 8, eosTokenIds: [] })) {
+      step.forEach((id, i) => id !== null && rows[i].push(id));
+    }
+    expect(rows).toEqual(expectations.cases.slice(0, 3).map((c) => c.new_ids));
+  });
+
+  it('a conversation continues from its cache with only the new tokens', async () => {
+    const c = expectations.cases[4];
+    const cache = granite.makeCache();
+    const first: number[] = [];
+    for await (const id of granite.generate(c.prompt_ids, { maxNewTokens: 4, cache, eosTokenIds: [] })) first.push(id);
+    expect(cache.seqLength).toBe(c.prompt_ids.length + 3);
+    const history = [...c.prompt_ids, ...first];
+    const followUp = granite.encodePrompt('more');
+    const resumed: number[] = [];
+    for await (const id of granite.generate([first[3], ...followUp], { maxNewTokens: 4, cache, eosTokenIds: [] })) resumed.push(id);
+    const fresh: number[] = [];
+    for await (const id of granite.generate([...history, ...followUp], { maxNewTokens: 4, eosTokenIds: [] })) fresh.push(id);
+    expect(resumed).toEqual(fresh);
+    cache.dispose();
+  });
+
+  it('leaks no tensor across text generation', async () => {
+    await expectNoTensorLeak(async () => {
+      await collect(granite.streamText(expectations.cases[2].prompt_ids, { maxNewTokens: 5, stopStrings: ['zz'] }));
+      await granite.complete('Hello', { maxNewTokens: 3, chat: true, system: 'Be brief.' });
+    });
+    expect(tf.memory().numTensors).toBeGreaterThan(0);
+  });
+});
