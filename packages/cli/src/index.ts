@@ -1,1 +1,19 @@
-export {};
+/**
+ * The `graniteflow` command (generate, chat, serve, inspect, logits, download) and the pieces of
+ * it that are useful from code: the OpenAI-compatible server, chat sessions that keep model state
+ * between turns, and text streaming.
+ * @module cli
+ */
+export { main } from './main';
+export { createServer, type GraniteServer, type ServerOptions, type ServerStats } from './server/server';
+export { graniteEngine, type Engine, type EngineCache, type EngineGenerateOptions } from './server/engine';
+export { PrefixCache, type PrefixEntry, type PrefixMatch, type PrefixCacheOptions } from './server/prefix_cache';
+export { GenerationQueue, QueueFullError, type Ticket } from './server/queue';
+export { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest } from './server/openai_protocol';
+export { ChatSession, type SavedChat, type TurnStats } from './chat_session';
+export { renderChat, withTiming, newTiming, type GenerationTiming } from './text_generation';
+export { embeddedModelPath, EMBEDDED_MODEL_NAME, loadModel, resolveModelArg, type LoadModelOptions, type ModelSource } from './model_source';
+export { inspectConfig, type InspectReport } from './commands/inspect';
+export { computeLogits } from './commands/logits';
+export { ProgressBar, type ProgressBarOptions, type ProgressStream } from './progress';
+export { CliError, UsageError, describeError } from './errors';

@@ -1,0 +1,52 @@
+/** Pieces every model-loading command shares: loading from the common options, sampling options. */
+import type { GenerateOptions, GraniteModel } from '@graniteflow/granite';
+import { UsageError } from '../errors';
+import { flag, numberOption, stringOption, type ParsedArgs } from '../args';
+import type { CliIO } from '../io';
+import { loadModel, resolveModelArg, type ModelSource } from '../model_source';
+
+/** Interface of a subcommand. */
+export interface Command {
+  name: string;
+  /** One line for the command list. */
+  summary: string;
+  help(): string;
+  run(argv: readonly string[], io: CliIO): Promise<number>;
+}
+
+/** Loads the model named by --model (and --backend, --revision, --cache-dir, --offline, --quiet). */
+export async function loadFromArgs(
+  values: ParsedArgs['values'],
+  io: CliIO,
+  extra: { contextLength?: number; signal?: AbortSignal } = {},
+): Promise<{ model: GraniteModel; source: ModelSource }> {
+  const source = resolveModelArg(stringOption(values, 'model'));
+  const model = await loadModel(source, {
+    backend: stringOption(values, 'backend'),
+    revision: stringOption(values, 'revision'),
+    cacheDir: stringOption(values, 'cache-dir'),
+    offline: flag(values, 'offline'),
+    quiet: flag(values, 'quiet'),
+    stderr: io.stderr,
+    ...extra,
+  });
+  return { model, source };
+}
+
+/** Generation options from --max-tokens, --temperature, --top-k, --top-p, --min-p, --repetition-penalty, --seed. */
+export function samplingFromArgs(command: string, values: ParsedArgs['values']): GenerateOptions {
+  return {
+    maxNewTokens: numberOption(command, values, 'max-tokens', { min: 1, integer: true }) ?? 256,
+    temperature: numberOption(command, values, 'temperature', { min: 0 }) ?? 0,
+    topK: numberOption(command, values, 'top-k', { min: 0, integer: true }),
+    topP: positive(command, 'top-p', numberOption(command, values, 'top-p', { min: 0, max: 1 })),
+    minP: numberOption(command, values, 'min-p', { min: 0, max: 1 }),
+    repetitionPenalty: positive(command, 'repetition-penalty', numberOption(command, values, 'repetition-penalty', { min: 0 })),
+    seed: numberOption(command, values, 'seed', { min: 0, max: 2 ** 32 - 1, integer: true }),
+  };
+}
+
+function positive(command: string, name: string, x: number | undefined): number | undefined {
+  if (x === 0) throw new UsageError(`--${name} must be greater than 0.`, command);
+  return x;
+}

@@ -1,0 +1,56 @@
+/** `graniteflow download`: a hub model into the standard Hugging Face cache, with progress bars. */
+import { resolveModelFolder } from '@graniteflow/granite';
+import { COMMON_OPTIONS, flag, formatHelp, parseCommandArgs, stringOption, type OptionTable } from '../args';
+import { UsageError } from '../errors';
+import type { CliIO } from '../io';
+import { ProgressBar } from '../progress';
+import type { Command } from './common';
+
+const OPTIONS: OptionTable = {
+  revision: { type: 'string', value: 'REV', description: 'branch, tag or commit (default main)' },
+  'cache-dir': { type: 'string', value: 'DIR', description: 'cache directory (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)' },
+  ...COMMON_OPTIONS,
+};
+
+const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+export const downloadCommand: Command = {
+  name: 'download',
+  summary: 'download a model from the Hugging Face hub into the standard cache',
+  help: () =>
+    formatHelp(
+      'graniteflow download [options] org/name',
+      'Downloads a model repo into the Hugging Face cache (shared with Python tools) and prints its folder. Files already there are reused. HF_TOKEN and HF_ENDPOINT are honoured.',
+      OPTIONS,
+      ['graniteflow download ibm-granite/granite-4.0-h-micro', 'graniteflow download ibm-granite/granite-4.0-h-tiny --revision main'],
+    ),
+  async run(argv: readonly string[], io: CliIO): Promise<number> {
+    const { values, positionals } = parseCommandArgs('download', argv, OPTIONS);
+    if (flag(values, 'help')) {
+      io.stdout.write(downloadCommand.help());
+      return 0;
+    }
+    if (positionals.length !== 1) throw new UsageError('download takes one repo id, e.g. graniteflow download ibm-granite/granite-4.0-h-micro.', 'download');
+    const repoId = positionals[0];
+    if (!REPO_ID.test(repoId)) throw new UsageError(`"${repoId}" is not a hub repo id of the form org/name.`, 'download');
+    const quiet = flag(values, 'quiet');
+    const bar = new ProgressBar(io.stderr, `Downloading ${repoId}`, { silent: quiet });
+    let currentFile = '';
+    const folder = await resolveModelFolder(repoId, {
+      revision: stringOption(values, 'revision'),
+      cacheDir: stringOption(values, 'cache-dir'),
+      onProgress: (p) => {
+        // Per-file events name the file; the overall events (file null) drive the bar.
+        if (p.file !== null) {
+          currentFile = p.file;
+          return;
+        }
+        if (p.done && p.downloadedBytes === 0) return; // everything was already in the cache
+        bar.update(p.downloadedBytes, p.totalBytes ?? 0, currentFile);
+        if (p.done) bar.done();
+      },
+    });
+    io.stdout.write(`${folder}\n`);
+    return 0;
+  },
+};

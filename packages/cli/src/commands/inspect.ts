@@ -1,0 +1,242 @@
+/** `graniteflow inspect`: what a model is and what it needs, from its config alone (no weights read). */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  countParameters,
+  estimateMemory,
+  headDim,
+  modelTypeModule,
+  preset,
+  RepoCache,
+  resolveCacheDir,
+  useMoe,
+  type GraniteMoeHybridConfig,
+} from '@graniteflow/granite';
+import { formatTable } from '@graniteflow/core';
+import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
+import { CliError, UsageError } from '../errors';
+import { formatBytes, formatCount } from '../format';
+import type { CliIO } from '../io';
+import { resolveModelArg, type ModelSource } from '../model_source';
+import type { Command } from './common';
+
+const OPTIONS: OptionTable = {
+  model: { type: 'string', short: 'm', value: 'M', description: 'the model (also accepted as the positional argument)' },
+  revision: { type: 'string', value: 'REV', description: 'hub branch, tag or commit (default main)' },
+  'cache-dir': { type: 'string', value: 'DIR', description: 'Hugging Face cache directory' },
+  offline: { type: 'boolean', description: 'use only files already in the cache' },
+  'context-length': { type: 'string', value: 'N', description: 'tokens of context the memory estimate budgets KV cache for (default 4096)' },
+  'batch-size': { type: 'string', value: 'B', description: 'sequences the memory estimate budgets for (default 1)' },
+  json: { type: 'boolean', description: 'print the report as JSON' },
+  ...COMMON_OPTIONS,
+};
+
+/** Bytes per weight and per cached value at each precision. */
+export const PRECISIONS = [
+  { name: 'fp32', weightBytes: 4, cacheBytes: 4, note: 'what graniteflow computes in (tfjs has no bf16)' },
+  { name: 'bf16', weightBytes: 2, cacheBytes: 2, note: 'the released checkpoints; GPU runtimes such as vLLM' },
+  { name: 'int8', weightBytes: 1, cacheBytes: 2, note: 'int8 weights, bf16 state and KV cache' },
+] as const;
+
+/** Everything `inspect` reports, as data. */
+export interface InspectReport {
+  model: string;
+  source: string;
+  config: GraniteMoeHybridConfig;
+  layers: { index: number; type: string }[];
+  parameters: { total: number; active: number };
+  contextLength: number;
+  batchSize: number;
+  memory: {
+    precision: string;
+    weightBytes: number;
+    mambaStateBytesPerSequence: number;
+    kvCacheBytesPerToken: number;
+    totalBytes: number;
+    note: string;
+  }[];
+}
+
+function readConfigFile(folder: string): GraniteMoeHybridConfig {
+  const file = path.join(folder, 'config.json');
+  if (!fs.existsSync(file)) throw new CliError(`${folder} has no config.json: is it a Hugging Face model folder?`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new CliError(`${file} is not valid JSON (${(err as Error).message}); the file is corrupt: download or copy it again.`);
+  }
+  const impl = modelTypeModule((raw as { model_type?: unknown } | null)?.model_type, file);
+  return impl.parseConfig(raw, file);
+}
+
+async function configOf(source: ModelSource, values: Record<string, unknown>): Promise<{ config: GraniteMoeHybridConfig; from: string }> {
+  if (source.kind !== 'hub') return { config: readConfigFile(source.folder), from: source.folder };
+  // A released model's config ships with graniteflow as a preset: no network needed.
+  if (source.preset) return { config: preset(source.preset), from: `built-in preset ${source.preset}` };
+  return hubConfig(source.repoId, {
+    revision: (values.revision as string | undefined) ?? 'main',
+    cacheDir: values['cache-dir'] as string | undefined,
+    offline: values.offline === true,
+  });
+}
+
+/**
+ * config.json of a hub repo: from the Hugging Face cache when a snapshot has it, else fetched
+ * alone (inspect must not download gigabytes of weights to print a summary).
+ */
+async function hubConfig(
+  repoId: string,
+  { revision, cacheDir, offline }: { revision: string; cacheDir?: string; offline: boolean },
+): Promise<{ config: GraniteMoeHybridConfig; from: string }> {
+  const cache = new RepoCache(resolveCacheDir(cacheDir), repoId);
+  const commit = await cache.readRef(revision);
+  if (commit && fs.existsSync(cache.snapshotPath(commit, 'config.json'))) {
+    const folder = cache.snapshotDir(commit);
+    return { config: readConfigFile(folder), from: folder };
+  }
+  if (offline || process.env.HF_HUB_OFFLINE === '1') {
+    throw new CliError(`Offline: ${repoId} (revision "${revision}") has no config.json in the cache ${cache.root}. Run without --offline, or download it first (graniteflow download ${repoId}).`);
+  }
+  const endpoint = (process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const url = `${endpoint}/${repoId}/resolve/${encodeURIComponent(revision)}/config.json`;
+  const token = process.env.HF_TOKEN;
+  let response: Response;
+  try {
+    response = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(30_000) });
+  } catch (err) {
+    throw new CliError(`Could not reach ${url} (${(err as Error).message}). Check the network or HF_ENDPOINT, or inspect a local folder or a preset name instead.`);
+  }
+  if (response.status === 401 || response.status === 403) throw new CliError(`The hub refused access to ${repoId} (HTTP ${response.status}); set HF_TOKEN to a token with access.`);
+  if (response.status === 404) throw new CliError(`${repoId} (revision "${revision}") was not found on the hub, or it has no config.json.`);
+  if (!response.ok) throw new CliError(`Fetching ${url} failed: HTTP ${response.status}.`);
+  let raw: unknown;
+  try {
+    raw = await response.json();
+  } catch (err) {
+    throw new CliError(`${url} is not valid JSON: ${(err as Error).message}`);
+  }
+  const impl = modelTypeModule((raw as { model_type?: unknown } | null)?.model_type, url);
+  return { config: impl.parseConfig(raw, url), from: url };
+}
+
+/** Builds the report for a config. */
+export function inspectConfig(
+  config: GraniteMoeHybridConfig,
+  { model, source, contextLength = 4096, batchSize = 1 }: { model: string; source: string; contextLength?: number; batchSize?: number },
+): InspectReport {
+  const estimate = estimateMemory(config, { contextLength, batchSize });
+  const fp32 = { state: estimate.stateBytesPerSequence / 4, kv: estimate.kvBytesPerToken / 4 }; // floats
+  return {
+    model,
+    source,
+    config,
+    layers: config.layer_types.map((type, index) => ({ index, type })),
+    parameters: countParameters(config),
+    contextLength,
+    batchSize,
+    memory: PRECISIONS.map((p) => {
+      const weightBytes = estimate.parameters * p.weightBytes;
+      const mambaStateBytesPerSequence = fp32.state * p.cacheBytes;
+      const kvCacheBytesPerToken = fp32.kv * p.cacheBytes;
+      return {
+        precision: p.name,
+        weightBytes,
+        mambaStateBytesPerSequence,
+        kvCacheBytesPerToken,
+        totalBytes: weightBytes + batchSize * (mambaStateBytesPerSequence + contextLength * kvCacheBytesPerToken),
+        note: p.note,
+      };
+    }),
+  };
+}
+
+/** `M M M A M …` grouped in tens, and the runs as index ranges. */
+function layerMap(types: readonly string[]): string[] {
+  const letters = types.map((t) => (t === 'attention' ? 'A' : t === 'mamba' ? 'M' : '?'));
+  const groups: string[] = [];
+  for (let i = 0; i < letters.length; i += 10) groups.push(letters.slice(i, i + 10).join(''));
+  const runs: string[] = [];
+  let start = 0;
+  for (let i = 1; i <= types.length; i++) {
+    if (i === types.length || types[i] !== types[start]) {
+      runs.push(`${start === i - 1 ? start : `${start}-${i - 1}`} ${types[start]}`);
+      start = i;
+    }
+  }
+  return [groups.join(' '), runs.join(', ')];
+}
+
+function formatReport(r: InspectReport): string {
+  const c = r.config;
+  const mamba = c.layer_types.filter((t) => t === 'mamba').length;
+  const attention = c.layer_types.length - mamba;
+  const [letters, runs] = layerMap(c.layer_types);
+  const summary: [string, string][] = [
+    ['model', r.model],
+    ['from', r.source],
+    ['model_type', c.model_type],
+    ['layers', `${c.num_hidden_layers} (${mamba} Mamba-2, ${attention} attention)`],
+    ['hidden_size', String(c.hidden_size)],
+    ['vocab_size', String(c.vocab_size)],
+    ['attention', `${c.num_attention_heads} query / ${c.num_key_value_heads} key-value heads of ${headDim(c)}, position embedding ${c.position_embedding_type ?? 'none'}`],
+    ['mamba', `${c.mamba_n_heads} heads × ${c.mamba_d_head}, d_state ${c.mamba_d_state}, n_groups ${c.mamba_n_groups}, d_conv ${c.mamba_d_conv}, expand ${c.mamba_expand}, chunk ${c.mamba_chunk_size}`],
+    [
+      'feed-forward',
+      useMoe(c)
+        ? `MoE: ${c.num_local_experts} experts (top ${c.num_experts_per_tok}) of ${c.intermediate_size} + shared MLP of ${c.shared_intermediate_size}`
+        : `dense: shared MLP of ${c.shared_intermediate_size}`,
+    ],
+    ['context', `max_position_embeddings ${c.max_position_embeddings}`],
+    ['tied embeddings', String(c.tie_word_embeddings)],
+    ['parameters', `${formatCount(r.parameters.total)} total, ${formatCount(r.parameters.active)} active per token`],
+  ];
+  const width = Math.max(...summary.map(([k]) => k.length));
+  const lines = summary.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
+  lines.push('', 'Layer map (M = Mamba-2, A = attention):', `  ${letters}`, `  ${runs}`, '');
+  lines.push(`Memory for ${r.batchSize} sequence${r.batchSize === 1 ? '' : 's'} of ${r.contextLength} tokens:`);
+  const table = formatTable([
+    ['precision', 'weights', 'Mamba state/seq', 'KV cache/token', `total @ ${r.contextLength}`, ''],
+    ...r.memory.map((m) => [
+      m.precision,
+      formatBytes(m.weightBytes),
+      formatBytes(m.mambaStateBytesPerSequence),
+      formatBytes(m.kvCacheBytesPerToken),
+      formatBytes(m.totalBytes),
+      m.note,
+    ]),
+  ]);
+  lines.push(...table.split('\n').map((l) => `  ${l}`));
+  return lines.join('\n') + '\n';
+}
+
+export const inspectCommand: Command = {
+  name: 'inspect',
+  summary: 'config summary, layer map, parameters and memory estimate of a model',
+  help: () =>
+    formatHelp(
+      'graniteflow inspect [options] M   (M: a folder, a hub repo id or a preset name)',
+      'Reads only config.json (presets need no download): layers, parameter counts, and memory per precision.',
+      OPTIONS,
+      ['graniteflow inspect granite-4.0-h-tiny', 'graniteflow inspect ./my-model --context-length 32768', 'graniteflow inspect ibm-granite/granite-4.0-h-small --json'],
+    ),
+  async run(argv: readonly string[], io: CliIO): Promise<number> {
+    const { values, positionals } = parseCommandArgs('inspect', argv, OPTIONS);
+    if (flag(values, 'help')) {
+      io.stdout.write(inspectCommand.help());
+      return 0;
+    }
+    const named = stringOption(values, 'model');
+    if (positionals.length > 1 || (named !== undefined && positionals.length > 0)) {
+      throw new UsageError('inspect takes one model.', 'inspect');
+    }
+    const arg = named ?? positionals[0];
+    const contextLength = numberOption('inspect', values, 'context-length', { min: 1, integer: true }) ?? 4096;
+    const batchSize = numberOption('inspect', values, 'batch-size', { min: 1, integer: true }) ?? 1;
+    const source = resolveModelArg(arg);
+    const { config, from } = await configOf(source, values);
+    const report = inspectConfig(config, { model: source.name, source: from, contextLength, batchSize });
+    io.stdout.write(flag(values, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+    return 0;
+  },
+};

@@ -1,0 +1,25 @@
+/** Small formatting helpers for command output. */
+
+/** Bytes in binary units: `512 B`, `1.5 KiB`, `3.2 GiB`. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+/** A parameter count in words people use: `1.2 M`, `6.9 B`. */
+export function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} K`;
+  return String(n);
+}
+
+/** Tokens per second, or "-" when too little time passed to say. */
+export function rate(tokens: number, ms: number): string {
+  return ms > 0 && tokens > 0 ? `${((tokens * 1000) / ms).toFixed(1)} tok/s` : '-';
+}

@@ -1,0 +1,135 @@
+/**
+ * What `--model` names (a folder, a hub repo id, a preset name, or nothing = the embedded model)
+ * and loading it with progress bars on stderr.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fromPretrained, PRESET_NAMES, type GraniteModel, type LoadProgress } from '@graniteflow/granite';
+import { CliError } from './errors';
+import { ProgressBar, type ProgressStream } from './progress';
+
+/** Folder name of the model shipped inside the package. */
+export const EMBEDDED_MODEL_NAME = 'tiny-random-granite-4.0-h';
+
+/** Absolute path of the embedded model (`models/` next to `src/` and `dist/` in the package). */
+export function embeddedModelPath(): string {
+  return path.resolve(__dirname, '..', 'models', EMBEDDED_MODEL_NAME);
+}
+
+/** Where a model comes from. */
+export type ModelSource =
+  | { kind: 'embedded'; folder: string; name: string }
+  | { kind: 'folder'; folder: string; name: string }
+  | { kind: 'hub'; repoId: string; name: string; preset?: string };
+
+const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+function looksLikePath(arg: string): boolean {
+  return arg.startsWith('.') || arg.startsWith('/') || arg.startsWith('~') || arg.includes('\\') || arg.split('/').length > 2;
+}
+
+const NAMING_HELP =
+  'Pass --model a model folder (holding config.json and *.safetensors), a Hugging Face repo id such as ibm-granite/granite-4.0-h-micro, ' +
+  `a preset name (${PRESET_NAMES.join(', ')}), or leave --model out to use the embedded test model.`;
+
+/** Interprets `--model` (undefined = the embedded model). Does not touch the network. */
+export function resolveModelArg(arg: string | undefined): ModelSource {
+  if (arg === undefined) return { kind: 'embedded', folder: embeddedModelPath(), name: EMBEDDED_MODEL_NAME };
+  if (arg.trim() === '') throw new CliError(`--model is empty. ${NAMING_HELP}`);
+  const expanded = arg.startsWith('~/') ? path.join(process.env.HOME ?? '~', arg.slice(2)) : arg;
+  if (fs.existsSync(expanded)) {
+    const folder = path.resolve(expanded);
+    if (!fs.statSync(folder).isDirectory()) {
+      throw new CliError(`--model ${arg} is a file, not a model folder. ${NAMING_HELP}`);
+    }
+    return { kind: 'folder', folder, name: path.basename(folder) };
+  }
+  if (looksLikePath(arg)) throw new CliError(`No model at ${arg}: the folder does not exist. ${NAMING_HELP}`);
+  if ((PRESET_NAMES as readonly string[]).includes(arg)) {
+    return { kind: 'hub', repoId: `ibm-granite/${arg}`, name: `ibm-granite/${arg}`, preset: arg };
+  }
+  if (REPO_ID.test(arg)) {
+    const presetName = arg.replace(/^ibm-granite\//, '');
+    const preset = arg.startsWith('ibm-granite/') && (PRESET_NAMES as readonly string[]).includes(presetName) ? presetName : undefined;
+    return { kind: 'hub', repoId: arg, name: arg, preset };
+  }
+  throw new CliError(`No model named "${arg}": it is not a folder, a Hugging Face repo id (org/name) or a preset name. ${NAMING_HELP}`);
+}
+
+/** Options of {@link loadModel}. */
+export interface LoadModelOptions {
+  backend?: string;
+  revision?: string;
+  cacheDir?: string;
+  offline?: boolean;
+  /** Tokens of context the memory check budgets for. */
+  contextLength?: number;
+  signal?: AbortSignal;
+  /** Where progress bars and notices go (stderr); nothing is written when `quiet`. */
+  stderr: ProgressStream;
+  quiet?: boolean;
+}
+
+/** The notice printed (once) when the embedded model is used. */
+export const EMBEDDED_MODEL_NOTICE =
+  `Note: no --model given, so this runs the embedded ${EMBEDDED_MODEL_NAME}, a tiny Granite 4.0-H-shaped model with RANDOM weights ` +
+  'that ships inside @graniteflow/cli so the command works offline: its text is meaningless. For real output use a real checkpoint, ' +
+  'e.g. --model ibm-granite/granite-4.0-h-micro (downloaded once into the Hugging Face cache) or --model ./path/to/model-folder. ' +
+  '(--quiet hides this note.)\n';
+
+let noticeShown = false;
+
+/** Prints {@link EMBEDDED_MODEL_NOTICE} once per process (not at all when quiet). */
+export function noteEmbeddedModel(stderr: ProgressStream, quiet: boolean): void {
+  if (quiet || noticeShown) return;
+  noticeShown = true;
+  stderr.write(EMBEDDED_MODEL_NOTICE);
+}
+
+/** Loads the model `source` names, drawing a progress bar per download and one for the weights. */
+export async function loadModel(source: ModelSource, options: LoadModelOptions): Promise<GraniteModel> {
+  const quiet = options.quiet ?? false;
+  if (source.kind === 'embedded') noteEmbeddedModel(options.stderr, quiet);
+  const bars = new Map<string, ProgressBar>();
+  let currentFile = '';
+  const onProgress = (p: LoadProgress) => {
+    if (p.phase === 'download') {
+      // The overall events (file null) drive one bar; per-file events name the file being fetched.
+      if (p.file !== null) {
+        currentFile = p.file;
+        return;
+      }
+      if (p.done && p.downloadedBytes === 0) return; // already in the cache
+      let bar = bars.get('download');
+      if (!bar) {
+        bar = new ProgressBar(options.stderr, `Downloading ${source.name}`, { silent: quiet });
+        bars.set('download', bar);
+      }
+      bar.update(p.downloadedBytes, p.totalBytes ?? 0, currentFile);
+      if (p.done) bar.done();
+    } else {
+      let bar = bars.get('weights');
+      if (!bar) {
+        bar = new ProgressBar(options.stderr, `Loading ${source.name}`, { silent: quiet });
+        bars.set('weights', bar);
+      }
+      bar.update(p.loadedBytes, p.totalBytes, p.tensor);
+      if (p.loadedTensors === p.totalTensors) bar.done();
+    }
+  };
+  const target = source.kind === 'hub' ? source.repoId : source.folder;
+  return fromPretrained(target, {
+    backend: options.backend,
+    revision: options.revision,
+    cacheDir: options.cacheDir,
+    offline: options.offline,
+    contextLength: options.contextLength,
+    signal: options.signal,
+    onProgress,
+  });
+}
+
+/** A short name for a loaded model: the embedded name, the repo id, or the folder's name. */
+export function modelDisplayName(source: ModelSource): string {
+  return source.name;
+}
