@@ -12,7 +12,7 @@ import {
   useMoe,
   type GraniteMoeHybridConfig,
 } from '@graniteflow/granite';
-import { formatTable } from '@graniteflow/core';
+import { formatTable, initBackend } from '@graniteflow/core';
 import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { CliError, UsageError } from '../errors';
 import { formatBytes, formatCount } from '../format';
@@ -196,17 +196,17 @@ function formatReport(r: InspectReport): string {
   lines.push('', 'Layer map (M = Mamba-2, A = attention):', `  ${letters}`, `  ${runs}`, '');
   lines.push(`Memory for ${r.batchSize} sequence${r.batchSize === 1 ? '' : 's'} of ${r.contextLength} tokens:`);
   const table = formatTable([
-    ['precision', 'weights', 'Mamba state/seq', 'KV cache/token', `total @ ${r.contextLength}`, ''],
+    ['precision', 'weights', 'Mamba state/seq', 'KV cache/token', `total @ ${r.contextLength}`],
     ...r.memory.map((m) => [
       m.precision,
       formatBytes(m.weightBytes),
       formatBytes(m.mambaStateBytesPerSequence),
       formatBytes(m.kvCacheBytesPerToken),
       formatBytes(m.totalBytes),
-      m.note,
     ]),
   ]);
   lines.push(...table.split('\n').map((l) => `  ${l}`));
+  lines.push(...r.memory.map((m) => `  ${m.precision}: ${m.note}`));
   return lines.join('\n') + '\n';
 }
 
@@ -235,6 +235,8 @@ export const inspectCommand: Command = {
     const batchSize = numberOption('inspect', values, 'batch-size', { min: 1, integer: true }) ?? 1;
     const source = resolveModelArg(arg);
     const { config, from } = await configOf(source, values);
+    // countParameters() builds the module tree, which tfjs wants a backend for (no weights are allocated).
+    await initBackend('cpu');
     const report = inspectConfig(config, { model: source.name, source: from, contextLength, batchSize });
     io.stdout.write(flag(values, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
     return 0;

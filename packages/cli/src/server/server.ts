@@ -92,14 +92,20 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 async function readBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new ApiError(413, `The request body is larger than ${limit} bytes.`, 'invalid_request_error', null, 'request_too_large');
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  // An oversized body is drained, not stored, so the 413 can still be answered on this connection.
+  const text = await new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (size > limit) reject(new ApiError(413, `The request body is larger than ${limit} bytes.`, 'invalid_request_error', null, 'request_too_large'));
+      else resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', reject);
+  });
   if (text.trim() === '') throw new ApiError(400, 'The request body is empty; send a JSON object.', 'invalid_request_error', null, 'invalid_json');
   try {
     return JSON.parse(text);
