@@ -1,5 +1,3 @@
-import { silu } from './discretize_impl';
-
 /** Sizes of one causal conv. */
 export interface ConvDims {
   batch: number;
@@ -32,34 +30,33 @@ export function causalConv1dImpl(
   const S = K - 1;
   const y = out?.y ?? new Float32Array(batch * T * C);
   const newState = out?.newState ?? new Float32Array(batch * S * C);
-  // [K, C]: taps outermost so the channel loop runs over contiguous memory.
+  const { x, weight, bias, convState } = a;
+  // [K, C]: taps outermost so every inner loop runs over contiguous channels.
   const wT = new Float32Array(K * C);
-  for (let c = 0; c < C; c++) for (let k = 0; k < K; k++) wT[k * C + c] = a.weight[c * K + k];
-  // Row j of u = [state, x] for one sequence, or null for the zeros before a fresh start.
-  const row = (b: number, j: number): [Float32Array, number] | null => {
-    if (j >= S) return [a.x, (b * T + j - S) * C];
-    return a.convState ? [a.convState, (b * S + j) * C] : null;
-  };
+  for (let c = 0; c < C; c++) for (let k = 0; k < K; k++) wT[k * C + c] = weight[c * K + k];
+  // u = [state or zeros, x] for one sequence, [S + T, C]: one copy makes every tap a plain offset.
+  const u = new Float32Array((S + T) * C);
   for (let b = 0; b < batch; b++) {
+    if (convState) u.set(convState.subarray(b * S * C, (b + 1) * S * C));
+    else u.fill(0, 0, S * C);
+    u.set(x.subarray(b * T * C, (b + 1) * T * C), S * C);
     for (let t = 0; t < T; t++) {
       const y0 = (b * T + t) * C;
-      if (a.bias) for (let c = 0; c < C; c++) y[y0 + c] = a.bias[c];
-      else for (let c = 0; c < C; c++) y[y0 + c] = 0;
+      if (bias) y.set(bias, y0);
+      else y.fill(0, y0, y0 + C);
       for (let k = 0; k < K; k++) {
-        const r = row(b, t + k); // u index of x_{t−K+1+k}
-        if (r === null) continue;
-        const [src, s0] = r;
+        const u0 = (t + k) * C; // row of x_{t−K+1+k}
         const w0 = k * C;
-        for (let c = 0; c < C; c++) y[y0 + c] += wT[w0 + c] * src[s0 + c];
+        for (let c = 0; c < C; c++) y[y0 + c] += wT[w0 + c] * u[u0 + c];
       }
-      if (activation === 'silu') for (let c = 0; c < C; c++) y[y0 + c] = silu(y[y0 + c]);
+      if (activation === 'silu') {
+        for (let c = 0; c < C; c++) {
+          const v = y[y0 + c];
+          y[y0 + c] = v / (1 + Math.exp(-v));
+        }
+      }
     }
-    for (let j = 0; j < S; j++) {
-      const r = row(b, T + j);
-      const d0 = (b * S + j) * C;
-      if (r === null) newState.fill(0, d0, d0 + C);
-      else newState.set(r[0].subarray(r[1], r[1] + C), d0);
-    }
+    newState.set(u.subarray(T * C, (T + S) * C), b * S * C);
   }
   return { y, newState };
 }
