@@ -43,7 +43,7 @@ const ADVICE: Record<string, string> = {
     'Check the network (and HF_ENDPOINT if you use a mirror), or pass a local model folder with --model ./path; --offline uses only the Hugging Face cache.',
   RepoNotFoundError: 'Check the repo id and --revision on the hub; private or gated repos need HF_TOKEN.',
   HubAuthError: 'Set HF_TOKEN to a token with access to this repo.',
-  OfflineCacheMissError: 'Run once with network access (graniteflow download <org/name>), or pass a local folder with --model ./path.',
+  OfflineCacheMissError: 'Or pass a local model folder with --model ./path.',
   IntegrityError: 'Download it again: graniteflow download <org/name>.',
 };
 
@@ -62,7 +62,8 @@ export function describeError(err: unknown): string {
   if (err.name === 'AbortError') return 'Cancelled.';
   const advice = ADVICE[err.name];
   const message = oneParagraph(err.message || err.name);
-  return advice ? `${message} ${advice}` : message;
+  if (!advice) return message;
+  return `${/[.!?]$/.test(message) ? message : `${message}.`} ${advice}`;
 }
 
 /** Exit code for an error. */

@@ -1,0 +1,84 @@
+// `graniteflow generate` as users run it: the built command in a child process.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { GOLDEN, runCli } from './helpers/cli';
+
+interface TextCase {
+  kind: 'plain' | 'chat';
+  prompt: string;
+  messages?: { role: string; content: string }[];
+  text: string;
+  new_ids: number[];
+}
+const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
+const expectations = JSON.parse(fs.readFileSync(path.join(CHAT_TINY, 'text_expectations.json'), 'utf8')) as {
+  max_new_tokens: number;
+  cases: TextCase[];
+};
+const maxTokens = String(expectations.max_new_tokens);
+
+describe('golden greedy generations of fixtures/golden/chat_tiny', () => {
+  test.each(expectations.cases.filter((c) => c.kind === 'plain').map((c) => [c.prompt, c] as const))('plain %j', async (_, c) => {
+    const r = await runCli(['generate', '--model', CHAT_TINY, '--temperature', '0', '--max-tokens', maxTokens, c.prompt]);
+    expect(r.stderr).not.toMatch(/error/i);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${c.text}\n`);
+  });
+
+  test.each(expectations.cases.filter((c) => c.kind === 'chat').map((c) => [c.messages![0].content, c] as const))('--chat %j', async (_, c) => {
+    const r = await runCli(['generate', '--model', CHAT_TINY, '--chat', '--temperature', '0', '--max-tokens', maxTokens, '--quiet', c.messages![0].content]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${c.text}\n`);
+    expect(r.stderr).toBe(''); // --quiet: no progress bar
+  });
+});
+
+describe('the embedded default model', () => {
+  test('with no --model it runs the embedded copy of chat_tiny and says, once, that its weights are random', async () => {
+    const c = expectations.cases[0];
+    const r = await runCli(['generate', '--temperature', '0', '--max-tokens', maxTokens, c.prompt]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${c.text}\n`);
+    expect(r.stderr.match(/RANDOM weights/g)).toHaveLength(1);
+    expect(r.stderr).toMatch(/meaningless/);
+    expect(r.stderr).toMatch(/--model ibm-granite\/granite-4\.0-h-micro/);
+    expect(r.stderr).toMatch(/Loading tiny-random-granite-4\.0-h/); // the progress bar (one line per state off a terminal)
+  });
+
+  test('--quiet hides the notice and the progress bar', async () => {
+    const r = await runCli(['generate', '--quiet', '--max-tokens', '3', 'Hello']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.length).toBeGreaterThan(1);
+  });
+});
+
+test('--json prints one JSON object per line: start, text events, done', async () => {
+  const c = expectations.cases.find((x) => x.kind === 'chat')!;
+  const r = await runCli(['generate', '--chat', '--json', '--quiet', '--temperature', '0', '--max-tokens', maxTokens, c.messages![0].content]);
+  expect(r.code).toBe(0);
+  const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; text?: string; tokenIds?: number[]; finishReason?: string; promptTokens?: number });
+  expect(events[0]).toMatchObject({ type: 'start', promptTokens: expect.any(Number) });
+  const done = events[events.length - 1];
+  expect(done).toMatchObject({ type: 'done', text: c.text, tokenIds: c.new_ids, finishReason: 'length' });
+  const texts = events.filter((e) => e.type === 'text');
+  expect(texts.length).toBeGreaterThan(1);
+  expect(texts.map((e) => e.text).join('')).toBe(c.text);
+  expect(texts.flatMap((e) => e.tokenIds)).toEqual(c.new_ids);
+});
+
+test('sampling: the same --seed gives the same text; --stop cuts before the stop text', async () => {
+  const args = ['generate', '--quiet', '--temperature', '0.9', '--top-k', '50', '--top-p', '0.95', '--seed', '123', '--max-tokens', '12', 'Hello'];
+  const [a, b] = [await runCli(args), await runCli(args)];
+  expect(a.code).toBe(0);
+  expect(a.stdout).toBe(b.stdout);
+  const c = expectations.cases[0];
+  const stopped = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '--stop', 'AMAG', c.prompt]);
+  expect(stopped.stdout).toBe(`${c.text.slice(0, c.text.indexOf('AMAG'))}\n`);
+});
+
+test('a prompt from standard input with "-"', async () => {
+  const c = expectations.cases[0];
+  const r = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '-'], { input: c.prompt });
+  expect(r.stdout).toBe(`${c.text}\n`);
+});
