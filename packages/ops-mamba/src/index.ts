@@ -16,6 +16,7 @@ export { causalConv1dReference } from './ops/causal_conv1d_reference';
 export { gatedRmsNormReference } from './ops/gated_rms_norm_reference';
 export { ShapeError } from './ops/validate';
 export { selectiveScanKernel } from './kernels/SelectiveScan';
+export { selectiveScanGradKernel } from './kernels/SelectiveScanGrad';
 export { selectiveStateUpdateKernel } from './kernels/SelectiveStateUpdate';
 export { causalConv1dKernel } from './kernels/CausalConv1d';
 export { gatedRmsNormKernel } from './kernels/GatedRmsNorm';

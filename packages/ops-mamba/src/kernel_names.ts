@@ -38,6 +38,16 @@ export type SelectiveScanAttrs = TimeStepLimitAttrs & {
   chunkSize: number;
 };
 
+export const SelectiveScanGrad = 'SelectiveScanGrad';
+/** The scan's inputs plus the upstream gradients of its two outputs. */
+export type SelectiveScanGradInputs = SelectiveScanInputs & {
+  /** [B, T, Hm, P] gradient reaching y */
+  dy: tf.Tensor;
+  /** [B, Hm, P, N] gradient reaching finalState */
+  dFinalState: tf.Tensor;
+};
+export type SelectiveScanGradAttrs = SelectiveScanAttrs;
+
 export const SelectiveStateUpdate = 'SelectiveStateUpdate';
 export type SelectiveStateUpdateInputs = {
   /** [B, Hm, P] */
@@ -92,6 +102,7 @@ export type GatedRmsNormAttrs = {
 /** Every kernel of this package: name → inputs and attrs. */
 export interface KernelSpecs {
   [SelectiveScan]: { inputs: SelectiveScanInputs; attrs: SelectiveScanAttrs };
+  [SelectiveScanGrad]: { inputs: SelectiveScanGradInputs; attrs: SelectiveScanGradAttrs };
   [SelectiveStateUpdate]: { inputs: SelectiveStateUpdateInputs; attrs: SelectiveStateUpdateAttrs };
   [CausalConv1d]: { inputs: CausalConv1dInputs; attrs: CausalConv1dAttrs };
   [GatedRmsNorm]: { inputs: GatedRmsNormInputs; attrs: GatedRmsNormAttrs };

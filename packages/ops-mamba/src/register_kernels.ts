@@ -3,11 +3,13 @@
 import { causalConv1dKernel } from './kernels/CausalConv1d';
 import { gatedRmsNormKernel } from './kernels/GatedRmsNorm';
 import { selectiveScanKernel } from './kernels/SelectiveScan';
+import { selectiveScanGradKernel } from './kernels/SelectiveScanGrad';
 import { selectiveStateUpdateKernel } from './kernels/SelectiveStateUpdate';
 
 /** Every kernel this package defines, in one list. */
 export const MAMBA_KERNELS = [
   selectiveScanKernel,
+  selectiveScanGradKernel,
   selectiveStateUpdateKernel,
   causalConv1dKernel,
   gatedRmsNormKernel,

@@ -4,6 +4,7 @@
  * @module shared
  */
 export { selectiveScanImpl, type ScanArrays, type ScanDims, type ScanOutputs } from './kernels/SelectiveScan_impl';
+export { selectiveScanGradImpl, type ScanCotangents, type ScanGradients } from './kernels/SelectiveScanGrad_impl';
 export { selectiveStateUpdateImpl, type StateUpdateArrays } from './kernels/SelectiveStateUpdate_impl';
 export { causalConv1dImpl, type ConvArrays, type ConvDims } from './kernels/CausalConv1d_impl';
 export { gatedRmsNormImpl } from './kernels/GatedRmsNorm_impl';

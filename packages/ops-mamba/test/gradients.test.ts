@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   causalConv1dKernel,
   gatedRmsNormKernel,
+  selectiveScanGradKernel,
   selectiveScanKernel,
   selectiveStateUpdateKernel,
   type Kernel,
@@ -108,5 +109,30 @@ describeBackends('gradients', () => {
       naiveGatedNorm(a.y, a.z, a.weight, D, gs, 1e-5),
     ]);
     tf.dispose(Object.values(inputs));
+  });
+
+  it('SelectiveScanGrad: the hand-written backward = autodiff of the reference across checkpoints (T = 150)', () => {
+    const [batch, T, Hm, P, G, N] = [2, 150, 4, 2, 2, 4];
+    for (const withInit of [true, false]) {
+      const inputs = {
+        x: randn([batch, T, Hm, P]),
+        dt: randn([batch, T, Hm]),
+        A_log: randu([Hm], -2, 0),
+        B: randn([batch, T, G, N]),
+        C: randn([batch, T, G, N]),
+        D: randn([Hm]),
+        dt_bias: randn([Hm], 0.5),
+        initialState: withInit ? randn([batch, Hm, P, N]) : undefined,
+        dy: randn([batch, T, Hm, P]),
+        dFinalState: randn([batch, Hm, P, N]),
+      };
+      const attrs = { dtMin: 0.001, dtMax: 2, chunkSize: 32 };
+      const before = tf.memory().numTensors;
+      const fused = selectiveScanGradKernel.run(inputs, attrs);
+      expect(tf.memory().numTensors).toBe(before + fused.length); // only its eight outputs stay
+      const reference = selectiveScanGradKernel.reference(inputs, attrs);
+      fused.forEach((g, i) => expectClose(g, reference[i], { atol: 2e-3, rtol: 2e-3 }, `output ${i}, initial state ${withInit}`));
+      tf.dispose([...fused, ...reference, ...Object.values(inputs).filter((t): t is tf.Tensor => t !== undefined)]);
+    }
   });
 });

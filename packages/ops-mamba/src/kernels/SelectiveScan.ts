@@ -1,5 +1,6 @@
 import { defineKernel } from '@graniteflow/core';
 import { SelectiveScan, type SelectiveScanAttrs, type SelectiveScanInputs } from '../kernel_names';
+import { selectiveScanGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveScanReference } from '../ops/selective_scan_reference';
 import { f32, f32Opt, pointersOf } from './flat';
 import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
@@ -46,5 +47,5 @@ export const selectiveScanKernel = defineKernel<SelectiveScanInputs, SelectiveSc
       }
     },
   },
-  gradient: 'reference',
+  gradient: selectiveScanGrad,
 });

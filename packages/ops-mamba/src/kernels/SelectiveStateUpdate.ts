@@ -4,6 +4,7 @@ import {
   type SelectiveStateUpdateAttrs,
   type SelectiveStateUpdateInputs,
 } from '../kernel_names';
+import { selectiveStateUpdateGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveStateUpdateReference } from '../ops/selective_state_update_reference';
 import { f32, pointersOf } from './flat';
 import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
@@ -46,5 +47,5 @@ export const selectiveStateUpdateKernel = defineKernel<SelectiveStateUpdateInput
       }
     },
   },
-  gradient: 'reference',
+  gradient: selectiveStateUpdateGrad,
 });

@@ -1,0 +1,62 @@
+import { defineKernel } from '@graniteflow/core';
+import * as tf from '@tensorflow/tfjs-core';
+import { SelectiveScanGrad, type SelectiveScanGradAttrs, type SelectiveScanGradInputs } from '../kernel_names';
+import { selectiveScanReference } from '../ops/selective_scan_reference';
+import { f32, f32Opt } from './flat';
+import { selectiveScanGradImpl } from './SelectiveScanGrad_impl';
+
+const GRAD_OUTPUTS = ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias', 'initialState'] as const;
+
+/**
+ * SelectiveScanGrad: the backward pass of SelectiveScan. Outputs the gradients of x, dt, A_log, B,
+ * C, D, dt_bias and initialState, in that order (the last is filled even without an initial state).
+ * Fused (a reverse sweep with checkpointed states) on cpu and wasm; the reference is tfjs autodiff
+ * of the chunked-SSD reference. Inference of second derivatives is not supported (no gradient).
+ */
+export const selectiveScanGradKernel = defineKernel<SelectiveScanGradInputs, SelectiveScanGradAttrs>({
+  name: SelectiveScanGrad,
+  inputNames: ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias', 'initialState', 'dy', 'dFinalState'],
+  reference: ({ dy, dFinalState, ...inputs }, attrs) => {
+    const [batch, , Hm, P] = inputs.x.shape;
+    const N = (inputs.B.shape as number[])[3];
+    const init = inputs.initialState ?? tf.zeros([batch, Hm, P, N]);
+    const vjp = tf.grads((...xs: tf.Tensor[]) => {
+      const [x, dt, A_log, B, C, D, dt_bias, initialState] = xs;
+      const [y, s] = selectiveScanReference({ x, dt, A_log, B, C, D, dt_bias, initialState }, attrs);
+      return tf.add(tf.sum(tf.mul(y, dy)), tf.sum(tf.mul(s, dFinalState)));
+    });
+    const { x, dt, A_log, B, C, D, dt_bias } = inputs;
+    const grads = vjp([x, dt, A_log, B, C, D, dt_bias, init]);
+    if (!inputs.initialState) init.dispose();
+    return grads;
+  },
+  fused: {
+    outputs: (s) =>
+      GRAD_OUTPUTS.map((k) => ({
+        shape: k === 'initialState' ? [s.x.shape[0], s.x.shape[2], s.x.shape[3], s.B.shape[3]] : s[k].shape,
+        dtype: 'float32' as const,
+      })),
+    compute: (a, outs, shapes, attrs) => {
+      const [batch, T, Hm, P] = shapes.x;
+      const [, , G, N] = shapes.B;
+      const [x, dt, A_log, B, C, D, dt_bias, initialState] = outs.map((o, i) => f32(o, `d${GRAD_OUTPUTS[i]}`));
+      selectiveScanGradImpl(
+        {
+          x: f32(a.x, 'x'),
+          dt: f32(a.dt, 'dt'),
+          A_log: f32(a.A_log, 'A_log'),
+          B: f32(a.B, 'B'),
+          C: f32(a.C, 'C'),
+          D: f32(a.D, 'D'),
+          dt_bias: f32(a.dt_bias, 'dt_bias'),
+          initialState: f32Opt(a.initialState, 'initialState'),
+        },
+        { dy: f32(a.dy, 'dy'), dFinalState: f32(a.dFinalState, 'dFinalState') },
+        { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N },
+        attrs.dtMin,
+        attrs.dtMax,
+        { x, dt, A_log, B, C, D, dt_bias, initialState },
+      );
+    },
+  },
+});
