@@ -54,19 +54,21 @@ export class ProgressBar {
     this.total = total;
     if (!this.started) {
       this.started = true;
-      if (!this.stream.isTTY) this.stream.write(`${this.label} (${this.amount(total)})…\n`);
+      if (!this.stream.isTTY) this.stream.write(`${this.label}${total > 0 ? ` (${this.amount(total)})` : ''}…\n`);
     }
     if (!this.stream.isTTY) return;
     const now = Date.now();
-    if (now - this.lastDraw < this.intervalMs && current < total) return;
+    if (now - this.lastDraw < this.intervalMs && (total <= 0 || current < total)) return;
     this.lastDraw = now;
     this.draw(detail);
   }
 
   private draw(detail: string): void {
     const columns = this.stream.columns ?? 80;
+    // An unknown total (0) shows the amount so far and an empty bar.
     const fraction = this.total > 0 ? Math.min(1, this.current / this.total) : 0;
-    const numbers = `${(fraction * 100).toFixed(0).padStart(3)}% ${this.amount(this.current)}/${this.amount(this.total)}`;
+    const numbers =
+      this.total > 0 ? `${(fraction * 100).toFixed(0).padStart(3)}% ${this.amount(this.current)}/${this.amount(this.total)}` : this.amount(this.current);
     const width = Math.max(10, Math.min(30, columns - this.label.length - numbers.length - 8));
     const filled = Math.round(fraction * width);
     let line = `${this.label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${numbers}`;
@@ -82,7 +84,7 @@ export class ProgressBar {
     this.finished = true;
     if (!this.started) return;
     const seconds = ((Date.now() - this.startTime) / 1000).toFixed(1);
-    const text = message ?? `${this.label}: ${this.amount(this.total)} in ${seconds} s`;
+    const text = message ?? `${this.label}: ${this.amount(Math.max(this.total, this.current))} in ${seconds} s`;
     this.stream.write(this.stream.isTTY ? `\r${text}\x1b[K\n` : `${text}\n`);
   }
 }

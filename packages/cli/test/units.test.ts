@@ -1,0 +1,141 @@
+// Small pieces: progress bar, option parsing, the prefix cache, the queue, error messages.
+import { numberOption, parseCommandArgs, parseIdList } from '../src/args';
+import { describeError, UsageError } from '../src/errors';
+import { ProgressBar } from '../src/progress';
+import { PrefixCache } from '../src/server/prefix_cache';
+import { GenerationQueue, QueueFullError } from '../src/server/queue';
+import { StubCache } from './helpers/stub_engine';
+
+function sink(isTTY: boolean) {
+  const out = { text: '', isTTY, columns: 100, write: (t: string) => (out.text += t) };
+  return out;
+}
+
+describe('ProgressBar', () => {
+  test('on a terminal it redraws one line in place and ends it', () => {
+    const s = sink(true);
+    const bar = new ProgressBar(s, 'Loading m', { intervalMs: 0 });
+    bar.update(512, 2048, 'a.weight');
+    bar.update(2048, 2048, 'b.weight');
+    bar.done();
+    const frames = s.text.split('\r').filter((f) => f !== '');
+    expect(frames[0]).toMatch(/^Loading m \[#+-+\]  25% 512 B\/2\.0 KiB a\.weight\x1b\[K$/);
+    expect(frames[1]).toMatch(/100% 2\.0 KiB\/2\.0 KiB/);
+    expect(frames[2]).toMatch(/^Loading m: 2\.0 KiB in \d+\.\d s\x1b\[K\n$/);
+    expect(s.text.split('\n')).toHaveLength(2); // one line
+  });
+
+  test('elsewhere it writes one line at the start and one at the end', () => {
+    const s = sink(false);
+    const bar = new ProgressBar(s, 'Downloading x');
+    for (let i = 0; i <= 100; i++) bar.update(i * 1024, 100 * 1024);
+    bar.done();
+    expect(s.text.split('\n').filter(Boolean)).toEqual(['Downloading x (100.0 KiB)…', expect.stringMatching(/^Downloading x: 100\.0 KiB in/)]);
+    expect(s.text).not.toContain('\r');
+  });
+
+  test('silent draws nothing; an unknown total shows the amount', () => {
+    const quiet = sink(true);
+    const bar = new ProgressBar(quiet, 'x', { silent: true });
+    bar.update(1, 2);
+    bar.done();
+    expect(quiet.text).toBe('');
+    const s = sink(true);
+    const unknown = new ProgressBar(s, 'y', { intervalMs: 0 });
+    unknown.update(3 * 1024 * 1024, 0);
+    expect(s.text).toMatch(/y \[-+\] 3\.0 MiB/);
+  });
+});
+
+describe('arguments', () => {
+  const table = { n: { type: 'string' as const, description: '' }, flag: { type: 'boolean' as const, short: 'f', description: '' } };
+
+  test('numbers are checked against their range; mistakes are usage errors', () => {
+    const { values, positionals } = parseCommandArgs('cmd', ['--n', '3', '-f', 'rest'], table);
+    expect(values).toMatchObject({ n: '3', flag: true });
+    expect(positionals).toEqual(['rest']);
+    expect(numberOption('cmd', values, 'n', { min: 1, integer: true })).toBe(3);
+    expect(() => numberOption('cmd', { n: '2.5' }, 'n', { integer: true })).toThrow(/--n must be an integer, got "2.5"/);
+    expect(() => numberOption('cmd', { n: '' }, 'n')).toThrow(UsageError);
+    expect(() => numberOption('cmd', { n: '9' }, 'n', { max: 5 })).toThrow(/≤ 5/);
+    expect(() => parseCommandArgs('cmd', ['--what'], table)).toThrow(UsageError);
+    expect(() => parseCommandArgs('cmd', ['--n'], table)).toThrow(UsageError);
+  });
+
+  test('token id lists', () => {
+    expect(parseIdList('c', 'ids', '1, 2,3 4')).toEqual([1, 2, 3, 4]);
+    expect(() => parseIdList('c', 'ids', '1,-2')).toThrow(UsageError);
+    expect(() => parseIdList('c', 'ids', ' , ')).toThrow(/at least one/);
+  });
+});
+
+describe('PrefixCache', () => {
+  afterEach(() => expect(StubCache.live).toBe(0));
+
+  test('finds the longest saved prefix, by ids or by text; evicts least recently used; disposes what it drops', () => {
+    const cache = new PrefixCache({ maxEntries: 2 });
+    cache.add({ ids: [1, 2], text: 'ab', cache: new StubCache(2) });
+    cache.add({ ids: [1, 2, 3, 4], text: 'abcd', cache: new StubCache(4) });
+    expect(cache.find([1, 2, 3, 4, 5], 'abcde')).toMatchObject({ entry: { ids: [1, 2, 3, 4] }, rest: { ids: [5] } });
+    expect(cache.find([1, 2, 9], 'abz')).toMatchObject({ entry: { ids: [1, 2] }, rest: { ids: [9] } });
+    // Same text, other ids (a reply re-tokenized differently): the text match resumes it.
+    expect(cache.find([1, 23, 4, 7], 'abcdx')).toMatchObject({ entry: { ids: [1, 2, 3, 4] }, rest: { text: 'x' } });
+    // A state is never resumed for the whole prompt (something new must be fed).
+    expect(cache.find([1, 2], 'ab')).toBeNull();
+    // [1, 2, 3, 4] was used last, so [1, 2] is evicted.
+    cache.add({ ids: [7], text: 'g', cache: new StubCache(1) });
+    expect(cache.size).toBe(2);
+    expect(cache.find([1, 2, 9], 'abz')).toBeNull();
+    // Saving the same ids again replaces the older state.
+    cache.add({ ids: [7], text: 'g', cache: new StubCache(1) });
+    expect(cache.size).toBe(2);
+    cache.clear();
+  });
+
+  test('a byte bound; 0 entries disables it', () => {
+    const bounded = new PrefixCache({ maxBytes: 100 });
+    bounded.add({ ids: [1], text: 'a', cache: new StubCache(3) }); // 64 bytes
+    bounded.add({ ids: [2], text: 'b', cache: new StubCache(3) });
+    expect(bounded.size).toBe(1);
+    bounded.add({ ids: [3], text: 'c', cache: new StubCache(100) }); // larger than the bound
+    expect(bounded.size).toBe(1);
+    bounded.clear();
+    const off = new PrefixCache({ maxEntries: 0 });
+    off.add({ ids: [1], text: 'a', cache: new StubCache(1) });
+    expect(off.size).toBe(0);
+  });
+});
+
+describe('GenerationQueue', () => {
+  test('one at a time in order; full → QueueFullError; a waiter that aborts leaves', async () => {
+    const queue = new GenerationQueue(2);
+    const order: string[] = [];
+    const a = queue.enter();
+    const b = queue.enter();
+    const controller = new AbortController();
+    const c = queue.enter(controller.signal);
+    expect(() => queue.enter()).toThrow(QueueFullError);
+    expect(queue.waitingCount).toBe(2);
+    controller.abort(new Error('gone'));
+    await expect(c.ready).rejects.toThrow('gone');
+    expect(queue.waitingCount).toBe(1);
+    await a.ready;
+    order.push('a');
+    const bDone = b.ready.then(() => order.push('b'));
+    await Promise.resolve();
+    expect(order).toEqual(['a']); // b waits for a
+    a.release();
+    await bDone;
+    b.release();
+    c.release(); // a no-op: it never ran
+    expect(queue.active).toBe(false);
+    expect(order).toEqual(['a', 'b']);
+  });
+});
+
+test('describeError adds advice by error kind and keeps one paragraph', () => {
+  const err = new Error('x.safetensors: bad header\n  details');
+  err.name = 'SafetensorsError';
+  expect(describeError(err)).toBe('x.safetensors: bad header details. The model files look corrupt or incomplete: download them again (graniteflow download <org/name>) or re-copy the folder.');
+  expect(describeError('plain')).toBe('plain');
+});
