@@ -15,6 +15,7 @@ export interface Ticket {
   release(): void;
 }
 
+/** The queue of {@link createServer}: `enter()` takes a place synchronously, `ready` resolves at its turn. */
 export class GenerationQueue {
   private running = false;
   private readonly waiting: { start: () => void; fail: (err: unknown) => void }[] = [];
