@@ -5,11 +5,12 @@
  * @module cli
  */
 export { main } from './main';
+export { processIO, type CliIO, type OutputStream } from './io';
 export { createServer, type GraniteServer, type ServerOptions, type ServerStats } from './server/server';
 export { graniteEngine, type Engine, type EngineCache, type EngineGenerateOptions } from './server/engine';
 export { PrefixCache, type PrefixEntry, type PrefixMatch, type PrefixCacheOptions } from './server/prefix_cache';
 export { GenerationQueue, QueueFullError, type Ticket } from './server/queue';
-export { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest } from './server/openai_protocol';
+export { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest, type Json, type SamplingParams } from './server/openai_protocol';
 export { ChatSession, type SavedChat, type TurnStats } from './chat_session';
 export { renderChat, withTiming, newTiming, type GenerationTiming } from './text_generation';
 export { embeddedModelPath, EMBEDDED_MODEL_NAME, loadModel, resolveModelArg, type LoadModelOptions, type ModelSource } from './model_source';

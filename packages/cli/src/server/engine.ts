@@ -5,7 +5,7 @@
 import type { GraniteModel, HybridCache } from '@graniteflow/granite';
 import { renderChat, requireTokenizer, type ChatMessage, type TextEvent } from '../text_generation';
 
-/** A model state the server can copy and resume from ({@link HybridCache} fits). */
+/** A model state the server can copy and resume from (granite's `HybridCache` fits). */
 export interface EngineCache {
   /** Tokens the state holds. */
   readonly seqLength: number;

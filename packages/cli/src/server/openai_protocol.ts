@@ -27,7 +27,8 @@ function invalid(param: string, message: string, code: string | null = 'invalid_
   throw new ApiError(400, message, 'invalid_request_error', param, code);
 }
 
-type Json = Record<string, unknown>;
+/** A JSON object as received. */
+export type Json = Record<string, unknown>;
 
 function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -164,7 +164,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       fedIds = prompt.ids;
     }
     const reused = fedIds.length - newIds.length;
-    const maxNewTokens = Math.min(params.maxTokens ?? defaultMaxTokens, engine.contextLength - fedIds.length);
+    const maxNewTokens = Math.max(1, Math.min(params.maxTokens ?? defaultMaxTokens, engine.contextLength - fedIds.length));
     let done: Extract<TextEvent, { type: 'done' }> | undefined;
     try {
       const events = engine.generate(newIds, {
@@ -266,7 +266,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     if (!res.writableEnded) res.write(`data: ${JSON.stringify(data)}\n\n`);
   };
 
-  async function chatCompletions(req: http.IncomingMessage, res: http.ServerResponse, body: unknown): Promise<string> {
+  async function chatCompletions(res: http.ServerResponse, body: unknown): Promise<string> {
     const request = parseChatRequest(body, engine.contextLength);
     const text = engine.renderChat(request.messages, { tools: request.tools, documents: request.documents });
     const ids = engine.encode(text);
@@ -328,7 +328,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     return summary(result);
   }
 
-  async function completions(req: http.IncomingMessage, res: http.ServerResponse, body: unknown): Promise<string> {
+  async function completions(res: http.ServerResponse, body: unknown): Promise<string> {
     const request = parseCompletionRequest(body, engine.contextLength);
     let prompt: { text: string; ids: number[] };
     if ('text' in request.prompt) {
@@ -414,7 +414,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       if (closing) throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down');
       const body = await readBody(req, maxBodyBytes);
       stats.requests++;
-      return path === '/v1/chat/completions' ? chatCompletions(req, res, body) : completions(req, res, body);
+      return path === '/v1/chat/completions' ? chatCompletions(res, body) : completions(res, body);
     }
     throw new ApiError(404, `No route ${method} ${path}. This server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.`, 'invalid_request_error', null, 'not_found');
   }
