@@ -1,4 +1,7 @@
 // Small pieces: progress bar, option parsing, the prefix cache, the queue, error messages.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { embeddedModelPath } from '../src/model_source';
 import { numberOption, parseCommandArgs, parseIdList } from '../src/args';
 import { describeError, UsageError } from '../src/errors';
 import { ProgressBar } from '../src/progress';
@@ -138,4 +141,11 @@ test('describeError adds advice by error kind and keeps one paragraph', () => {
   err.name = 'SafetensorsError';
   expect(describeError(err)).toBe('x.safetensors: bad header details. The model files look corrupt or incomplete: download them again (graniteflow download <org/name>) or re-copy the folder.');
   expect(describeError('plain')).toBe('plain');
+});
+
+test('the embedded model is the golden chat_tiny checkpoint, byte for byte', () => {
+  const golden = path.resolve(__dirname, '..', '..', '..', 'fixtures', 'golden', 'chat_tiny');
+  for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) {
+    expect(fs.readFileSync(path.join(embeddedModelPath(), f)).equals(fs.readFileSync(path.join(golden, f)))).toBe(true);
+  }
 });
