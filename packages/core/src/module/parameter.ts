@@ -6,24 +6,25 @@ import * as tf from '@tensorflow/tfjs-core';
  */
 export class Parameter {
   private tensor: tf.Tensor | null;
-  private readonly fill: number;
+  private readonly initial: () => tf.Tensor;
 
   /**
    * @param shape the checkpoint shape of the weight
-   * @param init the initial value: a tensor, or a constant every element takes (default 0). A
-   *   constant allocates nothing until first read, so a model skeleton of any size costs nothing.
+   * @param init the initial value: a tensor, a constant every element takes (default 0), or a
+   *   function making the tensor. Constants and functions allocate nothing until first read, so a
+   *   model skeleton of any size costs nothing and needs no backend.
    */
   constructor(
     readonly shape: readonly number[],
-    init: tf.Tensor | number = 0,
+    init: tf.Tensor | number | (() => tf.Tensor) = 0,
   ) {
-    if (typeof init === 'number') {
-      this.fill = init;
-      this.tensor = null;
-    } else {
+    if (init instanceof tf.Tensor) {
       Parameter.checkShape(shape, init);
-      this.fill = 0;
       this.tensor = init;
+      this.initial = () => tf.zeros(shape as number[]);
+    } else {
+      this.tensor = null;
+      this.initial = typeof init === 'number' ? () => tf.fill(shape as number[], init) : init;
     }
   }
 
@@ -35,7 +36,11 @@ export class Parameter {
 
   /** The current value. A parameter never assigned reads as its constant initial value. */
   get value(): tf.Tensor {
-    if (this.tensor === null) this.tensor = tf.keep(tf.fill(this.shape as number[], this.fill));
+    if (this.tensor === null) {
+      const t = tf.tidy(this.initial);
+      Parameter.checkShape(this.shape, t);
+      this.tensor = tf.keep(t);
+    }
     return this.tensor;
   }
 

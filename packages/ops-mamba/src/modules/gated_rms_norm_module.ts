@@ -12,7 +12,7 @@ export class GatedRMSNorm extends Module {
     readonly groupSize = dim,
   ) {
     super();
-    this.weight = new Parameter([dim], tf.keep(tf.ones([dim])));
+    this.weight = new Parameter([dim], 1);
   }
 
   /** y, z [..., D] → [..., D] */

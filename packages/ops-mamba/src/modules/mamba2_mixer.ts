@@ -42,9 +42,9 @@ export class Mamba2Mixer extends Module {
     const dIn = mambaInnerSize(config);
     this.in_proj = new Linear(H, mambaProjDim(config), { bias: config.projBias });
     this.conv1d = new DepthwiseConv1d(mambaConvDim(config), config.convKernel, { bias: config.convBias });
-    this.dt_bias = new Parameter([Hm], tf.keep(tf.ones([Hm])));
-    this.A_log = new Parameter([Hm], tf.keep(tf.tidy(() => tf.log(tf.range(1, Hm + 1)))));
-    this.D = new Parameter([Hm], tf.keep(tf.ones([Hm])));
+    this.dt_bias = new Parameter([Hm], 1);
+    this.A_log = new Parameter([Hm], () => tf.log(tf.range(1, Hm + 1)));
+    this.D = new Parameter([Hm], 1);
     this.norm = new GatedRMSNorm(dIn, config.eps);
     this.out_proj = new Linear(dIn, H, { bias: config.projBias });
   }
