@@ -77,6 +77,13 @@ test('sampling: the same --seed gives the same text; --stop cuts before the stop
   expect(stopped.stdout).toBe(`${c.text.slice(0, c.text.indexOf('AMAG'))}\n`);
 });
 
+test('--backend cpu gives the same golden text as the default wasm backend', async () => {
+  const c = expectations.cases[0];
+  const r = await runCli(['generate', '--backend', 'cpu', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, c.prompt]);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toBe(`${c.text}\n`);
+});
+
 test('a prompt from standard input with "-"', async () => {
   const c = expectations.cases[0];
   const r = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '-'], { input: c.prompt });

@@ -14,15 +14,22 @@ export interface Command {
   run(argv: readonly string[], io: CliIO): Promise<number>;
 }
 
+/** Backend names --backend accepts (whether each is installed is checked when it starts). */
+const BACKENDS = ['wasm', 'cpu', 'tensorflow', 'webgl', 'webgpu'];
+
 /** Loads the model named by --model (and --backend, --revision, --cache-dir, --offline, --quiet). */
 export async function loadFromArgs(
   values: ParsedArgs['values'],
   io: CliIO,
   extra: { contextLength?: number; signal?: AbortSignal } = {},
 ): Promise<{ model: GraniteModel; source: ModelSource }> {
+  const backend = stringOption(values, 'backend');
+  if (backend !== undefined && !BACKENDS.includes(backend)) {
+    throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}; got "${backend}".`);
+  }
   const source = resolveModelArg(stringOption(values, 'model'));
   const model = await loadModel(source, {
-    backend: stringOption(values, 'backend'),
+    backend,
     revision: stringOption(values, 'revision'),
     cacheDir: stringOption(values, 'cache-dir'),
     offline: flag(values, 'offline'),
