@@ -59,6 +59,15 @@ export const MoeScatterRows = 'MoeScatterRows';
 export type MoeScatterRowsInputs = { src: Tensor; rows: Tensor };
 export type MoeScatterRowsAttrs = { numRows: number };
 
+/**
+ * Contiguous slice along the leading axis, `x[start : start + count]` — a plain copy (tfjs wasm's
+ * generic Slice runs ~100× slower on a 6 MB expert).
+ */
+export const MoeTakeRows = 'MoeTakeRows';
+/** `x` [R, ...]. */
+export type MoeTakeRowsInputs = { x: Tensor };
+export type MoeTakeRowsAttrs = { start: number; count: number };
+
 /** Every kernel of this package with its inputs and attrs. */
 export interface MoeKernelSpecs {
   [MoeTopKRouter]: { inputs: MoeTopKRouterInputs; attrs: MoeTopKRouterAttrs };
@@ -68,6 +77,7 @@ export interface MoeKernelSpecs {
   [MoeExpertsGemv]: { inputs: MoeExpertsGemvInputs; attrs: MoeExpertsGemvAttrs };
   [MoeGatherRows]: { inputs: MoeGatherRowsInputs; attrs: MoeGatherRowsAttrs };
   [MoeScatterRows]: { inputs: MoeScatterRowsInputs; attrs: MoeScatterRowsAttrs };
+  [MoeTakeRows]: { inputs: MoeTakeRowsInputs; attrs: MoeTakeRowsAttrs };
 }
 
 /** Names of the kernels in {@link MoeKernelSpecs}. */

@@ -7,6 +7,7 @@ import { moeDispatchKernel } from './kernels/MoeDispatch';
 import { moeExpertsGemvKernel } from './kernels/MoeExpertsGemv';
 import { moeGatherRowsKernel, moeScatterRowsKernel } from './kernels/MoeRows';
 import { moeSwiGLUKernel } from './kernels/MoeSwiGLU';
+import { moeTakeRowsKernel } from './kernels/MoeTakeRows';
 import { moeTopKRouterKernel } from './kernels/MoeTopKRouter';
 
 /** Every kernel of this package. */
@@ -18,6 +19,7 @@ export const MOE_KERNELS = [
   moeCombineKernel,
   moeGatherRowsKernel,
   moeScatterRowsKernel,
+  moeTakeRowsKernel,
 ] as const;
 
 for (const kernel of MOE_KERNELS) kernel.register();

@@ -15,8 +15,8 @@ function simdMatVec(heap: SimdHeap): MatVec {
 /**
  * Routed experts from the packed weights, read in place: on wasm the rows of the selected experts
  * go through a WebAssembly SIMD matrix-vector routine on the tfjs heap (no copy, unselected experts
- * untouched); on cpu through plain JS loops. Made for few tokens (decode); its cost grows with
- * N·k expert reads. Gradient: autodiff of the grouped path.
+ * untouched); on cpu through plain JS loops. Its cost is N·k expert reads (memory-bound); on wasm it
+ * beats the grouped matMul path at every measured token count (1 to 512). Gradient: autodiff of the grouped path.
  */
 export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpertsGemvAttrs>({
   name: MoeExpertsGemv,

@@ -3,6 +3,7 @@ import { moeCombineKernel } from '../kernels/MoeCombine';
 import { moeDispatchKernel } from '../kernels/MoeDispatch';
 import { moeGatherRowsKernel } from '../kernels/MoeRows';
 import { moeSwiGLUKernel } from '../kernels/MoeSwiGLU';
+import { moeTakeRowsKernel } from '../kernels/MoeTakeRows';
 
 /**
  * The sorted-dispatch path: one matMul pair per non-empty expert on its contiguous rows. Also the
@@ -29,11 +30,12 @@ export function groupedExperts(
       // Each expert in its own scope so its weight slices are freed before the next one.
       parts.push(
         tf.tidy(() => {
-          const rows = tf.slice(xs, [start, 0], [count, h]); // [c, H]
-          const w1 = tf.reshape(tf.slice(inputLinear, [ex, 0, 0], [1, twoI, h]), [twoI, h]);
+          const take = (t: tf.Tensor, from: number, n: number) => moeTakeRowsKernel.run({ x: t }, { start: from, count: n })[0];
+          const rows = take(xs, start, count); // [c, H]
+          const w1 = tf.reshape(take(inputLinear, ex, 1), [twoI, h]);
           const a = tf.matMul(rows, w1, false, true); // [c, 2I]
           const act = moeSwiGLUKernel.run({ a }, {})[0]; // [c, I]
-          const w2 = tf.reshape(tf.slice(outputLinear, [ex, 0, 0], [1, h, i]), [h, i]);
+          const w2 = tf.reshape(take(outputLinear, ex, 1), [h, i]);
           return tf.matMul(act, w2, false, true); // [c, H]
         }),
       );

@@ -1,0 +1,131 @@
+/**
+ * Sparse vs dense MoE on the wasm backend at Granite 4.0 H-Tiny and H-Small expert shapes.
+ * `npm run bench -w @graniteflow/ops-moe` → table on stdout, JSON in bench-results/ops-moe.json.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { formatTable, initBackend, measure } from '@graniteflow/core';
+import { sparseMoe, sparseMoeReference, topKRouter, wasmSimdHeap, type MoeExpertsPath } from '../src';
+
+interface Shape {
+  name: string;
+  hidden: number;
+  inter: number;
+  experts: number;
+  topK: number;
+  /** Experts actually allocated (H-Small's 72 do not fit the 4 GiB heap next to the dense baseline). */
+  benchExperts: number;
+}
+
+const SHAPES: Shape[] = [
+  { name: 'H-Tiny', hidden: 1536, inter: 512, experts: 64, topK: 6, benchExperts: 64 },
+  { name: 'H-Small', hidden: 4096, inter: 768, experts: 72, topK: 10, benchExperts: 24 },
+];
+const TOKENS = (process.env.BENCH_TOKENS ?? '1,16,512').split(',').map(Number);
+
+/** Reads the k selected experts' weights once with a WebAssembly SIMD sum over the heap bytes. */
+function readSelectedExperts(w1: tf.Tensor, w2: tf.Tensor, experts: number[]): number {
+  const heap = wasmSimdHeap();
+  if (heap === null) throw new Error('the read baseline needs the wasm backend with SIMD');
+  const backend = tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array };
+  const a = backend.typedArrayFromHeap(w1);
+  const b = backend.typedArrayFromHeap(w2);
+  const n1 = w1.size / w1.shape[0];
+  const n2 = w2.size / w2.shape[0];
+  let s = 0;
+  for (const e of experts) {
+    s += heap.sum(a.byteOffset + e * n1 * 4, n1);
+    s += heap.sum(b.byteOffset + e * n2 * 4, n2);
+  }
+  return s;
+}
+
+async function main(): Promise<void> {
+  await initBackend('wasm');
+  const rows: (string | number)[][] = [
+    ['model', 'E used', 'tokens', 'path', 'sparse ms', 'other path ms', 'dense ms', 'dense/sparse', 'ideal ms', 'sparse/ideal', 'read k ms', 'sparse/read'],
+  ];
+  const results: object[] = [];
+  const notes: string[] = [];
+  const only = process.env.BENCH_MODELS?.split(',');
+  for (const s of SHAPES.filter((m) => only === undefined || only.includes(m.name))) {
+    const e = s.benchExperts;
+    const scale = s.experts / e; // dense time grows linearly with E
+    if (scale !== 1) {
+      notes.push(
+        `${s.name}: ${e} of ${s.experts} experts allocated (72 × 37.7 MB = 2.7 GB of float32 experts do not fit the ` +
+          `4 GiB wasm heap next to the dense baseline); dense and ideal are scaled ×${scale.toFixed(2)} to E = ${s.experts}.`,
+      );
+    }
+    const wr = tf.randomNormal([e, s.hidden], 0, 1, 'float32', 1);
+    const w1 = tf.randomUniform([e, 2 * s.inter, s.hidden], -0.03, 0.03, 'float32', 2);
+    const w2 = tf.randomUniform([e, s.hidden, s.inter], -0.03, 0.03, 'float32', 3);
+    for (const n of TOKENS) {
+      const x = tf.randomNormal([n, s.hidden], 0, 1, 'float32', 4 + n);
+      const run = (p: MoeExpertsPath) => () => {
+        const { output, routerLogits } = sparseMoe(x, wr, w1, w2, s.topK, { path: p });
+        output.dataSync();
+        tf.dispose([output, routerLogits]);
+      };
+      const auto: MoeExpertsPath = 'gemv'; // what 'auto' picks on wasm
+      const other: MoeExpertsPath = 'grouped';
+      const t0 = performance.now();
+      const sparse = await measure(run(auto), { warmup: 1, minRuns: 3, minMs: 200, maxRuns: 20 });
+      const alt = await measure(
+        run(other),
+        n >= 256 ? { warmup: 0, minRuns: 1, maxRuns: 1 } : { warmup: 1, minRuns: 3, minMs: 200, maxRuns: 10 },
+      );
+      const denseOnce = n >= 256;
+      // H-Small's dense baseline at 512 tokens would take ~2 min: time 128 tokens, scale linearly.
+      const denseTokens = denseOnce && s.benchExperts !== s.experts ? 128 : n;
+      const xDense = denseTokens === n ? x : tf.slice(x, [0, 0], [denseTokens, s.hidden]);
+      if (denseTokens !== n) notes.push(`${s.name} ${n} tokens: dense timed on ${denseTokens} tokens and scaled ×${n / denseTokens} (dense cost is linear in tokens).`);
+      const dense = await measure(
+        () => {
+          const { output, routerLogits } = sparseMoeReference(xDense, wr, w1, w2, s.topK);
+          output.dataSync();
+          tf.dispose([output, routerLogits]);
+        },
+        denseOnce ? { warmup: 0, minRuns: 1, maxRuns: 1 } : { warmup: 1, minRuns: 3, minMs: 200, maxRuns: 10 },
+      );
+      console.error(`  measured in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      if (xDense !== x) xDense.dispose();
+      const denseMs = dense.medianMs * scale * (n / denseTokens);
+      const idealMs = (denseMs * s.topK) / s.experts;
+      let readMs = NaN;
+      if (n === 1) {
+        const selected = tf.tidy(() => topKRouter(tf.matMul(x, wr, false, true), s.topK).indices);
+        const experts = Array.from(selected.dataSync());
+        selected.dispose();
+        readMs = (await measure(() => readSelectedExperts(w1, w2, experts), { warmup: 1, minRuns: 5, minMs: 200 })).medianMs;
+      }
+      rows.push([
+        s.name, e, n, auto, sparse.medianMs, alt.medianMs, denseMs, denseMs / sparse.medianMs,
+        idealMs, sparse.medianMs / idealMs, Number.isNaN(readMs) ? '-' : readMs,
+        Number.isNaN(readMs) ? '-' : sparse.medianMs / readMs,
+      ]);
+      results.push({
+        model: s.name, hidden: s.hidden, intermediate: s.inter, experts: s.experts, expertsAllocated: e, topK: s.topK,
+        tokens: n, path: auto, sparseMs: sparse.medianMs, otherPath: { path: other, ms: alt.medianMs },
+        denseMs, denseMeasuredMs: dense.medianMs, denseTokens, denseRuns: dense.runs, denseScale: scale, idealMs,
+        readSelectedExpertsMs: Number.isNaN(readMs) ? null : readMs,
+        readBytes: n === 1 ? s.topK * 3 * s.hidden * s.inter * 4 : null,
+      });
+      x.dispose();
+      console.error(rows[rows.length - 1].join('  '));
+    }
+    tf.dispose([wr, w1, w2]);
+  }
+  console.log(formatTable(rows));
+  for (const note of notes) console.log(`note: ${note}`);
+  console.log('ideal = dense × k/E; read k = one WebAssembly SIMD pass over the k selected experts\' weights (1 token).');
+  const dir = path.join(__dirname, '..', 'bench-results');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'ops-moe.json'), JSON.stringify({ backend: 'wasm', date: new Date().toISOString(), notes, results }, null, 2));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
