@@ -3,7 +3,8 @@ import { swigluReference } from './swiglu_reference';
 
 /**
  * The naive routed-expert reference: for every token slot, gather that slot's expert weights and
- * apply them (memory grows with N·k·expert size — for small shapes, tests and gradients).
+ * apply them (memory grows with N·k·expert size — a forward oracle for small shapes; its autodiff
+ * needs UnsortedSegmentSum, which tfjs-wasm lacks).
  * `x` [N, H], `inputLinear` [E, 2I, H], `outputLinear` [E, H, I], `indices`/`weights` [N, k].
  */
 export function moeExpertsReference(
