@@ -28,11 +28,14 @@ export {
   type KernelMode,
 } from './kernels/define_kernel';
 export type { FlatArray, FusedKernel, TensorSpec } from './kernels/fused_kernel';
+export { vjp } from './kernels/vjp';
+export { wasmHeap, type WasmHeap } from './kernels/wasm_heap';
+export { webAssemblyApi, type WasmMemory, type WebAssemblyApi } from './kernels/webassembly_api';
 export { Module, type LoadStateDictOptions, type StateDict } from './module/module';
-export { Parameter } from './module/parameter';
+export { Parameter, type ParameterLayout, type ParameterOptions } from './module/parameter';
 export { StateDictError, type ShapeMismatch } from './module/state_dict_error';
 export { Linear, type LinearOptions } from './nn/linear';
-export { Embedding } from './nn/embedding';
+export { Embedding, type EmbeddingOptions } from './nn/embedding';
 export { RMSNorm, rmsNorm } from './nn/rms_norm';
 export { SafetensorsError } from './safetensors/errors';
 export {

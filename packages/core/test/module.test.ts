@@ -99,3 +99,39 @@ describeBackends('layers', () => {
     e.dispose();
   });
 });
+
+describeBackends('parameter layouts', () => {
+  it('a transposed parameter keeps its checkpoint shape for names and loading, [in, out] in memory', () => {
+    const l = new Linear(2, 3);
+    l.weight.assign(tf.tensor2d([[1, 2], [3, 4], [5, 6]]));
+    expect(l.weight.shape).toEqual([3, 2]);
+    expect(l.weight.value.shape).toEqual([2, 3]);
+    expect(l.weight.storageShape).toEqual([2, 3]);
+    expectClose(l.weight.value, [1, 3, 5, 2, 4, 6]);
+    const saved = l.stateDict();
+    expectClose(saved.get('weight')!, [1, 2, 3, 4, 5, 6]);
+    expect(saved.get('weight')!.shape).toEqual([3, 2]);
+    tf.dispose([...saved.values()]);
+    expectClose(l.forward(tf.tensor2d([[1, 1]])), [3, 7, 11]);
+    expect(() => new Parameter([2, 2, 2], 0, { layout: 'transposed' })).toThrow(/Only 2-D parameters/);
+    l.dispose();
+  });
+
+  it('a tied-head embedding looks up and projects like the plain one', async () => {
+    const table = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]];
+    const plain = new Embedding(4, 3);
+    const tied = new Embedding(4, 3, { tiedHead: true });
+    plain.weight.assign(tf.tensor2d(table));
+    tied.weight.assign(tf.tensor2d(table));
+    const ids = tf.tensor2d([[3, 0, 2]], undefined, 'int32');
+    expectClose(tied.forward(ids), plain.forward(ids));
+    expectClose(tied.forward(ids), [9, 10, 11, 0, 1, 2, 6, 7, 8]);
+    const h = tf.tensor3d([[[1, 0, -1], [0.5, 0.5, 0.5]]]);
+    expect(tied.attend(h).shape).toEqual([1, 2, 4]);
+    expectClose(tied.attend(h), plain.attend(h));
+    expectClose(tied.attend(h), [-2, -2, -2, -2, 1.5, 6, 10.5, 15]);
+    await expectNoTensorLeak(() => tf.dispose([tied.forward(ids), tied.attend(h)]));
+    plain.dispose();
+    tied.dispose();
+  });
+});

@@ -12,7 +12,8 @@ describeBackends('SharedMLP and loadBalancingLoss', () => {
     ]);
     const w1 = randn([6, 4], 1);
     const w2 = randn([4, 3], 2);
-    mlp.loadStateDict({ 'input_linear.weight': w1, 'output_linear.weight': w2 });
+    // The module takes ownership of what it loads: give it copies.
+    mlp.loadStateDict({ 'input_linear.weight': tf.clone(w1), 'output_linear.weight': tf.clone(w2) });
     const x = randn([2, 5, 4], 3);
     const y = mlp.forward(x);
     expect(y.shape).toEqual([2, 5, 4]);

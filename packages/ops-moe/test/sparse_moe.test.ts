@@ -16,7 +16,7 @@ const PATHS: MoeExpertsPath[] = ['auto', 'grouped', 'gemv'];
 const TOL = { atol: 2e-5, rtol: 1e-4 };
 
 function weightsOf(moe: SparseMoE): [tf.Tensor, tf.Tensor, tf.Tensor] {
-  return [moe.router.layer.weight.value, moe.input_linear.weight.value, moe.output_linear.weight.value];
+  return [moe.router.layer.weight.checkpointValue(), moe.input_linear.weight.value, moe.output_linear.weight.value];
 }
 
 describeBackends('sparse MoE block', (backend) => {

@@ -57,10 +57,10 @@ export abstract class Module {
     return n;
   }
 
-  /** The current values by dotted name (the tensors themselves, not copies). */
+  /** Every parameter by dotted name, in checkpoint layout, as new tensors the caller owns. */
   stateDict(): Map<string, tf.Tensor> {
     const out = new Map<string, tf.Tensor>();
-    for (const [name, p] of this.namedParameters()) out.set(name, p.value);
+    for (const [name, p] of this.namedParameters()) out.set(name, p.checkpointValue());
     return out;
   }
 

@@ -1,29 +1,49 @@
 import * as tf from '@tensorflow/tfjs-core';
 
+/** How a parameter is held in memory relative to its checkpoint tensor. */
+export type ParameterLayout = 'checkpoint' | 'transposed';
+
+/** Options of {@link Parameter}. */
+export interface ParameterOptions {
+  /**
+   * `'transposed'` keeps a 2-D weight as [in, out] in memory while its checkpoint shape stays
+   * [out, in]. tfjs-wasm multiplies by a transposed operand 5–10× slower than by a plain one
+   * (it re-transposes and re-packs the weight on every call), so Linear layers store weights the
+   * way matMul wants them. Default `'checkpoint'`.
+   */
+  layout?: ParameterLayout;
+}
+
 /**
- * A named weight of a {@link Module}. Holds a tensor whose shape is fixed at construction (the
- * checkpoint shape), so loading can check every tensor against it.
+ * A named weight of a {@link Module}. Its `shape` is the checkpoint shape, fixed at construction,
+ * so loading can check every tensor against it; `value` is the tensor as held in memory (the
+ * checkpoint layout unless the parameter was made with `layout: 'transposed'`).
  */
 export class Parameter {
   private tensor: tf.Tensor | null;
   private readonly initial: () => tf.Tensor;
+  readonly layout: ParameterLayout;
 
   /**
    * @param shape the checkpoint shape of the weight
-   * @param init the initial value: a tensor, a constant every element takes (default 0), or a
-   *   function making the tensor. Constants and functions allocate nothing until first read, so a
-   *   model skeleton of any size costs nothing and needs no backend.
+   * @param init the initial value in checkpoint layout: a tensor, a constant every element takes
+   *   (default 0), or a function making the tensor. Constants and functions allocate nothing until
+   *   first read, so a model skeleton of any size costs nothing and needs no backend.
    */
   constructor(
     readonly shape: readonly number[],
     init: tf.Tensor | number | (() => tf.Tensor) = 0,
+    options: ParameterOptions = {},
   ) {
+    this.layout = options.layout ?? 'checkpoint';
+    if (this.layout === 'transposed' && shape.length !== 2) {
+      throw new RangeError(`Only 2-D parameters can be stored transposed, not shape [${shape}].`);
+    }
+    this.tensor = null;
     if (init instanceof tf.Tensor) {
-      Parameter.checkShape(shape, init);
-      this.tensor = init;
       this.initial = () => tf.zeros(shape as number[]);
+      this.assign(init);
     } else {
-      this.tensor = null;
       this.initial = typeof init === 'number' ? () => tf.fill(shape as number[], init) : init;
     }
   }
@@ -34,14 +54,24 @@ export class Parameter {
     }
   }
 
-  /** The current value. A parameter never assigned reads as its constant initial value. */
+  /** Shape of {@link Parameter.value}: the checkpoint shape, reversed when stored transposed. */
+  get storageShape(): number[] {
+    return this.layout === 'transposed' ? [this.shape[1], this.shape[0]] : [...this.shape];
+  }
+
+  /**
+   * The tensor as held in memory (see {@link ParameterOptions.layout}). A parameter never assigned
+   * reads as its initial value.
+   */
   get value(): tf.Tensor {
-    if (this.tensor === null) {
-      const t = tf.tidy(this.initial);
-      Parameter.checkShape(this.shape, t);
-      this.tensor = tf.keep(t);
-    }
-    return this.tensor;
+    if (this.tensor === null) this.assign(tf.tidy(this.initial));
+    return this.tensor!;
+  }
+
+  /** A new tensor in checkpoint layout (the caller owns it), e.g. for saving. */
+  checkpointValue(): tf.Tensor {
+    const v = this.value;
+    return this.layout === 'transposed' ? tf.transpose(v) : tf.clone(v);
   }
 
   /** True once a value has been assigned or read. */
@@ -54,11 +84,16 @@ export class Parameter {
     return this.shape.reduce((a, b) => a * b, 1);
   }
 
-  /** Replaces the value (taking ownership of `t`) and disposes the previous one. */
+  /**
+   * Replaces the value with `t`, given in checkpoint layout, and disposes the previous one. Takes
+   * ownership of `t` (a transposed parameter stores a transposed copy and disposes `t`).
+   */
   assign(t: tf.Tensor): void {
     Parameter.checkShape(this.shape, t);
-    if (this.tensor !== null && this.tensor !== t) this.tensor.dispose();
-    this.tensor = tf.keep(t);
+    const stored = this.layout === 'transposed' ? tf.transpose(t) : t;
+    if (stored !== t) t.dispose();
+    if (this.tensor !== null && this.tensor !== stored) this.tensor.dispose();
+    this.tensor = tf.keep(stored);
   }
 
   dispose(): void {

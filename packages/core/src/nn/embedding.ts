@@ -2,16 +2,27 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../module/module';
 import { Parameter } from '../module/parameter';
 
-/** A lookup table [numEmbeddings, dim]. */
+/** Options of {@link Embedding}. */
+export interface EmbeddingOptions {
+  /**
+   * The table also serves as the output projection (a tied LM head): keep it transposed in memory,
+   * [dim, numEmbeddings], so {@link Embedding.attend} is a plain matMul (fast on wasm) and the
+   * lookup a gather along the columns.
+   */
+  tiedHead?: boolean;
+}
+
+/** A lookup table with checkpoint shape [numEmbeddings, dim]. */
 export class Embedding extends Module {
   readonly weight: Parameter;
 
   constructor(
     readonly numEmbeddings: number,
     readonly dim: number,
+    options: EmbeddingOptions = {},
   ) {
     super();
-    this.weight = new Parameter([numEmbeddings, dim]);
+    this.weight = new Parameter([numEmbeddings, dim], 0, { layout: options.tiedHead ? 'transposed' : 'checkpoint' });
   }
 
   /** ids [...] (int32) → [..., dim]. Ids outside [0, numEmbeddings) are rejected. */
@@ -26,8 +37,24 @@ export class Embedding extends Module {
       }
     }
     return tf.tidy(() => {
-      const rows = tf.gather(this.weight.value, tf.reshape(ids, [-1]));
+      const flat = tf.reshape(ids, [-1]);
+      const rows =
+        this.weight.layout === 'transposed'
+          ? tf.transpose(tf.gather(this.weight.value, flat, 1)) // [n, dim] from [dim, n]
+          : tf.gather(this.weight.value, flat);
       return tf.reshape(rows, [...ids.shape, this.dim]);
+    });
+  }
+
+  /** The table as an output projection: h [..., dim] → scores [..., numEmbeddings] = h · Eᵀ. */
+  attend(h: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const flat = tf.reshape(h, [-1, this.dim]);
+      const scores =
+        this.weight.layout === 'transposed'
+          ? tf.matMul(flat, this.weight.value)
+          : tf.matMul(flat, this.weight.value, false, true);
+      return tf.reshape(scores, [...h.shape.slice(0, -1), this.numEmbeddings]);
     });
   }
 }

@@ -9,8 +9,9 @@ export interface LinearOptions {
 }
 
 /**
- * `y = x · Wᵀ + b` with the weight stored PyTorch-style as [out, in], so checkpoint tensors load
- * without a transpose.
+ * `y = x · Wᵀ + b`. The weight's checkpoint shape is PyTorch's [out, in] (names and loading match
+ * checkpoints as they are); in memory it is kept as [in, out], the operand layout tfjs multiplies
+ * fastest (see `ParameterOptions.layout`).
  */
 export class Linear extends Module {
   readonly weight: Parameter;
@@ -22,7 +23,7 @@ export class Linear extends Module {
     options: LinearOptions = {},
   ) {
     super();
-    this.weight = new Parameter([outFeatures, inFeatures]);
+    this.weight = new Parameter([outFeatures, inFeatures], 0, { layout: 'transposed' });
     if (options.bias) this.bias = new Parameter([outFeatures]);
   }
 
@@ -34,7 +35,7 @@ export class Linear extends Module {
     }
     return tf.tidy(() => {
       const flat = tf.reshape(x, [-1, this.inFeatures]);
-      let y = tf.matMul(flat, this.weight.value, false, true); // [rows, out]
+      let y = tf.matMul(flat, this.weight.value); // [rows, out]
       if (this.bias) y = tf.add(y, this.bias.value);
       return tf.reshape(y, [...x.shape.slice(0, -1), this.outFeatures]);
     });

@@ -81,14 +81,13 @@ export class SparseMoE extends Module {
   /** The output and the router logits [N, E] (N = product of x's leading dims) for {@link loadBalancingLoss}. */
   forwardWithRouterLogits(x: tf.Tensor, options?: MoeExpertsOptions): SparseMoeResult {
     this.checkInput(x);
-    return sparseMoe(
-      x,
-      this.router.layer.weight.value,
-      this.input_linear.weight.value,
-      this.output_linear.weight.value,
-      this.config.topK,
-      options,
-    );
+    // The router Linear keeps its weight as [H, E]; the op takes the checkpoint's [E, H].
+    const routerWeight = this.router.layer.weight.checkpointValue();
+    try {
+      return sparseMoe(x, routerWeight, this.input_linear.weight.value, this.output_linear.weight.value, this.config.topK, options);
+    } finally {
+      routerWeight.dispose();
+    }
   }
 
   /** The dense reference of {@link forward} (every expert on every token): tests and fallback only. */
@@ -98,7 +97,7 @@ export class SparseMoE extends Module {
       const h = this.config.hiddenSize;
       const { output } = sparseMoeReference(
         tf.reshape(x, [-1, h]),
-        this.router.layer.weight.value,
+        this.router.layer.weight.checkpointValue(),
         this.input_linear.weight.value,
         this.output_linear.weight.value,
         this.config.topK,

@@ -37,7 +37,7 @@ export class GraniteMoeHybridModel extends Module {
 
   constructor(readonly config: GraniteMoeHybridConfig) {
     super();
-    this.embed_tokens = new Embedding(config.vocab_size, config.hidden_size);
+    this.embed_tokens = new Embedding(config.vocab_size, config.hidden_size, { tiedHead: config.tie_word_embeddings });
     this.layers = config.layer_types.map((t) => new GraniteMoeHybridDecoderLayer(config, t));
     this.norm = new RMSNorm(config.hidden_size, config.rms_norm_eps);
   }
@@ -107,10 +107,8 @@ export class GraniteMoeHybridForCausalLM extends Module {
 
   /** Normed hidden states [B, T, H] → logits [B, T, V] ÷ logits_scaling. */
   private logitsOf(h: tf.Tensor3D): tf.Tensor3D {
-    const [batch, time, width] = h.shape;
-    const head = this.lm_head ? this.lm_head.weight.value : this.model.embed_tokens.weight.value;
-    const flat = tf.matMul(tf.reshape(h, [batch * time, width]), head, false, true);
-    return tf.reshape(tf.div(flat, this.config.logits_scaling), [batch, time, this.config.vocab_size]);
+    const scores = this.lm_head ? this.lm_head.forward(h) : this.model.embed_tokens.attend(h);
+    return tf.div(scores, this.config.logits_scaling) as tf.Tensor3D;
   }
 
   /** Causal + padding mask for the new tokens against every cached one, and RoPE angles if used. */
