@@ -1,15 +1,4 @@
-/** Small formatting helpers for command output. */
-
-/** Bytes in binary units: `512 B`, `1.5 KiB`, `3.2 GiB`. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
+/** Small formatting helpers for command output (byte sizes: `formatBytes` from @graniteflow/granite). */
 
 /** A parameter count in words people use: `1.2 M`, `6.9 B`. */
 export function formatCount(n: number): string {

@@ -3,7 +3,7 @@
  * second); elsewhere (a pipe, a log file, a CI job) it writes one line when it starts and one when
  * it ends, so logs stay short.
  */
-import { formatBytes } from './format';
+import { formatBytes } from '@graniteflow/granite';
 
 /** Where the bar is drawn: a writable stream, TTY or not. */
 export interface ProgressStream {

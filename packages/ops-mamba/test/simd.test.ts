@@ -1,9 +1,9 @@
+import { webAssemblyApi } from '@graniteflow/core';
 import { describeBackends, expectClose } from '@graniteflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectiveScan, selectiveStateUpdate, setSimdEnabled } from '../src';
 import { scanModuleBytes } from '../src/kernels/wasm/scan_simd_module';
 import { wasmHeapOf } from '../src/kernels/wasm/wasm_heap';
-import { webAssemblyApi } from '../src/kernels/wasm/webassembly_api';
 import { randn, randu } from './random';
 
 describe('the generated SIMD scan module', () => {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import {
   countParameters,
   estimateMemory,
+  formatBytes,
   headDim,
   modelTypeModule,
   preset,
@@ -15,7 +16,7 @@ import {
 import { formatTable, initBackend } from '@graniteflow/core';
 import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { CliError, UsageError } from '../errors';
-import { formatBytes, formatCount } from '../format';
+import { formatCount } from '../format';
 import type { CliIO } from '../io';
 import { resolveModelArg, type ModelSource } from '../model_source';
 import type { Command } from './common';

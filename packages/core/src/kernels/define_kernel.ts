@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { FusedKernel } from './fused_kernel';
 import { cpuKernelFunc, wasmKernelFunc } from './backend_adapters';
 import { PRESENT_INPUTS_ATTR, presentInputNames } from './present_inputs';
+import { vjp } from './vjp';
 
 /** Inputs of a kernel: named tensors, some possibly optional. */
 export type KernelInputs = { [name: string]: tf.Tensor | undefined };
@@ -85,21 +86,6 @@ export interface Kernel<I extends KernelInputs, A extends KernelAttrs> {
 }
 
 
-/**
- * Runs a nested `tf.grads` from inside a gradient function. tfjs treats a gradient call made while
- * no tape is recording as top level: it replaces the active tape and sets it to null when done,
- * which breaks the outer backprop that is still walking it. So the outer tape is put back after.
- */
-function withOwnTape<T>(fn: () => T): T {
-  const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
-  const outerTape = state.activeTape;
-  try {
-    return fn();
-  } finally {
-    state.activeTape = outerTape;
-  }
-}
-
 function gradientFromReference<I extends KernelInputs, A extends KernelAttrs>(
   def: KernelDefinition<I, A>,
 ): NonNullable<Exclude<KernelGradient<I, A>, 'reference'>> {
@@ -108,13 +94,15 @@ function gradientFromReference<I extends KernelInputs, A extends KernelAttrs>(
     const names = def.inputNames.filter(
       (n) => inputs[n] != null && !frozen.has(n) && inputs[n]!.dtype === 'float32',
     );
-    const vjp = tf.grads((...xs: tf.Tensor[]) => {
-      const replaced = { ...inputs } as I;
-      names.forEach((n, i) => ((replaced as KernelInputs)[n] = xs[i]));
-      const outs = def.reference(replaced, attrs);
-      return tf.addN(outs.map((o, i) => tf.sum(tf.mul(o, dys[i]))));
-    });
-    const grads = withOwnTape(() => vjp(names.map((n) => inputs[n] as tf.Tensor)));
+    const grads = vjp(
+      (...xs: tf.Tensor[]) => {
+        const replaced = { ...inputs } as I;
+        names.forEach((n, i) => ((replaced as KernelInputs)[n] = xs[i]));
+        return def.reference(replaced, attrs);
+      },
+      names.map((n) => inputs[n] as tf.Tensor),
+      dys,
+    );
     const result: { [K in keyof I]?: tf.Tensor } = {};
     names.forEach((n, i) => (result[n] = grads[i]));
     return result;
@@ -144,7 +132,9 @@ function registerGradientOnce<I extends KernelInputs, A extends KernelAttrs>(
       def.inputNames.forEach((n, i) => {
         const g = present.has(n) ? grads[n as keyof I] : undefined;
         // Inputs without a gradient (indices, masks, placeholders) get zeros so backprop can finish.
-        thunks[n] = g != null ? () => g : () => tf.zerosLike(saved[i]);
+        // float32 whatever the input's dtype: tfjs rejects any other gradient dtype, and an int32
+        // input (routing indices) is still on the tape when it was computed from a variable.
+        thunks[n] = g != null ? () => g : () => tf.zeros(saved[i].shape, 'float32');
       });
       return thunks;
     },

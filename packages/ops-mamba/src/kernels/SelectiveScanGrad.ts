@@ -1,4 +1,4 @@
-import { defineKernel } from '@graniteflow/core';
+import { defineKernel, vjp } from '@graniteflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { SelectiveScanGrad, type SelectiveScanGradAttrs, type SelectiveScanGradInputs } from '../kernel_names';
 import { selectiveScanReference } from '../ops/selective_scan_reference';
@@ -20,13 +20,14 @@ export const selectiveScanGradKernel = defineKernel<SelectiveScanGradInputs, Sel
     const [batch, , Hm, P] = inputs.x.shape;
     const N = (inputs.B.shape as number[])[3];
     const init = inputs.initialState ?? tf.zeros([batch, Hm, P, N]);
-    const vjp = tf.grads((...xs: tf.Tensor[]) => {
-      const [x, dt, A_log, B, C, D, dt_bias, initialState] = xs;
-      const [y, s] = selectiveScanReference({ x, dt, A_log, B, C, D, dt_bias, initialState }, attrs);
-      return tf.add(tf.sum(tf.mul(y, dy)), tf.sum(tf.mul(s, dFinalState)));
-    });
     const { x, dt, A_log, B, C, D, dt_bias } = inputs;
-    const grads = vjp([x, dt, A_log, B, C, D, dt_bias, init]);
+    // core's vjp: this reference also runs from inside SelectiveScan's gradient function.
+    const grads = vjp(
+      (x, dt, A_log, B, C, D, dt_bias, initialState) =>
+        selectiveScanReference({ x, dt, A_log, B, C, D, dt_bias, initialState }, attrs),
+      [x, dt, A_log, B, C, D, dt_bias, init],
+      [dy, dFinalState],
+    );
     if (!inputs.initialState) init.dispose();
     return grads;
   },

@@ -3,7 +3,6 @@ import { defineKernel } from '@graniteflow/core';
 import { MoeCombine, type MoeCombineAttrs, type MoeCombineInputs } from '../kernel_names';
 import { moeCombineReference } from '../ops/moe_combine_reference';
 import { moeCombineImpl } from './MoeCombine_impl';
-import { noGradient } from './gradient_utils';
 import { moeGatherRowsKernel, moeScatterRowsKernel } from './MoeRows';
 
 /**
@@ -33,7 +32,7 @@ export const moeCombineKernel = defineKernel<MoeCombineInputs, MoeCombineAttrs>(
     const wSorted = moeGatherRowsKernel.run({ x: tf.reshape(weights, [m, 1]), rows: order }, {})[0]; // [M, 1]
     const dDot = tf.sum(tf.mul(dyRows, expertOutputs), -1, true); // [M, 1]
     const dWeights = moeScatterRowsKernel.run({ src: dDot, rows: order }, { numRows: m })[0];
-    return { expertOutputs: tf.mul(dyRows, wSorted), weights: tf.reshape(dWeights, [n, k]), order: noGradient(order) };
+    return { expertOutputs: tf.mul(dyRows, wSorted), weights: tf.reshape(dWeights, [n, k]) };
   },
   nonDifferentiable: ['order'],
 });

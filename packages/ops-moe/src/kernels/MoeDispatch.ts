@@ -1,12 +1,12 @@
 import { defineKernel } from '@graniteflow/core';
-import { noGradient } from './gradient_utils';
 import { MoeDispatch, type MoeDispatchAttrs, type MoeDispatchInputs } from '../kernel_names';
 import { moeDispatchReference } from '../ops/moe_dispatch_reference';
 import { moeDispatchImpl } from './MoeDispatch_impl';
 
 /**
  * Dispatch: `[order [M], tokens [M], offsets [E+1]]` (int32), M = N·k. Integer in, integer out:
- * its gradient is zero (declared so backprop can pass it when the indices come from the router).
+ * its gradient is zero (declared so backprop can pass it when the indices come from the router;
+ * core gives the int32 input its float32 zeros).
  */
 export const moeDispatchKernel = defineKernel<MoeDispatchInputs, MoeDispatchAttrs>({
   name: MoeDispatch,
@@ -26,6 +26,6 @@ export const moeDispatchKernel = defineKernel<MoeDispatchInputs, MoeDispatchAttr
       moeDispatchImpl(indices as Int32Array, k, numExperts, order as Int32Array, tokens as Int32Array, offsets as Int32Array);
     },
   },
-  gradient: (_dys, { indices }) => ({ indices: noGradient(indices) }),
+  gradient: () => ({}),
   nonDifferentiable: ['indices'],
 });

@@ -1,5 +1,4 @@
-import { defineKernel } from '@graniteflow/core';
-import { noGradient, vjp } from './gradient_utils';
+import { defineKernel, vjp } from '@graniteflow/core';
 import { MoeExpertsGemv, type MoeExpertsGemvAttrs, type MoeExpertsGemvInputs } from '../kernel_names';
 import { groupedExperts } from '../ops/grouped_experts';
 import { jsMatVec, moeExpertsGemvImpl, type MatVec } from './MoeExpertsGemv_impl';
@@ -60,7 +59,7 @@ export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpert
       [x, inputLinear, outputLinear, weights],
       dy,
     );
-    return { x: dx, inputLinear: d1, outputLinear: d2, weights: dw, indices: noGradient(indices) };
+    return { x: dx, inputLinear: d1, outputLinear: d2, weights: dw };
   },
   nonDifferentiable: ['indices'],
 });

@@ -8,7 +8,6 @@ import {
   type MoeScatterRowsAttrs,
   type MoeScatterRowsInputs,
 } from '../kernel_names';
-import { noGradient } from './gradient_utils';
 import { gatherRowsImpl, scatterRowsImpl } from './MoeRows_impl';
 
 /**
@@ -28,7 +27,6 @@ export const moeGatherRowsKernel: Kernel<MoeGatherRowsInputs, MoeGatherRowsAttrs
   },
   gradient: ([dy], { x, rows }) => ({
     x: moeScatterRowsKernel.run({ src: dy, rows }, { numRows: x.shape[0] })[0],
-    rows: noGradient(rows),
   }),
   nonDifferentiable: ['rows'],
 });
@@ -45,6 +43,6 @@ export const moeScatterRowsKernel: Kernel<MoeScatterRowsInputs, MoeScatterRowsAt
     outputs: ({ src }, { numRows }) => [{ shape: [numRows, src.shape[1]], dtype: 'float32' }],
     compute: ({ src, rows }, [out], shapes) => scatterRowsImpl(src as Float32Array, rows as Int32Array, shapes.src[1], out as Float32Array),
   },
-  gradient: ([dy], { rows }) => ({ src: moeGatherRowsKernel.run({ x: dy, rows }, {})[0], rows: noGradient(rows) }),
+  gradient: ([dy], { rows }) => ({ src: moeGatherRowsKernel.run({ x: dy, rows }, {})[0] }),
   nonDifferentiable: ['rows'],
 });

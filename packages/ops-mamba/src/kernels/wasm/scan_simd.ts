@@ -1,8 +1,7 @@
+import { webAssemblyApi, type WasmHeap, type WasmMemory } from '@graniteflow/core';
 import { discretizeDt } from '../discretize_impl';
 import type { ScanDims } from '../SelectiveScan_impl';
 import { SCAN_TILES, scanModuleBytes, type ScanTile } from './scan_simd_module';
-import type { WasmHeap } from './wasm_heap';
-import { webAssemblyApi, type WasmMemory } from './webassembly_api';
 
 type ScanHeadFn = (
   x: number, y: number, xyStride: number, B: number, C: number, bcStride: number,

@@ -5,19 +5,14 @@
  * where they lie, never copied, at f32x4 width. Backend-free: it only needs a memory and a malloc.
  */
 
-/** The parts of a `WebAssembly.Memory` used here (the TS lib in use declares no WebAssembly types). */
-export interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-}
+import type { WasmMemory, WebAssemblyApi } from '@graniteflow/core';
 
-interface WebAssemblyApi {
-  Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-}
-
-/** The engine's WebAssembly namespace. */
-export const webAssembly = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+/**
+ * The engine's WebAssembly namespace. Typed by core, but read here rather than through core's
+ * `webAssemblyApi()`: this file is part of the `./shared` entry, which must load without tfjs
+ * (a type-only import of core is erased; a value import would load core and tfjs with it).
+ */
+const webAssembly = (globalThis as { WebAssembly?: WebAssemblyApi }).WebAssembly!;
 
 /** y[r] = alpha · Σ_c W[r, c] · x[c] + beta · y[r] for r < rows; all arguments are byte addresses. */
 export type GemvFn = (w: number, x: number, y: number, rows: number, cols: number, alpha: number, beta: number) => void;
