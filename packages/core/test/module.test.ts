@@ -135,3 +135,18 @@ describeBackends('parameter layouts', () => {
     tied.dispose();
   });
 });
+
+describeBackends('Parameter.assignValues', () => {
+  it('uploads checkpoint-layout values, transposing in JavaScript for transposed parameters', () => {
+    const values = Float32Array.from({ length: 3 * 70 }, (_, i) => i); // more than one 64-wide tile
+    const plain = new Parameter([3, 70]);
+    const transposed = new Parameter([3, 70], 0, { layout: 'transposed' });
+    plain.assignValues(values);
+    transposed.assignValues(values);
+    expectClose(transposed.value, tf.transpose(plain.value));
+    expectClose(transposed.checkpointValue(), values);
+    expect(() => plain.assignValues(new Float32Array(5))).toThrow(/expects 210 values/);
+    plain.dispose();
+    transposed.dispose();
+  });
+});

@@ -74,6 +74,22 @@ export function floatToBf16(f32: Float32Array): Uint16Array {
   return out;
 }
 
+/** True on little-endian hosts (all current ones), where typed arrays already match the file's byte order. */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * The first `n` little-endian 16-bit values of `bytes` as a Uint16Array: a view when the bytes are
+ * aligned (the common case), else a copy — safetensors does not align tensor data.
+ */
+function uint16View(bytes: Uint8Array, n: number): Uint16Array {
+  if (!LITTLE_ENDIAN) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return Uint16Array.from({ length: n }, (_, i) => view.getUint16(2 * i, true));
+  }
+  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  return new Uint16Array(bytes.slice(0, 2 * n).buffer);
+}
+
 /**
  * Decodes little-endian raw bytes to a tfjs-compatible array. `bytes` may sit at any offset
  * (safetensors does not align tensors), so multi-byte types go through a DataView or a copy.
@@ -95,12 +111,14 @@ export function decodeTensorBytes(
     case 'BF16': {
       const data = new Float32Array(n);
       const bits = new Uint32Array(data.buffer);
-      for (let i = 0; i < n; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+      const halves = uint16View(bytes, n);
+      for (let i = 0; i < n; i++) bits[i] = halves[i] << 16;
       return { dtype: 'float32', shape, data };
     }
     case 'F16': {
       const data = new Float32Array(n);
-      for (let i = 0; i < n; i++) data[i] = halfToFloat(view.getUint16(2 * i, true));
+      const halves = uint16View(bytes, n);
+      for (let i = 0; i < n; i++) data[i] = halfToFloat(halves[i]);
       return { dtype: 'float32', shape, data };
     }
     case 'I32': {

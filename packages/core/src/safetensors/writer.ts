@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { DTYPE_BYTES, floatToBf16, floatToHalf, type SafetensorsDtype } from './dtypes';
+import { DTYPE_BYTES, LITTLE_ENDIAN, floatToBf16, floatToHalf, type SafetensorsDtype } from './dtypes';
 import { SafetensorsError } from './errors';
 
 /** A tensor to write: a tfjs tensor, or raw values with a shape and optionally a storage dtype. */
@@ -21,7 +21,19 @@ export interface WriteSafetensorsOptions {
   floatDtype?: 'F32' | 'BF16' | 'F16';
 }
 
+/** The bytes of typed arrays already in file order (little-endian host), or null. */
+function encodeDirect(dtype: SafetensorsDtype, values: ArrayLike<number>): Uint8Array | null {
+  if (!LITTLE_ENDIAN) return null;
+  const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
+  if (dtype === 'F32' && values instanceof Float32Array) return bytesOf(values);
+  if (dtype === 'I32' && values instanceof Int32Array) return bytesOf(values);
+  if (dtype === 'BF16' && values instanceof Float32Array) return bytesOf(floatToBf16(values));
+  return null;
+}
+
 function encode(dtype: SafetensorsDtype, values: ArrayLike<number>): Uint8Array {
+  const direct = encodeDirect(dtype, values);
+  if (direct !== null) return direct;
   const n = values.length;
   const out = new Uint8Array(n * DTYPE_BYTES[dtype]);
   const view = new DataView(out.buffer);

@@ -1,5 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
-import type { Checkpoint, Module } from '@graniteflow/core';
+import { SafetensorsError, type Checkpoint, type Module } from '@graniteflow/core';
 
 /** Progress of copying weights from a checkpoint into a model. */
 export interface WeightsProgress {
@@ -34,7 +33,10 @@ export function loadWeights(
     options.signal?.throwIfAborted();
     const key = keyMap.get(name)!;
     const decoded = checkpoint.read(key);
-    param.assign(tf.tidy(() => tf.cast(tf.tensor(decoded.data, decoded.shape, decoded.dtype), 'float32')));
+    if (decoded.dtype === 'bool') {
+      throw new SafetensorsError(checkpoint.dir, `is BOOL; model weights must be floating point`, key);
+    }
+    param.assignValues(decoded.data, decoded.dtype);
     loadedBytes += checkpoint.info(key).byteLength;
     options.onProgress?.({
       phase: 'weights',
