@@ -2,7 +2,7 @@ import { defineKernel } from '@graniteflow/core';
 import { SelectiveScan, type SelectiveScanAttrs, type SelectiveScanInputs } from '../kernel_names';
 import { selectiveScanGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveScanReference } from '../ops/selective_scan_reference';
-import { f32, f32Opt, pointersOf } from './flat';
+import { f32, f32Opt, pointersOf, f32Inputs, SSM_INPUTS } from './flat';
 import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
 import { wasmHeapOf } from './wasm/wasm_heap';
 import { selectiveScanImpl } from './SelectiveScan_impl';
@@ -27,16 +27,7 @@ export const selectiveScanKernel = defineKernel<SelectiveScanInputs, SelectiveSc
       const [batch, T, Hm, P] = shapes.x;
       const [, , G, N] = shapes.B;
       const dims = { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N };
-      const arrays = {
-        x: f32(a.x, 'x'),
-        dt: f32(a.dt, 'dt'),
-        A_log: f32(a.A_log, 'A_log'),
-        B: f32(a.B, 'B'),
-        C: f32(a.C, 'C'),
-        D: f32(a.D, 'D'),
-        dt_bias: f32(a.dt_bias, 'dt_bias'),
-        initialState: f32Opt(a.initialState, 'initialState'),
-      };
+      const arrays = { ...f32Inputs(a, SSM_INPUTS), initialState: f32Opt(a.initialState, 'initialState') };
       const outs = { y: f32(y, 'y'), finalState: f32(finalState, 'finalState') };
       // On wasm, the register-tiled SIMD scan over the heap (measured ~10x the JS loop, bench/run.ts).
       const heap = wasmHeapOf([...Object.values(arrays), outs.y, outs.finalState]);

@@ -2,7 +2,7 @@ import { defineKernel, vjp } from '@graniteflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { SelectiveScanGrad, type SelectiveScanGradAttrs, type SelectiveScanGradInputs } from '../kernel_names';
 import { selectiveScanReference } from '../ops/selective_scan_reference';
-import { f32, f32Opt } from './flat';
+import { f32, f32Opt, f32Inputs, SSM_INPUTS } from './flat';
 import { selectiveScanGradImpl } from './SelectiveScanGrad_impl';
 
 const GRAD_OUTPUTS = ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias', 'initialState'] as const;
@@ -42,16 +42,7 @@ export const selectiveScanGradKernel = defineKernel<SelectiveScanGradInputs, Sel
       const [, , G, N] = shapes.B;
       const [x, dt, A_log, B, C, D, dt_bias, initialState] = outs.map((o, i) => f32(o, `d${GRAD_OUTPUTS[i]}`));
       selectiveScanGradImpl(
-        {
-          x: f32(a.x, 'x'),
-          dt: f32(a.dt, 'dt'),
-          A_log: f32(a.A_log, 'A_log'),
-          B: f32(a.B, 'B'),
-          C: f32(a.C, 'C'),
-          D: f32(a.D, 'D'),
-          dt_bias: f32(a.dt_bias, 'dt_bias'),
-          initialState: f32Opt(a.initialState, 'initialState'),
-        },
+        { ...f32Inputs(a, SSM_INPUTS), initialState: f32Opt(a.initialState, 'initialState') },
         { dy: f32(a.dy, 'dy'), dFinalState: f32(a.dFinalState, 'dFinalState') },
         { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N },
         attrs.dtMin,

@@ -6,7 +6,7 @@ import {
 } from '../kernel_names';
 import { selectiveStateUpdateGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveStateUpdateReference } from '../ops/selective_state_update_reference';
-import { f32, pointersOf } from './flat';
+import { f32, pointersOf, f32Inputs, SSM_INPUTS } from './flat';
 import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
 import { wasmHeapOf } from './wasm/wasm_heap';
 import { selectiveStateUpdateImpl } from './SelectiveStateUpdate_impl';
@@ -24,16 +24,7 @@ export const selectiveStateUpdateKernel = defineKernel<SelectiveStateUpdateInput
     compute: (a, [y, newState], shapes, attrs) => {
       const [batch, Hm, P] = shapes.x;
       const [, G, N] = shapes.B;
-      const arrays = {
-        x: f32(a.x, 'x'),
-        dt: f32(a.dt, 'dt'),
-        A_log: f32(a.A_log, 'A_log'),
-        B: f32(a.B, 'B'),
-        C: f32(a.C, 'C'),
-        D: f32(a.D, 'D'),
-        dt_bias: f32(a.dt_bias, 'dt_bias'),
-        state: f32(a.state, 'state'),
-      };
+      const arrays = { ...f32Inputs(a, SSM_INPUTS), state: f32(a.state, 'state') };
       const outs = { y: f32(y, 'y'), newState: f32(newState, 'newState') };
       const dims = { batch, heads: Hm, headDim: P, groups: G, stateSize: N };
       // A step is a scan of one token ([B, 1, Hm, P] = [B, Hm, P]): same SIMD path on wasm.

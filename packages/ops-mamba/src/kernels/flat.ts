@@ -6,6 +6,19 @@ export function f32(a: FlatArray, name: string): Float32Array {
   return a;
 }
 
+/** The inputs every SSM kernel takes besides its state: the checkpoint-named parameters and x, dt, B, C. */
+export const SSM_INPUTS = ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias'] as const;
+
+/** {@link f32} for each named input. */
+export function f32Inputs<K extends string>(
+  a: { [name in K]: FlatArray },
+  names: readonly K[],
+): { [name in K]: Float32Array } {
+  const out = {} as { [name in K]: Float32Array };
+  for (const n of names) out[n] = f32(a[n], n);
+  return out;
+}
+
 /** {@link f32} for an optional input. */
 export function f32Opt(a: FlatArray | undefined, name: string): Float32Array | undefined {
   return a === undefined ? undefined : f32(a, name);

@@ -1,26 +1,10 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { selectiveScanKernel } from '../kernels/SelectiveScan';
+import type { SelectiveScanInputs } from '../kernel_names';
 import { checkGroups, checkRank, checkShape, timeStepLimit } from './validate';
 
-/** The tensors of {@link selectiveScan}; names follow the checkpoint keys. */
-export interface SelectiveScanArgs {
-  /** [B, T, Hm, P] conv output, head-major */
-  x: tf.Tensor;
-  /** [B, T, Hm] raw time steps (dt_bias and softplus are applied inside) */
-  dt: tf.Tensor;
-  /** [Hm] A = −exp(A_log) */
-  A_log: tf.Tensor;
-  /** [B, T, G, N] */
-  B: tf.Tensor;
-  /** [B, T, G, N] */
-  C: tf.Tensor;
-  /** [Hm] */
-  D: tf.Tensor;
-  /** [Hm] */
-  dt_bias: tf.Tensor;
-  /** [B, Hm, P, N] state to continue from (default zeros) */
-  initialState?: tf.Tensor;
-}
+/** The tensors of {@link selectiveScan}, shapes documented on the kernel's inputs; names follow the checkpoint keys. */
+export type SelectiveScanArgs = SelectiveScanInputs;
 
 /** Options of {@link selectiveScan}. */
 export interface SelectiveScanOptions {

@@ -1,26 +1,10 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { selectiveStateUpdateKernel } from '../kernels/SelectiveStateUpdate';
+import type { SelectiveStateUpdateInputs } from '../kernel_names';
 import { checkGroups, checkRank, checkShape, timeStepLimit } from './validate';
 
-/** The tensors of {@link selectiveStateUpdate}; names follow the checkpoint keys. */
-export interface SelectiveStateUpdateArgs {
-  /** [B, Hm, P] */
-  x: tf.Tensor;
-  /** [B, Hm] raw time steps */
-  dt: tf.Tensor;
-  /** [Hm] */
-  A_log: tf.Tensor;
-  /** [B, G, N] */
-  B: tf.Tensor;
-  /** [B, G, N] */
-  C: tf.Tensor;
-  /** [Hm] */
-  D: tf.Tensor;
-  /** [Hm] */
-  dt_bias: tf.Tensor;
-  /** [B, Hm, P, N] state after the previous token */
-  state: tf.Tensor;
-}
+/** The tensors of {@link selectiveStateUpdate}, shapes documented on the kernel's inputs. */
+export type SelectiveStateUpdateArgs = SelectiveStateUpdateInputs;
 
 /**
  * One recurrent (decode) step of the Mamba-2 SSM (GRANITE.md §4.3): the {@link selectiveScan}
