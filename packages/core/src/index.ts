@@ -40,14 +40,18 @@ export { RMSNorm, rmsNorm } from './nn/rms_norm';
 export { SafetensorsError } from './safetensors/errors';
 export {
   DTYPE_BYTES,
+  decodeFloatsInto,
   floatToBf16,
+  isFloatDtype,
   floatToHalf,
   halfToFloat,
   type DecodedTensor,
+  type FloatDtype,
   type SafetensorsDtype,
 } from './safetensors/dtypes';
 export { SafetensorsFile, type SafetensorsTensorInfo } from './safetensors/reader';
 export { writeSafetensors, type WritableTensor, type WriteSafetensorsOptions } from './safetensors/writer';
 export { Checkpoint, INDEX_FILE, SINGLE_FILE } from './safetensors/checkpoint';
 export { encodeNpy, readNpy, writeNpy, type NpyArray } from './io/npy';
+export { tensorFromWriter } from './io/tensor_from_writer';
 export { formatTable, measure, type Timing } from './benchmark';

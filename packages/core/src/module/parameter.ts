@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { tensorFromWriter } from '../io/tensor_from_writer';
 
 /** How a parameter is held in memory relative to its checkpoint tensor. */
 export type ParameterLayout = 'checkpoint' | 'transposed';
@@ -106,13 +107,25 @@ export class Parameter {
       throw new RangeError(`Parameter expects ${this.size} values for shape [${this.shape}], got ${data.length}.`);
     }
     if (this.layout !== 'transposed') {
-      this.assign(tf.tidy(() => tf.cast(tf.tensor(data, this.shape as number[], dtype), 'float32')));
+      // Float data goes up as is: a same-dtype cast would still copy the whole tensor on wasm.
+      const shape = this.shape as number[];
+      this.assign(dtype === 'float32' ? tf.tensor(data, shape, 'float32') : tf.tidy(() => tf.cast(tf.tensor(data, shape, dtype), 'float32')));
       return;
     }
     const floats = data instanceof Float32Array ? data : Float32Array.from(data);
     const stored = tf.tensor(transpose2d(floats, this.shape[0], this.shape[1]), this.storageShape, 'float32');
     if (this.tensor !== null) this.tensor.dispose();
     this.tensor = tf.keep(stored);
+  }
+
+  /**
+   * Replaces the value by writing it straight into backend memory: `write` receives the
+   * storage-layout array ({@link Parameter.storageShape}) to fill (see `tensorFromWriter`).
+   */
+  writeValues(write: (out: Float32Array) => void): void {
+    const t = tensorFromWriter(this.storageShape, write);
+    if (this.tensor !== null) this.tensor.dispose();
+    this.tensor = tf.keep(t);
   }
 
   dispose(): void {

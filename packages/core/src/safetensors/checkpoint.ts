@@ -100,6 +100,11 @@ export class Checkpoint {
     return n;
   }
 
+  /** The raw bytes of one tensor, read from disk now. */
+  readBytes(name: string): Uint8Array {
+    return this.fileOf(name).readBytes(name);
+  }
+
   read(name: string): DecodedTensor {
     return this.fileOf(name).read(name);
   }

@@ -154,3 +154,67 @@ export function decodeTensorBytes(
     }
   }
 }
+
+/** Dtypes {@link decodeFloatsInto} widens to float32. */
+export type FloatDtype = 'F32' | 'F16' | 'BF16';
+
+export function isFloatDtype(d: SafetensorsDtype): d is FloatDtype {
+  return d === 'F32' || d === 'F16' || d === 'BF16';
+}
+
+/**
+ * Decodes float tensor bytes into `out` (float32), optionally transposing a 2-D [rows, cols]
+ * tensor to [cols, rows] in the same pass: one read of the bytes, one write of the destination,
+ * no intermediate array (the destination may be backend memory, see `tensorFromWriter`).
+ */
+export function decodeFloatsInto(
+  dtype: FloatDtype,
+  bytes: Uint8Array,
+  out: Float32Array,
+  transposeFrom?: readonly [rows: number, cols: number],
+): void {
+  const n = out.length;
+  const read = floatReader(dtype, bytes, n);
+  if (transposeFrom === undefined) {
+    for (let i = 0; i < n; i++) out[i] = read(i);
+    return;
+  }
+  const [rows, cols] = transposeFrom;
+  // Tiles keep the strided writes within a few pages at a time.
+  const tile = 32;
+  for (let r0 = 0; r0 < rows; r0 += tile) {
+    const r1 = Math.min(r0 + tile, rows);
+    for (let c0 = 0; c0 < cols; c0 += tile) {
+      const c1 = Math.min(c0 + tile, cols);
+      for (let c = c0; c < c1; c++) {
+        const dst = c * rows;
+        for (let r = r0; r < r1; r++) out[dst + r] = read(r * cols + c);
+      }
+    }
+  }
+}
+
+/** Element reader over raw bytes for a float dtype. */
+function floatReader(dtype: FloatDtype, bytes: Uint8Array, n: number): (i: number) => number {
+  switch (dtype) {
+    case 'F32': {
+      const f = LITTLE_ENDIAN && bytes.byteOffset % 4 === 0
+        ? new Float32Array(bytes.buffer, bytes.byteOffset, n)
+        : (decodeTensorBytes('F32', [n], bytes) as { data: Float32Array }).data;
+      return (i) => f[i];
+    }
+    case 'BF16': {
+      const halves = uint16View(bytes, n);
+      const word = new Uint32Array(1);
+      const asFloat = new Float32Array(word.buffer);
+      return (i) => {
+        word[0] = halves[i] << 16;
+        return asFloat[0];
+      };
+    }
+    case 'F16': {
+      const halves = uint16View(bytes, n);
+      return (i) => halfToFloat(halves[i]);
+    }
+  }
+}

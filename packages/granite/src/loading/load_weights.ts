@@ -1,4 +1,4 @@
-import { SafetensorsError, type Checkpoint, type Module } from '@graniteflow/core';
+import { SafetensorsError, decodeFloatsInto, isFloatDtype, type Checkpoint, type Module } from '@graniteflow/core';
 
 /** Progress of copying weights from a checkpoint into a model. */
 export interface WeightsProgress {
@@ -32,11 +32,19 @@ export function loadWeights(
   params.forEach(([name, param], i) => {
     options.signal?.throwIfAborted();
     const key = keyMap.get(name)!;
-    const decoded = checkpoint.read(key);
-    if (decoded.dtype === 'bool') {
-      throw new SafetensorsError(checkpoint.dir, `is BOOL; model weights must be floating point`, key);
+    const { dtype } = checkpoint.info(key);
+    if (isFloatDtype(dtype)) {
+      // Decoded (and transposed, for Linear weights) straight into backend memory in one pass.
+      const bytes = checkpoint.readBytes(key);
+      const transposeFrom = param.layout === 'transposed' ? ([param.shape[0], param.shape[1]] as const) : undefined;
+      param.writeValues((out) => decodeFloatsInto(dtype, bytes, out, transposeFrom));
+    } else {
+      const decoded = checkpoint.read(key);
+      if (decoded.dtype === 'bool') {
+        throw new SafetensorsError(checkpoint.dir, `is BOOL; model weights must be floating point`, key);
+      }
+      param.assignValues(decoded.data, decoded.dtype);
     }
-    param.assignValues(decoded.data, decoded.dtype);
     loadedBytes += checkpoint.info(key).byteLength;
     options.onProgress?.({
       phase: 'weights',
