@@ -26,7 +26,8 @@ export function mambaConfig(cfg: GraniteMoeHybridConfig): Mamba2Config {
 
 /** What a layer needs besides its input. */
 export interface LayerContext {
-  attention: AttentionContext;
+  /** Present when the model has attention layers. */
+  attention?: AttentionContext;
   /** [B, T] 1 = real token, 0 = left padding; null when the batch has no padding. */
   paddingMask: tf.Tensor | null;
 }
@@ -87,6 +88,7 @@ export class GraniteMoeHybridDecoderLayer extends Module {
         if (cache !== undefined && !(cache instanceof KVCache)) {
           throw new TypeError('An attention layer was given a Mamba cache; the cache does not match the model.');
         }
+        if (ctx.attention === undefined) throw new Error('An attention layer was run without an attention context.');
         mixed = this.self_attn!.forward(h, ctx.attention, cache);
       }
       const afterMixer = tf.add(x, tf.mul(mixed, this.residualMultiplier));

@@ -52,8 +52,11 @@ export class GraniteMoeHybridForCausalLM extends Module {
   /** Absent when the head is tied to `model.embed_tokens.weight` (the released models). */
   readonly lm_head?: Linear;
 
+  private readonly hasAttention: boolean;
+
   constructor(readonly config: GraniteMoeHybridConfig) {
     super();
+    this.hasAttention = config.layer_types.includes('attention');
     this.model = new GraniteMoeHybridModel(config);
     if (!config.tie_word_embeddings) this.lm_head = new Linear(config.hidden_size, config.vocab_size);
   }
@@ -81,7 +84,8 @@ export class GraniteMoeHybridForCausalLM extends Module {
     const result = tf.tidy(() => {
       const mask = attentionMask ? (tf.cast(attentionMask, 'float32') as tf.Tensor2D) : null;
       const ctx = {
-        attention: this.attentionContext(batch, time, cache, mask),
+        // Only models with attention layers need the [B, 1, 1, T, S] mask (and RoPE angles).
+        attention: this.hasAttention ? this.attentionContext(batch, time, cache, mask) : undefined,
         paddingMask: mask,
       };
       let x = tf.mul(this.model.embed_tokens.forward(inputIds), cfg.embedding_multiplier) as tf.Tensor3D;
