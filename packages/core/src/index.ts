@@ -37,6 +37,24 @@ export { StateDictError, type ShapeMismatch } from './module/state_dict_error';
 export { Linear, type LinearOptions } from './nn/linear';
 export { Embedding, type EmbeddingOptions } from './nn/embedding';
 export { RMSNorm, rmsNorm } from './nn/rms_norm';
+export {
+  blockWeights,
+  bytesPerWeight,
+  canPackRows,
+  isPackedFormat,
+  isWeightDtype,
+  PACKED_FORMATS,
+  packedByteLength,
+  packedRowBytes,
+  QUANT_BLOCK,
+  WEIGHT_DTYPES,
+  type PackedFormat,
+  type WeightDtype,
+} from './packed/formats';
+export { dequantizeRowsInto, quantizeRows, quantizeRowsInto } from './packed/quantize';
+export { PackedTensor } from './packed/packed_tensor';
+export { PackedMatMul, packedMatMul, type PackedMatMulAttrs, type PackedMatMulInputs } from './packed/packed_matmul';
+export { PackedGather, packedGather, type PackedGatherAttrs, type PackedGatherInputs } from './packed/packed_gather';
 export { SafetensorsError } from './safetensors/errors';
 export {
   DTYPE_BYTES,
@@ -53,5 +71,6 @@ export { SafetensorsFile, type SafetensorsTensorInfo } from './safetensors/reade
 export { writeSafetensors, type WritableTensor, type WriteSafetensorsOptions } from './safetensors/writer';
 export { Checkpoint, INDEX_FILE, SINGLE_FILE } from './safetensors/checkpoint';
 export { encodeNpy, readNpy, writeNpy, type NpyArray } from './io/npy';
+export { FileKindError, openRegularFile, pathEntryExists, readRegularFile, readRegularFileAsync } from './io/regular_file';
 export { tensorFromWriter } from './io/tensor_from_writer';
 export { formatTable, measure, type Timing } from './benchmark';

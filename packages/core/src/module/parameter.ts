@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tensorFromWriter } from '../io/tensor_from_writer';
+import type { PackedFormat, WeightDtype } from '../packed/formats';
+import { PackedTensor } from '../packed/packed_tensor';
 import { decodeFloatsInto } from '../safetensors/dtypes';
 
 /** How a parameter is held in memory relative to its checkpoint tensor. */
@@ -23,6 +25,7 @@ export interface ParameterOptions {
  */
 export class Parameter {
   private tensor: tf.Tensor | null;
+  private packedValue: PackedTensor | null = null;
   private readonly initial: () => tf.Tensor;
   readonly layout: ParameterLayout;
 
@@ -66,19 +69,70 @@ export class Parameter {
    * reads as its initial value.
    */
   get value(): tf.Tensor {
+    if (this.packedValue !== null) {
+      throw new TypeError(
+        `This [${this.shape}] weight is held packed as ${this.packedValue.format}: read it through \`packed\` ` +
+          '(layers such as Linear and Embedding accept packed weights), or call `unpack()` first.',
+      );
+    }
     if (this.tensor === null) this.assign(tf.tidy(this.initial));
     return this.tensor!;
   }
 
+  /** The weight packed in checkpoint layout, or null while it is held as a float32 tensor. */
+  get packed(): PackedTensor | null {
+    return this.packedValue;
+  }
+
+  /** `'f32'` for a float32 tensor, else the packed format. */
+  get dtype(): WeightDtype {
+    return this.packedValue?.format ?? 'f32';
+  }
+
+  /**
+   * Holds the weight packed from now on (e.g. as loaded from a packed checkpoint). Takes ownership
+   * of `packed`, whose shape must be the checkpoint shape, and disposes the float32 value if any.
+   */
+  assignPacked(packed: PackedTensor): void {
+    if (packed.shape.length !== this.shape.length || packed.shape.some((d, i) => d !== this.shape[i])) {
+      throw new RangeError(`Parameter expects shape [${this.shape}], got a packed [${packed.shape}].`);
+    }
+    this.tensor?.dispose();
+    this.tensor = null;
+    if (this.packedValue !== packed) this.packedValue?.dispose();
+    this.packedValue = packed;
+  }
+
+  /** Packs the current value in `format` (quantizing it), releasing the float32 tensor. */
+  pack(format: PackedFormat): void {
+    if (this.packedValue?.format === format) return;
+    const floats = this.checkpointValue();
+    try {
+      this.assignPacked(PackedTensor.fromTensor(format, floats));
+    } finally {
+      floats.dispose();
+    }
+  }
+
+  /** Goes back to a float32 tensor (the packed values, dequantized). */
+  unpack(): void {
+    const packed = this.packedValue;
+    if (packed === null) return;
+    this.packedValue = null;
+    this.assign(packed.dequantize());
+    packed.dispose();
+  }
+
   /** A new tensor in checkpoint layout (the caller owns it), e.g. for saving. */
   checkpointValue(): tf.Tensor {
+    if (this.packedValue !== null) return this.packedValue.dequantize();
     const v = this.value;
     return this.layout === 'transposed' ? tf.transpose(v) : tf.clone(v);
   }
 
   /** True once a value has been assigned or read. */
   get isSet(): boolean {
-    return this.tensor !== null;
+    return this.tensor !== null || this.packedValue !== null;
   }
 
   /** Number of scalars in the weight. */
@@ -92,6 +146,7 @@ export class Parameter {
    */
   assign(t: tf.Tensor): void {
     Parameter.checkShape(this.shape, t);
+    this.dropPacked();
     const stored = this.layout === 'transposed' ? tf.transpose(t) : t;
     if (stored !== t) t.dispose();
     if (this.tensor !== null && this.tensor !== stored) this.tensor.dispose();
@@ -125,11 +180,18 @@ export class Parameter {
   writeValues(write: (out: Float32Array) => void): void {
     const t = tensorFromWriter(this.storageShape, write);
     if (this.tensor !== null) this.tensor.dispose();
+    this.dropPacked();
     this.tensor = tf.keep(t);
+  }
+
+  private dropPacked(): void {
+    this.packedValue?.dispose();
+    this.packedValue = null;
   }
 
   dispose(): void {
     this.tensor?.dispose();
     this.tensor = null;
+    this.dropPacked();
   }
 }

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../module/module';
 import { Parameter } from '../module/parameter';
+import { packedGather } from '../packed/packed_gather';
+import { packedMatMul } from '../packed/packed_matmul';
 
 /** Options of {@link Embedding}. */
 export interface EmbeddingOptions {
@@ -12,7 +14,10 @@ export interface EmbeddingOptions {
   tiedHead?: boolean;
 }
 
-/** A lookup table with checkpoint shape [numEmbeddings, dim]. */
+/**
+ * A lookup table with checkpoint shape [numEmbeddings, dim]. A packed table (`weight.pack(format)`)
+ * is looked up by unpacking only the rows asked for, and serves as a packed LM head as it is.
+ */
 export class Embedding extends Module {
   readonly weight: Parameter;
 
@@ -36,6 +41,8 @@ export class Embedding extends Module {
         );
       }
     }
+    const packed = this.weight.packed;
+    if (packed) return packedGather(packed, ids);
     return tf.tidy(() => {
       const flat = tf.reshape(ids, [-1]);
       const rows =
@@ -50,8 +57,10 @@ export class Embedding extends Module {
   attend(h: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const flat = tf.reshape(h, [-1, this.dim]);
-      const scores =
-        this.weight.layout === 'transposed'
+      const packed = this.weight.packed;
+      const scores = packed
+        ? packedMatMul(flat, packed)
+        : this.weight.layout === 'transposed'
           ? tf.matMul(flat, this.weight.value)
           : tf.matMul(flat, this.weight.value, false, true);
       return tf.reshape(scores, [...h.shape.slice(0, -1), this.numEmbeddings]);

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../module/module';
 import { Parameter } from '../module/parameter';
+import { packedMatMul } from '../packed/packed_matmul';
 
 /** Options of {@link Linear}. */
 export interface LinearOptions {
@@ -11,7 +12,8 @@ export interface LinearOptions {
 /**
  * `y = x · Wᵀ + b`. The weight's checkpoint shape is PyTorch's [out, in] (names and loading match
  * checkpoints as they are); in memory it is kept as [in, out], the operand layout tfjs multiplies
- * fastest (see `ParameterOptions.layout`).
+ * fastest (see `ParameterOptions.layout`), or packed as [out, in] once `weight.pack(format)` (or a
+ * packed load) made it so.
  */
 export class Linear extends Module {
   readonly weight: Parameter;
@@ -35,7 +37,8 @@ export class Linear extends Module {
     }
     return tf.tidy(() => {
       const flat = tf.reshape(x, [-1, this.inFeatures]);
-      let y = tf.matMul(flat, this.weight.value); // [rows, out]
+      const packed = this.weight.packed;
+      let y = packed ? packedMatMul(flat, packed) : tf.matMul(flat, this.weight.value); // [rows, out]
       if (this.bias) y = tf.add(y, this.bias.value);
       return tf.reshape(y, [...x.shape.slice(0, -1), this.outFeatures]);
     });

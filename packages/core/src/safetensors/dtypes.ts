@@ -33,10 +33,13 @@ export function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+const halfScratch = new Float32Array(1);
+const halfScratchBits = new Uint32Array(halfScratch.buffer);
+
 /** float32 → IEEE half, rounding to nearest even. */
 export function floatToHalf(f: number): number {
-  const f32 = new Float32Array([f]);
-  const u = new Uint32Array(f32.buffer)[0];
+  halfScratch[0] = f;
+  const u = halfScratchBits[0];
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
   let mant = u & 0x7fffff;

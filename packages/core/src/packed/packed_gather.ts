@@ -1,0 +1,57 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { defineKernel } from '../kernels/define_kernel';
+import { packedRowBytes, type PackedFormat } from './formats';
+import { storageBytes } from './packed_matmul';
+import type { PackedTensor } from './packed_tensor';
+import { dequantizeRowsInto } from './quantize';
+
+/** Inputs of the `PackedGather` kernel: the packed table's bytes and the row ids. */
+export type PackedGatherInputs = { w: tf.Tensor; ids: tf.Tensor };
+/** Attributes of the `PackedGather` kernel: the table's format and shape [rows, cols]. */
+export type PackedGatherAttrs = { format: PackedFormat; rows: number; cols: number };
+
+function gatherRowsInto(
+  bytes: Uint8Array,
+  ids: ArrayLike<number>,
+  out: Float32Array,
+  { format, rows, cols }: PackedGatherAttrs,
+): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!(id >= 0 && id < rows)) throw new RangeError(`Row id ${id} is outside the packed table [0, ${rows}).`);
+    dequantizeRowsInto(format, bytes, cols, id, 1, out, i * cols);
+  }
+}
+
+/** Rows of a packed table, unpacked to float32: the embedding lookup of a packed embedding. */
+export const PackedGather = defineKernel<PackedGatherInputs, PackedGatherAttrs>({
+  name: 'GraniteflowPackedGather',
+  inputNames: ['w', 'ids'],
+  nonDifferentiable: ['w', 'ids'],
+  reference: ({ w, ids }, attrs) => {
+    const ids32 = ids.dataSync() as Int32Array;
+    const out = new Float32Array(ids32.length * attrs.cols);
+    const bytes = storageBytes(w.dataSync() as Int32Array, attrs.rows * packedRowBytes(attrs.format, attrs.cols));
+    gatherRowsInto(bytes, ids32, out, attrs);
+    return [tf.tensor2d(out, [ids32.length, attrs.cols])];
+  },
+  fused: {
+    outputs: ({ ids }, { cols }) => [{ shape: [ids.shape[0], cols], dtype: 'float32' }],
+    compute: ({ w, ids }, [out], _shapes, attrs) => {
+      const bytes = storageBytes(w, attrs.rows * packedRowBytes(attrs.format, attrs.cols));
+      gatherRowsInto(bytes, ids, out as Float32Array, attrs);
+    },
+  },
+});
+
+/** Rows `ids` [...] (int32) of a packed table [rows, cols] → float32 [..., cols]. */
+export function packedGather(table: PackedTensor, ids: tf.Tensor): tf.Tensor {
+  if (table.shape.length !== 2) throw new RangeError(`packedGather expects a 2-D packed table, got [${table.shape}].`);
+  if (ids.dtype !== 'int32') throw new TypeError(`packedGather expects int32 ids, got ${ids.dtype}.`);
+  const [rows, cols] = table.shape;
+  return tf.tidy(() => {
+    const flat = tf.reshape(ids, [-1]);
+    const [out] = PackedGather.run({ w: table.bytes, ids: flat }, { format: table.format, rows, cols });
+    return tf.reshape(out, [...ids.shape, cols]);
+  });
+}

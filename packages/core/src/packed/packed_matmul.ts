@@ -1,0 +1,77 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { defineKernel } from '../kernels/define_kernel';
+import type { FlatArray } from '../kernels/fused_kernel';
+import { packedRowBytes, type PackedFormat } from './formats';
+import type { PackedTensor } from './packed_tensor';
+import { dequantizeRowsInto } from './quantize';
+
+/** Inputs of the `PackedMatMul` kernel: activations and the packed weight's bytes. */
+export type PackedMatMulInputs = { x: tf.Tensor; w: tf.Tensor };
+/** Attributes of the `PackedMatMul` kernel: the weight's format and checkpoint shape [out, in]. */
+export type PackedMatMulAttrs = { format: PackedFormat; outFeatures: number; inFeatures: number };
+
+/** The packed bytes of an int32 storage array, without the word padding. */
+export function storageBytes(words: FlatArray, byteLength: number): Uint8Array {
+  return new Uint8Array(words.buffer, words.byteOffset, byteLength);
+}
+
+/** The whole packed weight as float32 [out, in], read back from the backend. */
+function dequantizedWeight(w: tf.Tensor, { format, outFeatures, inFeatures }: PackedMatMulAttrs): tf.Tensor {
+  const bytes = storageBytes(w.dataSync() as Int32Array, outFeatures * packedRowBytes(format, inFeatures));
+  const values = new Float32Array(outFeatures * inFeatures);
+  dequantizeRowsInto(format, bytes, inFeatures, 0, outFeatures, values);
+  return tf.tensor2d(values, [outFeatures, inFeatures]);
+}
+
+/**
+ * y [n, out] = x [n, in] · Wᵀ for a packed W [out, in]. The reference unpacks the whole weight and
+ * multiplies with tfjs (so it runs, and differentiates with respect to x, on every backend); the
+ * fused body unpacks one row at a time into a scratch row, never holding the float32 weight.
+ */
+export const PackedMatMul = defineKernel<PackedMatMulInputs, PackedMatMulAttrs>({
+  name: 'GraniteflowPackedMatMul',
+  inputNames: ['x', 'w'],
+  nonDifferentiable: ['w'],
+  reference: ({ x, w }, attrs) =>
+    tf.tidy(() => {
+      const weight = dequantizedWeight(w, attrs);
+      return [tf.matMul(x, weight, false, true)];
+    }),
+  fused: {
+    outputs: ({ x }, { outFeatures }) => [{ shape: [x.shape[0], outFeatures], dtype: 'float32' }],
+    compute: ({ x, w }, [y], _shapes, { format, outFeatures, inFeatures }) => {
+      const bytes = storageBytes(w, outFeatures * packedRowBytes(format, inFeatures));
+      const n = x.length / inFeatures;
+      const row = new Float32Array(inFeatures);
+      for (let o = 0; o < outFeatures; o++) {
+        dequantizeRowsInto(format, bytes, inFeatures, o, 1, row);
+        for (let r = 0; r < n; r++) {
+          let acc = 0;
+          const base = r * inFeatures;
+          for (let k = 0; k < inFeatures; k++) acc += x[base + k] * row[k];
+          y[r * outFeatures + o] = acc;
+        }
+      }
+    },
+  },
+  gradient: 'reference',
+});
+
+/**
+ * `x [..., in] · Wᵀ` for a packed weight `w` of checkpoint shape [out, in] → [..., out]. Differentiable
+ * with respect to `x` (the weight is frozen), so adapters can be trained on a packed base.
+ */
+export function packedMatMul(x: tf.Tensor, w: PackedTensor): tf.Tensor {
+  if (w.shape.length !== 2) throw new RangeError(`packedMatMul expects a 2-D packed weight [out, in], got [${w.shape}].`);
+  const [outFeatures, inFeatures] = w.shape;
+  const last = x.shape[x.shape.length - 1];
+  if (x.dtype !== 'float32') throw new TypeError(`packedMatMul expects float32 activations, got ${x.dtype}.`);
+  if (last !== inFeatures) {
+    throw new RangeError(`packedMatMul: activations [${x.shape}] do not end in the weight's ${inFeatures} input features.`);
+  }
+  return tf.tidy(() => {
+    const flat = tf.reshape(x, [-1, inFeatures]);
+    const [y] = PackedMatMul.run({ x: flat, w: w.bytes }, { format: w.format, outFeatures, inFeatures });
+    return tf.reshape(y, [...x.shape.slice(0, -1), outFeatures]);
+  });
+}
