@@ -94,6 +94,55 @@ describeBackends('text generation on chat_tiny', (backend) => {
     cache.dispose();
   });
 
+  it('lets timers run between tokens: one set before a generation fires while it runs', async () => {
+    let producedWhenFired: number | null = null;
+    let produced = 0;
+    setTimeout(() => (producedWhenFired = produced), 0);
+    for await (const _ of granite.generate(expectations.cases[1].prompt_ids, { maxNewTokens: 40, eosTokenIds: [] })) produced++;
+    expect(produced).toBe(40);
+    expect(producedWhenFired).not.toBeNull();
+    expect(producedWhenFired!).toBeLessThan(40);
+  });
+
+  it('sees an abort from a timer (as from a Ctrl-C handler) before the next token, and frees its tensors', async () => {
+    const controller = new AbortController();
+    let produced = 0;
+    let producedWhenAborted: number | null = null;
+    const timer = setTimeout(() => {
+      producedWhenAborted = produced;
+      controller.abort();
+    }, 5);
+    await expectNoTensorLeak(async () => {
+      const cache = granite.makeCache();
+      const run = async () => {
+        for await (const _ of granite.generate(expectations.cases[1].prompt_ids, { maxNewTokens: 400, eosTokenIds: [], cache, signal: controller.signal })) produced++;
+      };
+      await expect(run()).rejects.toThrow(/abort/i);
+      // The cache still holds what was fed: the prompt and every token but the last.
+      expect(cache.seqLength).toBe(expectations.cases[1].prompt_ids.length + produced - 1);
+      cache.dispose();
+    }, 'aborted generation');
+    clearTimeout(timer);
+    expect(producedWhenAborted).not.toBeNull();
+    expect(produced).toBe(producedWhenAborted);
+  });
+
+  it('lets timers run between tokens where there is no setImmediate (browsers)', async () => {
+    const setImmediateOfNode = globalThis.setImmediate;
+    let producedWhenFired: number | null = null;
+    let produced = 0;
+    // @ts-expect-error -- removed for this test only, as in a browser
+    delete globalThis.setImmediate;
+    try {
+      setTimeout(() => (producedWhenFired = produced), 0);
+      for await (const _ of granite.generate(expectations.cases[1].prompt_ids, { maxNewTokens: 40, eosTokenIds: [] })) produced++;
+    } finally {
+      globalThis.setImmediate = setImmediateOfNode;
+    }
+    expect(produced).toBe(40);
+    expect(producedWhenFired!).toBeLessThan(40);
+  });
+
   it('leaks no tensor across text generation', async () => {
     await expectNoTensorLeak(async () => {
       await collect(granite.streamText(expectations.cases[2].prompt_ids, { maxNewTokens: 5, stopStrings: ['zz'] }));

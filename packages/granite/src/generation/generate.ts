@@ -12,7 +12,11 @@ export interface GenerateOptions extends SamplingOptions {
   eosTokenIds?: readonly number[];
   /** Ids at or above this are never sampled: padded vocabulary rows with no token. */
   vocabLimit?: number;
-  /** Cancels generation: the generator throws the signal's reason and frees its tensors. */
+  /**
+   * Cancels generation: the generator throws the signal's reason and frees its tensors. It is
+   * checked before each step, after a turn of the event loop, so an abort from a timer, a signal
+   * handler or a stream event is seen before the next token even on the synchronous backends.
+   */
   signal?: AbortSignal;
   /**
    * Continue from this cache and leave it updated (it then holds every token fed to the model:
@@ -26,6 +30,31 @@ export interface GenerateOptions extends SamplingOptions {
 
 /** The token ids of each row at one step; `null` for rows that already finished. */
 export type BatchStep = (number | null)[];
+
+/** The part of a browser's MessageChannel used below (the Node typings describe Node's own). */
+interface TaskChannel {
+  port1: { onmessage: (() => void) | null; close(): void };
+  port2: { postMessage(message: null): void };
+}
+
+/**
+ * Waits for one turn of the event loop (timers, I/O, signal handlers). With the cpu and wasm
+ * backends every await of a step resolves as a microtask, so without this a generation would hold
+ * the event loop until it ends: a Ctrl-C handler or a closed socket could not abort it. A turn
+ * costs a few microseconds, against a millisecond or more per token.
+ */
+function nextEventLoopTurn(): Promise<void> {
+  if (typeof setImmediate === 'function') return new Promise((resolve) => setImmediate(resolve));
+  // Browsers: a message is a task of its own, without the 4 ms clamp of nested setTimeout calls.
+  return new Promise((resolve) => {
+    const channel = new MessageChannel() as unknown as TaskChannel;
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
 
 /** Makes the left-padded [B, T] ids and mask of a batch (HF padding_side = "left"). */
 function leftPad(prompts: readonly (readonly number[])[], padId: number) {
@@ -86,6 +115,7 @@ export async function* generateBatch(
     let stepMask: number[] | null = first.padded ? first.mask : null;
     let width = first.width;
     for (let produced = 0; produced < maxNew; produced++) {
+      if (produced > 0) await nextEventLoopTurn();
       options.signal?.throwIfAborted();
       const logits = tf.tidy(() => {
         const ids = tf.tensor2d(stepIds, [batch, width], 'int32');
