@@ -72,5 +72,6 @@ export { writeSafetensors, type WritableTensor, type WriteSafetensorsOptions } f
 export { Checkpoint, INDEX_FILE, SINGLE_FILE } from './safetensors/checkpoint';
 export { encodeNpy, readNpy, writeNpy, type NpyArray } from './io/npy';
 export { FileKindError, openRegularFile, pathEntryExists, readRegularFile, readRegularFileAsync } from './io/regular_file';
+export { FileKindError, openRegularFile, pathEntryExists, readRegularFile, readRegularFileAsync } from './io/regular_file';
 export { tensorFromWriter } from './io/tensor_from_writer';
 export { formatTable, measure, type Timing } from './benchmark';

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -160,6 +161,13 @@ describe('corrupt files', () => {
     ['offsets reversed', () => rawFile('rev.safetensors', { a: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, Buffer.alloc(8)), /begin <= end/, 'a'],
     ['overlapping tensors', () => rawFile('overlap.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, Buffer.alloc(12)), /overlap those of "a"/, 'b'],
     ['metadata not strings', () => rawFile('meta.safetensors', { __metadata__: { x: 1 }, ...ok }, Buffer.alloc(8)), /__metadata__\.x must be a string/, undefined],
+    ['bytes after the last tensor', () => rawFile('trailing.safetensors', ok, Buffer.alloc(12)), /holds 12 bytes but the tensors cover 8 \(the last, "a", ends there\): 4 trailing bytes belong to no tensor/, undefined],
+    ['data but no tensors', () => rawFile('notensors.safetensors', {}, Buffer.alloc(4)), /holds 4 bytes but the tensors cover 0: 4 trailing bytes/, undefined],
+    ['a gap between tensors', () => rawFile('gap.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [12, 20] } }, Buffer.alloc(20)), /start at 12, leaving bytes \[8, 12\) of the data section to no tensor \(after "a"\)/, 'b'],
+    ['a gap before the first tensor', () => rawFile('gap0.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, Buffer.alloc(12)), /leaving bytes \[0, 4\) of the data section to no tensor/, 'a'],
+    ['a tensor named twice', () => rawFile('dup.safetensors', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', Buffer.alloc(8)), /appears more than once in the header/, 'a'],
+    ['a tensor named twice, once with an escape', () => rawFile('dupesc.safetensors', '{ "ab" : {"dtype":"F32","shape":[1],"data_offsets":[0,4]} ,\n "\\u0061b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', Buffer.alloc(8)), /appears more than once in the header/, 'ab'],
+    ['__metadata__ twice', () => rawFile('dupmeta.safetensors', '{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{}}', Buffer.alloc(8)), /appears more than once in the header/, '__metadata__'],
   ];
   it.each(cases)('%s', (_label, make, message, tensor) => {
     const file = make();
@@ -175,6 +183,27 @@ describe('corrupt files', () => {
     expect(err.message).toContain(file);
     expect(err.message).toMatch(message);
     expect(err.tensor).toBe(tensor);
+  });
+
+  it('repeated keys inside entries and string values with braces are not duplicates', () => {
+    const header = '{"__metadata__":{"k":"{\\"a\\": [1, 2]}","a":"a"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"dtype2":"a"}}';
+    const r = SafetensorsFile.open(rawFile('nodup.safetensors', header, Buffer.alloc(8)));
+    expect(r.names()).toEqual(['a']);
+    expect(r.metadata).toEqual({ k: '{"a": [1, 2]}', a: 'a' });
+    r.close();
+  });
+
+  it.each([
+    ['one byte short', -1n, /1 trailing bytes belong to no tensor \(wrong header length/],
+    ['one byte long', 1n, /run past the end of the data section|not valid JSON/],
+  ])('a real file whose header length is %s names the file', (_label, delta, message) => {
+    const buf = Buffer.from(fs.readFileSync(path.join(GOLDEN, 'micro_dense', 'model.safetensors')));
+    buf.writeBigUInt64LE(buf.readBigUInt64LE(0) + delta);
+    const file = path.join(tmp, `len${delta}.safetensors`);
+    fs.writeFileSync(file, buf);
+    expect(() => SafetensorsFile.open(file)).toThrow(SafetensorsError);
+    expect(() => SafetensorsFile.open(file)).toThrow(message);
+    expect(() => SafetensorsFile.open(file)).toThrow(file);
   });
 
   it('I64 values beyond int32 name the tensor', () => {
@@ -201,6 +230,49 @@ describe('corrupt files', () => {
     expect(() => Checkpoint.open(dir)).toThrow(/tensor "c".*does not contain it/);
     fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"metadata": {}}');
     expect(() => Checkpoint.open(dir)).toThrow(/no "weight_map" object/);
+  });
+});
+
+describe('paths that are not regular files', () => {
+  /** A checkpoint folder whose model.safetensors is made by `make`. */
+  function folderWith(name: string, make: (file: string) => void): { dir: string; file: string } {
+    const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
+    const file = path.join(dir, 'model.safetensors');
+    make(file);
+    return { dir, file };
+  }
+
+  it.each([
+    ['a FIFO', (f: string) => execFileSync('mkfifo', [f]), /model\.safetensors: is a FIFO \(named pipe\), expected a regular file/],
+    ['a directory', (f: string) => fs.mkdirSync(f), /model\.safetensors: is a directory, expected a regular file/],
+    ['a symbolic link loop', (f: string) => fs.symlinkSync('model.safetensors', f), /model\.safetensors: is a symbolic link loop \(ELOOP\), expected a regular file/],
+    ['a link to nothing', (f: string) => fs.symlinkSync('gone.safetensors', f), /model\.safetensors: is a symbolic link to "gone\.safetensors", which does not exist/],
+    ['a character device', (f: string) => fs.symlinkSync('/dev/zero', f), /model\.safetensors: is a character device, expected a regular file/],
+  ])('model.safetensors that is %s is refused at once, naming the path', (label, make, message) => {
+    const { dir, file } = folderWith(label.replace(/\W+/g, '-'), make);
+    let caught: unknown;
+    try {
+      Checkpoint.open(dir);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(SafetensorsError);
+    expect((caught as SafetensorsError).file).toBe(file);
+    expect((caught as Error).message).toMatch(message);
+    expect((caught as Error).message).toContain(file);
+  });
+
+  it('an index that is a FIFO, and a shard that is a directory, are named', () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'kinds-'));
+    const index = path.join(dir, 'model.safetensors.index.json');
+    execFileSync('mkfifo', [index]);
+    expect(() => Checkpoint.open(dir)).toThrow(`${index}: is a FIFO (named pipe), expected a regular file`);
+    fs.rmSync(index);
+    fs.writeFileSync(index, JSON.stringify({ weight_map: { a: 'model-00001-of-00001.safetensors' } }));
+    fs.mkdirSync(path.join(dir, 'model-00001-of-00001.safetensors'));
+    expect(() => Checkpoint.open(dir)).toThrow(
+      `${path.join(dir, 'model-00001-of-00001.safetensors')}: is a directory, expected a regular file`,
+    );
   });
 });
 

@@ -1,6 +1,6 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { FileKindError, pathEntryExists, readRegularFile } from '../io/regular_file';
 import { SafetensorsError } from './errors';
 import { SafetensorsFile, type SafetensorsTensorInfo } from './reader';
 import type { DecodedTensor } from './dtypes';
@@ -27,7 +27,8 @@ export class Checkpoint {
     const files = new Map<string, SafetensorsFile>();
     const location = new Map<string, SafetensorsFile>();
     try {
-      if (fs.existsSync(indexPath)) {
+      // lstat, not existsSync: a broken link or a link loop is reported for what it is, not as absent.
+      if (pathEntryExists(indexPath)) {
         const weightMap = Checkpoint.readIndex(indexPath);
         for (const [name, file] of Object.entries(weightMap)) {
           let shard = files.get(file);
@@ -36,7 +37,7 @@ export class Checkpoint {
             if (path.dirname(path.resolve(shardPath)) !== path.resolve(dir)) {
               throw new SafetensorsError(indexPath, `shard "${file}" is outside the checkpoint folder`, name);
             }
-            if (!fs.existsSync(shardPath)) {
+            if (!pathEntryExists(shardPath)) {
               throw new SafetensorsError(indexPath, `shard "${file}" listed for this tensor does not exist`, name);
             }
             shard = SafetensorsFile.open(shardPath);
@@ -47,7 +48,7 @@ export class Checkpoint {
           }
           location.set(name, shard);
         }
-      } else if (fs.existsSync(singlePath)) {
+      } else if (pathEntryExists(singlePath)) {
         const file = SafetensorsFile.open(singlePath);
         files.set(SINGLE_FILE, file);
         for (const name of file.names()) location.set(name, file);
@@ -62,9 +63,16 @@ export class Checkpoint {
   }
 
   private static readIndex(indexPath: string): Record<string, string> {
+    let text: string;
+    try {
+      text = readRegularFile(indexPath).toString('utf8');
+    } catch (err) {
+      if (err instanceof FileKindError) throw new SafetensorsError(indexPath, err.detail);
+      throw err;
+    }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
+      parsed = JSON.parse(text);
     } catch (err) {
       throw new SafetensorsError(indexPath, `not valid JSON: ${(err as Error).message}`);
     }

@@ -1,6 +1,8 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
+import { FileKindError, openRegularFile } from '../io/regular_file';
 import { SafetensorsError } from './errors';
+import { duplicateTopLevelKey } from './header_keys';
 import {
   DTYPE_BYTES,
   decodeTensorBytes,
@@ -51,9 +53,10 @@ export class SafetensorsFile {
   static open(path: string): SafetensorsFile {
     let fd: number;
     try {
-      fd = fs.openSync(path, 'r');
+      fd = openRegularFile(path);
     } catch (err) {
-      throw new SafetensorsError(path, `cannot open: ${(err as Error).message}`);
+      if (err instanceof FileKindError) throw new SafetensorsError(path, err.detail);
+      throw err;
     }
     try {
       const { tensors, metadata } = SafetensorsFile.readHeader(path, fd);
@@ -64,14 +67,24 @@ export class SafetensorsFile {
     }
   }
 
+  /** Reads exactly `length` bytes at `position`, or fails naming what was being read. */
+  private static readExactly(path: string, fd: number, length: number, position: number, what: string, tensor?: string): Buffer {
+    const buf = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const got = fs.readSync(fd, buf, done, length - done, position + done);
+      if (got === 0) throw new SafetensorsError(path, `file ended while reading ${what}`, tensor);
+      done += got;
+    }
+    return buf;
+  }
+
   private static readHeader(path: string, fd: number) {
     const fileSize = fs.fstatSync(fd).size;
     if (fileSize < 8) {
       throw new SafetensorsError(path, `file is ${fileSize} bytes, shorter than the 8-byte header length`);
     }
-    const lenBuf = Buffer.alloc(8);
-    fs.readSync(fd, lenBuf, 0, 8, 0);
-    const headerLen = lenBuf.readBigUInt64LE(0);
+    const headerLen = SafetensorsFile.readExactly(path, fd, 8, 0, 'the header length').readBigUInt64LE(0);
     if (headerLen > BigInt(fileSize - 8)) {
       throw new SafetensorsError(
         path,
@@ -82,16 +95,20 @@ export class SafetensorsFile {
       throw new SafetensorsError(path, `header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes`);
     }
     const n = Number(headerLen);
-    const headerBuf = Buffer.alloc(n);
-    fs.readSync(fd, headerBuf, 0, n, 8);
+    const text = SafetensorsFile.readExactly(path, fd, n, 8, 'the header').toString('utf8');
     let header: unknown;
     try {
-      header = JSON.parse(headerBuf.toString('utf8'));
+      header = JSON.parse(text);
     } catch (err) {
       throw new SafetensorsError(path, `header is not valid JSON: ${(err as Error).message}`);
     }
     if (header === null || typeof header !== 'object' || Array.isArray(header)) {
       throw new SafetensorsError(path, 'header is not a JSON object');
+    }
+    // JSON.parse keeps the last of repeated keys: two tensors under one name would load one silently.
+    const duplicate = duplicateTopLevelKey(text);
+    if (duplicate !== null) {
+      throw new SafetensorsError(path, 'appears more than once in the header', duplicate);
     }
     const dataStart = 8 + n;
     const dataSize = fileSize - dataStart;
@@ -113,19 +130,46 @@ export class SafetensorsFile {
         byteLength: info.end - info.begin,
       });
     }
+    SafetensorsFile.checkCoverage(path, spans, dataSize);
+    return { tensors, metadata };
+  }
+
+  /**
+   * The tensors must tile the data section exactly, as the format requires: sorted by offset,
+   * each starts where the previous one ends, from 0 to the end of the file. Bytes that belong to
+   * no tensor mean a wrong header length or a damaged header, never a file to trust.
+   */
+  private static checkCoverage(path: string, spans: [number, number, string][], dataSize: number): void {
     spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-    for (let i = 1; i < spans.length; i++) {
-      const [begin, , name] = spans[i];
-      const [, prevEnd, prevName] = spans[i - 1];
-      if (begin < prevEnd) {
+    let covered = 0;
+    let previous: string | undefined;
+    for (const [begin, end, name] of spans) {
+      if (begin < covered) {
         throw new SafetensorsError(
           path,
-          `data_offsets overlap those of "${prevName}" (starts at ${begin}, before ${prevEnd})`,
+          `data_offsets overlap those of "${previous}" (starts at ${begin}, before ${covered})`,
           name,
         );
       }
+      if (begin > covered) {
+        throw new SafetensorsError(
+          path,
+          `data_offsets start at ${begin}, leaving bytes [${covered}, ${begin}) of the data section to no tensor` +
+            (previous === undefined ? '' : ` (after "${previous}")`),
+          name,
+        );
+      }
+      covered = end;
+      previous = name;
     }
-    return { tensors, metadata };
+    if (covered !== dataSize) {
+      throw new SafetensorsError(
+        path,
+        `the data section holds ${dataSize} bytes but the tensors cover ${covered}` +
+          (previous === undefined ? '' : ` (the last, "${previous}", ends there)`) +
+          `: ${dataSize - covered} trailing bytes belong to no tensor (wrong header length, or a damaged file)`,
+      );
+    }
   }
 
   private static checkMetadata(path: string, raw: unknown): Record<string, string> {
