@@ -27,6 +27,18 @@ export interface SavedChat {
   messages: ChatMessage[];
 }
 
+/** The same model, with every id it generates also appended to `ids` (kept even if the generation is cancelled). */
+function recordingTokens(model: GraniteModel, ids: number[]): GraniteModel {
+  const recording = Object.create(model) as GraniteModel;
+  recording.generate = async function* (promptIds: readonly number[], options?: GenerateOptions) {
+    for await (const id of model.generate(promptIds, options)) {
+      ids.push(id);
+      yield id;
+    }
+  };
+  return recording;
+}
+
 /** A conversation with one model; see the module comment. */
 export class ChatSession {
   /** User and assistant messages so far (the system message is kept apart). */
@@ -36,7 +48,7 @@ export class ChatSession {
   /** The exact text whose tokens `cache` holds. */
   private fedText = '';
   private readonly tokenizer: GraniteTokenizer;
-  /** Stats of the last completed turn. */
+  /** Stats of the last turn, once it has ended or been cancelled (null while a turn runs, or if it failed). */
   lastTurn: TurnStats | null = null;
 
   constructor(
@@ -75,10 +87,14 @@ export class ChatSession {
   }
 
   /**
-   * Streams the reply to `userText`. The conversation and state are updated when the reply ends;
-   * a turn that fails or is cancelled leaves the conversation as it was (and drops the state).
+   * Streams the reply to `userText`; the conversation and state are updated when the reply ends.
+   * When `signal` aborts, the reply generated so far is kept as if it had ended there (as one cut
+   * short by the token limit is), since the state already holds it: the next turn goes on from
+   * it. The generator then throws the signal's reason. A turn that fails leaves the conversation
+   * as it was (and drops the state).
    */
   async *turn(userText: string, signal?: AbortSignal): AsyncGenerator<TextEvent> {
+    this.lastTurn = null;
     const user: ChatMessage = { role: 'user', content: userText };
     const text = renderChat(this.tokenizer, this.conversation([user]));
     let newIds: number[];
@@ -92,25 +108,50 @@ export class ChatSession {
       newIds = this.tokenizer.encode(text);
     }
     const cache = this.cache!;
+    const promptEnd = reused + newIds.length;
     const timing = newTiming();
-    let done: Extract<TextEvent, { type: 'done' }> | undefined;
+    const generated: number[] = [];
+    const model = withTiming(recordingTokens(this.model, generated), timing);
+    const recordStats = () => {
+      this.lastTurn = { ...timing, prefillTokens: newIds.length, reusedTokens: reused, contextTokens: cache.seqLength };
+    };
+    let settled = false;
     try {
-      for await (const event of withTiming(this.model, timing).streamText(newIds, { ...this.sampling, cache, signal })) {
-        if (event.type === 'done') done = event;
+      for await (const event of model.streamText(newIds, { ...this.sampling, cache, signal })) {
+        if (event.type === 'done') {
+          this.remember(user, text, generated, promptEnd);
+          recordStats();
+          settled = true;
+        }
         yield event;
       }
+    } catch (err) {
+      // An abort is seen between steps, so the state is whole: still the one before this turn
+      // (nothing was fed yet), or that plus the prompt and the reply so far.
+      if (signal?.aborted && (cache.seqLength === reused || cache.seqLength >= promptEnd)) {
+        if (cache.seqLength >= promptEnd) this.remember(user, text, generated, promptEnd);
+        recordStats();
+        settled = true;
+      }
+      throw err;
     } finally {
-      if (!done) this.dropState();
+      if (!settled) this.dropState();
     }
-    const generated = done!.tokenIds;
+  }
+
+  /**
+   * Adds the turn to the conversation: `generated` is the reply so far, of which the state holds
+   * the part past `promptEnd` (all of it, or all but the last token, which is fed next turn).
+   */
+  private remember(user: ChatMessage, text: string, generated: readonly number[], promptEnd: number): void {
+    const fed = this.cache!.seqLength - promptEnd;
     const eos = new Set(this.model.eosTokenIds);
     const endsWithEos = generated.length > 0 && eos.has(generated[generated.length - 1]);
     // Kept with special tokens, so that rendering the conversation again reproduces the text the
     // state holds and the next turn can continue from it.
     const content = this.tokenizer.decode(endsWithEos ? generated.slice(0, -1) : generated, { skipSpecialTokens: false });
     this.messages.push(user, { role: 'assistant', content });
-    this.fedText = text + this.tokenizer.decode(generated.slice(0, -1), { skipSpecialTokens: false });
-    this.lastTurn = { ...timing, prefillTokens: newIds.length, reusedTokens: reused, contextTokens: cache.seqLength };
+    this.fedText = text + this.tokenizer.decode(generated.slice(0, fed), { skipSpecialTokens: false });
   }
 
   /** The conversation as a {@link SavedChat}. */

@@ -22,6 +22,7 @@ const REPL_HELP = `Commands:
   /load FILE      continue a conversation saved with /save
   /help           this list
   /exit           quit (or Ctrl-D)
+Ctrl-C stops a reply (what it said so far is kept); at the prompt it clears the line, or quits.
 `;
 
 export const chatCommand: Command = {
@@ -50,15 +51,32 @@ export const chatCommand: Command = {
     if (system !== undefined) session.setSystem(system);
     const interactive = io.stdin.isTTY === true;
     const rl = readline.createInterface({ input: io.stdin, output: interactive ? (io.stdout as NodeJS.WritableStream) : undefined, terminal: interactive });
+    // On a terminal, readline reads Ctrl-C as a key and emits 'SIGINT'. During a reply it cancels
+    // the reply; at the prompt it discards what was typed, or on an empty line quits.
     let current: AbortController | null = null;
     rl.on('SIGINT', () => {
-      if (current) current.abort();
-      else rl.close();
+      if (current) {
+        current.abort();
+      } else if (rl.line !== '') {
+        rl.write(null, { ctrl: true, name: 'e' });
+        io.stdout.write('^C\n');
+        rl.write(null, { ctrl: true, name: 'u' });
+      } else {
+        rl.close();
+      }
     });
     const info = (text: string) => {
       if (!quiet) io.stderr.write(text);
     };
-    if (interactive) info(`Chatting with ${source.name}. /help lists commands; Ctrl-D quits.\n`);
+    if (interactive) info(`Chatting with ${source.name}. /help lists commands; Ctrl-C stops a reply, Ctrl-D quits.\n`);
+    const reportTurn = () => {
+      const s = session.lastTurn;
+      if (!verbose || !s) return;
+      io.stderr.write(
+        `[prefill ${s.prefillTokens} tokens (${s.reusedTokens} reused from the previous turn) in ${(s.prefillMs / 1000).toFixed(2)} s, ${rate(s.prefillTokens, s.prefillMs)}; ` +
+          `decode ${s.generatedTokens} tokens, ${rate(Math.max(0, s.generatedTokens - 1), s.decodeMs)}; context ${s.contextTokens} tokens]\n`,
+      );
+    };
     const prompt = () => {
       if (interactive) rl.prompt();
     };
@@ -104,16 +122,16 @@ export const chatCommand: Command = {
             if (event.type === 'text') io.stdout.write(event.text);
           }
           io.stdout.write('\n');
-          const s = session.lastTurn!;
-          if (verbose) {
-            io.stderr.write(
-              `[prefill ${s.prefillTokens} tokens (${s.reusedTokens} reused from the previous turn) in ${(s.prefillMs / 1000).toFixed(2)} s, ${rate(s.prefillTokens, s.prefillMs)}; ` +
-                `decode ${s.generatedTokens} tokens, ${rate(Math.max(0, s.generatedTokens - 1), s.decodeMs)}; context ${s.contextTokens} tokens]\n`,
-            );
-          }
+          reportTurn();
         } catch (err) {
           io.stdout.write('\n');
-          io.stderr.write(current.signal.aborted ? '(cancelled)\n' : `error: ${describeError(err)}\n`);
+          if (current.signal.aborted) {
+            // The reply so far stays in the conversation (see ChatSession.turn).
+            io.stderr.write('(cancelled)\n');
+            reportTurn();
+          } else {
+            io.stderr.write(`error: ${describeError(err)}\n`);
+          }
         } finally {
           current = null;
         }
