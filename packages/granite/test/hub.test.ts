@@ -38,12 +38,7 @@ afterAll(async () => {
   for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-beforeEach(() => {
-  server.log.length = 0;
-  server.faults.cutOnce.clear();
-  server.faults.stall.clear();
-  server.faults.onStall = undefined;
-});
+beforeEach(() => server.reset());
 
 function tempCache(): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'gf-hub-'));
@@ -209,7 +204,7 @@ describe('resolveModelFolder: errors', () => {
     await expect(resolveModelFolder('test-org/chat-tiny', opts(cacheDir, { offline: true }))).rejects.toThrow(OfflineCacheMissError);
     await expect(
       resolveModelFolder('test-org/chat-tiny', { cacheDir, endpoint: server.url, env: { HF_HUB_OFFLINE: '1' } }),
-    ).rejects.toThrow(/Offline mode: test-org\/chat-tiny \(revision "main"\) is not in the cache .*refs\/main/);
+    ).rejects.toThrow(/Offline mode is on, so nothing is downloaded, and test-org\/chat-tiny \(revision "main"\) is not in the cache .*refs\/main/);
     expect(server.log).toEqual([]);
 
     const folder = await resolveModelFolder('test-org/chat-tiny', opts(cacheDir));

@@ -32,6 +32,18 @@ export class HubNetworkError extends HubError {
   }
 }
 
+/**
+ * The hub answered something that cannot be used safely: an ETag that is not a sha, a commit
+ * hash that is not 40 hex digits, a file name that leaves the repo, a Content-Range that does
+ * not continue the partial file. Names the URL or file and the header or field.
+ */
+export class HubResponseError extends HubError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HubResponseError';
+  }
+}
+
 /** Offline mode, and the cache does not hold what is needed. */
 export class OfflineCacheMissError extends HubError {
   constructor(message: string) {

@@ -1,10 +1,12 @@
 /**
  * The two hub requests: a HEAD on `{endpoint}/{repo}/resolve/{revision}/{file}` for the file's
- * metadata, and a resumable GET of its bytes into `blobs/<etag>.incomplete`.
+ * metadata, and a resumable GET of its bytes into `blobs/<etag>.incomplete`. Both give up when
+ * no byte arrives for the idle timeout, and nothing the hub sends is trusted as a path.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
-import { HubAuthError, HubNetworkError, IntegrityError, RepoNotFoundError } from './errors';
+import { HubAuthError, HubNetworkError, HubResponseError, IntegrityError, RepoNotFoundError } from './errors';
+import { isBlobName, isCommitHash } from './names';
 
 /** What a HEAD tells about one file at one revision. */
 export interface FileMetadata {
@@ -24,6 +26,8 @@ export interface RequestContext {
   revision: string;
   token?: string;
   signal?: AbortSignal;
+  /** A request fails when no byte (of the answer's head or body) arrives for this long. */
+  idleTimeoutMs: number;
 }
 
 const USER_AGENT = `graniteflow (node ${process.versions.node})`;
@@ -40,13 +44,62 @@ export function normalizeEtag(etag: string): string {
   return etag.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
 }
 
-async function request(url: string, init: RequestInit, ctx: RequestContext): Promise<Response> {
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(3))} s`;
+
+/**
+ * Aborts a request when nothing arrives for `ms`: armed before the request, re-armed on every
+ * chunk of the body. The outer signal (the caller's cancel) still works through `signal`.
+ */
+class IdleTimer {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  readonly signal: AbortSignal;
+
+  constructor(
+    private readonly ms: number,
+    outer: AbortSignal | undefined,
+  ) {
+    this.signal = outer ? AbortSignal.any([outer, this.controller.signal]) : this.controller.signal;
+  }
+
+  /** (Re)starts the countdown; `error` phrases what was awaited. */
+  arm(error: () => Error): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.controller.abort(error()), this.ms);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** The idle error when the timer fired, else undefined. */
+  get fired(): Error | undefined {
+    return this.controller.signal.aborted ? (this.controller.signal.reason as Error) : undefined;
+  }
+}
+
+/** Why the request failed: the caller's abort reason, the idle timeout, or the network error. */
+function requestFailure(err: unknown, url: string, ctx: RequestContext, idle: IdleTimer): unknown {
+  if (ctx.signal?.aborted) return ctx.signal.reason;
+  if (idle.fired) return idle.fired;
+  const cause = (err as { cause?: { message?: string } }).cause?.message;
+  return new HubNetworkError(`Cannot reach ${url}: ${(err as Error).message}${cause ? ` (${cause})` : ''}`, { cause: err });
+}
+
+/** Sends a request; the idle timer stays armed until the caller has read the body (or stops it). */
+async function request(url: string, init: RequestInit, ctx: RequestContext, idle: IdleTimer, what: string): Promise<Response> {
+  idle.arm(
+    () =>
+      new HubNetworkError(
+        `No answer from ${url} within ${seconds(ctx.idleTimeoutMs)} (${what}). ` +
+          'The hub may be overloaded or the connection stalled; run again, or set HF_HUB_DOWNLOAD_TIMEOUT (seconds) to wait longer.',
+      ),
+  );
   try {
-    return await fetch(url, { ...init, signal: ctx.signal });
+    return await fetch(url, { ...init, signal: idle.signal });
   } catch (err) {
-    if (ctx.signal?.aborted) throw ctx.signal.reason;
-    const cause = (err as { cause?: { message?: string } }).cause?.message;
-    throw new HubNetworkError(`Cannot reach ${url}: ${(err as Error).message}${cause ? ` (${cause})` : ''}`, { cause: err });
+    idle.stop();
+    throw requestFailure(err, url, ctx, idle);
   }
 }
 
@@ -90,7 +143,9 @@ export async function headFile(
   const origin = new URL(endpoint).origin;
   let url = resolveUrl(endpoint, ctx.repoId, ctx.revision, file);
   for (let hop = 0; hop < 5; hop++) {
-    const res = await request(url, { method: 'HEAD', redirect: 'manual', headers: headers(ctx, url, origin) }, ctx);
+    const idle = new IdleTimer(ctx.idleTimeoutMs, ctx.signal);
+    const res = await request(url, { method: 'HEAD', redirect: 'manual', headers: headers(ctx, url, origin) }, ctx, idle, `HEAD of ${file} of ${ctx.repoId}`);
+    idle.stop();
     const location = res.headers.get('location');
     if (res.status >= 300 && res.status < 400 && location && !/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
       url = new URL(location, url).toString();
@@ -104,17 +159,32 @@ export async function headFile(
     }
     if (res.status >= 400) throw statusError(res, url, ctx, file);
     const commit = res.headers.get('x-repo-commit');
-    const etag = res.headers.get('x-linked-etag') ?? res.headers.get('etag');
+    const etagHeader = res.headers.has('x-linked-etag') ? 'X-Linked-Etag' : 'ETag';
+    const etag = res.headers.get(etagHeader);
     if (!commit || !etag) {
       throw new HubNetworkError(
         `${url} did not send ${!commit ? 'X-Repo-Commit' : 'an ETag'}: is ${endpoint} a Hugging Face hub endpoint?`,
+      );
+    }
+    // Both become names in the cache (snapshots/<commit>, blobs/<etag>): only hex shas will do.
+    const of = `for ${file} of ${ctx.repoId} (${url})`;
+    if (!isCommitHash(commit)) {
+      throw new HubResponseError(
+        `The hub sent X-Repo-Commit ${JSON.stringify(commit)} ${of}: expected a commit hash of 40 hex digits. ` +
+          `Snapshot folders are named after it, so nothing else is accepted: is ${endpoint} a Hugging Face hub?`,
+      );
+    }
+    if (!isBlobName(normalizeEtag(etag))) {
+      throw new HubResponseError(
+        `The hub sent ${etagHeader} ${JSON.stringify(normalizeEtag(etag))} ${of}: expected a 40- or 64-hex-digit sha ` +
+          `(a git blob id, or the sha256 of an LFS file). Cached files are named after it, so nothing else is accepted: is ${endpoint} a Hugging Face hub?`,
       );
     }
     const sizeHeader = res.headers.get('x-linked-size') ?? (location ? null : res.headers.get('content-length'));
     return {
       commit,
       etag: normalizeEtag(etag),
-      size: sizeHeader === null ? undefined : Number(sizeHeader),
+      size: sizeHeader !== null && /^\d+$/.test(sizeHeader.trim()) ? Number(sizeHeader) : undefined,
       downloadUrl: location ? new URL(location, url).toString() : url,
     };
   }
@@ -136,10 +206,36 @@ async function sha256Of(p: string): Promise<string> {
 }
 
 /**
- * Downloads `meta.downloadUrl` into `blobPath`, through `blobPath.incomplete`: an existing partial
- * file is continued with a Range request; the blob appears under its final name only when
- * complete (and, for a sha256 ETag, verified). On abort or a broken transfer the partial file is
- * kept for the next attempt.
+ * Why a 206 answer does not continue a partial file of `start` bytes of a `size`-byte file, or
+ * undefined when it does: its Content-Range must start at `start` and, when the size is known,
+ * end with the same total.
+ */
+function contentRangeProblem(res: Response, start: number, size: number | undefined): string | undefined {
+  const header = res.headers.get('content-range');
+  if (header === null) return 'it has no Content-Range header';
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header.trim());
+  if (!m) return `its Content-Range "${header}" is not "bytes first-last/total"`;
+  const [first, last] = [Number(m[1]), Number(m[2])];
+  if (first !== start) return `its Content-Range "${header}" starts at byte ${first}, not at ${start}`;
+  if (last < first) return `its Content-Range "${header}" ends before it starts`;
+  if (m[3] !== '*' && size !== undefined && Number(m[3]) !== size) return `its Content-Range "${header}" says the file has ${m[3]} bytes, not ${size}`;
+  const length = res.headers.get('content-length');
+  if (length !== null && Number(length) !== last - first + 1) return `its Content-Range "${header}" does not match its Content-Length ${length}`;
+  return undefined;
+}
+
+/** Where a blob goes: its final name and the partial file it grows in until complete. */
+export interface BlobPaths {
+  blob: string;
+  partial: string;
+}
+
+/**
+ * Downloads `meta.downloadUrl` into `paths.blob`, through `paths.partial`: an existing partial
+ * file is continued with a Range request (a 206 whose Content-Range does not continue it starts
+ * the file over; wrong bytes are never appended); the blob appears under its final name only when
+ * complete (and, for a sha256 ETag, verified). On abort, a stall (no byte for the idle timeout)
+ * or a broken transfer the partial file is kept for the next attempt.
  *
  * @param onBytes called with the bytes of the file held so far (including resumed ones).
  */
@@ -148,40 +244,63 @@ export async function downloadBlob(
   ctx: RequestContext,
   file: string,
   meta: FileMetadata,
-  blobPath: string,
+  paths: BlobPaths,
   onBytes: (downloaded: number) => void,
 ): Promise<void> {
-  const partial = `${blobPath}.incomplete`;
+  const { partial } = paths;
   let start = await fileSize(partial);
   if (meta.size !== undefined && start > meta.size) start = 0;
   const url = meta.downloadUrl;
   const origin = new URL(endpoint).origin;
   if (!(meta.size !== undefined && start === meta.size && start > 0)) {
     const range = start > 0 ? { range: `bytes=${start}-` } : undefined;
-    const res = await request(url, { method: 'GET', redirect: 'follow', headers: headers(ctx, url, origin, range) }, ctx);
-    if (res.status === 416 && start > 0) {
-      // The partial file is already whole, or stale; restart to be sure.
+    const idle = new IdleTimer(ctx.idleTimeoutMs, ctx.signal);
+    const res = await request(url, { method: 'GET', redirect: 'follow', headers: headers(ctx, url, origin, range) }, ctx, idle, `download of ${file}`);
+    const restart = async (): Promise<void> => {
+      idle.stop();
+      await res.body?.cancel().catch(() => undefined);
       await fs.rm(partial, { force: true });
-      return downloadBlob(endpoint, ctx, file, meta, blobPath, onBytes);
+      return downloadBlob(endpoint, ctx, file, meta, paths, onBytes);
+    };
+    if (res.status === 416 && start > 0) return restart(); // the partial file is already whole, or stale: restart to be sure
+    if (res.status >= 400) {
+      idle.stop();
+      throw statusError(res, url, ctx, file);
     }
-    if (res.status >= 400) throw statusError(res, url, ctx, file);
     if (res.status !== 200 && res.status !== 206) {
+      idle.stop();
       throw new HubNetworkError(`Unexpected HTTP ${res.status} from ${url} while downloading ${file}.`);
+    }
+    if (res.status === 206) {
+      if (start === 0) {
+        idle.stop();
+        throw new HubResponseError(`${url} answered 206 (partial content) to a request for the whole of ${file}; the download cannot go on.`);
+      }
+      // The bytes would not continue the partial file: start over rather than append them.
+      if (contentRangeProblem(res, start, meta.size) !== undefined) return restart();
     }
     // A 200 to a Range request means the server sends the whole file: start over.
     if (res.status === 200) start = 0;
     const handle = await fs.open(partial, start > 0 ? 'a' : 'w');
     let downloaded = start;
     onBytes(downloaded);
+    const stalled = (): Error =>
+      new HubNetworkError(
+        `Download of ${file} from ${url} stalled: no data for ${seconds(ctx.idleTimeoutMs)} after ${downloaded} bytes. ` +
+          'The partial file is kept; run again to resume (HF_HUB_DOWNLOAD_TIMEOUT sets how long to wait, in seconds).',
+      );
     try {
       if (!res.body) throw new HubNetworkError(`${url} sent no body for ${file}.`);
+      idle.arm(stalled);
       for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        idle.arm(stalled);
         await handle.write(chunk);
         downloaded += chunk.byteLength;
         onBytes(downloaded);
       }
     } catch (err) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
+      if (idle.fired) throw idle.fired;
       if (err instanceof HubNetworkError) throw err;
       throw new HubNetworkError(
         `Download of ${file} from ${url} broke off after ${downloaded} bytes: ${(err as Error).message}. ` +
@@ -189,6 +308,7 @@ export async function downloadBlob(
         { cause: err },
       );
     } finally {
+      idle.stop();
       await handle.close();
     }
   }
@@ -205,5 +325,5 @@ export async function downloadBlob(
       throw new IntegrityError(`${file} of ${ctx.repoId} is corrupt: sha256 ${digest}, expected ${meta.etag}. It was deleted; run again.`);
     }
   }
-  await fs.rename(partial, blobPath);
+  await fs.rename(partial, paths.blob);
 }

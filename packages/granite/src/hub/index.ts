@@ -2,8 +2,17 @@
 export {
   resolveModelFolder,
   MODEL_FILES,
+  hubOfflineMode,
   type DownloadProgress,
   type ResolveModelFolderOptions,
 } from './resolve_model_folder';
 export { resolveCacheDir, repoFolderName, RepoCache } from './cache_layout';
-export { HubError, RepoNotFoundError, HubAuthError, HubNetworkError, OfflineCacheMissError, IntegrityError } from './errors';
+export {
+  HubError,
+  RepoNotFoundError,
+  HubAuthError,
+  HubNetworkError,
+  HubResponseError,
+  OfflineCacheMissError,
+  IntegrityError,
+} from './errors';

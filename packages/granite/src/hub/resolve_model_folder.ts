@@ -4,9 +4,11 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { exists, isCommitHash, resolveCacheDir, RepoCache, type Env } from './cache_layout';
-import { HubError, HubNetworkError, OfflineCacheMissError } from './errors';
+import { acquireBlobLock } from './blob_lock';
+import { exists, resolveCacheDir, RepoCache, type Env } from './cache_layout';
+import { HubError, HubNetworkError, HubResponseError, OfflineCacheMissError } from './errors';
 import { downloadBlob, headFile, resolveUrl, type FileMetadata, type RequestContext } from './http';
+import { assertRevision, repoFileProblem, repoIdProblem } from './names';
 
 /** Progress of one file, or of all the bytes to download (`file: null`). */
 export interface DownloadProgress {
@@ -28,8 +30,14 @@ export interface ResolveModelFolderOptions {
   endpoint?: string;
   /** Access token for private or gated repos. Default `HF_TOKEN`. */
   token?: string;
-  /** Use only the cache; never make a request. Default: `HF_HUB_OFFLINE=1`. */
+  /** Use only the cache; never make a request. Default: `HF_HUB_OFFLINE` (1, true, yes or on). */
   offline?: boolean;
+  /**
+   * A request fails when no byte arrives for this long (waiting for an answer, or between two
+   * chunks of a download); the partial file is kept and the retry resumes it. Default
+   * `HF_HUB_DOWNLOAD_TIMEOUT` (seconds), else 30 s.
+   */
+  idleTimeoutMs?: number;
   /** Called as bytes arrive (per file, at least every 64 KiB, and at the end), and for the overall total. */
   onProgress?: (progress: DownloadProgress) => void;
   /** Cancels the transfer; the partial file is kept to resume later. The promise rejects with the signal's reason. */
@@ -52,12 +60,29 @@ export const MODEL_FILES = {
 } as const;
 
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
+const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 const PROGRESS_STEP = 64 * 1024;
 const MAX_ATTEMPTS = 3;
-const REPO_ID = /^(?:[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/;
 
 function envFlag(value: string | undefined): boolean {
   return value !== undefined && ['1', 'on', 'yes', 'true'].includes(value.trim().toLowerCase());
+}
+
+/** Whether `HF_HUB_OFFLINE` asks for offline mode (1, true, yes or on, as huggingface_hub reads it). */
+export function hubOfflineMode(env: Env = process.env): boolean {
+  return envFlag(env.HF_HUB_OFFLINE);
+}
+
+function idleTimeoutOf(options: ResolveModelFolderOptions, env: Env): number {
+  if (options.idleTimeoutMs !== undefined) {
+    if (!(options.idleTimeoutMs > 0)) throw new HubError(`idleTimeoutMs must be a number of milliseconds > 0, got ${options.idleTimeoutMs}.`);
+    return options.idleTimeoutMs;
+  }
+  const raw = env.HF_HUB_DOWNLOAD_TIMEOUT;
+  if (raw === undefined || raw.trim() === '') return DEFAULT_IDLE_TIMEOUT_MS;
+  const secondsValue = Number(raw);
+  if (!(secondsValue > 0)) throw new HubError(`HF_HUB_DOWNLOAD_TIMEOUT must be a number of seconds > 0, got "${raw}".`);
+  return secondsValue * 1000;
 }
 
 function shardsOf(indexJson: unknown, file: string): string[] {
@@ -67,9 +92,9 @@ function shardsOf(indexJson: unknown, file: string): string[] {
   }
   const shards = [...new Set(Object.values(map as Record<string, unknown>))];
   for (const s of shards) {
-    if (typeof s !== 'string' || s.includes('..') || path.isAbsolute(s)) {
-      throw new HubError(`${file} lists an invalid shard file name: ${JSON.stringify(s)}`);
-    }
+    // The names become paths in the snapshot folder: none may leave it.
+    const problem = typeof s === 'string' ? repoFileProblem(s) : 'it is not a string';
+    if (problem) throw new HubResponseError(`${file} lists an invalid shard file name ${JSON.stringify(s)}: ${problem}.`);
   }
   return (shards as string[]).sort();
 }
@@ -130,14 +155,21 @@ export async function resolveModelFolder(pathOrRepoId: string, options: ResolveM
   }
   const local = await localFolder(pathOrRepoId);
   if (local) return local;
-  if (!REPO_ID.test(pathOrRepoId)) {
-    throw new HubError(`${pathOrRepoId} is neither an existing folder nor a hub repo id of the form "org/name"`);
+  const repoIdIssue = repoIdProblem(pathOrRepoId);
+  if (repoIdIssue) {
+    throw new HubError(
+      /^[\w.-]+(\/[\w.-]+)?$/.test(pathOrRepoId)
+        ? `"${pathOrRepoId}" is not a valid hub repo id: ${repoIdIssue}.`
+        : `${pathOrRepoId} is neither an existing folder nor a hub repo id of the form "org/name"`,
+    );
   }
   const env = options.env ?? process.env;
   const repoId = pathOrRepoId;
   const revision = options.revision ?? 'main';
+  assertRevision(revision);
   const cache = new RepoCache(resolveCacheDir(options.cacheDir, env), repoId);
-  const offline = options.offline ?? envFlag(env.HF_HUB_OFFLINE);
+  const offline = options.offline ?? hubOfflineMode(env);
+  const idleTimeoutMs = idleTimeoutOf(options, env);
   const onProgress = options.onProgress ?? (() => undefined);
   options.signal?.throwIfAborted();
 
@@ -150,19 +182,19 @@ export async function resolveModelFolder(pathOrRepoId: string, options: ResolveM
     }
     if (offline) {
       throw new OfflineCacheMissError(
-        `Offline mode: ${repoId} (revision "${revision}", commit ${cachedCommit}) is incomplete in ${cache.root}: ` +
-          `missing ${missing.join(', ')}. Connect once without offline mode (or HF_HUB_OFFLINE) to download it.`,
+        `Offline mode is on, so nothing is downloaded, and ${repoId} (revision "${revision}", commit ${cachedCommit}) is incomplete in the cache ${cache.root}: ` +
+          `missing ${missing.join(', ')}. Turn offline mode off (the offline option, HF_HUB_OFFLINE) once to download it.`,
       );
     }
   } else if (offline) {
     throw new OfflineCacheMissError(
-      `Offline mode: ${repoId} (revision "${revision}") is not in the cache ${cache.root} ` +
-        `(no ${path.join('refs', revision)}). Connect once without offline mode (or HF_HUB_OFFLINE) to download it.`,
+      `Offline mode is on, so nothing is downloaded, and ${repoId} (revision "${revision}") is not in the cache ${cache.root} ` +
+        `(no commit in ${path.join('refs', revision)}). Turn offline mode off (the offline option, HF_HUB_OFFLINE) once to download it.`,
     );
   }
 
   const endpoint = (options.endpoint ?? env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
-  const ctx: RequestContext = { repoId, revision, token: options.token ?? env.HF_TOKEN, signal: options.signal };
+  const ctx: RequestContext = { repoId, revision, token: options.token ?? env.HF_TOKEN, signal: options.signal, idleTimeoutMs };
   return downloadSnapshot(endpoint, ctx, cache, revision, options.symlinks ?? true, onProgress);
 }
 
@@ -192,17 +224,27 @@ async function downloadSnapshot(
   }
 
   const fetchOne = async (file: string, meta: FileMetadata, report: (n: number) => void): Promise<void> => {
-    const blob = cache.blobPath(meta.etag);
-    if (!(await exists(blob))) {
-      await fs.mkdir(path.dirname(blob), { recursive: true });
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await downloadBlob(endpoint, pinned, file, meta, blob, report);
-          break;
-        } catch (err) {
-          // A broken transfer is retried from where it stopped; other errors are final.
-          if (!(err instanceof HubNetworkError) || attempt >= MAX_ATTEMPTS || ctx.signal?.aborted) throw err;
+    const paths = { blob: cache.blobPath(meta.etag), partial: cache.incompletePath(meta.etag) };
+    if (!(await exists(paths.blob))) {
+      await fs.mkdir(path.dirname(paths.blob), { recursive: true });
+      // Another download of this blob (another process, or another call in this one) may be under
+      // way: wait for it, showing its progress, instead of fetching the same bytes twice.
+      const release = await acquireBlobLock(cache.lockPath(meta.etag), {
+        signal: ctx.signal,
+        done: () => exists(paths.blob),
+        onWait: async () => report(await fs.stat(paths.partial).then((s) => s.size, () => 0)),
+      });
+      try {
+        for (let attempt = 1; !(await exists(paths.blob)); attempt++) {
+          try {
+            await downloadBlob(endpoint, pinned, file, meta, paths, report);
+          } catch (err) {
+            // A broken or stalled transfer is retried from where it stopped; other errors are final.
+            if (!(err instanceof HubNetworkError) || attempt >= MAX_ATTEMPTS || ctx.signal?.aborted) throw err;
+          }
         }
+      } finally {
+        await release();
       }
     }
     await cache.linkSnapshot(commit, file, meta.etag, symlinks);
