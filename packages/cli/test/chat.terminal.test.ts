@@ -10,6 +10,9 @@ const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
 // enough to interrupt, short enough to let the uninterrupted one finish for comparison.
 const LONG_REPLY = ['chat', '--model', CHAT_TINY, '--temperature', '0', '--max-tokens', '4000'];
 
+// Pseudo-terminals (Python's pty module) exist on Linux and macOS only.
+const onPosix = process.platform === 'win32' ? test.skip : test;
+
 let tmp: string;
 let sessions: TerminalSession[] = [];
 beforeAll(() => {
@@ -30,7 +33,7 @@ function terminal(args: string[]): TerminalSession {
 /** Removes what a terminal would not show as text, as the screen of {@link TerminalSession} does. */
 const plain = (text: string) => text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '').replace(/\r/g, '');
 
-test('Ctrl-C during a reply stops it at once and keeps the conversation; Ctrl-C clears a typed line, then quits', async () => {
+onPosix('Ctrl-C during a reply stops it at once and keeps the conversation; Ctrl-C clears a typed line, then quits', async () => {
   const uninterrupted = await runCli([...LONG_REPLY, '--quiet'], { input: 'Hello\n' });
   expect(uninterrupted.code).toBe(0);
   const fullReply = plain(uninterrupted.stdout);
@@ -65,7 +68,7 @@ test('Ctrl-C during a reply stops it at once and keeps the conversation; Ctrl-C 
   expect(await chat.exit).toBe(0);
 });
 
-test('the turn after a cancelled one resumes from the state it left', async () => {
+onPosix('the turn after a cancelled one resumes from the state it left', async () => {
   const chat = terminal([...LONG_REPLY, '--verbose']);
   await chat.waitFor(/\n> $/);
   chat.type('Hello\r');
@@ -86,7 +89,7 @@ test('the turn after a cancelled one resumes from the state it left', async () =
   expect(await chat.exit).toBe(0);
 });
 
-test('Ctrl-D at the prompt quits', async () => {
+onPosix('Ctrl-D at the prompt quits', async () => {
   const chat = terminal(LONG_REPLY);
   await chat.waitFor(/Ctrl-D quits\.\n> $/);
   chat.type(CTRL_D);
