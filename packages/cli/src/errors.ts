@@ -56,12 +56,21 @@ function oneParagraph(text: string): string {
     .join(' ');
 }
 
+/**
+ * An error's own message as one paragraph, without the command-line advice of {@link describeError}:
+ * for HTTP clients, to whom "--backend cpu" or "graniteflow download" mean nothing.
+ */
+export function plainMessage(err: unknown): string {
+  if (!(err instanceof Error)) return oneParagraph(String(err));
+  return oneParagraph(err.message || err.name);
+}
+
 /** The message printed for an error (without the "graniteflow: error:" prefix). */
 export function describeError(err: unknown): string {
   if (!(err instanceof Error)) return oneParagraph(String(err));
   if (err.name === 'AbortError') return 'Cancelled.';
   const advice = ADVICE[err.name];
-  const message = oneParagraph(err.message || err.name);
+  const message = plainMessage(err);
   if (!advice) return message;
   return `${/[.!?]$/.test(message) ? message : `${message}.`} ${advice}`;
 }

@@ -123,6 +123,16 @@ test('resuming gives the same tokens as feeding the whole prompt again', async (
   }
 });
 
+test('a long prompt, fed to the model in pieces, continues exactly as when fed whole', async () => {
+  const prompt = granite.tokenizer!.encode('The license grants you the right to copy, modify and share it. '.repeat(60));
+  expect(prompt.length).toBeGreaterThan(600); // more than two of the server's prefill pieces
+  const whole: number[] = [];
+  for await (const id of granite.generate(prompt, { maxNewTokens: 8 })) whole.push(id);
+  const r = await client.completions.create({ model: 'tiny-random', prompt, temperature: 0, max_tokens: 8 });
+  expect(r.usage!.prompt_tokens_details!.cached_tokens).toBe(0);
+  expect(r.choices[0].text).toBe(granite.tokenizer!.decode(whole, { skipSpecialTokens: true }));
+});
+
 test('a seed makes sampling reproducible', async () => {
   const ask = (seed: number) =>
     client.chat.completions.create({ model: 'tiny-random', messages: [{ role: 'user', content: 'Write a poem.' }], temperature: 1, top_p: 0.95, seed, max_tokens: 10 });

@@ -1,6 +1,7 @@
 // The server's protocol logic against a scripted engine: tool calls, queueing, cancellation, errors.
 import * as net from 'node:net';
 import OpenAI from 'openai';
+import { ChatTemplateError } from '@graniteflow/granite';
 import { createServer, type GraniteServer } from '../src/server/server';
 import { gate, StubCache, StubEngine, type StubOptions } from './helpers/stub_engine';
 
@@ -30,8 +31,9 @@ afterEach(async () => {
   expect(StubCache.live).toBe(0); // every saved or working state was freed
 });
 
+const JSON_HEADERS = { 'Content-Type': 'application/json' };
 const post = (path: string, body: string, headers: Record<string, string> = {}) =>
-  fetch(`${base}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body });
+  fetch(`${base}${path}`, { method: 'POST', headers: { ...JSON_HEADERS, ...headers }, body });
 
 describe('tool calls', () => {
   test('non-streamed: <tool_call> blocks become tool_calls with JSON-string arguments', async () => {
@@ -142,6 +144,74 @@ describe('queue', () => {
   });
 });
 
+describe('queue places are taken before tokenizing', () => {
+  test('a burst beyond the queue gets 503 without being tokenized', async () => {
+    const hold = gate();
+    await start({ beforeToken: () => hold.promise }, { maxQueue: 1 });
+    const first = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'first' }] });
+    const second = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'second' }] });
+    try {
+      await waitFor(async () => engine.calls.length === 1 && (await health()).queue.waiting === 1);
+      const burst = await Promise.all(['x1', 'x2', 'x3'].map((x) => post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: x }] }))));
+      expect(burst.map((r) => r.status)).toEqual([503, 503, 503]);
+      expect(engine.encoded.filter((text) => /x[123]/.test(text))).toEqual([]);
+    } finally {
+      hold.open();
+    }
+    expect((await first).choices[0].message.content).toBe('ok');
+    expect((await second).choices[0].message.content).toBe('ok');
+  });
+
+  test('a waiting request refused after tokenizing gives its place back without starting anything', async () => {
+    const hold = gate();
+    await start({ beforeToken: () => hold.promise, contextLength: 100 }, { maxQueue: 1 });
+    const first = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'first' }] });
+    let next;
+    try {
+      await waitFor(() => engine.calls.length === 1);
+      // 90 characters: under the byte bound (4 per token), so it is tokenized, then refused.
+      const tooLong = await post('/v1/completions', JSON.stringify({ prompt: 'y'.repeat(90), max_tokens: 20 }));
+      expect(tooLong.status).toBe(400);
+      expect(engine.encoded).toContain('y'.repeat(90));
+      expect((await health()).queue).toMatchObject({ running: 1, waiting: 0 });
+      expect(engine.calls).toHaveLength(1); // the refused request did not start a second generation
+      next = client.completions.create({ model: 'm', prompt: 'next' });
+      await waitFor(async () => (await health()).queue.waiting === 1);
+    } finally {
+      hold.open();
+    }
+    expect((await first).choices[0].message.content).toBe('ok');
+    expect((await next).choices[0].text).toBe('ok');
+  });
+
+  test('a prompt too long for the context whatever its tokens is refused before the tokenizer sees it', async () => {
+    await start({ contextLength: 50 });
+    const res = await post('/v1/completions', JSON.stringify({ prompt: 'z'.repeat(50 * 4 + 1) }));
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; param: string; message: string } };
+    expect(body.error).toMatchObject({ code: 'context_length_exceeded', param: 'prompt' });
+    expect(body.error.message).toContain('context length is 50 tokens');
+    expect(engine.encoded).toEqual([]);
+  });
+});
+
+describe('chat template failures', () => {
+  test('are 400s carrying the template\'s complaint, without server paths or command-line advice', async () => {
+    await start();
+    engine.renderChat = () => {
+      throw new ChatTemplateError('Rendering the chat template from /srv/models/x/tokenizer_config.json → chat_template failed: Conversation roles must alternate', {
+        cause: new Error('Conversation roles must alternate'),
+      });
+    };
+    const res = await post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'a' }] }));
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { message: string; type: string; param: string } };
+    expect(body.error).toMatchObject({ type: 'invalid_request_error', param: 'messages' });
+    expect(body.error.message).toContain('Conversation roles must alternate');
+    expect(body.error.message).not.toMatch(/\/srv|--chat|checkpoint/);
+  });
+});
+
 describe('cancellation', () => {
   test('a client that disconnects mid-stream cancels its generation; the next request runs', async () => {
     let tokens = 0;
@@ -180,7 +250,7 @@ describe('cancellation', () => {
     const first = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'first' }] });
     await waitFor(() => engine.calls.length === 1);
     const waiting = new AbortController();
-    const queued = fetch(`${base}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'queued' }] }), signal: waiting.signal });
+    const queued = fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ messages: [{ role: 'user', content: 'queued' }] }), signal: waiting.signal });
     await waitFor(async () => (await health()).queue.waiting === 1);
     waiting.abort();
     await expect(queued).rejects.toThrow();
@@ -190,7 +260,7 @@ describe('cancellation', () => {
     expect(engine.calls).toHaveLength(1); // the queued request never ran
 
     const running = new AbortController();
-    const long = fetch(`${base}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'long' }], max_tokens: 1000 }), signal: running.signal });
+    const long = fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ messages: [{ role: 'user', content: 'long' }], max_tokens: 1000 }), signal: running.signal });
     await waitFor(() => engine.calls.length === 2);
     await new Promise((r) => setTimeout(r, 20));
     running.abort();

@@ -1,5 +1,5 @@
 /** `graniteflow serve`: the OpenAI-compatible HTTP server. */
-import { COMMON_OPTIONS, flag, formatHelp, MODEL_OPTIONS, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
+import { COMMON_OPTIONS, flag, formatHelp, MODEL_OPTIONS, numberOption, parseCommandArgs, stringList, stringOption, type OptionTable, type ParsedArgs } from '../args';
 import { UsageError } from '../errors';
 import type { CliIO } from '../io';
 import { createServer } from '../server/server';
@@ -14,6 +14,24 @@ const OPTIONS: OptionTable = {
   'max-queue': { type: 'string', value: 'N', description: 'requests that may wait while one generates; more get 503 (default 8)' },
   'max-tokens': { type: 'string', value: 'N', description: 'completion length when a request sets no max_tokens (default 512)' },
   'cache-entries': { type: 'string', value: 'N', description: 'saved conversation states for resuming (default 8; 0 = off)' },
+  'api-key': {
+    type: 'string',
+    value: 'KEY',
+    description: 'require "Authorization: Bearer KEY" on /v1 requests, else 401 (default GRANITEFLOW_API_KEY; /health stays open)',
+  },
+  cors: {
+    type: 'string',
+    multiple: true,
+    value: 'ORIGIN',
+    description: 'let web pages from ORIGIN (https://app.example:3000, or * for any) call the server; other pages get 403',
+  },
+  'allowed-hosts': {
+    type: 'string',
+    multiple: true,
+    value: 'HOSTS',
+    description: 'host names (comma-separated) accepted in the Host header besides localhost and the server\'s own addresses',
+  },
+  'allow-any-host': { type: 'boolean', description: 'accept any Host header (turns off the DNS-rebinding check)' },
   ...COMMON_OPTIONS,
 };
 
@@ -25,11 +43,15 @@ export const serveCommand: Command = {
       'graniteflow serve [options]',
       'Serves POST /v1/chat/completions (streaming, tools), POST /v1/completions, GET /v1/models and GET /health. ' +
         'One generation runs at a time; others wait in a bounded queue. A request that extends an earlier conversation resumes from its saved state. ' +
+        'Web pages cannot use it unless allowed: requests carrying another site\'s Origin get 403 (see --cors), a Host header that is not localhost or one of the server\'s addresses gets 403 (see --allowed-hosts), ' +
+        'and POST bodies must be sent as Content-Type: application/json (415 otherwise). ' +
+        'Prompts longer than the context length get 400 before they are tokenized; request JSON may nest 64 levels deep. ' +
         'Logs one line per request on stderr.',
       OPTIONS,
       [
         'graniteflow serve --model ibm-granite/granite-4.0-h-micro --port 8000',
         'curl http://127.0.0.1:8000/v1/chat/completions -H "Content-Type: application/json" -d \'{"messages":[{"role":"user","content":"Hi"}]}\'',
+        'GRANITEFLOW_API_KEY=secret graniteflow serve --host 0.0.0.0 --allowed-hosts models.internal --cors https://app.example',
       ],
     ),
   async run(argv: readonly string[], io: CliIO): Promise<number> {
@@ -46,6 +68,11 @@ export const serveCommand: Command = {
     const defaultMaxTokens = numberOption('serve', values, 'max-tokens', { min: 1, integer: true }) ?? 512;
     const cacheEntries = numberOption('serve', values, 'cache-entries', { min: 0, integer: true }) ?? 8;
     const quiet = flag(values, 'quiet');
+    const apiKey = apiKeyOption(values);
+    const corsOrigins = listOption(values, 'cors').map(checkOrigin);
+    const allowAnyHost = flag(values, 'allow-any-host');
+    const allowedHosts = listOption(values, 'allowed-hosts').map(checkHostname);
+    if (allowAnyHost && allowedHosts.length) throw new UsageError('Give either --allowed-hosts or --allow-any-host, not both.', 'serve');
 
     const { model, source } = await loadFromArgs(values, io, { contextLength });
     const server = createServer(model, {
@@ -54,6 +81,9 @@ export const serveCommand: Command = {
       maxQueue,
       defaultMaxTokens,
       cacheEntries,
+      apiKey,
+      corsOrigins,
+      allowedHosts: allowAnyHost ? 'any' : allowedHosts,
       log: quiet ? undefined : (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
     });
     let address;
@@ -69,6 +99,11 @@ export const serveCommand: Command = {
     const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     // On stdout, so scripts can read the address (port 0 picks a free one).
     io.stdout.write(`Serving ${server.engine.id} at http://${shownHost}:${address.port}/v1 (OpenAI-compatible; Ctrl-C stops)\n`);
+    if (!quiet && !isLoopback(host)) {
+      const keyNote = apiKey === undefined ? ' Anyone who can reach it can use the model: require a key with --api-key (or GRANITEFLOW_API_KEY).' : '';
+      const hostNote = allowAnyHost || allowedHosts.length ? '' : ' Clients must name it by IP address or localhost; accept other names with --allowed-hosts.';
+      if (keyNote || hostNote) io.stderr.write(`Note: ${host} is reachable from other machines.${keyNote}${hostNote}\n`);
+    }
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off('SIGINT', stop);
@@ -84,3 +119,38 @@ export const serveCommand: Command = {
     return 0;
   },
 };
+
+/** The values of a repeatable option, each of which may also be a comma-separated list. */
+function listOption(values: ParsedArgs['values'], name: string): string[] {
+  return stringList(values, name)
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
+}
+
+/** --api-key, else GRANITEFLOW_API_KEY (less visible to other users than an argument), else none. */
+function apiKeyOption(values: ParsedArgs['values']): string | undefined {
+  const fromFlag = stringOption(values, 'api-key');
+  const key = fromFlag ?? process.env.GRANITEFLOW_API_KEY;
+  if (key === undefined) return undefined;
+  const source = fromFlag !== undefined ? '--api-key' : 'GRANITEFLOW_API_KEY';
+  // Printable ASCII without spaces: it travels in an HTTP header, compared byte for byte.
+  if (!/^[\x21-\x7e]+$/.test(key)) {
+    throw new UsageError(`${source} must be a non-empty key of printable ASCII characters without spaces (it is sent in the Authorization header).`, 'serve');
+  }
+  return key;
+}
+
+function checkOrigin(origin: string): string {
+  if (origin === '*' || /^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+$/i.test(origin.replace(/\/$/, ''))) return origin.replace(/\/$/, '');
+  throw new UsageError(`--cors takes origins such as https://app.example or http://localhost:3000 (scheme, host and port, no path), or *; got "${origin}".`, 'serve');
+}
+
+function checkHostname(host: string): string {
+  if (/^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(:\d+)?$/i.test(host)) return host;
+  throw new UsageError(`--allowed-hosts takes host names such as models.internal or 192.168.1.5 (no scheme or path; --allow-any-host accepts any); got "${host}".`, 'serve');
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

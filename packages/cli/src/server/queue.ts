@@ -37,42 +37,66 @@ export class GenerationQueue {
 
   /**
    * Takes a place, synchronously: throws {@link QueueFullError} when every place is taken.
-   * `ready` rejects with the signal's reason if `signal` aborts while waiting.
+   * `ready` rejects with the signal's reason if `signal` aborts while waiting. `release()` before
+   * `ready` leaves the queue without running.
    */
   enter(signal?: AbortSignal): Ticket {
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      if (next) next.start();
-      else this.running = false;
-    };
     if (!this.running) {
       this.running = true;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        this.startNext();
+      };
       return { ready: Promise.resolve(), release };
     }
     if (this.waiting.length >= this.maxWaiting) {
       throw new QueueFullError(`The server is busy: one generation is running and ${this.waiting.length} are waiting (the most allowed).`);
     }
+    let started = false;
+    let released = false;
+    let item!: { start: () => void; fail: (err: unknown) => void };
+    const leave = () => {
+      const i = this.waiting.indexOf(item);
+      if (i >= 0) this.waiting.splice(i, 1);
+    };
     const ready = new Promise<void>((resolve, reject) => {
-      const item = { start: resolve, fail: reject };
+      item = {
+        start: () => {
+          started = true;
+          resolve();
+        },
+        fail: reject,
+      };
       this.waiting.push(item);
       signal?.addEventListener(
         'abort',
         () => {
-          const i = this.waiting.indexOf(item);
-          if (i >= 0) {
-            this.waiting.splice(i, 1);
-            released = true; // never ran: nothing to hand on
-            reject(signal.reason);
-          }
+          if (started || released) return;
+          leave();
+          released = true; // never ran: nothing to hand on
+          reject(signal.reason);
         },
         { once: true },
       );
     });
+    // The holder may be busy (tokenizing) when `ready` rejects; it sees the rejection when it awaits.
+    ready.catch(() => {});
     this.maxWaitingSeen = Math.max(this.maxWaitingSeen, this.waiting.length);
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (started) this.startNext();
+      else leave();
+    };
     return { ready, release };
+  }
+
+  private startNext(): void {
+    const next = this.waiting.shift();
+    if (next) next.start();
+    else this.running = false;
   }
 
   /** Fails every waiting request with `reason` (the server is closing). */

@@ -2,16 +2,21 @@
  * The OpenAI-compatible HTTP server: `POST /v1/chat/completions`, `POST /v1/completions`,
  * `GET /v1/models`, `GET /health`. One generation runs at a time; others wait in a bounded queue.
  * A request whose prompt extends an earlier one resumes from that request's saved model state.
+ *
+ * Web pages the user opens can reach a localhost server too, so by default it answers only
+ * requests that name it by a local address in `Host` (against DNS rebinding), that carry no
+ * `Origin` of another site (CORS is opt-in), and whose POST bodies are `application/json` (a
+ * `text/plain` form post needs no preflight). An API key can be required on top.
  */
 import * as http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ToolCallStreamParser } from '@graniteflow/granite';
 import type { GraniteModel } from '@graniteflow/granite';
-import { describeError } from '../errors';
+import { plainMessage } from '../errors';
 import type { TextEvent } from '../text_generation';
 import { graniteEngine, type Engine, type EngineCache } from './engine';
-import { ApiError, parseChatRequest, parseCompletionRequest, type SamplingParams } from './openai_protocol';
+import { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type SamplingParams } from './openai_protocol';
 import { PrefixCache } from './prefix_cache';
 import { GenerationQueue, QueueFullError } from './queue';
 
@@ -27,6 +32,23 @@ export interface ServerOptions {
   defaultMaxTokens?: number;
   /** Request bodies larger than this get 413 (default 8 MiB). */
   maxBodyBytes?: number;
+  /** Request bodies nesting arrays and objects deeper than this get 400 (default 64). */
+  maxJsonDepth?: number;
+  /**
+   * Key every `/v1/...` request must send as `Authorization: Bearer <key>` (401 otherwise).
+   * `/health` stays open, for probes. Default: no key.
+   */
+  apiKey?: string;
+  /**
+   * Origins (`https://app.example:3000`) whose web pages may call the server; `'*'` allows every
+   * origin. A request carrying any other `Origin` header gets 403. Default: none.
+   */
+  corsOrigins?: readonly string[];
+  /**
+   * Host names accepted in the `Host` header besides `localhost`, `127.0.0.1`, `[::1]`, the
+   * listening host and the address a connection came in on; `'any'` turns the check off.
+   */
+  allowedHosts?: readonly string[] | 'any';
   /** Model name (default: the engine's id). Used only when a GraniteModel is passed. */
   modelId?: string;
   /** Context length (default 4096). Used only when a GraniteModel is passed. */
@@ -81,6 +103,55 @@ function newId(prefix: string): string {
   return `${prefix}-${randomBytes(12).toString('hex')}`;
 }
 
+/** Whether JSON text nests arrays and objects deeper than `limit`: a linear scan, which no depth can overflow. */
+function jsonNestsDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/** The host name of a `Host` header value, lower-cased, without port or trailing dot (`[::1]` keeps its brackets). */
+function hostnameOf(host: string): string {
+  const trimmed = host.trim().toLowerCase();
+  const name = trimmed.startsWith('[') ? trimmed.slice(0, trimmed.indexOf(']') + 1) || trimmed : trimmed.replace(/:\d*$/, '');
+  return name.replace(/\.$/, '');
+}
+
+/** How an address appears in a `Host` header: IPv6 in brackets, IPv4-mapped IPv6 as IPv4. */
+function addressAsHostname(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1];
+  return address.includes(':') ? `[${address.toLowerCase()}]` : address.toLowerCase();
+}
+
+const LOOPBACK_HOSTNAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+/** An allowed origin as browsers send it in `Origin` (`HTTPS://App.example:443/` → `https://app.example`). */
+function asOrigin(origin: string): string {
+  if (origin === '*') return origin;
+  try {
+    const parsed = new URL(origin).origin;
+    return parsed === 'null' ? origin : parsed;
+  } catch {
+    return origin;
+  }
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
@@ -91,7 +162,7 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
 // without a macrotask turn, which would otherwise starve the event loop for a whole generation.
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-async function readBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
+async function readBody(req: http.IncomingMessage, limit: number, maxDepth: number): Promise<unknown> {
   // An oversized body is drained, not stored, so the 413 can still be answered on this connection.
   const text = await new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -107,6 +178,10 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<unkno
     req.on('error', reject);
   });
   if (text.trim() === '') throw new ApiError(400, 'The request body is empty; send a JSON object.', 'invalid_request_error', null, 'invalid_json');
+  // Deep nesting would overflow the stack later, in validation or the chat template.
+  if (jsonNestsDeeperThan(text, maxDepth)) {
+    throw new ApiError(400, `The request body nests arrays and objects more than ${maxDepth} levels deep; this server accepts at most ${maxDepth}.`, 'invalid_request_error', null, 'json_too_deep');
+  }
   try {
     return JSON.parse(text);
   } catch (err) {
@@ -134,6 +209,11 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   const prefixes = new PrefixCache({ maxEntries: options.cacheEntries, maxBytes: options.cacheBytes });
   const defaultMaxTokens = options.defaultMaxTokens ?? 512;
   const maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
+  const maxJsonDepth = options.maxJsonDepth ?? 64;
+  const apiKeyDigest = options.apiKey !== undefined ? sha256(options.apiKey) : null;
+  const corsOrigins = new Set((options.corsOrigins ?? []).map(asOrigin));
+  const extraHostnames = options.allowedHosts === 'any' ? [] : (options.allowedHosts ?? []).map(hostnameOf);
+  let listeningHostname: string | undefined;
   const log = options.log ?? (() => {});
   const created = Math.floor(Date.now() / 1000);
   const stats: ServerStats = { requests: 0, completed: 0, cancelled: 0, rejected: 0, prefillTokens: 0, cachedTokens: 0, generatedTokens: 0 };
@@ -210,10 +290,49 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     };
   }
 
-  /** Checks the context length before queueing. */
-  function checkContext(promptTokens: number, params: SamplingParams): void {
+  /**
+   * Refuses, before it is tokenized, a prompt whose text is longer than the context could hold
+   * whatever its tokens: a token stands for at most `engine.maxTokenBytes` bytes.
+   */
+  function checkPromptBytes(text: string, params: SamplingParams, param: string): void {
+    const tokensLeft = engine.contextLength - (params.maxTokens ?? 1);
+    const limit = tokensLeft * engine.maxTokenBytes;
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > limit) {
+      throw new ApiError(
+        400,
+        `The prompt is ${bytes} bytes long, more than ${tokensLeft} tokens can hold (${limit} bytes: one token of this model stands for at most ${engine.maxTokenBytes}); ` +
+          `this server's context length is ${engine.contextLength} tokens${params.maxTokens !== undefined ? ` and max_tokens reserves ${params.maxTokens} of them` : ''}.`,
+        'invalid_request_error',
+        param,
+        'context_length_exceeded',
+      );
+    }
+  }
+
+  /** Token ids of a prompt's text, refused (400) when they cannot fit the context. */
+  function encodePrompt(text: string, params: SamplingParams, param: string): number[] {
+    checkPromptBytes(text, params, param);
+    const ids = engine.encode(text);
+    checkContext(ids.length, params, param);
+    return ids;
+  }
+
+  /** The chat template's prompt for a request; a template that fails on it is the request's problem (400). */
+  function renderPrompt(request: ChatRequest): string {
+    try {
+      return engine.renderChat(request.messages, { tools: request.tools, documents: request.documents });
+    } catch (err) {
+      // The template's own complaint, without the wrapper's path to the server's files.
+      const reason = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+      throw new ApiError(400, `The model's chat template cannot render this request: ${plainMessage(reason)}`, 'invalid_request_error', 'messages', 'template_error');
+    }
+  }
+
+  /** Checks the context length before generating. */
+  function checkContext(promptTokens: number, params: SamplingParams, param: string): void {
     if (promptTokens >= engine.contextLength) {
-      throw new ApiError(400, `The prompt has ${promptTokens} tokens; this server's context length is ${engine.contextLength}.`, 'invalid_request_error', 'messages', 'context_length_exceeded');
+      throw new ApiError(400, `The prompt has ${promptTokens} tokens; this server's context length is ${engine.contextLength}.`, 'invalid_request_error', param, 'context_length_exceeded');
     }
     if (params.maxTokens !== undefined && promptTokens + params.maxTokens > engine.contextLength) {
       throw new ApiError(
@@ -226,8 +345,12 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     }
   }
 
-  /** Takes a queue place and runs `work` with a signal that aborts if the client goes away. */
-  async function queued<T>(res: http.ServerResponse, onAdmitted: () => void, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  /**
+   * Takes a queue place (503 when every place is taken) and runs `work` with a signal that aborts
+   * if the client goes away. The place is taken before the prompt is rendered and tokenized, so a
+   * burst of big prompts is refused before it costs anything; `work` awaits `turn()` to generate.
+   */
+  async function withQueuePlace<T>(res: http.ServerResponse, work: (place: { signal: AbortSignal; turn(): Promise<void> }) => Promise<T>): Promise<T> {
     const controller = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) controller.abort(new DOMException('The client disconnected.', 'AbortError'));
@@ -244,12 +367,15 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       }
       throw err;
     }
-    onAdmitted();
     running.add(controller);
-    try {
+    const turn = async () => {
       await ticket.ready;
       if (closing) throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down');
-      return await work(controller.signal);
+    };
+    try {
+      // Lets other requests (and /health) through before this one tokenizes.
+      await nextTurn();
+      return await work({ signal: controller.signal, turn });
     } finally {
       ticket.release();
       running.delete(controller);
@@ -268,102 +394,103 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
 
   async function chatCompletions(res: http.ServerResponse, body: unknown): Promise<string> {
     const request = parseChatRequest(body, engine.contextLength);
-    const text = engine.renderChat(request.messages, { tools: request.tools, documents: request.documents });
-    const ids = engine.encode(text);
-    checkContext(ids.length, request);
-    const id = newId('chatcmpl');
-    const base = { id, created: Math.floor(Date.now() / 1000), model: engine.id };
-    const parser = request.tools ? new ToolCallStreamParser() : null;
-    const toolCalls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
-    let content = '';
+    return withQueuePlace(res, async (place) => {
+      const text = renderPrompt(request);
+      const ids = encodePrompt(text, request, 'messages');
+      const id = newId('chatcmpl');
+      const base = { id, created: Math.floor(Date.now() / 1000), model: engine.id };
+      const parser = request.tools ? new ToolCallStreamParser() : null;
+      const toolCalls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
+      let content = '';
 
-    // Text deltas → content and tool calls (when the request offered tools).
-    const route = (delta: string, emit: (d: Record<string, unknown>) => void) => {
-      const events = parser ? parser.push(delta) : [{ type: 'text' as const, text: delta }];
-      handleToolEvents(events, emit);
-    };
-    const handleToolEvents = (events: ReturnType<ToolCallStreamParser['push']>, emit: (d: Record<string, unknown>) => void) => {
-      for (const ev of events) {
-        if (ev.type === 'text') {
-          content += ev.text;
-          emit({ content: ev.text });
-        } else if (ev.type === 'toolCall') {
-          const call = { id: newId('call'), type: 'function' as const, function: { name: ev.toolCall.name, arguments: JSON.stringify(ev.toolCall.arguments) } };
-          toolCalls.push(call);
-          emit({ tool_calls: [{ index: toolCalls.length - 1, ...call }] });
-        } else {
-          // A malformed block is passed on as text rather than lost.
-          const raw = `<tool_call>${ev.invalid.raw}</tool_call>`;
-          content += raw;
-          emit({ content: raw });
+      // Text deltas → content and tool calls (when the request offered tools).
+      const route = (delta: string, emit: (d: Record<string, unknown>) => void) => {
+        const events = parser ? parser.push(delta) : [{ type: 'text' as const, text: delta }];
+        handleToolEvents(events, emit);
+      };
+      const handleToolEvents = (events: ReturnType<ToolCallStreamParser['push']>, emit: (d: Record<string, unknown>) => void) => {
+        for (const ev of events) {
+          if (ev.type === 'text') {
+            content += ev.text;
+            emit({ content: ev.text });
+          } else if (ev.type === 'toolCall') {
+            const call = { id: newId('call'), type: 'function' as const, function: { name: ev.toolCall.name, arguments: JSON.stringify(ev.toolCall.arguments) } };
+            toolCalls.push(call);
+            emit({ tool_calls: [{ index: toolCalls.length - 1, ...call }] });
+          } else {
+            // A malformed block is passed on as text rather than lost.
+            const raw = `<tool_call>${ev.invalid.raw}</tool_call>`;
+            content += raw;
+            emit({ content: raw });
+          }
         }
-      }
-    };
-    const finishOf = (r: GenerationResult) => (toolCalls.length ? 'tool_calls' : r.finishReason);
+      };
+      const finishOf = (r: GenerationResult) => (toolCalls.length ? 'tool_calls' : r.finishReason);
 
-    if (request.stream) {
-      const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
-        sse(res, { ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
-      const result = await queued(res, () => openStream(res), async (signal) => {
+      await place.turn();
+      if (request.stream) {
+        const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
+          sse(res, { ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
+        openStream(res);
         chunk({ role: 'assistant', content: '' });
-        return generate({ text, ids }, request, signal, (ev) => {
+        const result = await generate({ text, ids }, request, place.signal, (ev) => {
           if (ev.type === 'text') route(ev.text, (d) => chunk(d));
         });
-      });
-      if (parser) handleToolEvents(parser.end(), (d) => chunk(d));
-      chunk({}, finishOf(result));
-      if (request.includeUsage) sse(res, { ...base, object: 'chat.completion.chunk', choices: [], usage: result.usage });
-      res.end('data: [DONE]\n\n');
-      return summary(result);
-    }
-    const result = await queued(res, () => {}, (signal) =>
-      generate({ text, ids }, request, signal, (ev) => {
+        if (parser) handleToolEvents(parser.end(), (d) => chunk(d));
+        chunk({}, finishOf(result));
+        if (request.includeUsage) sse(res, { ...base, object: 'chat.completion.chunk', choices: [], usage: result.usage });
+        res.end('data: [DONE]\n\n');
+        return summary(result);
+      }
+      const result = await generate({ text, ids }, request, place.signal, (ev) => {
         if (ev.type === 'text') route(ev.text, () => {});
-      }),
-    );
-    if (parser) handleToolEvents(parser.end(), () => {});
-    const message: Record<string, unknown> = { role: 'assistant', content: toolCalls.length && content.trim() === '' ? null : toolCalls.length ? content.trim() : content };
-    if (toolCalls.length) message.tool_calls = toolCalls;
-    sendJson(res, 200, { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs: null, finish_reason: finishOf(result) }], usage: result.usage });
-    return summary(result);
+      });
+      if (parser) handleToolEvents(parser.end(), () => {});
+      const message: Record<string, unknown> = { role: 'assistant', content: toolCalls.length && content.trim() === '' ? null : toolCalls.length ? content.trim() : content };
+      if (toolCalls.length) message.tool_calls = toolCalls;
+      sendJson(res, 200, { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs: null, finish_reason: finishOf(result) }], usage: result.usage });
+      return summary(result);
+    });
   }
 
   async function completions(res: http.ServerResponse, body: unknown): Promise<string> {
     const request = parseCompletionRequest(body, engine.contextLength);
-    let prompt: { text: string; ids: number[] };
-    if ('text' in request.prompt) {
-      prompt = { text: request.prompt.text, ids: engine.encode(request.prompt.text) };
-    } else {
-      const ids = request.prompt.ids;
-      // decode() rejects ids outside the vocabulary: a 400, not a server error.
-      let text: string;
-      try {
-        text = engine.decode(ids, { skipSpecialTokens: false });
-      } catch (err) {
-        throw new ApiError(400, `'prompt' holds an invalid token id: ${describeError(err)}`, 'invalid_request_error', 'prompt');
+    return withQueuePlace(res, async (place) => {
+      let prompt: { text: string; ids: number[] };
+      if ('text' in request.prompt) {
+        prompt = { text: request.prompt.text, ids: encodePrompt(request.prompt.text, request, 'prompt') };
+      } else {
+        const ids = request.prompt.ids;
+        checkContext(ids.length, request, 'prompt');
+        // decode() rejects ids outside the vocabulary: a 400, not a server error.
+        let text: string;
+        try {
+          text = engine.decode(ids, { skipSpecialTokens: false });
+        } catch (err) {
+          throw new ApiError(400, `'prompt' holds an invalid token id: ${plainMessage(err)}`, 'invalid_request_error', 'prompt');
+        }
+        prompt = { text, ids };
       }
-      prompt = { text, ids };
-    }
-    if (prompt.ids.length === 0) throw new ApiError(400, "'prompt' encodes to no tokens.", 'invalid_request_error', 'prompt');
-    checkContext(prompt.ids.length, request);
-    const id = newId('cmpl');
-    const base = { id, created: Math.floor(Date.now() / 1000), model: engine.id };
-    if (request.stream) {
-      const chunk = (text: string, finish: string | null) =>
-        sse(res, { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] });
-      const result = await queued(res, () => openStream(res), (signal) =>
-        generate(prompt, request, signal, (ev) => {
+      if (prompt.ids.length === 0) throw new ApiError(400, "'prompt' encodes to no tokens.", 'invalid_request_error', 'prompt');
+      const id = newId('cmpl');
+      const base = { id, created: Math.floor(Date.now() / 1000), model: engine.id };
+      await place.turn();
+      if (request.stream) {
+        const chunk = (text: string, finish: string | null) =>
+          sse(res, { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] });
+        openStream(res);
+        const result = await generate(prompt, request, place.signal, (ev) => {
           if (ev.type === 'text') chunk(ev.text, null);
-        }),
-      );
-      chunk('', result.finishReason);
-      if (request.includeUsage) sse(res, { ...base, object: 'text_completion', choices: [], usage: result.usage });
-      res.end('data: [DONE]\n\n');
+        });
+        chunk('', result.finishReason);
+        if (request.includeUsage) sse(res, { ...base, object: 'text_completion', choices: [], usage: result.usage });
+        res.end('data: [DONE]\n\n');
+        return summary(result);
+      }
+      const result = await generate(prompt, request, place.signal, () => {});
+      sendJson(res, 200, { ...base, object: 'text_completion', choices: [{ index: 0, text: result.text, logprobs: null, finish_reason: result.finishReason }], usage: result.usage });
       return summary(result);
-    }
-    const result = await queued(res, () => {}, (signal) => generate(prompt, request, signal, () => {}));
-    sendJson(res, 200, { ...base, object: 'text_completion', choices: [{ index: 0, text: result.text, logprobs: null, finish_reason: result.finishReason }], usage: result.usage });
-    return summary(result);
+    });
   }
 
   function summary(r: GenerationResult): string {
@@ -382,17 +509,96 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     };
   }
 
+  /** 403 unless the `Host` header names this server by a local address or an allowed name. */
+  function checkHost(req: http.IncomingMessage): void {
+    const host = req.headers.host;
+    // Browsers always send Host; a client that sends none is no web page.
+    if (options.allowedHosts === 'any' || host === undefined) return;
+    const accepted = new Set([...LOOPBACK_HOSTNAMES, ...(listeningHostname ? [listeningHostname] : []), ...extraHostnames]);
+    // On a wildcard address (0.0.0.0), the address the client reached is one of this machine's.
+    if (req.socket.localAddress) accepted.add(addressAsHostname(req.socket.localAddress));
+    if (accepted.has(hostnameOf(host))) return;
+    throw new ApiError(
+      403,
+      `The Host header "${host}" is not a name of this server (${[...accepted].join(', ')}): other names are refused, since a web page can reach a local server through them by DNS rebinding.`,
+      'invalid_request_error',
+      null,
+      'host_not_allowed',
+    );
+  }
+
+  /**
+   * 403 for a request from a web page whose origin is not allowed; CORS headers for one that is.
+   * Answers a preflight (`OPTIONS` with `Access-Control-Request-Method`) and returns true.
+   */
+  function checkOrigin(req: http.IncomingMessage, res: http.ServerResponse, method: string): boolean {
+    if (corsOrigins.size > 0) res.setHeader('Vary', 'Origin');
+    const origin = req.headers.origin;
+    if (origin === undefined) return false;
+    const anyOrigin = corsOrigins.has('*');
+    if (!anyOrigin && !corsOrigins.has(origin)) {
+      const allowed = corsOrigins.size > 0 ? `cross-origin (CORS) requests only from ${[...corsOrigins].join(', ')}` : 'no cross-origin (CORS) requests';
+      throw new ApiError(403, `Requests from web pages at ${origin} are refused: this server allows ${allowed}.`, 'invalid_request_error', null, 'origin_not_allowed');
+    }
+    res.setHeader('Access-Control-Allow-Origin', anyOrigin ? '*' : origin);
+    if (method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) return false;
+    const requested = (req.headers['access-control-request-headers'] ?? '').split(',').map((h) => h.trim().toLowerCase());
+    const headers = new Set(['authorization', 'content-type', ...requested.filter((h) => /^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(h))]);
+    res.writeHead(204, {
+      'Access-Control-Allow-Methods': 'GET, HEAD, POST, OPTIONS',
+      'Access-Control-Allow-Headers': [...headers].join(', '),
+      'Access-Control-Max-Age': '600',
+    });
+    res.end();
+    return true;
+  }
+
+  /** 401 unless the request carries the server's API key. */
+  function checkApiKey(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (apiKeyDigest === null) return;
+    const match = /^Bearer[ \t]+(.+)$/i.exec(req.headers.authorization?.trim() ?? '');
+    // Digests have one length, so the comparison takes the same time whatever the key sent.
+    if (match && timingSafeEqual(sha256(match[1]), apiKeyDigest)) return;
+    res.setHeader('WWW-Authenticate', 'Bearer');
+    const message = match
+      ? 'The API key in the Authorization header is not this server\'s.'
+      : 'This server needs an API key: send it as the header "Authorization: Bearer <key>".';
+    throw new ApiError(401, message, 'invalid_request_error', null, 'invalid_api_key');
+  }
+
+  /** 415 unless the body is declared JSON: a form or `text/plain` post is what a web page can send unasked. */
+  function checkJsonBody(req: http.IncomingMessage): void {
+    const type = req.headers['content-type'];
+    if (type?.split(';')[0].trim().toLowerCase() === 'application/json') return;
+    throw new ApiError(
+      415,
+      `Send the request body as JSON with the header "Content-Type: application/json"; this request has ${type === undefined ? 'no Content-Type' : `"Content-Type: ${type}"`}.`,
+      'invalid_request_error',
+      null,
+      'unsupported_media_type',
+    );
+  }
+
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<string> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      throw new ApiError(400, `The request target ${JSON.stringify(req.url)} is not a valid URL path.`, 'invalid_request_error', null, 'invalid_path');
+    }
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
+    checkHost(req);
+    if (checkOrigin(req, res, method)) return '';
+    const isHealth = path === '/health' || path === '/v1/health';
+    if (path.startsWith('/v1/') && !isHealth) checkApiKey(req, res);
     const allow = (methods: string[]) => {
       if (!methods.includes(method)) {
         res.setHeader('Allow', methods.join(', '));
         throw new ApiError(405, `${method} is not allowed on ${path}; use ${methods.join(' or ')}.`, 'invalid_request_error', null, 'method_not_allowed');
       }
     };
-    if (path === '/health' || path === '/v1/health') {
+    if (isHealth) {
       allow(['GET', 'HEAD']);
       sendJson(res, 200, health());
       return '';
@@ -404,7 +610,13 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     }
     if (path.startsWith('/v1/models/')) {
       allow(['GET', 'HEAD']);
-      const wanted = decodeURIComponent(path.slice('/v1/models/'.length));
+      const encoded = path.slice('/v1/models/'.length);
+      let wanted: string;
+      try {
+        wanted = decodeURIComponent(encoded);
+      } catch {
+        throw new ApiError(400, `The model id in the path, '${encoded}', is not valid percent-encoding (UTF-8 bytes as %XX).`, 'invalid_request_error', 'model', 'invalid_path');
+      }
       if (wanted !== engine.id) throw new ApiError(404, `The model '${wanted}' does not exist; this server serves '${engine.id}'.`, 'invalid_request_error', 'model', 'model_not_found');
       sendJson(res, 200, { id: engine.id, object: 'model', created, owned_by: 'graniteflow' });
       return '';
@@ -412,7 +624,8 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     if (path === '/v1/chat/completions' || path === '/v1/completions') {
       allow(['POST']);
       if (closing) throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down');
-      const body = await readBody(req, maxBodyBytes);
+      checkJsonBody(req);
+      const body = await readBody(req, maxBodyBytes, maxJsonDepth);
       stats.requests++;
       return path === '/v1/chat/completions' ? chatCompletions(res, body) : completions(res, body);
     }
@@ -437,7 +650,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
             ? err
             : aborted
               ? new ApiError(499, 'The client disconnected; generation cancelled.', 'invalid_request_error', null, 'cancelled')
-              : new ApiError(500, `Internal error: ${describeError(err)}`, 'server_error', null, 'internal_error');
+              : new ApiError(500, `Internal error: ${plainMessage(err)}`, 'server_error', null, 'internal_error');
         if (!res.headersSent) {
           if (apiError.status === 413) res.setHeader('Connection', 'close');
           sendJson(res, apiError.status, apiError.body);
@@ -465,6 +678,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         server.once('error', reject);
         server.listen(port, host, () => {
           server.off('error', reject);
+          listeningHostname = addressAsHostname(host);
           resolve(server.address() as AddressInfo);
         });
       });

@@ -46,6 +46,10 @@ function textOf(content: ChatMessage['content']): string {
 export class StubEngine implements Engine {
   readonly id = 'stub-model';
   readonly contextLength: number;
+  /** One token per code point: at most 4 bytes of UTF-8. */
+  readonly maxTokenBytes = 4;
+  /** Texts passed to encode, in order. */
+  readonly encoded: string[] = [];
   /** Every call to generate: the new ids fed and the options. */
   readonly calls: { promptIds: readonly number[]; options: EngineGenerateOptions; aborted: boolean }[] = [];
 
@@ -59,6 +63,7 @@ export class StubEngine implements Engine {
   }
 
   encode(text: string): number[] {
+    this.encoded.push(text);
     return [...text].map((c) => c.codePointAt(0)!);
   }
 
