@@ -100,9 +100,9 @@ export const serveCommand: Command = {
     // On stdout, so scripts can read the address (port 0 picks a free one).
     io.stdout.write(`Serving ${server.engine.id} at http://${shownHost}:${address.port}/v1 (OpenAI-compatible; Ctrl-C stops)\n`);
     if (!quiet && !isLoopback(host)) {
-      const keyNote = apiKey === undefined ? ' Anyone who can reach it can use the model: require a key with --api-key (or GRANITEFLOW_API_KEY).' : '';
-      const hostNote = allowAnyHost || allowedHosts.length ? '' : ' Clients must name it by IP address or localhost; accept other names with --allowed-hosts.';
-      if (keyNote || hostNote) io.stderr.write(`Note: ${host} is reachable from other machines.${keyNote}${hostNote}\n`);
+      const keyNote = apiKey === undefined ? ' Anyone who can reach it can use the model; require a key with --api-key (or GRANITEFLOW_API_KEY).' : '';
+      const hostNote = allowAnyHost || allowedHosts.length ? '' : ' Clients must name it by its IP address or localhost; accept other names (a DNS name, a proxy\'s Host) with --allowed-hosts.';
+      if (keyNote || hostNote) io.stderr.write(`Note: listening on ${host}, the server can be reached from other machines.${keyNote}${hostNote}\n`);
     }
     await new Promise<void>((resolve) => {
       const stop = () => {

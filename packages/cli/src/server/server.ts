@@ -427,11 +427,12 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       };
       const finishOf = (r: GenerationResult) => (toolCalls.length ? 'tool_calls' : r.finishReason);
 
-      await place.turn();
       if (request.stream) {
         const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
           sse(res, { ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
+        // Accepted: the client learns it at once, and waits on an open stream.
         openStream(res);
+        await place.turn();
         chunk({ role: 'assistant', content: '' });
         const result = await generate({ text, ids }, request, place.signal, (ev) => {
           if (ev.type === 'text') route(ev.text, (d) => chunk(d));
@@ -442,6 +443,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         res.end('data: [DONE]\n\n');
         return summary(result);
       }
+      await place.turn();
       const result = await generate({ text, ids }, request, place.signal, (ev) => {
         if (ev.type === 'text') route(ev.text, () => {});
       });
@@ -474,11 +476,11 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       if (prompt.ids.length === 0) throw new ApiError(400, "'prompt' encodes to no tokens.", 'invalid_request_error', 'prompt');
       const id = newId('cmpl');
       const base = { id, created: Math.floor(Date.now() / 1000), model: engine.id };
-      await place.turn();
       if (request.stream) {
         const chunk = (text: string, finish: string | null) =>
           sse(res, { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] });
         openStream(res);
+        await place.turn();
         const result = await generate(prompt, request, place.signal, (ev) => {
           if (ev.type === 'text') chunk(ev.text, null);
         });
@@ -487,6 +489,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         res.end('data: [DONE]\n\n');
         return summary(result);
       }
+      await place.turn();
       const result = await generate(prompt, request, place.signal, () => {});
       sendJson(res, 200, { ...base, object: 'text_completion', choices: [{ index: 0, text: result.text, logprobs: null, finish_reason: result.finishReason }], usage: result.usage });
       return summary(result);
@@ -520,7 +523,8 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     if (accepted.has(hostnameOf(host))) return;
     throw new ApiError(
       403,
-      `The Host header "${host}" is not a name of this server (${[...accepted].join(', ')}): other names are refused, since a web page can reach a local server through them by DNS rebinding.`,
+      // Not listing the accepted names: a DNS-rebinding page can read this answer.
+      `The Host header "${host}" does not name this server: it answers to localhost, its own addresses and the names it was told to allow, since through any other name a web page could reach it by DNS rebinding.`,
       'invalid_request_error',
       null,
       'host_not_allowed',
