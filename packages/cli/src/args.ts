@@ -28,7 +28,7 @@ export const MODEL_OPTIONS: OptionTable = {
   backend: { type: 'string', value: 'NAME', description: 'tfjs backend: wasm (default), cpu or tensorflow' },
   revision: { type: 'string', value: 'REV', description: 'hub branch, tag or commit (default main)' },
   'cache-dir': { type: 'string', value: 'DIR', description: 'Hugging Face cache (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)' },
-  offline: { type: 'boolean', description: 'use only files already in the cache' },
+  offline: { type: 'boolean', description: 'use only the Hugging Face cache, no network at all (also HF_HUB_OFFLINE=1)' },
 };
 
 /** Options of every command. */

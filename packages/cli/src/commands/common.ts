@@ -32,7 +32,8 @@ export async function loadFromArgs(
     backend,
     revision: stringOption(values, 'revision'),
     cacheDir: stringOption(values, 'cache-dir'),
-    offline: flag(values, 'offline'),
+    // Without --offline, undefined (not false) so that HF_HUB_OFFLINE still decides.
+    offline: flag(values, 'offline') || undefined,
     quiet: flag(values, 'quiet'),
     stderr: io.stderr,
     ...extra,

@@ -9,6 +9,7 @@ import type { Command } from './common';
 const OPTIONS: OptionTable = {
   revision: { type: 'string', value: 'REV', description: 'branch, tag or commit (default main)' },
   'cache-dir': { type: 'string', value: 'DIR', description: 'cache directory (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)' },
+  offline: { type: 'boolean', description: 'no network at all: print the folder if the model is already in the cache, else fail (also HF_HUB_OFFLINE=1)' },
   ...COMMON_OPTIONS,
 };
 
@@ -20,7 +21,9 @@ export const downloadCommand: Command = {
   help: () =>
     formatHelp(
       'graniteflow download [options] org/name',
-      'Downloads a model repo into the Hugging Face cache (shared with Python tools) and prints its folder. Files already there are reused. HF_TOKEN and HF_ENDPOINT are honoured.',
+      'Downloads a model repo into the Hugging Face cache (shared with Python tools) and prints its folder. Files already there are reused; ' +
+        'an interrupted or stalled download (no data for HF_HUB_DOWNLOAD_TIMEOUT seconds, default 30) resumes when run again. ' +
+        'HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE are honoured.',
       OPTIONS,
       ['graniteflow download ibm-granite/granite-4.0-h-micro', 'graniteflow download ibm-granite/granite-4.0-h-tiny --revision main'],
     ),
@@ -39,6 +42,8 @@ export const downloadCommand: Command = {
     const folder = await resolveModelFolder(repoId, {
       revision: stringOption(values, 'revision'),
       cacheDir: stringOption(values, 'cache-dir'),
+      // Without --offline, undefined (not false) so that HF_HUB_OFFLINE still decides.
+      offline: flag(values, 'offline') || undefined,
       onProgress: (p) => {
         // Per-file events name the file; the overall events (file null) drive the bar.
         if (p.file !== null) {

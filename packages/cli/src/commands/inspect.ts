@@ -6,6 +6,7 @@ import {
   estimateMemory,
   formatBytes,
   headDim,
+  hubOfflineMode,
   modelTypeModule,
   preset,
   RepoCache,
@@ -96,8 +97,11 @@ async function hubConfig(
     const folder = cache.snapshotDir(commit);
     return { config: readConfigFile(folder), from: folder };
   }
-  if (offline || process.env.HF_HUB_OFFLINE === '1') {
-    throw new CliError(`Offline: ${repoId} (revision "${revision}") has no config.json in the cache ${cache.root}. Run without --offline, or download it first (graniteflow download ${repoId}).`);
+  if (offline || hubOfflineMode()) {
+    throw new CliError(
+      `Offline mode is on (--offline or HF_HUB_OFFLINE), and ${repoId} (revision "${revision}") has no config.json in the cache ${cache.root}. ` +
+        `Turn offline mode off, or download it first (graniteflow download ${repoId}).`,
+    );
   }
   const endpoint = (process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
   const url = `${endpoint}/${repoId}/resolve/${encodeURIComponent(revision)}/config.json`;
