@@ -14,6 +14,7 @@ export { MambaCache } from '@graniteflow/ops-mamba';
 export { fromPretrained, type FromPretrainedOptions, type LoadProgress } from './loading/from_pretrained';
 export { loadWeights, type WeightsProgress } from './loading/load_weights';
 export { readGenerationConfig, type GenerationConfig } from './loading/generation_config';
+export { ModelFileError, readConfigJson, readModelConfig } from './loading/model_files';
 export {
   assertFitsInMemory,
   countParameters,

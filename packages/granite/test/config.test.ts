@@ -1,7 +1,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '@graniteflow/core';
-import { ConfigError, countParameters, parseConfig, preset, PRESET_NAMES, estimateMemory, headDim, mambaConvDim } from '../src';
+import {
+  assertFitsInMemory,
+  CONFIG_LIMITS,
+  ConfigError,
+  countParameters,
+  formatBytes,
+  GraniteMoeHybridForCausalLM,
+  InsufficientMemoryError,
+  parseConfig,
+  preset,
+  PRESET_NAMES,
+  estimateMemory,
+  headDim,
+  mambaConvDim,
+} from '../src';
 import { GOLDEN } from './golden_fixtures';
 
 const goldenConfig = (name: string) => JSON.parse(fs.readFileSync(path.join(GOLDEN, name, 'config.json'), 'utf8'));
@@ -52,6 +66,7 @@ describe('parseConfig', () => {
     [{ model_type: 'llama' }, 'model_type', /handles "granitemoehybrid"/],
     [{ hidden_act: 'gelu' }, 'hidden_act', /only "silu"/],
     [{ num_local_experts: 4, num_experts_per_tok: 5 }, 'num_experts_per_tok', /between 1 and num_local_experts/],
+    [{ rope_parameters: { rope_theta: 1e400 } }, 'rope_parameters.rope_theta', /must be a positive finite number, got Infinity/],
   ])('rejects %j naming the field', (patch, field, message) => {
     const raw = { ...goldenConfig('micro_dense'), ...patch };
     let err: unknown;
@@ -64,6 +79,115 @@ describe('parseConfig', () => {
     expect((err as ConfigError).field).toBe(field);
     expect((err as Error).message).toMatch(/^x\/config.json: config field/);
     expect((err as Error).message).toMatch(message);
+  });
+});
+
+describe('size limits', () => {
+  const base = () => {
+    const raw = goldenConfig('micro_dense');
+    delete raw.layer_types;
+    return raw;
+  };
+
+  it('refuses a million layers by name, at once, before sizing anything by it', () => {
+    const started = Date.now();
+    let err: unknown;
+    try {
+      parseConfig({ ...base(), num_hidden_layers: 1_000_000 }, 'big/config.json');
+    } catch (e) {
+      err = e;
+    }
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).field).toBe('num_hidden_layers');
+    expect((err as Error).message).toBe('big/config.json: config field "num_hidden_layers" must be an integer from 1 to 4096, got 1000000');
+  });
+
+  it.each([
+    ['vocab_size', 4_194_304],
+    ['hidden_size', 65_536],
+    ['num_hidden_layers', 4096],
+    ['num_attention_heads', 16_384],
+    ['num_key_value_heads', 16_384],
+    ['intermediate_size', 262_144],
+    ['shared_intermediate_size', 262_144],
+    ['num_local_experts', 4096],
+    ['num_experts_per_tok', 4096],
+    ['mamba_n_heads', 16_384],
+    ['mamba_d_head', 65_536],
+    ['mamba_expand', 64],
+    ['mamba_d_state', 16_384],
+    ['mamba_n_groups', 16_384],
+    ['mamba_d_conv', 1024],
+    ['mamba_chunk_size', 65_536],
+    ['max_position_embeddings', 1_073_741_824],
+  ])('%s above %i is refused naming the field and the range', (field, max) => {
+    expect(CONFIG_LIMITS[field as keyof typeof CONFIG_LIMITS]).toBe(max);
+    for (const value of [max + 1, 1e300]) {
+      let err: unknown;
+      try {
+        parseConfig({ ...base(), [field]: value });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).field).toBe(field);
+      expect((err as Error).message).toMatch(/must be an integer from [01] to/);
+      expect((err as Error).message).toContain(` to ${max}, got ${String(value)}`);
+    }
+  });
+
+  it('an "auto" mamba_d_head is bounded like an explicit one', () => {
+    const raw = { ...base(), hidden_size: 65_536, mamba_expand: 64, mamba_n_heads: 1, mamba_d_head: 'auto' };
+    expect(() => parseConfig(raw)).toThrow(/config field "mamba_d_head" is "auto", giving .* = 4194304, more than 65536/);
+  });
+
+  it('the largest config within the limits is sized from its numbers in milliseconds and refused', () => {
+    const raw = {
+      ...base(),
+      num_hidden_layers: 4096,
+      hidden_size: 65_536,
+      vocab_size: 4_194_304,
+      num_attention_heads: 16_384,
+      num_key_value_heads: 16_384,
+      mamba_n_heads: 16_384,
+      mamba_d_head: 'auto',
+      mamba_expand: 64,
+      mamba_d_state: 16_384,
+      mamba_n_groups: 16_384,
+      mamba_d_conv: 1024,
+      num_local_experts: 4096,
+      num_experts_per_tok: 4096,
+      intermediate_size: 262_144,
+      shared_intermediate_size: 262_144,
+      tie_word_embeddings: false,
+      layer_types: Array.from({ length: 4096 }, (_, i) => (i % 2 ? 'attention' : 'mamba')),
+    };
+    const started = Date.now();
+    const estimate = estimateMemory(parseConfig(raw), { contextLength: 1 << 30, batchSize: 1 << 20 });
+    expect(Date.now() - started).toBeLessThan(200);
+    expect(Number.isFinite(estimate.totalBytes)).toBe(true);
+    // 4096 layers × 4096 experts × 3 × 65536 × 262144 expert weights alone: about 8.6e17.
+    expect(estimate.parameters).toBeGreaterThan(4096 * 4096 * 3 * 65_536 * 262_144);
+    expect(() => assertFitsInMemory(estimate, 'cpu', 1024 ** 4)).toThrow(InsufficientMemoryError);
+    expect(() => assertFitsInMemory(estimate, 'cpu', 1024 ** 4)).toThrow(/needs about over 1024 EiB|needs about [\d.]+ EiB/);
+  });
+});
+
+describe('formatBytes', () => {
+  it.each([
+    [0, '0 B'],
+    [1023, '1023 B'],
+    [1536, '1.5 KiB'],
+    [3 * 1024 ** 3, '3.0 GiB'],
+    [2 * 1024 ** 5, '2.0 PiB'],
+    [1024 ** 6, '1.0 EiB'],
+    [1024 ** 7, 'over 1024 EiB'],
+    [Number.MAX_VALUE, 'over 1024 EiB'],
+    [Infinity, 'over 1024 EiB'],
+    [NaN, 'an unknown size'],
+  ])('%d bytes print as %s', (n, text) => {
+    expect(formatBytes(n)).toBe(text);
   });
 });
 
@@ -80,6 +204,30 @@ describe('presets', () => {
     ['granite-4.0-h-350m', 340_332_224, 340_332_224],
   ])('%s has %i parameters, %i active', (name, total, active) => {
     expect(countParameters(preset(name))).toEqual({ total, active });
+  });
+
+  // The counts come from a formula (memory.ts); the module tree is the model itself. They must agree.
+  it.each([...PRESET_NAMES.map((n) => ['preset', n]), ...['micro_dense', 'tiny_moe', 'chat_tiny'].map((n) => ['golden', n])])(
+    'the counted parameters of %s %s equal those of its module tree',
+    (kind, name) => {
+      const cfg = kind === 'preset' ? preset(name) : parseConfig(goldenConfig(name));
+      const model = new GraniteMoeHybridForCausalLM(cfg);
+      expect(countParameters(cfg).total).toBe(model.parameterCount());
+      model.dispose();
+    },
+  );
+
+  it('the count agrees with the module tree on every bias flag, untied heads and a hybrid MoE', () => {
+    const cfg = parseConfig({
+      ...goldenConfig('tiny_moe'),
+      attention_bias: true,
+      mamba_proj_bias: true,
+      mamba_conv_bias: false,
+      tie_word_embeddings: false,
+    });
+    const model = new GraniteMoeHybridForCausalLM(cfg);
+    expect(countParameters(cfg).total).toBe(model.parameterCount());
+    model.dispose();
   });
 
   it('every preset parses, including the all-attention models', () => {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,6 +9,8 @@ import {
   ConfigError,
   GraniteMoeHybridForCausalLM,
   InsufficientMemoryError,
+  ModelFileError,
+  TokenizerError,
   UnsupportedModelError,
   assertFitsInMemory,
   estimateMemory,
@@ -157,5 +160,83 @@ describe('fromPretrained', () => {
       expect(Math.abs(swapped[0] - full[4 * 50])).toBeGreaterThan(1e-6);
     });
     granite.dispose();
+  });
+
+  it('refuses a million layers by name within seconds, before allocating anything', async () => {
+    const dir = copyModel(CHAT_TINY_DIR, 'million-layers');
+    const configFile = path.join(dir, 'config.json');
+    const { layer_types: _dropped, ...config } = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    fs.writeFileSync(configFile, JSON.stringify({ ...config, num_hidden_layers: 1_000_000 }));
+    const before = tf.memory().numTensors;
+    const started = Date.now();
+    const err = await fromPretrained(dir).catch((e) => e);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`${configFile}: config field "num_hidden_layers" must be an integer from 1 to 4096, got 1000000`);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('refuses the largest config within the limits from its estimate alone', async () => {
+    const dir = path.join(tmp, 'largest');
+    fs.mkdirSync(dir);
+    const layers = 4096;
+    fs.writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        ...preset('granite-4.0-h-small'),
+        time_step_limit: null,
+        num_hidden_layers: layers,
+        layer_types: Array.from({ length: layers }, (_, i) => (i % 8 === 5 ? 'attention' : 'mamba')),
+        hidden_size: 65_536,
+        vocab_size: 4_194_304,
+        num_local_experts: 4096,
+        num_experts_per_tok: 8,
+        intermediate_size: 262_144,
+        mamba_n_heads: 8192,
+        mamba_d_head: 'auto',
+      }),
+    );
+    const started = Date.now();
+    const err = await fromPretrained(dir, { backend: 'cpu' }).catch((e) => e);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(err).toBeInstanceOf(InsufficientMemoryError);
+    expect(err.message).toMatch(/needs about [\d.]+ EiB .* but only [\d.]+ [KMGT]iB of memory is free/);
+  });
+
+  describe('model files that are not regular files, or not valid', () => {
+    it.each([
+      ['config.json', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), ModelFileError, /config\.json is a FIFO \(named pipe\), expected a regular file\.$/],
+      ['config.json', 'a directory', (f: string) => fs.mkdirSync(f), ModelFileError, /config\.json is a directory, expected a regular file\.$/],
+      ['config.json', 'a symbolic link loop', (f: string) => fs.symlinkSync('config.json', f), ModelFileError, /config\.json is a symbolic link loop \(ELOOP\), expected a regular file\.$/],
+      ['generation_config.json', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), ModelFileError, /generation_config\.json is a FIFO \(named pipe\), expected a regular file\.$/],
+      ['tokenizer.json', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), TokenizerError, /Cannot read .*tokenizer\.json: it is a FIFO \(named pipe\), expected a regular file$/],
+      ['tokenizer_config.json', 'a directory', (f: string) => fs.mkdirSync(f), TokenizerError, /Cannot read .*tokenizer_config\.json: it is a directory, expected a regular file$/],
+      ['tokenizer.json', 'a symbolic link loop', (f: string) => fs.symlinkSync('tokenizer.json', f), TokenizerError, /tokenizer\.json: it is a symbolic link loop \(ELOOP\)/],
+      ['model.safetensors', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), SafetensorsError, /model\.safetensors: is a FIFO \(named pipe\), expected a regular file$/],
+      ['model.safetensors', 'a symbolic link loop', (f: string) => fs.symlinkSync('model.safetensors', f), SafetensorsError, /model\.safetensors: is a symbolic link loop \(ELOOP\), expected a regular file$/],
+    ])('%s that is %s is refused at once, naming it', async (name, kind, make, errorClass, message) => {
+      const dir = copyModel(CHAT_TINY_DIR, `${name}-${kind}`.replace(/\W+/g, '-'));
+      const file = path.join(dir, name);
+      fs.rmSync(file);
+      make(file);
+      const err = await fromPretrained(dir).catch((e) => e);
+      expect(err).toBeInstanceOf(errorClass);
+      expect(err.message).toContain(file);
+      expect(err.message).toMatch(message);
+    });
+
+    it('an invalid generation_config.json is reported as itself, not as a tokenizer problem', async () => {
+      const dir = copyModel(CHAT_TINY_DIR, 'bad-generation-config');
+      const file = path.join(dir, 'generation_config.json');
+      fs.writeFileSync(file, '{"eos_token_id": [0, 1,');
+      const err = await fromPretrained(dir).catch((e) => e);
+      expect(err).toBeInstanceOf(ModelFileError);
+      expect(err.file).toBe(file);
+      expect(err.message).toMatch(/generation_config\.json is not valid JSON \(.*\); generation_config\.json holds the model's generation defaults/);
+      fs.writeFileSync(file, '[317]');
+      await expect(fromPretrained(dir)).rejects.toThrow(/generation_config\.json holds a list, not a JSON object/);
+      fs.writeFileSync(file, 'null');
+      await expect(fromPretrained(dir)).rejects.toThrow(/generation_config\.json holds null, not a JSON object/);
+    });
   });
 });

@@ -1,14 +1,13 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Checkpoint, initBackend, type BackendName } from '@graniteflow/core';
+import { Checkpoint, initBackend, pathEntryExists, type BackendName } from '@graniteflow/core';
 import { GraniteModel } from '../granite_model';
-import { modelTypeModule } from '../models';
 import { GraniteTokenizer } from '../tokenizer/tokenizer';
 import { resolveModelFolder, type DownloadProgress } from '../hub';
 import { assertFitsInMemory, estimateMemory } from './memory';
 import { loadWeights, type WeightsProgress } from './load_weights';
 import { readGenerationConfig } from './generation_config';
+import { readModelConfig } from './model_files';
 
 /** Progress of {@link fromPretrained}: file downloads (hub only), then weights copied into the model. */
 export type LoadProgress = ({ phase: 'download' } & DownloadProgress) | WeightsProgress;
@@ -43,18 +42,6 @@ async function chooseBackend(requested: string | undefined): Promise<string> {
   return active ? active : initBackend();
 }
 
-function readConfigJson(folder: string): unknown {
-  const file = path.join(folder, 'config.json');
-  if (!fs.existsSync(file)) {
-    throw new Error(`${folder} has no config.json: is it a Hugging Face model folder?`);
-  }
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`${file} is not valid JSON: ${(err as Error).message}`);
-  }
-}
-
 /**
  * Loads a Granite 4.0 model from a local folder or a Hugging Face hub repo id (downloaded into the
  * standard HF cache, reusing what is already there). Checks memory before reading any weight and
@@ -78,15 +65,15 @@ export async function fromPretrained(pathOrRepoId: string, options: FromPretrain
     signal: options.signal,
     onProgress: options.onProgress && ((p: DownloadProgress) => options.onProgress!({ phase: 'download', ...p })),
   });
-  const configFile = path.join(folder, 'config.json');
-  const raw = readConfigJson(folder);
-  const impl = modelTypeModule((raw as { model_type?: unknown } | null)?.model_type, configFile);
-  const config = impl.parseConfig(raw, configFile);
+  // Sizes are bounded when the config is parsed and the estimate is arithmetic: a config too big
+  // for the machine is refused before anything is allocated from it.
+  const { config, impl } = readModelConfig(folder);
   const estimate = estimateMemory(config, { contextLength: options.contextLength, batchSize: options.batchSize });
   if (!options.skipMemoryCheck) assertFitsInMemory(estimate, backend);
 
-  const tokenizer = fs.existsSync(path.join(folder, 'tokenizer.json')) ? await GraniteTokenizer.fromFolder(folder) : null;
+  // Before the tokenizer, which reads generation_config.json too: a broken one is reported as itself.
   const generationConfig = readGenerationConfig(folder);
+  const tokenizer = pathEntryExists(path.join(folder, 'tokenizer.json')) ? await GraniteTokenizer.fromFolder(folder) : null;
   const checkpoint = Checkpoint.open(folder);
   const model = impl.createModel(config);
   try {

@@ -1,6 +1,5 @@
 import * as os from 'node:os';
-import { headDim, mambaConvDim, type GraniteMoeHybridConfig } from '../models/granitemoehybrid/config';
-import { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
+import { headDim, mambaConvDim, mambaInnerSize, useMoe, type GraniteMoeHybridConfig } from '../models/granitemoehybrid/config';
 
 /** What a model needs in memory, in bytes (float32 compute: tfjs holds no bf16). */
 export interface MemoryEstimate {
@@ -18,13 +17,53 @@ export interface MemoryEstimate {
   totalBytes: number;
 }
 
-/** Parameter counts from the config alone (building a module tree allocates no tensors). */
+/** Weights of a Linear layer `inFeatures → outFeatures` (core's Linear: [out, in] plus an optional bias). */
+function linearParameters(inFeatures: number, outFeatures: number, bias: boolean): number {
+  return inFeatures * outFeatures + (bias ? outFeatures : 0);
+}
+
+/**
+ * Parameter counts from the config alone, by formula: nothing is built or allocated, so an
+ * enormous config costs no more than a small one. Each term is the parameter shapes of one
+ * module of `GraniteMoeHybridForCausalLM` (the tests check that both agree on every preset).
+ */
 export function countParameters(cfg: GraniteMoeHybridConfig): { total: number; active: number } {
-  const model = new GraniteMoeHybridForCausalLM(cfg);
-  const total = model.parameterCount();
-  const perExpert = 3 * cfg.hidden_size * cfg.intermediate_size;
-  const inactive =
-    cfg.num_local_experts > 0 ? cfg.num_hidden_layers * (cfg.num_local_experts - cfg.num_experts_per_tok) * perExpert : 0;
+  const hidden = cfg.hidden_size;
+  const mambaLayers = cfg.layer_types.filter((t) => t === 'mamba').length;
+  const attentionLayers = cfg.num_hidden_layers - mambaLayers;
+  // Mamba2Mixer: in_proj → [z, xBC, dt], depthwise conv1d, dt_bias / A_log / D, gated norm, out_proj.
+  const inner = mambaInnerSize(cfg);
+  const convDim = mambaConvDim(cfg);
+  const heads = cfg.mamba_n_heads;
+  const mamba =
+    linearParameters(hidden, inner + convDim + heads, cfg.mamba_proj_bias) +
+    convDim * cfg.mamba_d_conv +
+    (cfg.mamba_conv_bias ? convDim : 0) +
+    3 * heads +
+    inner +
+    linearParameters(inner, hidden, cfg.mamba_proj_bias);
+  // GraniteAttention: q, k, v, o projections (no head_dim key: the heads split hidden_size).
+  const queryWidth = cfg.num_attention_heads * headDim(cfg);
+  const keyValueWidth = cfg.num_key_value_heads * headDim(cfg);
+  const attention =
+    attentionLayers === 0
+      ? 0
+      : linearParameters(hidden, queryWidth, cfg.attention_bias) +
+        2 * linearParameters(hidden, keyValueWidth, cfg.attention_bias) +
+        linearParameters(queryWidth, hidden, cfg.attention_bias);
+  // Every layer: two RMSNorms, the shared SwiGLU MLP, and (MoE) the router plus stacked experts.
+  const perExpert = 3 * hidden * cfg.intermediate_size;
+  const experts = useMoe(cfg) ? hidden * cfg.num_local_experts + cfg.num_local_experts * perExpert : 0;
+  const everyLayer = 2 * hidden + 3 * hidden * cfg.shared_intermediate_size + experts;
+  const embeddings = cfg.vocab_size * hidden;
+  const total =
+    embeddings +
+    hidden + // final norm
+    (cfg.tie_word_embeddings ? 0 : embeddings) +
+    cfg.num_hidden_layers * everyLayer +
+    mambaLayers * mamba +
+    attentionLayers * attention;
+  const inactive = useMoe(cfg) ? cfg.num_hidden_layers * (cfg.num_local_experts - cfg.num_experts_per_tok) * perExpert : 0;
   return { total, active: total - inactive };
 }
 
@@ -70,14 +109,20 @@ export class InsufficientMemoryError extends Error {
   }
 }
 
+const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+/** Sizes from here on print as "over 1024 EiB": no machine has them, and the digits would mean nothing. */
+const LARGEST_PRINTED_BYTES = 1024 ** BYTE_UNITS.length;
+
+/** A byte count for people: `512 B`, `3.2 GiB`; never `Infinity` or `NaN`. */
 export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  if (Number.isNaN(n)) return 'an unknown size';
+  if (n >= LARGEST_PRINTED_BYTES) return `over 1024 ${BYTE_UNITS[BYTE_UNITS.length - 1]}`;
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
+  while (n >= 1024 && i < BYTE_UNITS.length - 1) {
     n /= 1024;
     i++;
   }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${BYTE_UNITS[i]}`;
 }
 
 /**

@@ -2,8 +2,8 @@
  * The Granite tokenizer: a byte-level BPE loaded from a model folder's `tokenizer.json` and
  * `tokenizer_config.json` through `@huggingface/tokenizers`, plus the folder's chat template.
  */
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { FileKindError, readRegularFileAsync } from '@graniteflow/core';
 import { byteLevelToBytes } from './byte_level';
 import {
   ChatTemplate,
@@ -199,15 +199,19 @@ export class GraniteTokenizer {
    * `generation_config.json` (extra eos ids) and `special_tokens_map.json`.
    */
   static async fromFolder(dir: string): Promise<GraniteTokenizer> {
+    // Only regular files are read: a FIFO would block forever, a directory fail without its path.
+    const readText = async (file: string, required: boolean): Promise<string | undefined> => {
+      try {
+        return (await readRegularFileAsync(file)).toString('utf8');
+      } catch (err) {
+        if (!required && err instanceof FileKindError && err.missing) return undefined;
+        throw new TokenizerError(`Cannot read ${file}: ${err instanceof FileKindError ? `it ${err.detail}` : (err as Error).message}`, { cause: err });
+      }
+    };
     const readJson = async (name: string, required: boolean): Promise<Json | undefined> => {
       const file = path.join(dir, name);
-      let text: string;
-      try {
-        text = await fs.readFile(file, 'utf8');
-      } catch (err) {
-        if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw new TokenizerError(`Cannot read ${file}: ${(err as Error).message}`, { cause: err });
-      }
+      const text = await readText(file, required);
+      if (text === undefined) return undefined;
       try {
         const value: unknown = JSON.parse(text);
         if (!isObject(value)) throw new Error('expected a JSON object');
@@ -223,14 +227,7 @@ export class GraniteTokenizer {
       readJson('special_tokens_map.json', false),
     ]);
     const templateFile = path.join(dir, 'chat_template.jinja');
-    let templateText: string | undefined;
-    try {
-      templateText = await fs.readFile(templateFile, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new TokenizerError(`Cannot read ${templateFile}: ${(err as Error).message}`, { cause: err });
-      }
-    }
+    const templateText = await readText(templateFile, false);
     return GraniteTokenizer.fromJSON(tokenizerJson, tokenizerConfig, templateText, {
       generationConfig,
       specialTokensMap,

@@ -103,7 +103,47 @@ const DEFAULTS = {
   torch_dtype: null,
 } as const;
 
+/**
+ * The largest value of each size field {@link parseConfig} accepts. They sit far above every
+ * released model (the largest have about 160 layers, hidden sizes near 18k, vocabularies near 262k
+ * and a few hundred experts), so no real checkpoint meets them, while a corrupt or hostile
+ * config.json is refused by name before anything is sized from it (a million layers used to run
+ * the process out of memory). Every size field is at least 1, except the expert counts and
+ * `intermediate_size`, which are 0 in dense models.
+ */
+export const CONFIG_LIMITS = {
+  vocab_size: 1 << 22,
+  hidden_size: 1 << 16,
+  num_hidden_layers: 1 << 12,
+  num_attention_heads: 1 << 14,
+  num_key_value_heads: 1 << 14,
+  intermediate_size: 1 << 18,
+  shared_intermediate_size: 1 << 18,
+  num_local_experts: 1 << 12,
+  num_experts_per_tok: 1 << 12,
+  mamba_n_heads: 1 << 14,
+  mamba_d_head: 1 << 16,
+  mamba_expand: 64,
+  mamba_d_state: 1 << 14,
+  mamba_n_groups: 1 << 14,
+  mamba_d_conv: 1 << 10,
+  mamba_chunk_size: 1 << 16,
+  max_position_embeddings: 1 << 30,
+} as const;
+
+/** A size field of the config, bounded by {@link CONFIG_LIMITS}. */
+type SizeField = keyof typeof CONFIG_LIMITS;
+
 type Raw = Record<string, unknown>;
+
+/**
+ * A value as an error message shows it: JSON, cut short (a message is one paragraph, whatever the
+ * file holds), except numbers JSON cannot write (1e400 parses as Infinity).
+ */
+function shown(v: unknown): string {
+  const text = typeof v === 'number' ? String(v) : String(JSON.stringify(v));
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
 
 class Reader {
   constructor(
@@ -119,10 +159,12 @@ class Reader {
     throw new ConfigError(key, detail, this.source);
   }
 
-  int(key: keyof typeof DEFAULTS | string, min = 0): number {
+  /** A size field: an integer from `min` to its {@link CONFIG_LIMITS} entry. */
+  int(key: SizeField, min: 0 | 1): number {
     const v = this.value(key) ?? (DEFAULTS as Raw)[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-      this.fail(key, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    const max = CONFIG_LIMITS[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      this.fail(key, `must be an integer from ${min} to ${max}, got ${shown(v)}`);
     }
     return v;
   }
@@ -130,26 +172,26 @@ class Reader {
   num(key: string, { positive = false } = {}): number {
     const v = this.value(key) ?? (DEFAULTS as Raw)[key];
     if (typeof v !== 'number' || !Number.isFinite(v) || (positive && v <= 0)) {
-      this.fail(key, `must be a ${positive ? 'positive ' : ''}finite number, got ${JSON.stringify(v)}`);
+      this.fail(key, `must be a ${positive ? 'positive ' : ''}finite number, got ${shown(v)}`);
     }
     return v;
   }
 
   bool(key: string): boolean {
     const v = this.value(key) ?? (DEFAULTS as Raw)[key];
-    if (typeof v !== 'boolean') this.fail(key, `must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') this.fail(key, `must be true or false, got ${shown(v)}`);
     return v;
   }
 
   str(key: string): string {
     const v = this.value(key) ?? (DEFAULTS as Raw)[key];
-    if (typeof v !== 'string') this.fail(key, `must be a string, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'string') this.fail(key, `must be a string, got ${shown(v)}`);
     return v;
   }
 
   optionalStr(key: string): string | null {
     const v = this.value(key) ?? (DEFAULTS as Raw)[key] ?? null;
-    if (v !== null && typeof v !== 'string') this.fail(key, `must be a string or null, got ${JSON.stringify(v)}`);
+    if (v !== null && typeof v !== 'string') this.fail(key, `must be a string or null, got ${shown(v)}`);
     return v;
   }
 
@@ -157,7 +199,7 @@ class Reader {
     const v = this.value(key) === undefined ? (DEFAULTS as Raw)[key] : this.value(key);
     if (v === null || v === undefined) return null;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-      this.fail(key, `must be a token id (integer >= 0) or null, got ${JSON.stringify(v)}`);
+      this.fail(key, `must be a token id (integer >= 0) or null, got ${shown(v)}`);
     }
     return v;
   }
@@ -171,7 +213,7 @@ function parseLayerTypes(r: Reader, raw: Raw, layers: number): LayerType[] {
   const key = raw.layer_types != null ? 'layer_types' : 'layers_block_type';
   const v = raw[key];
   if (v == null) return Array<LayerType>(layers).fill('mamba');
-  if (!Array.isArray(v)) r.fail(key, `must be a list of "mamba" / "attention", got ${JSON.stringify(v)}`);
+  if (!Array.isArray(v)) r.fail(key, `must be a list of "mamba" / "attention", got ${shown(v)}`);
   if (v.length !== layers) {
     r.fail(key, `has ${v.length} entries but num_hidden_layers is ${layers}`);
   }
@@ -187,8 +229,8 @@ function parseRopeTheta(r: Reader, raw: Raw): number {
   const params = raw.rope_parameters;
   if (params !== null && typeof params === 'object' && 'rope_theta' in params) {
     const theta = (params as Raw).rope_theta;
-    if (typeof theta !== 'number' || theta <= 0) {
-      r.fail('rope_parameters.rope_theta', `must be a positive number, got ${JSON.stringify(theta)}`);
+    if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0) {
+      r.fail('rope_parameters.rope_theta', `must be a positive finite number, got ${shown(theta)}`);
     }
     return theta;
   }
@@ -198,10 +240,10 @@ function parseRopeTheta(r: Reader, raw: Raw): number {
 function parseTimeStepLimit(r: Reader, raw: Raw): [number, number] {
   const v = raw.time_step_limit;
   if (v == null) return [0, Infinity];
-  if (!Array.isArray(v) || v.length !== 2) r.fail('time_step_limit', `must be [lo, hi], got ${JSON.stringify(v)}`);
+  if (!Array.isArray(v) || v.length !== 2) r.fail('time_step_limit', `must be [lo, hi], got ${shown(v)}`);
   const [lo, hi] = v.map((x) => (x === null || x === 'inf' || x === 'Infinity' ? Infinity : x));
   if (typeof lo !== 'number' || typeof hi !== 'number' || !(lo <= hi)) {
-    r.fail('time_step_limit', `must be [lo, hi] with lo <= hi, got ${JSON.stringify(v)}`);
+    r.fail('time_step_limit', `must be [lo, hi] with lo <= hi, got ${shown(v)}`);
   }
   return [lo, hi];
 }
@@ -210,7 +252,7 @@ function parseEos(r: Reader, raw: Raw): number | number[] | null {
   const v = raw.eos_token_id === undefined ? DEFAULTS.eos_token_id : raw.eos_token_id;
   if (v === null) return null;
   if (Array.isArray(v)) {
-    if (!v.every((x) => Number.isInteger(x) && x >= 0)) r.fail('eos_token_id', `must hold token ids, got ${JSON.stringify(v)}`);
+    if (!v.every((x) => Number.isInteger(x) && x >= 0)) r.fail('eos_token_id', `must hold token ids, got ${shown(v)}`);
     return v as number[];
   }
   return r.optionalId('eos_token_id');
@@ -245,6 +287,9 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
       r.fail('mamba_d_head', `is "auto" but mamba_expand·hidden_size = ${expand * hidden} is not divisible by mamba_n_heads = ${mambaHeads}`);
     }
     dHead = (expand * hidden) / mambaHeads;
+    if (dHead > CONFIG_LIMITS.mamba_d_head) {
+      r.fail('mamba_d_head', `is "auto", giving mamba_expand·hidden_size / mamba_n_heads = ${dHead}, more than ${CONFIG_LIMITS.mamba_d_head}`);
+    }
   } else {
     dHead = r.int('mamba_d_head', 1);
   }
