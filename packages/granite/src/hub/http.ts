@@ -281,7 +281,11 @@ export async function downloadBlob(
     }
     // A 200 to a Range request means the server sends the whole file: start over.
     if (res.status === 200) start = 0;
-    const handle = await fs.open(partial, start > 0 ? 'a' : 'w');
+    const handle = await fs.open(partial, start > 0 ? 'a' : 'w').catch(async (err: unknown) => {
+      idle.stop();
+      await res.body?.cancel().catch(() => undefined);
+      throw err;
+    });
     let downloaded = start;
     onBytes(downloaded);
     const stalled = (): Error =>

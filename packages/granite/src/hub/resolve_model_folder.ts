@@ -147,7 +147,9 @@ async function localFolder(p: string): Promise<string | undefined> {
  *   onProgress: (p) => p.file === null && console.log(p.downloadedBytes, '/', p.totalBytes),
  * });
  * @throws RepoNotFoundError, HubAuthError (a token may be needed), HubNetworkError (names the
- *   URL), OfflineCacheMissError (names what is missing), or the signal's reason when aborted.
+ *   URL; also a stall longer than the idle timeout), HubResponseError (an ETag, commit hash or
+ *   shard name that cannot be used safely), OfflineCacheMissError (names what is missing),
+ *   HubError (an invalid repo id or revision), or the signal's reason when aborted.
  */
 export async function resolveModelFolder(pathOrRepoId: string, options: ResolveModelFolderOptions = {}): Promise<string> {
   if (typeof pathOrRepoId !== 'string' || pathOrRepoId === '') {
@@ -183,13 +185,13 @@ export async function resolveModelFolder(pathOrRepoId: string, options: ResolveM
     if (offline) {
       throw new OfflineCacheMissError(
         `Offline mode is on, so nothing is downloaded, and ${repoId} (revision "${revision}", commit ${cachedCommit}) is incomplete in the cache ${cache.root}: ` +
-          `missing ${missing.join(', ')}. Turn offline mode off (the offline option, HF_HUB_OFFLINE) once to download it.`,
+          `missing ${missing.join(', ')}. Turn offline mode off once (the offline option, or HF_HUB_OFFLINE) to download it.`,
       );
     }
   } else if (offline) {
     throw new OfflineCacheMissError(
       `Offline mode is on, so nothing is downloaded, and ${repoId} (revision "${revision}") is not in the cache ${cache.root} ` +
-        `(no commit in ${path.join('refs', revision)}). Turn offline mode off (the offline option, HF_HUB_OFFLINE) once to download it.`,
+        `(no commit in ${path.join('refs', revision)}). Turn offline mode off once (the offline option, or HF_HUB_OFFLINE) to download it.`,
     );
   }
 
