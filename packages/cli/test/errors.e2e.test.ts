@@ -45,7 +45,7 @@ describe('usage errors exit 2', () => {
     [['serve', '--port', '70000'], /--port must be an integer ≥ 0 and ≤ 65535/],
     [['download', 'not-a-repo'], /org\/name/],
     [['chat', 'extra'], /no positional arguments/],
-    [['generate', '--backend', 'nope', 'x'], /--backend must be one of wasm, cpu/],
+    [['generate', '--backend', 'nope', 'x'], /--backend must be one of native, wasm, cpu/],
   ])('graniteflow %j', async (args, message) => {
     const r = await runCli(args as string[]);
     expect(r.code).toBe(2);

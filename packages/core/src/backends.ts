@@ -1,10 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as path from 'node:path';
+import { NATIVE_BACKEND, registerNativeBackend } from './native/native_backend';
+import { nativeUnavailableReason } from './native/native_addon';
 
 /** Backends graniteflow knows how to initialise. */
-export type BackendName = 'wasm' | 'cpu' | 'tensorflow' | 'webgl' | 'webgpu';
+export type BackendName = 'native' | 'wasm' | 'cpu' | 'tensorflow' | 'webgl' | 'webgpu';
 
-const KNOWN_BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'tensorflow', 'webgl', 'webgpu'];
+const KNOWN_BACKENDS: readonly BackendName[] = ['native', 'wasm', 'cpu', 'tensorflow', 'webgl', 'webgpu'];
 
 /** Thrown when a backend is unknown, not installed or fails to start. */
 export class BackendError extends Error {
@@ -13,6 +15,7 @@ export class BackendError extends Error {
 
 /** The npm package that provides each backend, named in install hints. */
 export const BACKEND_PACKAGES: Record<BackendName, string> = {
+  native: '@graniteflow/native',
   wasm: '@tensorflow/tfjs-backend-wasm',
   cpu: '@tensorflow/tfjs-backend-cpu',
   tensorflow: '@tensorflow/tfjs-node',
@@ -60,6 +63,8 @@ function registerTensorflow(): boolean {
 function loadBackendPackage(name: BackendName): boolean {
   if (tf.findBackendFactory(name) != null) return true;
   switch (name) {
+    case 'native':
+      return registerNativeBackend();
     case 'wasm':
       return registerWasm();
     case 'cpu':
@@ -79,12 +84,13 @@ export function isBackendAvailable(name: BackendName): boolean {
 
 /** Backends whose packages are installed here, in order of preference for Node. */
 export function availableBackends(): BackendName[] {
-  return (['tensorflow', 'wasm', 'cpu'] as const).filter((b) => isBackendAvailable(b));
+  return (['native', 'tensorflow', 'wasm', 'cpu'] as const).filter((b) => isBackendAvailable(b));
 }
 
 /**
- * The backend to use when the caller names none: `GRANITEFLOW_BACKEND` if set, otherwise `wasm`
- * (XNNPACK matmuls, ~40x the pure-JS cpu backend), otherwise `cpu`.
+ * The backend to use when the caller names none: `GRANITEFLOW_BACKEND` if set, otherwise `native`
+ * when `@graniteflow/native` loads (multi-threaded SIMD kernels, packed weights, no heap ceiling),
+ * otherwise `wasm` (XNNPACK matmuls, ~40x the pure-JS cpu backend), otherwise `cpu`.
  */
 export function defaultBackendName(): BackendName {
   const fromEnv = process.env.GRANITEFLOW_BACKEND;
@@ -96,6 +102,7 @@ export function defaultBackendName(): BackendName {
     }
     return fromEnv;
   }
+  if (isBackendAvailable('native')) return 'native';
   return isBackendAvailable('wasm') ? 'wasm' : 'cpu';
 }
 
@@ -116,6 +123,9 @@ export async function initBackend(name?: BackendName | string): Promise<BackendN
     );
   }
   if (!loadBackendPackage(wanted)) {
+    if (wanted === NATIVE_BACKEND) {
+      throw new BackendError(`The "native" backend is not available: ${nativeUnavailableReason()}.`);
+    }
     throw new BackendError(
       `The "${wanted}" backend is not installed. Install it with: npm install ${BACKEND_PACKAGES[wanted]}`,
     );
@@ -129,7 +139,7 @@ export async function initBackend(name?: BackendName | string): Promise<BackendN
     throw new BackendError(`The "${wanted}" backend failed to start: ${(err as Error).message}`);
   }
   if (!ok) throw new BackendError(`The "${wanted}" backend failed to initialise.`);
-  if (wanted === 'cpu') silenceCpuNodeAdvice();
+  if (wanted === 'cpu' || wanted === NATIVE_BACKEND) silenceCpuNodeAdvice();
   return wanted;
 }
 

@@ -29,6 +29,8 @@ export {
 } from './kernels/define_kernel';
 export type { FlatArray, FusedKernel, TensorSpec } from './kernels/fused_kernel';
 export { vjp } from './kernels/vjp';
+export { nativeAddon, nativeUnavailableReason, type NativeAddon } from './native/native_addon';
+export { NATIVE_BACKEND, nativeKernel, registerNativeBackend } from './native/native_backend';
 export { wasmHeap, type WasmHeap } from './kernels/wasm_heap';
 export { webAssemblyApi, type WasmMemory, type WebAssemblyApi } from './kernels/webassembly_api';
 export { Module, type LoadStateDictOptions, type StateDict } from './module/module';
@@ -71,7 +73,6 @@ export { SafetensorsFile, type SafetensorsTensorInfo } from './safetensors/reade
 export { writeSafetensors, type WritableTensor, type WriteSafetensorsOptions } from './safetensors/writer';
 export { Checkpoint, INDEX_FILE, SINGLE_FILE } from './safetensors/checkpoint';
 export { encodeNpy, readNpy, writeNpy, type NpyArray } from './io/npy';
-export { FileKindError, openRegularFile, pathEntryExists, readRegularFile, readRegularFileAsync } from './io/regular_file';
 export { FileKindError, openRegularFile, pathEntryExists, readRegularFile, readRegularFileAsync } from './io/regular_file';
 export { tensorFromWriter } from './io/tensor_from_writer';
 export { formatTable, measure, type Timing } from './benchmark';

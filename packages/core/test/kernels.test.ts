@@ -31,7 +31,7 @@ describeBackends('defineKernel', (backend) => {
   const scale = () => tf.tensor1d([2]);
 
   it('runs the fused kernel on cpu and wasm and agrees with the reference', () => {
-    expect(ScaledPower.hasFused()).toBe(backend === 'cpu' || backend === 'wasm');
+    expect(ScaledPower.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
     const inputs = { x: x(), scale: scale(), bias: tf.tensor1d([0.5, 0, 1]) };
     const [y, z] = ScaledPower.run(inputs, { power: 2 });
     const [ry, rz] = ScaledPower.reference(inputs, { power: 2 });

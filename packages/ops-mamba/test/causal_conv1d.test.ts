@@ -8,7 +8,7 @@ const TOL = { atol: 1e-5, rtol: 1e-5 };
 
 describeBackends('causalConv1d', (backend) => {
   it('runs fused on cpu and wasm', () => {
-    expect(causalConv1dKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm');
+    expect(causalConv1dKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
   });
 
   it('a hand-computed case: taps, bias, state and the returned state', () => {

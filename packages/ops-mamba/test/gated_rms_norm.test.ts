@@ -6,7 +6,7 @@ import { f64, randn } from './random';
 
 describeBackends('gatedRmsNorm', (backend) => {
   it('runs fused on cpu and wasm', () => {
-    expect(gatedRmsNormKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm');
+    expect(gatedRmsNormKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
   });
 
   it('a hand-computed case: the gate comes before the norm', () => {

@@ -56,7 +56,7 @@ const TOL = { atol: 2e-4, rtol: 2e-4 };
 
 describeBackends('selectiveScan', (backend) => {
   it('runs fused on cpu and wasm', () => {
-    expect(selectiveScanKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm');
+    expect(selectiveScanKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
   });
 
   for (const c of CASES) {

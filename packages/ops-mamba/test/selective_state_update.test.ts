@@ -21,7 +21,7 @@ function makeArgs(batch: number, Hm: number, P: number, G: number, N: number): S
 
 describeBackends('selectiveStateUpdate', (backend) => {
   it('runs fused on cpu and wasm', () => {
-    expect(selectiveStateUpdateKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm');
+    expect(selectiveStateUpdateKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
   });
 
   for (const [batch, Hm, P, G, N, limit] of [

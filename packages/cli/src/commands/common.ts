@@ -15,7 +15,7 @@ export interface Command {
 }
 
 /** Backend names --backend accepts (whether each is installed is checked when it starts). */
-const BACKENDS = ['wasm', 'cpu', 'tensorflow', 'webgl', 'webgpu'];
+const BACKENDS = ['native', 'wasm', 'cpu', 'tensorflow', 'webgl', 'webgpu'];
 
 /** Loads the model named by --model (and --backend, --revision, --cache-dir, --offline, --quiet). */
 export async function loadFromArgs(

@@ -1,5 +1,6 @@
 import './register_tfjs_gradients';
 import * as tf from '@tensorflow/tfjs-core';
+import type { KernelFunc } from '@tensorflow/tfjs-core';
 import type { FusedKernel } from './fused_kernel';
 import { cpuKernelFunc, wasmKernelFunc } from './backend_adapters';
 import { PRESENT_INPUTS_ATTR, presentInputNames } from './present_inputs';
@@ -10,9 +11,13 @@ export type KernelInputs = { [name: string]: tf.Tensor | undefined };
 /** Attributes of a kernel: plain numbers, strings, booleans or arrays of them. */
 export type KernelAttrs = { [name: string]: number | string | boolean | number[] | null };
 
-/** Backends that run a fused kernel from a {@link FusedKernel} body. */
-export type FusedBackend = 'cpu' | 'wasm';
-export const FUSED_BACKENDS: readonly FusedBackend[] = ['cpu', 'wasm'];
+/**
+ * Backends that run a fused kernel from a {@link FusedKernel} body. `native` holds its tensors as
+ * the cpu backend does, so it runs the same body as `cpu` unless the definition gives it a kernel
+ * of its own ({@link KernelDefinition.backendKernels}).
+ */
+export type FusedBackend = 'cpu' | 'wasm' | 'native';
+export const FUSED_BACKENDS: readonly FusedBackend[] = ['cpu', 'wasm', 'native'];
 
 /**
  * How gradients of a fused kernel are computed: a hand-written function returning one thunk per
@@ -32,8 +37,13 @@ export interface KernelDefinition<I extends KernelInputs, A extends KernelAttrs>
   reference(inputs: I, attrs: A): tf.Tensor[];
   /** Fused body shared by the cpu and wasm kernels. */
   fused?: FusedKernel<I, A>;
-  /** Backends the fused body is registered for (default both `cpu` and `wasm`). */
+  /** Backends the fused body is registered for (default every {@link FUSED_BACKENDS} entry). */
   fusedBackends?: readonly FusedBackend[];
+  /**
+   * Kernels of a backend's own that replace the fused body there (e.g. `native` calling
+   * `@graniteflow/native`): each makes the kernel function, or returns null to keep the fused body.
+   */
+  backendKernels?: Partial<Record<FusedBackend, () => KernelFunc | null>>;
   /** Gradient of the fused kernel; omit for inference-only kernels (then backprop throws). */
   gradient?: KernelGradient<I, A>;
   /** Inputs that carry no gradient (indices, masks). */
@@ -171,7 +181,8 @@ export function defineKernel<I extends KernelInputs, A extends KernelAttrs>(
       for (const backendName of fusedBackends) {
         if (tf.getKernel(def.name, backendName) != null) continue;
         const kernelFunc =
-          backendName === 'cpu' ? cpuKernelFunc(def.fused) : wasmKernelFunc(def.fused);
+          def.backendKernels?.[backendName]?.() ??
+          (backendName === 'wasm' ? wasmKernelFunc(def.fused) : cpuKernelFunc(def.fused));
         tf.registerKernel({ kernelName: def.name, backendName, kernelFunc });
       }
     }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineKernel } from '../kernels/define_kernel';
+import { nativeKernel } from '../native/native_backend';
 import { packedRowBytes, type PackedFormat } from './formats';
 import { storageBytes } from './packed_matmul';
 import type { PackedTensor } from './packed_tensor';
@@ -41,6 +42,17 @@ export const PackedGather = defineKernel<PackedGatherInputs, PackedGatherAttrs>(
       const bytes = storageBytes(w, attrs.rows * packedRowBytes(attrs.format, attrs.cols));
       gatherRowsInto(bytes, ids, out as Float32Array, attrs);
     },
+  },
+  backendKernels: {
+    native: nativeKernel<PackedGatherAttrs>((addon, { w, ids }, { format, rows, cols }) => {
+      const rowIds = ids.values as Int32Array;
+      for (const id of rowIds) {
+        if (!(id >= 0 && id < rows)) throw new RangeError(`Row id ${id} is outside the packed table [0, ${rows}).`);
+      }
+      const out = new Float32Array(rowIds.length * cols);
+      addon.dequantizeRows(format, storageBytes(w.values, rows * packedRowBytes(format, cols)), cols, rowIds, out);
+      return { shape: [rowIds.length, cols], values: out };
+    }),
   },
 });
 

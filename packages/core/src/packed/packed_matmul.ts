@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineKernel } from '../kernels/define_kernel';
 import type { FlatArray } from '../kernels/fused_kernel';
+import { nativeKernel } from '../native/native_backend';
 import { packedRowBytes, type PackedFormat } from './formats';
 import type { PackedTensor } from './packed_tensor';
 import { dequantizeRowsInto } from './quantize';
@@ -53,6 +54,15 @@ export const PackedMatMul = defineKernel<PackedMatMulInputs, PackedMatMulAttrs>(
         }
       }
     },
+  },
+  backendKernels: {
+    native: nativeKernel<PackedMatMulAttrs>((addon, { x, w }, { format, outFeatures, inFeatures }) => {
+      const n = x.shape[0];
+      const y = new Float32Array(n * outFeatures);
+      const bytes = storageBytes(w.values, outFeatures * packedRowBytes(format, inFeatures));
+      addon.matmul(format, bytes, outFeatures, inFeatures, x.values as Float32Array, n, y);
+      return { shape: [n, outFeatures], values: y };
+    }),
   },
   gradient: 'reference',
 });

@@ -7,13 +7,13 @@ declare const beforeAll: (hook: () => Promise<unknown> | void) => void;
 
 /**
  * Backends the backend-tier tests run on: `GRANITEFLOW_TEST_BACKENDS` (comma-separated) if set,
- * otherwise every one of cpu, wasm and tensorflow that is installed.
+ * otherwise every one of cpu, wasm, native and tensorflow that is available.
  */
 export function testBackends(): BackendName[] {
   const fromEnv = process.env.GRANITEFLOW_TEST_BACKENDS;
   const wanted = fromEnv
     ? (fromEnv.split(',').map((s) => s.trim()) as BackendName[])
-    : (['cpu', 'wasm', 'tensorflow'] as BackendName[]);
+    : (['cpu', 'wasm', 'native', 'tensorflow'] as BackendName[]);
   return wanted.filter((b) => isBackendAvailable(b));
 }
 

@@ -1,0 +1,72 @@
+import type { WeightDtype } from '../packed/formats';
+
+/**
+ * What core uses of `@graniteflow/native` (an optional dependency): multi-threaded SIMD kernels
+ * over plain typed arrays, dispatched at run time to the best instruction set the CPU has.
+ */
+export interface NativeAddon {
+  /** y[n, out] = x[n, in] · Wᵀ for a weight W [out, in] packed in `format` (or f32). */
+  matmul(
+    format: WeightDtype,
+    w: Uint8Array,
+    outFeatures: number,
+    inFeatures: number,
+    x: Float32Array,
+    nRows: number,
+    y: Float32Array,
+  ): void;
+  /** C[M, N] = op(A) · op(B), op transposing when asked; row-major float32. */
+  gemmF32(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    transposeA: boolean,
+    transposeB: boolean,
+  ): void;
+  /** Rows `rowIndices` of a packed table, unpacked into `dst` [rows.length, cols]. */
+  dequantizeRows(format: WeightDtype, src: Uint8Array, cols: number, rowIndices: Int32Array, dst: Float32Array): void;
+  /** Packs `rows` × `cols` floats into `dst` (ggml's reference quantizers, bit for bit). */
+  quantize(format: WeightDtype, src: Float32Array, rows: number, cols: number, dst: Uint8Array): void;
+  /** A read-only memory map of (part of) a file, as an ArrayBuffer outside the JS heap. */
+  mmapFile(path: string, options?: { offset?: number; length?: number }): ArrayBuffer;
+  /** Calls per kernel and instruction-set level since start. */
+  counters(): Record<string, number>;
+}
+
+/** Why the native addon is not used, or undefined when it loaded. */
+let unavailable: string | undefined;
+let loaded: NativeAddon | null | undefined;
+
+/**
+ * `@graniteflow/native` when it is installed, built for this platform and not switched off with
+ * `GRANITEFLOW_NATIVE=0`; otherwise null (see {@link nativeUnavailableReason}). Loaded once.
+ */
+export function nativeAddon(): NativeAddon | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  if (process.env.GRANITEFLOW_NATIVE === '0') {
+    unavailable = 'switched off with GRANITEFLOW_NATIVE=0';
+    return loaded;
+  }
+  try {
+    const mod = require('@graniteflow/native') as { loadNative(): NativeAddon | null; nativeUnavailableReason?(): string };
+    loaded = mod.loadNative();
+    if (loaded === null) unavailable = mod.nativeUnavailableReason?.() ?? 'its binary did not load';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    unavailable =
+      code === 'MODULE_NOT_FOUND'
+        ? '@graniteflow/native is not installed (npm install @graniteflow/native)'
+        : `@graniteflow/native failed to load: ${(err as Error).message}`;
+  }
+  return loaded;
+}
+
+/** Why {@link nativeAddon} returned null (undefined when it did not). */
+export function nativeUnavailableReason(): string | undefined {
+  nativeAddon();
+  return unavailable;
+}
