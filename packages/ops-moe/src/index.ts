@@ -1,6 +1,6 @@
 /**
  * Sparse mixture-of-experts for TensorFlow.js: top-k router, sorted dispatch, grouped SwiGLU
- * experts, combine, the shared MLP, the load-balancing loss, and the Granite-named modules.
+ * experts (float32 or packed BF16 / Q8_0 / Q4_0 expert weights), combine, the shared MLP, the load-balancing loss, and the Granite-named modules.
  * @module ops-moe
  */
 import './register_kernels';
@@ -14,9 +14,10 @@ export { moeCombine } from './ops/moe_combine';
 export { moeCombineReference } from './ops/moe_combine_reference';
 export { swiglu } from './ops/swiglu';
 export { swigluReference } from './ops/swiglu_reference';
-export { moeExperts, type MoeExpertsOptions, type MoeExpertsPath } from './ops/moe_experts';
+export { moeExperts, type ExpertWeight, type MoeExpertsOptions, type MoeExpertsPath } from './ops/moe_experts';
 export { moeExpertsReference } from './ops/moe_experts_reference';
 export { groupedExperts } from './ops/grouped_experts';
+export { packedExpertsReference } from './ops/packed_experts_reference';
 export { sparseMoe, type SparseMoeResult } from './ops/sparse_moe';
 export { sparseMoeReference } from './ops/sparse_moe_reference';
 export { loadBalancingLoss } from './ops/load_balancing_loss';

@@ -3,6 +3,7 @@
  * and attrs, gathered in {@link MoeKernelSpecs}.
  */
 import type { Tensor } from '@tensorflow/tfjs-core';
+import type { PackedFormat } from '@graniteflow/core';
 
 /** Top-k routing: top-k of raw logits, softmax over the k selected only (GRANITE.md P11). */
 export const MoeTopKRouter = 'MoeTopKRouter';
@@ -47,6 +48,31 @@ export type MoeExpertsGemvInputs = {
 };
 export type MoeExpertsGemvAttrs = Record<string, never>;
 
+/**
+ * Routed experts over packed (BF16 / Q8_0 / Q4_0) expert weights: slots grouped by expert, each
+ * non-empty expert's token group multiplied by that expert's rows only, unpacked a row at a time.
+ */
+export const MoePackedExperts = 'MoePackedExperts';
+/**
+ * `x` [N, H]; `inputLinear`, `outputLinear`: the int32 storage of the packed [E, 2I, H] and
+ * [E, H, I] weights (`PackedTensor.bytes`); `indices` [N, k] int32; `weights` [N, k].
+ */
+export type MoePackedExpertsInputs = {
+  x: Tensor;
+  inputLinear: Tensor;
+  outputLinear: Tensor;
+  indices: Tensor;
+  weights: Tensor;
+};
+/** Formats of the two weights and the sizes E, H, I (the storage tensors carry no shape of their own). */
+export type MoePackedExpertsAttrs = {
+  inputFormat: PackedFormat;
+  outputFormat: PackedFormat;
+  numExperts: number;
+  hiddenSize: number;
+  intermediateSize: number;
+};
+
 /** Row gather `out[p] = x[rows[p]]` whose gradient is {@link MoeScatterRows} (works where tfjs has no UnsortedSegmentSum, e.g. wasm). */
 export const MoeGatherRows = 'MoeGatherRows';
 /** `x` [N, H]; `rows` [M] int32 in [0, N). */
@@ -75,6 +101,7 @@ export interface MoeKernelSpecs {
   [MoeCombine]: { inputs: MoeCombineInputs; attrs: MoeCombineAttrs };
   [MoeSwiGLU]: { inputs: MoeSwiGLUInputs; attrs: MoeSwiGLUAttrs };
   [MoeExpertsGemv]: { inputs: MoeExpertsGemvInputs; attrs: MoeExpertsGemvAttrs };
+  [MoePackedExperts]: { inputs: MoePackedExpertsInputs; attrs: MoePackedExpertsAttrs };
   [MoeGatherRows]: { inputs: MoeGatherRowsInputs; attrs: MoeGatherRowsAttrs };
   [MoeScatterRows]: { inputs: MoeScatterRowsInputs; attrs: MoeScatterRowsAttrs };
   [MoeTakeRows]: { inputs: MoeTakeRowsInputs; attrs: MoeTakeRowsAttrs };

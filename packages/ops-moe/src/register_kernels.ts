@@ -5,6 +5,7 @@
 import { moeCombineKernel } from './kernels/MoeCombine';
 import { moeDispatchKernel } from './kernels/MoeDispatch';
 import { moeExpertsGemvKernel } from './kernels/MoeExpertsGemv';
+import { moePackedExpertsKernel } from './kernels/MoePackedExperts';
 import { moeGatherRowsKernel, moeScatterRowsKernel } from './kernels/MoeRows';
 import { moeSwiGLUKernel } from './kernels/MoeSwiGLU';
 import { moeTakeRowsKernel } from './kernels/MoeTakeRows';
@@ -16,6 +17,7 @@ export const MOE_KERNELS = [
   moeDispatchKernel,
   moeSwiGLUKernel,
   moeExpertsGemvKernel,
+  moePackedExpertsKernel,
   moeCombineKernel,
   moeGatherRowsKernel,
   moeScatterRowsKernel,

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Linear, Module, Parameter } from '@graniteflow/core';
 import { fail, shapeStr } from '../ops/checks';
-import type { MoeExpertsOptions } from '../ops/moe_experts';
+import type { ExpertWeight, MoeExpertsOptions } from '../ops/moe_experts';
 import { sparseMoe, type SparseMoeResult } from '../ops/sparse_moe';
 import { sparseMoeReference } from '../ops/sparse_moe_reference';
 
@@ -27,7 +27,11 @@ export class MoeRouter extends Module {
   }
 }
 
-/** Stacked expert weights `weight` [E, out, in]: each `weight[e]` is an ordinary [out, in] linear weight. */
+/**
+ * Stacked expert weights `weight` [E, out, in]: each `weight[e]` is an ordinary [out, in] linear
+ * weight. `weight.pack('q4_0')` (or `'q8_0'`, `'bf16'`) holds it packed, expert e's rows contiguous,
+ * and the experts then run on the packed bytes, reading only the routed experts.
+ */
 export class ExpertLinear extends Module {
   readonly weight: Parameter;
 
@@ -38,6 +42,11 @@ export class ExpertLinear extends Module {
   ) {
     super();
     this.weight = new Parameter([numExperts, outFeatures, inFeatures]);
+  }
+
+  /** The weight as the experts op takes it: packed when the parameter holds it packed, else float32. */
+  get experts(): ExpertWeight {
+    return this.weight.packed ?? this.weight.value;
   }
 }
 
@@ -84,22 +93,27 @@ export class SparseMoE extends Module {
     // The router Linear keeps its weight as [H, E]; the op takes the checkpoint's [E, H].
     const routerWeight = this.router.layer.weight.checkpointValue();
     try {
-      return sparseMoe(x, routerWeight, this.input_linear.weight.value, this.output_linear.weight.value, this.config.topK, options);
+      return sparseMoe(x, routerWeight, this.input_linear.experts, this.output_linear.experts, this.config.topK, options);
     } finally {
       routerWeight.dispose();
     }
   }
 
-  /** The dense reference of {@link forward} (every expert on every token): tests and fallback only. */
+  /**
+   * The dense reference of {@link forward} (every expert on every token): tests and fallback only.
+   * Packed experts are unpacked whole for it (all E of them, for the duration of the call).
+   */
   forwardDense(x: tf.Tensor): tf.Tensor {
     this.checkInput(x);
+    // Inside the tidy: an unpacked copy is freed at its end, a float32 value is the parameter's own.
+    const floats = (w: Parameter) => (w.packed !== null ? w.checkpointValue() : w.value);
     return tf.tidy(() => {
       const h = this.config.hiddenSize;
       const { output } = sparseMoeReference(
         tf.reshape(x, [-1, h]),
         this.router.layer.weight.checkpointValue(),
-        this.input_linear.weight.value,
-        this.output_linear.weight.value,
+        floats(this.input_linear.weight),
+        floats(this.output_linear.weight),
         this.config.topK,
       );
       return tf.reshape(output, x.shape);

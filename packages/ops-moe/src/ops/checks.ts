@@ -1,5 +1,10 @@
 import type * as tf from '@tensorflow/tfjs-core';
 
+/** Anything with a shape: a tensor, or a packed weight (`PackedTensor`). */
+export interface Shaped {
+  readonly shape: readonly number[];
+}
+
 /** `[a,b,c]` for error messages. */
 export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
@@ -11,8 +16,8 @@ export function fail(op: string, message: string): never {
 }
 
 /** Asserts `t` has rank `rank`, describing the expected layout (e.g. `[N, E]`). */
-export function checkRank(op: string, name: string, t: tf.Tensor, rank: number, layout: string): void {
-  if (t.rank !== rank) fail(op, `${name} must be ${layout} (rank ${rank}), got ${shapeStr(t.shape)}.`);
+export function checkRank(op: string, name: string, t: Shaped, rank: number, layout: string): void {
+  if (t.shape.length !== rank) fail(op, `${name} must be ${layout} (rank ${rank}), got ${shapeStr(t.shape)}.`);
 }
 
 /** Asserts the dtype of `t`. */
@@ -27,14 +32,14 @@ export function checkDtype(op: string, name: string, t: tf.Tensor, dtype: tf.Dat
 export function checkDim(
   op: string,
   name: string,
-  t: tf.Tensor,
+  t: Shaped,
   axis: number,
   expected: number,
   otherName: string,
-  other: tf.Tensor,
+  other: Shaped,
   layout: string,
 ): void {
-  const ax = axis < 0 ? t.rank + axis : axis;
+  const ax = axis < 0 ? t.shape.length + axis : axis;
   if (t.shape[ax] !== expected) {
     fail(
       op,

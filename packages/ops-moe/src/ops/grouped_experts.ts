@@ -5,6 +5,48 @@ import { moeGatherRowsKernel } from '../kernels/MoeRows';
 import { moeSwiGLUKernel } from '../kernels/MoeSwiGLU';
 import { moeTakeRowsKernel } from '../kernels/MoeTakeRows';
 
+/** `x[start : start + count]` along the leading axis, as one block copy where the backend has it. */
+export function takeRows(x: tf.Tensor, start: number, count: number): tf.Tensor {
+  return moeTakeRowsKernel.run({ x }, { start, count })[0];
+}
+
+/**
+ * The sorted-dispatch path over any source of expert weights: one matMul pair per non-empty expert
+ * on its contiguous rows. `expertWeights(e)` gives expert e's `[2I, H]` and `[H, I]` weights; it is
+ * called only for experts that received a token, inside a scope of that expert's own (so whatever it
+ * makes is freed before the next expert).
+ */
+export function groupedExpertsFrom(
+  x: tf.Tensor,
+  indices: tf.Tensor,
+  weights: tf.Tensor,
+  numExperts: number,
+  expertWeights: (expert: number) => [tf.Tensor, tf.Tensor],
+): tf.Tensor {
+  return tf.tidy(() => {
+    const [order, tokens, offsetsT] = moeDispatchKernel.run({ indices }, { numExperts });
+    const offsets = offsetsT.dataSync(); // E + 1 ints: which experts have work
+    const xs = moeGatherRowsKernel.run({ x, rows: tokens }, {})[0]; // [M, H], rows grouped by expert
+    const parts: tf.Tensor[] = [];
+    for (let ex = 0; ex < numExperts; ex++) {
+      const start = offsets[ex];
+      const count = offsets[ex + 1] - start;
+      if (count === 0) continue;
+      parts.push(
+        tf.tidy(() => {
+          const [w1, w2] = expertWeights(ex);
+          const rows = takeRows(xs, start, count); // [c, H]
+          const a = tf.matMul(rows, w1, false, true); // [c, 2I]
+          const act = moeSwiGLUKernel.run({ a }, {})[0]; // [c, I]
+          return tf.matMul(act, w2, false, true); // [c, H]
+        }),
+      );
+    }
+    const ys = parts.length === 1 ? parts[0] : tf.concat(parts, 0); // [M, H]
+    return moeCombineKernel.run({ expertOutputs: ys, order, weights }, {})[0];
+  });
+}
+
 /**
  * The sorted-dispatch path: one matMul pair per non-empty expert on its contiguous rows. Also the
  * reference (and so the gradient) of the in-place gemv kernel.
@@ -18,29 +60,8 @@ export function groupedExperts(
 ): tf.Tensor {
   const [e, twoI, h] = inputLinear.shape;
   const i = twoI / 2;
-  return tf.tidy(() => {
-    const [order, tokens, offsetsT] = moeDispatchKernel.run({ indices }, { numExperts: e });
-    const offsets = offsetsT.dataSync(); // E + 1 ints: which experts have work
-    const xs = moeGatherRowsKernel.run({ x, rows: tokens }, {})[0]; // [M, H], rows grouped by expert
-    const parts: tf.Tensor[] = [];
-    for (let ex = 0; ex < e; ex++) {
-      const start = offsets[ex];
-      const count = offsets[ex + 1] - start;
-      if (count === 0) continue;
-      // Each expert in its own scope so its weight slices are freed before the next one.
-      parts.push(
-        tf.tidy(() => {
-          const take = (t: tf.Tensor, from: number, n: number) => moeTakeRowsKernel.run({ x: t }, { start: from, count: n })[0];
-          const rows = take(xs, start, count); // [c, H]
-          const w1 = tf.reshape(take(inputLinear, ex, 1), [twoI, h]);
-          const a = tf.matMul(rows, w1, false, true); // [c, 2I]
-          const act = moeSwiGLUKernel.run({ a }, {})[0]; // [c, I]
-          const w2 = tf.reshape(take(outputLinear, ex, 1), [h, i]);
-          return tf.matMul(act, w2, false, true); // [c, H]
-        }),
-      );
-    }
-    const ys = parts.length === 1 ? parts[0] : tf.concat(parts, 0); // [M, H]
-    return moeCombineKernel.run({ expertOutputs: ys, order, weights }, {})[0];
-  });
+  return groupedExpertsFrom(x, indices, weights, e, (ex) => [
+    tf.reshape(takeRows(inputLinear, ex, 1), [twoI, h]),
+    tf.reshape(takeRows(outputLinear, ex, 1), [h, i]),
+  ]);
 }

@@ -1,7 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { PackedTensor } from '@graniteflow/core';
 import { moeExpertsGemvKernel, reserveGemvScratch } from '../kernels/MoeExpertsGemv';
+import { moePackedExpertsKernel } from '../kernels/MoePackedExperts';
 import { groupedExperts } from './grouped_experts';
-import { checkDim, checkDtype, checkRank, fail } from './checks';
+import { checkDim, checkDtype, checkRank, fail, shapeStr } from './checks';
+
+/**
+ * Stacked expert weights as the routed-experts op takes them: a float32 tensor, or a weight held
+ * packed (`PackedTensor`, e.g. `Parameter.packed` after `weight.pack('q4_0')`).
+ */
+export type ExpertWeight = tf.Tensor | PackedTensor;
+
+/** What an expert weight is held as, for error messages. */
+function describeWeight(w: ExpertWeight): string {
+  return w instanceof PackedTensor ? `packed as ${w.format}` : `a ${w.dtype} tensor`;
+}
 
 /** How {@link moeExperts} computes the routed experts. */
 export type MoeExpertsPath = 'auto' | 'grouped' | 'gemv';
@@ -15,6 +28,11 @@ export interface MoeExpertsOptions {
    * `'grouped'`. Measured on wasm (H-Tiny shapes): gemv 2.9 ms vs grouped 2.6 s at 1 token,
    * 50 ms vs 353 ms at 16, 1.47 s vs 6.7 s at 512 — tfjs-wasm's transposed matMul on freshly
    * sliced expert weights does not reach XNNPACK speed, while gemv streams each weight once per slot.
+   *
+   * With packed expert weights both paths group the slots by expert: `'grouped'` runs the kernel's
+   * reference (each routed expert unpacked in JavaScript, then stock matMuls), `'gemv'` and
+   * `'auto'` its fused body where the backend has one (rows unpacked one at a time; the native
+   * addon's packed matmul on `native`).
    */
   path?: MoeExpertsPath;
 }
@@ -26,13 +44,14 @@ export interface MoeExpertsOptions {
  * `e = indices[n,j]`. `input_linear` rows `[0, I)` are the gate, `[I, 2I)` the up projection.
  *
  * Two paths (see {@link MoeExpertsOptions}); both differentiable w.r.t. `x`, both weights and
- * `weights`. The grouped path (SwitchGLU-style): {@link moeDispatch}, gather rows, per non-empty
+ * `weights` (with packed expert weights: w.r.t. `x` and `weights`, the experts frozen). The grouped path (SwitchGLU-style): {@link moeDispatch}, gather rows, per non-empty
  * expert `matMul` + {@link swiglu} + `matMul`, then {@link moeCombine}. The gemv path never touches
  * unselected experts' weights, so a decode step reads only k experts.
  *
  * @param x tokens [N, H]
- * @param inputLinear packed gate/up weights [E, 2I, H]
- * @param outputLinear down weights [E, H, I]
+ * @param inputLinear gate/up weights [E, 2I, H] (gate rows first), float32 or packed
+ * @param outputLinear down weights [E, H, I], float32 or packed (packed exactly when `inputLinear` is,
+ *   in either format)
  * @param indices [N, k] int32 from {@link topKRouter}
  * @param weights [N, k] float32 from {@link topKRouter}
  *
@@ -46,20 +65,28 @@ export interface MoeExpertsOptions {
  */
 export function moeExperts(
   x: tf.Tensor,
-  inputLinear: tf.Tensor,
-  outputLinear: tf.Tensor,
+  inputLinear: ExpertWeight,
+  outputLinear: ExpertWeight,
   indices: tf.Tensor,
   weights: tf.Tensor,
   options: MoeExpertsOptions = {},
 ): tf.Tensor {
   const op = 'moeExperts';
+  if ((inputLinear instanceof PackedTensor) !== (outputLinear instanceof PackedTensor)) {
+    fail(
+      op,
+      `inputLinear ${shapeStr(inputLinear.shape)} is ${describeWeight(inputLinear)} but outputLinear ` +
+        `${shapeStr(outputLinear.shape)} is ${describeWeight(outputLinear)}: the experts need both weights packed ` +
+        '(in any formats) or both float32.',
+    );
+  }
   checkRank(op, 'x', x, 2, '[N, H]');
   checkRank(op, 'inputLinear', inputLinear, 3, '[E, 2I, H]');
   checkRank(op, 'outputLinear', outputLinear, 3, '[E, H, I]');
   checkRank(op, 'indices', indices, 2, '[N, k]');
   checkRank(op, 'weights', weights, 2, '[N, k]');
   for (const [name, t] of [['x', x], ['inputLinear', inputLinear], ['outputLinear', outputLinear], ['weights', weights]] as const) {
-    checkDtype(op, name, t, 'float32');
+    if (t instanceof tf.Tensor) checkDtype(op, name, t, 'float32');
   }
   checkDtype(op, 'indices', indices, 'int32');
   const [n, h] = x.shape;
@@ -76,10 +103,23 @@ export function moeExperts(
 
   const path = options.path ?? 'auto';
   if (n === 0) return tf.zeros([0, h]);
+  if (inputLinear instanceof PackedTensor && outputLinear instanceof PackedTensor) {
+    const inputs = { x, inputLinear: inputLinear.bytes, outputLinear: outputLinear.bytes, indices, weights };
+    const attrs = {
+      inputFormat: inputLinear.format,
+      outputFormat: outputLinear.format,
+      numExperts: e,
+      hiddenSize: h,
+      intermediateSize: i,
+    };
+    const kernel = moePackedExpertsKernel;
+    return (path === 'grouped' ? kernel.reference(inputs, attrs) : kernel.run(inputs, attrs))[0];
+  }
+  const [w1, w2] = [inputLinear as tf.Tensor, outputLinear as tf.Tensor];
   const useGemv = path === 'gemv' || (path === 'auto' && moeExpertsGemvKernel.hasFused());
   if (useGemv) {
     reserveGemvScratch(i);
-    return moeExpertsGemvKernel.run({ x, inputLinear, outputLinear, indices, weights }, {})[0];
+    return moeExpertsGemvKernel.run({ x, inputLinear: w1, outputLinear: w2, indices, weights }, {})[0];
   }
-  return groupedExperts(x, inputLinear, outputLinear, indices, weights);
+  return groupedExperts(x, w1, w2, indices, weights);
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { checkDim, checkRank, fail, shapeStr } from './checks';
-import { moeExperts, type MoeExpertsOptions } from './moe_experts';
+import { moeExperts, type ExpertWeight, type MoeExpertsOptions } from './moe_experts';
 import { topKRouter } from './top_k_router';
 
 /** Result of {@link sparseMoe}. */
@@ -14,12 +14,13 @@ export interface SparseMoeResult {
 /**
  * The sparse MoE feed-forward (GRANITE.md §4.5): router logits `x·Wrᵀ`, {@link topKRouter},
  * {@link moeExperts} (only routed tokens reach an expert). Differentiable w.r.t. `x`, the router
- * weight and both expert weights.
+ * weight and both expert weights; with packed expert weights (`PackedTensor`) w.r.t. `x` and the
+ * router weight, the experts frozen. The router stays float32 (mixed precision: only experts pack).
  *
  * @param x [..., H]
  * @param routerWeight [E, H] (`router.layer.weight`)
- * @param inputLinear [E, 2I, H] (`input_linear.weight`)
- * @param outputLinear [E, H, I] (`output_linear.weight`)
+ * @param inputLinear [E, 2I, H] (`input_linear.weight`), float32 or packed
+ * @param outputLinear [E, H, I] (`output_linear.weight`), float32 or packed
  * @param k experts per token
  *
  * @example
@@ -33,8 +34,8 @@ export interface SparseMoeResult {
 export function sparseMoe(
   x: tf.Tensor,
   routerWeight: tf.Tensor,
-  inputLinear: tf.Tensor,
-  outputLinear: tf.Tensor,
+  inputLinear: ExpertWeight,
+  outputLinear: ExpertWeight,
   k: number,
   options: MoeExpertsOptions = {},
 ): SparseMoeResult {

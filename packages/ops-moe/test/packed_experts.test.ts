@@ -1,0 +1,304 @@
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  dequantizeRowsInto,
+  PackedMatMul,
+  PackedTensor,
+  packedRowBytes,
+  quantizeRows,
+  wasmHeap,
+  type PackedFormat,
+} from '@graniteflow/core';
+import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
+import {
+  moeExperts,
+  moeExpertsReference,
+  SharedMLP,
+  sparseMoe,
+  sparseMoeReference,
+  SparseMoE,
+  topKRouter,
+  type MoeExpertsPath,
+  type SparseMoEConfig,
+} from '../src';
+import { moePackedExpertsKernel, nativePackedExperts } from '../src/kernels/MoePackedExperts';
+import { jsPackedMatMul, packedExpertsImpl, type PackedRowsMatMul } from '../src/kernels/MoePackedExperts_impl';
+import { makeMoe, randn } from './helpers';
+
+const FORMATS: PackedFormat[] = ['bf16', 'q8_0', 'q4_0'];
+const PATHS: MoeExpertsPath[] = ['auto', 'grouped', 'gemv'];
+const TOL = { atol: 1e-4, rtol: 0 };
+
+/** A SparseMoE with seeded random weights whose two expert weights are then packed. */
+function packedMoe(config: SparseMoEConfig, formats: [PackedFormat, PackedFormat], seed: number): SparseMoE {
+  const moe = makeMoe(config, seed);
+  moe.input_linear.weight.pack(formats[0]);
+  moe.output_linear.weight.pack(formats[1]);
+  return moe;
+}
+
+/** The float32 weights the packed ones stand for: router, dequantized [E, 2I, H] and [E, H, I]. */
+function dequantizedWeights(moe: SparseMoE): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return [
+    moe.router.layer.weight.checkpointValue(),
+    moe.input_linear.weight.packed!.dequantize(),
+    moe.output_linear.weight.packed!.dequantize(),
+  ];
+}
+
+/** The dense float reference (every expert on every token) on the dequantized weights, shaped like x. */
+function denseOnDequantized(moe: SparseMoE, x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const [wr, w1, w2] = dequantizedWeights(moe);
+    const flat = tf.reshape(x, [-1, moe.config.hiddenSize]);
+    return tf.reshape(sparseMoeReference(flat, wr, w1, w2, moe.config.topK).output, x.shape);
+  });
+}
+
+/** Backends on which the fused JavaScript body runs (native has a kernel of its own). */
+const runsFusedBody = (backend: string) => backend === 'cpu' || backend === 'wasm';
+
+/** A float64 `y = x · Wᵀ` over unpacked rows: an addon stand-in independent of the kernel's own matmul. */
+const oracleMatMul: PackedRowsMatMul = (format, w, outFeatures, inFeatures, x, nRows, y) => {
+  const row = new Float32Array(inFeatures);
+  for (let o = 0; o < outFeatures; o++) {
+    dequantizeRowsInto(format, w, inFeatures, o, 1, row);
+    for (let r = 0; r < nRows; r++) {
+      let acc = 0;
+      for (let c = 0; c < inFeatures; c++) acc += row[c] * x[r * inFeatures + c];
+      y[r * outFeatures + o] = acc;
+    }
+  }
+};
+
+describeBackends('packed MoE experts', (backend) => {
+  const cases: [string, SparseMoEConfig, number[], [PackedFormat, PackedFormat][]][] = [
+    // bf16 has no blocks: ragged H and I.
+    ['ragged H 12, I 6, k 2', { hiddenSize: 12, intermediateSize: 6, numExperts: 5, topK: 2 }, [7, 12], [['bf16', 'bf16']]],
+    ['k = 1, many tokens', { hiddenSize: 64, intermediateSize: 32, numExperts: 6, topK: 1 }, [9, 64], FORMATS.map((f) => [f, f])],
+    ['k = E', { hiddenSize: 32, intermediateSize: 32, numExperts: 4, topK: 4 }, [5, 32], FORMATS.map((f) => [f, f])],
+    ['one token (decode)', { hiddenSize: 96, intermediateSize: 64, numExperts: 8, topK: 2 }, [1, 96], FORMATS.map((f) => [f, f])],
+    ['leading dims [2, 3]', { hiddenSize: 32, intermediateSize: 32, numExperts: 6, topK: 2 }, [2, 3, 32], [['q4_0', 'q8_0'], ['q8_0', 'bf16']]],
+    // 70 tokens on each of 2 experts: more than one group of rows per expert in the fused body.
+    ['70 tokens, every expert busy', { hiddenSize: 32, intermediateSize: 32, numExperts: 2, topK: 2 }, [70, 32], [['q4_0', 'q4_0']]],
+  ];
+  for (const [label, config, shape, formatPairs] of cases) {
+    it.each(formatPairs)(`${label}: %s/%s experts equal the dense float reference on the dequantized weights`, (f1, f2) => {
+      const compute = jest.spyOn(moePackedExpertsKernel.definition.fused!, 'compute');
+      const moe = packedMoe(config, [f1, f2], 5 + config.numExperts);
+      expect(moe.input_linear.weight.dtype).toBe(f1);
+      expect(moe.router.layer.weight.dtype).toBe('f32');
+      const x = randn(shape, 6);
+      const dense = denseOnDequantized(moe, x);
+      for (const path of PATHS) {
+        const y = moe.forward(x, { path });
+        expect(y.shape).toEqual(shape);
+        expectClose(y, dense, TOL, `${path} path`);
+        y.dispose();
+      }
+      // 'auto' and 'gemv' run the fused body here; 'grouped' is the composed reference.
+      expect(compute).toHaveBeenCalledTimes(runsFusedBody(backend) ? 2 : 0);
+      if (backend === 'wasm') {
+        // In place: the packed bytes the body read are views of the wasm heap, not copies.
+        const heap = wasmHeap()!;
+        expect(compute.mock.calls[0][0].inputLinear.buffer).toBe(heap.memory.buffer);
+      }
+      compute.mockRestore();
+      tf.dispose([x, dense]);
+      moe.dispose();
+    });
+  }
+
+  it('an expert that gets no token is never read: its bytes may be garbage', () => {
+    const config = { hiddenSize: 32, intermediateSize: 32, numExperts: 4, topK: 1 };
+    const moe = makeMoe(config, 3);
+    // Router: expert 2 for positive x, nobody else ever.
+    moe.router.layer.weight.assign(tf.tidy(() => tf.concat([tf.zeros([2, 32]), tf.ones([1, 32]), tf.fill([1, 32], -1)])));
+    // Every q8_0 scale of experts 0, 1 and 3 set to an f16 NaN: any use of them poisons the output.
+    for (const [linear, rows, cols] of [[moe.input_linear, 64, 32], [moe.output_linear, 32, 32]] as const) {
+      const floats = linear.weight.checkpointValue();
+      const bytes = quantizeRows('q8_0', floats.dataSync() as Float32Array, 4 * rows, cols);
+      floats.dispose();
+      const expertBytes = rows * packedRowBytes('q8_0', cols);
+      for (const ex of [0, 1, 3]) {
+        for (let at = ex * expertBytes; at < (ex + 1) * expertBytes; at += 34) bytes.set([0x00, 0x7e], at);
+      }
+      linear.weight.assignPacked(PackedTensor.fromBytes('q8_0', [4, rows, cols], bytes));
+    }
+    const x = tf.abs(randn([5, 32], 4));
+    const [wr, w1, w2] = dequantizedWeights(moe);
+    const { indices, weights } = topKRouter(tf.matMul(x, wr, false, true), 1);
+    expect(Array.from(indices.dataSync())).toEqual([2, 2, 2, 2, 2]);
+    expect(Number.isNaN(w1.dataSync()[0])).toBe(true);
+    // The per-slot float reference gathers only the routed experts, so it stays finite too.
+    const expected = moeExpertsReference(x, w1, w2, indices, weights);
+    for (const path of PATHS) expectClose(moe.forward(x, { path }), expected, TOL, path);
+    tf.dispose([x, wr, w1, w2, indices, weights, expected]);
+    moe.dispose();
+  });
+
+  it.each(['auto', 'grouped'] as const)(
+    'gradient w.r.t. the input and the router (%s path) equals autodiff of the dense reference on dequantized weights',
+    (path) => {
+      const config = { hiddenSize: 32, intermediateSize: 32, numExperts: 5, topK: 2 };
+      const moe = packedMoe(config, ['q4_0', 'q8_0'], 21);
+      const x = randn([2, 3, 32], 22);
+      const proj = randn([2, 3, 32], 23);
+      const [wr, w1, w2] = dequantizedWeights(moe);
+      const packed1 = moe.input_linear.weight.packed!;
+      const packed2 = moe.output_linear.weight.packed!;
+      const dense = (xx: tf.Tensor, r: tf.Tensor) =>
+        tf.sum(tf.mul(tf.reshape(sparseMoeReference(tf.reshape(xx, [6, 32]), r, w1, w2, 2).output, [2, 3, 32]), proj));
+      const sparse = (xx: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(sparseMoe(xx, r, packed1, packed2, 2, { path }).output, proj));
+      const expected = tf.grads(dense)([x, wr]);
+      const got = tf.grads(sparse)([x, wr]);
+      expectClose(got[0], expected[0], { atol: 1e-4, rtol: 1e-4 }, 'dx');
+      expectClose(got[1], expected[1], { atol: 1e-4, rtol: 1e-4 }, 'drouter');
+      // The module too: only the input is differentiated, the packed experts stay frozen.
+      const dxModule = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(moe.forward(xx, { path }), proj)))(x);
+      expectClose(dxModule, expected[0], { atol: 1e-4, rtol: 1e-4 }, 'module dx');
+      tf.dispose([x, proj, wr, w1, w2, ...expected, ...got, dxModule]);
+      moe.dispose();
+    },
+  );
+
+  it('the fused body reads only the routed experts, as subarrays of the packed bytes', () => {
+    const [n, h, i, k, e] = [6, 32, 32, 2, 5];
+    const floats = (shape: number[], seed: number) => tf.tidy(() => randn(shape, seed).dataSync() as Float32Array);
+    const w1 = quantizeRows('q4_0', floats([e * 2 * i, h], 1), e * 2 * i, h);
+    const w2 = quantizeRows('q4_0', floats([e * h, i], 2), e * h, i);
+    const indices = Int32Array.from([0, 3, 3, 0, 0, 3, 3, 4, 0, 4, 4, 3]); // expert 1 and 2 idle
+    const weights = Float32Array.from({ length: n * k }, (_, s) => 0.25 + s / 24);
+    const x = floats([n, h], 3);
+    const reads: { expert: number; rows: number; tokens: number; sameBuffer: boolean }[] = [];
+    const recording: PackedRowsMatMul = (format, w, outF, inF, xs, nRows, ys) => {
+      const base = outF === 2 * i ? w1 : w2;
+      const expertBytes = outF * packedRowBytes(format, inF);
+      expect(w.length).toBe(expertBytes);
+      reads.push({ expert: (w.byteOffset - base.byteOffset) / expertBytes, rows: outF, tokens: nRows, sameBuffer: w.buffer === base.buffer });
+      jsPackedMatMul(format, w, outF, inF, xs, nRows, ys);
+    };
+    const y = new Float32Array(n * h);
+    const formats = { inputFormat: 'q4_0', outputFormat: 'q4_0' } as const;
+    // Groups of at most 3 tokens: expert 0 (4 tokens) and 3 (5) take two groups each, 4 (3) one.
+    packedExpertsImpl(x, w1, w2, indices, weights, y, { n, h, i, k, e }, formats, recording, 3);
+    expect(reads.map((r) => [r.expert, r.rows, r.tokens])).toEqual([
+      [0, 64, 3], [0, 32, 3], [0, 64, 1], [0, 32, 1],
+      [3, 64, 3], [3, 32, 3], [3, 64, 2], [3, 32, 2],
+      [4, 64, 3], [4, 32, 3],
+    ]);
+    expect(reads.every((r) => r.sameBuffer)).toBe(true);
+    // The same sums as one ungrouped pass with an independent matmul.
+    const yOracle = new Float32Array(n * h);
+    packedExpertsImpl(x, w1, w2, indices, weights, yOracle, { n, h, i, k, e }, formats, oracleMatMul);
+    expectClose(y, yOracle, { atol: 1e-5 });
+  });
+
+  it.each(FORMATS)('the native backend body: one addon.matmul per routed expert and weight, on the bytes in place (%s)', (format) => {
+    const config = { hiddenSize: 64, intermediateSize: 32, numExperts: 6, topK: 2 };
+    const moe = packedMoe(config, [format, format], 31);
+    const x = randn([4, 64], 32);
+    const [wr, w1, w2] = dequantizedWeights(moe);
+    const { indices, weights } = topKRouter(tf.matMul(x, wr, false, true), 2);
+    const storage = (p: PackedTensor) => {
+      const words = new Int32Array(Math.ceil(p.byteLength / 4));
+      new Uint8Array(words.buffer).set(p.readBytes());
+      return words;
+    };
+    const s1 = storage(moe.input_linear.weight.packed!);
+    const s2 = storage(moe.output_linear.weight.packed!);
+    const calls: { sameBuffer: boolean; nRows: number }[] = [];
+    const addon = {
+      matmul: (...args: Parameters<PackedRowsMatMul>) => {
+        const [f, w, , , , nRows] = args;
+        expect(f).toBe(format);
+        calls.push({ sameBuffer: w.buffer === s1.buffer || w.buffer === s2.buffer, nRows });
+        oracleMatMul(...args);
+      },
+    };
+    const out = nativePackedExperts(
+      addon,
+      {
+        x: { values: x.dataSync() as Float32Array, shape: [4, 64] },
+        inputLinear: { values: s1, shape: [s1.length] },
+        outputLinear: { values: s2, shape: [s2.length] },
+        indices: { values: indices.dataSync() as Int32Array, shape: [4, 2] },
+        weights: { values: weights.dataSync() as Float32Array, shape: [4, 2] },
+      },
+      { inputFormat: format, outputFormat: format, numExperts: 6, hiddenSize: 64, intermediateSize: 32 },
+    );
+    const routed = new Set(indices.dataSync());
+    expect(calls.length).toBe(2 * routed.size);
+    expect(calls.every((c) => c.sameBuffer)).toBe(true);
+    expect(calls.reduce((sum, c) => sum + c.nRows, 0)).toBe(2 * 4 * 2); // every slot once per weight
+    expect(out.shape).toEqual([4, 64]);
+    const expected = moeExpertsReference(x, w1, w2, indices, weights);
+    expectClose(out.values, expected, TOL);
+    tf.dispose([x, wr, w1, w2, indices, weights, expected]);
+    moe.dispose();
+  });
+
+  it.each(FORMATS)('SharedMLP with packed %s Linears equals its float version on the dequantized weights', (format) => {
+    const compute = jest.spyOn(PackedMatMul.definition.fused!, 'compute');
+    const mlp = new SharedMLP({ hiddenSize: 64, sharedIntermediateSize: 96 });
+    mlp.loadStateDict({ 'input_linear.weight': randn([192, 64], 1, 0.125), 'output_linear.weight': randn([64, 96], 2, 0.1) });
+    mlp.input_linear.weight.pack(format);
+    mlp.output_linear.weight.pack(format);
+    const float = new SharedMLP({ hiddenSize: 64, sharedIntermediateSize: 96 });
+    float.loadStateDict({
+      'input_linear.weight': mlp.input_linear.weight.packed!.dequantize(),
+      'output_linear.weight': mlp.output_linear.weight.packed!.dequantize(),
+    });
+    const x = randn([2, 3, 64], 3);
+    const y = mlp.forward(x);
+    const expected = float.forward(x);
+    expectClose(y, expected, TOL);
+    expect(compute).toHaveBeenCalledTimes(runsFusedBody(backend) ? 2 : 0);
+    compute.mockRestore();
+    tf.dispose([x, y, expected]);
+    mlp.dispose();
+    float.dispose();
+  });
+
+  it('errors: packed with float experts, out-of-range expert ids', () => {
+    const moe = packedMoe({ hiddenSize: 32, intermediateSize: 32, numExperts: 4, topK: 1 }, ['q8_0', 'q8_0'], 41);
+    const x = tf.zeros([2, 32]);
+    const floats = tf.zeros([4, 32, 32]);
+    const idx = tf.tensor2d([[1], [7]], [2, 1], 'int32');
+    const w = tf.ones([2, 1]);
+    expect(() => moeExperts(x, moe.input_linear.weight.packed!, floats, idx, w)).toThrow(
+      /moeExperts: inputLinear \[4,64,32\] is packed as q8_0 but outputLinear \[4,32,32\] is a float32 tensor: the experts need both weights packed \(in any formats\) or both float32\./,
+    );
+    const wrongShape = PackedTensor.fromFloats('q8_0', [4, 32, 64], new Float32Array(4 * 32 * 64));
+    expect(() => moeExperts(x, moe.input_linear.weight.packed!, wrongShape, idx, w)).toThrow(
+      /outputLinear \[4,32,64\] does not match inputLinear \[4,64,32\]: expected outputLinear \[E, H, I\] with size 32 on axis 2, got 64/,
+    );
+    wrongShape.dispose();
+    if (runsFusedBody(backend)) {
+      expect(() => moeExperts(x, moe.input_linear.weight.packed!, moe.output_linear.weight.packed!, idx, w)).toThrow(
+        /MoePackedExperts: indices\[1, 0\] is 7, outside the 4 experts \[0, 4\)/,
+      );
+    }
+    tf.dispose([x, floats, idx, w]);
+    moe.dispose();
+  });
+
+  it('does not leak tensors (every path, gradients, errors)', async () => {
+    const moe = packedMoe({ hiddenSize: 32, intermediateSize: 32, numExperts: 4, topK: 2 }, ['q4_0', 'bf16'], 51);
+    const x = randn([3, 32], 52);
+    await expectNoTensorLeak(() => {
+      for (const path of PATHS) moe.forward(x, { path }).dispose();
+      moe.forwardDense(x).dispose();
+      const r = moe.forwardWithRouterLogits(x);
+      tf.dispose([r.output, r.routerLogits]);
+      for (const path of ['auto', 'grouped'] as const) tf.grad((xx: tf.Tensor) => tf.sum(moe.forward(xx, { path })))(x).dispose();
+      tf.tidy(() => expect(() => moe.forward(tf.zeros([2, 5]))).toThrow(/SparseMoE: x/));
+      tf.tidy(() =>
+        expect(() => moeExperts(x, moe.input_linear.weight.packed!, tf.zeros([4, 32, 32]), tf.zeros([3, 2], 'int32'), tf.ones([3, 2]))).toThrow(
+          /both weights packed/,
+        ),
+      );
+    }, backend);
+    x.dispose();
+    moe.dispose();
+  });
+});
