@@ -1,7 +1,11 @@
 /** Small formatting helpers for command output (byte sizes: `formatBytes` from @graniteflow/granite). */
 
-/** A parameter count in words people use: `1.2 M`, `6.9 B`. */
+/** A parameter count in words people use: `1.2 M`, `6.9 B`; never `Infinity` or `NaN`. */
 export function formatCount(n: number): string {
+  if (Number.isNaN(n)) return 'an unknown number';
+  // Past a thousand trillion the digits mean nothing (no model comes near): say so instead.
+  if (n >= 1e15) return 'over 1000 T';
+  if (n >= 1e12) return `${(n / 1e12).toFixed(2)} T`;
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} K`;

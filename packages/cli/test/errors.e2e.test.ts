@@ -117,7 +117,8 @@ describe('runtime errors exit 1 with one clear paragraph', () => {
   });
 
   test('a model that will not fit in memory is refused before any weight is read', async () => {
-    const folder = brokenCopy('huge', (f) => editConfig(f, (c) => (c.vocab_size = 200_000_000)));
+    // 4 layers × 64 experts × 3 × 64 × 32768: 1.6 B parameters, within the config limits but past the wasm heap.
+    const folder = brokenCopy('huge', (f) => editConfig(f, (c) => Object.assign(c, { num_local_experts: 64, intermediate_size: 32_768 })));
     const r = await runCli(['generate', '--model', folder, 'Hi']);
     expectCleanError(r, 1);
     expect(r.stderr).toMatch(/needs about .*GiB/);

@@ -1,9 +1,29 @@
 // `graniteflow inspect`, in process (it reads only configs).
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../src/main';
 import type { CliIO } from '../src/io';
 import type { InspectReport } from '../src/commands/inspect';
+import { formatCount } from '../src/format';
 import { GOLDEN } from './helpers/cli';
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-inspect-'));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** A folder holding chat_tiny's config.json changed by `change`. */
+function configFolder(name: string, change: (c: Record<string, unknown>) => void): string {
+  const folder = path.join(tmp, name);
+  fs.mkdirSync(folder);
+  const config = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'chat_tiny', 'config.json'), 'utf8')) as Record<string, unknown>;
+  change(config);
+  fs.writeFileSync(path.join(folder, 'config.json'), JSON.stringify(config));
+  return folder;
+}
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -60,4 +80,74 @@ test('no model inspects the embedded one; two models are a usage error; a missin
   const missing = await run(['inspect', './no/such/folder']);
   expect(missing.code).toBe(1);
   expect(missing.stderr).toMatch(/No model at \.\/no\/such\/folder/);
+});
+
+test('a million layers is refused at once, naming the field and its range', async () => {
+  const folder = configFolder('million', (c) => {
+    delete c.layer_types;
+    c.num_hidden_layers = 1_000_000;
+  });
+  const started = Date.now();
+  const r = await run(['inspect', folder]);
+  expect(Date.now() - started).toBeLessThan(5000);
+  expect(r.code).toBe(1);
+  expect(r.stdout).toBe('');
+  expect(r.stderr).toContain(`${path.join(folder, 'config.json')}: config field "num_hidden_layers" must be an integer from 1 to 4096, got 1000000`);
+});
+
+test('the largest sizes print in bounded words, never Infinity or NaN', async () => {
+  const folder = configFolder('largest', (c) => {
+    Object.assign(c, {
+      num_hidden_layers: 4096,
+      layer_types: Array.from({ length: 4096 }, (_, i) => (i % 2 ? 'attention' : 'mamba')),
+      hidden_size: 65_536,
+      vocab_size: 4_194_304,
+      num_attention_heads: 16_384,
+      num_key_value_heads: 16_384,
+      mamba_n_heads: 16_384,
+      mamba_d_head: 'auto',
+      mamba_expand: 64,
+      num_local_experts: 4096,
+      intermediate_size: 262_144,
+      shared_intermediate_size: 262_144,
+    });
+  });
+  const r = await run(['inspect', '--context-length', '1073741824', '--batch-size', '1048576', folder]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(r.stdout).not.toMatch(/Infinity|NaN/);
+  expect(r.stdout).toMatch(/parameters\s+over 1000 T total/);
+  expect(r.stdout).toMatch(/^\s+fp32\s.*over 1024 EiB/m);
+  const json = await run(['inspect', '--json', '--context-length', '1073741824', '--batch-size', '1048576', folder]);
+  const report = JSON.parse(json.stdout) as InspectReport;
+  for (const m of report.memory) expect(Number.isFinite(m.totalBytes)).toBe(true);
+  const tooLong = await run(['inspect', '--context-length', '1e300', folder]);
+  expect(tooLong.code).toBe(2);
+  expect(tooLong.stderr).toMatch(/--context-length must be an integer ≥ 1 and ≤ 1073741824/);
+});
+
+test('a config.json that is a FIFO or a directory is named, at once', async () => {
+  const fifo = path.join(tmp, 'fifo');
+  fs.mkdirSync(fifo);
+  execFileSync('mkfifo', [path.join(fifo, 'config.json')]);
+  const r = await run(['inspect', fifo]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain(`${path.join(fifo, 'config.json')} is a FIFO (named pipe), expected a regular file.`);
+  const dir = path.join(tmp, 'dir');
+  fs.mkdirSync(path.join(dir, 'config.json'), { recursive: true });
+  const d = await run(['inspect', dir]);
+  expect(d.code).toBe(1);
+  expect(d.stderr).toContain(`${path.join(dir, 'config.json')} is a directory, expected a regular file.`);
+});
+
+test.each([
+  [999, '999'],
+  [1500, '1.5 K'],
+  [6.9e9, '6.90 B'],
+  [3.2e13, '32.00 T'],
+  [1e15, 'over 1000 T'],
+  [Infinity, 'over 1000 T'],
+  [NaN, 'an unknown number'],
+])('formatCount(%d) is %s', (n, text) => {
+  expect(formatCount(n)).toBe(text);
 });

@@ -1,7 +1,7 @@
 /** `graniteflow inspect`: what a model is and what it needs, from its config alone (no weights read). */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import {
+  CONFIG_LIMITS,
   countParameters,
   estimateMemory,
   formatBytes,
@@ -9,12 +9,13 @@ import {
   hubOfflineMode,
   modelTypeModule,
   preset,
+  readModelConfig,
   RepoCache,
   resolveCacheDir,
   useMoe,
   type GraniteMoeHybridConfig,
 } from '@graniteflow/granite';
-import { formatTable, initBackend } from '@graniteflow/core';
+import { formatTable } from '@graniteflow/core';
 import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { CliError, UsageError } from '../errors';
 import { formatCount } from '../format';
@@ -32,6 +33,10 @@ const OPTIONS: OptionTable = {
   json: { type: 'boolean', description: 'print the report as JSON' },
   ...COMMON_OPTIONS,
 };
+
+/** The longest context and largest batch the estimate budgets for (as large as a config's max_position_embeddings may be). */
+const MAX_CONTEXT_LENGTH = CONFIG_LIMITS.max_position_embeddings;
+const MAX_BATCH_SIZE = 1 << 20;
 
 /** Bytes per weight and per cached value at each precision. */
 export const PRECISIONS = [
@@ -60,16 +65,7 @@ export interface InspectReport {
 }
 
 function readConfigFile(folder: string): GraniteMoeHybridConfig {
-  const file = path.join(folder, 'config.json');
-  if (!fs.existsSync(file)) throw new CliError(`${folder} has no config.json: is it a Hugging Face model folder?`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new CliError(`${file} is not valid JSON (${(err as Error).message}); the file is corrupt: download or copy it again.`);
-  }
-  const impl = modelTypeModule((raw as { model_type?: unknown } | null)?.model_type, file);
-  return impl.parseConfig(raw, file);
+  return readModelConfig(folder).config;
 }
 
 async function configOf(source: ModelSource, values: Record<string, unknown>): Promise<{ config: GraniteMoeHybridConfig; from: string }> {
@@ -236,12 +232,11 @@ export const inspectCommand: Command = {
       throw new UsageError('inspect takes one model.', 'inspect');
     }
     const arg = named ?? positionals[0];
-    const contextLength = numberOption('inspect', values, 'context-length', { min: 1, integer: true }) ?? 4096;
-    const batchSize = numberOption('inspect', values, 'batch-size', { min: 1, integer: true }) ?? 1;
+    // Bounded so every figure of the estimate stays a finite number.
+    const contextLength = numberOption('inspect', values, 'context-length', { min: 1, max: MAX_CONTEXT_LENGTH, integer: true }) ?? 4096;
+    const batchSize = numberOption('inspect', values, 'batch-size', { min: 1, max: MAX_BATCH_SIZE, integer: true }) ?? 1;
     const source = resolveModelArg(arg);
     const { config, from } = await configOf(source, values);
-    // countParameters() builds the module tree, which tfjs wants a backend for (no weights are allocated).
-    await initBackend('cpu');
     const report = inspectConfig(config, { model: source.name, source: from, contextLength, batchSize });
     io.stdout.write(flag(values, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
     return 0;
