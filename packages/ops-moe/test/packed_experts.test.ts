@@ -22,6 +22,7 @@ import {
 } from '../src';
 import { moePackedExpertsKernel, nativePackedExperts } from '../src/kernels/MoePackedExperts';
 import { jsPackedMatMul, packedExpertsImpl, type PackedRowsMatMul } from '../src/kernels/MoePackedExperts_impl';
+import { packedRows } from '../src/kernels/packed_rows';
 import { makeMoe, randn } from './helpers';
 
 const FORMATS: PackedFormat[] = ['bf16', 'q8_0', 'q4_0'];
@@ -70,7 +71,56 @@ const oracleMatMul: PackedRowsMatMul = (format, w, outFeatures, inFeatures, x, n
   }
 };
 
+describe('packed rows (the kernels\' row reader)', () => {
+  /** A seeded uniform generator (mulberry32). */
+  const uniform = (seed: number) => {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), a | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  };
+  it.each([
+    ['bf16', 7, 13],
+    ['bf16', 3, 1536],
+    ['q8_0', 5, 32],
+    ['q8_0', 3, 1536],
+    ['q4_0', 9, 64],
+    ['q4_0', 2, 512],
+  ] as const)('%s, %i rows of %i: dot and unpack equal core\'s dequantize then float math', (format, rows, cols) => {
+    const next = uniform(rows * cols);
+    // Magnitudes over several decades, so block scales differ from block to block.
+    const values = Float32Array.from({ length: rows * cols }, () => (next() * 2 - 1) * 10 ** Math.floor(next() * 4 - 2));
+    // Not word-aligned, inside a larger buffer (as an expert's rows are inside the stacked weight).
+    const packed = quantizeRows(format, values, rows, cols);
+    const buffer = new Uint8Array(packed.length + 12);
+    buffer.set(packed, 6);
+    const bytes = buffer.subarray(6, 6 + packed.length);
+    const x = Float32Array.from({ length: 2 * cols }, () => next() * 2 - 1);
+    const reader = packedRows(format, bytes, cols);
+    const expected = new Float32Array(cols);
+    const got = new Float32Array(cols);
+    for (let r = 0; r < rows; r++) {
+      dequantizeRowsInto(format, packed, cols, r, 1, expected);
+      reader.unpack(r, got);
+      expect(Array.from(got)).toEqual(Array.from(expected));
+      let dot = 0;
+      let scale = 0;
+      for (let c = 0; c < cols; c++) {
+        dot += expected[c] * x[cols + c];
+        scale += Math.abs(expected[c] * x[cols + c]);
+      }
+      expect(Math.abs(reader.dot(r, x, cols) - dot)).toBeLessThanOrEqual(1e-6 * scale);
+    }
+  });
+});
+
 describeBackends('packed MoE experts', (backend) => {
+  // A failed expectation must not leave a spy counting into the next test.
+  afterEach(() => jest.restoreAllMocks());
+
   const cases: [string, SparseMoEConfig, number[], [PackedFormat, PackedFormat][]][] = [
     // bf16 has no blocks: ragged H and I.
     ['ragged H 12, I 6, k 2', { hiddenSize: 12, intermediateSize: 6, numExperts: 5, topK: 2 }, [7, 12], [['bf16', 'bf16']]],
@@ -102,7 +152,6 @@ describeBackends('packed MoE experts', (backend) => {
         const heap = wasmHeap()!;
         expect(compute.mock.calls[0][0].inputLinear.buffer).toBe(heap.memory.buffer);
       }
-      compute.mockRestore();
       tf.dispose([x, dense]);
       moe.dispose();
     });
@@ -253,7 +302,6 @@ describeBackends('packed MoE experts', (backend) => {
     const expected = float.forward(x);
     expectClose(y, expected, TOL);
     expect(compute).toHaveBeenCalledTimes(runsFusedBody(backend) ? 2 : 0);
-    compute.mockRestore();
     tf.dispose([x, y, expected]);
     mlp.dispose();
     float.dispose();

@@ -1,6 +1,7 @@
-import { dequantizeRowsInto, packedRowBytes, type PackedFormat } from '@graniteflow/core';
+import { packedRowBytes, type PackedFormat } from '@graniteflow/core';
 import { moeDispatchImpl } from './MoeDispatch_impl';
 import { swigluImpl } from './MoeSwiGLU_impl';
+import { packedRows } from './packed_rows';
 
 /**
  * `y [nRows, outFeatures] = x [nRows, inFeatures] · Wᵀ` for a weight W [outFeatures, inFeatures]
@@ -18,14 +19,20 @@ export type PackedRowsMatMul = (
 ) => void;
 
 /**
- * Plain-JS {@link PackedRowsMatMul}: each weight row is unpacked once into a scratch row, then
- * multiplied with every row of `x`, so the float32 weight is never held whole.
+ * Plain-JS {@link PackedRowsMatMul}. One row of x (decode): each weight row is dotted with it
+ * straight from the packed bytes. More rows: each weight row is unpacked once into a scratch row,
+ * then multiplied with every row of x. The float32 weight is never held whole.
  */
 export const jsPackedMatMul: PackedRowsMatMul = (format, w, outFeatures, inFeatures, x, nRows, y) => {
+  const rows = packedRows(format, w, inFeatures);
+  if (nRows === 1) {
+    for (let o = 0; o < outFeatures; o++) y[o] = rows.dot(o, x, 0);
+    return;
+  }
   const row = new Float32Array(inFeatures);
   const cols4 = inFeatures - (inFeatures % 4);
   for (let o = 0; o < outFeatures; o++) {
-    dequantizeRowsInto(format, w, inFeatures, o, 1, row);
+    rows.unpack(o, row);
     for (let r = 0; r < nRows; r++) {
       const base = r * inFeatures;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
