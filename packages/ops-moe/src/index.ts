@@ -1,6 +1,7 @@
 /**
  * Sparse mixture-of-experts for TensorFlow.js: top-k router, sorted dispatch, grouped SwiGLU
- * experts (float32 or packed BF16 / Q8_0 / Q4_0 expert weights), combine, the shared MLP, the load-balancing loss, and the Granite-named modules.
+ * experts (float32 or packed BF16 / Q8_0 / Q4_0 expert weights), combine, the shared MLP, the
+ * load-balancing loss, and the Granite-named modules.
  * @module ops-moe
  */
 import './register_kernels';

@@ -17,6 +17,7 @@ import {
   sparseMoeReference,
   SparseMoE,
   topKRouter,
+  wasmSimdHeap,
   type MoeExpertsPath,
   type SparseMoEConfig,
 } from '../src';
@@ -156,6 +157,21 @@ describeBackends('packed MoE experts', (backend) => {
       moe.dispose();
     });
   }
+
+  (backend === 'wasm' ? it : it.skip)('wasm: token groups multiply through the SIMD routine, on heap scratch holding garbage', () => {
+    const moe = packedMoe({ hiddenSize: 64, intermediateSize: 32, numExperts: 4, topK: 2 }, ['q4_0', 'q8_0'], 61);
+    const x = randn([40, 64], 62);
+    const dense = denseOnDequantized(moe, x);
+    moe.forward(x).dispose(); // reserves the heap scratch
+    const heap = wasmSimdHeap()!;
+    heap.scratch(heap.scratchFloats).fill(NaN);
+    const gemv = jest.spyOn(heap, 'gemv');
+    const y = moe.forward(x);
+    expectClose(y, dense, TOL);
+    expect(gemv).toHaveBeenCalled();
+    tf.dispose([x, dense, y]);
+    moe.dispose();
+  });
 
   it('an expert that gets no token is never read: its bytes may be garbage', () => {
     const config = { hiddenSize: 32, intermediateSize: 32, numExperts: 4, topK: 1 };

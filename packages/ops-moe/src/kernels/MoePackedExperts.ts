@@ -1,13 +1,37 @@
 import { defineKernel, nativeKernel, packedRowBytes, type FlatArray, type NativeAddon } from '@graniteflow/core';
 import { MoePackedExperts, type MoePackedExpertsAttrs, type MoePackedExpertsInputs } from '../kernel_names';
 import { packedExpertsReference } from '../ops/packed_experts_reference';
-import { jsPackedMatMul, packedExpertsImpl, type PackedExpertsDims } from './MoePackedExperts_impl';
+import {
+  groupBufferFloats,
+  groupBuffersIn,
+  jsPackedMatMul,
+  packedExpertsImpl,
+  simdPackedMatMul,
+  type PackedExpertsDims,
+} from './MoePackedExperts_impl';
+import { wasmSimdHeap } from './simd/wasm_heap';
 
 /**
- * Tokens multiplied per unpacked weight row in the JavaScript body: enough to spread the cost of
- * unpacking a row over many dot products, few enough that the group's rows stay in cache.
+ * Most tokens of one expert taken together by the cpu and wasm bodies: enough to spread the cost of
+ * unpacking a weight row over many products, few enough that the group's rows stay in cache.
  */
-const JS_GROUP_ROWS = 64;
+const GROUP_ROWS = 64;
+/** Weight rows unpacked at a time for the SIMD products on wasm (a block that stays in cache). */
+const SIMD_BLOCK_ROWS = 16;
+
+/** Heap scratch (floats) the wasm body needs: one group's buffers and a block of unpacked rows. */
+function heapScratchFloats(h: number, i: number): number {
+  return groupBufferFloats(GROUP_ROWS, h, i) + SIMD_BLOCK_ROWS * Math.max(h, i);
+}
+
+/**
+ * Reserves the wasm heap scratch of the packed experts kernel for hidden size `h` and intermediate
+ * size `i` (call before running it: reserving may grow the heap, which must not happen under the
+ * kernel's views). Without it the kernel still runs, with its products in plain JavaScript.
+ */
+export function reservePackedExpertsScratch(h: number, i: number): void {
+  wasmSimdHeap()?.reserve(heapScratchFloats(h, i));
+}
 
 /** The packed bytes of an int32 storage array, without the word padding. */
 function bytesOf(words: FlatArray, byteLength: number): Uint8Array {
@@ -53,7 +77,9 @@ export function nativePackedExperts(
 /**
  * Routed experts over packed expert weights ({@link MoePackedExperts}). Reference: the grouped path
  * with only the routed experts unpacked in JavaScript. Fused (cpu, wasm, in place on the heap): the
- * same grouping with each routed expert's rows unpacked one at a time. `native`: the expert groups
+ * same grouping with each routed expert's rows read from the packed bytes (one token: a dot product
+ * per row; a group: each row unpacked once for the group, and on wasm the group's products by the
+ * WebAssembly SIMD matrix-vector routine). `native`: the expert groups
  * through `@graniteflow/native`'s packed matmul when it loads. Gradient with respect to `x` and the
  * routing weights by autodiff of the reference; the packed weights are frozen.
  */
@@ -68,18 +94,28 @@ export const moePackedExpertsKernel = defineKernel<MoePackedExpertsInputs, MoePa
     outputs: ({ x }) => [{ shape: x.shape, dtype: 'float32' }],
     compute: ({ x, inputLinear, outputLinear, indices, weights }, [y], shapes, attrs) => {
       const [inputBytes, outputBytes] = weightBytes(attrs);
-      packedExpertsImpl(
+      const dims = dimsOf(shapes, attrs);
+      const args = [
         x as Float32Array,
         bytesOf(inputLinear, inputBytes),
         bytesOf(outputLinear, outputBytes),
         indices as Int32Array,
         weights as Float32Array,
         y as Float32Array,
-        dimsOf(shapes, attrs),
+        dims,
         attrs,
-        jsPackedMatMul,
-        JS_GROUP_ROWS,
-      );
+      ] as const;
+      const heap = wasmSimdHeap();
+      const floats = heapScratchFloats(dims.h, dims.i);
+      const onHeap = heap !== null && [x, inputLinear, outputLinear, y].every((a) => heap.owns(a));
+      if (heap !== null && onHeap && heap.scratchFloats >= floats) {
+        const space = heap.scratch(floats);
+        const buffers = groupBuffersIn(space, GROUP_ROWS, dims.h, dims.i);
+        const rowBlock = space.subarray(groupBufferFloats(GROUP_ROWS, dims.h, dims.i));
+        packedExpertsImpl(...args, simdPackedMatMul(heap, rowBlock), GROUP_ROWS, buffers);
+      } else {
+        packedExpertsImpl(...args, jsPackedMatMul, GROUP_ROWS);
+      }
     },
   },
   backendKernels: { native: nativeKernel<MoePackedExpertsAttrs>(nativePackedExperts) },

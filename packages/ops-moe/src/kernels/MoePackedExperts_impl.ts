@@ -2,6 +2,7 @@ import { packedRowBytes, type PackedFormat } from '@graniteflow/core';
 import { moeDispatchImpl } from './MoeDispatch_impl';
 import { swigluImpl } from './MoeSwiGLU_impl';
 import { packedRows } from './packed_rows';
+import type { SimdHeap } from './simd/gemv_simd';
 
 /**
  * `y [nRows, outFeatures] = x [nRows, inFeatures] · Wᵀ` for a weight W [outFeatures, inFeatures]
@@ -49,6 +50,63 @@ export const jsPackedMatMul: PackedRowsMatMul = (format, w, outFeatures, inFeatu
   }
 };
 
+/**
+ * A {@link PackedRowsMatMul} for arrays that live in `heap` (the tfjs wasm heap): one row of x goes
+ * through {@link jsPackedMatMul}'s dot from the packed bytes; more rows unpack a block of weight rows
+ * at a time into `rowBlock` (also in the heap) and multiply it with each row of x by the WebAssembly
+ * SIMD matrix-vector routine, so the unpacking is shared by the group and the products run at
+ * f32x4 width.
+ */
+export function simdPackedMatMul(heap: SimdHeap, rowBlock: Float32Array): PackedRowsMatMul {
+  return (format, w, outFeatures, inFeatures, x, nRows, y) => {
+    if (nRows === 1) {
+      jsPackedMatMul(format, w, outFeatures, inFeatures, x, nRows, y);
+      return;
+    }
+    // gemv reads y (times beta = 0), and 0 · NaN is NaN: heap scratch may hold any bits.
+    y.fill(0, 0, nRows * outFeatures);
+    const rows = packedRows(format, w, inFeatures);
+    const blockRows = Math.max(1, Math.floor(rowBlock.length / inFeatures));
+    const rowBytes = 4 * inFeatures;
+    for (let o0 = 0; o0 < outFeatures; o0 += blockRows) {
+      const count = Math.min(blockRows, outFeatures - o0);
+      for (let o = 0; o < count; o++) rows.unpack(o0 + o, rowBlock.subarray(o * inFeatures, (o + 1) * inFeatures));
+      for (let r = 0; r < nRows; r++) {
+        heap.gemv(rowBlock.byteOffset, x.byteOffset + r * rowBytes, y.byteOffset + 4 * (r * outFeatures + o0), count, inFeatures, 1, 0);
+      }
+    }
+  };
+}
+
+/**
+ * Buffers of one expert group of up to `rows` tokens: its gathered inputs `xs` [rows, H], gate/up
+ * `a` [rows, 2I], `act` [rows, I] and outputs `ys` [rows, H].
+ */
+export interface GroupBuffers {
+  rows: number;
+  xs: Float32Array;
+  a: Float32Array;
+  act: Float32Array;
+  ys: Float32Array;
+}
+
+/** Floats {@link groupBuffersIn} needs for groups of `rows` tokens. */
+export function groupBufferFloats(rows: number, h: number, i: number): number {
+  return rows * (2 * h + 3 * i);
+}
+
+/** {@link GroupBuffers} for `rows` tokens carved out of `space` (at least {@link groupBufferFloats} floats). */
+export function groupBuffersIn(space: Float32Array, rows: number, h: number, i: number): GroupBuffers {
+  const ends = [rows * h, rows * (h + 2 * i), rows * (h + 3 * i), rows * (2 * h + 3 * i)];
+  return {
+    rows,
+    xs: space.subarray(0, ends[0]),
+    a: space.subarray(ends[0], ends[1]),
+    act: space.subarray(ends[1], ends[2]),
+    ys: space.subarray(ends[2], ends[3]),
+  };
+}
+
 /** Sizes of one packed routed-experts call. */
 export interface PackedExpertsDims {
   /** tokens */
@@ -90,6 +148,8 @@ function checkExpertIds(indices: Int32Array, k: number, e: number): void {
  * contiguous row range of `inputLinear` ([2I, H] rows) and `outputLinear` ([H, I] rows), passed as
  * subarrays (no copy). Unselected experts are never read. One token (decode) is the case of k groups
  * of one row; many tokens (prefill) share each expert's rows. `y` [N, H] arrives zero-filled.
+ * `buffers` (e.g. in the wasm heap, for a `matMul` that needs its arrays there) bound the group
+ * size too; by default they are allocated for the largest group.
  */
 export function packedExpertsImpl(
   x: Float32Array,
@@ -102,6 +162,7 @@ export function packedExpertsImpl(
   { inputFormat, outputFormat }: PackedExpertsFormats,
   matMul: PackedRowsMatMul = jsPackedMatMul,
   maxGroup = Infinity,
+  buffers?: GroupBuffers,
 ): void {
   const slots = n * k;
   checkExpertIds(indices.subarray(0, slots), k, e);
@@ -111,11 +172,8 @@ export function packedExpertsImpl(
   moeDispatchImpl(indices.subarray(0, slots), k, e, order, tokens, offsets);
   let largest = 0;
   for (let ex = 0; ex < e; ex++) largest = Math.max(largest, offsets[ex + 1] - offsets[ex]);
-  const group = Math.max(1, Math.min(largest, maxGroup));
-  const xs = new Float32Array(group * h);
-  const a = new Float32Array(group * 2 * i);
-  const act = new Float32Array(group * i);
-  const ys = new Float32Array(group * h);
+  const group = Math.max(1, Math.min(largest, maxGroup, buffers?.rows ?? Infinity));
+  const { xs, a, act, ys } = buffers ?? groupBuffersIn(new Float32Array(groupBufferFloats(group, h, i)), group, h, i);
   const inputExpertBytes = 2 * i * packedRowBytes(inputFormat, h);
   const outputExpertBytes = h * packedRowBytes(outputFormat, i);
   for (let ex = 0; ex < e; ex++) {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { PackedTensor } from '@graniteflow/core';
 import { moeExpertsGemvKernel, reserveGemvScratch } from '../kernels/MoeExpertsGemv';
-import { moePackedExpertsKernel } from '../kernels/MoePackedExperts';
+import { moePackedExpertsKernel, reservePackedExpertsScratch } from '../kernels/MoePackedExperts';
 import { groupedExperts } from './grouped_experts';
 import { checkDim, checkDtype, checkRank, fail, shapeStr } from './checks';
 
@@ -112,8 +112,9 @@ export function moeExperts(
       hiddenSize: h,
       intermediateSize: i,
     };
-    const kernel = moePackedExpertsKernel;
-    return (path === 'grouped' ? kernel.reference(inputs, attrs) : kernel.run(inputs, attrs))[0];
+    if (path === 'grouped') return moePackedExpertsKernel.reference(inputs, attrs)[0];
+    reservePackedExpertsScratch(h, i);
+    return moePackedExpertsKernel.run(inputs, attrs)[0];
   }
   const [w1, w2] = [inputLinear as tf.Tensor, outputLinear as tf.Tensor];
   const useGemv = path === 'gemv' || (path === 'auto' && moeExpertsGemvKernel.hasFused());
