@@ -342,6 +342,10 @@ describeBackends('packed MoE experts', (backend) => {
         /MoePackedExperts: indices\[1, 0\] is 7, outside the 4 experts \[0, 4\)/,
       );
     }
+    moe.output_linear.weight.unpack();
+    expect(() => moe.forward(x)).toThrow(
+      /SparseMoE: input_linear\.weight is held as q8_0 but output_linear\.weight as f32: the experts run with both weights packed \(in any formats\) or both float32; pack output_linear\.weight too, or unpack input_linear\.weight\./,
+    );
     tf.dispose([x, floats, idx, w]);
     moe.dispose();
   });

@@ -90,6 +90,15 @@ export class SparseMoE extends Module {
   /** The output and the router logits [N, E] (N = product of x's leading dims) for {@link loadBalancingLoss}. */
   forwardWithRouterLogits(x: tf.Tensor, options?: MoeExpertsOptions): SparseMoeResult {
     this.checkInput(x);
+    const [w1, w2] = [this.input_linear.weight, this.output_linear.weight];
+    if ((w1.packed === null) !== (w2.packed === null)) {
+      const [packed, float] = w1.packed !== null ? ['input_linear', 'output_linear'] : ['output_linear', 'input_linear'];
+      fail(
+        'SparseMoE',
+        `input_linear.weight is held as ${w1.dtype} but output_linear.weight as ${w2.dtype}: the experts run ` +
+          `with both weights packed (in any formats) or both float32; pack ${float}.weight too, or unpack ${packed}.weight.`,
+      );
+    }
     // The router Linear keeps its weight as [H, E]; the op takes the checkpoint's [E, H].
     const routerWeight = this.router.layer.weight.checkpointValue();
     try {
