@@ -1,0 +1,641 @@
+/*
+ * Node-API binding. Every argument from JavaScript is checked here again (types, integer counts,
+ * buffer sizes against the shapes, overlapping outputs) before a kernel trusts it; the messages
+ * name the function, the argument and what was expected.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gf_internal.h"
+
+#define MAX_ARGS 16
+#define MAX_SAFE_INTEGER 9007199254740991.0
+
+typedef struct {
+  napi_env env;
+  const char *fn;
+  size_t argc;
+  napi_value argv[MAX_ARGS];
+  bool failed; /* an exception is pending: stop and return */
+} call_t;
+
+static void throw_error(call_t *c, const char *kind, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void throw_error(call_t *c, const char *kind, const char *code, const char *fmt, ...) {
+  if (c->failed) return;
+  char message[768];
+  int n = snprintf(message, sizeof message, "%s: ", c->fn);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message + n, sizeof message - (size_t)n, fmt, ap);
+  va_end(ap);
+  if (strcmp(kind, "type") == 0)
+    napi_throw_type_error(c->env, code, message);
+  else if (strcmp(kind, "range") == 0)
+    napi_throw_range_error(c->env, code, message);
+  else
+    napi_throw_error(c->env, code, message);
+  c->failed = true;
+}
+
+static bool begin(call_t *c, napi_env env, napi_callback_info info, const char *fn, size_t min_args) {
+  c->env = env;
+  c->fn = fn;
+  c->failed = false;
+  c->argc = MAX_ARGS;
+  if (napi_get_cb_info(env, info, &c->argc, c->argv, NULL, NULL) != napi_ok) {
+    throw_error(c, "error", NULL, "could not read the arguments");
+    return false;
+  }
+  if (c->argc < min_args) {
+    throw_error(c, "type", NULL, "expected at least %zu arguments, got %zu", min_args, c->argc);
+    return false;
+  }
+  return true;
+}
+
+static napi_valuetype type_of(call_t *c, size_t i) {
+  napi_valuetype t = napi_undefined;
+  if (i < c->argc) napi_typeof(c->env, c->argv[i], &t);
+  return t;
+}
+
+/* A non-negative integer (at most max). */
+static int64_t arg_count(call_t *c, size_t i, const char *name, int64_t max) {
+  if (c->failed) return 0;
+  double v;
+  if (type_of(c, i) != napi_number || napi_get_value_double(c->env, c->argv[i], &v) != napi_ok) {
+    throw_error(c, "type", NULL, "%s must be a number", name);
+    return 0;
+  }
+  if (!(v >= 0 && v <= MAX_SAFE_INTEGER) || v != (double)(int64_t)v) {
+    throw_error(c, "range", NULL, "%s must be a non-negative integer, got %.17g", name, v);
+    return 0;
+  }
+  if ((int64_t)v > max) {
+    throw_error(c, "range", NULL, "%s must be at most %lld, got %.17g", name, (long long)max, v);
+    return 0;
+  }
+  return (int64_t)v;
+}
+
+static bool arg_bool(call_t *c, size_t i, const char *name) {
+  if (c->failed) return false;
+  napi_valuetype t = type_of(c, i);
+  if (t == napi_undefined) return false;
+  bool v = false;
+  if (t != napi_boolean || napi_get_value_bool(c->env, c->argv[i], &v) != napi_ok)
+    throw_error(c, "type", NULL, "%s must be a boolean", name);
+  return v;
+}
+
+/* A short string argument copied into buf. */
+static bool arg_string(call_t *c, size_t i, const char *name, char *buf, size_t size) {
+  if (c->failed) return false;
+  size_t len;
+  if (type_of(c, i) != napi_string ||
+      napi_get_value_string_utf8(c->env, c->argv[i], buf, size, &len) != napi_ok) {
+    throw_error(c, "type", NULL, "%s must be a string", name);
+    return false;
+  }
+  if (len + 1 >= size) {
+    throw_error(c, "range", NULL, "%s is too long", name);
+    return false;
+  }
+  return true;
+}
+
+static gf_format arg_format(call_t *c, size_t i) {
+  char name[16];
+  if (!arg_string(c, i, "format", name, sizeof name)) return GF_FMT_F32;
+  int f = gf_format_from_name(name);
+  if (f < 0) throw_error(c, "range", NULL, "format must be one of f32, bf16, q8_0, q4_0, got '%s'", name);
+  return f < 0 ? GF_FMT_F32 : (gf_format)f;
+}
+
+typedef struct {
+  void *data;
+  size_t bytes;
+  napi_typedarray_type type;
+} view_t;
+
+static const char *type_name(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "typed array";
+  }
+}
+
+static size_t element_size(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array: return 1;
+    case napi_int16_array:
+    case napi_uint16_array: return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array: return 4;
+    default: return 8;
+  }
+}
+
+/* A typed array (of `want` type unless want < 0), any size. */
+static view_t arg_view_any(call_t *c, size_t i, const char *name, int want) {
+  view_t v = {NULL, 0, napi_uint8_array};
+  if (c->failed) return v;
+  bool is_typed = false;
+  if (i < c->argc) napi_is_typedarray(c->env, c->argv[i], &is_typed);
+  if (!is_typed) {
+    throw_error(c, "type", NULL, "%s must be a %s", name,
+                want < 0 ? "typed array (e.g. a Uint8Array)" : type_name((napi_typedarray_type)want));
+    return v;
+  }
+  size_t length, offset;
+  napi_value buffer;
+  napi_get_typedarray_info(c->env, c->argv[i], &v.type, &length, &v.data, &buffer, &offset);
+  if (want >= 0 && v.type != (napi_typedarray_type)want) {
+    throw_error(c, "type", NULL, "%s must be a %s, got a %s", name,
+                type_name((napi_typedarray_type)want), type_name(v.type));
+    return v;
+  }
+  v.bytes = length * element_size(v.type);
+  return v;
+}
+
+/* A typed array (of `want` type unless want < 0) of exactly `bytes` bytes. */
+static view_t arg_view(call_t *c, size_t i, const char *name, int want, size_t bytes) {
+  view_t v = arg_view_any(c, i, name, want);
+  if (!c->failed && v.bytes != bytes) {
+    if (want >= 0) {
+      size_t unit = element_size((napi_typedarray_type)want);
+      throw_error(c, "range", NULL, "%s must hold %zu elements, got %zu", name, bytes / unit, v.bytes / unit);
+    } else {
+      throw_error(c, "range", NULL, "%s must hold %zu bytes, got %zu", name, bytes, v.bytes);
+    }
+  }
+  return v;
+}
+
+static int64_t mul_checked(call_t *c, int64_t a, int64_t b, const char *what) {
+  int64_t r;
+  if (c->failed) return 0;
+  if (__builtin_mul_overflow(a, b, &r) || r > (int64_t)1 << 52) {
+    throw_error(c, "range", NULL, "%s is too large", what);
+    return 0;
+  }
+  return r;
+}
+
+static void check_block_cols(call_t *c, gf_format format, int64_t cols, const char *name) {
+  if (c->failed) return;
+  if ((format == GF_FMT_Q8_0 || format == GF_FMT_Q4_0) && cols % GF_BLOCK != 0)
+    throw_error(c, "range", NULL, "%s must be a multiple of 32 for %s (its blocks hold 32 values), got %lld",
+                name, gf_format_name(format), (long long)cols);
+}
+
+static bool overlaps(view_t a, view_t b) {
+  if (a.bytes == 0 || b.bytes == 0) return false;
+  uintptr_t a0 = (uintptr_t)a.data, b0 = (uintptr_t)b.data;
+  return a0 < b0 + b.bytes && b0 < a0 + a.bytes;
+}
+
+static void check_disjoint(call_t *c, view_t out, const char *out_name, view_t in, const char *in_name) {
+  if (!c->failed && overlaps(out, in))
+    throw_error(c, "range", NULL, "%s must not share memory with %s", out_name, in_name);
+}
+
+static napi_value finish(call_t *c, int rc) {
+  if (!c->failed && rc == GF_ERR_NOMEM) throw_error(c, "error", "ENOMEM", "out of memory for scratch buffers");
+  napi_value undefined;
+  napi_get_undefined(c->env, &undefined);
+  return undefined;
+}
+
+static const int64_t MAX_DIM = (int64_t)1 << 40;
+
+/* quantize(format, src: Float32Array, rows, cols, dst) */
+static napi_value js_quantize(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "quantize", 5)) return NULL;
+  gf_format format = arg_format(&c, 0);
+  int64_t rows = arg_count(&c, 2, "rows", MAX_DIM), cols = arg_count(&c, 3, "cols", MAX_DIM);
+  check_block_cols(&c, format, cols, "cols");
+  int64_t n = mul_checked(&c, rows, cols, "rows * cols");
+  view_t src = arg_view(&c, 1, "src", napi_float32_array, (size_t)n * 4);
+  view_t dst = arg_view(&c, 4, "dst", -1, (size_t)rows * gf_row_bytes(format, cols));
+  check_disjoint(&c, dst, "dst", src, "src");
+  if (c.failed) return NULL;
+  return finish(&c, gf_quantize(format, (const float *)src.data, rows, cols, dst.data));
+}
+
+/* dequantize(format, src, rows, cols, dst: Float32Array) */
+static napi_value js_dequantize(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "dequantize", 5)) return NULL;
+  gf_format format = arg_format(&c, 0);
+  int64_t rows = arg_count(&c, 2, "rows", MAX_DIM), cols = arg_count(&c, 3, "cols", MAX_DIM);
+  check_block_cols(&c, format, cols, "cols");
+  int64_t n = mul_checked(&c, rows, cols, "rows * cols");
+  view_t src = arg_view(&c, 1, "src", -1, (size_t)rows * gf_row_bytes(format, cols));
+  view_t dst = arg_view(&c, 4, "dst", napi_float32_array, (size_t)n * 4);
+  check_disjoint(&c, dst, "dst", src, "src");
+  if (c.failed) return NULL;
+  return finish(&c, gf_dequantize(format, src.data, rows, cols, (float *)dst.data));
+}
+
+/* dequantizeRows(format, src, cols, rowIndices: Int32Array, dst: Float32Array) */
+static napi_value js_dequantize_rows(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "dequantizeRows", 5)) return NULL;
+  gf_format format = arg_format(&c, 0);
+  int64_t cols = arg_count(&c, 2, "cols", MAX_DIM);
+  check_block_cols(&c, format, cols, "cols");
+  if (!c.failed && cols == 0) throw_error(&c, "range", NULL, "cols must be positive");
+  view_t src = arg_view_any(&c, 1, "src", -1);
+  if (c.failed) return NULL;
+  size_t row_bytes = gf_row_bytes(format, cols);
+  if (src.bytes % row_bytes != 0) {
+    throw_error(&c, "range", NULL,
+                "src must hold whole rows of %zu bytes (%s, cols = %lld), got %zu bytes", row_bytes,
+                gf_format_name(format), (long long)cols, src.bytes);
+    return NULL;
+  }
+  int64_t src_rows = (int64_t)(src.bytes / row_bytes);
+  view_t idx = arg_view_any(&c, 3, "rowIndices", napi_int32_array);
+  if (c.failed) return NULL;
+  int64_t n_idx = (int64_t)(idx.bytes / 4);
+  const int32_t *rows = (const int32_t *)idx.data;
+  for (int64_t i = 0; i < n_idx; i++)
+    if (rows[i] < 0 || rows[i] >= src_rows) {
+      throw_error(&c, "range", NULL, "rowIndices[%lld] = %d is outside the %lld rows of src",
+                  (long long)i, rows[i], (long long)src_rows);
+      return NULL;
+    }
+  int64_t n = mul_checked(&c, n_idx, cols, "rowIndices.length * cols");
+  view_t dst = arg_view(&c, 4, "dst", napi_float32_array, (size_t)n * 4);
+  check_disjoint(&c, dst, "dst", src, "src");
+  check_disjoint(&c, dst, "dst", idx, "rowIndices");
+  if (c.failed) return NULL;
+  return finish(&c, gf_dequantize_rows(format, src.data, cols, rows, n_idx, (float *)dst.data));
+}
+
+/* matmul(format, w, outFeatures, inFeatures, x: Float32Array, nRows, y: Float32Array, accumulate) */
+static napi_value js_matmul(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "matmul", 7)) return NULL;
+  gf_format format = arg_format(&c, 0);
+  int64_t out = arg_count(&c, 2, "outFeatures", MAX_DIM), in = arg_count(&c, 3, "inFeatures", MAX_DIM);
+  check_block_cols(&c, format, in, "inFeatures");
+  int64_t n = arg_count(&c, 5, "nRows", MAX_DIM);
+  bool accumulate = arg_bool(&c, 7, "accumulate");
+  view_t w = arg_view(&c, 1, "w", -1, (size_t)out * gf_row_bytes(format, in));
+  view_t x = arg_view(&c, 4, "x", napi_float32_array, (size_t)mul_checked(&c, n, in, "nRows * inFeatures") * 4);
+  view_t y = arg_view(&c, 6, "y", napi_float32_array, (size_t)mul_checked(&c, n, out, "nRows * outFeatures") * 4);
+  mul_checked(&c, out, in, "outFeatures * inFeatures");
+  check_disjoint(&c, y, "y", x, "x");
+  check_disjoint(&c, y, "y", w, "w");
+  if (c.failed) return NULL;
+  return finish(&c, gf_matmul(format, w.data, out, in, (const float *)x.data, n, (float *)y.data, accumulate));
+}
+
+/* gemmF32(a, b, c, M, N, K, transposeA, transposeB, batch, strideA, strideB, strideC, accumulate) */
+static napi_value js_gemm_f32(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "gemmF32", 13)) return NULL;
+  int64_t m = arg_count(&c, 3, "M", MAX_DIM), n = arg_count(&c, 4, "N", MAX_DIM), k = arg_count(&c, 5, "K", MAX_DIM);
+  bool ta = arg_bool(&c, 6, "transposeA"), tb = arg_bool(&c, 7, "transposeB");
+  int64_t batch = arg_count(&c, 8, "batch", MAX_DIM);
+  int64_t sa = arg_count(&c, 9, "strideA", MAX_DIM), sb = arg_count(&c, 10, "strideB", MAX_DIM),
+          sc = arg_count(&c, 11, "strideC", MAX_DIM);
+  bool accumulate = arg_bool(&c, 12, "accumulate");
+  int64_t size_a = mul_checked(&c, m, k, "M * K"), size_b = mul_checked(&c, k, n, "K * N"),
+          size_c = mul_checked(&c, m, n, "M * N");
+  if (!c.failed && batch > 1 && sc < size_c)
+    throw_error(&c, "range", NULL, "strideC must be at least M * N = %lld so that the batch's outputs do not overlap, got %lld",
+                (long long)size_c, (long long)sc);
+  /* Elements each operand must hold: the last problem's start plus one problem. */
+  int64_t last = batch > 0 ? batch - 1 : 0;
+  int64_t need_a = batch ? mul_checked(&c, last, sa, "strideA * (batch - 1)") + size_a : 0;
+  int64_t need_b = batch ? mul_checked(&c, last, sb, "strideB * (batch - 1)") + size_b : 0;
+  int64_t need_c = batch ? mul_checked(&c, last, sc, "strideC * (batch - 1)") + size_c : 0;
+  view_t a = arg_view_any(&c, 0, "a", napi_float32_array);
+  view_t b = arg_view_any(&c, 1, "b", napi_float32_array);
+  view_t cv = arg_view_any(&c, 2, "c", napi_float32_array);
+  if (!c.failed && (int64_t)(a.bytes / 4) < need_a)
+    throw_error(&c, "range", NULL, "a must hold at least %lld elements (batch %lld, M = %lld, K = %lld, strideA = %lld), got %zu",
+                (long long)need_a, (long long)batch, (long long)m, (long long)k, (long long)sa, a.bytes / 4);
+  if (!c.failed && (int64_t)(b.bytes / 4) < need_b)
+    throw_error(&c, "range", NULL, "b must hold at least %lld elements (batch %lld, K = %lld, N = %lld, strideB = %lld), got %zu",
+                (long long)need_b, (long long)batch, (long long)k, (long long)n, (long long)sb, b.bytes / 4);
+  if (!c.failed && (int64_t)(cv.bytes / 4) < need_c)
+    throw_error(&c, "range", NULL, "c must hold at least %lld elements (batch %lld, M = %lld, N = %lld, strideC = %lld), got %zu",
+                (long long)need_c, (long long)batch, (long long)m, (long long)n, (long long)sc, cv.bytes / 4);
+  check_disjoint(&c, cv, "c", a, "a");
+  check_disjoint(&c, cv, "c", b, "b");
+  if (c.failed) return NULL;
+  return finish(&c, gf_gemm_f32((const float *)a.data, (const float *)b.data, (float *)cv.data, m, n, k, ta, tb,
+                                batch, sa, sb, sc, accumulate));
+}
+
+/* ---- mmap ---- */
+
+typedef struct {
+  void *base;
+  size_t length;
+} mapping_t;
+
+static void unmap_finalizer(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)data;
+  mapping_t *m = (mapping_t *)hint;
+  munmap(m->base, m->length);
+  free(m);
+}
+
+static const char *errno_code(int e) {
+  switch (e) {
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EISDIR: return "EISDIR";
+    case ENOTDIR: return "ENOTDIR";
+    case ENOMEM: return "ENOMEM";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case ELOOP: return "ELOOP";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    default: return "EIO";
+  }
+}
+
+/* mmapFile(path, offset, length (-1: to the end), advice) */
+static napi_value js_mmap_file(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "mmapFile", 4)) return NULL;
+  char path[4096], advice[16];
+  if (!arg_string(&c, 0, "path", path, sizeof path)) return NULL;
+  int64_t offset = arg_count(&c, 1, "offset", INT64_MAX / 2);
+  bool to_end = type_of(&c, 2) == napi_undefined;
+  int64_t length = to_end ? 0 : arg_count(&c, 2, "length", INT64_MAX / 2);
+  if (!arg_string(&c, 3, "advice", advice, sizeof advice)) return NULL;
+  int advice_flag;
+  if (strcmp(advice, "normal") == 0) advice_flag = MADV_NORMAL;
+  else if (strcmp(advice, "sequential") == 0) advice_flag = MADV_SEQUENTIAL;
+  else if (strcmp(advice, "random") == 0) advice_flag = MADV_RANDOM;
+  else if (strcmp(advice, "willneed") == 0) advice_flag = MADV_WILLNEED;
+  else {
+    throw_error(&c, "range", NULL, "advice must be one of normal, sequential, random, willneed, got '%s'", advice);
+    return NULL;
+  }
+  if (c.failed) return NULL;
+
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    throw_error(&c, "error", errno_code(e), "cannot open '%s': %s (%s)", path, strerror(e), errno_code(e));
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    throw_error(&c, "error", errno_code(e), "cannot stat '%s': %s", path, strerror(e));
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    throw_error(&c, "error", "EINVAL", "'%s' is not a regular file%s", path,
+                S_ISDIR(st.st_mode) ? " (it is a directory)" : "");
+    return NULL;
+  }
+  int64_t size = (int64_t)st.st_size;
+  if (offset > size) {
+    close(fd);
+    throw_error(&c, "range", NULL, "offset %lld is beyond the end of '%s' (%lld bytes)", (long long)offset, path,
+                (long long)size);
+    return NULL;
+  }
+  if (to_end) length = size - offset;
+  if (length > size - offset) {
+    close(fd);
+    throw_error(&c, "range", NULL,
+                "offset %lld + length %lld is beyond the end of '%s' (%lld bytes)", (long long)offset,
+                (long long)length, path, (long long)size);
+    return NULL;
+  }
+  napi_value result;
+  if (length == 0) {
+    close(fd);
+    void *unused;
+    napi_create_arraybuffer(env, 0, &unused, &result);
+    return result;
+  }
+  long page = sysconf(_SC_PAGESIZE);
+  int64_t delta = offset % page;
+  size_t map_length = (size_t)(length + delta);
+  void *base = mmap(NULL, map_length, PROT_READ, MAP_PRIVATE, fd, (off_t)(offset - delta));
+  int map_errno = errno;
+  close(fd);
+  if (base == MAP_FAILED) {
+    throw_error(&c, "error", errno_code(map_errno), "cannot map '%s': %s", path, strerror(map_errno));
+    return NULL;
+  }
+  if (advice_flag != MADV_NORMAL) madvise(base, map_length, advice_flag);
+  mapping_t *m = (mapping_t *)malloc(sizeof *m);
+  if (!m) {
+    munmap(base, map_length);
+    throw_error(&c, "error", "ENOMEM", "out of memory");
+    return NULL;
+  }
+  m->base = base;
+  m->length = map_length;
+  napi_status status = napi_create_external_arraybuffer(env, (uint8_t *)base + delta, (size_t)length,
+                                                        unmap_finalizer, m, &result);
+  if (status != napi_ok) {
+    munmap(base, map_length);
+    free(m);
+    throw_error(&c, "error", NULL, "cannot create an external ArrayBuffer over '%s' (status %d)", path, (int)status);
+    return NULL;
+  }
+  return result;
+}
+
+/* ---- threads, levels, counters ---- */
+
+static napi_value js_set_threads(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "setThreads", 1)) return NULL;
+  int64_t n = arg_count(&c, 0, "n", GF_MAX_THREADS);
+  if (!c.failed && n < 1) throw_error(&c, "range", NULL, "n must be at least 1, got 0");
+  if (c.failed) return NULL;
+  gf_set_threads((int)n);
+  return finish(&c, GF_OK);
+}
+
+static napi_value make_int(napi_env env, int64_t v) {
+  napi_value r;
+  napi_create_int64(env, v, &r);
+  return r;
+}
+
+static napi_value make_string(napi_env env, const char *s) {
+  napi_value r;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+static void set_bool(napi_env env, napi_value obj, const char *key, bool v) {
+  napi_value b;
+  napi_get_boolean(env, v, &b);
+  napi_set_named_property(env, obj, key, b);
+}
+
+static napi_value js_threads(napi_env env, napi_callback_info info) {
+  (void)info;
+  return make_int(env, gf_threads());
+}
+
+static napi_value js_cpu_features(napi_env env, napi_callback_info info) {
+  (void)info;
+  const gf_cpu_features *f = gf_cpu();
+  napi_value obj;
+  napi_create_object(env, &obj);
+  set_bool(env, obj, "avx2", f->avx2);
+  set_bool(env, obj, "fma", f->fma);
+  set_bool(env, obj, "f16c", f->f16c);
+  set_bool(env, obj, "avx512f", f->avx512f);
+  set_bool(env, obj, "avx512bw", f->avx512bw);
+  set_bool(env, obj, "avx512vl", f->avx512vl);
+  set_bool(env, obj, "avx512vnni", f->avx512vnni);
+  set_bool(env, obj, "avx512bf16", f->avx512bf16);
+  set_bool(env, obj, "osAvx", f->os_avx);
+  set_bool(env, obj, "osAvx512", f->os_avx512);
+  return obj;
+}
+
+static napi_value js_cpu_level(napi_env env, napi_callback_info info) {
+  (void)info;
+  return make_string(env, gf_level_name(gf_cpu_level()));
+}
+
+static int arg_kernel(call_t *c, size_t i) {
+  char name[48];
+  if (!arg_string(c, i, "kernel", name, sizeof name)) return -1;
+  for (int k = 0; k < GF_KERNEL_COUNT; k++)
+    if (strcmp(name, gf_kernel_name(k)) == 0) return k;
+  throw_error(c, "range", NULL,
+              "kernel must be a name from kernelNames() such as 'matmul.q4_0' or 'gemmF32', got '%s'", name);
+  return -1;
+}
+
+static napi_value js_kernel_level(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "kernelLevel", 1)) return NULL;
+  int k = arg_kernel(&c, 0);
+  if (c.failed) return NULL;
+  return make_string(env, gf_level_name(gf_kernel_level(k)));
+}
+
+static napi_value js_set_level(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "setLevel", 1)) return NULL;
+  char name[16];
+  if (!arg_string(&c, 0, "level", name, sizeof name)) return NULL;
+  int level = gf_level_from_name(name);
+  if (level < 0) {
+    throw_error(&c, "range", NULL, "level must be one of scalar, avx2, avx512, got '%s'", name);
+    return NULL;
+  }
+  gf_set_level_cap((gf_level)level);
+  return finish(&c, GF_OK);
+}
+
+static napi_value js_level_cap(napi_env env, napi_callback_info info) {
+  (void)info;
+  return make_string(env, gf_level_name(gf_level_cap()));
+}
+
+static napi_value js_kernel_names(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value arr;
+  napi_create_array_with_length(env, GF_KERNEL_COUNT, &arr);
+  for (int k = 0; k < GF_KERNEL_COUNT; k++) napi_set_element(env, arr, (uint32_t)k, make_string(env, gf_kernel_name(k)));
+  return arr;
+}
+
+static napi_value js_counters(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj;
+  napi_create_object(env, &obj);
+  for (int k = 0; k < GF_KERNEL_COUNT; k++) {
+    napi_value per;
+    napi_create_object(env, &per);
+    for (int l = 0; l < GF_LEVEL_COUNT; l++)
+      napi_set_named_property(env, per, gf_level_name((gf_level)l), make_int(env, (int64_t)gf_counter(k, (gf_level)l)));
+    napi_set_named_property(env, obj, gf_kernel_name(k), per);
+  }
+  return obj;
+}
+
+static napi_value js_reset_counters(napi_env env, napi_callback_info info) {
+  (void)info;
+  gf_reset_counters();
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  return undefined;
+}
+
+static napi_value js_row_bytes(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "rowBytes", 2)) return NULL;
+  gf_format format = arg_format(&c, 0);
+  int64_t cols = arg_count(&c, 1, "cols", MAX_DIM);
+  check_block_cols(&c, format, cols, "cols");
+  if (c.failed) return NULL;
+  return make_int(env, (int64_t)gf_row_bytes(format, cols));
+}
+
+NAPI_MODULE_INIT() {
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } fns[] = {
+      {"quantize", js_quantize},         {"dequantize", js_dequantize},
+      {"dequantizeRows", js_dequantize_rows}, {"matmul", js_matmul},
+      {"gemmF32", js_gemm_f32},          {"mmapFile", js_mmap_file},
+      {"setThreads", js_set_threads},    {"threads", js_threads},
+      {"cpuFeatures", js_cpu_features},  {"cpuLevel", js_cpu_level},
+      {"kernelLevel", js_kernel_level},  {"setLevel", js_set_level},
+      {"levelCap", js_level_cap},        {"kernelNames", js_kernel_names},
+      {"counters", js_counters},         {"resetCounters", js_reset_counters},
+      {"rowBytes", js_row_bytes},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  return exports;
+}

@@ -1,0 +1,195 @@
+/* Internal declarations shared by the kernel sources (not part of the binding's interface). */
+#ifndef GF_INTERNAL_H
+#define GF_INTERNAL_H
+
+#include <math.h>
+#include <string.h>
+
+#include "gf.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define GF_X86 1
+#else
+#define GF_X86 0
+#endif
+
+#define GF_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define GF_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define GF_ALIGN 64
+#define GF_MAX_THREADS 256
+
+static inline uint16_t gf_load_u16(const void *p) {
+  uint16_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline float gf_load_f32(const void *p) {
+  float v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* ---- counters and dispatch (cpu.c) ---- */
+void gf_count(int kernel, gf_level level);
+
+/* ---- thread pool (pool.c) ---- */
+/* Runs fn over [begin, end) ranges covering [0, n); ranges start at multiples of `align`, no range
+ * holds fewer than `min_per_thread` items unless it is the only one. `thread` is 0 for the caller. */
+typedef void (*gf_task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
+void gf_parallel_for(int64_t n, int64_t align, int64_t min_per_thread, gf_task_fn fn, void *ctx);
+/* Every public entry point holds this lock for its whole call: kernels share scratch buffers. */
+void gf_call_lock(void);
+void gf_call_unlock(void);
+
+/* ---- scratch (pool.c): grows, never shrinks, 64-byte aligned; NULL when out of memory ---- */
+enum { GF_SCRATCH_ACT = 0, GF_SCRATCH_A, GF_SCRATCH_B, GF_SCRATCH_TMP, GF_SCRATCH_SLOTS };
+void *gf_scratch(int thread, int slot, size_t bytes);
+
+/* ---- quantize / dequantize over n contiguous elements (n a multiple of 32 for blocks) ---- */
+typedef void (*gf_quantize_fn)(const float *src, void *dst, int64_t n);
+typedef void (*gf_dequantize_fn)(const void *src, float *dst, int64_t n);
+
+void gf_quantize_q8_0_scalar(const float *src, void *dst, int64_t n);
+void gf_quantize_q4_0_scalar(const float *src, void *dst, int64_t n);
+void gf_quantize_bf16_scalar(const float *src, void *dst, int64_t n);
+void gf_dequantize_q8_0_scalar(const void *src, float *dst, int64_t n);
+void gf_dequantize_q4_0_scalar(const void *src, float *dst, int64_t n);
+void gf_dequantize_bf16_scalar(const void *src, float *dst, int64_t n);
+/* One q8_0 / q4_0 block by the reference rule (the SIMD versions call these for blocks with
+ * NaN or infinity, whose reference results depend on the element order). */
+void gf_quantize_block_q8_0(const float *x, uint8_t *out);
+void gf_quantize_block_q4_0(const float *x, uint8_t *out);
+
+#if GF_X86
+void gf_quantize_q8_0_avx2(const float *src, void *dst, int64_t n);
+void gf_quantize_q4_0_avx2(const float *src, void *dst, int64_t n);
+void gf_quantize_bf16_avx2(const float *src, void *dst, int64_t n);
+void gf_dequantize_q8_0_avx2(const void *src, float *dst, int64_t n);
+void gf_dequantize_q4_0_avx2(const void *src, float *dst, int64_t n);
+void gf_dequantize_bf16_avx2(const void *src, float *dst, int64_t n);
+void gf_quantize_q8_0_avx512(const float *src, void *dst, int64_t n);
+void gf_quantize_q4_0_avx512(const float *src, void *dst, int64_t n);
+void gf_quantize_bf16_avx512(const float *src, void *dst, int64_t n);
+void gf_dequantize_q8_0_avx512(const void *src, float *dst, int64_t n);
+void gf_dequantize_q4_0_avx512(const void *src, float *dst, int64_t n);
+void gf_dequantize_bf16_avx512(const void *src, float *dst, int64_t n);
+#endif
+
+/* The per-format, per-level function (NULL where that level is not implemented). */
+gf_quantize_fn gf_quantize_impl(gf_format format, gf_level level);
+gf_dequantize_fn gf_dequantize_impl(gf_format format, gf_level level);
+
+/* ---- quantized matmul (matmul.c and matmul_q_*.c) ----
+ * Activations are quantized to q8_0 and repacked in "chunks" of `lanes` blocks so that one SIMD
+ * register holds 4 consecutive bytes of `lanes` different blocks (lane p holds block
+ * chunk * lanes + gf_lane_block(lanes, p)):
+ *   int8  qs[8][lanes][4]  group j = elements 4j..4j+3 of each lane's block
+ *   float d[lanes]         the block scales (0 past the last block)
+ *   int32 bias[lanes]      -offset * (sum of the block's qs): the correction for weights read as
+ *                          unsigned bytes (q4_0 nibbles: offset 8; q8_0 xor 0x80: offset 128)
+ * The lane order is whatever the weight-side transposes produce (see matmul_q_avx512.c). */
+typedef struct {
+  const uint8_t *w;    /* packed weights */
+  size_t w_row_bytes;
+  int64_t out, in;     /* out_features, in_features */
+  int64_t n_blocks;    /* in / 32 */
+  const uint8_t *act;  /* n rows of packed activations */
+  size_t act_row_bytes;
+  int64_t n;           /* activation rows */
+  int64_t x_group;     /* activation rows per pass over a thread's weight rows (cache blocking) */
+  float *y;            /* [n, out] */
+  bool accumulate;
+} gf_qmm_args;
+
+/* work: the thread's scratch of gf_qmm_work_bytes(lanes, n_blocks) bytes (unpacked weights). */
+typedef void (*gf_qmm_fn)(const gf_qmm_args *args, int64_t row_begin, int64_t row_end, uint8_t *work);
+/* A weight tile of 4 rows unpacked by the SIMD kernels: per chunk and row, 8 vectors of lanes * 4
+ * bytes and lanes float scales. */
+static inline size_t gf_qmm_work_bytes(int lanes, int64_t n_blocks) {
+  return 4 * (size_t)((n_blocks + lanes - 1) / lanes) * (size_t)lanes * 36;
+}
+
+static inline size_t gf_act_chunk_bytes(int lanes) { return (size_t)lanes * (32 + 4 + 4); }
+static inline int gf_lane_block(int lanes, int p) {
+  /* 4x4 dword transposes inside 128-bit lanes: position p = 4 * i + m holds register m's
+   * 128-bit lane i; register m holds blocks (lanes / 4) * m + i. */
+  return lanes == 1 ? 0 : (lanes / 4) * (p % 4) + p / 4;
+}
+
+void gf_qmm_q8_0_scalar(const gf_qmm_args *args, int64_t row_begin, int64_t row_end,
+                        uint8_t *work);
+void gf_qmm_q4_0_scalar(const gf_qmm_args *args, int64_t row_begin, int64_t row_end,
+                        uint8_t *work);
+#if GF_X86
+void gf_qmm_q8_0_avx2(const gf_qmm_args *args, int64_t row_begin, int64_t row_end,
+                        uint8_t *work);
+void gf_qmm_q4_0_avx2(const gf_qmm_args *args, int64_t row_begin, int64_t row_end,
+                        uint8_t *work);
+void gf_qmm_q8_0_avx512(const gf_qmm_args *args, int64_t row_begin, int64_t row_end,
+                        uint8_t *work);
+void gf_qmm_q4_0_avx512(const gf_qmm_args *args, int64_t row_begin, int64_t row_end,
+                        uint8_t *work);
+#endif
+
+/* ---- float matmul, few activation rows (matmul.c, matmul_f_*.c): W f32 or bf16 rows ---- */
+typedef struct {
+  const uint8_t *w;
+  size_t w_row_bytes;
+  int64_t out, in;
+  const float *x; /* [n, in] */
+  int64_t n;
+  float *y;       /* [n, out] */
+  bool accumulate;
+} gf_fmm_args;
+typedef void (*gf_fmm_fn)(const gf_fmm_args *args, int64_t row_begin, int64_t row_end);
+
+void gf_fmm_f32_scalar(const gf_fmm_args *args, int64_t row_begin, int64_t row_end);
+void gf_fmm_bf16_scalar(const gf_fmm_args *args, int64_t row_begin, int64_t row_end);
+#if GF_X86
+void gf_fmm_f32_avx2(const gf_fmm_args *args, int64_t row_begin, int64_t row_end);
+void gf_fmm_bf16_avx2(const gf_fmm_args *args, int64_t row_begin, int64_t row_end);
+void gf_fmm_f32_avx512(const gf_fmm_args *args, int64_t row_begin, int64_t row_end);
+void gf_fmm_bf16_avx512(const gf_fmm_args *args, int64_t row_begin, int64_t row_end);
+#endif
+
+/* ---- gemm (gemm.c, gemm_*.c) ----
+ * Micro-kernel: c[MR x NR] (+)= ap (kc x MR, k-major) * bp (kc x NR, k-major); c row stride ldc.
+ * load_c: add to c instead of overwriting it. */
+typedef void (*gf_ukernel_fn)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                              bool load_c);
+/* y[0..n) (+)= sum_k a[k] * b[k * ldb + 0..n): one activation row times a [K, N] matrix. */
+typedef void (*gf_gemv_kn_fn)(const float *a, const float *b, int64_t k, int64_t ldb, float *y,
+                              int64_t n, bool accumulate);
+typedef struct {
+  int mr, nr;
+  gf_ukernel_fn kernel;
+  gf_gemv_kn_fn gemv_kn;
+} gf_ukernel;
+extern const gf_ukernel gf_ukernel_scalar;
+#if GF_X86
+extern const gf_ukernel gf_ukernel_avx2;
+extern const gf_ukernel gf_ukernel_avx512;
+#endif
+
+/* B operand sources the gemm can pack: plain f32 with strides, or bf16 rows ([N, K], the
+ * weights of a bf16 matmul). */
+typedef enum { GF_B_F32 = 0, GF_B_BF16_ROWS } gf_b_kind;
+
+/* One gemm problem list (gemm.c); used by gf_gemm_f32 and by gf_matmul for f32 / bf16 weights. */
+typedef struct {
+  const float *a;
+  const void *b;
+  float *c;
+  int64_t m, n, k;
+  bool transpose_a, transpose_b;
+  gf_b_kind b_kind;
+  size_t b_row_bytes; /* GF_B_BF16_ROWS: bytes per row of B^T */
+  int64_t batch, stride_a, stride_b, stride_c;
+  bool accumulate;
+} gf_gemm_problem;
+int gf_gemm_run(const gf_gemm_problem *p, gf_level level);
+/* matmul.c: the f32 / bf16 row-dot path (W rows against few activation rows). */
+int gf_rowdot(gf_format format, gf_level level, const void *w, size_t w_row_bytes, int64_t out,
+              int64_t in, const float *x, int64_t n, float *y, bool accumulate);
+
+#endif

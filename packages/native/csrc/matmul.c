@@ -1,0 +1,264 @@
+/*
+ * matmul: y[n, o] (+)= sum_k x[n, k] W[o, k] for W packed as f32, bf16, q8_0 or q4_0.
+ *
+ * q8_0 / q4_0 (as llama.cpp): each activation row is quantized to q8_0 per 32-block once per
+ * call into a reusable scratch, then every (weight block, activation block) pair is an integer
+ * dot product scaled by d_w * d_x in float. Threads split the output rows; each thread walks its
+ * weight rows in tiles of 4 against activation tiles of up to 4 rows, in groups of activation rows
+ * small enough to stay in L2, so a loaded weight block serves many activation rows.
+ * f32 / bf16: up to 4 activation rows use a streaming row-dot kernel (decode is memory-bound:
+ * each weight row is read once); more rows go through the packed gemm (gemm.c).
+ */
+#include "gf_internal.h"
+
+/* Activation rows per pass over the weights: keep the packed group within ~1 MiB (L2). */
+#define ACT_GROUP_BYTES (1 << 20)
+/* Fewer multiply-adds than this per thread is not worth waking a worker. */
+#define MIN_MACS_PER_THREAD (1 << 17)
+/* Above this many activation rows the f32 / bf16 weights go through the packed gemm. */
+#define ROWDOT_MAX_ROWS 4
+
+static int lanes_of(gf_level level) {
+  return level == GF_LEVEL_AVX512 ? 16 : level == GF_LEVEL_AVX2 ? 8 : 1;
+}
+
+/* The weight-side offset that the bias corrects for (see gf_internal.h): q4_0 nibbles are read
+ * as 0..15 (offset 8); on avx512 q8_0 weights are read as unsigned w + 128 (vpdpbusd multiplies
+ * unsigned by signed bytes); the avx2 q8_0 kernel uses the sign trick and the scalar kernel plain
+ * signed arithmetic, so they need none. */
+static int32_t bias_offset(gf_format format, gf_level level) {
+  if (level == GF_LEVEL_SCALAR) return 0;
+  if (format == GF_FMT_Q4_0) return 8;
+  return level == GF_LEVEL_AVX512 ? 128 : 0;
+}
+
+/* Repacks one q8_0 row (natural layout) into the lane-chunk layout of gf_internal.h. */
+static void pack_activation_row(const uint8_t *q, int64_t n_blocks, int lanes, int32_t offset,
+                                uint8_t *dst) {
+  int64_t chunks = (n_blocks + lanes - 1) / lanes;
+  for (int64_t c = 0; c < chunks; c++) {
+    uint8_t *chunk = dst + c * gf_act_chunk_bytes(lanes);
+    float *d = (float *)(chunk + 32 * lanes);
+    int32_t *bias = (int32_t *)(d + lanes);
+    for (int p = 0; p < lanes; p++) {
+      int64_t b = c * lanes + gf_lane_block(lanes, p);
+      if (b >= n_blocks) {
+        d[p] = 0.0f;
+        bias[p] = 0;
+        for (int j = 0; j < 8; j++) memset(chunk + (j * lanes + p) * 4, 0, 4);
+        continue;
+      }
+      const uint8_t *block = q + b * GF_Q8_0_BLOCK_BYTES;
+      d[p] = gf_fp16_to_fp32(gf_load_u16(block));
+      int32_t sum = 0;
+      for (int e = 0; e < GF_BLOCK; e++) sum += (int8_t)block[2 + e];
+      bias[p] = -offset * sum;
+      for (int j = 0; j < 8; j++) memcpy(chunk + (j * lanes + p) * 4, block + 2 + 4 * j, 4);
+    }
+  }
+}
+
+typedef struct {
+  const float *x;
+  int64_t in, n_blocks;
+  int lanes;
+  int32_t offset;
+  gf_quantize_fn quantize;
+  uint8_t *act;
+  size_t act_row_bytes;
+  uint8_t *tmp[GF_MAX_THREADS];
+} act_ctx;
+
+static void pack_activations_task(void *p, int64_t begin, int64_t end, int thread) {
+  const act_ctx *c = (const act_ctx *)p;
+  for (int64_t row = begin; row < end; row++) {
+    c->quantize(c->x + row * c->in, c->tmp[thread], c->in);
+    pack_activation_row(c->tmp[thread], c->n_blocks, c->lanes, c->offset,
+                        c->act + row * c->act_row_bytes);
+  }
+}
+
+typedef struct {
+  gf_qmm_args args;
+  gf_qmm_fn fn;
+  uint8_t *work[GF_MAX_THREADS];
+} qmm_ctx;
+
+static void qmm_task(void *p, int64_t begin, int64_t end, int thread) {
+  const qmm_ctx *c = (const qmm_ctx *)p;
+  c->fn(&c->args, begin, end, c->work[thread]);
+}
+
+static gf_qmm_fn qmm_impl(gf_format format, gf_level level) {
+#if GF_X86
+  if (level == GF_LEVEL_AVX512) return format == GF_FMT_Q4_0 ? gf_qmm_q4_0_avx512 : gf_qmm_q8_0_avx512;
+  if (level == GF_LEVEL_AVX2) return format == GF_FMT_Q4_0 ? gf_qmm_q4_0_avx2 : gf_qmm_q8_0_avx2;
+#endif
+  (void)level;
+  return format == GF_FMT_Q4_0 ? gf_qmm_q4_0_scalar : gf_qmm_q8_0_scalar;
+}
+
+static int64_t min_rows_per_thread(int64_t in, int64_t n) {
+  int64_t macs_per_row = GF_MAX(1, in * n);
+  return GF_MAX(1, MIN_MACS_PER_THREAD / macs_per_row);
+}
+
+static int quantized_matmul(gf_format format, gf_level level, const void *w, int64_t out,
+                            int64_t in, const float *x, int64_t n, float *y, bool accumulate) {
+  const int lanes = lanes_of(level);
+  const int64_t n_blocks = in / GF_BLOCK;
+  const int64_t chunks = (n_blocks + lanes - 1) / lanes;
+  act_ctx a = {x, in, n_blocks, lanes, bias_offset(format, level),
+               gf_quantize_impl(GF_FMT_Q8_0, level), NULL, (size_t)chunks * gf_act_chunk_bytes(lanes), {NULL}};
+  a.act = (uint8_t *)gf_scratch(0, GF_SCRATCH_ACT, (size_t)n * a.act_row_bytes);
+  if (!a.act) return GF_ERR_NOMEM;
+  int threads = gf_threads();
+  for (int t = 0; t < threads; t++) {
+    a.tmp[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_TMP, gf_row_bytes(GF_FMT_Q8_0, in));
+    if (!a.tmp[t]) return GF_ERR_NOMEM;
+  }
+  gf_parallel_for(n, 1, GF_MAX(1, (1 << 16) / GF_MAX(in, 1)), pack_activations_task, &a);
+
+  int64_t group = ACT_GROUP_BYTES / (int64_t)a.act_row_bytes;
+  group = GF_MAX(4, group / 4 * 4);
+  qmm_ctx c = {{(const uint8_t *)w, gf_row_bytes(format, in), out, in, n_blocks, a.act,
+                a.act_row_bytes, n, group, y, accumulate},
+               qmm_impl(format, level),
+               {NULL}};
+  for (int t = 0; t < threads; t++) {
+    c.work[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_B, gf_qmm_work_bytes(lanes, n_blocks));
+    if (!c.work[t]) return GF_ERR_NOMEM;
+  }
+  gf_parallel_for(out, 4, min_rows_per_thread(in, n), qmm_task, &c);
+  return GF_OK;
+}
+
+/* ---- scalar oracles ---- */
+
+static inline const uint8_t *act_block(const gf_qmm_args *a, int64_t row, int64_t block) {
+  return a->act + row * a->act_row_bytes + block * gf_act_chunk_bytes(1);
+}
+static inline float act_scale(const uint8_t *block) { return gf_load_f32(block + 32); }
+
+static inline void store(const gf_qmm_args *a, int64_t row, int64_t o, float v) {
+  float *dst = a->y + row * a->out + o;
+  *dst = a->accumulate ? *dst + v : v;
+}
+
+void gf_qmm_q8_0_scalar(const gf_qmm_args *a, int64_t row_begin, int64_t row_end, uint8_t *work) {
+  (void)work;
+  for (int64_t o = row_begin; o < row_end; o++) {
+    const uint8_t *w = a->w + o * a->w_row_bytes;
+    for (int64_t row = 0; row < a->n; row++) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < a->n_blocks; b++) {
+        const uint8_t *wb = w + b * GF_Q8_0_BLOCK_BYTES, *xb = act_block(a, row, b);
+        int32_t isum = 0;
+        for (int e = 0; e < GF_BLOCK; e++) isum += (int8_t)wb[2 + e] * (int8_t)xb[e];
+        sum += (float)isum * (gf_fp16_to_fp32(gf_load_u16(wb)) * act_scale(xb));
+      }
+      store(a, row, o, sum);
+    }
+  }
+}
+
+void gf_qmm_q4_0_scalar(const gf_qmm_args *a, int64_t row_begin, int64_t row_end, uint8_t *work) {
+  (void)work;
+  for (int64_t o = row_begin; o < row_end; o++) {
+    const uint8_t *w = a->w + o * a->w_row_bytes;
+    for (int64_t row = 0; row < a->n; row++) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < a->n_blocks; b++) {
+        const uint8_t *wb = w + b * GF_Q4_0_BLOCK_BYTES, *xb = act_block(a, row, b);
+        int32_t isum = 0;
+        for (int e = 0; e < GF_BLOCK / 2; e++) {
+          isum += ((wb[2 + e] & 0x0f) - 8) * (int8_t)xb[e];
+          isum += ((wb[2 + e] >> 4) - 8) * (int8_t)xb[e + 16];
+        }
+        sum += (float)isum * (gf_fp16_to_fp32(gf_load_u16(wb)) * act_scale(xb));
+      }
+      store(a, row, o, sum);
+    }
+  }
+}
+
+void gf_fmm_f32_scalar(const gf_fmm_args *a, int64_t row_begin, int64_t row_end) {
+  for (int64_t o = row_begin; o < row_end; o++) {
+    const uint8_t *w = a->w + o * a->w_row_bytes;
+    for (int64_t row = 0; row < a->n; row++) {
+      const float *x = a->x + row * a->in;
+      float sum = 0.0f;
+      for (int64_t k = 0; k < a->in; k++) sum += gf_load_f32(w + 4 * k) * x[k];
+      float *dst = a->y + row * a->out + o;
+      *dst = a->accumulate ? *dst + sum : sum;
+    }
+  }
+}
+
+void gf_fmm_bf16_scalar(const gf_fmm_args *a, int64_t row_begin, int64_t row_end) {
+  for (int64_t o = row_begin; o < row_end; o++) {
+    const uint8_t *w = a->w + o * a->w_row_bytes;
+    for (int64_t row = 0; row < a->n; row++) {
+      const float *x = a->x + row * a->in;
+      float sum = 0.0f;
+      for (int64_t k = 0; k < a->in; k++) sum += gf_bf16_to_fp32(gf_load_u16(w + 2 * k)) * x[k];
+      float *dst = a->y + row * a->out + o;
+      *dst = a->accumulate ? *dst + sum : sum;
+    }
+  }
+}
+
+/* ---- f32 / bf16 ---- */
+
+typedef struct {
+  gf_fmm_args args;
+  gf_fmm_fn fn;
+} fmm_ctx;
+
+static void fmm_task(void *p, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const fmm_ctx *c = (const fmm_ctx *)p;
+  c->fn(&c->args, begin, end);
+}
+
+static gf_fmm_fn fmm_impl(gf_format format, gf_level level) {
+  bool bf16 = format == GF_FMT_BF16;
+#if GF_X86
+  if (level == GF_LEVEL_AVX512) return bf16 ? gf_fmm_bf16_avx512 : gf_fmm_f32_avx512;
+  if (level == GF_LEVEL_AVX2) return bf16 ? gf_fmm_bf16_avx2 : gf_fmm_f32_avx2;
+#endif
+  (void)level;
+  return bf16 ? gf_fmm_bf16_scalar : gf_fmm_f32_scalar;
+}
+
+/* Streams the weights once per call for few activation rows. */
+int gf_rowdot(gf_format format, gf_level level, const void *w, size_t w_row_bytes, int64_t out,
+              int64_t in, const float *x, int64_t n, float *y, bool accumulate) {
+  fmm_ctx c = {{(const uint8_t *)w, w_row_bytes, out, in, x, n, y, accumulate},
+               fmm_impl(format, level)};
+  gf_parallel_for(out, 4, min_rows_per_thread(in, n), fmm_task, &c);
+  return GF_OK;
+}
+
+int gf_matmul(gf_format format, const void *w, int64_t out_features, int64_t in_features,
+              const float *x, int64_t n_rows, float *y, bool accumulate) {
+  int kernel = gf_kernel_index(GF_FAMILY_MATMUL, format);
+  gf_call_lock();
+  gf_level level = gf_kernel_level(kernel);
+  int rc;
+  if (format == GF_FMT_Q8_0 || format == GF_FMT_Q4_0) {
+    rc = quantized_matmul(format, level, w, out_features, in_features, x, n_rows, y, accumulate);
+  } else if (n_rows <= ROWDOT_MAX_ROWS) {
+    rc = gf_rowdot(format, level, w, gf_row_bytes(format, in_features), out_features, in_features,
+                   x, n_rows, y, accumulate);
+  } else {
+    /* y = x W^T: A = x [n, in], B^T = W [out, in]. */
+    gf_gemm_problem p = {x, w, y, n_rows, out_features, in_features, false, true,
+                         format == GF_FMT_BF16 ? GF_B_BF16_ROWS : GF_B_F32,
+                         gf_row_bytes(format, in_features), 1, 0, 0, 0, accumulate};
+    rc = gf_gemm_run(&p, level);
+  }
+  if (rc == GF_OK) gf_count(kernel, level);
+  gf_call_unlock();
+  return rc;
+}

@@ -1,0 +1,202 @@
+/*
+ * Thread pool: workers are created on the first parallel call that needs them, wait on a
+ * condition variable between calls (after a short spin, so back-to-back kernel calls of a decode
+ * step do not pay a futex wake-up each), and take static ranges; the calling thread takes the
+ * first range.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "gf_internal.h"
+
+#if GF_X86
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* How long an idle worker (or the caller waiting for workers) spins before sleeping. */
+#define SPIN_NS 50000
+
+static pthread_mutex_t call_mutex = PTHREAD_MUTEX_INITIALIZER;
+void gf_call_lock(void) { pthread_mutex_lock(&call_mutex); }
+void gf_call_unlock(void) { pthread_mutex_unlock(&call_mutex); }
+
+typedef struct {
+  gf_task_fn fn;
+  void *ctx;
+  int64_t n, chunk;
+} job_t;
+
+static struct {
+  pthread_mutex_t mutex; /* guards the fields below and the job */
+  pthread_cond_t wake, done;
+  int requested;         /* threads in all, caller included */
+  int running;           /* workers started */
+  pthread_t workers[GF_MAX_THREADS];
+  atomic_uint_fast64_t generation; /* bumped once per job */
+  atomic_int pending;              /* workers still busy with the current job */
+  atomic_int active;               /* workers that take part in the current job */
+  bool shutdown;
+  job_t job;
+} pool = {
+    .mutex = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .done = PTHREAD_COND_INITIALIZER,
+    .requested = 1,
+};
+/* Serializes whole jobs (and resizing) in case two calls overlap. */
+static pthread_mutex_t dispatch_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void run_range(const job_t *job, int index) {
+  int64_t begin = (int64_t)index * job->chunk;
+  if (begin >= job->n) return;
+  int64_t end = GF_MIN(job->n, begin + job->chunk);
+  job->fn(job->ctx, begin, end, index);
+}
+
+/* The generation current when each worker was created: a worker that first runs after the job
+ * it was created for has been posted must still see that job as new. */
+static uint64_t start_generation[GF_MAX_THREADS];
+
+static void *worker_main(void *arg) {
+  int index = (int)(intptr_t)arg; /* 1-based: the caller is 0 */
+  uint64_t seen = start_generation[index];
+  for (;;) {
+    int64_t spin_until = now_ns() + SPIN_NS;
+    int spins = 0;
+    while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
+      cpu_relax();
+      if ((++spins & 255) == 0 && now_ns() > spin_until) break;
+    }
+    pthread_mutex_lock(&pool.mutex);
+    while (atomic_load(&pool.generation) == seen && !pool.shutdown)
+      pthread_cond_wait(&pool.wake, &pool.mutex);
+    if (pool.shutdown) {
+      pthread_mutex_unlock(&pool.mutex);
+      return NULL;
+    }
+    seen = atomic_load(&pool.generation);
+    job_t job = pool.job;
+    bool takes_part = index < atomic_load(&pool.active) + 1;
+    pthread_mutex_unlock(&pool.mutex);
+    if (!takes_part) continue;
+    run_range(&job, index);
+    if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+      pthread_mutex_lock(&pool.mutex);
+      pthread_cond_signal(&pool.done);
+      pthread_mutex_unlock(&pool.mutex);
+    }
+  }
+}
+
+static void stop_workers(void) {
+  pthread_mutex_lock(&pool.mutex);
+  pool.shutdown = true;
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.mutex);
+  for (int i = 0; i < pool.running; i++) pthread_join(pool.workers[i], NULL);
+  pool.running = 0;
+  pool.shutdown = false;
+}
+
+/* Starts workers up to the requested count; returns how many threads (caller included) run. */
+static int ensure_workers(void) {
+  while (pool.running < pool.requested - 1) {
+    start_generation[pool.running + 1] = atomic_load(&pool.generation);
+    if (pthread_create(&pool.workers[pool.running], NULL, worker_main,
+                       (void *)(intptr_t)(pool.running + 1)) != 0)
+      break; /* fewer threads than asked: still correct, just slower */
+    pool.running++;
+  }
+  return pool.running + 1;
+}
+
+void gf_set_threads(int n) {
+  if (n < 1) n = 1;
+  if (n > GF_MAX_THREADS) n = GF_MAX_THREADS;
+  pthread_mutex_lock(&dispatch_mutex);
+  if (n != pool.requested) {
+    stop_workers();
+    pool.requested = n;
+  }
+  pthread_mutex_unlock(&dispatch_mutex);
+}
+
+int gf_threads(void) {
+  pthread_mutex_lock(&dispatch_mutex);
+  int n = pool.requested;
+  pthread_mutex_unlock(&dispatch_mutex);
+  return n;
+}
+
+void gf_parallel_for(int64_t n, int64_t align, int64_t min_per_thread, gf_task_fn fn, void *ctx) {
+  if (n <= 0) return;
+  if (align < 1) align = 1;
+  if (min_per_thread < 1) min_per_thread = 1;
+  pthread_mutex_lock(&dispatch_mutex);
+  int64_t max_by_size = GF_MAX(1, n / min_per_thread);
+  int threads = (int)GF_MIN((int64_t)pool.requested, max_by_size);
+  if (threads > 1) threads = GF_MIN(threads, ensure_workers());
+  int64_t per = (n + threads - 1) / threads;
+  per = (per + align - 1) / align * align;
+  threads = (int)((n + per - 1) / per); /* rounding up to `align` can leave the last ones idle */
+  job_t job = {fn, ctx, n, per};
+  if (threads <= 1) {
+    pthread_mutex_unlock(&dispatch_mutex);
+    fn(ctx, 0, n, 0);
+    return;
+  }
+  pthread_mutex_lock(&pool.mutex);
+  pool.job = job;
+  atomic_store(&pool.active, threads - 1);
+  atomic_store(&pool.pending, threads - 1);
+  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.mutex);
+
+  run_range(&job, 0);
+
+  int64_t spin_until = now_ns() + SPIN_NS;
+  int spins = 0;
+  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) {
+    cpu_relax();
+    if ((++spins & 255) == 0 && now_ns() > spin_until) break;
+  }
+  pthread_mutex_lock(&pool.mutex);
+  while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.mutex);
+  pthread_mutex_unlock(&pool.mutex);
+  pthread_mutex_unlock(&dispatch_mutex);
+}
+
+/* ---- scratch ---- */
+static struct {
+  void *ptr;
+  size_t bytes;
+} scratch[GF_MAX_THREADS][GF_SCRATCH_SLOTS];
+
+void *gf_scratch(int thread, int slot, size_t bytes) {
+  if (bytes == 0) bytes = GF_ALIGN;
+  if (scratch[thread][slot].bytes >= bytes) return scratch[thread][slot].ptr;
+  size_t grown = GF_MAX(bytes, scratch[thread][slot].bytes * 2);
+  grown = (grown + GF_ALIGN - 1) / GF_ALIGN * GF_ALIGN;
+  void *p = aligned_alloc(GF_ALIGN, grown);
+  if (!p) return NULL;
+  free(scratch[thread][slot].ptr);
+  scratch[thread][slot].ptr = p;
+  scratch[thread][slot].bytes = grown;
+  return p;
+}

@@ -1,0 +1,478 @@
+/**
+ * `@graniteflow/native`: multi-threaded SIMD kernels behind Node-API for packed GGUF-layout
+ * weights (f32, bf16, q8_0, q4_0), an f32 gemm and memory-mapped weight files.
+ *
+ * ```ts
+ * import { loadNative } from '@graniteflow/native';
+ * const native = loadNative();          // null (with nativeUnavailableReason()) when absent
+ * if (native) native.matmul('q4_0', packed, out, inF, x, 1, y);
+ * ```
+ *
+ * @packageDocumentation
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import nodeGypBuild = require('node-gyp-build');
+
+/** Packed weight formats, with GGUF / ggml's block layouts. */
+export type Format = 'f32' | 'bf16' | 'q8_0' | 'q4_0';
+/** Dispatch levels, lowest first. */
+export type Level = 'scalar' | 'avx2' | 'avx512';
+export const FORMATS: readonly Format[] = ['f32', 'bf16', 'q8_0', 'q4_0'];
+export const LEVELS: readonly Level[] = ['scalar', 'avx2', 'avx512'];
+
+/** A kernel as dispatched and counted: the family and, except for gemmF32, the format. */
+export type KernelName =
+  | `quantize.${Format}`
+  | `dequantize.${Format}`
+  | `dequantizeRows.${Format}`
+  | `matmul.${Format}`
+  | 'gemmF32';
+export const KERNELS: readonly KernelName[] = [
+  ...(['quantize', 'dequantize', 'dequantizeRows', 'matmul'] as const).flatMap((family) =>
+    FORMATS.map((format) => `${family}.${format}` as KernelName),
+  ),
+  'gemmF32',
+];
+
+export type TypedArray =
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array;
+
+export interface CpuFeatures {
+  avx2: boolean;
+  fma: boolean;
+  f16c: boolean;
+  avx512f: boolean;
+  avx512bw: boolean;
+  avx512vl: boolean;
+  avx512vnni: boolean;
+  avx512bf16: boolean;
+  /** The OS saves AVX (ymm) state (XCR0). */
+  osAvx: boolean;
+  /** The OS saves AVX-512 (opmask, zmm) state (XCR0). */
+  osAvx512: boolean;
+}
+
+export interface MatmulOptions {
+  /** Add to y instead of overwriting it. */
+  accumulate?: boolean;
+}
+
+export interface GemmOptions {
+  /** Problems in the batch (default 1). */
+  batch?: number;
+  /** Elements between consecutive problems' A (default M * K; 0 broadcasts A). */
+  strideA?: number;
+  /** Elements between consecutive problems' B (default K * N; 0 broadcasts B). */
+  strideB?: number;
+  /** Elements between consecutive problems' C (default M * N; at least M * N when batch > 1). */
+  strideC?: number;
+  /** Add to C instead of overwriting it. */
+  accumulate?: boolean;
+}
+
+export type MmapAdvice = 'normal' | 'sequential' | 'random' | 'willneed';
+
+export interface MmapOptions {
+  /** Byte offset into the file (any value; the mapping starts at the page below it). */
+  offset?: number;
+  /** Bytes to map (default: to the end of the file). */
+  length?: number;
+  /** madvise hint for the mapped range: 'willneed' starts read-ahead of all of it (a model
+   * whose every weight the first forward pass touches), 'sequential' / 'random' tune read-ahead. */
+  advice?: MmapAdvice;
+}
+
+/** The loaded addon with argument checking. Every kernel is a synchronous call. */
+export interface Native {
+  /** Where the binary was loaded from. */
+  readonly binaryPath: string;
+  /** Bytes of one packed row of `cols` weights. */
+  rowBytes(format: Format, cols: number): number;
+  /** Bytes of a packed [rows, cols] weight. */
+  packedByteLength(format: Format, rows: number, cols: number): number;
+  /** Packs src ([rows, cols] float32) into dst (exactly packedByteLength bytes); bit-exact with
+   * ggml's reference quantizers (bf16: round to nearest even, NaN kept NaN). */
+  quantize(format: Format, src: Float32Array, rows: number, cols: number, dst: TypedArray): void;
+  /** Unpacks src (a packed [rows, cols] weight) into dst (rows * cols float32). */
+  dequantize(format: Format, src: TypedArray, rows: number, cols: number, dst: Float32Array): void;
+  /** dst[i, :] = row rowIndices[i] of src (a packed weight of whole rows): embedding gathers. */
+  dequantizeRows(
+    format: Format,
+    src: TypedArray,
+    cols: number,
+    rowIndices: Int32Array,
+    dst: Float32Array,
+  ): void;
+  /**
+   * y[n, o] = sum_k x[n, k] * W[o, k] for W [outFeatures, inFeatures] packed row-major, x
+   * [nRows, inFeatures], y [nRows, outFeatures]. q8_0 / q4_0 quantize x to q8_0 per 32-block
+   * (integer block dot products, as llama.cpp); f32 / bf16 multiply in float32.
+   */
+  matmul(
+    format: Format,
+    w: TypedArray,
+    outFeatures: number,
+    inFeatures: number,
+    x: Float32Array,
+    nRows: number,
+    y: Float32Array,
+    options?: MatmulOptions,
+  ): void;
+  /**
+   * C = op(A) op(B) (row-major): A is [M, K] ([K, M] when transposeA), B is [K, N] ([N, K] when
+   * transposeB), C is [M, N]; batched with element strides through `options`.
+   */
+  gemmF32(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    M: number,
+    N: number,
+    K: number,
+    transposeA: boolean,
+    transposeB: boolean,
+    options?: GemmOptions,
+  ): void;
+  /** Threads in all (the calling thread takes part); workers start on the next parallel call. */
+  setThreads(n: number): void;
+  threads(): number;
+  /** A read-only (PROT_READ, MAP_PRIVATE) mapping of a file as an external ArrayBuffer, unmapped
+   * when the ArrayBuffer is collected. Nothing is copied into the JS heap. Writing into it
+   * crashes the process (the pages are read-only). */
+  mmapFile(filePath: string, options?: MmapOptions): ArrayBuffer;
+  cpuFeatures(): CpuFeatures;
+  /** The best level this CPU supports. */
+  cpuLevel(): Level;
+  /** The level the kernel runs at now (CPU, setLevel cap and the levels implemented for it). */
+  kernelLevel(kernel: KernelName): Level;
+  /** Caps every kernel at `level` ('avx512' = no cap). */
+  setLevel(level: Level): void;
+  /** The current cap. */
+  level(): Level;
+  /** Calls per kernel and level since load (or resetCounters). */
+  counters(): Record<KernelName, Record<Level, number>>;
+  resetCounters(): void;
+}
+
+/** The raw binding (addon.c); its own checks are a second line behind the ones here. */
+interface Binding {
+  rowBytes(format: string, cols: number): number;
+  quantize(format: string, src: Float32Array, rows: number, cols: number, dst: TypedArray): void;
+  dequantize(format: string, src: TypedArray, rows: number, cols: number, dst: Float32Array): void;
+  dequantizeRows(format: string, src: TypedArray, cols: number, rows: Int32Array, dst: Float32Array): void;
+  matmul(
+    format: string, w: TypedArray, out: number, inF: number, x: Float32Array, n: number,
+    y: Float32Array, accumulate: boolean,
+  ): void;
+  gemmF32(
+    a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number,
+    ta: boolean, tb: boolean, batch: number, sa: number, sb: number, sc: number, accumulate: boolean,
+  ): void;
+  mmapFile(filePath: string, offset: number, length: number | undefined, advice: string): ArrayBuffer;
+  setThreads(n: number): void;
+  threads(): number;
+  cpuFeatures(): CpuFeatures;
+  cpuLevel(): string;
+  kernelLevel(kernel: string): string;
+  setLevel(level: string): void;
+  levelCap(): string;
+  kernelNames(): string[];
+  counters(): Record<string, Record<string, number>>;
+  resetCounters(): void;
+}
+
+const PACKAGE_ROOT = path.join(__dirname, '..');
+const MAX_THREADS = 256;
+
+let loaded: Native | null | undefined;
+let unavailableReason: string | undefined;
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of length ${(value as TypedArray).length}`;
+  if (Array.isArray(value)) return 'an Array';
+  if (typeof value === 'string') return `the string '${value}'`;
+  if (typeof value === 'object') return `a ${(value as object).constructor?.name ?? 'object'}`;
+  return `${typeof value} ${String(value)}`;
+}
+
+function formatOf(fn: string, format: unknown): Format {
+  if (typeof format !== 'string' || !(FORMATS as readonly string[]).includes(format))
+    throw new TypeError(`${fn}: format must be one of ${FORMATS.join(', ')}, got ${describe(format)}`);
+  return format as Format;
+}
+
+function count(fn: string, name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value))
+    throw new TypeError(`${fn}: ${name} must be a number, got ${describe(value)}`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${fn}: ${name} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
+function blockCols(fn: string, name: string, format: Format, cols: number): void {
+  if ((format === 'q8_0' || format === 'q4_0') && cols % 32 !== 0)
+    throw new RangeError(
+      `${fn}: ${name} must be a multiple of 32 for ${format} (its blocks hold 32 values), got ${cols}`,
+    );
+}
+
+function rowBytesOf(format: Format, cols: number): number {
+  switch (format) {
+    case 'f32':
+      return cols * 4;
+    case 'bf16':
+      return cols * 2;
+    case 'q8_0':
+      return (cols / 32) * 34;
+    case 'q4_0':
+      return (cols / 32) * 18;
+  }
+}
+
+function float32(fn: string, name: string, value: unknown, length: number, what: string): Float32Array {
+  if (!(value instanceof Float32Array))
+    throw new TypeError(`${fn}: ${name} must be a Float32Array, got ${describe(value)}`);
+  if (value.length !== length)
+    throw new RangeError(`${fn}: ${name} must hold ${what} = ${length} elements, got ${value.length}`);
+  return value;
+}
+
+function typed(fn: string, name: string, value: unknown): TypedArray {
+  if (!ArrayBuffer.isView(value) || value instanceof DataView || isBigIntArray(value))
+    throw new TypeError(`${fn}: ${name} must be a typed array (e.g. a Uint8Array), got ${describe(value)}`);
+  return value as TypedArray;
+}
+
+function isBigIntArray(value: ArrayBufferView): boolean {
+  return value instanceof BigInt64Array || value instanceof BigUint64Array;
+}
+
+function packed(fn: string, name: string, value: unknown, bytes: number, what: string): TypedArray {
+  const view = typed(fn, name, value);
+  if (view.byteLength !== bytes)
+    throw new RangeError(`${fn}: ${name} must hold ${what} = ${bytes} bytes, got ${view.byteLength}`);
+  return view;
+}
+
+function flag(fn: string, name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new TypeError(`${fn}: ${name} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+function levelOf(fn: string, level: unknown): Level {
+  if (typeof level !== 'string' || !(LEVELS as readonly string[]).includes(level))
+    throw new RangeError(`${fn}: level must be one of ${LEVELS.join(', ')}, got ${describe(level)}`);
+  return level as Level;
+}
+
+function wrap(binding: Binding, binaryPath: string): Native {
+  const native: Native = {
+    binaryPath,
+    rowBytes(format, cols) {
+      const f = formatOf('rowBytes', format);
+      count('rowBytes', 'cols', cols);
+      blockCols('rowBytes', 'cols', f, cols);
+      return rowBytesOf(f, cols);
+    },
+    packedByteLength(format, rows, cols) {
+      const f = formatOf('packedByteLength', format);
+      count('packedByteLength', 'rows', rows);
+      count('packedByteLength', 'cols', cols);
+      blockCols('packedByteLength', 'cols', f, cols);
+      return rows * rowBytesOf(f, cols);
+    },
+    quantize(format, src, rows, cols, dst) {
+      const fn = 'quantize';
+      const f = formatOf(fn, format);
+      count(fn, 'rows', rows);
+      count(fn, 'cols', cols);
+      blockCols(fn, 'cols', f, cols);
+      float32(fn, 'src', src, rows * cols, `rows * cols = ${rows} * ${cols}`);
+      packed(fn, 'dst', dst, rows * rowBytesOf(f, cols), `packedByteLength('${f}', ${rows}, ${cols})`);
+      binding.quantize(f, src, rows, cols, dst);
+    },
+    dequantize(format, src, rows, cols, dst) {
+      const fn = 'dequantize';
+      const f = formatOf(fn, format);
+      count(fn, 'rows', rows);
+      count(fn, 'cols', cols);
+      blockCols(fn, 'cols', f, cols);
+      packed(fn, 'src', src, rows * rowBytesOf(f, cols), `packedByteLength('${f}', ${rows}, ${cols})`);
+      float32(fn, 'dst', dst, rows * cols, `rows * cols = ${rows} * ${cols}`);
+      binding.dequantize(f, src, rows, cols, dst);
+    },
+    dequantizeRows(format, src, cols, rowIndices, dst) {
+      const fn = 'dequantizeRows';
+      const f = formatOf(fn, format);
+      count(fn, 'cols', cols);
+      if (cols === 0) throw new RangeError(`${fn}: cols must be positive, got 0`);
+      blockCols(fn, 'cols', f, cols);
+      const view = typed(fn, 'src', src);
+      const rowBytes = rowBytesOf(f, cols);
+      if (view.byteLength % rowBytes !== 0)
+        throw new RangeError(
+          `${fn}: src must hold whole rows of rowBytes('${f}', ${cols}) = ${rowBytes} bytes, got ${view.byteLength} bytes`,
+        );
+      const rows = view.byteLength / rowBytes;
+      if (!(rowIndices instanceof Int32Array))
+        throw new TypeError(`${fn}: rowIndices must be an Int32Array, got ${describe(rowIndices)}`);
+      for (let i = 0; i < rowIndices.length; i++) {
+        const r = rowIndices[i];
+        if (r < 0 || r >= rows)
+          throw new RangeError(`${fn}: rowIndices[${i}] = ${r} is outside the ${rows} rows of src`);
+      }
+      float32(fn, 'dst', dst, rowIndices.length * cols, `rowIndices.length * cols = ${rowIndices.length} * ${cols}`);
+      binding.dequantizeRows(f, src, cols, rowIndices, dst);
+    },
+    matmul(format, w, outFeatures, inFeatures, x, nRows, y, options = {}) {
+      const fn = 'matmul';
+      const f = formatOf(fn, format);
+      count(fn, 'outFeatures', outFeatures);
+      count(fn, 'inFeatures', inFeatures);
+      count(fn, 'nRows', nRows);
+      blockCols(fn, 'inFeatures', f, inFeatures);
+      packed(
+        fn, 'w', w, outFeatures * rowBytesOf(f, inFeatures),
+        `packedByteLength('${f}', outFeatures, inFeatures) = packedByteLength('${f}', ${outFeatures}, ${inFeatures})`,
+      );
+      float32(fn, 'x', x, nRows * inFeatures, `nRows * inFeatures = ${nRows} * ${inFeatures}`);
+      float32(fn, 'y', y, nRows * outFeatures, `nRows * outFeatures = ${nRows} * ${outFeatures}`);
+      const accumulate = flag(fn, 'options.accumulate', options.accumulate);
+      binding.matmul(f, w, outFeatures, inFeatures, x, nRows, y, accumulate);
+    },
+    gemmF32(a, b, c, M, N, K, transposeA, transposeB, options = {}) {
+      const fn = 'gemmF32';
+      count(fn, 'M', M);
+      count(fn, 'N', N);
+      count(fn, 'K', K);
+      const ta = flag(fn, 'transposeA', transposeA), tb = flag(fn, 'transposeB', transposeB);
+      const batch = count(fn, 'options.batch', options.batch ?? 1);
+      const strideA = count(fn, 'options.strideA', options.strideA ?? M * K);
+      const strideB = count(fn, 'options.strideB', options.strideB ?? K * N);
+      const strideC = count(fn, 'options.strideC', options.strideC ?? M * N);
+      const accumulate = flag(fn, 'options.accumulate', options.accumulate);
+      if (batch > 1 && strideC < M * N)
+        throw new RangeError(
+          `${fn}: options.strideC must be at least M * N = ${M * N} so that the batch's outputs do not overlap, got ${strideC}`,
+        );
+      const need = (stride: number, size: number) => (batch === 0 ? 0 : (batch - 1) * stride + size);
+      const check = (name: string, v: unknown, n: number, shape: string) => {
+        if (!(v instanceof Float32Array))
+          throw new TypeError(`${fn}: ${name} must be a Float32Array, got ${describe(v)}`);
+        if (v.length < n)
+          throw new RangeError(`${fn}: ${name} must hold at least ${n} elements (${shape}), got ${v.length}`);
+      };
+      check('a', a, need(strideA, M * K), `batch ${batch} of ${ta ? 'K x M' : 'M x K'} = ${ta ? `${K} x ${M}` : `${M} x ${K}`}, strideA ${strideA}`);
+      check('b', b, need(strideB, K * N), `batch ${batch} of ${tb ? 'N x K' : 'K x N'} = ${tb ? `${N} x ${K}` : `${K} x ${N}`}, strideB ${strideB}`);
+      check('c', c, need(strideC, M * N), `batch ${batch} of M x N = ${M} x ${N}, strideC ${strideC}`);
+      binding.gemmF32(a, b, c, M, N, K, ta, tb, batch, strideA, strideB, strideC, accumulate);
+    },
+    setThreads(n) {
+      count('setThreads', 'n', n);
+      if (n < 1 || n > MAX_THREADS)
+        throw new RangeError(`setThreads: n must be between 1 and ${MAX_THREADS}, got ${n}`);
+      binding.setThreads(n);
+    },
+    threads: () => binding.threads(),
+    mmapFile(filePath, options = {}) {
+      const fn = 'mmapFile';
+      if (typeof filePath !== 'string' || filePath === '')
+        throw new TypeError(`${fn}: path must be a non-empty string, got ${describe(filePath)}`);
+      const offset = count(fn, 'options.offset', options.offset ?? 0);
+      const length = options.length === undefined ? undefined : count(fn, 'options.length', options.length);
+      const advice = options.advice ?? 'normal';
+      if (!['normal', 'sequential', 'random', 'willneed'].includes(advice))
+        throw new RangeError(`${fn}: options.advice must be one of normal, sequential, random, willneed, got ${describe(advice)}`);
+      return binding.mmapFile(path.resolve(filePath), offset, length, advice);
+    },
+    cpuFeatures: () => binding.cpuFeatures(),
+    cpuLevel: () => binding.cpuLevel() as Level,
+    kernelLevel(kernel) {
+      if (typeof kernel !== 'string' || !(KERNELS as readonly string[]).includes(kernel))
+        throw new RangeError(
+          `kernelLevel: kernel must be one of ${KERNELS.join(', ')}, got ${describe(kernel)}`,
+        );
+      return binding.kernelLevel(kernel) as Level;
+    },
+    setLevel(level) {
+      binding.setLevel(levelOf('setLevel', level));
+    },
+    level: () => binding.levelCap() as Level,
+    counters: () => binding.counters() as Record<KernelName, Record<Level, number>>,
+    resetCounters: () => binding.resetCounters(),
+  };
+  return native;
+}
+
+/** Threads from GRANITEFLOW_THREADS, else every available CPU. */
+function threadsFromEnv(): number {
+  const raw = process.env.GRANITEFLOW_THREADS;
+  if (raw === undefined || raw.trim() === '') return Math.min(MAX_THREADS, os.availableParallelism());
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS)
+    throw new RangeError(`GRANITEFLOW_THREADS must be an integer between 1 and ${MAX_THREADS}, got '${raw}'`);
+  return n;
+}
+
+/**
+ * The native kernels, or null when they cannot be used here (GRANITEFLOW_NATIVE=0, or no binary
+ * for this platform / Node): {@link nativeUnavailableReason} then says why. Loads once; applies
+ * GRANITEFLOW_THREADS and GRANITEFLOW_NATIVE_LEVEL (invalid values throw a RangeError).
+ */
+export function loadNative(): Native | null {
+  if (loaded !== undefined) return loaded;
+  if (process.env.GRANITEFLOW_NATIVE === '0') {
+    unavailableReason = 'disabled by GRANITEFLOW_NATIVE=0';
+    return (loaded = null);
+  }
+  let binaryPath: string;
+  let binding: Binding;
+  try {
+    binaryPath = nodeGypBuild.resolve(PACKAGE_ROOT);
+    binding = require(binaryPath) as Binding;
+  } catch (error) {
+    const detail = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    unavailableReason =
+      `no usable @graniteflow/native binary for ${process.platform}-${process.arch} ` +
+      `(looked for build/Release and prebuilds/ under ${PACKAGE_ROOT}; build it with ` +
+      `\`npm run build -w @graniteflow/native\`): ${detail}`;
+    return (loaded = null);
+  }
+  const native = wrap(binding, binaryPath);
+  native.setThreads(threadsFromEnv());
+  const level = process.env.GRANITEFLOW_NATIVE_LEVEL;
+  if (level !== undefined && level.trim() !== '') {
+    if (!(LEVELS as readonly string[]).includes(level))
+      throw new RangeError(`GRANITEFLOW_NATIVE_LEVEL must be one of ${LEVELS.join(', ')}, got '${level}'`);
+    native.setLevel(level as Level);
+  }
+  unavailableReason = undefined;
+  return (loaded = native);
+}
+
+/** Why {@link loadNative} returned null (undefined when it loaded or was not tried). */
+export function nativeUnavailableReason(): string | undefined {
+  return unavailableReason;
+}
+
+export function isNativeAvailable(): boolean {
+  return loadNative() !== null;
+}
+
+/** {@link loadNative}, throwing an Error with the reason when the kernels are unavailable. */
+export function requireNative(): Native {
+  const native = loadNative();
+  if (!native) throw new Error(`@graniteflow/native is unavailable: ${unavailableReason}`);
+  return native;
+}
