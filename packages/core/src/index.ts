@@ -32,6 +32,8 @@ export { vjp } from './kernels/vjp';
 export { nativeAddon, nativeUnavailableReason, type NativeAddon } from './native/native_addon';
 export { NATIVE_BACKEND, nativeKernel, registerNativeBackend } from './native/native_backend';
 export { wasmHeap, type WasmHeap } from './kernels/wasm_heap';
+export { countSimdCall, simdCounters, simdKernels, simdModulePath, type SimdKernels } from './kernels/simd_module';
+export { isSimdEnabled, setSimdEnabled } from './kernels/simd_switch';
 export { webAssemblyApi, type WasmMemory, type WebAssemblyApi } from './kernels/webassembly_api';
 export { Module, type LoadStateDictOptions, type StateDict } from './module/module';
 export { Parameter, type ParameterLayout, type ParameterOptions } from './module/parameter';

@@ -199,7 +199,9 @@ describeBackends('packed weights', (backend) => {
     expect(() => lin.weight.value).toThrow(/held packed as q8_0/);
     const packed = lin.forward(x);
     const unpacked = lin.weight.packed!.dequantize();
-    expectClose(packed, tf.matMul(x, unpacked, false, true), { atol: 1e-5 });
+    // On wasm the SIMD kernel quantizes the activations to int16 per 32-block first:
+    // |Δ| ≤ Σ_j |w_j| · amax/65534 ≤ 64 · 1 · 1/65534 < 1e-3 here (packed_simd.test.ts checks the bound itself).
+    expectClose(packed, tf.matMul(x, unpacked, false, true), { atol: backend === 'wasm' ? 1e-3 : 1e-5 });
     // q8_0 of unit-range weights over 64 inputs: within 0.05 of float32, but not equal to it.
     expectClose(packed, dense, { atol: 0.05 });
     expect(maxAbsDiff(packed, dense)).toBeGreaterThan(0);

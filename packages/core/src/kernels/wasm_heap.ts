@@ -38,7 +38,7 @@ const SIMD_PROBE = new Uint8Array([
 let simdSupported: boolean | undefined;
 
 /** Whether this engine has WebAssembly with SIMD (probed once). */
-function hasWasmSimd(): boolean {
+export function hasWasmSimd(): boolean {
   if (simdSupported === undefined) {
     const wasm = webAssemblyApi();
     try {

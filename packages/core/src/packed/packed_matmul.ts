@@ -3,6 +3,7 @@ import { defineKernel } from '../kernels/define_kernel';
 import type { FlatArray } from '../kernels/fused_kernel';
 import { nativeKernel } from '../native/native_backend';
 import { packedRowBytes, type PackedFormat } from './formats';
+import { packedMatMulSimd } from './packed_matmul_simd';
 import type { PackedTensor } from './packed_tensor';
 import { dequantizeRowsInto } from './quantize';
 
@@ -26,8 +27,10 @@ function dequantizedWeight(w: tf.Tensor, { format, outFeatures, inFeatures }: Pa
 
 /**
  * y [n, out] = x [n, in] · Wᵀ for a packed W [out, in]. The reference unpacks the whole weight and
- * multiplies with tfjs (so it runs, and differentiates with respect to x, on every backend); the
- * fused body unpacks one row at a time into a scratch row, never holding the float32 weight.
+ * multiplies with tfjs (so it runs, and differentiates with respect to x, on every backend). The
+ * fused body, on wasm, runs the WebAssembly SIMD kernels of `assembly/packed_matvec.ts` over the
+ * packed bytes in the heap; elsewhere, or with SIMD off or unavailable, it unpacks one row at a time
+ * into a scratch row in JS. Neither ever holds the float32 weight.
  */
 export const PackedMatMul = defineKernel<PackedMatMulInputs, PackedMatMulAttrs>({
   name: 'GraniteflowPackedMatMul',
@@ -41,6 +44,7 @@ export const PackedMatMul = defineKernel<PackedMatMulInputs, PackedMatMulAttrs>(
   fused: {
     outputs: ({ x }, { outFeatures }) => [{ shape: [x.shape[0], outFeatures], dtype: 'float32' }],
     compute: ({ x, w }, [y], _shapes, { format, outFeatures, inFeatures }) => {
+      if (packedMatMulSimd(x, w, y, format, outFeatures, inFeatures)) return;
       const bytes = storageBytes(w, outFeatures * packedRowBytes(format, inFeatures));
       const n = x.length / inFeatures;
       const row = new Float32Array(inFeatures);
