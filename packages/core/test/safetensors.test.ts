@@ -12,6 +12,7 @@ import {
   floatToHalf,
   writeSafetensors,
   initBackend,
+  previewJson,
 } from '../src';
 import { GOLDEN } from './fixtures';
 
@@ -167,6 +168,8 @@ describe('corrupt files', () => {
     ['a gap before the first tensor', () => rawFile('gap0.safetensors', { a: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, Buffer.alloc(12)), /leaving bytes \[0, 4\) of the data section to no tensor/, 'a'],
     ['a tensor named twice', () => rawFile('dup.safetensors', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', Buffer.alloc(8)), /appears more than once in the header/, 'a'],
     ['a tensor named twice, once with an escape', () => rawFile('dupesc.safetensors', '{ "ab" : {"dtype":"F32","shape":[1],"data_offsets":[0,4]} ,\n "\\u0061b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', Buffer.alloc(8)), /appears more than once in the header/, 'ab'],
+    ['a dtype nested 20,000 deep', () => rawFile('deep.safetensors', `{"a":{"dtype":${'['.repeat(20_000)}${']'.repeat(20_000)},"shape":[0],"data_offsets":[0,0]}}`, Buffer.alloc(0)), /unsupported dtype \[\[\[\[\[\.\.\.\]\]\]\]\]; expected one of/, 'a'],
+    ['a shape of 200,000 entries', () => rawFile('longshape.safetensors', { a: { dtype: 'F32', shape: Array(200_000).fill('1'), data_offsets: [0, 4] } }, Buffer.alloc(4)), /shape \["1","1",.*\.\.\. is not a list/, 'a'],
     ['__metadata__ twice', () => rawFile('dupmeta.safetensors', '{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{}}', Buffer.alloc(8)), /appears more than once in the header/, '__metadata__'],
   ];
   it.each(cases)('%s', (_label, make, message, tensor) => {
@@ -230,6 +233,21 @@ describe('corrupt files', () => {
     expect(() => Checkpoint.open(dir)).toThrow(/tensor "c".*does not contain it/);
     fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"metadata": {}}');
     expect(() => Checkpoint.open(dir)).toThrow(/no "weight_map" object/);
+  });
+});
+
+describe('previewJson', () => {
+  it.each([
+    ['a string', 'text', '"text"'],
+    ['a flat list', [1, -2, 'x', null, true], '[1,-2,"x",null,true]'],
+    ['an object', { a: [1, { b: 2 }] }, '{"a":[1,{"b":2}]}'],
+    ['Infinity', Infinity, 'Infinity'],
+    ['deep nesting', [[[[[[1]]]]]], '[[[[[...]]]]]'],
+    ['a long string', 'y'.repeat(200), `"${'y'.repeat(76)}...`],
+    ['a million-entry list', Array(1e6).fill(7), `[${'7,'.repeat(38)}...`],
+  ])('%s previews in at most 80 characters', (_label, value, text) => {
+    expect(previewJson(value)).toBe(text);
+    expect(previewJson(value).length).toBeLessThanOrEqual(80);
   });
 });
 

@@ -15,8 +15,13 @@ import {
   estimateMemory,
   headDim,
   mambaConvDim,
+  modelTypeModule,
+  UnsupportedModelError,
 } from '../src';
 import { GOLDEN } from './golden_fixtures';
+
+/** A value nested 20,000 lists deep: JSON.parse reads it, a recursive JSON.stringify overflows the stack. */
+const DEEP: unknown = JSON.parse('['.repeat(20_000) + ']'.repeat(20_000));
 
 const goldenConfig = (name: string) => JSON.parse(fs.readFileSync(path.join(GOLDEN, name, 'config.json'), 'utf8'));
 
@@ -68,6 +73,20 @@ describe('parseConfig', () => {
     [{ num_local_experts: 4, num_experts_per_tok: 5 }, 'num_experts_per_tok', /between 1 and num_local_experts/],
     [{ rope_parameters: { rope_theta: 1e400 } }, 'rope_parameters.rope_theta', /must be a positive finite number, got Infinity/],
   ])('rejects %j naming the field', (patch, field, message) => {
+    expectRejected(patch, field, message);
+  });
+
+  // Values found by the fuzzer (npm run fuzz): messages used JSON.stringify, which overflows the stack.
+  it.each([
+    ['a hidden_size nested 20,000 deep', { hidden_size: DEEP }, 'hidden_size', /must be an integer from 1 to 65536, got \[\[\[\[\[\.\.\.\]\]\]\]\]$/],
+    ['a model_type nested 20,000 deep', { model_type: DEEP }, 'model_type', /is \[\[\[\[\[\.\.\.\]\]\]\]\]; this loader handles/],
+    ['a layer_types entry nested 20,000 deep', { layer_types: [DEEP, 1, 2, 3, 4, 5] }, 'layer_types', /entry 0 is \[\[\[\[\[\.\.\.\]\]\]\]\]; expected "mamba"/],
+    ['an eos_token_id of 100,000 characters', { eos_token_id: 'x'.repeat(100_000) }, 'eos_token_id', /got "x{76}\.\.\.$/],
+  ])('rejects %s in a short message naming the field', (_label, patch, field, message) => {
+    expectRejected(patch, field, message);
+  });
+
+  function expectRejected(patch: Record<string, unknown>, field: string, message: RegExp): void {
     const raw = { ...goldenConfig('micro_dense'), ...patch };
     let err: unknown;
     try {
@@ -79,7 +98,8 @@ describe('parseConfig', () => {
     expect((err as ConfigError).field).toBe(field);
     expect((err as Error).message).toMatch(/^x\/config.json: config field/);
     expect((err as Error).message).toMatch(message);
-  });
+    expect((err as Error).message.length).toBeLessThan(300);
+  }
 });
 
 describe('size limits', () => {
@@ -135,6 +155,11 @@ describe('size limits', () => {
       expect((err as Error).message).toMatch(/must be an integer from [01] to/);
       expect((err as Error).message).toContain(` to ${max}, got ${String(value)}`);
     }
+  });
+
+  it('an unsupported model_type of any shape is named in a short message', () => {
+    expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(UnsupportedModelError);
+    expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(/^x\/config\.json: model_type \[\[\[\[\[\.\.\.\]\]\]\]\] is not supported/);
   });
 
   it('an "auto" mamba_d_head is bounded like an explicit one', () => {

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { previewJson } from '../io/json_preview';
 import { FileKindError, pathEntryExists, readRegularFile } from '../io/regular_file';
 import { SafetensorsError } from './errors';
 import { SafetensorsFile, type SafetensorsTensorInfo } from './reader';
@@ -82,7 +83,7 @@ export class Checkpoint {
     }
     for (const [name, file] of Object.entries(weightMap)) {
       if (typeof file !== 'string') {
-        throw new SafetensorsError(indexPath, `weight_map value must be a file name, got ${JSON.stringify(file)}`, name);
+        throw new SafetensorsError(indexPath, `weight_map value must be a file name, got ${previewJson(file)}`, name);
       }
     }
     return weightMap as Record<string, string>;

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
+import { previewJson } from '../io/json_preview';
 import { FileKindError, openRegularFile } from '../io/regular_file';
 import { SafetensorsError } from './errors';
 import { duplicateTopLevelKey } from './header_keys';
@@ -192,12 +193,12 @@ export class SafetensorsFile {
     if (typeof dtype !== 'string' || !isSafetensorsDtype(dtype)) {
       throw new SafetensorsError(
         path,
-        `unsupported dtype ${JSON.stringify(dtype)}; expected one of ${Object.keys(DTYPE_BYTES).join(', ')}`,
+        `unsupported dtype ${previewJson(dtype)}; expected one of ${Object.keys(DTYPE_BYTES).join(', ')}`,
         name,
       );
     }
     if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
-      throw new SafetensorsError(path, `shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
+      throw new SafetensorsError(path, `shape ${previewJson(shape)} is not a list of non-negative integers`, name);
     }
     if (
       !Array.isArray(offsets) ||
@@ -206,7 +207,7 @@ export class SafetensorsFile {
       !isNonNegativeInteger(offsets[1]) ||
       offsets[1] < offsets[0]
     ) {
-      throw new SafetensorsError(path, `data_offsets ${JSON.stringify(offsets)} is not [begin, end] with begin <= end`, name);
+      throw new SafetensorsError(path, `data_offsets ${previewJson(offsets)} is not [begin, end] with begin <= end`, name);
     }
     const [begin, end] = offsets as [number, number];
     if (end > dataSize) {

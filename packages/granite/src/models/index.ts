@@ -1,4 +1,4 @@
-import type { Module } from '@graniteflow/core';
+import { previewJson, type Module } from '@graniteflow/core';
 import * as granitemoehybrid from './granitemoehybrid';
 
 /** What every supported `model_type` provides (one folder per type; STYLE §9). */
@@ -32,7 +32,7 @@ export function modelTypeModule(modelType: unknown, source?: string) {
   const key = typeof modelType === 'string' ? (MODEL_TYPE_ALIASES[modelType] ?? modelType) : undefined;
   if (key === undefined || !(key in MODEL_TYPES)) {
     throw new UnsupportedModelError(
-      `${source ? `${source}: ` : ''}model_type ${JSON.stringify(modelType)} is not supported; graniteflow runs ${SUPPORTED_MODEL_TYPES.map((t) => `"${t}"`).join(', ')} (IBM Granite 4.0 hybrid models).`,
+      `${source ? `${source}: ` : ''}model_type ${previewJson(modelType)} is not supported; graniteflow runs ${SUPPORTED_MODEL_TYPES.map((t) => `"${t}"`).join(', ')} (IBM Granite 4.0 hybrid models).`,
     );
   }
   return MODEL_TYPES[key as keyof typeof MODEL_TYPES];

@@ -1,3 +1,5 @@
+import { previewJson } from '@graniteflow/core';
+
 /**
  * `config.json` of a `granitemoehybrid` checkpoint, typed with the Hugging Face keys verbatim
  * (GRANITE.md §2). {@link parseConfig} applies HF's documented defaults and validates.
@@ -136,14 +138,8 @@ type SizeField = keyof typeof CONFIG_LIMITS;
 
 type Raw = Record<string, unknown>;
 
-/**
- * A value as an error message shows it: JSON, cut short (a message is one paragraph, whatever the
- * file holds), except numbers JSON cannot write (1e400 parses as Infinity).
- */
-function shown(v: unknown): string {
-  const text = typeof v === 'number' ? String(v) : String(JSON.stringify(v));
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
+/** A value as an error message shows it: short, whatever the file holds (see `previewJson`). */
+const shown = (v: unknown): string => previewJson(v);
 
 class Reader {
   constructor(
@@ -219,7 +215,7 @@ function parseLayerTypes(r: Reader, raw: Raw, layers: number): LayerType[] {
   }
   v.forEach((t, i) => {
     if (t !== 'mamba' && t !== 'attention') {
-      r.fail(key, `entry ${i} is ${JSON.stringify(t)}; expected "mamba" or "attention"`);
+      r.fail(key, `entry ${i} is ${shown(t)}; expected "mamba" or "attention"`);
     }
   });
   return v as LayerType[];
@@ -272,7 +268,7 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
   const r = new Reader(obj, source);
   const modelType = obj.model_type ?? 'granitemoehybrid';
   if (modelType !== 'granitemoehybrid') {
-    r.fail('model_type', `is ${JSON.stringify(modelType)}; this loader handles "granitemoehybrid"`);
+    r.fail('model_type', `is ${shown(modelType)}; this loader handles "granitemoehybrid"`);
   }
   const hidden = r.int('hidden_size', 1);
   const layers = r.int('num_hidden_layers', 1);
