@@ -8,9 +8,9 @@ describe('backends', () => {
     else process.env.GRANITEFLOW_BACKEND = saved;
   });
 
-  it('defaults to wasm in Node and honours GRANITEFLOW_BACKEND', () => {
+  it('defaults to native (wasm with GRANITEFLOW_NATIVE=0) in Node and honours GRANITEFLOW_BACKEND', () => {
     delete process.env.GRANITEFLOW_BACKEND;
-    expect(defaultBackendName()).toBe('wasm');
+    expect(defaultBackendName()).toBe(process.env.GRANITEFLOW_NATIVE === '0' ? 'wasm' : 'native');
     process.env.GRANITEFLOW_BACKEND = 'cpu';
     expect(defaultBackendName()).toBe('cpu');
     process.env.GRANITEFLOW_BACKEND = 'tpu';

@@ -15,7 +15,10 @@ export interface NativeAddon {
     nRows: number,
     y: Float32Array,
   ): void;
-  /** C[M, N] = op(A) · op(B), op transposing when asked; row-major float32. */
+  /**
+   * C[M, N] = op(A) · op(B), op transposing when asked; row-major float32. `batch` problems with
+   * element strides between them (a stride of 0 broadcasts that operand).
+   */
   gemmF32(
     a: Float32Array,
     b: Float32Array,
@@ -25,6 +28,7 @@ export interface NativeAddon {
     k: number,
     transposeA: boolean,
     transposeB: boolean,
+    options?: { batch?: number; strideA?: number; strideB?: number; strideC?: number },
   ): void;
   /** Rows `rowIndices` of a packed table, unpacked into `dst` [rows.length, cols]. */
   dequantizeRows(format: WeightDtype, src: Uint8Array, cols: number, rowIndices: Int32Array, dst: Float32Array): void;
@@ -32,8 +36,10 @@ export interface NativeAddon {
   quantize(format: WeightDtype, src: Float32Array, rows: number, cols: number, dst: Uint8Array): void;
   /** A read-only memory map of (part of) a file, as an ArrayBuffer outside the JS heap. */
   mmapFile(path: string, options?: { offset?: number; length?: number }): ArrayBuffer;
-  /** Calls per kernel and instruction-set level since start. */
-  counters(): Record<string, number>;
+  /** Calls per kernel (`matmul.q4_0`, `gemmF32`, …) and instruction-set level since load. */
+  counters(): Record<string, Record<string, number>>;
+  /** The instruction-set level a kernel runs at (`scalar`, `avx2`, `avx512`). */
+  kernelLevel(kernel: string): string;
 }
 
 /** Why the native addon is not used, or undefined when it loaded. */

@@ -44,19 +44,17 @@ function batchMatMulKernel(addon: NativeAddon, fallback: tf.KernelFunc): tf.Kern
     const av = backend.data.get(a.dataId).values as Float32Array;
     const bv = backend.data.get(b.dataId).values as Float32Array;
     const out = new Float32Array(batch * m * n);
-    for (let i = 0; i < batch; i++) {
-      const ai = (i % batchA) * m * k;
-      const bi = (i % batchB) * k * n;
-      addon.gemmF32(
-        av.subarray(ai, ai + m * k),
-        bv.subarray(bi, bi + k * n),
-        out.subarray(i * m * n, (i + 1) * m * n),
-        m,
-        n,
-        k,
-        transposeA,
-        transposeB,
-      );
+    if ((batchA === batch || batchA === 1) && (batchB === batch || batchB === 1)) {
+      const strideA = batchA === 1 ? 0 : m * k;
+      const strideB = batchB === 1 ? 0 : k * n;
+      addon.gemmF32(av, bv, out, m, n, k, transposeA, transposeB, { batch, strideA, strideB, strideC: m * n });
+    } else {
+      for (let i = 0; i < batch; i++) {
+        const ai = (i % batchA) * m * k;
+        const bi = (i % batchB) * k * n;
+        const c = out.subarray(i * m * n, (i + 1) * m * n);
+        addon.gemmF32(av.subarray(ai, ai + m * k), bv.subarray(bi, bi + k * n), c, m, n, k, transposeA, transposeB);
+      }
     }
     return backend.makeTensorInfo([...outer, m, n], 'float32', out);
   };
