@@ -54,6 +54,47 @@
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(scale)));
 }
 
+/** halfToFloat on four u32 lanes at once. */
+// @ts-ignore: decorator
+@inline function halvesToFloats(h: v128): v128 {
+  const magnitude = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+  const rebiased = f32x4.mul(magnitude, f32x4.splat(reinterpret<f32>(0x77800000)));
+  const special = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0x7c00));
+  const v = v128.bitselect(v128.or(magnitude, i32x4.splat(0x7f800000)), rebiased, special);
+  return v128.or(v, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+/**
+ * dw · dx for four consecutive blocks: the weight scales at p, p + stride, … decoded together (a
+ * quarter of the scalar decoding's instructions, which dominate a one-row block otherwise), times
+ * the four activation scales at `xs`.
+ */
+// @ts-ignore: decorator
+@inline function fourScales(p: usize, stride: usize, xs: usize): v128 {
+  let h = i32x4.splat(<i32>load<u16>(p));
+  h = i32x4.replace_lane(h, 1, <i32>load<u16>(p + stride));
+  h = i32x4.replace_lane(h, 2, <i32>load<u16>(p + 2 * stride));
+  h = i32x4.replace_lane(h, 3, <i32>load<u16>(p + 3 * stride));
+  return f32x4.mul(halvesToFloats(h), v128.load(xs));
+}
+
+/** scaledAdd with the scale already in every lane. */
+// @ts-ignore: decorator
+@inline function splatScaledAdd(acc: v128, isum: v128, scale: v128): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+}
+
+/** One q8_0 block at p against the int16 activations at q. */
+// @ts-ignore: decorator
+@inline function q8BlockDot(p: usize, q: usize): v128 {
+  const lo = v128.load(p, 2), hi = v128.load(p, 18);
+  return blockDot(
+    i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
+    i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
+    q,
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // (a) integer dot products against quantized activations
 
@@ -126,15 +167,18 @@ export function matmul_q8_0(w: usize, out: i32, k: i32, scales: usize, quants: u
     for (; r < n; r++) {
       const sc = scales + <usize>r * scaleRow, q = quants + <usize>r * quantRow;
       let acc = f32x4.splat(0);
-      for (let b = 0; b < blocks; b++) {
+      let b = 0;
+      for (; b + 4 <= blocks; b += 4) {
+        const p = wRow + <usize>b * 34, qb = q + (<usize>b << 6);
+        const s = fourScales(p, 34, sc + (<usize>b << 2));
+        acc = splatScaledAdd(acc, q8BlockDot(p, qb), i32x4.shuffle(s, s, 0, 0, 0, 0));
+        acc = splatScaledAdd(acc, q8BlockDot(p + 34, qb + 64), i32x4.shuffle(s, s, 1, 1, 1, 1));
+        acc = splatScaledAdd(acc, q8BlockDot(p + 68, qb + 128), i32x4.shuffle(s, s, 2, 2, 2, 2));
+        acc = splatScaledAdd(acc, q8BlockDot(p + 102, qb + 192), i32x4.shuffle(s, s, 3, 3, 3, 3));
+      }
+      for (; b < blocks; b++) {
         const p = wRow + <usize>b * 34;
-        const lo = v128.load(p, 2), hi = v128.load(p, 18);
-        const isum = blockDot(
-          i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
-          i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
-          q + (<usize>b << 6),
-        );
-        acc = scaledAdd(acc, isum, halfToFloat(load<u16>(p)) * load<f32>(sc + (<usize>b << 2)));
+        acc = scaledAdd(acc, q8BlockDot(p, q + (<usize>b << 6)), halfToFloat(load<u16>(p)) * load<f32>(sc + (<usize>b << 2)));
       }
       store<f32>(y + <usize>r * yRow + (<usize>o << 2), horizontalSum(acc));
     }
@@ -151,6 +195,18 @@ export function matmul_q8_0(w: usize, out: i32, k: i32, scales: usize, quants: u
 // @ts-ignore: decorator
 @inline function q4High(v: v128): v128 {
   return i8x16.sub(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), i8x16.splat(8));
+}
+
+/** One q4_0 block at p against the int16 activations at q. */
+// @ts-ignore: decorator
+@inline function q4BlockDot(p: usize, q: usize): v128 {
+  const packed = v128.load(p, 2);
+  const lo = q4Low(packed), hi = q4High(packed);
+  return blockDot(
+    i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
+    i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
+    q,
+  );
 }
 
 /** q4_0 weights: 18-byte blocks [f16 d][16 bytes: low nibble = weight j, high = weight j + 16]. */
@@ -188,16 +244,18 @@ export function matmul_q4_0(w: usize, out: i32, k: i32, scales: usize, quants: u
     for (; r < n; r++) {
       const sc = scales + <usize>r * scaleRow, q = quants + <usize>r * quantRow;
       let acc = f32x4.splat(0);
-      for (let b = 0; b < blocks; b++) {
+      let b = 0;
+      for (; b + 4 <= blocks; b += 4) {
+        const p = wRow + <usize>b * 18, qb = q + (<usize>b << 6);
+        const s = fourScales(p, 18, sc + (<usize>b << 2));
+        acc = splatScaledAdd(acc, q4BlockDot(p, qb), i32x4.shuffle(s, s, 0, 0, 0, 0));
+        acc = splatScaledAdd(acc, q4BlockDot(p + 18, qb + 64), i32x4.shuffle(s, s, 1, 1, 1, 1));
+        acc = splatScaledAdd(acc, q4BlockDot(p + 36, qb + 128), i32x4.shuffle(s, s, 2, 2, 2, 2));
+        acc = splatScaledAdd(acc, q4BlockDot(p + 54, qb + 192), i32x4.shuffle(s, s, 3, 3, 3, 3));
+      }
+      for (; b < blocks; b++) {
         const p = wRow + <usize>b * 18;
-        const packed = v128.load(p, 2);
-        const lo = q4Low(packed), hi = q4High(packed);
-        const isum = blockDot(
-          i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
-          i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
-          q + (<usize>b << 6),
-        );
-        acc = scaledAdd(acc, isum, halfToFloat(load<u16>(p)) * load<f32>(sc + (<usize>b << 2)));
+        acc = scaledAdd(acc, q4BlockDot(p, q + (<usize>b << 6)), halfToFloat(load<u16>(p)) * load<f32>(sc + (<usize>b << 2)));
       }
       store<f32>(y + <usize>r * yRow + (<usize>o << 2), horizontalSum(acc));
     }
