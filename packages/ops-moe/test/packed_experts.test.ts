@@ -1,10 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   dequantizeRowsInto,
+  isSimdEnabled,
+  nativeAddon,
   PackedMatMul,
   PackedTensor,
   packedRowBytes,
   quantizeRows,
+  simdCounters,
   wasmHeap,
   type PackedFormat,
 } from '@graniteflow/core';
@@ -58,6 +61,110 @@ function denseOnDequantized(moe: SparseMoE, x: tf.Tensor): tf.Tensor {
 
 /** Backends on which the fused JavaScript body runs (native has a kernel of its own). */
 const runsFusedBody = (backend: string) => backend === 'cpu' || backend === 'wasm';
+
+/**
+ * What the fused kernels of a backend do to the activations before multiplying them by a weight in
+ * `format`: nothing (float32 math), int16 per 32-block (core's WebAssembly SIMD kernels on wasm) or
+ * q8_0 (the native addon, as llama.cpp). bf16 weights always meet float32 activations.
+ */
+type Rounding = 'none' | 'int16' | 'q8_0';
+function fusedRounding(backend: string, format: PackedFormat): Rounding {
+  if (format === 'bf16') return 'none';
+  if (backend === 'wasm') return isSimdEnabled() ? 'int16' : 'none';
+  return backend === 'native' ? 'q8_0' : 'none';
+}
+
+/** Rows of `cols` activations as the kernels see them after `rounding`. */
+function roundActivations(v: Float32Array, cols: number, rounding: Rounding): Float32Array {
+  if (rounding === 'none') return v;
+  const rows = v.length / cols;
+  const out = new Float32Array(v.length);
+  if (rounding === 'q8_0') {
+    dequantizeRowsInto('q8_0', quantizeRows('q8_0', v, rows, cols), cols, 0, rows, out);
+    return out;
+  }
+  for (let b = 0; b < v.length; b += 32) {
+    let amax = 0;
+    for (let j = b; j < b + 32; j++) amax = Math.max(amax, Math.abs(v[j]));
+    const d = Math.fround(amax / 32767);
+    const id = d === 0 ? 0 : Math.fround(1 / d);
+    for (let j = b; j < b + 32; j++) {
+      const t = Math.fround(v[j] * id);
+      const q = Math.abs(t % 1) === 0.5 ? 2 * Math.round(t / 2) : Math.round(t); // ties to even
+      out[j] = q * d;
+    }
+  }
+  return out;
+}
+
+/** float64 `x [n, cols] · Wᵀ` for W [rows, cols] (starting at element `wOffset` of `w`). */
+function matMulT(x: Float32Array, w: Float32Array, n: number, rows: number, cols: number, wOffset = 0): Float64Array {
+  const y = new Float64Array(n * rows);
+  for (let t = 0; t < n; t++) {
+    for (let o = 0; o < rows; o++) {
+      let acc = 0;
+      for (let c = 0; c < cols; c++) acc += x[t * cols + c] * w[wOffset + o * cols + c];
+      y[t * rows + o] = acc;
+    }
+  }
+  return y;
+}
+
+const silu = (g: number) => g / (1 + Math.exp(-g));
+
+/** SwiGLU of gate/up rows [n, 2I] → float32 [n, I]. */
+function swigluRows(a: Float64Array, n: number, i: number): Float32Array {
+  return Float32Array.from({ length: n * i }, (_, p) => {
+    const [t, c] = [Math.floor(p / i), p % i];
+    return silu(a[t * 2 * i + c]) * a[t * 2 * i + i + c];
+  });
+}
+
+/**
+ * The routed experts from float32 weights, slot by slot in float64, with each product's
+ * activations rounded as a backend's kernels round them: the oracle of the fused paths.
+ */
+function expertsOracle(
+  x: tf.Tensor,
+  w1: tf.Tensor,
+  w2: tf.Tensor,
+  indices: tf.Tensor,
+  weights: tf.Tensor,
+  [roundIn, roundOut]: [Rounding, Rounding],
+): Float32Array {
+  const [n, h] = x.shape;
+  const [, twoI] = w1.shape;
+  const i = twoI / 2;
+  const k = indices.shape[1] as number;
+  const [xs, a1, a2, ids, gs] = [x, w1, w2, indices, weights].map((t) => t.dataSync());
+  const xr = roundActivations(xs as Float32Array, h, roundIn);
+  const y = new Float32Array(n * h);
+  for (let t = 0; t < n; t++) {
+    for (let j = 0; j < k; j++) {
+      const e = ids[t * k + j];
+      const a = matMulT(xr.subarray(t * h, (t + 1) * h), a1 as Float32Array, 1, twoI, h, e * twoI * h);
+      const act = roundActivations(swigluRows(a, 1, i), i, roundOut);
+      const out = matMulT(act, a2 as Float32Array, 1, h, i, e * h * i);
+      for (let c = 0; c < h; c++) y[t * h + c] += gs[t * k + j] * out[c];
+    }
+  }
+  return y;
+}
+
+/**
+ * Tolerance of a fused path against its oracle. With q8_0 rounding, float rounding can flip a tie
+ * of the intermediate's rounding, moving an element by one q8_0 step times a weight.
+ */
+const oracleTol = (rounding: Rounding[]) => ({ atol: rounding.includes('q8_0') ? 2e-3 : 1e-4, rtol: 0 });
+/** How far activation rounding may move the result from float32 math on these shapes. */
+const roundingTol = (rounding: Rounding[]) => ({ atol: rounding.includes('q8_0') ? 0.1 : rounding.includes('int16') ? 1e-3 : 1e-4, rtol: 0 });
+
+/** Calls of the native addon's packed matmul in `format` so far, summed over instruction-set levels. */
+function nativeMatmulCalls(format: PackedFormat): number {
+  const counts = (nativeAddon()?.counters() ?? {}) as Record<string, number | Record<string, number>>;
+  const c = counts[`matmul.${format}`] ?? 0;
+  return typeof c === 'number' ? c : Object.values(c).reduce((sum, v) => sum + v, 0);
+}
 
 /** A float64 `y = x · Wᵀ` over unpacked rows: an addon stand-in independent of the kernel's own matmul. */
 const oracleMatMul: PackedRowsMatMul = (format, w, outFeatures, inFeatures, x, nRows, y) => {
@@ -133,43 +240,61 @@ describeBackends('packed MoE experts', (backend) => {
     ['70 tokens, every expert busy', { hiddenSize: 32, intermediateSize: 32, numExperts: 2, topK: 2 }, [70, 32], [['q4_0', 'q4_0']]],
   ];
   for (const [label, config, shape, formatPairs] of cases) {
-    it.each(formatPairs)(`${label}: %s/%s experts equal the dense float reference on the dequantized weights`, (f1, f2) => {
+    it.each(formatPairs)(`${label}: %s/%s experts equal the float math on the dequantized weights`, (f1, f2) => {
       const compute = jest.spyOn(moePackedExpertsKernel.definition.fused!, 'compute');
       const moe = packedMoe(config, [f1, f2], 5 + config.numExperts);
       expect(moe.input_linear.weight.dtype).toBe(f1);
       expect(moe.router.layer.weight.dtype).toBe('f32');
       const x = randn(shape, 6);
+      const flat = tf.reshape(x, [-1, config.hiddenSize]);
+      const [wr, w1, w2] = dequantizedWeights(moe);
+      const { indices, weights } = topKRouter(tf.matMul(flat, wr, false, true), config.topK);
       const dense = denseOnDequantized(moe, x);
+      const rounding = [fusedRounding(backend, f1), fusedRounding(backend, f2)] as [Rounding, Rounding];
+      const oracle = expertsOracle(flat, w1, w2, indices, weights, rounding);
+      const simdBefore = simdCounters()[`MoePackedExperts/${f1}`] ?? 0;
+      const nativeBefore = nativeMatmulCalls(f1);
       for (const path of PATHS) {
         const y = moe.forward(x, { path });
         expect(y.shape).toEqual(shape);
-        expectClose(y, dense, TOL, `${path} path`);
+        if (path === 'grouped') {
+          // The composed reference: float32 math on every backend.
+          expectClose(y, dense, TOL, `${path} path vs the dense reference`);
+        } else {
+          expectClose(y.dataSync(), oracle, oracleTol(rounding), `${path} path vs the oracle (${rounding})`);
+          expectClose(y, dense, roundingTol(rounding), `${path} path vs the dense reference`);
+        }
         y.dispose();
       }
       // 'auto' and 'gemv' run the fused body here; 'grouped' is the composed reference.
       expect(compute).toHaveBeenCalledTimes(runsFusedBody(backend) ? 2 : 0);
       if (backend === 'wasm') {
         // In place: the packed bytes the body read are views of the wasm heap, not copies.
-        const heap = wasmHeap()!;
-        expect(compute.mock.calls[0][0].inputLinear.buffer).toBe(heap.memory.buffer);
+        expect(compute.mock.calls[0][0].inputLinear.buffer).toBe(wasmHeap()!.memory.buffer);
+        if (isSimdEnabled()) expect(simdCounters()[`MoePackedExperts/${f1}`]).toBeGreaterThan(simdBefore);
       }
-      tf.dispose([x, dense]);
+      if (backend === 'native') expect(nativeMatmulCalls(f1)).toBeGreaterThan(nativeBefore);
+      tf.dispose([x, flat, wr, w1, w2, indices, weights, dense]);
       moe.dispose();
     });
   }
 
-  (backend === 'wasm' ? it : it.skip)('wasm: token groups multiply through the SIMD routine, on heap scratch holding garbage', () => {
-    const moe = packedMoe({ hiddenSize: 64, intermediateSize: 32, numExperts: 4, topK: 2 }, ['q4_0', 'q8_0'], 61);
+  (backend === 'wasm' ? it : it.skip)('wasm: the groups run through core\'s SIMD kernels, on heap scratch holding garbage', () => {
+    const moe = packedMoe({ hiddenSize: 64, intermediateSize: 32, numExperts: 4, topK: 2 }, ['q4_0', 'bf16'], 61);
     const x = randn([40, 64], 62);
-    const dense = denseOnDequantized(moe, x);
+    const [wr, w1, w2] = dequantizedWeights(moe);
+    const { indices, weights } = topKRouter(tf.matMul(x, wr, false, true), 2);
+    const oracle = expertsOracle(x, w1, w2, indices, weights, ['int16', 'none']);
     moe.forward(x).dispose(); // reserves the heap scratch
     const heap = wasmSimdHeap()!;
     heap.scratch(heap.scratchFloats).fill(NaN);
-    const gemv = jest.spyOn(heap, 'gemv');
+    const before = [simdCounters()['MoePackedExperts/q4_0'] ?? 0, simdCounters()['MoePackedExperts/bf16'] ?? 0];
     const y = moe.forward(x);
-    expectClose(y, dense, TOL);
-    expect(gemv).toHaveBeenCalled();
-    tf.dispose([x, dense, y]);
+    expectClose(y.dataSync(), oracle, TOL);
+    // One call per non-empty expert and weight: all 4 experts are busy with 40 tokens.
+    expect(simdCounters()['MoePackedExperts/q4_0']).toBe(before[0] + 4);
+    expect(simdCounters()['MoePackedExperts/bf16']).toBe(before[1] + 4);
+    tf.dispose([x, wr, w1, w2, indices, weights, y]);
     moe.dispose();
   });
 
@@ -194,9 +319,16 @@ describeBackends('packed MoE experts', (backend) => {
     const { indices, weights } = topKRouter(tf.matMul(x, wr, false, true), 1);
     expect(Array.from(indices.dataSync())).toEqual([2, 2, 2, 2, 2]);
     expect(Number.isNaN(w1.dataSync()[0])).toBe(true);
-    // The per-slot float reference gathers only the routed experts, so it stays finite too.
+    // The per-slot references gather only the routed experts, so they stay finite too.
     const expected = moeExpertsReference(x, w1, w2, indices, weights);
-    for (const path of PATHS) expectClose(moe.forward(x, { path }), expected, TOL, path);
+    const rounding = fusedRounding(backend, 'q8_0');
+    const oracle = expertsOracle(x, w1, w2, indices, weights, [rounding, rounding]);
+    for (const path of PATHS) {
+      const y = moe.forward(x, { path });
+      if (path === 'grouped') expectClose(y, expected, TOL, path);
+      else expectClose(y.dataSync(), oracle, oracleTol([rounding]), path);
+      y.dispose();
+    }
     tf.dispose([x, wr, w1, w2, indices, weights, expected]);
     moe.dispose();
   });
@@ -302,7 +434,7 @@ describeBackends('packed MoE experts', (backend) => {
     moe.dispose();
   });
 
-  it.each(FORMATS)('SharedMLP with packed %s Linears equals its float version on the dequantized weights', (format) => {
+  it.each(FORMATS)('SharedMLP with packed %s Linears equals its float math on the dequantized weights', (format) => {
     const compute = jest.spyOn(PackedMatMul.definition.fused!, 'compute');
     const mlp = new SharedMLP({ hiddenSize: 64, sharedIntermediateSize: 96 });
     mlp.loadStateDict({ 'input_linear.weight': randn([192, 64], 1, 0.125), 'output_linear.weight': randn([64, 96], 2, 0.1) });
@@ -316,9 +448,17 @@ describeBackends('packed MoE experts', (backend) => {
     const x = randn([2, 3, 64], 3);
     const y = mlp.forward(x);
     const expected = float.forward(x);
-    expectClose(y, expected, TOL);
+    // The oracle: the same float math with the activations of both products rounded as core's
+    // packed matmul rounds them on this backend.
+    const rounding = fusedRounding(backend, format);
+    const [w1, w2] = [float.input_linear.weight.checkpointValue(), float.output_linear.weight.checkpointValue()];
+    const a = matMulT(roundActivations(x.dataSync() as Float32Array, 64, rounding), w1.dataSync() as Float32Array, 6, 192, 64);
+    const act = roundActivations(swigluRows(a, 6, 96), 96, rounding);
+    const oracle = Float32Array.from(matMulT(act, w2.dataSync() as Float32Array, 6, 64, 96));
+    expectClose(y.dataSync(), oracle, oracleTol([rounding]), `vs the oracle (${rounding})`);
+    expectClose(y, expected, roundingTol([rounding]), 'vs the float SharedMLP');
     expect(compute).toHaveBeenCalledTimes(runsFusedBody(backend) ? 2 : 0);
-    tf.dispose([x, y, expected]);
+    tf.dispose([x, y, expected, w1, w2]);
     mlp.dispose();
     float.dispose();
   });

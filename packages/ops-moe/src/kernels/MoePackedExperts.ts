@@ -1,4 +1,12 @@
-import { defineKernel, nativeKernel, packedRowBytes, type FlatArray, type NativeAddon } from '@graniteflow/core';
+import {
+  countSimdCall,
+  defineKernel,
+  nativeKernel,
+  packedRowBytes,
+  simdKernels,
+  type FlatArray,
+  type NativeAddon,
+} from '@graniteflow/core';
 import { MoePackedExperts, type MoePackedExpertsAttrs, type MoePackedExpertsInputs } from '../kernel_names';
 import { packedExpertsReference } from '../ops/packed_experts_reference';
 import {
@@ -6,31 +14,74 @@ import {
   groupBuffersIn,
   jsPackedMatMul,
   packedExpertsImpl,
-  simdPackedMatMul,
   type PackedExpertsDims,
+  type PackedRowsMatMul,
 } from './MoePackedExperts_impl';
 import { wasmSimdHeap } from './simd/wasm_heap';
 
 /**
  * Most tokens of one expert taken together by the cpu and wasm bodies: enough to spread the cost of
- * unpacking a weight row over many products, few enough that the group's rows stay in cache.
+ * reading a weight row over many products, few enough that the group's rows stay in cache.
  */
 const GROUP_ROWS = 64;
-/** Weight rows unpacked at a time for the SIMD products on wasm (a block that stays in cache). */
-const SIMD_BLOCK_ROWS = 16;
 
-/** Heap scratch (floats) the wasm body needs: one group's buffers and a block of unpacked rows. */
+/**
+ * The functions of core's WebAssembly SIMD packed matmul module (family `packed_matvec`, sources in
+ * `@graniteflow/core`'s `assembly/packed_matvec.ts`) used here. Every pointer is a heap byte address.
+ */
+interface PackedMatvecKernels {
+  quantize_rows(x: number, n: number, k: number, qmax: number, scales: number, quants: number): void;
+  matmul_q8_0(w: number, out: number, k: number, scales: number, quants: number, n: number, y: number): void;
+  matmul_q4_0(w: number, out: number, k: number, scales: number, quants: number, n: number, y: number): void;
+  matmul_bf16(w: number, out: number, k: number, x: number, n: number, y: number): void;
+}
+const PACKED_MATVEC = 'packed_matvec';
+/**
+ * Activations are rounded to int16 per 32-block before the integer block dot products, as core's
+ * PackedMatMul does on wasm: |x − x̂| ≤ amax / 65534 per block, 258× finer than llama.cpp's int8.
+ */
+const ACTIVATION_QMAX = 32767;
+
+const align16 = (n: number) => (n + 15) & ~15;
+
+/** Bytes of quantized activations for `rows` rows of `cols`: 16-aligned scales, then int16 quants. */
+function activationLayout(rows: number, cols: number): { quantsAt: number; bytes: number } {
+  const quantsAt = align16(4 * rows * Math.ceil(cols / 32));
+  return { quantsAt, bytes: quantsAt + 2 * rows * cols };
+}
+
+/** Heap scratch (floats) the wasm body needs: one group's buffers and its quantized activations. */
 function heapScratchFloats(h: number, i: number): number {
-  return groupBufferFloats(GROUP_ROWS, h, i) + SIMD_BLOCK_ROWS * Math.max(h, i);
+  return groupBufferFloats(GROUP_ROWS, h, i) + Math.ceil((activationLayout(GROUP_ROWS, Math.max(h, i)).bytes + 15) / 4);
 }
 
 /**
  * Reserves the wasm heap scratch of the packed experts kernel for hidden size `h` and intermediate
  * size `i` (call before running it: reserving may grow the heap, which must not happen under the
- * kernel's views). Without it the kernel still runs, with its products in plain JavaScript.
+ * kernel's views). Without it the kernel still runs, in plain JavaScript.
  */
 export function reservePackedExpertsScratch(h: number, i: number): void {
   wasmSimdHeap()?.reserve(heapScratchFloats(h, i));
+}
+
+/**
+ * A {@link PackedRowsMatMul} through core's SIMD kernels, for arrays in the wasm heap: q8_0 / q4_0
+ * quantize the activation rows into `activations` (heap scratch) and take integer block dot
+ * products; bf16 is widened to f32 and multiplied with the float activations.
+ */
+function simdPackedMatMul(kernels: PackedMatvecKernels, activations: Float32Array): PackedRowsMatMul {
+  return (format, w, outFeatures, inFeatures, x, nRows, y) => {
+    if (format === 'bf16') {
+      kernels.matmul_bf16(w.byteOffset, outFeatures, inFeatures, x.byteOffset, nRows, y.byteOffset);
+    } else {
+      const scales = align16(activations.byteOffset);
+      const quants = scales + activationLayout(nRows, inFeatures).quantsAt;
+      kernels.quantize_rows(x.byteOffset, nRows, inFeatures, ACTIVATION_QMAX, scales, quants);
+      const matmul = format === 'q8_0' ? kernels.matmul_q8_0 : kernels.matmul_q4_0;
+      matmul(w.byteOffset, outFeatures, inFeatures, scales, quants, nRows, y.byteOffset);
+    }
+    countSimdCall(`${MoePackedExperts}/${format}`);
+  };
 }
 
 /** The packed bytes of an int32 storage array, without the word padding. */
@@ -77,9 +128,10 @@ export function nativePackedExperts(
 /**
  * Routed experts over packed expert weights ({@link MoePackedExperts}). Reference: the grouped path
  * with only the routed experts unpacked in JavaScript. Fused (cpu, wasm, in place on the heap): the
- * same grouping with each routed expert's rows read from the packed bytes (one token: a dot product
- * per row; a group: each row unpacked once for the group, and on wasm the group's products by the
- * WebAssembly SIMD matrix-vector routine). `native`: the expert groups
+ * same grouping, each routed expert's rows read from the packed bytes: on wasm by core's WebAssembly
+ * SIMD packed matmul (activations rounded to int16 per block, as core's PackedMatMul does), in JS
+ * elsewhere or with SIMD off (one token: a dot product per packed row; a group: each row unpacked
+ * once for the group). `native`: the expert groups
  * through `@graniteflow/native`'s packed matmul when it loads. Gradient with respect to `x` and the
  * routing weights by autodiff of the reference; the packed weights are frozen.
  */
@@ -105,14 +157,15 @@ export const moePackedExpertsKernel = defineKernel<MoePackedExpertsInputs, MoePa
         dims,
         attrs,
       ] as const;
+      // SIMD needs every array in the heap, the group buffers included: the reserved scratch.
       const heap = wasmSimdHeap();
       const floats = heapScratchFloats(dims.h, dims.i);
-      const onHeap = heap !== null && [x, inputLinear, outputLinear, y].every((a) => heap.owns(a));
-      if (heap !== null && onHeap && heap.scratchFloats >= floats) {
+      const simd = heap !== null && heap.scratchFloats >= floats ? simdKernels<PackedMatvecKernels>(PACKED_MATVEC, [x, inputLinear, outputLinear, y]) : null;
+      if (heap !== null && simd !== null) {
         const space = heap.scratch(floats);
         const buffers = groupBuffersIn(space, GROUP_ROWS, dims.h, dims.i);
-        const rowBlock = space.subarray(groupBufferFloats(GROUP_ROWS, dims.h, dims.i));
-        packedExpertsImpl(...args, simdPackedMatMul(heap, rowBlock), GROUP_ROWS, buffers);
+        const activations = space.subarray(groupBufferFloats(GROUP_ROWS, dims.h, dims.i));
+        packedExpertsImpl(...args, simdPackedMatMul(simd.exports, activations), GROUP_ROWS, buffers);
       } else {
         packedExpertsImpl(...args, jsPackedMatMul, GROUP_ROWS);
       }

@@ -2,7 +2,6 @@ import { packedRowBytes, type PackedFormat } from '@graniteflow/core';
 import { moeDispatchImpl } from './MoeDispatch_impl';
 import { swigluImpl } from './MoeSwiGLU_impl';
 import { packedRows } from './packed_rows';
-import type { SimdHeap } from './simd/gemv_simd';
 
 /**
  * `y [nRows, outFeatures] = x [nRows, inFeatures] · Wᵀ` for a weight W [outFeatures, inFeatures]
@@ -49,34 +48,6 @@ export const jsPackedMatMul: PackedRowsMatMul = (format, w, outFeatures, inFeatu
     }
   }
 };
-
-/**
- * A {@link PackedRowsMatMul} for arrays that live in `heap` (the tfjs wasm heap): one row of x goes
- * through {@link jsPackedMatMul}'s dot from the packed bytes; more rows unpack a block of weight rows
- * at a time into `rowBlock` (also in the heap) and multiply it with each row of x by the WebAssembly
- * SIMD matrix-vector routine, so the unpacking is shared by the group and the products run at
- * f32x4 width.
- */
-export function simdPackedMatMul(heap: SimdHeap, rowBlock: Float32Array): PackedRowsMatMul {
-  return (format, w, outFeatures, inFeatures, x, nRows, y) => {
-    if (nRows === 1) {
-      jsPackedMatMul(format, w, outFeatures, inFeatures, x, nRows, y);
-      return;
-    }
-    // gemv reads y (times beta = 0), and 0 · NaN is NaN: heap scratch may hold any bits.
-    y.fill(0, 0, nRows * outFeatures);
-    const rows = packedRows(format, w, inFeatures);
-    const blockRows = Math.max(1, Math.floor(rowBlock.length / inFeatures));
-    const rowBytes = 4 * inFeatures;
-    for (let o0 = 0; o0 < outFeatures; o0 += blockRows) {
-      const count = Math.min(blockRows, outFeatures - o0);
-      for (let o = 0; o < count; o++) rows.unpack(o0 + o, rowBlock.subarray(o * inFeatures, (o + 1) * inFeatures));
-      for (let r = 0; r < nRows; r++) {
-        heap.gemv(rowBlock.byteOffset, x.byteOffset + r * rowBytes, y.byteOffset + 4 * (r * outFeatures + o0), count, inFeatures, 1, 0);
-      }
-    }
-  };
-}
 
 /**
  * Buffers of one expert group of up to `rows` tokens: its gathered inputs `xs` [rows, H], gate/up
