@@ -122,7 +122,8 @@ function swigluRows(a: Float64Array, n: number, i: number): Float32Array {
 
 /**
  * The routed experts from float32 weights, slot by slot in float64, with each product's
- * activations rounded as a backend's kernels round them: the oracle of the fused paths.
+ * activations rounded as a backend's kernels round them: the oracle of the fused paths. They agree
+ * with it to a few float32 ulps (at most 7e-7 on these cases, on every backend).
  */
 function expertsOracle(
   x: tf.Tensor,
@@ -151,11 +152,6 @@ function expertsOracle(
   return y;
 }
 
-/**
- * Tolerance of a fused path against its oracle. With q8_0 rounding, float rounding can flip a tie
- * of the intermediate's rounding, moving an element by one q8_0 step times a weight.
- */
-const oracleTol = (rounding: Rounding[]) => ({ atol: rounding.includes('q8_0') ? 2e-3 : 1e-4, rtol: 0 });
 /** How far activation rounding may move the result from float32 math on these shapes. */
 const roundingTol = (rounding: Rounding[]) => ({ atol: rounding.includes('q8_0') ? 0.1 : rounding.includes('int16') ? 1e-3 : 1e-4, rtol: 0 });
 
@@ -261,7 +257,7 @@ describeBackends('packed MoE experts', (backend) => {
           // The composed reference: float32 math on every backend.
           expectClose(y, dense, TOL, `${path} path vs the dense reference`);
         } else {
-          expectClose(y.dataSync(), oracle, oracleTol(rounding), `${path} path vs the oracle (${rounding})`);
+          expectClose(y.dataSync(), oracle, TOL, `${path} path vs the oracle (${rounding})`);
           expectClose(y, dense, roundingTol(rounding), `${path} path vs the dense reference`);
         }
         y.dispose();
@@ -326,7 +322,7 @@ describeBackends('packed MoE experts', (backend) => {
     for (const path of PATHS) {
       const y = moe.forward(x, { path });
       if (path === 'grouped') expectClose(y, expected, TOL, path);
-      else expectClose(y.dataSync(), oracle, oracleTol([rounding]), path);
+      else expectClose(y.dataSync(), oracle, TOL, path);
       y.dispose();
     }
     tf.dispose([x, wr, w1, w2, indices, weights, expected]);
@@ -455,7 +451,7 @@ describeBackends('packed MoE experts', (backend) => {
     const a = matMulT(roundActivations(x.dataSync() as Float32Array, 64, rounding), w1.dataSync() as Float32Array, 6, 192, 64);
     const act = roundActivations(swigluRows(a, 6, 96), 96, rounding);
     const oracle = Float32Array.from(matMulT(act, w2.dataSync() as Float32Array, 6, 64, 96));
-    expectClose(y.dataSync(), oracle, oracleTol([rounding]), `vs the oracle (${rounding})`);
+    expectClose(y.dataSync(), oracle, TOL, `vs the oracle (${rounding})`);
     expectClose(y, expected, roundingTol([rounding]), 'vs the float SharedMLP');
     expect(compute).toHaveBeenCalledTimes(runsFusedBody(backend) ? 2 : 0);
     tf.dispose([x, y, expected, w1, w2]);
