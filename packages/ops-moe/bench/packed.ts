@@ -1,6 +1,7 @@
 /**
- * Packed vs float32 expert weights at Granite 4.0 H-Tiny expert shapes, on wasm and cpu: the whole
- * sparse MoE block (router included), 1 token (decode) and 64 tokens (a prefill chunk).
+ * Packed vs float32 expert weights at Granite 4.0 H-Tiny expert shapes, on wasm, cpu and (when
+ * `@graniteflow/native` loads) native: the whole sparse MoE block (router included), 1 token
+ * (decode) and 64 tokens (a prefill chunk).
  * `npm run bench:packed -w @graniteflow/ops-moe` → table on stdout, JSON in
  * bench-results/ops-moe-packed.json. `BENCH_BACKENDS`, `BENCH_TOKENS`, `BENCH_FORMATS` narrow it.
  */
@@ -8,13 +9,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { formatTable, initBackend, measure, PackedTensor, type BackendName, type WeightDtype } from '@graniteflow/core';
+import { formatTable, initBackend, isBackendAvailable, measure, PackedTensor, type BackendName, type WeightDtype } from '@graniteflow/core';
 import { sparseMoe, type ExpertWeight } from '../src';
 
 /** H-Tiny (packages/granite presets: granite-4.0-h-tiny). */
 const SHAPE = { name: 'H-Tiny', hidden: 1536, inter: 512, experts: 64, topK: 6 };
 const list = (env: string | undefined, fallback: string) => (env ?? fallback).split(',').map((s) => s.trim());
-const BACKENDS = list(process.env.BENCH_BACKENDS, 'wasm,cpu') as BackendName[];
+const BACKENDS = (list(process.env.BENCH_BACKENDS, 'wasm,cpu,native') as BackendName[]).filter((b) => isBackendAvailable(b));
 const TOKENS = list(process.env.BENCH_TOKENS, '1,64').map(Number);
 const FORMATS = list(process.env.BENCH_FORMATS, 'f32,bf16,q8_0,q4_0') as WeightDtype[];
 

@@ -7,6 +7,7 @@ import {
   PackedTensor,
   packedRowBytes,
   quantizeRows,
+  setSimdEnabled,
   simdCounters,
   wasmHeap,
   type PackedFormat,
@@ -291,6 +292,26 @@ describeBackends('packed MoE experts', (backend) => {
     expect(simdCounters()['MoePackedExperts/q4_0']).toBe(before[0] + 4);
     expect(simdCounters()['MoePackedExperts/bf16']).toBe(before[1] + 4);
     tf.dispose([x, wr, w1, w2, indices, weights, y]);
+    moe.dispose();
+  });
+
+  (backend === 'wasm' ? it : it.skip)('wasm with SIMD switched off: the JavaScript body over the heap, float32 activations', () => {
+    const moe = packedMoe({ hiddenSize: 64, intermediateSize: 32, numExperts: 4, topK: 2 }, ['q8_0', 'q4_0'], 71);
+    const x = randn([9, 64], 72);
+    const [wr, w1, w2] = dequantizedWeights(moe);
+    const { indices, weights } = topKRouter(tf.matMul(x, wr, false, true), 2);
+    const oracle = expertsOracle(x, w1, w2, indices, weights, ['none', 'none']);
+    const before = simdCounters()['MoePackedExperts/q8_0'] ?? 0;
+    const previous = setSimdEnabled(false);
+    try {
+      const y = moe.forward(x);
+      expectClose(y.dataSync(), oracle, TOL);
+      y.dispose();
+    } finally {
+      setSimdEnabled(previous);
+    }
+    expect(simdCounters()['MoePackedExperts/q8_0'] ?? 0).toBe(before);
+    tf.dispose([x, wr, w1, w2, indices, weights]);
     moe.dispose();
   });
 
