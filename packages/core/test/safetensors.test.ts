@@ -188,6 +188,13 @@ describe('corrupt files', () => {
     expect(err.tensor).toBe(tensor);
   });
 
+  it('a tensor name with a newline or quotes is escaped: the message stays one line', () => {
+    const file = rawFile('newline.safetensors', { 'a\n"b"': 7 }, Buffer.alloc(0));
+    expect(() => SafetensorsFile.open(file)).toThrow(`${file}: tensor "a\\n\\"b\\"": header entry is not an object`);
+    const long = rawFile('longname.safetensors', { ['n'.repeat(10_000)]: 7 }, Buffer.alloc(0));
+    expect(() => SafetensorsFile.open(long)).toThrow(new RegExp(`tensor "n{197}\\.\\.\\.": header entry is not an object`));
+  });
+
   it('repeated keys inside entries and string values with braces are not duplicates', () => {
     const header = '{"__metadata__":{"k":"{\\"a\\": [1, 2]}","a":"a"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"dtype2":"a"}}';
     const r = SafetensorsFile.open(rawFile('nodup.safetensors', header, Buffer.alloc(8)));

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { previewJson } from '../io/json_preview';
 import { FileKindError, pathEntryExists, readRegularFile } from '../io/regular_file';
-import { SafetensorsError } from './errors';
+import { quotedName, SafetensorsError } from './errors';
 import { SafetensorsFile, type SafetensorsTensorInfo } from './reader';
 import type { DecodedTensor } from './dtypes';
 
@@ -36,16 +36,16 @@ export class Checkpoint {
           if (shard === undefined) {
             const shardPath = path.join(dir, file);
             if (path.dirname(path.resolve(shardPath)) !== path.resolve(dir)) {
-              throw new SafetensorsError(indexPath, `shard "${file}" is outside the checkpoint folder`, name);
+              throw new SafetensorsError(indexPath, `shard ${quotedName(file)} is outside the checkpoint folder`, name);
             }
             if (!pathEntryExists(shardPath)) {
-              throw new SafetensorsError(indexPath, `shard "${file}" listed for this tensor does not exist`, name);
+              throw new SafetensorsError(indexPath, `shard ${quotedName(file)} listed for this tensor does not exist`, name);
             }
             shard = SafetensorsFile.open(shardPath);
             files.set(file, shard);
           }
           if (!shard.has(name)) {
-            throw new SafetensorsError(indexPath, `the index places this tensor in "${file}", which does not contain it`, name);
+            throw new SafetensorsError(indexPath, `the index places this tensor in ${quotedName(file)}, which does not contain it`, name);
           }
           location.set(name, shard);
         }

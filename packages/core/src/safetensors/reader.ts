@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { previewJson } from '../io/json_preview';
 import { FileKindError, openRegularFile } from '../io/regular_file';
-import { SafetensorsError } from './errors';
+import { quotedName, SafetensorsError } from './errors';
 import { duplicateTopLevelKey } from './header_keys';
 import {
   DTYPE_BYTES,
@@ -148,7 +148,7 @@ export class SafetensorsFile {
       if (begin < covered) {
         throw new SafetensorsError(
           path,
-          `data_offsets overlap those of "${previous}" (starts at ${begin}, before ${covered})`,
+          `data_offsets overlap those of ${quotedName(previous!)} (starts at ${begin}, before ${covered})`,
           name,
         );
       }
@@ -156,7 +156,7 @@ export class SafetensorsFile {
         throw new SafetensorsError(
           path,
           `data_offsets start at ${begin}, leaving bytes [${covered}, ${begin}) of the data section to no tensor` +
-            (previous === undefined ? '' : ` (after "${previous}")`),
+            (previous === undefined ? '' : ` (after ${quotedName(previous)})`),
           name,
         );
       }
@@ -167,7 +167,7 @@ export class SafetensorsFile {
       throw new SafetensorsError(
         path,
         `the data section holds ${dataSize} bytes but the tensors cover ${covered}` +
-          (previous === undefined ? '' : ` (the last, "${previous}", ends there)`) +
+          (previous === undefined ? '' : ` (the last, ${quotedName(previous)}, ends there)`) +
           `: ${dataSize - covered} trailing bytes belong to no tensor (wrong header length, or a damaged file)`,
       );
     }
@@ -179,7 +179,7 @@ export class SafetensorsFile {
     }
     for (const [k, v] of Object.entries(raw)) {
       if (typeof v !== 'string') {
-        throw new SafetensorsError(path, `__metadata__.${k} must be a string, got ${typeof v}`);
+        throw new SafetensorsError(path, `__metadata__.${quotedName(k).slice(1, -1)} must be a string, got ${typeof v}`);
       }
     }
     return raw as Record<string, string>;
