@@ -9,14 +9,14 @@
 //   (a) `matmul_q8_0` / `matmul_q4_0`: the activations are quantized once per call, per 32-block,
 //       to integers held as int16 (`quantize_rows`), and each block is an integer dot product:
 //       int8/int4 weights widened to i16x8, `i32x4.dot_i16x8_s`, then one f32 multiply by the two
-//       scales. 20 SIMD instructions per block and row, 14 per extra row of a prefill group.
+//       scales. About 21 SIMD instructions per block for one row, 15 for each further row of a
+//       prefill group.
 //   (b) `matmul_q8_0_f32` / `matmul_q4_0_f32`: the weights widened all the way to f32x4 and
-//       multiplied with the float32 activations: 8 extends + 8 converts per block before any
-//       arithmetic, 24 more per row.
-// (a) is the one PackedMatMul runs: 2.0–2.4× faster than (b) at n = 1 and 1.7–2.1× at n = 64
-// (2026-12-02, Xeon with AVX-512, Node 20). With int16 activations (qmax 32767) rather than
-// llama.cpp's int8 (127) the cost is the same, since the dot instruction takes i16 lanes either
-// way, and the activation rounding error is 258× smaller.
+//       multiplied with the float32 activations: 22 instructions to widen a block, then 25 per row.
+// (a) is the one PackedMatMul runs: 1.5–2.1× faster than (b) at n = 1 and 1.4–1.8× at n = 64, at
+// H-Micro's 8192×2048 and 2048×8192 (2026-12-01, one Xeon core, Node 20). With int16 activations
+// (qmax 32767) rather than llama.cpp's int8 (127) the cost is the same, since the dot instruction
+// takes i16 lanes either way, and the activation rounding error is 258× smaller.
 //
 // Activation rows are processed four at a time per loaded weight block (prefill), then one by one.
 
