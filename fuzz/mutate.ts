@@ -55,7 +55,7 @@ export function damageBytes(rng: Random, bytes: Buffer, focus?: { start: number;
     }
     case 1: {
       const out = Buffer.from(bytes);
-      const token = Buffer.from(rng.pick(['{', '}', '[', ']', '"', ',', ':', '\\', '0', '-', 'e', ' ', '\u00ff', '\u0000']), 'latin1');
+      const token = Buffer.from(rng.pick(['{', '}', '[', ']', '"', ',', ':', '\\', '0', '-', 'e', ' ', '\n', '\t', '\u00ff', '\u0000']), 'latin1');
       token.copy(out, Math.min(out.length - token.length, at()));
       return out;
     }

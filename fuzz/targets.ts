@@ -234,7 +234,8 @@ export const safetensorsTarget: FuzzTarget = {
     const seed = rng.pick(loadSafetensorsSeeds());
     const entries = cloneJson(seed.entries);
     for (let n = rng.between(0, 3); n > 0; n--) mutateSafetensorsHeader(rng, entries, seed.data.length);
-    const headerText = rng.chance(0.05) ? toJsonText(hostileValue(rng)) : toJsonText(new Pairs(entries));
+    let headerText = rng.chance(0.05) ? toJsonText(hostileValue(rng)) : toJsonText(new Pairs(entries));
+    if (rng.chance(0.1)) headerText = headerText.replace(/,/g, ',\n');
     let file = assembleSafetensors(headerText, seed.data, rng.chance(0.8));
     if (rng.chance(0.25)) {
       // The header length field.
@@ -408,7 +409,10 @@ export const configTarget: FuzzTarget = {
     const seed = rng.pick(loadConfigSeeds());
     const entries = Object.entries(cloneJson(seed));
     for (let n = rng.between(1, 4); n > 0; n--) mutateConfig(rng, entries);
-    const text = Buffer.from(toJsonText(new Pairs(entries)), 'utf8');
+    let json = toJsonText(new Pairs(entries));
+    // Real config.json files are pretty-printed: errors quoting them must stay on one line.
+    if (rng.chance(0.3)) json = json.replace(/,/g, ',\n  ');
+    const text = Buffer.from(json, 'utf8');
     return rng.chance(0.1) ? damageBytes(rng, text) : text;
   },
   check(file) {

@@ -75,7 +75,7 @@ export { SafetensorsFile, type SafetensorsTensorInfo } from './safetensors/reade
 export { writeSafetensors, type WritableTensor, type WriteSafetensorsOptions } from './safetensors/writer';
 export { Checkpoint, INDEX_FILE, SINGLE_FILE } from './safetensors/checkpoint';
 export { encodeNpy, readNpy, writeNpy, type NpyArray } from './io/npy';
-export { previewJson } from './io/json_preview';
+export { jsonErrorDetail, previewJson } from './io/json_preview';
 export { FileKindError, openRegularFile, pathEntryExists, readRegularFile, readRegularFileAsync } from './io/regular_file';
 export { tensorFromWriter } from './io/tensor_from_writer';
 export { formatTable, measure, type Timing } from './benchmark';

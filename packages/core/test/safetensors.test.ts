@@ -154,6 +154,7 @@ describe('corrupt files', () => {
     ['shorter than 8 bytes', () => { const f = path.join(tmp, 'short.safetensors'); fs.writeFileSync(f, Buffer.alloc(3)); return f; }, /shorter than the 8-byte header length/, undefined],
     ['header length beyond file size', () => rawFile('len.safetensors', ok, Buffer.alloc(8), 10_000n), /header length 10000 exceeds/, undefined],
     ['header not JSON', () => rawFile('json.safetensors', '{"a": [', Buffer.alloc(8)), /not valid JSON/, undefined],
+    ['header not JSON, across lines', () => rawFile('json2.safetensors', '{\n "a": tru\n}', Buffer.alloc(8)), /header is not valid JSON: Unexpected token .* is not valid JSON$/, undefined],
     ['header not an object', () => rawFile('arr.safetensors', '[1,2]', Buffer.alloc(8)), /not a JSON object/, undefined],
     ['unknown dtype', () => rawFile('dtype.safetensors', { a: { dtype: 'F8_E4M3', shape: [2], data_offsets: [0, 2] } }, Buffer.alloc(2)), /unsupported dtype "F8_E4M3"/, 'a'],
     ['bad shape', () => rawFile('shape.safetensors', { a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, Buffer.alloc(4)), /not a list of non-negative integers/, 'a'],
@@ -185,6 +186,7 @@ describe('corrupt files', () => {
     expect(err.file).toBe(file);
     expect(err.message).toContain(file);
     expect(err.message).toMatch(message);
+    expect(err.message).not.toContain('\n');
     expect(err.tensor).toBe(tensor);
   });
 

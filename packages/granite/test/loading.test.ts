@@ -233,6 +233,12 @@ describe('fromPretrained', () => {
       expect(err).toBeInstanceOf(ModelFileError);
       expect(err.file).toBe(file);
       expect(err.message).toMatch(/generation_config\.json is not valid JSON \(.*\); generation_config\.json holds the model's generation defaults/);
+      // A pretty-printed file cut short: V8 quotes the text, newlines and all; the message stays one line.
+      fs.writeFileSync(file, '{\n  "eos_token_id": [0,\n  tru\n}');
+      const cut = await fromPretrained(dir).catch((e) => e);
+      expect(cut).toBeInstanceOf(ModelFileError);
+      expect(cut.message).toMatch(/generation_config\.json is not valid JSON \(Unexpected token/);
+      expect(cut.message).not.toContain('\n');
       fs.writeFileSync(file, '[317]');
       await expect(fromPretrained(dir)).rejects.toThrow(/generation_config\.json holds a list, not a JSON object/);
       fs.writeFileSync(file, 'null');

@@ -15,7 +15,7 @@ import {
   useMoe,
   type GraniteMoeHybridConfig,
 } from '@graniteflow/granite';
-import { formatTable } from '@graniteflow/core';
+import { formatTable, jsonErrorDetail } from '@graniteflow/core';
 import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { CliError, UsageError } from '../errors';
 import { formatCount } from '../format';
@@ -115,7 +115,7 @@ async function hubConfig(
   try {
     raw = await response.json();
   } catch (err) {
-    throw new CliError(`${url} is not valid JSON: ${(err as Error).message}`);
+    throw new CliError(`${url} is not valid JSON: ${jsonErrorDetail(err)}`);
   }
   const impl = modelTypeModule((raw as { model_type?: unknown } | null)?.model_type, url);
   return { config: impl.parseConfig(raw, url), from: url };

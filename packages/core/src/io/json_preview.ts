@@ -41,3 +41,11 @@ export function previewJson(value: unknown, maxLength = 80): string {
 
 /** Deeper levels print as `[...]` / `{...}`: a message has no room for them anyway. */
 const MAX_DEPTH = 4;
+
+/**
+ * The message of a `JSON.parse` failure on one line: V8 quotes the text around the error,
+ * newlines included, and a message is one paragraph.
+ */
+export function jsonErrorDetail(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').trim();
+}

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { previewJson } from '../io/json_preview';
+import { jsonErrorDetail, previewJson } from '../io/json_preview';
 import { FileKindError, pathEntryExists, readRegularFile } from '../io/regular_file';
 import { quotedName, SafetensorsError } from './errors';
 import { SafetensorsFile, type SafetensorsTensorInfo } from './reader';
@@ -75,7 +75,7 @@ export class Checkpoint {
     try {
       parsed = JSON.parse(text);
     } catch (err) {
-      throw new SafetensorsError(indexPath, `not valid JSON: ${(err as Error).message}`);
+      throw new SafetensorsError(indexPath, `not valid JSON: ${jsonErrorDetail(err)}`);
     }
     const weightMap = (parsed as { weight_map?: unknown } | null)?.weight_map;
     if (weightMap === null || typeof weightMap !== 'object' || Array.isArray(weightMap)) {

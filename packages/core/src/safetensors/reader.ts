@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { previewJson } from '../io/json_preview';
+import { jsonErrorDetail, previewJson } from '../io/json_preview';
 import { FileKindError, openRegularFile } from '../io/regular_file';
 import { quotedName, SafetensorsError } from './errors';
 import { duplicateTopLevelKey } from './header_keys';
@@ -101,7 +101,7 @@ export class SafetensorsFile {
     try {
       header = JSON.parse(text);
     } catch (err) {
-      throw new SafetensorsError(path, `header is not valid JSON: ${(err as Error).message}`);
+      throw new SafetensorsError(path, `header is not valid JSON: ${jsonErrorDetail(err)}`);
     }
     if (header === null || typeof header !== 'object' || Array.isArray(header)) {
       throw new SafetensorsError(path, 'header is not a JSON object');

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { FileKindError, pathEntryExists, readRegularFile } from '@graniteflow/core';
+import { FileKindError, jsonErrorDetail, pathEntryExists, readRegularFile } from '@graniteflow/core';
 import { modelTypeModule } from '../models';
 
 /**
@@ -30,7 +30,7 @@ export function readJsonObject(file: string, remedy: string): Record<string, unk
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new ModelFileError(file, `${file} is not valid JSON (${(err as Error).message}); ${remedy}`);
+    throw new ModelFileError(file, `${file} is not valid JSON (${jsonErrorDetail(err)}); ${remedy}`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ModelFileError(file, `${file} holds ${value === null ? 'null' : Array.isArray(value) ? 'a list' : `a ${typeof value}`}, not a JSON object; ${remedy}`);

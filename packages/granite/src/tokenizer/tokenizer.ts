@@ -3,7 +3,7 @@
  * `tokenizer_config.json` through `@huggingface/tokenizers`, plus the folder's chat template.
  */
 import * as path from 'node:path';
-import { FileKindError, readRegularFileAsync } from '@graniteflow/core';
+import { FileKindError, jsonErrorDetail, readRegularFileAsync } from '@graniteflow/core';
 import { byteLevelToBytes } from './byte_level';
 import {
   ChatTemplate,
@@ -217,7 +217,7 @@ export class GraniteTokenizer {
         if (!isObject(value)) throw new Error('expected a JSON object');
         return value;
       } catch (err) {
-        throw new TokenizerError(`${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
+        throw new TokenizerError(`${file} is not valid JSON: ${jsonErrorDetail(err)}`, { cause: err });
       }
     };
     const [tokenizerJson, tokenizerConfig, generationConfig, specialTokensMap] = await Promise.all([
