@@ -233,6 +233,9 @@ describeBackends('packed MoE experts', (backend) => {
     ['k = E', { hiddenSize: 32, intermediateSize: 32, numExperts: 4, topK: 4 }, [5, 32], FORMATS.map((f) => [f, f])],
     ['one token (decode)', { hiddenSize: 96, intermediateSize: 64, numExperts: 8, topK: 2 }, [1, 96], FORMATS.map((f) => [f, f])],
     ['leading dims [2, 3]', { hiddenSize: 32, intermediateSize: 32, numExperts: 6, topK: 2 }, [2, 3, 32], [['q4_0', 'q8_0'], ['q8_0', 'bf16']]],
+    // Expert e's bytes start inside a word: 13 q4_0 rows of 18 bytes, 13 × 5 bf16 weights.
+    ['experts not word-aligned (H 13, I 32)', { hiddenSize: 13, intermediateSize: 32, numExperts: 3, topK: 2 }, [6, 13], [['bf16', 'q4_0']]],
+    ['experts not word-aligned (H 13, I 5)', { hiddenSize: 13, intermediateSize: 5, numExperts: 3, topK: 2 }, [6, 13], [['bf16', 'bf16']]],
     // 70 tokens on each of 2 experts: more than one group of rows per expert in the fused body.
     ['70 tokens, every expert busy', { hiddenSize: 32, intermediateSize: 32, numExperts: 2, topK: 2 }, [70, 32], [['q4_0', 'q4_0']]],
   ];

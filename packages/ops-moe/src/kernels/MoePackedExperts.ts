@@ -128,12 +128,12 @@ export function nativePackedExperts(
 /**
  * Routed experts over packed expert weights ({@link MoePackedExperts}). Reference: the grouped path
  * with only the routed experts unpacked in JavaScript. Fused (cpu, wasm, in place on the heap): the
- * same grouping, each routed expert's rows read from the packed bytes: on wasm by core's WebAssembly
- * SIMD packed matmul (activations rounded to int16 per block, as core's PackedMatMul does), in JS
- * elsewhere or with SIMD off (one token: a dot product per packed row; a group: each row unpacked
- * once for the group). `native`: the expert groups
- * through `@graniteflow/native`'s packed matmul when it loads. Gradient with respect to `x` and the
- * routing weights by autodiff of the reference; the packed weights are frozen.
+ * same grouping, each routed expert's rows read from the packed bytes — on wasm by core's
+ * WebAssembly SIMD packed matmul (activations rounded to int16 per block, as core's PackedMatMul
+ * does), in JavaScript elsewhere or with SIMD off (one token: a dot product per packed row; a group:
+ * each row unpacked once for the group). `native`: each group through `@graniteflow/native`'s
+ * packed matmul when it loads. Gradient with respect to `x` and the routing weights by autodiff of
+ * the reference; the packed weights are frozen.
  */
 export const moePackedExpertsKernel = defineKernel<MoePackedExpertsInputs, MoePackedExpertsAttrs>({
   name: MoePackedExperts,
@@ -160,7 +160,10 @@ export const moePackedExpertsKernel = defineKernel<MoePackedExpertsInputs, MoePa
       // SIMD needs every array in the heap, the group buffers included: the reserved scratch.
       const heap = wasmSimdHeap();
       const floats = heapScratchFloats(dims.h, dims.i);
-      const simd = heap !== null && heap.scratchFloats >= floats ? simdKernels<PackedMatvecKernels>(PACKED_MATVEC, [x, inputLinear, outputLinear, y]) : null;
+      const simd =
+        heap !== null && heap.scratchFloats >= floats
+          ? simdKernels<PackedMatvecKernels>(PACKED_MATVEC, [x, inputLinear, outputLinear, y])
+          : null;
       if (heap !== null && simd !== null) {
         const space = heap.scratch(floats);
         const buffers = groupBuffersIn(space, GROUP_ROWS, dims.h, dims.i);
