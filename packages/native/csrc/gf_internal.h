@@ -99,7 +99,24 @@ typedef struct {
   int64_t x_group;     /* activation rows per pass over a thread's weight rows (cache blocking) */
   float *y;            /* [n, out] */
   bool accumulate;
+  bool aligned_layout; /* act is in the weight-aligned layout below (avx512, few rows) */
 } gf_qmm_args;
+
+/* Weight-aligned activation layout (avx512 decode): per chunk of 32 blocks, the activations sit
+ * at the byte positions their weights have in the packed row (32 q4_0 blocks = 576 bytes = 9
+ * zmm, 32 q8_0 blocks = 1088 bytes = 17 zmm), with zeros under the weights' scale bytes, so a raw
+ * 64-byte weight load pairs with a 64-byte activation load and needs no shuffle. A 4-byte lane
+ * never holds quants of two blocks (blocks are 18 / 34 bytes: lane starts are even, a block's
+ * last quant byte is odd), so each vpdpbusd int32 lane belongs to one block, the block whose byte
+ * starts the lane. Per chunk:
+ *   q4_0: int8 lo[576] (element t of the block under quant byte t), int8 hi[576] (element t+16),
+ *         int32 bias[144] (-8 * the lane's lo + hi sum), float d[32]
+ *   q8_0: int8 q[1088], int32 bias[272] (-128 * the lane's sum), float d[32] */
+#define GF_ALIGNED_BLOCKS 32
+static inline int gf_aligned_vectors(gf_format format) { return format == GF_FMT_Q4_0 ? 9 : 17; }
+static inline size_t gf_aligned_chunk_bytes(gf_format format) {
+  return format == GF_FMT_Q4_0 ? 3 * 576 + 128 : 2 * 1088 + 128;
+}
 
 /* work: the thread's scratch of gf_qmm_work_bytes(lanes, n_blocks) bytes (unpacked weights). */
 typedef void (*gf_qmm_fn)(const gf_qmm_args *args, int64_t row_begin, int64_t row_end, uint8_t *work);

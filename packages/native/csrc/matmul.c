@@ -15,6 +15,8 @@
 #define ACT_GROUP_BYTES (1 << 20)
 /* Fewer multiply-adds than this per thread is not worth waking a worker. */
 #define MIN_MACS_PER_THREAD (1 << 17)
+/* Up to this many activation rows the avx512 kernels use the weight-aligned layout. */
+#define ALIGNED_MAX_ROWS 2
 /* Above this many activation rows the f32 / bf16 weights go through the packed gemm. */
 #define ROWDOT_MAX_ROWS 4
 
@@ -58,9 +60,42 @@ static void pack_activation_row(const uint8_t *q, int64_t n_blocks, int lanes, i
   }
 }
 
+/* Repacks one q8_0 row into the weight-aligned layout of gf_internal.h. */
+static void pack_activation_row_aligned(gf_format wformat, const uint8_t *q, int64_t n_blocks,
+                                        uint8_t *dst) {
+  const int block_bytes = wformat == GF_FMT_Q4_0 ? GF_Q4_0_BLOCK_BYTES : GF_Q8_0_BLOCK_BYTES;
+  const int span = gf_aligned_vectors(wformat) * 64; /* weight bytes per chunk */
+  const bool q4 = wformat == GF_FMT_Q4_0;
+  const int32_t offset = q4 ? 8 : 128;
+  const size_t chunk_bytes = gf_aligned_chunk_bytes(wformat);
+  int64_t chunks = (n_blocks + GF_ALIGNED_BLOCKS - 1) / GF_ALIGNED_BLOCKS;
+  for (int64_t c = 0; c < chunks; c++) {
+    uint8_t *chunk = dst + c * chunk_bytes;
+    int8_t *lo = (int8_t *)chunk, *hi = lo + span; /* hi: q4_0 only */
+    int32_t *bias = (int32_t *)(chunk + (q4 ? 2 : 1) * span);
+    float *d = (float *)((uint8_t *)bias + 4 * (span / 4));
+    memset(chunk, 0, chunk_bytes);
+    for (int p = 0; p < span; p++) {
+      int64_t b = c * GF_ALIGNED_BLOCKS + p / block_bytes;
+      int t = p % block_bytes - 2;
+      if (t < 0 || b >= n_blocks) continue; /* a scale byte, or past the row */
+      const int8_t *x = (const int8_t *)(q + b * GF_Q8_0_BLOCK_BYTES + 2);
+      lo[p] = x[t];
+      if (q4) hi[p] = x[t + 16];
+      bias[p / 4] -= offset * (x[t] + (q4 ? x[t + 16] : 0));
+    }
+    for (int b = 0; b < GF_ALIGNED_BLOCKS; b++) {
+      int64_t block = c * GF_ALIGNED_BLOCKS + b;
+      d[b] = block < n_blocks ? gf_fp16_to_fp32(gf_load_u16(q + block * GF_Q8_0_BLOCK_BYTES)) : 0.0f;
+    }
+  }
+}
+
 typedef struct {
   const float *x;
   int64_t in, n_blocks;
+  gf_format wformat;
+  bool aligned;
   int lanes;
   int32_t offset;
   gf_quantize_fn quantize;
@@ -73,8 +108,11 @@ static void pack_activations_task(void *p, int64_t begin, int64_t end, int threa
   const act_ctx *c = (const act_ctx *)p;
   for (int64_t row = begin; row < end; row++) {
     c->quantize(c->x + row * c->in, c->tmp[thread], c->in);
-    pack_activation_row(c->tmp[thread], c->n_blocks, c->lanes, c->offset,
-                        c->act + row * c->act_row_bytes);
+    if (c->aligned)
+      pack_activation_row_aligned(c->wformat, c->tmp[thread], c->n_blocks, c->act + row * c->act_row_bytes);
+    else
+      pack_activation_row(c->tmp[thread], c->n_blocks, c->lanes, c->offset,
+                          c->act + row * c->act_row_bytes);
   }
 }
 
@@ -108,8 +146,14 @@ static int quantized_matmul(gf_format format, gf_level level, const void *w, int
   const int lanes = lanes_of(level);
   const int64_t n_blocks = in / GF_BLOCK;
   const int64_t chunks = (n_blocks + lanes - 1) / lanes;
-  act_ctx a = {x, in, n_blocks, lanes, bias_offset(format, level),
-               gf_quantize_impl(GF_FMT_Q8_0, level), NULL, (size_t)chunks * gf_act_chunk_bytes(lanes), {NULL}};
+  /* Decode-sized calls on avx512 use the weight-aligned layout (no weight shuffles). */
+  const bool aligned = level == GF_LEVEL_AVX512 && n <= ALIGNED_MAX_ROWS;
+  const int64_t aligned_chunks = (n_blocks + GF_ALIGNED_BLOCKS - 1) / GF_ALIGNED_BLOCKS;
+  act_ctx a = {x, in, n_blocks, format, aligned, lanes, bias_offset(format, level),
+               gf_quantize_impl(GF_FMT_Q8_0, level), NULL,
+               aligned ? (size_t)aligned_chunks * gf_aligned_chunk_bytes(format)
+                       : (size_t)chunks * gf_act_chunk_bytes(lanes),
+               {NULL}};
   a.act = (uint8_t *)gf_scratch(0, GF_SCRATCH_ACT, (size_t)n * a.act_row_bytes);
   if (!a.act) return GF_ERR_NOMEM;
   int threads = gf_threads();
@@ -122,7 +166,7 @@ static int quantized_matmul(gf_format format, gf_level level, const void *w, int
   int64_t group = ACT_GROUP_BYTES / (int64_t)a.act_row_bytes;
   group = GF_MAX(4, group / 4 * 4);
   qmm_ctx c = {{(const uint8_t *)w, gf_row_bytes(format, in), out, in, n_blocks, a.act,
-                a.act_row_bytes, n, group, y, accumulate},
+                a.act_row_bytes, n, group, y, accumulate, aligned},
                qmm_impl(format, level),
                {NULL}};
   for (int t = 0; t < threads; t++) {

@@ -23,7 +23,7 @@
 #endif
 
 /* How long an idle worker (or the caller waiting for workers) spins before sleeping. */
-#define SPIN_NS 50000
+#define SPIN_NS 100000
 
 static pthread_mutex_t call_mutex = PTHREAD_MUTEX_INITIALIZER;
 void gf_call_lock(void) { pthread_mutex_lock(&call_mutex); }
@@ -33,18 +33,27 @@ typedef struct {
   gf_task_fn fn;
   void *ctx;
   int64_t n, chunk;
+  int active; /* workers (indices 1..active) that take part */
 } job_t;
 
+/*
+ * Jobs are published seqlock-style: the generation is odd while the caller writes the job and
+ * even once it is complete, so a spinning worker picks a job up without taking the mutex. (A
+ * worker that blocks on the caller's mutex right when the caller posts gets woken onto the
+ * caller's CPU and preempts it: the two halves of the job then run one after the other.) The
+ * mutex and condition variables are only for workers and callers that have gone to sleep.
+ */
 static struct {
-  pthread_mutex_t mutex; /* guards the fields below and the job */
+  pthread_mutex_t mutex;
   pthread_cond_t wake, done;
-  int requested;         /* threads in all, caller included */
-  int running;           /* workers started */
+  int requested; /* threads in all, caller included (guarded by dispatch_mutex) */
+  int running;   /* workers started */
   pthread_t workers[GF_MAX_THREADS];
-  atomic_uint_fast64_t generation; /* bumped once per job */
-  atomic_int pending;              /* workers still busy with the current job */
-  atomic_int active;               /* workers that take part in the current job */
-  bool shutdown;
+  atomic_uint_fast64_t generation;
+  atomic_int pending;        /* workers still busy with the current job */
+  atomic_int sleepers;       /* workers waiting on `wake` */
+  atomic_int caller_waiting; /* the caller waits on `done` */
+  atomic_bool shutdown;
   job_t job;
 } pool = {
     .mutex = PTHREAD_MUTEX_INITIALIZER,
@@ -68,6 +77,10 @@ static void run_range(const job_t *job, int index) {
   job->fn(job->ctx, begin, end, index);
 }
 
+static inline bool is_new(uint64_t generation, uint64_t seen) {
+  return generation != seen && (generation & 1) == 0;
+}
+
 /* The generation current when each worker was created: a worker that first runs after the job
  * it was created for has been posted must still see that job as new. */
 static uint64_t start_generation[GF_MAX_THREADS];
@@ -76,26 +89,31 @@ static void *worker_main(void *arg) {
   int index = (int)(intptr_t)arg; /* 1-based: the caller is 0 */
   uint64_t seen = start_generation[index];
   for (;;) {
+    uint64_t generation = atomic_load_explicit(&pool.generation, memory_order_acquire);
     int64_t spin_until = now_ns() + SPIN_NS;
-    int spins = 0;
-    while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) {
+    for (int spins = 0; !is_new(generation, seen) && !atomic_load(&pool.shutdown);) {
       cpu_relax();
       if ((++spins & 255) == 0 && now_ns() > spin_until) break;
+      generation = atomic_load_explicit(&pool.generation, memory_order_acquire);
     }
-    pthread_mutex_lock(&pool.mutex);
-    while (atomic_load(&pool.generation) == seen && !pool.shutdown)
-      pthread_cond_wait(&pool.wake, &pool.mutex);
-    if (pool.shutdown) {
+    if (!is_new(generation, seen) && !atomic_load(&pool.shutdown)) {
+      pthread_mutex_lock(&pool.mutex);
+      atomic_fetch_add(&pool.sleepers, 1);
+      while (!is_new(generation = atomic_load(&pool.generation), seen) && !atomic_load(&pool.shutdown))
+        pthread_cond_wait(&pool.wake, &pool.mutex);
+      atomic_fetch_sub(&pool.sleepers, 1);
       pthread_mutex_unlock(&pool.mutex);
-      return NULL;
     }
-    seen = atomic_load(&pool.generation);
+    if (atomic_load(&pool.shutdown)) return NULL;
     job_t job = pool.job;
-    bool takes_part = index < atomic_load(&pool.active) + 1;
-    pthread_mutex_unlock(&pool.mutex);
-    if (!takes_part) continue;
+    atomic_thread_fence(memory_order_acquire);
+    seen = generation;
+    /* Rewritten meanwhile: then this worker was not part of that job (the caller waits for
+     * every participant before it posts the next one); pick up the newer job instead. */
+    if (atomic_load(&pool.generation) != generation) continue;
+    if (index > job.active) continue;
     run_range(&job, index);
-    if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+    if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.caller_waiting)) {
       pthread_mutex_lock(&pool.mutex);
       pthread_cond_signal(&pool.done);
       pthread_mutex_unlock(&pool.mutex);
@@ -105,12 +123,12 @@ static void *worker_main(void *arg) {
 
 static void stop_workers(void) {
   pthread_mutex_lock(&pool.mutex);
-  pool.shutdown = true;
+  atomic_store(&pool.shutdown, true);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.mutex);
   for (int i = 0; i < pool.running; i++) pthread_join(pool.workers[i], NULL);
   pool.running = 0;
-  pool.shutdown = false;
+  atomic_store(&pool.shutdown, false);
 }
 
 /* Starts workers up to the requested count; returns how many threads (caller included) run. */
@@ -154,31 +172,38 @@ void gf_parallel_for(int64_t n, int64_t align, int64_t min_per_thread, gf_task_f
   int64_t per = (n + threads - 1) / threads;
   per = (per + align - 1) / align * align;
   threads = (int)((n + per - 1) / per); /* rounding up to `align` can leave the last ones idle */
-  job_t job = {fn, ctx, n, per};
   if (threads <= 1) {
     pthread_mutex_unlock(&dispatch_mutex);
     fn(ctx, 0, n, 0);
     return;
   }
-  pthread_mutex_lock(&pool.mutex);
+  job_t job = {fn, ctx, n, per, threads - 1};
+  uint64_t generation = atomic_load(&pool.generation);
+  atomic_store(&pool.generation, generation + 1); /* odd: being written */
+  atomic_thread_fence(memory_order_release);
   pool.job = job;
-  atomic_store(&pool.active, threads - 1);
   atomic_store(&pool.pending, threads - 1);
-  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
-  pthread_cond_broadcast(&pool.wake);
-  pthread_mutex_unlock(&pool.mutex);
+  atomic_store(&pool.generation, generation + 2); /* even: published */
+  if (atomic_load(&pool.sleepers) > 0) {
+    pthread_mutex_lock(&pool.mutex);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mutex);
+  }
 
   run_range(&job, 0);
 
   int64_t spin_until = now_ns() + SPIN_NS;
-  int spins = 0;
-  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) {
+  for (int spins = 0; atomic_load_explicit(&pool.pending, memory_order_acquire) > 0;) {
     cpu_relax();
     if ((++spins & 255) == 0 && now_ns() > spin_until) break;
   }
-  pthread_mutex_lock(&pool.mutex);
-  while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.mutex);
-  pthread_mutex_unlock(&pool.mutex);
+  if (atomic_load(&pool.pending) > 0) {
+    pthread_mutex_lock(&pool.mutex);
+    atomic_store(&pool.caller_waiting, 1);
+    while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.mutex);
+    atomic_store(&pool.caller_waiting, 0);
+    pthread_mutex_unlock(&pool.mutex);
+  }
   pthread_mutex_unlock(&dispatch_mutex);
 }
 

@@ -1,0 +1,252 @@
+/*
+ * Sanitizer harness: links the kernel sources directly and checks every SIMD level this CPU has
+ * against the scalar level on random inputs (bit-exact where the integer / conversion paths
+ * promise it, within float summation-order error elsewhere), against float64 references, and
+ * with 1 vs 2 threads. Buffers are malloc'ed at their exact sizes so that AddressSanitizer
+ * catches any read or write past them. Run by `npm run test:native-asan`.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../csrc/gf.h"
+
+#define GF_MIN_I(a, b) ((a) < (b) ? (a) : (b))
+
+static int passed, failed;
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t next_u64(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+static float uniform(void) { return (float)((next_u64() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+
+static void check(int ok, const char *what) {
+  if (ok) {
+    passed++;
+  } else {
+    failed++;
+    printf("FAIL: %s\n", what);
+  }
+}
+
+/* Random values with a per-32-block magnitude, plus blocks that exercise the rules' corners. */
+static void fill(float *x, int64_t n, int specials) {
+  for (int64_t b = 0; b < (n + 31) / 32; b++) {
+    float scale = powf(10.0f, (float)((int)(next_u64() % 9) - 4));
+    int kind = specials ? (int)(next_u64() % 13) : 99;
+    for (int64_t j = b * 32; j < GF_MIN_I(n, b * 32 + 32); j++) {
+      float v = uniform() * scale;
+      switch (kind) {
+        case 0: v = 0.0f; break;                         /* all zero: q4_0 d = -0 */
+        case 1: v = (j % 2) ? -0.0f : 0.0f; break;
+        case 2: v = (j % 7 == 3) ? -scale : v * 0.5f; break; /* ties for the largest magnitude */
+        case 3: v = (j % 5 == 0) ? scale : ((j % 5 == 1) ? -scale : v); break;
+        case 4: v = roundf(v * 4) / 4; break;            /* values on rounding boundaries */
+        case 5: v = (j == b * 32 + 7) ? NAN : v; break;
+        case 6: v = (j == b * 32 + 31) ? NAN : v; break; /* NaN last: q8_0's amax becomes NaN */
+        case 7: v = (j == b * 32 + 3) ? -INFINITY : v; break;
+        case 8: v = v * 1e-30f; break;                   /* subnormal half scales */
+        case 9: v = v * 7e4f; break;                     /* scales overflowing half */
+        case 10: v = (j == b * 32) ? 127.0f : (float)(j - b * 32) - 16.5f; break; /* d = 1: .5 ties */
+        default: break;
+      }
+      x[j] = v;
+    }
+  }
+}
+
+static const gf_format formats[] = {GF_FMT_F32, GF_FMT_BF16, GF_FMT_Q8_0, GF_FMT_Q4_0};
+
+static void test_quantize(gf_level level) {
+  const int64_t shapes[][2] = {{1, 32}, {3, 96}, {7, 64}, {2, 2048}, {130, 160}};
+  for (size_t f = 0; f < 4; f++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+      gf_format fmt = formats[f];
+      int64_t rows = shapes[s][0], cols = shapes[s][1];
+      size_t bytes = (size_t)rows * gf_row_bytes(fmt, cols);
+      float *x = malloc(sizeof(float) * rows * cols);
+      uint8_t *ref = malloc(bytes), *got = malloc(bytes);
+      float *back_ref = malloc(sizeof(float) * rows * cols), *back = malloc(sizeof(float) * rows * cols);
+      fill(x, rows * cols, 1);
+      gf_set_level_cap(GF_LEVEL_SCALAR);
+      gf_quantize(fmt, x, rows, cols, ref);
+      gf_dequantize(fmt, ref, rows, cols, back_ref);
+      gf_set_level_cap(level);
+      int kernel = gf_kernel_index(GF_FAMILY_QUANTIZE, fmt);
+      uint64_t before = gf_counter(kernel, gf_kernel_level(kernel));
+      gf_quantize(fmt, x, rows, cols, got);
+      gf_dequantize(fmt, ref, rows, cols, back);
+      char what[160];
+      snprintf(what, sizeof what, "quantize %s %lldx%lld at %s equals scalar", gf_format_name(fmt),
+               (long long)rows, (long long)cols, gf_level_name(level));
+      check(memcmp(ref, got, bytes) == 0, what);
+      snprintf(what, sizeof what, "dequantize %s %lldx%lld at %s equals scalar", gf_format_name(fmt),
+               (long long)rows, (long long)cols, gf_level_name(level));
+      check(memcmp(back_ref, back, sizeof(float) * rows * cols) == 0, what);
+      snprintf(what, sizeof what, "quantize %s counted at %s", gf_format_name(fmt), gf_level_name(gf_kernel_level(kernel)));
+      check(gf_counter(kernel, gf_kernel_level(kernel)) == before + 1, what);
+      /* gather rows 0, last, 0 again */
+      int32_t idx[3] = {0, (int32_t)(rows - 1), 0};
+      float *g = malloc(sizeof(float) * 3 * cols);
+      gf_dequantize_rows(fmt, ref, cols, idx, 3, g);
+      int ok = 1;
+      for (int i = 0; i < 3; i++) ok &= memcmp(g + i * cols, back_ref + idx[i] * cols, sizeof(float) * cols) == 0;
+      snprintf(what, sizeof what, "dequantizeRows %s at %s", gf_format_name(fmt), gf_level_name(level));
+      check(ok, what);
+      free(g);
+      free(x), free(ref), free(got), free(back_ref), free(back);
+    }
+}
+
+/* Sum over k of |w_k x_k| in float64: the scale of the summation-order error of one output. */
+static void matmul_case(gf_format fmt, gf_level level, int64_t out, int64_t in, int64_t n, int accumulate) {
+  size_t wbytes = (size_t)out * gf_row_bytes(fmt, in);
+  float *wf = malloc(sizeof(float) * out * in + 4), *x = malloc(sizeof(float) * n * in + 4);
+  uint8_t *w = malloc(wbytes + 1);
+  float *y0 = malloc(sizeof(float) * n * out + 4), *yref = malloc(sizeof(float) * n * out + 4),
+        *ygot = malloc(sizeof(float) * n * out + 4), *wd = malloc(sizeof(float) * out * in + 4);
+  fill(wf, out * in, 0);
+  fill(x, n * in, 0);
+  for (int64_t i = 0; i < n * out; i++) y0[i] = uniform();
+  gf_set_level_cap(GF_LEVEL_SCALAR);
+  gf_quantize(fmt, wf, out, in, w);
+  gf_dequantize(fmt, w, out, in, wd);
+  memcpy(yref, y0, sizeof(float) * n * out);
+  gf_matmul(fmt, w, out, in, x, n, yref, accumulate);
+  gf_set_level_cap(level);
+  int kernel = gf_kernel_index(GF_FAMILY_MATMUL, fmt);
+  gf_level ran = gf_kernel_level(kernel);
+  uint64_t before = gf_counter(kernel, ran);
+  double worst = 0;
+  for (int threads = 1; threads <= 2; threads++) {
+    gf_set_threads(threads);
+    float *y = threads == 1 ? ygot : y0;
+    if (threads == 1) memcpy(ygot, y0, sizeof(float) * n * out);
+    else {
+      /* second run into a fresh copy; compare bitwise with the first */
+      float *y2 = malloc(sizeof(float) * n * out + 4);
+      memcpy(y2, y0, sizeof(float) * n * out);
+      gf_matmul(fmt, w, out, in, x, n, y2, accumulate);
+      char what[160];
+      snprintf(what, sizeof what, "matmul %s %lldx%lld n=%lld at %s: 2 threads equal 1 thread",
+               gf_format_name(fmt), (long long)out, (long long)in, (long long)n, gf_level_name(level));
+      check(memcmp(y2, ygot, sizeof(float) * n * out) == 0, what);
+      free(y2);
+      break;
+    }
+    gf_matmul(fmt, w, out, in, x, n, y, accumulate);
+  }
+  gf_set_threads(1);
+  int ok = 1;
+  for (int64_t r = 0; r < n && ok; r++)
+    for (int64_t o = 0; o < out; o++) {
+      double mag = fabs(accumulate ? y0[r * out + o] : 0.0);
+      for (int64_t k = 0; k < in; k++) mag += fabs((double)wd[o * in + k] * x[r * in + k]);
+      double err = fabs((double)ygot[r * out + o] - yref[r * out + o]);
+      double tol = 4.0 * (double)(in + 2) * 1.2e-7 * mag + 1e-30;
+      if (err > tol) {
+        printf("  out %lld row %lld: %.9g vs scalar %.9g (tol %.3g)\n", (long long)o, (long long)r,
+               ygot[r * out + o], yref[r * out + o], tol);
+        ok = 0;
+        break;
+      }
+      if (mag > 0 && err / mag > worst) worst = err / mag;
+    }
+  char what[200];
+  snprintf(what, sizeof what, "matmul %s %lldx%lld n=%lld%s at %s within summation error of scalar",
+           gf_format_name(fmt), (long long)out, (long long)in, (long long)n, accumulate ? " accumulate" : "",
+           gf_level_name(level));
+  check(ok, what);
+  snprintf(what, sizeof what, "matmul %s counted at %s", gf_format_name(fmt), gf_level_name(ran));
+  check(gf_counter(kernel, ran) == before + 2, what);
+  free(wf), free(x), free(w), free(y0), free(yref), free(ygot), free(wd);
+}
+
+static void test_matmul(gf_level level) {
+  const int64_t shapes[][3] = {{1, 32, 1},   {5, 96, 2},   {7, 64, 3},   {13, 160, 5},
+                               {33, 512, 17}, {64, 544, 9}, {9, 2048, 1}, {6, 96, 64}};
+  for (size_t f = 0; f < 4; f++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      matmul_case(formats[f], level, shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
+}
+
+static void gemm_case(gf_level level, int64_t m, int64_t n, int64_t k, int ta, int tb, int64_t batch, int broadcast_b,
+                      int accumulate) {
+  int64_t sa = m * k, sb = broadcast_b ? 0 : k * n, sc = m * n;
+  size_t na = (size_t)(batch * sa), nb = (size_t)(broadcast_b ? k * n : batch * sb), nc = (size_t)(batch * sc);
+  float *a = malloc(sizeof(float) * na + 4), *b = malloc(sizeof(float) * nb + 4);
+  float *c0 = malloc(sizeof(float) * nc + 4), *c = malloc(sizeof(float) * nc + 4);
+  fill(a, (int64_t)na, 0);
+  fill(b, (int64_t)nb, 0);
+  for (size_t i = 0; i < nc; i++) c0[i] = uniform();
+  memcpy(c, c0, sizeof(float) * nc);
+  gf_set_level_cap(level);
+  gf_gemm_f32(a, b, c, m, n, k, ta, tb, batch, sa, sb, sc, accumulate);
+  int ok = 1;
+  for (int64_t bi = 0; bi < batch && ok; bi++)
+    for (int64_t i = 0; i < m && ok; i++)
+      for (int64_t j = 0; j < n; j++) {
+        double ref = accumulate ? c0[bi * sc + i * n + j] : 0, mag = fabs(ref);
+        for (int64_t kk = 0; kk < k; kk++) {
+          double av = a[bi * sa + (ta ? kk * m + i : i * k + kk)];
+          double bv = b[bi * sb + (tb ? j * k + kk : kk * n + j)];
+          ref += av * bv;
+          mag += fabs(av * bv);
+        }
+        double err = fabs(c[bi * sc + i * n + j] - ref);
+        if (err > 2.0 * (double)(k + 2) * 6e-8 * mag + 1e-30) {
+          printf("  [%lld] (%lld,%lld): %.9g vs %.9g\n", (long long)bi, (long long)i, (long long)j,
+                 c[bi * sc + i * n + j], ref);
+          ok = 0;
+          break;
+        }
+      }
+  char what[200];
+  snprintf(what, sizeof what, "gemmF32 %lldx%lldx%lld ta=%d tb=%d batch=%lld%s%s at %s", (long long)m,
+           (long long)n, (long long)k, ta, tb, (long long)batch, broadcast_b ? " (B broadcast)" : "",
+           accumulate ? " accumulate" : "", gf_level_name(level));
+  check(ok, what);
+  free(a), free(b), free(c0), free(c);
+}
+
+static void test_gemm(gf_level level) {
+  const int64_t shapes[][3] = {{1, 1, 1}, {1, 200, 33}, {3, 5, 7}, {17, 40, 300}, {130, 520, 70}, {64, 64, 64}, {9, 1, 600}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int t = 0; t < 4; t++)
+      gemm_case(level, shapes[s][0], shapes[s][1], shapes[s][2], t & 1, (t >> 1) & 1, 1 + (int64_t)(s % 3),
+                s % 3 == 2, t == 3);
+}
+
+static void test_conversions(void) {
+  /* every half converts back to itself (NaNs stay NaN) */
+  int ok = 1;
+  for (uint32_t h = 0; h < 65536 && ok; h++) {
+    float f = gf_fp16_to_fp32((uint16_t)h);
+    uint16_t back = gf_fp32_to_fp16(f);
+    if (isnan(f) ? !((back & 0x7c00) == 0x7c00 && (back & 0x3ff)) : back != h) ok = 0;
+  }
+  check(ok, "fp16 round trip of all 65536 halves");
+  check(gf_fp32_to_fp16(65519.0f) == 0x7bff && gf_fp32_to_fp16(65520.0f) == 0x7c00, "fp16 overflow threshold");
+  check(gf_fp32_to_fp16(5.9604645e-8f) == 1 && gf_fp32_to_fp16(2.9802322e-8f) == 0, "fp16 smallest subnormal and tie to even");
+  check(gf_fp32_to_bf16(1.00390625f) == 0x3f80 && gf_fp32_to_bf16(1.01171875f) == 0x3f82, "bf16 ties to even");
+}
+
+int main(void) {
+  gf_level best = gf_cpu_level();
+  printf("cpu level: %s\n", gf_level_name(best));
+  test_conversions();
+  for (int l = GF_LEVEL_SCALAR; l <= (int)best; l++) {
+    test_quantize((gf_level)l);
+    test_matmul((gf_level)l);
+    test_gemm((gf_level)l);
+  }
+  for (int l = (int)best + 1; l < GF_LEVEL_COUNT; l++)
+    printf("skipped level %s: this CPU lacks it\n", gf_level_name((gf_level)l));
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
