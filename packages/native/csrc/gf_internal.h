@@ -177,10 +177,15 @@ typedef void (*gf_ukernel_fn)(int64_t kc, const float *ap, const float *bp, floa
 /* y[0..n) (+)= sum_k a[k] * b[k * ldb + 0..n): one activation row times a [K, N] matrix. */
 typedef void (*gf_gemv_kn_fn)(const float *a, const float *b, int64_t k, int64_t ldb, float *y,
                               int64_t n, bool accumulate);
+/* Packs B^T rows (f32 or bf16, row stride row_bytes) into NR-column panels: bp[p][k][jj] =
+ * B^T[n0 + p * NR + jj][k0 + k], zero past `nc` rows. */
+typedef void (*gf_pack_rows_fn)(const uint8_t *b, size_t row_bytes, bool bf16, int64_t k0,
+                                int64_t kc, int64_t n0, int64_t nc, float *bp);
 typedef struct {
   int mr, nr;
   gf_ukernel_fn kernel;
   gf_gemv_kn_fn gemv_kn;
+  gf_pack_rows_fn pack_rows; /* NULL: the generic packer */
 } gf_ukernel;
 extern const gf_ukernel gf_ukernel_scalar;
 #if GF_X86
