@@ -75,14 +75,15 @@ static void pack_activation_row_aligned(gf_format wformat, const uint8_t *q, int
     int32_t *bias = (int32_t *)(chunk + (q4 ? 2 : 1) * span);
     float *d = (float *)((uint8_t *)bias + 4 * (span / 4));
     memset(chunk, 0, chunk_bytes);
-    for (int p = 0; p < span; p++) {
-      int64_t b = c * GF_ALIGNED_BLOCKS + p / block_bytes;
-      int t = p % block_bytes - 2;
-      if (t < 0 || b >= n_blocks) continue; /* a scale byte, or past the row */
-      const int8_t *x = (const int8_t *)(q + b * GF_Q8_0_BLOCK_BYTES + 2);
-      lo[p] = x[t];
-      if (q4) hi[p] = x[t + 16];
-      bias[p / 4] -= offset * (x[t] + (q4 ? x[t + 16] : 0));
+    const int64_t blocks = GF_MIN((int64_t)GF_ALIGNED_BLOCKS, n_blocks - c * GF_ALIGNED_BLOCKS);
+    for (int b = 0; b < blocks; b++) {
+      const int8_t *x = (const int8_t *)(q + (c * GF_ALIGNED_BLOCKS + b) * GF_Q8_0_BLOCK_BYTES + 2);
+      const int base = b * block_bytes + 2; /* the block's first quant byte in the weight row */
+      for (int t = 0; t < (q4 ? 16 : 32); t++) {
+        lo[base + t] = x[t];
+        if (q4) hi[base + t] = x[t + 16];
+        bias[(base + t) / 4] -= offset * (x[t] + (q4 ? x[t + 16] : 0));
+      }
     }
     for (int b = 0; b < GF_ALIGNED_BLOCKS; b++) {
       int64_t block = c * GF_ALIGNED_BLOCKS + b;
