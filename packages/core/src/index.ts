@@ -74,6 +74,38 @@ export {
 export { SafetensorsFile, type SafetensorsTensorInfo } from './safetensors/reader';
 export { writeSafetensors, type WritableTensor, type WriteSafetensorsOptions } from './safetensors/writer';
 export { Checkpoint, INDEX_FILE, SINGLE_FILE } from './safetensors/checkpoint';
+export {
+  PACKED_DTYPE_PREFIX,
+  PACKED_LAYOUT_VERSION,
+  PACKED_MARKER_KEY,
+  PACKED_SHAPE_PREFIX,
+  packedStorage,
+  type PackedLayout,
+} from './safetensors/packed_metadata';
+export { writeSafetensorsStream, type StreamedTensor, type StreamWriteOptions } from './safetensors/stream_writer';
+export {
+  DEFAULT_MAX_SHARD_BYTES,
+  writePackedCheckpoint,
+  writePackedSafetensors,
+  type PackedCheckpointTensor,
+  type WritePackedCheckpointOptions,
+  type WritePackedOptions,
+} from './packed/packed_checkpoint';
+export {
+  MappedCheckpoint,
+  openMappedCheckpoint,
+  type MappedLoadStats,
+  type MmapAdvice,
+  type OpenMappedCheckpointOptions,
+} from './packed/packed_checkpoint_mapped';
+export {
+  planQuantization,
+  quantizeCheckpoint,
+  type QuantizationPlan,
+  type QuantizeCheckpointOptions,
+  type QuantizeCheckpointResult,
+  type WeightPolicy,
+} from './packed/packed_checkpoint_quantize';
 export { encodeNpy, readNpy, writeNpy, type NpyArray } from './io/npy';
 export { jsonErrorDetail, previewJson } from './io/json_preview';
 export { FileKindError, openRegularFile, pathEntryExists, readRegularFile, readRegularFileAsync } from './io/regular_file';

@@ -34,8 +34,14 @@ export interface NativeAddon {
   dequantizeRows(format: WeightDtype, src: Uint8Array, cols: number, rowIndices: Int32Array, dst: Float32Array): void;
   /** Packs `rows` × `cols` floats into `dst` (ggml's reference quantizers, bit for bit). */
   quantize(format: WeightDtype, src: Float32Array, rows: number, cols: number, dst: Uint8Array): void;
-  /** A read-only memory map of (part of) a file, as an ArrayBuffer outside the JS heap. */
-  mmapFile(path: string, options?: { offset?: number; length?: number }): ArrayBuffer;
+  /**
+   * A read-only memory map of (part of) a file, as an ArrayBuffer outside the JS heap whose byte 0
+   * is the file's byte `offset`; `advice` is the madvise hint for the range.
+   */
+  mmapFile(
+    path: string,
+    options?: { offset?: number; length?: number; advice?: 'normal' | 'sequential' | 'random' | 'willneed' },
+  ): ArrayBuffer;
   /** Calls per kernel (`matmul.q4_0`, `gemmF32`, …) and instruction-set level since load. */
   counters(): Record<string, Record<string, number>>;
   /** The instruction-set level a kernel runs at (`scalar`, `avx2`, `avx512`). */

@@ -114,6 +114,11 @@ export class Checkpoint {
     return this.fileOf(name).readBytes(name);
   }
 
+  /** Reads `dst.length` bytes of one tensor's data, `byteOffset` bytes into it, into `dst`. */
+  readBytesInto(name: string, dst: Uint8Array, byteOffset = 0): void {
+    this.fileOf(name).readBytesInto(name, dst, byteOffset);
+  }
+
   read(name: string): DecodedTensor {
     return this.fileOf(name).read(name);
   }

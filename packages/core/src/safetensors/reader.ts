@@ -4,6 +4,7 @@ import { jsonErrorDetail, previewJson } from '../io/json_preview';
 import { FileKindError, openRegularFile } from '../io/regular_file';
 import { quotedName, SafetensorsError } from './errors';
 import { duplicateTopLevelKey } from './header_keys';
+import { PackedMetadataProblem, readPackedLayouts, type PackedLayout } from './packed_metadata';
 import {
   DTYPE_BYTES,
   decodeTensorBytes,
@@ -16,10 +17,18 @@ import {
 export interface SafetensorsTensorInfo {
   name: string;
   dtype: SafetensorsDtype;
+  /** The stored shape (for a q8_0 / q4_0 packed weight: [rows, rowBytes] of U8). */
   shape: number[];
-  /** Absolute byte offset of the data in the file. */
+  /** The file holding the tensor. */
+  file: string;
+  /** Absolute byte offset of the data in the file (what a memory map of the file starts from). */
   offset: number;
   byteLength: number;
+  /**
+   * Present when the tensor is a graniteflow packed weight (see `__metadata__` in the core README,
+   * "Packed checkpoints"): its packed format and logical shape.
+   */
+  packed?: PackedLayout;
 }
 
 /** Headers larger than this are refused before reading them (the format's own reader uses 100 MB). */
@@ -127,11 +136,18 @@ export class SafetensorsFile {
         name,
         dtype: info.dtype,
         shape: info.shape,
+        file: path,
         offset: dataStart + info.begin,
         byteLength: info.end - info.begin,
       });
     }
     SafetensorsFile.checkCoverage(path, spans, dataSize);
+    try {
+      for (const [name, layout] of readPackedLayouts(metadata, tensors)) tensors.get(name)!.packed = layout;
+    } catch (err) {
+      if (err instanceof PackedMetadataProblem) throw new SafetensorsError(path, err.detail, err.tensor);
+      throw err;
+    }
     return { tensors, metadata };
   }
 
@@ -247,16 +263,31 @@ export class SafetensorsFile {
 
   /** The raw little-endian bytes of one tensor, read from disk now. */
   readBytes(name: string): Uint8Array {
+    const buf = new Uint8Array(this.info(name).byteLength);
+    this.readBytesInto(name, buf);
+    return buf;
+  }
+
+  /**
+   * Reads `dst.length` bytes of one tensor's data, starting `byteOffset` bytes into it, into `dst`
+   * (for streaming a large tensor in pieces, or reading straight into backend memory).
+   */
+  readBytesInto(name: string, dst: Uint8Array, byteOffset = 0): void {
     const info = this.info(name);
     if (this.fd === null) throw new SafetensorsError(this.path, 'file is closed', name);
-    const buf = new Uint8Array(info.byteLength);
+    if (!Number.isSafeInteger(byteOffset) || byteOffset < 0 || byteOffset + dst.length > info.byteLength) {
+      throw new SafetensorsError(
+        this.path,
+        `cannot read bytes [${byteOffset}, ${byteOffset + dst.length}) of a tensor of ${info.byteLength} bytes`,
+        name,
+      );
+    }
     let done = 0;
-    while (done < info.byteLength) {
-      const got = fs.readSync(this.fd, buf, done, info.byteLength - done, info.offset + done);
+    while (done < dst.length) {
+      const got = fs.readSync(this.fd, dst, done, dst.length - done, info.offset + byteOffset + done);
       if (got === 0) throw new SafetensorsError(this.path, 'file ended while reading tensor data', name);
       done += got;
     }
-    return buf;
   }
 
   /** One tensor decoded to float32 / int32 / bool arrays (BF16 and F16 widen to float32). */
