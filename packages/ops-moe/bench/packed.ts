@@ -30,7 +30,7 @@ function expertWeight(format: WeightDtype, shape: number[], seed: number): Exper
 
 async function main(): Promise<void> {
   const { hidden: h, inter: i, experts: e, topK: k } = SHAPE;
-  const rows: (string | number)[][] = [['backend', 'tokens', 'experts', 'MB', 'ms (median)', 'runs', 'vs f32']];
+  const rows: (string | number)[][] = [['backend', 'tokens', 'experts', 'MiB', 'ms (median)', 'runs', 'vs f32']];
   const results: object[] = [];
   for (const backend of BACKENDS) {
     await initBackend(backend);
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
         if (format === 'f32') f32Ms = timing.medianMs;
         const ratio = timing.medianMs / f32Ms;
         rows.push([backend, n, format, mb, timing.medianMs, timing.runs, Number.isNaN(ratio) ? '-' : ratio]);
-        results.push({ backend, tokens: n, format, expertMB: mb, medianMs: timing.medianMs, minMs: timing.minMs, runs: timing.runs, vsF32: Number.isNaN(ratio) ? null : ratio });
+        results.push({ backend, tokens: n, format, expertMiB: mb, medianMs: timing.medianMs, minMs: timing.minMs, runs: timing.runs, vsF32: Number.isNaN(ratio) ? null : ratio });
         console.error(rows[rows.length - 1].join('  '));
         tf.dispose([w1, w2].filter((w): w is tf.Tensor => w instanceof tf.Tensor));
         for (const w of [w1, w2]) if (w instanceof PackedTensor) w.dispose();
