@@ -290,8 +290,12 @@ int gf_matmul(gf_format format, const void *w, int64_t out_features, int64_t in_
   int kernel = gf_kernel_index(GF_FAMILY_MATMUL, format);
   gf_call_lock();
   gf_level level = gf_kernel_level(kernel);
-  int rc;
-  if (format == GF_FMT_Q8_0 || format == GF_FMT_Q4_0) {
+  int rc = GF_OK;
+  if (n_rows == 0 || out_features == 0) {
+    /* nothing to compute */
+  } else if (in_features == 0) { /* empty sums */
+    if (!accumulate) memset(y, 0, (size_t)(n_rows * out_features) * sizeof(float));
+  } else if (format == GF_FMT_Q8_0 || format == GF_FMT_Q4_0) {
     rc = quantized_matmul(format, level, w, out_features, in_features, x, n_rows, y, accumulate);
   } else if (n_rows <= ROWDOT_MAX_ROWS) {
     rc = gf_rowdot(format, level, w, gf_row_bytes(format, in_features), out_features, in_features,

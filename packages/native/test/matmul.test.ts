@@ -107,3 +107,16 @@ describe('matmul threads', () => {
     }
   });
 });
+
+describe.each(availableLevels)('matmul empty shapes at %s', (level) => {
+  test.each(FORMATS)('%s: no rows, no outputs, or no inputs (zeros; accumulate leaves y)', (format: Format) => {
+    const y = new Float32Array([7, 7, 7]);
+    const w = new Uint8Array(native.packedByteLength(format, 3, 32));
+    atLevel(level, () => native.matmul(format, w, 3, 32, new Float32Array(0), 0, new Float32Array(0)));
+    atLevel(level, () => native.matmul(format, new Uint8Array(0), 0, 32, new Float32Array(32), 1, new Float32Array(0)));
+    atLevel(level, () => native.matmul(format, new Uint8Array(0), 3, 0, new Float32Array(0), 1, y, { accumulate: true }));
+    expect(Array.from(y)).toEqual([7, 7, 7]);
+    atLevel(level, () => native.matmul(format, new Uint8Array(0), 3, 0, new Float32Array(0), 1, y));
+    expect(Array.from(y)).toEqual([0, 0, 0]);
+  });
+});

@@ -167,7 +167,29 @@ static void matmul_case(gf_format fmt, gf_level level, int64_t out, int64_t in, 
   free(wf), free(x), free(w), free(y0), free(yref), free(ygot), free(wd);
 }
 
+/* Empty shapes: nothing is read or written past the (exact-size) buffers; in_features = 0 gives
+ * zeros, or leaves y alone with accumulate. */
+static void test_matmul_empty(gf_level level) {
+  gf_set_level_cap(level);
+  for (size_t f = 0; f < 4; f++) {
+    float *x = malloc(sizeof(float) * 64), *y = malloc(sizeof(float) * 3);
+    uint8_t *w = malloc(4);
+    for (int i = 0; i < 3; i++) y[i] = 7.0f;
+    gf_matmul(formats[f], w, 3, 32, x, 0, y, false);  /* no activation rows */
+    gf_matmul(formats[f], w, 0, 32, x, 1, y, false);  /* no output rows */
+    int untouched = y[0] == 7.0f && y[1] == 7.0f && y[2] == 7.0f;
+    gf_matmul(formats[f], w, 3, 0, x, 1, y, true);    /* no inputs, accumulate */
+    untouched &= y[0] == 7.0f && y[2] == 7.0f;
+    gf_matmul(formats[f], w, 3, 0, x, 1, y, false);
+    char what[120];
+    snprintf(what, sizeof what, "matmul %s empty shapes at %s", gf_format_name(formats[f]), gf_level_name(level));
+    check(untouched && y[0] == 0.0f && y[1] == 0.0f && y[2] == 0.0f, what);
+    free(x), free(y), free(w);
+  }
+}
+
 static void test_matmul(gf_level level) {
+  test_matmul_empty(level);
   const int64_t shapes[][3] = {{1, 32, 1},   {5, 96, 2},   {7, 64, 3},   {13, 160, 5},
                                {33, 512, 17}, {64, 544, 9}, {9, 2048, 1}, {6, 96, 64}};
   for (size_t f = 0; f < 4; f++)
