@@ -106,6 +106,19 @@ export {
   type QuantizeCheckpointResult,
   type WeightPolicy,
 } from './packed/packed_checkpoint_quantize';
+export {
+  GGML_TYPES,
+  ggmlByteLength,
+  GGUF_DEFAULT_ALIGNMENT,
+  GgufError,
+  ggufValue,
+  isGgmlType,
+  type GgmlType,
+  type GgufScalarType,
+  type GgufValue,
+} from './gguf/gguf_format';
+export { writeGguf, type GgufMetadata, type GgufTensor, type GgufTensorSink, type WriteGgufOptions } from './gguf/gguf_writer';
+export { readGgufHeader, readGgufTensorBytes, type GgufHeader, type GgufTensorInfo } from './gguf/gguf_reader';
 export { encodeNpy, readNpy, writeNpy, type NpyArray } from './io/npy';
 export { jsonErrorDetail, previewJson } from './io/json_preview';
 export { FileKindError, openRegularFile, pathEntryExists, readRegularFile, readRegularFileAsync } from './io/regular_file';
