@@ -7,7 +7,8 @@
 
 #include "gf.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+/* GF_PORTABLE builds only the scalar level: what other architectures get (tested on x86 too). */
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(GF_PORTABLE)
 #define GF_X86 1
 #else
 #define GF_X86 0
