@@ -11,17 +11,35 @@ export { modelTypeModule, SUPPORTED_MODEL_TYPES, UnsupportedModelError, type Mod
 export { KVCache } from './cache/kv_cache';
 export { HybridCache, type LayerCache } from './cache/hybrid_cache';
 export { MambaCache } from '@graniteflow/ops-mamba';
-export { fromPretrained, type FromPretrainedOptions, type LoadProgress } from './loading/from_pretrained';
-export { loadWeights, type WeightsProgress } from './loading/load_weights';
+export { fromPretrained, type FromPretrainedOptions, type LoadNote, type LoadProgress } from './loading/from_pretrained';
+export { loadWeights, QUANTIZE_CHUNK_BYTES, type LoadWeightsOptions, type WeightsProgress } from './loading/load_weights';
+export {
+  checkWeightDtype,
+  PACKED_WEIGHTS,
+  planWeightDtypes,
+  policyDtype,
+  WeightPolicyError,
+  type WeightDtypeOverrides,
+  type WeightPlan,
+  type WeightPolicyOptions,
+} from './loading/weight_policy';
 export { readGenerationConfig, type GenerationConfig } from './loading/generation_config';
 export { ModelFileError, readConfigJson, readModelConfig } from './loading/model_files';
 export {
   assertFitsInMemory,
+  backendMemoryLimit,
+  bytesOfWeight,
   countParameters,
   estimateMemory,
+  fitsBackend,
   formatBytes,
+  HOST_MEMORY_FRACTION,
   InsufficientMemoryError,
+  parameterShapes,
+  totalBytesAt,
   WASM_TENSOR_BUDGET,
+  type BackendMemoryLimit,
+  type EstimateMemoryOptions,
   type MemoryEstimate,
 } from './loading/memory';
 export {

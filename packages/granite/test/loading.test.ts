@@ -12,12 +12,14 @@ import {
   ModelFileError,
   TokenizerError,
   UnsupportedModelError,
+  WeightPolicyError,
   assertFitsInMemory,
   estimateMemory,
   fromPretrained,
   parseConfig,
   preset,
   writeRandomCheckpoint,
+  type LoadNote,
   type LoadProgress,
 } from '../src';
 import { CHAT_TINY_DIR, TINY_MOE_DIR } from './helpers/golden';
@@ -117,16 +119,81 @@ describe('fromPretrained', () => {
   it('refuses a model that cannot fit before reading any weight, saying what to do', async () => {
     const tiny = preset('granite-4.0-h-tiny');
     const estimate = estimateMemory(tiny, { contextLength: 8192 });
-    expect(() => assertFitsInMemory(estimate, 'wasm', 64 * 1024 ** 3)).toThrow(InsufficientMemoryError);
-    expect(() => assertFitsInMemory(estimate, 'wasm', 64 * 1024 ** 3)).toThrow(/wasm backend can hold .*--backend cpu/);
-    expect(() => assertFitsInMemory(estimate, 'cpu', 4 * 1024 ** 3)).toThrow(/only 4\.0 GiB of memory is free/);
-    expect(() => assertFitsInMemory(estimateMemory(preset('granite-4.0-h-350m')), 'wasm', 64 * 1024 ** 3)).not.toThrow();
+    const GiB = 1024 ** 3;
+    expect(() => assertFitsInMemory(estimate, 'wasm', 64 * GiB, 64 * GiB)).toThrow(InsufficientMemoryError);
+    expect(() => assertFitsInMemory(estimate, 'wasm', 64 * GiB, 64 * GiB)).toThrow(/at dtype f32 .*wasm backend can hold .*--backend cpu/);
+    expect(assertFitsInMemory(estimate, 'cpu', 4 * GiB, 64 * GiB)).toMatch(/only 4\.0 GiB of this machine's 64\.0 GiB of memory is free now/);
+    expect(() => assertFitsInMemory(estimateMemory(preset('granite-4.0-h-350m')), 'wasm', 64 * GiB, 64 * GiB)).not.toThrow();
     // A folder whose config is h-tiny-sized is refused from its config alone (no weights exist).
     const dir = path.join(tmp, 'huge');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...tiny, time_step_limit: null }));
     await expect(fromPretrained(dir, { backend: 'wasm' })).rejects.toThrow(InsufficientMemoryError);
     await initBackend('cpu');
+  });
+
+  it('checks memory at the dtype asked for: full H-Micro is refused on wasm at f32 (naming q4_0) and passes at q4_0', async () => {
+    const dir = path.join(tmp, 'micro-config-only');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...preset('granite-4.0-h-micro'), time_step_limit: null }));
+    const refused = await fromPretrained(dir, { backend: 'wasm', dtype: 'f32' }).catch((e) => e);
+    expect(refused).toBeInstanceOf(InsufficientMemoryError);
+    expect(refused.message).toMatch(/^This model at dtype f32 needs about 12\.0 GiB .* more than the wasm backend can hold .* At dtype q4_0 it needs about 1\.8 GiB, which fits: load it with dtype 'q4_0' \(--dtype q4_0\)\./);
+    // At q4_0 the check passes and loading goes on, to the weights this folder does not have.
+    await expect(fromPretrained(dir, { backend: 'wasm', dtype: 'q4_0' })).rejects.toThrow(/no model\.safetensors or model\.safetensors\.index\.json in this folder/);
+    await initBackend('cpu');
+  });
+
+  it('refuses an unknown dtype or an override naming no weight before reading anything', async () => {
+    await expect(fromPretrained(path.join(tmp, 'nowhere'), { dtype: 'q5' as 'q4_0' })).rejects.toThrow(
+      new WeightPolicyError('dtype must be one of f32, bf16, q8_0, q4_0; got "q5".'),
+    );
+    const before = tf.memory().numTensors;
+    await expect(fromPretrained(CHAT_TINY_DIR, { dtype: 'q8_0', dtypeOverrides: { 'model.layers.*.mamba.x_proj.weight': 'f32' } })).rejects.toThrow(
+      /dtypeOverrides "model\.layers\.\*\.mamba\.x_proj\.weight" matches no parameter of this model/,
+    );
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('keeps float32, and says so, the weights whose rows are not whole blocks (a shared MLP of 40)', async () => {
+    const cfg = parseConfig({ ...JSON.parse(fs.readFileSync(path.join(CHAT_TINY_DIR, 'config.json'), 'utf8')), shared_intermediate_size: 40 });
+    const dir = path.join(tmp, 'shared-40');
+    writeRandomCheckpoint(dir, cfg, { seed: 5, std: 0.2 });
+    const notes: LoadNote[] = [];
+    const granite = await fromPretrained(dir, { dtype: 'q4_0', onNote: (n) => notes.push(n) });
+    expect(notes).toEqual(
+      cfg.layer_types.map((_, i) => ({
+        kind: 'dtype',
+        message: `model.layers.${i}.shared_mlp.output_linear.weight [64,40] stays f32: its rows of 40 weights are not whole q4_0 blocks of 32.`,
+      })),
+    );
+    const dtypes = new Map([...granite.model.namedParameters()].map(([n, p]) => [n, p.dtype]));
+    expect(dtypes.get('model.layers.0.shared_mlp.output_linear.weight')).toBe('f32');
+    expect(dtypes.get('model.layers.0.shared_mlp.input_linear.weight')).toBe('q4_0');
+    await expectNoTensorLeak(async () => {
+      for await (const _ of granite.generate([5, 6, 7], { maxNewTokens: 3 })) void _;
+    });
+    granite.dispose();
+  });
+
+  it('applies overrides while loading: the embedding at q8_0, one in_proj float32, the rest q4_0', async () => {
+    const granite = await fromPretrained(CHAT_TINY_DIR, {
+      dtype: 'q4_0',
+      dtypeOverrides: { 'model.embed_tokens.weight': 'q8_0', 'model.layers.0.mamba.in_proj.weight': 'f32' },
+    });
+    const dtypes = new Map([...granite.model.namedParameters()].map(([n, p]) => [n, p.dtype]));
+    expect(dtypes.get('model.embed_tokens.weight')).toBe('q8_0');
+    expect(dtypes.get('model.layers.0.mamba.in_proj.weight')).toBe('f32');
+    expect(dtypes.get('model.layers.2.mamba.in_proj.weight')).toBe('q4_0');
+    expect(dtypes.get('model.layers.0.mamba.A_log')).toBe('f32');
+    // A float32 Linear weight is held transposed, as a q4_0-free load holds it: same logits there.
+    const plain = await fromPretrained(CHAT_TINY_DIR);
+    const layer = (g: typeof granite) => g.model.model.layers[0].mamba!.in_proj;
+    const x = tf.randomNormal([2, 64], 0, 1, 'float32', 7);
+    expect(Array.from(tf.tidy(() => layer(granite).forward(x).dataSync()))).toEqual(Array.from(tf.tidy(() => layer(plain).forward(x).dataSync())));
+    x.dispose();
+    granite.dispose();
+    plain.dispose();
   });
 
   it('loads a generated random checkpoint with RoPE, sharded, and keeps cached decoding exact', async () => {
@@ -200,7 +267,7 @@ describe('fromPretrained', () => {
     const err = await fromPretrained(dir, { backend: 'cpu' }).catch((e) => e);
     expect(Date.now() - started).toBeLessThan(5000);
     expect(err).toBeInstanceOf(InsufficientMemoryError);
-    expect(err.message).toMatch(/needs about [\d.]+ EiB .* but only [\d.]+ [KMGT]iB of memory is free/);
+    expect(err.message).toMatch(/at dtype f32 needs about [\d.]+ EiB .* more than the cpu backend can hold \(80% of this machine's [\d.]+ [KMGT]iB of memory/);
   });
 
   describe('model files that are not regular files, or not valid', () => {

@@ -1,4 +1,18 @@
-import { SafetensorsError, decodeFloatsInto, isFloatDtype, type Checkpoint, type Module } from '@graniteflow/core';
+import {
+  SafetensorsError,
+  decodeFloatsInto,
+  isFloatDtype,
+  nativeAddon,
+  packedRowBytes,
+  PackedTensor,
+  quantizeRowsInto,
+  type Checkpoint,
+  type Module,
+  type PackedFormat,
+  type Parameter,
+  type SafetensorsTensorInfo,
+  type WeightDtype,
+} from '@graniteflow/core';
 
 /** Progress of copying weights from a checkpoint into a model. */
 export interface WeightsProgress {
@@ -10,42 +24,58 @@ export interface WeightsProgress {
   totalBytes: number;
 }
 
+/** Options of {@link loadWeights}. */
+export interface LoadWeightsOptions {
+  onProgress?: (p: WeightsProgress) => void;
+  signal?: AbortSignal;
+  /** How to hold each parameter (from `planWeightDtypes`); absent ones are float32. */
+  dtypes?: ReadonlyMap<string, WeightDtype>;
+  /**
+   * The most float32 a packed weight is decoded into at a time while it is quantized (default
+   * {@link QUANTIZE_CHUNK_BYTES}; at least one row is always decoded).
+   */
+  chunkBytes?: number;
+}
+
+/** 8 MiB of float32 at a time: large enough that quantizing runs at full speed, small beside any model. */
+export const QUANTIZE_CHUNK_BYTES = 8 * 1024 * 1024;
+
 /**
  * Loads a checkpoint into a model strictly: every name and shape is checked from the headers first
  * (missing, unexpected and mis-shaped tensors reported together, nothing loaded), then tensors are
- * read one at a time, widened to float32 and assigned, so peak extra memory is one tensor.
+ * read one at a time. A float32 parameter is widened straight into backend memory; a packed one
+ * (`options.dtypes`) is decoded a few rows at a time and each chunk quantized straight into its
+ * packed bytes, so the float32 copy of a packed weight never exists. Peak extra memory is one
+ * tensor's checkpoint bytes plus one chunk.
  *
  * @param keyMap parameter name → checkpoint key, after checkpoint surgery
  */
-export function loadWeights(
-  model: Module,
-  checkpoint: Checkpoint,
-  keyMap: Map<string, string>,
-  options: { onProgress?: (p: WeightsProgress) => void; signal?: AbortSignal } = {},
-): void {
+export function loadWeights(model: Module, checkpoint: Checkpoint, keyMap: Map<string, string>, options: LoadWeightsOptions = {}): void {
   const shapes = new Map<string, readonly number[]>();
   for (const [param, key] of keyMap) shapes.set(param, checkpoint.info(key).shape);
   model.checkStateDictShapes(shapes, { source: checkpoint.dir });
   const params = [...model.namedParameters()];
   const totalBytes = params.reduce((n, [name]) => n + checkpoint.info(keyMap.get(name)!).byteLength, 0);
+  const chunkFloats = Math.max(1, Math.floor((options.chunkBytes ?? QUANTIZE_CHUNK_BYTES) / 4));
   let loadedBytes = 0;
   params.forEach(([name, param], i) => {
     options.signal?.throwIfAborted();
     const key = keyMap.get(name)!;
-    const { dtype } = checkpoint.info(key);
-    if (isFloatDtype(dtype)) {
+    const info = checkpoint.info(key);
+    const held = options.dtypes?.get(name) ?? 'f32';
+    const stored = info.dtype;
+    if (held !== 'f32') {
+      // Packed rows are the checkpoint's rows ([out, in]): no transposition, whatever the layout.
+      param.assignPacked(quantizeStreaming(checkpoint, info, held, chunkFloats));
+    } else if (isFloatDtype(stored)) {
       // Decoded (and transposed, for Linear weights) straight into backend memory in one pass.
       const bytes = checkpoint.readBytes(key);
       const transposeFrom = param.layout === 'transposed' ? ([param.shape[0], param.shape[1]] as const) : undefined;
-      param.writeValues((out) => decodeFloatsInto(dtype, bytes, out, transposeFrom));
+      param.writeValues((out) => decodeFloatsInto(stored, bytes, out, transposeFrom));
     } else {
-      const decoded = checkpoint.read(key);
-      if (decoded.dtype === 'bool') {
-        throw new SafetensorsError(checkpoint.dir, `is BOOL; model weights must be floating point`, key);
-      }
-      param.assignValues(decoded.data, decoded.dtype);
+      assignDecoded(param, checkpoint, info);
     }
-    loadedBytes += checkpoint.info(key).byteLength;
+    loadedBytes += info.byteLength;
     options.onProgress?.({
       phase: 'weights',
       tensor: key,
@@ -54,5 +84,53 @@ export function loadWeights(
       loadedBytes,
       totalBytes,
     });
+  });
+}
+
+function assignDecoded(param: Parameter, checkpoint: Checkpoint, info: SafetensorsTensorInfo): void {
+  const decoded = checkpoint.read(info.name);
+  if (decoded.dtype === 'bool') {
+    throw new SafetensorsError(checkpoint.dir, `is BOOL; model weights must be floating point`, info.name);
+  }
+  param.assignValues(decoded.data, decoded.dtype);
+}
+
+/** `rows` × `cols` float32 values → `format` bytes: the native addon's threads when it loaded, else JS (bit for bit the same). */
+function quantizeChunk(format: PackedFormat, src: Float32Array, rows: number, cols: number, dst: Uint8Array): void {
+  const native = nativeAddon();
+  if (native) native.quantize(format, src, rows, cols, dst);
+  else quantizeRowsInto(format, src, rows, cols, dst);
+}
+
+/**
+ * A checkpoint tensor packed as `format`, rows decoded into one reused float32 chunk of at most
+ * `chunkFloats` values (or one row) and quantized into the packed tensor's backend memory.
+ */
+function quantizeStreaming(checkpoint: Checkpoint, info: SafetensorsTensorInfo, format: PackedFormat, chunkFloats: number): PackedTensor {
+  const { shape } = info;
+  const cols = shape[shape.length - 1];
+  const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const rowBytes = packedRowBytes(format, cols);
+  const rowsPerChunk = Math.max(1, Math.min(rows, Math.floor(chunkFloats / cols)));
+  const dtype = info.dtype;
+  let readRows: (first: number, count: number, out: Float32Array) => void;
+  if (isFloatDtype(dtype)) {
+    const bytes = checkpoint.readBytes(info.name);
+    const inBytes = bytes.length / (rows * cols);
+    readRows = (first, count, out) => decodeFloatsInto(dtype, bytes.subarray(first * cols * inBytes, (first + count) * cols * inBytes), out);
+  } else {
+    // Integer weights (no released checkpoint has them) are small enough to widen whole.
+    const decoded = checkpoint.read(info.name);
+    if (decoded.dtype === 'bool') throw new SafetensorsError(checkpoint.dir, `is BOOL; model weights must be floating point`, info.name);
+    readRows = (first, count, out) => out.set(decoded.data.subarray(first * cols, (first + count) * cols));
+  }
+  const scratch = new Float32Array(rowsPerChunk * cols);
+  return PackedTensor.fromWriter(format, shape, (packed) => {
+    for (let first = 0; first < rows; first += rowsPerChunk) {
+      const count = Math.min(rowsPerChunk, rows - first);
+      const floats = scratch.subarray(0, count * cols);
+      readRows(first, count, floats);
+      quantizeChunk(format, floats, count, cols, packed.subarray(first * rowBytes, (first + count) * rowBytes));
+    }
   });
 }

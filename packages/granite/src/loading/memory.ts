@@ -1,12 +1,23 @@
 import * as os from 'node:os';
-import { headDim, mambaConvDim, mambaInnerSize, useMoe, type GraniteMoeHybridConfig } from '../models/granitemoehybrid/config';
+import { isBackendAvailable, packedByteLength, WEIGHT_DTYPES, type WeightDtype } from '@graniteflow/core';
+import { headDim, mambaConvDim, mambaInnerSize, useMoe, type GraniteMoeHybridConfig, type LayerType } from '../models/granitemoehybrid/config';
+import { checkWeightDtype, planBase, resolvePlan, type WeightPolicyOptions } from './weight_policy';
 
-/** What a model needs in memory, in bytes (float32 compute: tfjs holds no bf16). */
+/**
+ * What a model needs in memory, in bytes: weights as the dtype policy holds them (packed ones at
+ * their format's size, the rest float32), plus the float32 caches (tfjs computes in float32).
+ */
 export interface MemoryEstimate {
   parameters: number;
-  /** Routed-expert parameters not used per token (total − active). */
+  /** Parameters used per token: all but the routed experts not chosen. */
   activeParameters: number;
+  /** The requested dtype of the packed weights. */
+  dtype: WeightDtype;
+  /** Parameters held packed at {@link MemoryEstimate.dtype} (or an override's dtype); the rest are float32. */
+  packedParameters: number;
   weightBytes: number;
+  /** {@link MemoryEstimate.weightBytes} had the model been asked for each dtype (same overrides). */
+  weightBytesByDtype: Record<WeightDtype, number>;
   /** Mamba conv + SSM state of one sequence. */
   stateBytesPerSequence: number;
   /** Attention keys and values of one token of one sequence. */
@@ -15,6 +26,8 @@ export interface MemoryEstimate {
   batchSize: number;
   /** weights + state + KV for the context and batch. */
   totalBytes: number;
+  /** Weights the policy keeps float32 against the dtype, and why (see `planWeightDtypes`). */
+  notes: string[];
 }
 
 /** Weights of a Linear layer `inFeatures → outFeatures` (core's Linear: [out, in] plus an optional bias). */
@@ -67,11 +80,101 @@ export function countParameters(cfg: GraniteMoeHybridConfig): { total: number; a
   return { total, active: total - inactive };
 }
 
-/** Memory for the weights plus caches of `batchSize` sequences of `contextLength` tokens. */
-export function estimateMemory(
-  cfg: GraniteMoeHybridConfig,
-  { contextLength = 4096, batchSize = 1 }: { contextLength?: number; batchSize?: number } = {},
-): MemoryEstimate {
+/** The parameters of one decoder layer of `type`, named from the layer (`mamba.in_proj.weight`). */
+function layerParameterShapes(cfg: GraniteMoeHybridConfig, type: LayerType): [string, number[]][] {
+  const out: [string, number[]][] = [];
+  const hidden = cfg.hidden_size;
+  const linear = (prefix: string, inFeatures: number, outFeatures: number, bias: boolean) => {
+    out.push([`${prefix}.weight`, [outFeatures, inFeatures]]);
+    if (bias) out.push([`${prefix}.bias`, [outFeatures]]);
+  };
+  out.push(['input_layernorm.weight', [hidden]]);
+  if (type === 'mamba') {
+    const inner = mambaInnerSize(cfg);
+    const convDim = mambaConvDim(cfg);
+    const heads = cfg.mamba_n_heads;
+    linear('mamba.in_proj', hidden, inner + convDim + heads, cfg.mamba_proj_bias);
+    out.push(['mamba.conv1d.weight', [convDim, 1, cfg.mamba_d_conv]]);
+    if (cfg.mamba_conv_bias) out.push(['mamba.conv1d.bias', [convDim]]);
+    out.push(['mamba.dt_bias', [heads]], ['mamba.A_log', [heads]], ['mamba.D', [heads]], ['mamba.norm.weight', [inner]]);
+    linear('mamba.out_proj', inner, hidden, cfg.mamba_proj_bias);
+  } else {
+    const queryWidth = cfg.num_attention_heads * headDim(cfg);
+    const keyValueWidth = cfg.num_key_value_heads * headDim(cfg);
+    linear('self_attn.q_proj', hidden, queryWidth, cfg.attention_bias);
+    linear('self_attn.k_proj', hidden, keyValueWidth, cfg.attention_bias);
+    linear('self_attn.v_proj', hidden, keyValueWidth, cfg.attention_bias);
+    linear('self_attn.o_proj', queryWidth, hidden, cfg.attention_bias);
+  }
+  out.push(['post_attention_layernorm.weight', [hidden]]);
+  out.push(['shared_mlp.input_linear.weight', [2 * cfg.shared_intermediate_size, hidden]]);
+  out.push(['shared_mlp.output_linear.weight', [hidden, cfg.shared_intermediate_size]]);
+  if (useMoe(cfg)) {
+    const e = cfg.num_local_experts;
+    out.push(['block_sparse_moe.router.layer.weight', [e, hidden]]);
+    out.push(['block_sparse_moe.input_linear.weight', [e, 2 * cfg.intermediate_size, hidden]]);
+    out.push(['block_sparse_moe.output_linear.weight', [e, hidden, cfg.intermediate_size]]);
+  }
+  return out;
+}
+
+/**
+ * Every parameter's name and checkpoint shape, by formula, in the order of the module tree of
+ * `GraniteMoeHybridForCausalLM` (the tests check that both agree on every preset). The dtype
+ * policy is planned over these, so a memory estimate needs no model.
+ */
+export function parameterShapes(cfg: GraniteMoeHybridConfig): [string, number[]][] {
+  const byType = { mamba: layerParameterShapes(cfg, 'mamba'), attention: layerParameterShapes(cfg, 'attention') };
+  const out: [string, number[]][] = [['model.embed_tokens.weight', [cfg.vocab_size, cfg.hidden_size]]];
+  cfg.layer_types.forEach((type, i) => {
+    for (const [name, shape] of byType[type]) out.push([`model.layers.${i}.${name}`, shape]);
+  });
+  out.push(['model.norm.weight', [cfg.hidden_size]]);
+  if (!cfg.tie_word_embeddings) out.push(['lm_head.weight', [cfg.vocab_size, cfg.hidden_size]]);
+  return out;
+}
+
+/**
+ * {@link parameterShapes} with the layers of each kind folded into one entry named
+ * `model.layers.*.…` and counted: what the policy alone (no overrides) needs, in time independent
+ * of the number of layers.
+ */
+function parameterGroups(cfg: GraniteMoeHybridConfig): { shapes: [string, number[]][]; counts: number[] } {
+  const shapes: [string, number[]][] = [['model.embed_tokens.weight', [cfg.vocab_size, cfg.hidden_size]]];
+  const counts = [1];
+  for (const type of ['mamba', 'attention'] as const) {
+    const layers = cfg.layer_types.filter((t) => t === type).length;
+    if (layers === 0) continue;
+    for (const [name, shape] of layerParameterShapes(cfg, type)) {
+      shapes.push([`model.layers.*.${name}`, shape]);
+      counts.push(layers);
+    }
+  }
+  shapes.push(['model.norm.weight', [cfg.hidden_size]]);
+  counts.push(1);
+  if (!cfg.tie_word_embeddings) {
+    shapes.push(['lm_head.weight', [cfg.vocab_size, cfg.hidden_size]]);
+    counts.push(1);
+  }
+  return { shapes, counts };
+}
+
+/** Bytes of a weight of `shape` held as `dtype`. */
+export function bytesOfWeight(dtype: WeightDtype, shape: readonly number[]): number {
+  return dtype === 'f32' ? 4 * shape.reduce((a, b) => a * b, 1) : packedByteLength(dtype, shape);
+}
+
+/** Options of {@link estimateMemory}. */
+export interface EstimateMemoryOptions extends WeightPolicyOptions {
+  /** Tokens of context budgeted for KV cache (default 4096). */
+  contextLength?: number;
+  /** Sequences budgeted for (default 1). */
+  batchSize?: number;
+}
+
+/** Memory for the weights at `dtype` (policy and overrides applied) plus caches of `batchSize` sequences of `contextLength` tokens. */
+export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMemoryOptions = {}): MemoryEstimate {
+  const { contextLength = 4096, batchSize = 1 } = options;
   const { total, active } = countParameters(cfg);
   const mambaLayers = cfg.layer_types.filter((t) => t === 'mamba').length;
   const attentionLayers = cfg.num_hidden_layers - mambaLayers;
@@ -79,24 +182,83 @@ export function estimateMemory(
     mambaLayers *
     ((cfg.mamba_d_conv - 1) * mambaConvDim(cfg) + cfg.mamba_n_heads * cfg.mamba_d_head * cfg.mamba_d_state);
   const kvFloats = attentionLayers * 2 * cfg.num_key_value_heads * headDim(cfg);
-  const weightBytes = 4 * total;
+  const dtype = checkWeightDtype(options.dtype ?? 'f32');
+  // Overrides may name single layers; the policy alone treats every layer of a kind alike.
+  const overrides = options.dtypeOverrides;
+  const { shapes, counts } = overrides === undefined ? parameterGroups(cfg) : { shapes: parameterShapes(cfg), counts: undefined };
+  const base = planBase(shapes, overrides);
+  const sizes = base.shapes.map((shape, i) => (counts?.[i] ?? 1) * shape.reduce((a, b) => a * b, 1));
+  const weightBytesByDtype = {} as Record<WeightDtype, number>;
+  let packedParameters = 0;
+  let notes: string[] = [];
+  for (const d of WEIGHT_DTYPES) {
+    const plan = resolvePlan(base, d);
+    weightBytesByDtype[d] = base.shapes.reduce(
+      (n, shape, i) => n + (plan.held[i] === 'f32' ? 4 * sizes[i] : (counts?.[i] ?? 1) * packedByteLength(plan.held[i], shape)),
+      0,
+    );
+    if (d === dtype) {
+      packedParameters = sizes.reduce((n, size, i) => n + (plan.held[i] === 'f32' ? 0 : size), 0);
+      notes = plan.notes;
+    }
+  }
   const stateBytesPerSequence = 4 * stateFloats;
   const kvBytesPerToken = 4 * kvFloats;
+  const weights = weightBytesByDtype[dtype];
   return {
     parameters: total,
     activeParameters: active,
-    weightBytes,
+    dtype,
+    packedParameters,
+    weightBytes: weights,
+    weightBytesByDtype,
     stateBytesPerSequence,
     kvBytesPerToken,
     contextLength,
     batchSize,
-    totalBytes: weightBytes + batchSize * (stateBytesPerSequence + contextLength * kvBytesPerToken),
+    totalBytes: weights + cacheBytes({ stateBytesPerSequence, kvBytesPerToken, contextLength, batchSize }),
+    notes,
   };
+}
+
+function cacheBytes(e: Pick<MemoryEstimate, 'stateBytesPerSequence' | 'kvBytesPerToken' | 'contextLength' | 'batchSize'>): number {
+  return e.batchSize * (e.stateBytesPerSequence + e.contextLength * e.kvBytesPerToken);
+}
+
+/** {@link MemoryEstimate.totalBytes} had the weights been held at `dtype`. */
+export function totalBytesAt(estimate: MemoryEstimate, dtype: WeightDtype): number {
+  return estimate.weightBytesByDtype[dtype] + cacheBytes(estimate);
 }
 
 /** The wasm heap stops at 4 GiB; ~3 GiB of tensors fit in practice (DESIGN §2). */
 export const WASM_TENSOR_BUDGET = 3 * 1024 ** 3;
 
+/**
+ * Of the machine's memory, the share the host-memory backends (native, cpu, tensorflow) may plan
+ * to fill with weights and caches: the rest is for the system, Node itself and the activations.
+ */
+export const HOST_MEMORY_FRACTION = 0.8;
+
+/** What a backend can hold. */
+export interface BackendMemoryLimit {
+  bytes: number;
+  /** For messages: "its heap stops at 4 GiB, …" */
+  description: string;
+}
+
+/** The most a model's estimate may be on `backend`, on a machine of `machineBytes` of memory. */
+export function backendMemoryLimit(backend: string, machineBytes: number = os.totalmem()): BackendMemoryLimit {
+  if (backend === 'wasm') {
+    return { bytes: WASM_TENSOR_BUDGET, description: `its heap stops at 4 GiB, about ${formatBytes(WASM_TENSOR_BUDGET)} of tensors` };
+  }
+  const bytes = Math.floor(HOST_MEMORY_FRACTION * machineBytes);
+  return { bytes, description: `${Math.round(100 * HOST_MEMORY_FRACTION)}% of this machine's ${formatBytes(machineBytes)} of memory, ${formatBytes(bytes)}` };
+}
+
+/** Whether `estimate` fits `backend` on a machine of `machineBytes` (free memory aside). */
+export function fitsBackend(estimate: MemoryEstimate, backend: string, machineBytes: number = os.totalmem()): boolean {
+  return estimate.totalBytes <= backendMemoryLimit(backend, machineBytes).bytes;
+}
 /** Thrown before loading when a model cannot fit; the message says what to do instead. */
 export class InsufficientMemoryError extends Error {
   override name = 'InsufficientMemoryError';
@@ -125,29 +287,64 @@ export function formatBytes(n: number): string {
   return `${n.toFixed(i === 0 ? 0 : 1)} ${BYTE_UNITS[i]}`;
 }
 
+
+/** The dtypes from the most precise (and largest) down. */
+const DTYPES_BY_SIZE: readonly WeightDtype[] = ['f32', 'bf16', 'q8_0', 'q4_0'];
+
+function billions(n: number): string {
+  return `${(n / 1e9).toFixed(2)} B`;
+}
+
+/** "12.0 GiB of weights (…) + 96.0 MiB of state and KV cache for 1 × 4096 tokens" */
+function describeEstimate(e: MemoryEstimate): string {
+  const weights =
+    e.packedParameters === 0
+      ? `${formatBytes(e.weightBytes)} of float32 weights (${billions(e.parameters)} parameters)`
+      : `${formatBytes(e.weightBytes)} of weights (${billions(e.parameters)} parameters, ${billions(e.packedParameters)} of them packed, the rest float32)`;
+  return `${weights} + ${formatBytes(e.totalBytes - e.weightBytes)} of state and KV cache for ${e.batchSize} × ${e.contextLength} tokens`;
+}
+
 /**
- * Refuses, with the reason and a fix, a model whose estimate exceeds what `backend` can hold
- * (the wasm heap) or the machine's free memory.
+ * Refuses, with the reason and a fix, a model whose estimate exceeds what `backend` can hold: the
+ * wasm heap, or {@link HOST_MEMORY_FRACTION} of the machine's memory for the others. The fix names
+ * the most precise smaller dtype that fits, and the host-memory backends when wasm is too small.
+ * Returns a warning (without refusing) when the model fits the machine but not its free memory now.
  */
 export function assertFitsInMemory(
   estimate: MemoryEstimate,
   backend: string,
   freeBytes: number = os.freemem(),
-): void {
+  machineBytes: number = os.totalmem(),
+): string | undefined {
   const need = formatBytes(estimate.totalBytes);
-  const detail = `${formatBytes(estimate.weightBytes)} of float32 weights (${(estimate.parameters / 1e9).toFixed(2)} B parameters) + ${formatBytes(estimate.totalBytes - estimate.weightBytes)} of state and KV cache for ${estimate.batchSize} × ${estimate.contextLength} tokens`;
-  if (backend === 'wasm' && estimate.totalBytes > WASM_TENSOR_BUDGET) {
+  const dtype = estimate.dtype;
+  const limit = backendMemoryLimit(backend, machineBytes);
+  if (estimate.totalBytes > limit.bytes) {
+    const advice: string[] = [];
+    const smaller = DTYPES_BY_SIZE.slice(DTYPES_BY_SIZE.indexOf(dtype) + 1).find((d) => totalBytesAt(estimate, d) <= limit.bytes);
+    if (smaller !== undefined) {
+      advice.push(`At dtype ${smaller} it needs about ${formatBytes(totalBytesAt(estimate, smaller))}, which fits: load it with dtype '${smaller}' (--dtype ${smaller}).`);
+    }
+    const host = backendMemoryLimit('cpu', machineBytes);
+    if (backend === 'wasm' && estimate.totalBytes <= host.bytes) {
+      const backends = isBackendAvailable('native')
+        ? 'the native backend (--backend native) or the cpu backend (--backend cpu)'
+        : 'the cpu backend (--backend cpu, or GRANITEFLOW_BACKEND=cpu; install @graniteflow/native for the faster native backend)';
+      advice.push(`At ${dtype} it fits ${backends}, which may use up to ${formatBytes(host.bytes)} of this machine's memory.`);
+    }
+    if (advice.length === 0) {
+      advice.push(`Even at q4_0 it needs about ${formatBytes(totalBytesAt(estimate, 'q4_0'))}: choose a smaller model, lower the context length, or use a machine with more memory.`);
+    }
     throw new InsufficientMemoryError(
-      `This model needs about ${need} (${detail}), more than the wasm backend can hold (its heap stops at 4 GiB, about ${formatBytes(WASM_TENSOR_BUDGET)} of tensors). ` +
-        `Use the cpu backend (--backend cpu, or GRANITEFLOW_BACKEND=cpu) if the machine has the memory, install @tensorflow/tfjs-node for the tensorflow backend, choose a smaller model, or lower the context length.`,
+      `This model at dtype ${dtype} needs about ${need} (${describeEstimate(estimate)}), more than the ${backend} backend can hold (${limit.description}). ${advice.join(' ')}`,
       estimate,
     );
   }
   if (estimate.totalBytes > freeBytes) {
-    throw new InsufficientMemoryError(
-      `This model needs about ${need} (${detail}) but only ${formatBytes(freeBytes)} of memory is free. ` +
-        `Close other programs, choose a smaller model, or lower the context length.`,
-      estimate,
+    return (
+      `This model at dtype ${dtype} needs about ${need} but only ${formatBytes(freeBytes)} of this machine's ${formatBytes(machineBytes)} of memory is free now: ` +
+      'loading may swap, or the system may stop the process. Close other programs, or choose a smaller dtype.'
     );
   }
+  return undefined;
 }
