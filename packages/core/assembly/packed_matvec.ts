@@ -9,16 +9,18 @@
 //   (a) `matmul_q8_0` / `matmul_q4_0`: the activations are quantized once per call, per 32-block,
 //       to integers held as int16 (`quantize_rows`), and each block is an integer dot product:
 //       int8/int4 weights widened to i16x8, `i32x4.dot_i16x8_s`, then one f32 multiply by the two
-//       scales. About 21 SIMD instructions per block for one row, 15 for each further row of a
-//       prefill group.
+//       scales. About 20 SIMD instructions per block and row.
 //   (b) `matmul_q8_0_f32` / `matmul_q4_0_f32`: the weights widened all the way to f32x4 and
 //       multiplied with the float32 activations: 22 instructions to widen a block, then 25 per row.
-// (a) is the one PackedMatMul runs: 1.5–2.1× faster than (b) at n = 1 and 1.4–1.8× at n = 64, at
-// H-Micro's 8192×2048 and 2048×8192 (2026-12-01, one Xeon core, Node 20). With int16 activations
-// (qmax 32767) rather than llama.cpp's int8 (127) the cost is the same, since the dot instruction
-// takes i16 lanes either way, and the activation rounding error is 258× smaller.
+// With the same loops (one weight row at a time), (a) was 1.5–2.1× faster than (b) at n = 1 and
+// 1.4–1.8× at n = 64, at H-Micro's 8192×2048 and 2048×8192 (2026-12-01, one Xeon core, Node 20),
+// so PackedMatMul runs (a), and only (a) got the decode loop below that reads four weight rows at
+// once. With int16 activations (qmax 32767) rather than llama.cpp's int8 (127) the cost is the
+// same, since the dot instruction takes i16 lanes either way, and the activation rounding error is
+// 258× smaller.
 //
-// Activation rows are processed four at a time per loaded weight block (prefill), then one by one.
+// Prefill multiplies four activation rows per loaded weight block; decoding (and the rows left
+// over) multiplies four weight rows per loaded activation block.
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -34,26 +36,6 @@
   return reinterpret<f32>(reinterpret<u32>(v) | ((h & 0x8000) << 16));
 }
 
-// @ts-ignore: decorator
-@inline function horizontalSum(v: v128): f32 {
-  const pairs = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-  return f32x4.extract_lane(pairs, 0) + f32x4.extract_lane(pairs, 1);
-}
-
-/** Σ of the 32 products of one weight block (four i16x8) with 32 int16 activations at `q`, as i32x4. */
-// @ts-ignore: decorator
-@inline function blockDot(w0: v128, w1: v128, w2: v128, w3: v128, q: usize): v128 {
-  const s01 = i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(q)), i32x4.dot_i16x8_s(w1, v128.load(q, 16)));
-  const s23 = i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(q, 32)), i32x4.dot_i16x8_s(w3, v128.load(q, 48)));
-  return i32x4.add(s01, s23);
-}
-
-/** acc + isum · (dw · dx), the block's integer dot product scaled back to real units. */
-// @ts-ignore: decorator
-@inline function scaledAdd(acc: v128, isum: v128, scale: f32): v128 {
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(scale)));
-}
-
 /** halfToFloat on four u32 lanes at once. */
 // @ts-ignore: decorator
 @inline function halvesToFloats(h: v128): v128 {
@@ -65,17 +47,28 @@
 }
 
 /**
- * dw · dx for four consecutive blocks: the weight scales at p, p + stride, … decoded together (a
- * quarter of the scalar decoding's instructions, which dominate a one-row block otherwise), times
- * the four activation scales at `xs`.
+ * The f16 scales at p, p + stride, p + 2·stride, p + 3·stride as f32x4: decoded together, a quarter
+ * of the scalar decoding's instructions, which otherwise weigh on a one-row block.
  */
 // @ts-ignore: decorator
-@inline function fourScales(p: usize, stride: usize, xs: usize): v128 {
+@inline function fourHalves(p: usize, stride: usize): v128 {
   let h = i32x4.splat(<i32>load<u16>(p));
   h = i32x4.replace_lane(h, 1, <i32>load<u16>(p + stride));
   h = i32x4.replace_lane(h, 2, <i32>load<u16>(p + 2 * stride));
   h = i32x4.replace_lane(h, 3, <i32>load<u16>(p + 3 * stride));
-  return f32x4.mul(halvesToFloats(h), v128.load(xs));
+  return halvesToFloats(h);
+}
+
+// @ts-ignore: decorator
+@inline function horizontalSum(v: v128): f32 {
+  const pairs = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(pairs, 0) + f32x4.extract_lane(pairs, 1);
+}
+
+/** acc + isum · scale, a block's integer dot product scaled back to real units (scale = dw · dx). */
+// @ts-ignore: decorator
+@inline function scaledAdd(acc: v128, isum: v128, scale: f32): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(scale)));
 }
 
 /** scaledAdd with the scale already in every lane. */
@@ -84,15 +77,43 @@
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
 }
 
-/** One q8_0 block at p against the int16 activations at q. */
+/** A q4_0 block's 16 nibble bytes as int8 minus 8: the low nibbles are weights 0–15. */
 // @ts-ignore: decorator
-@inline function q8BlockDot(p: usize, q: usize): v128 {
-  const lo = v128.load(p, 2), hi = v128.load(p, 18);
-  return blockDot(
-    i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
-    i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
-    q,
-  );
+@inline function q4Low(v: v128): v128 {
+  return i8x16.sub(v128.and(v, i8x16.splat(0x0f)), i8x16.splat(8));
+}
+
+/** The high nibbles, weights 16–31. A 16-bit shift then the mask: WebAssembly's i8x16.shr_u has no
+ * x86 instruction and is emulated by exactly these two. */
+// @ts-ignore: decorator
+@inline function q4High(v: v128): v128 {
+  return i8x16.sub(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), i8x16.splat(8));
+}
+
+/** Weights 0–15 of the block at p as int8x16 (q8_0: [f16 d][32 × int8]; q4_0: [f16 d][16 nibble bytes]). */
+// @ts-ignore: decorator
+@inline function weightsLow(p: usize, q4: bool): v128 {
+  return q4 ? q4Low(v128.load(p, 2)) : v128.load(p, 2);
+}
+
+/** Weights 16–31 of the block at p as int8x16. */
+// @ts-ignore: decorator
+@inline function weightsHigh(p: usize, q4: bool): v128 {
+  return q4 ? q4High(v128.load(p, 2)) : v128.load(p, 18);
+}
+
+/** Σ of a block's 32 products: weights lo, hi (int8x16) widened to i16x8, activations x0..x3 (i16x8). */
+// @ts-ignore: decorator
+@inline function blockDot(lo: v128, hi: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const s01 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1));
+  const s23 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3));
+  return i32x4.add(s01, s23);
+}
+
+/** blockDot against the 32 int16 activations at q. */
+// @ts-ignore: decorator
+@inline function blockDotAt(lo: v128, hi: v128, q: usize): v128 {
+  return blockDot(lo, hi, v128.load(q), v128.load(q, 16), v128.load(q, 32), v128.load(q, 48));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,30 +154,32 @@ export function quantize_rows(x: usize, n: i32, k: i32, qmax: f32, scales: usize
   return i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v, inverseScale)));
 }
 
-/** q8_0 weights: 34-byte blocks [f16 d][32 × int8]. */
-export function matmul_q8_0(w: usize, out: i32, k: i32, scales: usize, quants: usize, n: i32, y: usize): void {
+/** (a) for either block format; `q4` is a constant at each call, so each export keeps one branch. */
+// @ts-ignore: decorator
+@inline function matmulQuantized(w: usize, out: i32, k: i32, scales: usize, quants: usize, n: i32, y: usize, q4: bool): void {
   const blocks = k >> 5;
-  const rowBytes = <usize>blocks * 34;
-  const scaleRow = <usize>blocks << 2; // bytes between activation rows, scales
-  const quantRow = <usize>k << 1; // and quants
-  const yRow = <usize>out << 2;
+  const blockBytes: usize = q4 ? 18 : 34;
+  const rowBytes = <usize>blocks * blockBytes;
+  const scaleRow = <usize>blocks << 2; // bytes between activation rows: scales,
+  const quantRow = <usize>k << 1; // quants,
+  const yRow = <usize>out << 2; // and outputs
+  const n4 = n & ~3;
+
+  // Prefill: four activation rows per loaded weight block.
   for (let o = 0; o < out; o++) {
     const wRow = w + <usize>o * rowBytes;
-    let r = 0;
-    for (; r + 4 <= n; r += 4) {
+    for (let r = 0; r < n4; r += 4) {
       const sc = scales + <usize>r * scaleRow, q = quants + <usize>r * quantRow;
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       for (let b = 0; b < blocks; b++) {
-        const p = wRow + <usize>b * 34;
+        const p = wRow + <usize>b * blockBytes;
+        const lo = weightsLow(p, q4), hi = weightsHigh(p, q4);
         const dw = halfToFloat(load<u16>(p));
-        const lo = v128.load(p, 2), hi = v128.load(p, 18);
-        const w0 = i16x8.extend_low_i8x16_s(lo), w1 = i16x8.extend_high_i8x16_s(lo);
-        const w2 = i16x8.extend_low_i8x16_s(hi), w3 = i16x8.extend_high_i8x16_s(hi);
         const s = sc + (<usize>b << 2), qb = q + (<usize>b << 6);
-        a0 = scaledAdd(a0, blockDot(w0, w1, w2, w3, qb), dw * load<f32>(s));
-        a1 = scaledAdd(a1, blockDot(w0, w1, w2, w3, qb + quantRow), dw * load<f32>(s + scaleRow));
-        a2 = scaledAdd(a2, blockDot(w0, w1, w2, w3, qb + 2 * quantRow), dw * load<f32>(s + 2 * scaleRow));
-        a3 = scaledAdd(a3, blockDot(w0, w1, w2, w3, qb + 3 * quantRow), dw * load<f32>(s + 3 * scaleRow));
+        a0 = scaledAdd(a0, blockDotAt(lo, hi, qb), dw * load<f32>(s));
+        a1 = scaledAdd(a1, blockDotAt(lo, hi, qb + quantRow), dw * load<f32>(s + scaleRow));
+        a2 = scaledAdd(a2, blockDotAt(lo, hi, qb + 2 * quantRow), dw * load<f32>(s + 2 * scaleRow));
+        a3 = scaledAdd(a3, blockDotAt(lo, hi, qb + 3 * quantRow), dw * load<f32>(s + 3 * scaleRow));
       }
       const yp = y + <usize>r * yRow + (<usize>o << 2);
       store<f32>(yp, horizontalSum(a0));
@@ -164,102 +187,56 @@ export function matmul_q8_0(w: usize, out: i32, k: i32, scales: usize, quants: u
       store<f32>(yp + 2 * yRow, horizontalSum(a2));
       store<f32>(yp + 3 * yRow, horizontalSum(a3));
     }
-    for (; r < n; r++) {
-      const sc = scales + <usize>r * scaleRow, q = quants + <usize>r * quantRow;
+  }
+
+  // The other rows (every row when decoding): four weight rows per loaded activation block. Four
+  // weight streams in flight read 1.7–2× faster than one (18 MB and 570 MB q8_0 weights).
+  for (let r = n4; r < n; r++) {
+    const sc = scales + <usize>r * scaleRow, q = quants + <usize>r * quantRow, yr = y + <usize>r * yRow;
+    let o = 0;
+    for (; o + 4 <= out; o += 4) {
+      const wRow = w + <usize>o * rowBytes;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let b = 0; b < blocks; b++) {
+        const qb = q + (<usize>b << 6);
+        const x0 = v128.load(qb), x1 = v128.load(qb, 16), x2 = v128.load(qb, 32), x3 = v128.load(qb, 48);
+        const p = wRow + <usize>b * blockBytes;
+        const s = f32x4.mul(fourHalves(p, rowBytes), v128.load32_splat(sc + (<usize>b << 2)));
+        a0 = splatScaledAdd(a0, blockDot(weightsLow(p, q4), weightsHigh(p, q4), x0, x1, x2, x3), i32x4.shuffle(s, s, 0, 0, 0, 0));
+        const p1 = p + rowBytes;
+        a1 = splatScaledAdd(a1, blockDot(weightsLow(p1, q4), weightsHigh(p1, q4), x0, x1, x2, x3), i32x4.shuffle(s, s, 1, 1, 1, 1));
+        const p2 = p1 + rowBytes;
+        a2 = splatScaledAdd(a2, blockDot(weightsLow(p2, q4), weightsHigh(p2, q4), x0, x1, x2, x3), i32x4.shuffle(s, s, 2, 2, 2, 2));
+        const p3 = p2 + rowBytes;
+        a3 = splatScaledAdd(a3, blockDot(weightsLow(p3, q4), weightsHigh(p3, q4), x0, x1, x2, x3), i32x4.shuffle(s, s, 3, 3, 3, 3));
+      }
+      const yp = yr + (<usize>o << 2);
+      store<f32>(yp, horizontalSum(a0));
+      store<f32>(yp, horizontalSum(a1), 4);
+      store<f32>(yp, horizontalSum(a2), 8);
+      store<f32>(yp, horizontalSum(a3), 12);
+    }
+    for (; o < out; o++) {
+      const wRow = w + <usize>o * rowBytes;
       let acc = f32x4.splat(0);
-      let b = 0;
-      for (; b + 4 <= blocks; b += 4) {
-        const p = wRow + <usize>b * 34, qb = q + (<usize>b << 6);
-        const s = fourScales(p, 34, sc + (<usize>b << 2));
-        acc = splatScaledAdd(acc, q8BlockDot(p, qb), i32x4.shuffle(s, s, 0, 0, 0, 0));
-        acc = splatScaledAdd(acc, q8BlockDot(p + 34, qb + 64), i32x4.shuffle(s, s, 1, 1, 1, 1));
-        acc = splatScaledAdd(acc, q8BlockDot(p + 68, qb + 128), i32x4.shuffle(s, s, 2, 2, 2, 2));
-        acc = splatScaledAdd(acc, q8BlockDot(p + 102, qb + 192), i32x4.shuffle(s, s, 3, 3, 3, 3));
+      for (let b = 0; b < blocks; b++) {
+        const p = wRow + <usize>b * blockBytes;
+        const isum = blockDotAt(weightsLow(p, q4), weightsHigh(p, q4), q + (<usize>b << 6));
+        acc = scaledAdd(acc, isum, halfToFloat(load<u16>(p)) * load<f32>(sc + (<usize>b << 2)));
       }
-      for (; b < blocks; b++) {
-        const p = wRow + <usize>b * 34;
-        acc = scaledAdd(acc, q8BlockDot(p, q + (<usize>b << 6)), halfToFloat(load<u16>(p)) * load<f32>(sc + (<usize>b << 2)));
-      }
-      store<f32>(y + <usize>r * yRow + (<usize>o << 2), horizontalSum(acc));
+      store<f32>(yr + (<usize>o << 2), horizontalSum(acc));
     }
   }
 }
 
-/** The 32 weights of a q4_0 block's 16 nibble bytes as int8 minus 8: weights 0–15, then 16–31. */
-// @ts-ignore: decorator
-@inline function q4Low(v: v128): v128 {
-  return i8x16.sub(v128.and(v, i8x16.splat(0x0f)), i8x16.splat(8));
-}
-// A 16-bit shift then the mask: WebAssembly's i8x16.shr_u has no x86 instruction and is emulated
-// by exactly these two.
-// @ts-ignore: decorator
-@inline function q4High(v: v128): v128 {
-  return i8x16.sub(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)), i8x16.splat(8));
-}
-
-/** One q4_0 block at p against the int16 activations at q. */
-// @ts-ignore: decorator
-@inline function q4BlockDot(p: usize, q: usize): v128 {
-  const packed = v128.load(p, 2);
-  const lo = q4Low(packed), hi = q4High(packed);
-  return blockDot(
-    i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo),
-    i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi),
-    q,
-  );
+/** q8_0 weights: 34-byte blocks [f16 d][32 × int8]. */
+export function matmul_q8_0(w: usize, out: i32, k: i32, scales: usize, quants: usize, n: i32, y: usize): void {
+  matmulQuantized(w, out, k, scales, quants, n, y, false);
 }
 
 /** q4_0 weights: 18-byte blocks [f16 d][16 bytes: low nibble = weight j, high = weight j + 16]. */
 export function matmul_q4_0(w: usize, out: i32, k: i32, scales: usize, quants: usize, n: i32, y: usize): void {
-  const blocks = k >> 5;
-  const rowBytes = <usize>blocks * 18;
-  const scaleRow = <usize>blocks << 2;
-  const quantRow = <usize>k << 1;
-  const yRow = <usize>out << 2;
-  for (let o = 0; o < out; o++) {
-    const wRow = w + <usize>o * rowBytes;
-    let r = 0;
-    for (; r + 4 <= n; r += 4) {
-      const sc = scales + <usize>r * scaleRow, q = quants + <usize>r * quantRow;
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      for (let b = 0; b < blocks; b++) {
-        const p = wRow + <usize>b * 18;
-        const dw = halfToFloat(load<u16>(p));
-        const packed = v128.load(p, 2);
-        const lo = q4Low(packed), hi = q4High(packed);
-        const w0 = i16x8.extend_low_i8x16_s(lo), w1 = i16x8.extend_high_i8x16_s(lo);
-        const w2 = i16x8.extend_low_i8x16_s(hi), w3 = i16x8.extend_high_i8x16_s(hi);
-        const s = sc + (<usize>b << 2), qb = q + (<usize>b << 6);
-        a0 = scaledAdd(a0, blockDot(w0, w1, w2, w3, qb), dw * load<f32>(s));
-        a1 = scaledAdd(a1, blockDot(w0, w1, w2, w3, qb + quantRow), dw * load<f32>(s + scaleRow));
-        a2 = scaledAdd(a2, blockDot(w0, w1, w2, w3, qb + 2 * quantRow), dw * load<f32>(s + 2 * scaleRow));
-        a3 = scaledAdd(a3, blockDot(w0, w1, w2, w3, qb + 3 * quantRow), dw * load<f32>(s + 3 * scaleRow));
-      }
-      const yp = y + <usize>r * yRow + (<usize>o << 2);
-      store<f32>(yp, horizontalSum(a0));
-      store<f32>(yp + yRow, horizontalSum(a1));
-      store<f32>(yp + 2 * yRow, horizontalSum(a2));
-      store<f32>(yp + 3 * yRow, horizontalSum(a3));
-    }
-    for (; r < n; r++) {
-      const sc = scales + <usize>r * scaleRow, q = quants + <usize>r * quantRow;
-      let acc = f32x4.splat(0);
-      let b = 0;
-      for (; b + 4 <= blocks; b += 4) {
-        const p = wRow + <usize>b * 18, qb = q + (<usize>b << 6);
-        const s = fourScales(p, 18, sc + (<usize>b << 2));
-        acc = splatScaledAdd(acc, q4BlockDot(p, qb), i32x4.shuffle(s, s, 0, 0, 0, 0));
-        acc = splatScaledAdd(acc, q4BlockDot(p + 18, qb + 64), i32x4.shuffle(s, s, 1, 1, 1, 1));
-        acc = splatScaledAdd(acc, q4BlockDot(p + 36, qb + 128), i32x4.shuffle(s, s, 2, 2, 2, 2));
-        acc = splatScaledAdd(acc, q4BlockDot(p + 54, qb + 192), i32x4.shuffle(s, s, 3, 3, 3, 3));
-      }
-      for (; b < blocks; b++) {
-        const p = wRow + <usize>b * 18;
-        acc = scaledAdd(acc, q4BlockDot(p, q + (<usize>b << 6)), halfToFloat(load<u16>(p)) * load<f32>(sc + (<usize>b << 2)));
-      }
-      store<f32>(y + <usize>r * yRow + (<usize>o << 2), horizontalSum(acc));
-    }
-  }
+  matmulQuantized(w, out, k, scales, quants, n, y, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,63 +343,90 @@ export function matmul_q4_0_f32(w: usize, out: i32, k: i32, x: usize, n: i32, y:
   return reinterpret<f32>((<u32>load<u16>(p)) << 16);
 }
 
+/** Σ_j w[j]·x[j] of one bf16 row over weights j8 ≤ j < k (the scalar tail after the vectors). */
+// @ts-ignore: decorator
+@inline function bf16Tail(wRow: usize, xr: usize, j8: i32, k: i32): f32 {
+  let s: f32 = 0;
+  for (let j = j8; j < k; j++) s += bf16Scalar(wRow + (<usize>j << 1)) * load<f32>(xr + (<usize>j << 2));
+  return s;
+}
+
+/** acc + wl·xl + wh·xh: eight weights, widened (wl, wh), against eight activations. */
+// @ts-ignore: decorator
+@inline function widenedStep(acc: v128, wl: v128, wh: v128, xl: v128, xh: v128): v128 {
+  return f32x4.add(acc, f32x4.add(f32x4.mul(wl, xl), f32x4.mul(wh, xh)));
+}
+
+/** widenedStep for eight bf16 weights v. */
+// @ts-ignore: decorator
+@inline function bf16Step(acc: v128, v: v128, xl: v128, xh: v128): v128 {
+  return widenedStep(acc, bf16Low(v), bf16High(v), xl, xh);
+}
+
 /** bf16 weights [out, k] (any k ≥ 1), float32 activations x [n, k]. */
 export function matmul_bf16(w: usize, out: i32, k: i32, x: usize, n: i32, y: usize): void {
   const rowBytes = <usize>k << 1;
   const xRow = <usize>k << 2;
   const yRow = <usize>out << 2;
-  const k32 = k & ~31, k8 = k & ~7;
+  const k8 = k & ~7;
+  const n4 = n & ~3;
+
+  // Prefill: four activation rows per loaded weight vector.
   for (let o = 0; o < out; o++) {
     const wRow = w + <usize>o * rowBytes;
-    let r = 0;
-    for (; r + 4 <= n; r += 4) {
+    for (let r = 0; r < n4; r += 4) {
       const x0 = x + <usize>r * xRow, x1 = x0 + xRow, x2 = x1 + xRow, x3 = x2 + xRow;
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      let j = 0;
-      for (; j < k8; j += 8) {
+      for (let j = 0; j < k8; j += 8) {
         const v = v128.load(wRow + (<usize>j << 1));
         const wl = bf16Low(v), wh = bf16High(v);
         const off = <usize>j << 2;
-        a0 = f32x4.add(a0, f32x4.add(f32x4.mul(wl, v128.load(x0 + off)), f32x4.mul(wh, v128.load(x0 + off, 16))));
-        a1 = f32x4.add(a1, f32x4.add(f32x4.mul(wl, v128.load(x1 + off)), f32x4.mul(wh, v128.load(x1 + off, 16))));
-        a2 = f32x4.add(a2, f32x4.add(f32x4.mul(wl, v128.load(x2 + off)), f32x4.mul(wh, v128.load(x2 + off, 16))));
-        a3 = f32x4.add(a3, f32x4.add(f32x4.mul(wl, v128.load(x3 + off)), f32x4.mul(wh, v128.load(x3 + off, 16))));
-      }
-      let s0 = horizontalSum(a0), s1 = horizontalSum(a1), s2 = horizontalSum(a2), s3 = horizontalSum(a3);
-      for (; j < k; j++) {
-        const wj = bf16Scalar(wRow + (<usize>j << 1));
-        const off = <usize>j << 2;
-        s0 += wj * load<f32>(x0 + off);
-        s1 += wj * load<f32>(x1 + off);
-        s2 += wj * load<f32>(x2 + off);
-        s3 += wj * load<f32>(x3 + off);
+        a0 = widenedStep(a0, wl, wh, v128.load(x0 + off), v128.load(x0 + off, 16));
+        a1 = widenedStep(a1, wl, wh, v128.load(x1 + off), v128.load(x1 + off, 16));
+        a2 = widenedStep(a2, wl, wh, v128.load(x2 + off), v128.load(x2 + off, 16));
+        a3 = widenedStep(a3, wl, wh, v128.load(x3 + off), v128.load(x3 + off, 16));
       }
       const yp = y + <usize>r * yRow + (<usize>o << 2);
-      store<f32>(yp, s0);
-      store<f32>(yp + yRow, s1);
-      store<f32>(yp + 2 * yRow, s2);
-      store<f32>(yp + 3 * yRow, s3);
+      store<f32>(yp, horizontalSum(a0) + bf16Tail(wRow, x0, k8, k));
+      store<f32>(yp + yRow, horizontalSum(a1) + bf16Tail(wRow, x1, k8, k));
+      store<f32>(yp + 2 * yRow, horizontalSum(a2) + bf16Tail(wRow, x2, k8, k));
+      store<f32>(yp + 3 * yRow, horizontalSum(a3) + bf16Tail(wRow, x3, k8, k));
     }
-    for (; r < n; r++) {
-      const xr = x + <usize>r * xRow;
+  }
+
+  // The other rows (every row when decoding): four weight rows per loaded activation vector, so
+  // four weight streams are in flight.
+  for (let r = n4; r < n; r++) {
+    const xr = x + <usize>r * xRow, yr = y + <usize>r * yRow;
+    let o = 0;
+    for (; o + 4 <= out; o += 4) {
+      const w0 = w + <usize>o * rowBytes, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let j = 0; j < k8; j += 8) {
+        const xp = xr + (<usize>j << 2), wj = <usize>j << 1;
+        const xl = v128.load(xp), xh = v128.load(xp, 16);
+        a0 = bf16Step(a0, v128.load(w0 + wj), xl, xh);
+        a1 = bf16Step(a1, v128.load(w1 + wj), xl, xh);
+        a2 = bf16Step(a2, v128.load(w2 + wj), xl, xh);
+        a3 = bf16Step(a3, v128.load(w3 + wj), xl, xh);
+      }
+      const yp = yr + (<usize>o << 2);
+      store<f32>(yp, horizontalSum(a0) + bf16Tail(w0, xr, k8, k));
+      store<f32>(yp, horizontalSum(a1) + bf16Tail(w1, xr, k8, k), 4);
+      store<f32>(yp, horizontalSum(a2) + bf16Tail(w2, xr, k8, k), 8);
+      store<f32>(yp, horizontalSum(a3) + bf16Tail(w3, xr, k8, k), 12);
+    }
+    for (; o < out; o++) {
+      const wRow = w + <usize>o * rowBytes;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
       let j = 0;
-      for (; j < k32; j += 32) {
+      for (; j + 16 <= k8; j += 16) {
         const wp = wRow + (<usize>j << 1), xp = xr + (<usize>j << 2);
-        const v0 = v128.load(wp), v1 = v128.load(wp, 16), v2 = v128.load(wp, 32), v3 = v128.load(wp, 48);
-        a0 = f32x4.add(a0, f32x4.add(f32x4.mul(bf16Low(v0), v128.load(xp)), f32x4.mul(bf16High(v0), v128.load(xp, 16))));
-        a1 = f32x4.add(a1, f32x4.add(f32x4.mul(bf16Low(v1), v128.load(xp, 32)), f32x4.mul(bf16High(v1), v128.load(xp, 48))));
-        a2 = f32x4.add(a2, f32x4.add(f32x4.mul(bf16Low(v2), v128.load(xp, 64)), f32x4.mul(bf16High(v2), v128.load(xp, 80))));
-        a3 = f32x4.add(a3, f32x4.add(f32x4.mul(bf16Low(v3), v128.load(xp, 96)), f32x4.mul(bf16High(v3), v128.load(xp, 112))));
+        a0 = bf16Step(a0, v128.load(wp), v128.load(xp), v128.load(xp, 16));
+        a1 = bf16Step(a1, v128.load(wp, 16), v128.load(xp, 32), v128.load(xp, 48));
       }
-      for (; j < k8; j += 8) {
-        const v = v128.load(wRow + (<usize>j << 1));
-        const xp = xr + (<usize>j << 2);
-        a0 = f32x4.add(a0, f32x4.add(f32x4.mul(bf16Low(v), v128.load(xp)), f32x4.mul(bf16High(v), v128.load(xp, 16))));
-      }
-      let s = horizontalSum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-      for (; j < k; j++) s += bf16Scalar(wRow + (<usize>j << 1)) * load<f32>(xr + (<usize>j << 2));
-      store<f32>(y + <usize>r * yRow + (<usize>o << 2), s);
+      for (; j < k8; j += 8) a0 = bf16Step(a0, v128.load(wRow + (<usize>j << 1)), v128.load(xr + (<usize>j << 2)), v128.load(xr + (<usize>j << 2), 16));
+      store<f32>(yr + (<usize>o << 2), horizontalSum(f32x4.add(a0, a1)) + bf16Tail(wRow, xr, k8, k));
     }
   }
 }
