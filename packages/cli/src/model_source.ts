@@ -4,7 +4,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fromPretrained, PRESET_NAMES, type GraniteModel, type LoadProgress } from '@graniteflow/granite';
+import type { WeightDtype } from '@graniteflow/core';
+import { fromPretrained, PRESET_NAMES, type GraniteModel, type LoadNote, type LoadProgress } from '@graniteflow/granite';
 import { CliError } from './errors';
 import { ProgressBar, type ProgressStream } from './progress';
 
@@ -59,6 +60,8 @@ export function resolveModelArg(arg: string | undefined): ModelSource {
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
   backend?: string;
+  /** How the weight matrices are held (default f32); see `fromPretrained`. */
+  dtype?: WeightDtype;
   revision?: string;
   cacheDir?: string;
   offline?: boolean;
@@ -68,6 +71,8 @@ export interface LoadModelOptions {
   /** Where progress bars and notices go (stderr); nothing is written when `quiet`. */
   stderr: ProgressStream;
   quiet?: boolean;
+  /** Also print the notes on weights kept float32 by the dtype policy (memory notes print unless quiet). */
+  verbose?: boolean;
 }
 
 /** The notice printed (once) when the embedded model is used. */
@@ -90,6 +95,10 @@ export function noteEmbeddedModel(stderr: ProgressStream, quiet: boolean): void 
 export async function loadModel(source: ModelSource, options: LoadModelOptions): Promise<GraniteModel> {
   const quiet = options.quiet ?? false;
   if (source.kind === 'embedded') noteEmbeddedModel(options.stderr, quiet);
+  const label = options.dtype && options.dtype !== 'f32' ? `${source.name} as ${options.dtype}` : source.name;
+  const onNote = (note: LoadNote) => {
+    if (!quiet && (note.kind === 'memory' || options.verbose)) options.stderr.write(`Note: ${note.message}\n`);
+  };
   const bars = new Map<string, ProgressBar>();
   let currentFile = '';
   const onProgress = (p: LoadProgress) => {
@@ -110,7 +119,7 @@ export async function loadModel(source: ModelSource, options: LoadModelOptions):
     } else {
       let bar = bars.get('weights');
       if (!bar) {
-        bar = new ProgressBar(options.stderr, `Loading ${source.name}`, { silent: quiet });
+        bar = new ProgressBar(options.stderr, `Loading ${label}`, { silent: quiet });
         bars.set('weights', bar);
       }
       bar.update(p.loadedBytes, p.totalBytes, p.tensor);
@@ -120,12 +129,14 @@ export async function loadModel(source: ModelSource, options: LoadModelOptions):
   const target = source.kind === 'hub' ? source.repoId : source.folder;
   return fromPretrained(target, {
     backend: options.backend,
+    dtype: options.dtype,
     revision: options.revision,
     cacheDir: options.cacheDir,
     offline: options.offline,
     contextLength: options.contextLength,
     signal: options.signal,
     onProgress,
+    onNote,
   });
 }
 

@@ -37,16 +37,14 @@ async function run(args: string[]): Promise<{ code: number; stdout: string; stde
   return { code, stdout, stderr };
 }
 
-test('a preset needs no download: layer map, parameters, memory per precision', async () => {
+test('a preset needs no download: layer map, parameters, memory per dtype', async () => {
   const r = await run(['inspect', 'granite-4.0-h-tiny']);
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/built-in preset granite-4\.0-h-tiny/);
   expect(r.stdout).toMatch(/40 \(36 Mamba-2, 4 attention\)/);
   expect(r.stdout).toMatch(/MoE: 64 experts \(top 6\)/);
   expect(r.stdout).toMatch(/0-4 mamba, 5 attention, 6-14 mamba, 15 attention/);
-  expect(r.stdout).toMatch(/^\s+fp32\s/m);
-  expect(r.stdout).toMatch(/^\s+bf16\s/m);
-  expect(r.stdout).toMatch(/^\s+int8\s/m);
+  for (const dtype of ['f32', 'bf16', 'q8_0', 'q4_0']) expect(r.stdout).toMatch(new RegExp(`^\\s+${dtype}\\s`, 'm'));
 });
 
 test('--json: counts and memory figures follow from the config', async () => {
@@ -58,10 +56,22 @@ test('--json: counts and memory figures follow from the config', async () => {
   // Routed experts not chosen per token are the difference between total and active.
   const perExpert = 3 * c.hidden_size * c.intermediate_size;
   expect(report.parameters.total - report.parameters.active).toBe(c.num_hidden_layers * (c.num_local_experts - c.num_experts_per_tok) * perExpert);
-  const [fp32, bf16, int8] = report.memory;
+  const [fp32, bf16, q8, q4] = report.memory;
+  expect(report.memory.map((m) => m.dtype)).toEqual(['f32', 'bf16', 'q8_0', 'q4_0']);
   expect(fp32.weightBytes).toBe(4 * report.parameters.total);
-  expect(bf16.weightBytes).toBe(2 * report.parameters.total);
-  expect(int8.weightBytes).toBe(report.parameters.total);
+  expect(fp32.packedParameters).toBe(0);
+  // Packed: every matrix. Float32: norms, router, conv1d weight and bias, dt_bias / A_log / D, gated norm.
+  const mambaLayers = c.layer_types.filter((t) => t === 'mamba').length;
+  const convDimension = c.mamba_n_heads * c.mamba_d_head + 2 * c.mamba_n_groups * c.mamba_d_state;
+  const floatHeld =
+    c.num_hidden_layers * (2 * c.hidden_size + c.num_local_experts * c.hidden_size) +
+    mambaLayers * (convDimension * (c.mamba_d_conv + 1) + 3 * c.mamba_n_heads + c.mamba_n_heads * c.mamba_d_head) +
+    c.hidden_size;
+  for (const m of [bf16, q8, q4]) expect(m.packedParameters).toBe(report.parameters.total - floatHeld);
+  const packed = report.parameters.total - floatHeld;
+  expect(bf16.weightBytes).toBe(4 * floatHeld + 2 * packed);
+  expect(q8.weightBytes).toBe(4 * floatHeld + (packed / 32) * 34);
+  expect(q4.weightBytes).toBe(4 * floatHeld + (packed / 32) * 18);
   // KV: attention layers × (K and V) × kv heads × head dim; Mamba: conv window + SSM state per layer.
   const headDim = c.hidden_size / c.num_attention_heads;
   expect(fp32.kvCacheBytesPerToken).toBe(4 * 1 * 2 * c.num_key_value_heads * headDim);
@@ -117,7 +127,7 @@ test('the largest sizes print in bounded words, never Infinity or NaN', async ()
   expect(r.code).toBe(0);
   expect(r.stdout).not.toMatch(/Infinity|NaN/);
   expect(r.stdout).toMatch(/parameters\s+over 1000 T total/);
-  expect(r.stdout).toMatch(/^\s+fp32\s.*over 1024 EiB/m);
+  expect(r.stdout).toMatch(/^\s+f32\s.*over 1024 EiB/m);
   const json = await run(['inspect', '--json', '--context-length', '1073741824', '--batch-size', '1048576', folder]);
   const report = JSON.parse(json.stdout) as InspectReport;
   for (const m of report.memory) expect(Number.isFinite(m.totalBytes)).toBe(true);
@@ -150,4 +160,28 @@ test.each([
   [NaN, 'an unknown number'],
 ])('formatCount(%d) is %s', (n, text) => {
   expect(formatCount(n)).toBe(text);
+});
+
+test('the packed sizes per dtype, and which backends each fits (full H-Micro: wasm only at q4_0)', async () => {
+  const json = await run(['inspect', '--json', 'granite-4.0-h-micro']);
+  expect(json.code).toBe(0);
+  const report = JSON.parse(json.stdout) as InspectReport;
+  const byDtype = Object.fromEntries(report.memory.map((m) => [m.dtype, m]));
+  // Computed by hand in granite's weight_policy.test.ts; llama.cpp's Q4_0 file of these weights is 1.80 GB.
+  expect(byDtype.q4_0.weightBytes).toBe(1_798_953_984);
+  expect(byDtype.f32.weightBytes).toBe(4 * 3_191_396_096);
+  expect(byDtype.q4_0.fits.wasm).toBe(true);
+  for (const dtype of ['f32', 'bf16', 'q8_0']) expect([dtype, byDtype[dtype].fits.wasm]).toEqual([dtype, false]);
+  // native and cpu may fill 80% of this machine's memory.
+  const hostLimit = Math.floor(0.8 * os.totalmem());
+  expect(report.machineBytes).toBe(os.totalmem());
+  for (const m of report.memory) {
+    expect([m.dtype, m.fits.cpu]).toEqual([m.dtype, m.totalBytes <= hostLimit]);
+    expect([m.dtype, m.fits.native]).toEqual([m.dtype, m.totalBytes <= hostLimit]);
+  }
+  const text = await run(['inspect', 'granite-4.0-h-micro']);
+  expect(text.stdout).toMatch(/^\s+dtype\s+weights\s.*\s+native\s+wasm\s+cpu$/m);
+  expect(text.stdout).toMatch(/^\s+q4_0\s+1\.7 GiB\s.*\s1\.8 GiB\s+(fits|-)\s+fits\s+(fits|-)$/m);
+  expect(text.stdout).toMatch(/^\s+f32\s+11\.9 GiB\s.*\s12\.0 GiB\s+(fits|-)\s+-\s+(fits|-)$/m);
+  expect(text.stdout).toMatch(/Limits: wasm 3\.0 GiB of tensors/);
 });

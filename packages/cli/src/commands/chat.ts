@@ -5,10 +5,11 @@ import { ChatSession } from '../chat_session';
 import { describeError, UsageError } from '../errors';
 import { rate } from '../format';
 import type { CliIO } from '../io';
-import { loadFromArgs, samplingFromArgs, type Command } from './common';
+import { DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
+  ...DTYPE_OPTIONS,
   ...SAMPLING_OPTIONS,
   system: { type: 'string', short: 's', value: 'TEXT', description: 'system message' },
   verbose: { type: 'boolean', short: 'v', description: 'after each turn, print prefill and decode tokens per second on stderr' },
@@ -33,7 +34,7 @@ export const chatCommand: Command = {
       'graniteflow chat [options]',
       `Reads user messages line by line from standard input and streams the replies. Each turn resumes from the state after the previous one, so only the new tokens are fed to the model.\n\n${REPL_HELP}`,
       OPTIONS,
-      ['graniteflow chat --model ibm-granite/granite-4.0-h-micro --verbose', 'printf "Hi\\nTell me more\\n" | graniteflow chat --quiet'],
+      ['graniteflow chat --model ibm-granite/granite-4.0-h-micro --verbose', 'graniteflow chat --model ibm-granite/granite-4.0-h-micro --dtype q4_0', 'printf "Hi\\nTell me more\\n" | graniteflow chat --quiet'],
     ),
   async run(argv: readonly string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs('chat', argv, OPTIONS);
@@ -45,7 +46,7 @@ export const chatCommand: Command = {
     const sampling = samplingFromArgs('chat', values);
     const verbose = flag(values, 'verbose');
     const quiet = flag(values, 'quiet');
-    const { model, source } = await loadFromArgs(values, io);
+    const { model, source } = await loadFromArgs(values, io, { command: 'chat' });
     const session = new ChatSession(model, sampling, source.name);
     const system = stringOption(values, 'system');
     if (system !== undefined) session.setSystem(system);

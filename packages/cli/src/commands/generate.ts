@@ -14,10 +14,11 @@ import { UsageError } from '../errors';
 import { rate } from '../format';
 import type { CliIO } from '../io';
 import { newTiming, requireTokenizer, withTiming } from '../text_generation';
-import { loadFromArgs, samplingFromArgs, type Command } from './common';
+import { DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
+  ...DTYPE_OPTIONS,
   ...SAMPLING_OPTIONS,
   chat: { type: 'boolean', short: 'c', description: "wrap the prompt as a user message in the model's chat template" },
   system: { type: 'string', short: 's', value: 'TEXT', description: 'system message (implies --chat)' },
@@ -44,6 +45,7 @@ export const generateCommand: Command = {
       [
         'graniteflow generate "Hello"',
         'graniteflow generate --model ibm-granite/granite-4.0-h-micro --chat "What is a state-space model?"',
+        'graniteflow generate --model ibm-granite/granite-4.0-h-micro --dtype q4_0 "Hello"   (4-bit weights, 1.8 GB: fits the wasm heap)',
         'graniteflow generate -m ./my-model --temperature 0.7 --top-p 0.9 --seed 1 --max-tokens 64 "Once upon a time"',
         'graniteflow generate --json "Hello" | jq .',
       ],
@@ -63,7 +65,7 @@ export const generateCommand: Command = {
     const json = flag(values, 'json');
     const prompt = positionals.length === 1 && positionals[0] === '-' ? await readAll(io.stdin) : positionals.join(' ');
 
-    const { model, source } = await loadFromArgs(values, io);
+    const { model, source } = await loadFromArgs(values, io, { command: 'generate' });
     try {
       requireTokenizer(model);
       const promptIds = model.encodePrompt(prompt, { chat, system });

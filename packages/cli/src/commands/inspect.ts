@@ -1,11 +1,14 @@
 /** `graniteflow inspect`: what a model is and what it needs, from its config alone (no weights read). */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import {
+  backendMemoryLimit,
   CONFIG_LIMITS,
   countParameters,
   estimateMemory,
   formatBytes,
   headDim,
+  HOST_MEMORY_FRACTION,
   hubOfflineMode,
   modelTypeModule,
   preset,
@@ -15,7 +18,7 @@ import {
   useMoe,
   type GraniteMoeHybridConfig,
 } from '@graniteflow/granite';
-import { formatTable, jsonErrorDetail } from '@graniteflow/core';
+import { formatTable, isBackendAvailable, jsonErrorDetail, WEIGHT_DTYPES, type WeightDtype } from '@graniteflow/core';
 import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { CliError, UsageError } from '../errors';
 import { formatCount } from '../format';
@@ -38,12 +41,16 @@ const OPTIONS: OptionTable = {
 const MAX_CONTEXT_LENGTH = CONFIG_LIMITS.max_position_embeddings;
 const MAX_BATCH_SIZE = 1 << 20;
 
-/** Bytes per weight and per cached value at each precision. */
-export const PRECISIONS = [
-  { name: 'fp32', weightBytes: 4, cacheBytes: 4, note: 'what graniteflow computes in (tfjs has no bf16)' },
-  { name: 'bf16', weightBytes: 2, cacheBytes: 2, note: 'the released checkpoints; GPU runtimes such as vLLM' },
-  { name: 'int8', weightBytes: 1, cacheBytes: 2, note: 'int8 weights, bf16 state and KV cache' },
-] as const;
+/** What each dtype is, for the report. */
+export const DTYPE_NOTES: Record<WeightDtype, string> = {
+  f32: 'float32 everywhere: what tfjs computes in, the reference',
+  bf16: 'bf16 matrices (lossless for the released bf16 checkpoints)',
+  q8_0: "8-bit blocks of 32 (GGUF's Q8_0)",
+  q4_0: "4-bit blocks of 32 (GGUF's Q4_0; llama.cpp's Q4_0 files hold the output matrix in Q6_K, which graniteflow lacks)",
+};
+
+/** The backends the report says a dtype fits (or not). */
+export const REPORTED_BACKENDS = ['native', 'wasm', 'cpu'] as const;
 
 /** Everything `inspect` reports, as data. */
 export interface InspectReport {
@@ -54,12 +61,20 @@ export interface InspectReport {
   parameters: { total: number; active: number };
   contextLength: number;
   batchSize: number;
+  /** This machine's memory, which the native and cpu limits are a share of. */
+  machineBytes: number;
+  /** The most each backend may hold here. */
+  backendLimits: Record<(typeof REPORTED_BACKENDS)[number], number>;
+  /** One entry per dtype: weights as the dtype policy holds them, float32 caches. */
   memory: {
-    precision: string;
+    dtype: WeightDtype;
     weightBytes: number;
+    /** Parameters held packed at the dtype; the rest stay float32. */
+    packedParameters: number;
     mambaStateBytesPerSequence: number;
     kvCacheBytesPerToken: number;
     totalBytes: number;
+    fits: Record<(typeof REPORTED_BACKENDS)[number], boolean>;
     note: string;
   }[];
 }
@@ -124,10 +139,15 @@ async function hubConfig(
 /** Builds the report for a config. */
 export function inspectConfig(
   config: GraniteMoeHybridConfig,
-  { model, source, contextLength = 4096, batchSize = 1 }: { model: string; source: string; contextLength?: number; batchSize?: number },
+  {
+    model,
+    source,
+    contextLength = 4096,
+    batchSize = 1,
+    machineBytes = os.totalmem(),
+  }: { model: string; source: string; contextLength?: number; batchSize?: number; machineBytes?: number },
 ): InspectReport {
-  const estimate = estimateMemory(config, { contextLength, batchSize });
-  const fp32 = { state: estimate.stateBytesPerSequence / 4, kv: estimate.kvBytesPerToken / 4 }; // floats
+  const limits = Object.fromEntries(REPORTED_BACKENDS.map((b) => [b, backendMemoryLimit(b, machineBytes).bytes])) as InspectReport['backendLimits'];
   return {
     model,
     source,
@@ -136,17 +156,19 @@ export function inspectConfig(
     parameters: countParameters(config),
     contextLength,
     batchSize,
-    memory: PRECISIONS.map((p) => {
-      const weightBytes = estimate.parameters * p.weightBytes;
-      const mambaStateBytesPerSequence = fp32.state * p.cacheBytes;
-      const kvCacheBytesPerToken = fp32.kv * p.cacheBytes;
+    machineBytes,
+    backendLimits: limits,
+    memory: WEIGHT_DTYPES.map((dtype) => {
+      const e = estimateMemory(config, { contextLength, batchSize, dtype });
       return {
-        precision: p.name,
-        weightBytes,
-        mambaStateBytesPerSequence,
-        kvCacheBytesPerToken,
-        totalBytes: weightBytes + batchSize * (mambaStateBytesPerSequence + contextLength * kvCacheBytesPerToken),
-        note: p.note,
+        dtype,
+        weightBytes: e.weightBytes,
+        packedParameters: e.packedParameters,
+        mambaStateBytesPerSequence: e.stateBytesPerSequence,
+        kvCacheBytesPerToken: e.kvBytesPerToken,
+        totalBytes: e.totalBytes,
+        fits: Object.fromEntries(REPORTED_BACKENDS.map((b) => [b, e.totalBytes <= limits[b]])) as InspectReport['memory'][number]['fits'],
+        note: DTYPE_NOTES[dtype],
       };
     }),
   };
@@ -195,29 +217,36 @@ function formatReport(r: InspectReport): string {
   const width = Math.max(...summary.map(([k]) => k.length));
   const lines = summary.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
   lines.push('', 'Layer map (M = Mamba-2, A = attention):', `  ${letters}`, `  ${runs}`, '');
-  lines.push(`Memory for ${r.batchSize} sequence${r.batchSize === 1 ? '' : 's'} of ${r.contextLength} tokens:`);
+  lines.push(`Memory for ${r.batchSize} sequence${r.batchSize === 1 ? '' : 's'} of ${r.contextLength} tokens, and the backends it fits:`);
   const table = formatTable([
-    ['precision', 'weights', 'Mamba state/seq', 'KV cache/token', `total @ ${r.contextLength}`],
+    ['dtype', 'weights', 'Mamba state/seq', 'KV cache/token', `total @ ${r.contextLength}`, ...REPORTED_BACKENDS],
     ...r.memory.map((m) => [
-      m.precision,
+      m.dtype,
       formatBytes(m.weightBytes),
       formatBytes(m.mambaStateBytesPerSequence),
       formatBytes(m.kvCacheBytesPerToken),
       formatBytes(m.totalBytes),
+      ...REPORTED_BACKENDS.map((b) => (m.fits[b] ? 'fits' : '-')),
     ]),
   ]);
   lines.push(...table.split('\n').map((l) => `  ${l}`));
-  lines.push(...r.memory.map((m) => `  ${m.precision}: ${m.note}`));
+  lines.push(...r.memory.map((m) => `  ${m.dtype}: ${m.note}`));
+  const host = `${Math.round(100 * HOST_MEMORY_FRACTION)}% of this machine's ${formatBytes(r.machineBytes)} (${formatBytes(r.backendLimits.cpu)})`;
+  lines.push(
+    `  Limits: wasm ${formatBytes(r.backendLimits.wasm)} of tensors (its heap stops at 4 GiB); native and cpu ${host}.` +
+      (isBackendAvailable('native') ? '' : ' native: @graniteflow/native is not installed here.'),
+  );
+  lines.push('  Weights other than the matrices (norms, router, conv1d, A_log, D, dt_bias) and the caches stay float32. Load with --dtype.');
   return lines.join('\n') + '\n';
 }
 
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'config summary, layer map, parameters and memory estimate of a model',
+  summary: 'config summary, layer map, parameters, memory per dtype and the backends it fits',
   help: () =>
     formatHelp(
       'graniteflow inspect [options] M   (M: a folder, a hub repo id or a preset name)',
-      'Reads only config.json (presets need no download): layers, parameter counts, and memory per precision.',
+      'Reads only config.json (presets need no download): layers, parameter counts, and memory at each --dtype (f32, bf16, q8_0, q4_0) with the backends (native, wasm, cpu) it fits on this machine.',
       OPTIONS,
       ['graniteflow inspect granite-4.0-h-tiny', 'graniteflow inspect ./my-model --context-length 32768', 'graniteflow inspect ibm-granite/granite-4.0-h-small --json'],
     ),

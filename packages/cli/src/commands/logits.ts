@@ -7,10 +7,11 @@ import { COMMON_OPTIONS, flag, formatHelp, MODEL_OPTIONS, parseCommandArgs, pars
 import { UsageError } from '../errors';
 import type { CliIO } from '../io';
 import { requireTokenizer } from '../text_generation';
-import { loadFromArgs, type Command } from './common';
+import { DTYPE_OPTIONS, loadFromArgs, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
+  ...DTYPE_OPTIONS,
   ids: { type: 'string', value: '1,2,3', description: 'input token ids, comma-separated' },
   text: { type: 'string', value: 'TEXT', description: "input text, tokenized with the model's tokenizer (instead of --ids)" },
   out: { type: 'string', short: 'o', value: 'FILE', description: 'output .npy file (default logits.npy)' },
@@ -54,7 +55,7 @@ export const logitsCommand: Command = {
     const givenIds = idsArg !== undefined ? parseIdList('logits', 'ids', idsArg) : undefined;
     const out = path.resolve(stringOption(values, 'out') ?? 'logits.npy');
 
-    const { model } = await loadFromArgs(values, io);
+    const { model } = await loadFromArgs(values, io, { command: 'logits' });
     try {
       const ids = givenIds ?? requireTokenizer(model).encode(text!);
       if (ids.length === 0) throw new UsageError('--text encodes to no tokens.', 'logits');

@@ -3,10 +3,11 @@ import { COMMON_OPTIONS, flag, formatHelp, MODEL_OPTIONS, numberOption, parseCom
 import { UsageError } from '../errors';
 import type { CliIO } from '../io';
 import { createServer } from '../server/server';
-import { loadFromArgs, type Command } from './common';
+import { DTYPE_OPTIONS, loadFromArgs, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
+  ...DTYPE_OPTIONS,
   host: { type: 'string', value: 'HOST', description: 'address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)' },
   port: { type: 'string', short: 'p', value: 'PORT', description: 'port (default 8000; 0 picks a free one)' },
   'served-model-name': { type: 'string', value: 'NAME', description: 'model id reported by /v1/models (default: the --model value)' },
@@ -50,6 +51,7 @@ export const serveCommand: Command = {
       OPTIONS,
       [
         'graniteflow serve --model ibm-granite/granite-4.0-h-micro --port 8000',
+        'graniteflow serve --model ibm-granite/granite-4.0-h-tiny --dtype q8_0',
         'curl http://127.0.0.1:8000/v1/chat/completions -H "Content-Type: application/json" -d \'{"messages":[{"role":"user","content":"Hi"}]}\'',
         'GRANITEFLOW_API_KEY=secret graniteflow serve --host 0.0.0.0 --allowed-hosts models.internal --cors https://app.example',
       ],
@@ -74,7 +76,7 @@ export const serveCommand: Command = {
     const allowedHosts = listOption(values, 'allowed-hosts').map(checkHostname);
     if (allowAnyHost && allowedHosts.length) throw new UsageError('Give either --allowed-hosts or --allow-any-host, not both.', 'serve');
 
-    const { model, source } = await loadFromArgs(values, io, { contextLength });
+    const { model, source } = await loadFromArgs(values, io, { command: 'serve', contextLength });
     const server = createServer(model, {
       modelId: stringOption(values, 'served-model-name') ?? source.name,
       contextLength,
