@@ -56,4 +56,13 @@ export { createPrng, randomSeed, type Prng } from './generation/prng';
 export { TextStream, streamText, type TextStreamOptions, type TokenDecoder } from './generation/text_stream';
 export { StopStringDetector, StopStringError, findStopString, type StopStringStep } from './generation/stop_strings';
 export { writeRandomCheckpoint, type RandomCheckpointOptions } from './loading/random_checkpoint';
+export {
+  exportGguf,
+  GGUF_EXPORT_FORMATS,
+  GgufExportError,
+  type ExportGgufOptions,
+  type ExportGgufResult,
+  type GgufExportFormat,
+} from './gguf/export_gguf';
+export { GgufVocabError } from './gguf/gguf_vocab';
 export { generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';
