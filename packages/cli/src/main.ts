@@ -5,11 +5,12 @@ import { downloadCommand } from './commands/download';
 import { generateCommand } from './commands/generate';
 import { inspectCommand } from './commands/inspect';
 import { logitsCommand } from './commands/logits';
+import { quantizeCommand } from './commands/quantize';
 import { serveCommand } from './commands/serve';
 import { describeError, EXIT_OK, EXIT_USAGE, exitCodeOf, UsageError } from './errors';
 import { processIO, type CliIO } from './io';
 
-const COMMANDS: readonly Command[] = [generateCommand, chatCommand, serveCommand, inspectCommand, logitsCommand, downloadCommand];
+const COMMANDS: readonly Command[] = [generateCommand, chatCommand, serveCommand, inspectCommand, logitsCommand, downloadCommand, quantizeCommand];
 
 function version(): string {
   return (require('../package.json') as { version: string }).version;

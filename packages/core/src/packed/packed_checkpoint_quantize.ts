@@ -41,26 +41,36 @@ export interface QuantizeCheckpointResult {
 /** Weights widened and packed at a time: 4 MiB of float32. */
 const PIECE_WEIGHTS = 1 << 20;
 
+/** Buffers the packing of every tensor shares: one allocation per checkpoint, not one per tensor. */
+class Scratch {
+  private raw = new Uint8Array(0);
+  private floats = new Float32Array(0);
+
+  bytes(n: number): Uint8Array {
+    if (this.raw.length < n) this.raw = new Uint8Array(n);
+    return this.raw.subarray(0, n);
+  }
+
+  values(n: number): Float32Array {
+    if (this.floats.length < n) this.floats = new Float32Array(n);
+    return this.floats.subarray(0, n);
+  }
+}
+
 /** `fill` for a tensor packed from a float source: reads, widens and packs whole rows. */
-function packingFill(source: Checkpoint, name: string, sourceDtype: FloatDtype, format: PackedFormat, cols: number) {
+function packingFill(source: Checkpoint, name: string, sourceDtype: FloatDtype, format: PackedFormat, cols: number, scratch: Scratch) {
   const rowBytes = packedRowBytes(format, cols);
   const sourceRowBytes = cols * DTYPE_BYTES[sourceDtype];
   const pieceRows = Math.max(1, Math.floor(PIECE_WEIGHTS / cols));
-  let raw: Uint8Array | undefined;
-  let floats: Float32Array | undefined;
   const addon = nativeAddon();
   return (dst: Uint8Array, offset: number): void => {
     const firstRow = offset / rowBytes;
     const rows = dst.length / rowBytes;
-    raw ??= new Uint8Array(Math.min(pieceRows, rows) * sourceRowBytes);
-    floats ??= new Float32Array(Math.min(pieceRows, rows) * cols);
     for (let r = 0; r < rows; r += pieceRows) {
       const n = Math.min(pieceRows, rows - r);
-      if (raw.length < n * sourceRowBytes) raw = new Uint8Array(n * sourceRowBytes);
-      if (floats.length < n * cols) floats = new Float32Array(n * cols);
-      const bytes = raw.subarray(0, n * sourceRowBytes);
+      const bytes = scratch.bytes(n * sourceRowBytes);
       source.readBytesInto(name, bytes, (firstRow + r) * sourceRowBytes);
-      const values = floats.subarray(0, n * cols);
+      const values = scratch.values(n * cols);
       decodeFloatsInto(sourceDtype, bytes, values);
       const out = dst.subarray(r * rowBytes, (r + n) * rowBytes);
       // The native quantizers are ggml's reference ones bit for bit, only faster.
@@ -93,6 +103,7 @@ export function planQuantization(source: Checkpoint, policy: WeightPolicy): Quan
   let kept = 0;
   let totalBytes = 0;
   const tensors: PackedCheckpointTensor[] = [];
+  const scratch = new Scratch();
   for (const name of source.names()) {
     const info = source.info(name);
     if (info.packed !== undefined) {
@@ -132,7 +143,7 @@ export function planQuantization(source: Checkpoint, policy: WeightPolicy): Quan
     tensors.push(
       target === 'bf16' && info.dtype === 'BF16'
         ? copy('bf16')
-        : { name, dtype: target, shape: info.shape, fill: packingFill(source, name, info.dtype, target, cols) },
+        : { name, dtype: target, shape: info.shape, fill: packingFill(source, name, info.dtype, target, cols, scratch) },
     );
     totalBytes += packedByteLength(target, info.shape);
     packed[target] = (packed[target] ?? 0) + 1;
