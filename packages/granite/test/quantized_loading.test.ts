@@ -183,30 +183,43 @@ describe('streaming quantization', () => {
 
   beforeAll(() => initBackend('cpu'));
 
-  it('decodes a packed weight a chunk at a time: no float32 array as large as a packed weight is ever made', () => {
-    // 4 rows of 64 at a time. The float32 weights (at most conv1d [192, 1, 4]) are written whole;
-    // the smallest packed weight (k_proj [32, 64]) is larger than both.
+  it('reads and decodes a packed weight a chunk at a time: no array as large as a packed weight is ever made', () => {
+    // 4 rows of 64 at a time (BF16 checkpoint: 512 bytes read, 256 floats decoded). Float32 weights
+    // (at most conv1d [192, 1, 4]) are read and written whole; the smallest packed weight (k_proj
+    // [32, 64]) is larger than either.
     const chunkFloats = 4 * 64;
-    const lengths: number[] = [];
-    const Original = globalThis.Float32Array;
-    class Recording extends Original {
+    const recorded = { floats: [] as number[], bytes: [] as number[] };
+    const [OriginalFloats, OriginalBytes] = [globalThis.Float32Array, globalThis.Uint8Array];
+    class RecordingFloats extends OriginalFloats {
       constructor(...args: unknown[]) {
-        if (typeof args[0] === 'number') lengths.push(args[0]);
+        if (typeof args[0] === 'number') recorded.floats.push(args[0]);
         super(...(args as [number]));
       }
     }
-    globalThis.Float32Array = Recording as unknown as Float32ArrayConstructor;
+    class RecordingBytes extends OriginalBytes {
+      constructor(...args: unknown[]) {
+        if (typeof args[0] === 'number') recorded.bytes.push(args[0]);
+        super(...(args as [number]));
+      }
+    }
+    globalThis.Float32Array = RecordingFloats as unknown as Float32ArrayConstructor;
+    globalThis.Uint8Array = RecordingBytes as unknown as Uint8ArrayConstructor;
     let model: GraniteMoeHybridForCausalLM;
     try {
       model = load('q8_0', 4 * chunkFloats);
     } finally {
-      globalThis.Float32Array = Original;
+      globalThis.Float32Array = OriginalFloats;
+      globalThis.Uint8Array = OriginalBytes;
     }
-    const floatHeld = [...model.namedParameters()].filter(([, p]) => p.dtype === 'f32').map(([, p]) => p.size);
-    const smallestPacked = Math.min(...[...model.namedParameters()].filter(([, p]) => p.dtype !== 'f32').map(([, p]) => p.size));
-    expect(smallestPacked).toBeGreaterThan(Math.max(chunkFloats, ...floatHeld));
-    expect(lengths).toContain(chunkFloats);
-    expect(Math.max(...lengths)).toBeLessThanOrEqual(Math.max(chunkFloats, ...floatHeld));
+    const params = [...model.namedParameters()];
+    const floatHeld = params.filter(([, p]) => p.dtype === 'f32').map(([, p]) => p.size);
+    const smallestPacked = Math.min(...params.filter(([, p]) => p.dtype !== 'f32').map(([, p]) => p.size));
+    const largestWhole = Math.max(chunkFloats, ...floatHeld);
+    expect(smallestPacked).toBeGreaterThan(largestWhole);
+    expect(recorded.floats).toContain(chunkFloats);
+    expect(recorded.bytes).toContain(2 * chunkFloats);
+    expect(Math.max(...recorded.floats)).toBeLessThanOrEqual(largestWhole);
+    expect(Math.max(...recorded.bytes)).toBeLessThanOrEqual(2 * largestWhole);
     model.dispose();
   });
 

@@ -44,9 +44,9 @@ export const QUANTIZE_CHUNK_BYTES = 8 * 1024 * 1024;
  * Loads a checkpoint into a model strictly: every name and shape is checked from the headers first
  * (missing, unexpected and mis-shaped tensors reported together, nothing loaded), then tensors are
  * read one at a time. A float32 parameter is widened straight into backend memory; a packed one
- * (`options.dtypes`) is decoded a few rows at a time and each chunk quantized straight into its
- * packed bytes, so the float32 copy of a packed weight never exists. Peak extra memory is one
- * tensor's checkpoint bytes plus one chunk.
+ * (`options.dtypes`) is read and decoded a few rows at a time and each chunk quantized straight
+ * into its packed bytes, so neither the float32 copy of a packed weight nor its checkpoint bytes
+ * are ever held whole. Peak extra memory: one float32 tensor's checkpoint bytes, or one chunk.
  *
  * @param keyMap parameter name → checkpoint key, after checkpoint surgery
  */
@@ -103,8 +103,8 @@ function quantizeChunk(format: PackedFormat, src: Float32Array, rows: number, co
 }
 
 /**
- * A checkpoint tensor packed as `format`, rows decoded into one reused float32 chunk of at most
- * `chunkFloats` values (or one row) and quantized into the packed tensor's backend memory.
+ * A checkpoint tensor packed as `format`: rows read and decoded into one reused float32 chunk of at
+ * most `chunkFloats` values (or one row) and quantized into the packed tensor's backend memory.
  */
 function quantizeStreaming(checkpoint: Checkpoint, info: SafetensorsTensorInfo, format: PackedFormat, chunkFloats: number): PackedTensor {
   const { shape } = info;
@@ -115,9 +115,14 @@ function quantizeStreaming(checkpoint: Checkpoint, info: SafetensorsTensorInfo, 
   const dtype = info.dtype;
   let readRows: (first: number, count: number, out: Float32Array) => void;
   if (isFloatDtype(dtype)) {
-    const bytes = checkpoint.readBytes(info.name);
-    const inBytes = bytes.length / (rows * cols);
-    readRows = (first, count, out) => decodeFloatsInto(dtype, bytes.subarray(first * cols * inBytes, (first + count) * cols * inBytes), out);
+    // The checkpoint's bytes are read a chunk at a time too, into one reused buffer.
+    const elementBytes = info.byteLength / (rows * cols);
+    const raw = new Uint8Array(rowsPerChunk * cols * elementBytes);
+    readRows = (first, count, out) => {
+      const bytes = raw.subarray(0, count * cols * elementBytes);
+      checkpoint.readBytesInto(info.name, bytes, first * cols * elementBytes);
+      decodeFloatsInto(dtype, bytes, out);
+    };
   } else {
     // Integer weights (no released checkpoint has them) are small enough to widen whole.
     const decoded = checkpoint.read(info.name);
