@@ -159,7 +159,7 @@ describe('refusals', () => {
     expect(r.stderr).toContain('quantize needs --model');
   });
 
-  it('an --out inside the source, a missing parent folder, and a hub model not in the offline cache are runtime errors', async () => {
+  it('an --out inside the source, a missing parent folder, an already packed source and a hub model not in the offline cache are runtime errors', async () => {
     const copy = path.join(tmp, 'source-copy');
     fs.cpSync(src, copy, { recursive: true });
     const inside = await runCli(['quantize', '--model', copy, '--dtype', 'q4_0', '--out', path.join(copy, 'q4')]);
@@ -169,6 +169,11 @@ describe('refusals', () => {
     const orphan = await runCli(['quantize', '--model', src, '--dtype', 'q4_0', '--out', path.join(tmp, 'no', 'such', 'place')]);
     expectCleanError(orphan, 1);
     expect(orphan.stderr).toContain(`${path.join(tmp, 'no', 'such')} does not exist (quantize creates only the --out folder itself)`);
+    expect((await runCli(['quantize', '--model', src, '--dtype', 'q4_0', '--out', path.join(tmp, 'packed-source'), '-q'])).code).toBe(0);
+    const twice = await runCli(['quantize', '--model', path.join(tmp, 'packed-source'), '--dtype', 'q8_0', '--out', path.join(tmp, 'twice')]);
+    expectCleanError(twice, 1);
+    expect(twice.stderr).toMatch(/packed-source is already a packed checkpoint \(.+ is q4_0\); quantize from the original float checkpoint instead\.\n/);
+    expect(fs.existsSync(path.join(tmp, 'twice'))).toBe(false);
     const cache = fs.mkdtempSync(path.join(tmp, 'cache-'));
     const hub = await runCli(['quantize', '--model', 'test-org/absent', '--dtype', 'q4_0', '--out', path.join(tmp, 'hub-out'), '--offline', '--cache-dir', cache]);
     expectCleanError(hub, 1);

@@ -161,6 +161,12 @@ export const quantizeCommand: Command = {
     const onSigint = () => controller.abort(Object.assign(new Error('Cancelled.'), { name: 'AbortError' }));
     process.once('SIGINT', onSigint);
     try {
+      const alreadyPacked = checkpoint.names().find((name) => checkpoint.info(name).packed !== undefined);
+      if (alreadyPacked !== undefined) {
+        throw new CliError(
+          `${folder} is already a packed checkpoint (${alreadyPacked} is ${checkpoint.info(alreadyPacked).packed!.format}); quantize from the original float checkpoint instead.`,
+        );
+      }
       const plan = planWeightDtypes(checkpoint.names().map((name) => [name, checkpoint.info(name).shape] as const), { dtype: format });
       const policy = (name: string) => plan.dtypes.get(name) ?? 'f32';
       if (!quiet) for (const note of plan.notes) io.stderr.write(`Note: ${note}\n`);
