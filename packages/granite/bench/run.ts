@@ -3,14 +3,20 @@
  * layers than released, so the weights fit the wasm heap), loaded from a BF16 checkpoint written
  * here: load time, prefill tokens/s at 128 and 512 tokens, decode tokens/s, peak RSS, on wasm and
  * cpu. Writes bench-results/granite.json next to the printed table.
+ *
+ * `--llamacpp` instead compares graniteflow with llama.cpp on the same weights (see llamacpp.ts):
+ * `--preset NAME` (default granite-4.0-h-micro), `--layers` a count (the preset's first N layers;
+ * its full depth for the released model) or a list such as `mamba,mamba,mamba,attention` (the
+ * default: the 4-layer slice), `--formats q8_0,q4_0`, `--backend native` (graniteflow's).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { formatTable, initBackend } from '@graniteflow/core';
-import { fromPretrained, parseConfig, preset, writeRandomCheckpoint, type GraniteMoeHybridConfig } from '../src';
+import { formatTable, initBackend, isBackendAvailable, type WeightDtype } from '@graniteflow/core';
+import { fromPretrained, parseConfig, preset, writeRandomCheckpoint, type GgufExportFormat, type GraniteMoeHybridConfig } from '../src';
+import { benchLlamaCpp, llamaCppDir } from './llamacpp';
 
 interface Case {
   label: string;
@@ -25,8 +31,8 @@ const CASES: Case[] = [
 ];
 
 /** cpu runs ~40x slower than wasm: fewer prefill lengths there keep the run short. */
-const PREFILL: Record<string, number[]> = { wasm: [128, 512], cpu: [128] };
-const DECODE_STEPS: Record<string, number> = { wasm: 16, cpu: 4 };
+const PREFILL: Record<string, number[]> = { native: [128, 512], wasm: [128, 512], cpu: [128] };
+const DECODE_STEPS: Record<string, number> = { native: 16, wasm: 16, cpu: 4 };
 
 function shrink(base: GraniteMoeHybridConfig, layerTypes: Case['layerTypes']): GraniteMoeHybridConfig {
   return parseConfig({ ...base, time_step_limit: null, num_hidden_layers: layerTypes.length, layer_types: layerTypes });
@@ -50,11 +56,11 @@ function peakRssBytes(): number {
   return process.memoryUsage().rss;
 }
 
-/** One model on one backend, in its own process so peak RSS is that run's alone. */
-async function measureOne(dir: string, backend: string): Promise<Measurement> {
+/** One model on one backend (weights held as `dtype`), in its own process so peak RSS is that run's alone. */
+async function measureOne(dir: string, backend: string, dtype: WeightDtype = 'f32'): Promise<Measurement> {
   await initBackend(backend);
   const loadStart = performance.now();
-  const granite = await fromPretrained(dir, { backend });
+  const granite = await fromPretrained(dir, { backend, dtype });
   const loadSeconds = (performance.now() - loadStart) / 1000;
   // The first product with each weight makes XNNPACK pack it; time steady state, not that.
   tf.tidy(() => {
@@ -119,10 +125,91 @@ async function main() {
   fs.writeFileSync(path.join(out, 'granite.json'), JSON.stringify({ date: new Date().toISOString(), results }, null, 2));
 }
 
+/** `measureOne` in a child process (its own peak RSS), with `threads` for the native backend. */
+function measureInChild(dir: string, backend: string, dtype: WeightDtype, threads: number): Measurement {
+  const child = spawnSync(process.execPath, [...process.execArgv, __filename, '--one', dir, backend, dtype], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, GRANITEFLOW_THREADS: String(threads) },
+    timeout: 30 * 60_000,
+    maxBuffer: 1 << 20,
+  });
+  if (child.status !== 0) throw new Error(`graniteflow on ${backend} (${dtype}) failed (exit ${child.status}${child.signal ? `, ${child.signal}` : ''})`);
+  return JSON.parse(child.stdout.trim().split('\n').pop()!) as Measurement;
+}
+
+function argValue(name: string): string | undefined {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? process.argv[at + 1] : undefined;
+}
+
+/** The layer types of `--layers`: a list, or the first N layers of the preset. */
+function layerTypesOf(base: GraniteMoeHybridConfig, spec: string): Case['layerTypes'] {
+  if (/^\d+$/.test(spec)) {
+    const n = Number(spec);
+    if (n < 1 || n > base.layer_types.length) throw new Error(`--layers ${n}: the preset has ${base.layer_types.length} layers.`);
+    return base.layer_types.slice(0, n);
+  }
+  const types = spec.split(',');
+  if (!types.every((t): t is 'mamba' | 'attention' => t === 'mamba' || t === 'attention')) {
+    throw new Error(`--layers ${spec}: expected a count or a comma list of mamba / attention.`);
+  }
+  return types;
+}
+
+/**
+ * graniteflow and llama.cpp on the same random weights at real shapes, format by format, one
+ * after the other in the same run (the machine is noisy: only ratios measured together mean
+ * anything), with 2 threads each.
+ */
+async function compareWithLlamaCpp() {
+  const found = llamaCppDir();
+  if ('reason' in found) throw new Error(`--llamacpp: ${found.reason}`);
+  const presetName = argValue('--preset') ?? 'granite-4.0-h-micro';
+  const base = preset(presetName);
+  const layerTypes = layerTypesOf(base, argValue('--layers') ?? 'mamba,mamba,mamba,attention');
+  const formats = (argValue('--formats') ?? 'q8_0,q4_0').split(',') as GgufExportFormat[];
+  const backend = argValue('--backend') ?? (isBackendAvailable('native') ? 'native' : 'wasm');
+  const threads = 2;
+  const cfg = shrink(base, layerTypes);
+  const label = `${presetName}, ${layerTypes.length === base.layer_types.length ? 'all' : layerTypes.length} of ${base.layer_types.length} layers (${layerTypes.filter((t) => t === 'mamba').length} mamba + ${layerTypes.filter((t) => t === 'attention').length} attention)`;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-bench-'));
+  const rows: (string | number)[][] = [['format', 'measure', `graniteflow (${backend})`, 'llama.cpp', 'ours / llama.cpp']];
+  const results: unknown[] = [];
+  try {
+    const dir = path.join(tmp, presetName);
+    const t0 = performance.now();
+    writeRandomCheckpoint(dir, cfg, { seed: 1 });
+    console.error(`${label}: wrote a random BF16 checkpoint in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    for (const format of formats) {
+      const ours = measureInChild(dir, backend, format, threads);
+      console.error(`${format}: graniteflow ${JSON.stringify(ours)}`);
+      const [theirs] = await benchLlamaCpp(dir, [format], { llamaDir: found.dir, threads, workDir: tmp });
+      console.error(`${format}: llama.cpp ${JSON.stringify(theirs)}`);
+      const line = (measure: string, a: number, b: number) => rows.push([format, measure, a, b, a / b]);
+      line('load s', ours.loadSeconds, theirs.loadSeconds);
+      for (const n of [128, 512]) line(`prefill ${n} tok/s`, ours.prefillTokensPerSecond[n], theirs.prefill[n]);
+      line('decode tok/s', ours.decodeTokensPerSecond, theirs.decode);
+      line('peak RSS GiB', ours.peakRssBytes / 2 ** 30, theirs.peakRssGiB);
+      results.push({ format, graniteflow: { backend, threads, ...ours }, llamacpp: theirs });
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  console.log(`${label}, random weights, ${threads} threads`);
+  console.log(formatTable(rows));
+  console.log('Ratios above 1 favour graniteflow for tok/s, llama.cpp for load s and peak RSS. GGUF: the same weights, 2-D ones in the format (the tied embedding too), norms / conv / router / SSM vectors f32.');
+  const out = path.join(__dirname, '..', 'bench-results');
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'granite-llamacpp.json'), JSON.stringify({ date: new Date().toISOString(), model: label, layers: layerTypes, results }, null, 2));
+}
+
 const oneAt = process.argv.indexOf('--one');
 (oneAt >= 0
-  ? measureOne(process.argv[oneAt + 1], process.argv[oneAt + 2]).then((m) => console.log(JSON.stringify(m)))
-  : main()
+  ? measureOne(process.argv[oneAt + 1], process.argv[oneAt + 2], (process.argv[oneAt + 3] ?? 'f32') as WeightDtype).then((m) => console.log(JSON.stringify(m)))
+  : process.argv.includes('--llamacpp')
+    ? compareWithLlamaCpp()
+    : main()
 ).catch((err) => {
   console.error(err);
   process.exit(1);
