@@ -1,3 +1,4 @@
+import { packedByteLength, type WeightDtype } from '@graniteflow/core';
 import type { HybridCache } from './cache/hybrid_cache';
 import { generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';
 import type { GenerationConfig } from './loading/generation_config';
@@ -27,6 +28,29 @@ export interface TextGenerationOptions extends GenerateOptions {
 /** Why a generation ended: an eos token or a stop string (`'stop'`), or the token limit (`'length'`). */
 export type FinishReason = 'stop' | 'length';
 
+/** Where a model's weights came from and where their bytes live (see `fromPretrained`). */
+export interface WeightsSource {
+  /** The folder is a packed checkpoint (the output of `graniteflow quantize` / `quantizeCheckpoint`). */
+  packedCheckpoint: boolean;
+  /** Its files are memory-mapped: the weights held as stored are views of the file's pages. */
+  mapped: boolean;
+  /** Why a packed checkpoint is not mapped (read into backend memory instead). */
+  notMappedReason?: string;
+  /** Bytes of weights that are views of the mapping (nothing copied). */
+  mappedBytes: number;
+  /** Bytes of weights read, decoded or repacked into memory of their own. */
+  copiedBytes: number;
+}
+
+/** The weights held in one dtype. */
+export interface WeightDtypeSummary {
+  dtype: WeightDtype;
+  tensors: number;
+  parameters: number;
+  /** Bytes as held (packed weights at their format's size, float32 at 4 a weight). */
+  bytes: number;
+}
+
 /** What {@link GraniteModel.streamText} yields: text as it is completed, then a summary. */
 export type TextEvent =
   | { type: 'text'; text: string; tokenIds: number[] }
@@ -46,7 +70,28 @@ export class GraniteModel {
     readonly generationConfig: GenerationConfig | null,
     /** The tfjs backend it runs on. */
     readonly backend: string,
+    /** Where the weights came from (a float checkpoint read into memory, unless told otherwise). */
+    readonly weightsSource: WeightsSource = { packedCheckpoint: false, mapped: false, mappedBytes: 0, copiedBytes: 0 },
   ) {}
+
+  /** Each parameter's dtype as held: `'f32'`, or the packed format. */
+  weightDtypes(): Map<string, WeightDtype> {
+    return new Map([...this.model.namedParameters()].map(([name, p]) => [name, p.dtype]));
+  }
+
+  /** The weights grouped by the dtype they are held in, the most bytes first. */
+  weightSummary(): WeightDtypeSummary[] {
+    const byDtype = new Map<WeightDtype, WeightDtypeSummary>();
+    for (const [, p] of this.model.namedParameters()) {
+      const dtype = p.dtype;
+      let entry = byDtype.get(dtype);
+      if (entry === undefined) byDtype.set(dtype, (entry = { dtype, tensors: 0, parameters: 0, bytes: 0 }));
+      entry.tensors++;
+      entry.parameters += p.size;
+      entry.bytes += dtype === 'f32' ? 4 * p.size : packedByteLength(dtype, p.shape);
+    }
+    return [...byDtype.values()].sort((a, b) => b.bytes - a.bytes);
+  }
 
   get config(): GraniteMoeHybridConfig {
     return this.model.config;

@@ -12,7 +12,7 @@ export { KVCache } from './cache/kv_cache';
 export { HybridCache, type LayerCache } from './cache/hybrid_cache';
 export { MambaCache } from '@graniteflow/ops-mamba';
 export { fromPretrained, type FromPretrainedOptions, type LoadNote, type LoadProgress } from './loading/from_pretrained';
-export { loadWeights, QUANTIZE_CHUNK_BYTES, type LoadWeightsOptions, type WeightsProgress } from './loading/load_weights';
+export { loadWeights, logicalShape, QUANTIZE_CHUNK_BYTES, type LoadWeightsOptions, type WeightsProgress } from './loading/load_weights';
 export {
   checkWeightDtype,
   PACKED_WEIGHTS,
@@ -48,6 +48,8 @@ export {
   type PromptOptions,
   type TextEvent,
   type TextGenerationOptions,
+  type WeightDtypeSummary,
+  type WeightsSource,
 } from './granite_model';
 export * from './tokenizer';
 export * from './hub';
@@ -55,7 +57,12 @@ export * from './generation/sampling';
 export { createPrng, randomSeed, type Prng } from './generation/prng';
 export { TextStream, streamText, type TextStreamOptions, type TokenDecoder } from './generation/text_stream';
 export { StopStringDetector, StopStringError, findStopString, type StopStringStep } from './generation/stop_strings';
-export { writeRandomCheckpoint, type RandomCheckpointOptions } from './loading/random_checkpoint';
+export {
+  writeRandomCheckpoint,
+  writeRandomPackedCheckpoint,
+  type RandomCheckpointOptions,
+  type RandomPackedCheckpointOptions,
+} from './loading/random_checkpoint';
 export {
   exportGguf,
   GGUF_EXPORT_FORMATS,

@@ -1,7 +1,9 @@
 import {
   SafetensorsError,
   decodeFloatsInto,
+  dequantizeRowsInto,
   isFloatDtype,
+  MappedCheckpoint,
   nativeAddon,
   packedRowBytes,
   PackedTensor,
@@ -40,23 +42,43 @@ export interface LoadWeightsOptions {
 /** 8 MiB of float32 at a time: large enough that quantizing runs at full speed, small beside any model. */
 export const QUANTIZE_CHUNK_BYTES = 8 * 1024 * 1024;
 
+/** The shape the model sees of a checkpoint tensor: a packed weight's logical shape, else its stored one. */
+export function logicalShape(info: SafetensorsTensorInfo): readonly number[] {
+  return info.packed?.shape ?? info.shape;
+}
+
 /**
  * Loads a checkpoint into a model strictly: every name and shape is checked from the headers first
- * (missing, unexpected and mis-shaped tensors reported together, nothing loaded), then tensors are
- * read one at a time. A float32 parameter is widened straight into backend memory; a packed one
- * (`options.dtypes`) is read and decoded a few rows at a time and each chunk quantized straight
- * into its packed bytes, so neither the float32 copy of a packed weight nor its checkpoint bytes
- * are ever held whole. Peak extra memory: one float32 tensor's checkpoint bytes, or one chunk.
+ * (missing, unexpected and mis-shaped tensors reported together, by logical shape, nothing
+ * loaded), then tensors are read one at a time. A float32 parameter is widened straight into
+ * backend memory; a packed one (`options.dtypes`) is read and decoded a few rows at a time and each
+ * chunk quantized straight into its packed bytes, so neither the float32 copy of a packed weight
+ * nor its checkpoint bytes are ever held whole. Peak extra memory: one float32 tensor's checkpoint
+ * bytes, or one chunk.
+ *
+ * A packed checkpoint (the output of `quantizeCheckpoint` / `graniteflow quantize`) is best given
+ * as a {@link MappedCheckpoint}: a weight held in the format it is stored in is then a view of the
+ * mapping on `cpu` / `native` (nothing copied; see `openMappedCheckpoint`), else its bytes are read
+ * straight into backend memory. A packed weight held in another dtype is dequantized (and, for a
+ * packed dtype, quantized again) a chunk at a time.
  *
  * @param keyMap parameter name → checkpoint key, after checkpoint surgery
  */
-export function loadWeights(model: Module, checkpoint: Checkpoint, keyMap: Map<string, string>, options: LoadWeightsOptions = {}): void {
+export function loadWeights(
+  model: Module,
+  source: Checkpoint | MappedCheckpoint,
+  keyMap: Map<string, string>,
+  options: LoadWeightsOptions = {},
+): void {
+  const mapped = source instanceof MappedCheckpoint ? source : null;
+  const checkpoint = mapped?.checkpoint ?? (source as Checkpoint);
   const shapes = new Map<string, readonly number[]>();
-  for (const [param, key] of keyMap) shapes.set(param, checkpoint.info(key).shape);
+  for (const [param, key] of keyMap) shapes.set(param, logicalShape(checkpoint.info(key)));
   model.checkStateDictShapes(shapes, { source: checkpoint.dir });
   const params = [...model.namedParameters()];
   const totalBytes = params.reduce((n, [name]) => n + checkpoint.info(keyMap.get(name)!).byteLength, 0);
   const chunkFloats = Math.max(1, Math.floor((options.chunkBytes ?? QUANTIZE_CHUNK_BYTES) / 4));
+  const bytesOf = (key: string) => mapped?.bytes(key) ?? checkpoint.readBytes(key);
   let loadedBytes = 0;
   params.forEach(([name, param], i) => {
     options.signal?.throwIfAborted();
@@ -64,13 +86,23 @@ export function loadWeights(model: Module, checkpoint: Checkpoint, keyMap: Map<s
     const info = checkpoint.info(key);
     const held = options.dtypes?.get(name) ?? 'f32';
     const stored = info.dtype;
-    if (held !== 'f32') {
+    const transposeFrom = param.layout === 'transposed' ? ([param.shape[0], param.shape[1]] as const) : undefined;
+    if (info.packed !== undefined && held === info.packed.format) {
+      // Stored as held: the bytes are the weight (a view of the mapping where one exists).
+      const { format, shape } = info.packed;
+      param.assignPacked(mapped ? mapped.packedTensor(key) : PackedTensor.fromWriter(format, shape, (dst) => checkpoint.readBytesInto(key, dst)));
+    } else if (held !== 'f32') {
       // Packed rows are the checkpoint's rows ([out, in]): no transposition, whatever the layout.
       param.assignPacked(quantizeStreaming(checkpoint, info, held, chunkFloats));
+    } else if (info.packed !== undefined) {
+      const { format, shape } = info.packed;
+      const cols = shape[shape.length - 1];
+      const floats = new Float32Array(param.size);
+      dequantizeRowsInto(format, bytesOf(key), cols, 0, floats.length / cols, floats);
+      param.writeValues((out) => decodeFloatsInto('F32', new Uint8Array(floats.buffer), out, transposeFrom));
     } else if (isFloatDtype(stored)) {
       // Decoded (and transposed, for Linear weights) straight into backend memory in one pass.
-      const bytes = checkpoint.readBytes(key);
-      const transposeFrom = param.layout === 'transposed' ? ([param.shape[0], param.shape[1]] as const) : undefined;
+      const bytes = bytesOf(key);
       param.writeValues((out) => decodeFloatsInto(stored, bytes, out, transposeFrom));
     } else {
       assignDecoded(param, checkpoint, info);
@@ -107,14 +139,24 @@ function quantizeChunk(format: PackedFormat, src: Float32Array, rows: number, co
  * most `chunkFloats` values (or one row) and quantized into the packed tensor's backend memory.
  */
 function quantizeStreaming(checkpoint: Checkpoint, info: SafetensorsTensorInfo, format: PackedFormat, chunkFloats: number): PackedTensor {
-  const { shape } = info;
+  const shape = logicalShape(info);
   const cols = shape[shape.length - 1];
   const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
   const rowBytes = packedRowBytes(format, cols);
   const rowsPerChunk = Math.max(1, Math.min(rows, Math.floor(chunkFloats / cols)));
   const dtype = info.dtype;
   let readRows: (first: number, count: number, out: Float32Array) => void;
-  if (isFloatDtype(dtype)) {
+  if (info.packed !== undefined) {
+    // Repacking: the stored rows dequantized, a chunk at a time, then quantized as asked.
+    const from = info.packed.format;
+    const storedRowBytes = packedRowBytes(from, cols);
+    const raw = new Uint8Array(rowsPerChunk * storedRowBytes);
+    readRows = (first, count, out) => {
+      const bytes = raw.subarray(0, count * storedRowBytes);
+      checkpoint.readBytesInto(info.name, bytes, first * storedRowBytes);
+      dequantizeRowsInto(from, bytes, cols, 0, count, out);
+    };
+  } else if (isFloatDtype(dtype)) {
     // The checkpoint's bytes are read a chunk at a time too, into one reused buffer.
     const elementBytes = info.byteLength / (rows * cols);
     const raw = new Uint8Array(rowsPerChunk * cols * elementBytes);

@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import { isBackendAvailable, packedByteLength, WEIGHT_DTYPES, type WeightDtype } from '@graniteflow/core';
 import { headDim, mambaConvDim, mambaInnerSize, useMoe, type GraniteMoeHybridConfig, type LayerType } from '../models/granitemoehybrid/config';
-import { checkWeightDtype, planBase, resolvePlan, type WeightPolicyOptions } from './weight_policy';
+import { checkWeightDtype, mainDtype, planBase, resolvePlan, storedDtypesOf, type WeightPolicyOptions } from './weight_policy';
 
 /**
  * What a model needs in memory, in bytes: weights as the dtype policy holds them (packed ones at
@@ -11,8 +11,15 @@ export interface MemoryEstimate {
   parameters: number;
   /** Parameters used per token: all but the routed experts not chosen. */
   activeParameters: number;
-  /** The requested dtype of the packed weights. */
+  /** The requested dtype of the packed weights (held as stored: the packed checkpoint's main format). */
   dtype: WeightDtype;
+  /**
+   * Of {@link MemoryEstimate.weightBytes}, the packed weights held as a memory-mapped checkpoint
+   * stores them: pages of the file's page cache, not the heap. Still counted: once a weight has
+   * been used its pages stay resident like any memory (the kernel may drop them under pressure, and
+   * reads them back from disk on the next use).
+   */
+  mappedWeightBytes: number;
   /** Parameters held packed at {@link MemoryEstimate.dtype} (or an override's dtype); the rest are float32. */
   packedParameters: number;
   weightBytes: number;
@@ -170,6 +177,8 @@ export interface EstimateMemoryOptions extends WeightPolicyOptions {
   contextLength?: number;
   /** Sequences budgeted for (default 1). */
   batchSize?: number;
+  /** The packed weights held as stored are mapped from the checkpoint (see {@link MemoryEstimate.mappedWeightBytes}). */
+  mapped?: boolean;
 }
 
 /** Memory for the weights at `dtype` (policy and overrides applied) plus caches of `batchSize` sequences of `contextLength` tokens. */
@@ -182,24 +191,31 @@ export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMem
     mambaLayers *
     ((cfg.mamba_d_conv - 1) * mambaConvDim(cfg) + cfg.mamba_n_heads * cfg.mamba_d_head * cfg.mamba_d_state);
   const kvFloats = attentionLayers * 2 * cfg.num_key_value_heads * headDim(cfg);
-  const dtype = checkWeightDtype(options.dtype ?? 'f32');
-  // Overrides may name single layers; the policy alone treats every layer of a kind alike.
+  // Overrides and stored dtypes may name single layers; the policy alone treats every layer of a kind alike.
   const overrides = options.dtypeOverrides;
-  const { shapes, counts } = overrides === undefined ? parameterGroups(cfg) : { shapes: parameterShapes(cfg), counts: undefined };
+  const perName = overrides !== undefined || options.storedDtypes !== undefined;
+  const { shapes, counts } = perName ? { shapes: parameterShapes(cfg), counts: undefined } : parameterGroups(cfg);
   const base = planBase(shapes, overrides);
+  const stored = options.dtype === undefined ? storedDtypesOf(base, options.storedDtypes) : undefined;
+  const dtype = stored !== undefined ? mainDtype(base.shapes, stored) : checkWeightDtype(options.dtype ?? 'f32');
   const sizes = base.shapes.map((shape, i) => (counts?.[i] ?? 1) * shape.reduce((a, b) => a * b, 1));
+  const bytesHeld = (held: WeightDtype, i: number) => (held === 'f32' ? 4 * sizes[i] : (counts?.[i] ?? 1) * packedByteLength(held, base.shapes[i]));
   const weightBytesByDtype = {} as Record<WeightDtype, number>;
   let packedParameters = 0;
+  let mappedWeightBytes = 0;
   let notes: string[] = [];
   for (const d of WEIGHT_DTYPES) {
-    const plan = resolvePlan(base, d);
-    weightBytesByDtype[d] = base.shapes.reduce(
-      (n, shape, i) => n + (plan.held[i] === 'f32' ? 4 * sizes[i] : (counts?.[i] ?? 1) * packedByteLength(plan.held[i], shape)),
-      0,
-    );
+    // Held as stored at the checkpoint's own dtype; any other dtype repacks.
+    const asStored = d === dtype ? stored : undefined;
+    const plan = resolvePlan(base, d, asStored);
+    weightBytesByDtype[d] = plan.held.reduce((n, held, i) => n + bytesHeld(held, i), 0);
     if (d === dtype) {
       packedParameters = sizes.reduce((n, size, i) => n + (plan.held[i] === 'f32' ? 0 : size), 0);
       notes = plan.notes;
+      const storedAt = stored ?? storedDtypesOf(base, options.storedDtypes);
+      if (options.mapped && storedAt !== undefined) {
+        mappedWeightBytes = plan.held.reduce((n, held, i) => n + (held !== 'f32' && held === storedAt[i] ? bytesHeld(held, i) : 0), 0);
+      }
     }
   }
   const stateBytesPerSequence = 4 * stateFloats;
@@ -210,6 +226,7 @@ export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMem
     activeParameters: active,
     dtype,
     packedParameters,
+    mappedWeightBytes,
     weightBytes: weights,
     weightBytesByDtype,
     stateBytesPerSequence,
@@ -300,7 +317,8 @@ function describeEstimate(e: MemoryEstimate): string {
   const weights =
     e.packedParameters === 0
       ? `${formatBytes(e.weightBytes)} of float32 weights (${billions(e.parameters)} parameters)`
-      : `${formatBytes(e.weightBytes)} of weights (${billions(e.parameters)} parameters, ${billions(e.packedParameters)} of them packed, the rest float32)`;
+      : `${formatBytes(e.weightBytes)} of weights (${billions(e.parameters)} parameters, ${billions(e.packedParameters)} of them packed, the rest float32` +
+        `${e.mappedWeightBytes > 0 ? `; ${formatBytes(e.mappedWeightBytes)} of them mapped from the checkpoint, resident once used` : ''})`;
   return `${weights} + ${formatBytes(e.totalBytes - e.weightBytes)} of state and KV cache for ${e.batchSize} × ${e.contextLength} tokens`;
 }
 

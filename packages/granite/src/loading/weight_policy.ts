@@ -42,9 +42,18 @@ export type WeightDtypeOverrides =
 
 /** How to hold a model's weights. */
 export interface WeightPolicyOptions {
-  /** The dtype of the packed weights ({@link PACKED_WEIGHTS}); default `'f32'` (nothing packed). */
+  /**
+   * The dtype of the packed weights ({@link PACKED_WEIGHTS}); default `'f32'` (nothing packed), or,
+   * with {@link WeightPolicyOptions.storedDtypes}, each weight as it is stored.
+   */
   dtype?: WeightDtype;
   dtypeOverrides?: WeightDtypeOverrides;
+  /**
+   * The dtype each parameter is stored in (a packed checkpoint: its format, else `'f32'`). Without
+   * `dtype`, every weight is held as stored (overrides still apply); with `dtype`, this is ignored
+   * and weights stored in another dtype are repacked.
+   */
+  storedDtypes?: ReadonlyMap<string, WeightDtype>;
 }
 
 /** The dtype of every parameter, and why any weight is not held as asked. */
@@ -178,14 +187,17 @@ export function planBase(params: Iterable<readonly [string, readonly number[]]>,
   return { names, shapes, packedByPolicy, overridden, partner, overrides };
 }
 
-/** The dtype of each parameter of `base` (in its order) at `dtype`, and the notes. */
-export function resolvePlan(base: PlanBase, dtype: WeightDtype): { held: WeightDtype[]; notes: string[] } {
+/**
+ * The dtype of each parameter of `base` (in its order) at `dtype`, and the notes; with `stored`
+ * (one entry per parameter), each parameter's policy dtype is its stored one instead.
+ */
+export function resolvePlan(base: PlanBase, dtype: WeightDtype, stored?: readonly WeightDtype[]): { held: WeightDtype[]; notes: string[] } {
   const { names, shapes, overrides } = base;
   const held: WeightDtype[] = new Array(names.length);
   const notes: string[] = [];
   for (let i = 0; i < names.length; i++) {
     const shape = shapes[i];
-    let chosen = base.overridden[i] ?? (base.packedByPolicy[i] ? dtype : 'f32');
+    let chosen = base.overridden[i] ?? stored?.[i] ?? (base.packedByPolicy[i] ? dtype : 'f32');
     if (typeof overrides === 'function') {
       chosen = checkWeightDtype(overrides(names[i], shape, chosen), `dtypeOverrides(${JSON.stringify(names[i])})`);
     }
@@ -219,8 +231,25 @@ export function planWeightDtypes(
   params: Iterable<readonly [string, readonly number[]]>,
   options: WeightPolicyOptions = {},
 ): WeightPlan {
-  const dtype = checkWeightDtype(options.dtype ?? 'f32');
   const base = planBase(params, options.dtypeOverrides);
-  const { held, notes } = resolvePlan(base, dtype);
+  const stored = options.dtype === undefined ? storedDtypesOf(base, options.storedDtypes) : undefined;
+  const dtype = stored !== undefined ? mainDtype(base.shapes, stored) : checkWeightDtype(options.dtype ?? 'f32');
+  const { held, notes } = resolvePlan(base, dtype, stored);
   return { dtype, dtypes: new Map(base.names.map((name, i) => [name, held[i]])), notes };
+}
+
+/** `stored` in the order of `base` (f32 for a name it lacks), or undefined without it. */
+export function storedDtypesOf(base: PlanBase, stored: ReadonlyMap<string, WeightDtype> | undefined): WeightDtype[] | undefined {
+  return stored && base.names.map((name) => stored.get(name) ?? 'f32');
+}
+
+/** The packed dtype holding the most weights, else f32: what a packed checkpoint is "at". */
+export function mainDtype(shapes: readonly (readonly number[])[], dtypes: readonly WeightDtype[]): WeightDtype {
+  const weights = new Map<WeightDtype, number>();
+  dtypes.forEach((d, i) => {
+    if (d !== 'f32') weights.set(d, (weights.get(d) ?? 0) + shapes[i].reduce((a, b) => a * b, 1));
+  });
+  let best: WeightDtype = 'f32';
+  for (const [d, n] of weights) if (best === 'f32' || n > weights.get(best)!) best = d;
+  return best;
 }
