@@ -25,7 +25,13 @@ export const MODEL_OPTIONS: OptionTable = {
     value: 'M',
     description: 'model folder, Hugging Face repo id (org/name) or preset name (default: the embedded random model)',
   },
-  backend: { type: 'string', value: 'NAME', description: 'tfjs backend: wasm (default), cpu or tensorflow' },
+  backend: {
+    type: 'string',
+    value: 'NAME',
+    description:
+      'backend: native (the default when @graniteflow/native loads: threaded SIMD kernels, packed weights, memory-mapped packed checkpoints), ' +
+      'wasm (the default otherwise), cpu or tensorflow (also GRANITEFLOW_BACKEND)',
+  },
   revision: { type: 'string', value: 'REV', description: 'hub branch, tag or commit (default main)' },
   'cache-dir': { type: 'string', value: 'DIR', description: 'Hugging Face cache (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)' },
   offline: { type: 'boolean', description: 'use only the Hugging Face cache, no network at all (also HF_HUB_OFFLINE=1)' },

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WeightDtype } from '@graniteflow/core';
-import { fromPretrained, PRESET_NAMES, type GraniteModel, type LoadNote, type LoadProgress } from '@graniteflow/granite';
+import { formatBytes, fromPretrained, PRESET_NAMES, type GraniteModel, type LoadNote, type LoadProgress } from '@graniteflow/granite';
 import { CliError } from './errors';
 import { ProgressBar, type ProgressStream } from './progress';
 
@@ -71,7 +71,10 @@ export interface LoadModelOptions {
   /** Where progress bars and notices go (stderr); nothing is written when `quiet`. */
   stderr: ProgressStream;
   quiet?: boolean;
-  /** Also print the notes on weights kept float32 by the dtype policy (memory notes print unless quiet). */
+  /**
+   * Also print the notes on weights kept float32 by the dtype policy (memory notes print unless
+   * quiet), and once loaded how the weights are held ({@link describeWeights}).
+   */
   verbose?: boolean;
 }
 
@@ -127,7 +130,7 @@ export async function loadModel(source: ModelSource, options: LoadModelOptions):
     }
   };
   const target = source.kind === 'hub' ? source.repoId : source.folder;
-  return fromPretrained(target, {
+  const model = await fromPretrained(target, {
     backend: options.backend,
     dtype: options.dtype,
     revision: options.revision,
@@ -138,6 +141,23 @@ export async function loadModel(source: ModelSource, options: LoadModelOptions):
     onProgress,
     onNote,
   });
+  if (options.verbose && !quiet) options.stderr.write(`${describeWeights(model)}\n`);
+  return model;
+}
+
+/**
+ * How a loaded model holds its weights, for --verbose: "Weights: q4_0 27 tensors 1.1 MiB, f32 40
+ * tensors 61.3 KiB; packed checkpoint, memory-mapped: 1.1 MiB are pages of its files (resident once used)".
+ */
+export function describeWeights(model: GraniteModel): string {
+  const dtypes = model.weightSummary().map((s) => `${s.dtype} ${s.tensors} tensor${s.tensors === 1 ? '' : 's'} ${formatBytes(s.bytes)}`);
+  const from = model.weightsSource;
+  const where = !from.packedCheckpoint
+    ? 'read from a float checkpoint'
+    : from.mapped
+      ? `packed checkpoint, memory-mapped: ${formatBytes(from.mappedBytes)} are pages of its files (resident once used), ${formatBytes(from.copiedBytes)} copied`
+      : `packed checkpoint, read into memory (not mapped: ${from.notMappedReason})`;
+  return `Weights: ${dtypes.join(', ')}; ${where}.`;
 }
 
 /** A short name for a loaded model: the embedded name, the repo id, or the folder's name. */

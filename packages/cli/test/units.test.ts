@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { embeddedModelPath } from '../src/model_source';
-import { numberOption, parseCommandArgs, parseIdList } from '../src/args';
+import { MODEL_OPTIONS, numberOption, parseCommandArgs, parseIdList } from '../src/args';
 import { describeError, UsageError } from '../src/errors';
 import { ProgressBar } from '../src/progress';
 import { PrefixCache } from '../src/server/prefix_cache';
@@ -63,6 +63,12 @@ describe('arguments', () => {
     expect(() => numberOption('cmd', { n: '9' }, 'n', { max: 5 })).toThrow(/≤ 5/);
     expect(() => parseCommandArgs('cmd', ['--what'], table)).toThrow(UsageError);
     expect(() => parseCommandArgs('cmd', ['--n'], table)).toThrow(UsageError);
+  });
+
+  test('--backend help names native as the default when it loads, then wasm, cpu and tensorflow', () => {
+    const help = MODEL_OPTIONS.backend.description;
+    expect(help).toMatch(/^backend: native \(the default when @graniteflow\/native loads\b/);
+    expect(help).toMatch(/wasm \(the default otherwise\), cpu or tensorflow/);
   });
 
   test('token id lists', () => {

@@ -1,7 +1,12 @@
-/** `graniteflow inspect`: what a model is and what it needs, from its config alone (no weights read). */
+/**
+ * `graniteflow inspect`: what a model is and what it needs, from its config (no weights read) and,
+ * for a local folder, its safetensors headers.
+ */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import {
+  convertWeights,
   backendMemoryLimit,
   CONFIG_LIMITS,
   countParameters,
@@ -18,7 +23,16 @@ import {
   useMoe,
   type GraniteMoeHybridConfig,
 } from '@graniteflow/granite';
-import { formatTable, isBackendAvailable, jsonErrorDetail, WEIGHT_DTYPES, type WeightDtype } from '@graniteflow/core';
+import {
+  Checkpoint,
+  formatTable,
+  INDEX_FILE,
+  isBackendAvailable,
+  jsonErrorDetail,
+  SINGLE_FILE,
+  WEIGHT_DTYPES,
+  type WeightDtype,
+} from '@graniteflow/core';
 import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { CliError, UsageError } from '../errors';
 import { formatCount } from '../format';
@@ -77,6 +91,23 @@ export interface InspectReport {
     fits: Record<(typeof REPORTED_BACKENDS)[number], boolean>;
     note: string;
   }[];
+  /** A local folder's checkpoint, from its headers (absent without weights, or for the hub and presets). */
+  checkpoint?: CheckpointReport;
+}
+
+/** What a folder's safetensors files hold, from their headers. */
+export interface CheckpointReport {
+  /** A graniteflow packed checkpoint (written by `graniteflow quantize`). */
+  packed: boolean;
+  files: number;
+  /** Bytes of tensor data in the files. */
+  tensorBytes: number;
+  /** Tensors by stored dtype: the packed format, or the safetensors dtype. */
+  dtypes: { dtype: string; tensors: number; bytes: number }[];
+  /** Loaded as stored (packed checkpoints only): weights, total for the context and batch, and where it fits. */
+  asStored?: { dtype: WeightDtype; weightBytes: number; totalBytes: number; fits: Record<(typeof REPORTED_BACKENDS)[number], boolean> };
+  /** Why the headers could not be read (then nothing else is filled in). */
+  error?: string;
 }
 
 function readConfigFile(folder: string): GraniteMoeHybridConfig {
@@ -174,6 +205,75 @@ export function inspectConfig(
   };
 }
 
+/**
+ * The report on the checkpoint in `folder`, from its headers alone, or undefined when the folder
+ * holds no weights (config only). A packed one is also estimated as it loads: held as stored.
+ */
+export function inspectCheckpoint(
+  folder: string,
+  config: GraniteMoeHybridConfig,
+  { contextLength = 4096, batchSize = 1, machineBytes = os.totalmem() }: { contextLength?: number; batchSize?: number; machineBytes?: number } = {},
+): CheckpointReport | undefined {
+  if (!fs.existsSync(path.join(folder, SINGLE_FILE)) && !fs.existsSync(path.join(folder, INDEX_FILE))) return undefined;
+  let checkpoint: Checkpoint;
+  try {
+    checkpoint = Checkpoint.open(folder);
+  } catch (err) {
+    return { packed: false, files: 0, tensorBytes: 0, dtypes: [], error: (err as Error).message };
+  }
+  try {
+    const byDtype = new Map<string, { dtype: string; tensors: number; bytes: number }>();
+    const files = new Set<string>();
+    let tensorBytes = 0;
+    for (const name of checkpoint.names()) {
+      const info = checkpoint.info(name);
+      const dtype = info.packed?.format ?? info.dtype;
+      let entry = byDtype.get(dtype);
+      if (entry === undefined) byDtype.set(dtype, (entry = { dtype, tensors: 0, bytes: 0 }));
+      entry.tensors++;
+      entry.bytes += info.byteLength;
+      tensorBytes += info.byteLength;
+      files.add(info.file);
+    }
+    const packed = checkpoint.names().some((n) => checkpoint.info(n).packed !== undefined);
+    const report: CheckpointReport = { packed, files: files.size, tensorBytes, dtypes: [...byDtype.values()].sort((a, b) => b.bytes - a.bytes) };
+    if (packed) {
+      const keys = convertWeights(new Map(checkpoint.names().map((k) => [k, k])), config);
+      const storedDtypes = new Map<string, WeightDtype>();
+      for (const [param, key] of keys) storedDtypes.set(param, checkpoint.has(key) ? (checkpoint.info(key).packed?.format ?? 'f32') : 'f32');
+      const e = estimateMemory(config, { contextLength, batchSize, storedDtypes });
+      report.asStored = {
+        dtype: e.dtype,
+        weightBytes: e.weightBytes,
+        totalBytes: e.totalBytes,
+        fits: Object.fromEntries(REPORTED_BACKENDS.map((b) => [b, e.totalBytes <= backendMemoryLimit(b, machineBytes).bytes])) as Record<(typeof REPORTED_BACKENDS)[number], boolean>,
+      };
+    }
+    return report;
+  } finally {
+    checkpoint.close();
+  }
+}
+
+function formatCheckpoint(c: CheckpointReport): string[] {
+  if (c.error !== undefined) return ['', `Checkpoint: its headers cannot be read: ${c.error}`];
+  const lines = [
+    '',
+    `Checkpoint in the folder: ${c.packed ? 'packed (graniteflow quantize)' : 'float'}, ${c.files} file${c.files === 1 ? '' : 's'}, ${formatBytes(c.tensorBytes)} of tensors:`,
+  ];
+  const table = formatTable([['stored as', 'tensors', 'bytes'], ...c.dtypes.map((d) => [d.dtype, String(d.tensors), formatBytes(d.bytes)])]);
+  lines.push(...table.split('\n').map((l) => `  ${l}`));
+  if (c.asStored) {
+    const fits = REPORTED_BACKENDS.filter((b) => c.asStored!.fits[b]);
+    lines.push(
+      `  Loaded as stored (no --dtype): ${formatBytes(c.asStored.weightBytes)} of weights, ${formatBytes(c.asStored.totalBytes)} in all; ` +
+        `fits ${fits.length ? fits.join(', ') : 'none of ' + REPORTED_BACKENDS.join(', ')}.`,
+      '  On native and cpu the packed weights are memory-mapped: pages of these files, shared with the page cache, resident once used.',
+    );
+  }
+  return lines;
+}
+
 /** `M M M A M …` grouped in tens, and the runs as index ranges. */
 function layerMap(types: readonly string[]): string[] {
   const letters = types.map((t) => (t === 'attention' ? 'A' : t === 'mamba' ? 'M' : '?'));
@@ -237,6 +337,7 @@ function formatReport(r: InspectReport): string {
       (isBackendAvailable('native') ? '' : ' native: @graniteflow/native is not installed here.'),
   );
   lines.push('  Weights other than the matrices (norms, router, conv1d, A_log, D, dt_bias) and the caches stay float32. Load with --dtype.');
+  if (r.checkpoint) lines.push(...formatCheckpoint(r.checkpoint));
   return lines.join('\n') + '\n';
 }
 
@@ -246,7 +347,8 @@ export const inspectCommand: Command = {
   help: () =>
     formatHelp(
       'graniteflow inspect [options] M   (M: a folder, a hub repo id or a preset name)',
-      'Reads only config.json (presets need no download): layers, parameter counts, and memory at each --dtype (f32, bf16, q8_0, q4_0) with the backends (native, wasm, cpu) it fits on this machine.',
+      'Reads only config.json (presets need no download): layers, parameter counts, and memory at each --dtype (f32, bf16, q8_0, q4_0) with the backends (native, wasm, cpu) it fits on this machine. ' +
+        'For a local folder, also what its safetensors headers hold: tensors and bytes per stored dtype, and for a packed checkpoint (graniteflow quantize) the memory it takes loaded as stored.',
       OPTIONS,
       ['graniteflow inspect granite-4.0-h-tiny', 'graniteflow inspect ./my-model --context-length 32768', 'graniteflow inspect ibm-granite/granite-4.0-h-small --json'],
     ),
@@ -267,6 +369,8 @@ export const inspectCommand: Command = {
     const source = resolveModelArg(arg);
     const { config, from } = await configOf(source, values);
     const report = inspectConfig(config, { model: source.name, source: from, contextLength, batchSize });
+    const checkpoint = source.kind === 'hub' ? undefined : inspectCheckpoint(source.folder, config, { contextLength, batchSize });
+    if (checkpoint) report.checkpoint = checkpoint;
     io.stdout.write(flag(values, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
     return 0;
   },
