@@ -47,8 +47,8 @@
 }
 
 /**
- * The f16 scales at p, p + stride, p + 2·stride, p + 3·stride as f32x4: decoded together, a quarter
- * of the scalar decoding's instructions, which otherwise weigh on a one-row block.
+ * The f16 scales at p, p + stride, p + 2·stride, p + 3·stride (four weight rows' blocks) as f32x4:
+ * decoded together, in a quarter of the scalar decoding's instructions per block.
  */
 // @ts-ignore: decorator
 @inline function fourHalves(p: usize, stride: usize): v128 {
