@@ -11,24 +11,9 @@ import {
   quantizeRows,
   type PackedFormat,
 } from '../src';
-import { describeBackends, expectClose, expectNoTensorLeak, maxAbsDiff, watchFastPath } from '../src/testing';
+import { describeBackends, expectClose, expectNoTensorLeak, maxAbsDiff, randomFloats, watchFastPath } from '../src/testing';
 
-/** A seeded uniform generator (mulberry32), so failures reproduce. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-function randomFloats(n: number, seed: number, scale = 1): Float32Array {
-  const next = random(seed);
-  return Float32Array.from({ length: n }, () => (next() * 2 - 1) * scale);
-}
 
 const f16 = (bytes: Uint8Array, at: number) => bytes[at] | (bytes[at + 1] << 8);
 

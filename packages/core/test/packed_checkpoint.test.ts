@@ -21,23 +21,12 @@ import {
   type PackedCheckpointTensor,
   type PackedFormat,
 } from '../src';
-import { expectNoTensorLeak } from '../src/testing';
+import { expectNoTensorLeak, seededRandom } from '../src/testing';
 import { GOLDEN } from './fixtures';
 
-/** A seeded uniform generator (mulberry32), so failures reproduce. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomFloats(n: number, seed: number): Float32Array {
-  const next = random(seed);
+  const next = seededRandom(seed);
   return Float32Array.from({ length: n }, () => next() * 2 - 1);
 }
 

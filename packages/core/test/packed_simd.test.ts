@@ -16,24 +16,9 @@ import {
 import { hasWasmSimd } from '../src/kernels/wasm_heap';
 import { simdInstance, simdKernels } from '../src/kernels/simd_module';
 import { ACTIVATION_QMAX, PACKED_MATVEC, type PackedMatvecExports } from '../src/packed/packed_matmul_simd';
-import { expectNoTensorLeak } from '../src/testing';
+import { expectNoTensorLeak, randomFloats } from '../src/testing';
 
-/** A seeded uniform generator (mulberry32), so failures reproduce. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-function randomFloats(n: number, seed: number, scale = 1): Float32Array {
-  const next = random(seed);
-  return Float32Array.from({ length: n }, () => (next() * 2 - 1) * scale);
-}
 
 /** The weight as the packed bytes hold it (the format's own decoding, tested in packed.test.ts). */
 function dequantized(format: PackedFormat, wf: Float32Array, out: number, inF: number): Float32Array {

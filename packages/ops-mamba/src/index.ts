@@ -33,4 +33,4 @@ export { MambaCache } from './modules/mamba_cache';
 export { DepthwiseConv1d } from './modules/depthwise_conv1d';
 export { GatedRMSNorm } from './modules/gated_rms_norm_module';
 export { Mamba2Mixer, type Mamba2ForwardOptions } from './modules/mamba2_mixer';
-export { setSimdEnabled } from './kernels/wasm/simd_switch';
+export { setSimdEnabled } from '@graniteflow/core';

@@ -7,3 +7,4 @@ export { describeBackends, testBackends } from './describe_backends';
 export { expectClose, maxAbsDiff, type Tolerance } from './assertions';
 export { expectNoTensorLeak } from './leaks';
 export { watchFastPath, type FastPathWatch } from './fast_path';
+export { randomFloats, seededRandom } from './random';

@@ -1,5 +1,4 @@
-import { wasmHeap, type WasmHeap } from '@graniteflow/core';
-import { isSimdEnabled } from './simd_switch';
+import { isSimdEnabled, wasmHeap, type WasmHeap } from '@graniteflow/core';
 
 /**
  * The wasm heap (core's {@link wasmHeap}) when this package's SIMD kernels are switched on and every
