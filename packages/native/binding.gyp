@@ -16,7 +16,10 @@
         "csrc/matmul_f_avx512.c",
         "csrc/gemm.c",
         "csrc/gemm_avx2.c",
-        "csrc/gemm_avx512.c"
+        "csrc/gemm_avx512.c",
+        "csrc/ssm.c",
+        "csrc/ssm_avx2.c",
+        "csrc/ssm_avx512.c"
       ],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "cflags": ["-std=c11", "-O3", "-fvisibility=hidden", "-ffp-contract=off"],

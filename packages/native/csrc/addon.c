@@ -19,7 +19,7 @@
 
 #include "gf_internal.h"
 
-#define MAX_ARGS 16
+#define MAX_ARGS 20
 #define MAX_SAFE_INTEGER 9007199254740991.0
 
 typedef struct {
@@ -360,6 +360,128 @@ static napi_value js_gemm_f32(napi_env env, napi_callback_info info) {
                                 batch, sa, sb, sc, accumulate));
 }
 
+/* ---- Mamba-2 kernels ---- */
+
+/* A number other than NaN (+-Infinity allowed: dtMax defaults to Infinity). */
+static double arg_number(call_t *c, size_t i, const char *name) {
+  if (c->failed) return 0;
+  double v;
+  if (type_of(c, i) != napi_number || napi_get_value_double(c->env, c->argv[i], &v) != napi_ok) {
+    throw_error(c, "type", NULL, "%s must be a number", name);
+    return 0;
+  }
+  if (v != v) throw_error(c, "range", NULL, "%s must not be NaN", name);
+  return v;
+}
+
+/* A Float32Array of exactly n elements, or NULL when the argument is null / undefined. */
+static const float *arg_f32_opt(call_t *c, size_t i, const char *name, int64_t n, view_t *out) {
+  napi_valuetype t = type_of(c, i);
+  out->data = NULL;
+  out->bytes = 0;
+  if (c->failed || t == napi_undefined || t == napi_null) return NULL;
+  *out = arg_view(c, i, name, napi_float32_array, (size_t)n * 4);
+  return (const float *)out->data;
+}
+
+/* ssmScan(x, dt, A_log, B, C, D, dt_bias, initialState | null, batch, seqLen, heads, headDim,
+ *         groups, stateSize, dtMin, dtMax, y, finalState) */
+static napi_value js_ssm_scan(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "ssmScan", 18)) return NULL;
+  int64_t batch = arg_count(&c, 8, "batch", MAX_DIM), T = arg_count(&c, 9, "seqLen", MAX_DIM),
+          H = arg_count(&c, 10, "heads", MAX_DIM), P = arg_count(&c, 11, "headDim", MAX_DIM),
+          G = arg_count(&c, 12, "groups", MAX_DIM), N = arg_count(&c, 13, "stateSize", MAX_DIM);
+  double dt_min = arg_number(&c, 14, "dtMin"), dt_max = arg_number(&c, 15, "dtMax");
+  if (!c.failed && (G == 0 || H % G != 0))
+    throw_error(&c, "range", NULL, "groups must be positive and divide heads = %lld, got %lld", (long long)H, (long long)G);
+  int64_t bt = mul_checked(&c, batch, T, "batch * seqLen");
+  int64_t n_x = mul_checked(&c, mul_checked(&c, bt, H, "batch * seqLen * heads"), P, "batch * seqLen * heads * headDim");
+  int64_t n_bc = mul_checked(&c, mul_checked(&c, bt, G, "batch * seqLen * groups"), N, "batch * seqLen * groups * stateSize");
+  int64_t n_s = mul_checked(&c, mul_checked(&c, batch * H, P, "batch * heads * headDim"), N, "batch * heads * headDim * stateSize");
+  view_t x = arg_view(&c, 0, "x", napi_float32_array, (size_t)n_x * 4);
+  view_t dt = arg_view(&c, 1, "dt", napi_float32_array, (size_t)(bt * H) * 4);
+  view_t a_log = arg_view(&c, 2, "A_log", napi_float32_array, (size_t)H * 4);
+  view_t b = arg_view(&c, 3, "B", napi_float32_array, (size_t)n_bc * 4);
+  view_t cc = arg_view(&c, 4, "C", napi_float32_array, (size_t)n_bc * 4);
+  view_t d = arg_view(&c, 5, "D", napi_float32_array, (size_t)H * 4);
+  view_t bias = arg_view(&c, 6, "dt_bias", napi_float32_array, (size_t)H * 4);
+  view_t init;
+  const float *init_data = arg_f32_opt(&c, 7, "initialState", n_s, &init);
+  view_t y = arg_view(&c, 16, "y", napi_float32_array, (size_t)n_x * 4);
+  view_t fs = arg_view(&c, 17, "finalState", napi_float32_array, (size_t)n_s * 4);
+  const view_t ins[] = {x, dt, a_log, b, cc, d, bias, init};
+  const char *const in_names[] = {"x", "dt", "A_log", "B", "C", "D", "dt_bias", "initialState"};
+  for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) {
+    check_disjoint(&c, y, "y", ins[i], in_names[i]);
+    /* finalState may be initialState itself (an in-place update), but not part of it. */
+    if (i == 7 && init.data == fs.data && init.bytes == fs.bytes) continue;
+    check_disjoint(&c, fs, "finalState", ins[i], in_names[i]);
+  }
+  check_disjoint(&c, fs, "finalState", y, "y");
+  if (c.failed) return NULL;
+  gf_ssm_scan_args a = {(const float *)x.data, (const float *)dt.data, (const float *)a_log.data,
+                        (const float *)b.data, (const float *)cc.data, (const float *)d.data,
+                        (const float *)bias.data, init_data, batch, T, H, P, G, N, dt_min, dt_max,
+                        (float *)y.data, (float *)fs.data};
+  return finish(&c, gf_ssm_scan(&a));
+}
+
+/* causalConv1d(x, weight, bias | null, convState | null, batch, seqLen, channels, kernelSize,
+ *              silu, y, newState) */
+static napi_value js_causal_conv1d(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "causalConv1d", 11)) return NULL;
+  int64_t batch = arg_count(&c, 4, "batch", MAX_DIM), T = arg_count(&c, 5, "seqLen", MAX_DIM),
+          C = arg_count(&c, 6, "channels", MAX_DIM), K = arg_count(&c, 7, "kernelSize", MAX_DIM);
+  bool silu = arg_bool(&c, 8, "silu");
+  if (!c.failed && K < 1) throw_error(&c, "range", NULL, "kernelSize must be at least 1, got 0");
+  int64_t n_x = mul_checked(&c, mul_checked(&c, batch, T, "batch * seqLen"), C, "batch * seqLen * channels");
+  int64_t n_s = mul_checked(&c, mul_checked(&c, batch, K > 0 ? K - 1 : 0, "batch * (kernelSize - 1)"), C,
+                            "batch * (kernelSize - 1) * channels");
+  view_t x = arg_view(&c, 0, "x", napi_float32_array, (size_t)n_x * 4);
+  view_t w = arg_view(&c, 1, "weight", napi_float32_array, (size_t)mul_checked(&c, C, K, "channels * kernelSize") * 4);
+  view_t bias, state;
+  const float *bias_data = arg_f32_opt(&c, 2, "bias", C, &bias);
+  const float *state_data = arg_f32_opt(&c, 3, "convState", n_s, &state);
+  view_t y = arg_view(&c, 9, "y", napi_float32_array, (size_t)n_x * 4);
+  view_t ns = arg_view(&c, 10, "newState", napi_float32_array, (size_t)n_s * 4);
+  const view_t ins[] = {x, w, bias, state};
+  const char *const in_names[] = {"x", "weight", "bias", "convState"};
+  for (size_t i = 0; i < 4; i++) {
+    check_disjoint(&c, y, "y", ins[i], in_names[i]);
+    check_disjoint(&c, ns, "newState", ins[i], in_names[i]);
+  }
+  check_disjoint(&c, ns, "newState", y, "y");
+  if (c.failed) return NULL;
+  gf_causal_conv1d_args a = {(const float *)x.data, (const float *)w.data, bias_data, state_data, batch, T, C, K,
+                             silu, (float *)y.data, (float *)ns.data};
+  return finish(&c, gf_causal_conv1d(&a));
+}
+
+/* gatedRmsNorm(y, z, weight, rows, dim, groupSize, eps, out) */
+static napi_value js_gated_rms_norm(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "gatedRmsNorm", 8)) return NULL;
+  int64_t rows = arg_count(&c, 3, "rows", MAX_DIM), dim = arg_count(&c, 4, "dim", MAX_DIM),
+          gs = arg_count(&c, 5, "groupSize", MAX_DIM);
+  double eps = arg_number(&c, 6, "eps");
+  if (!c.failed && (gs == 0 || dim % gs != 0))
+    throw_error(&c, "range", NULL, "groupSize must be positive and divide dim = %lld, got %lld", (long long)dim, (long long)gs);
+  int64_t n = mul_checked(&c, rows, dim, "rows * dim");
+  view_t y = arg_view(&c, 0, "y", napi_float32_array, (size_t)n * 4);
+  view_t z = arg_view(&c, 1, "z", napi_float32_array, (size_t)n * 4);
+  view_t w = arg_view(&c, 2, "weight", napi_float32_array, (size_t)dim * 4);
+  view_t out = arg_view(&c, 7, "out", napi_float32_array, (size_t)n * 4);
+  check_disjoint(&c, out, "out", y, "y");
+  check_disjoint(&c, out, "out", z, "z");
+  check_disjoint(&c, out, "out", w, "weight");
+  if (c.failed) return NULL;
+  gf_gated_rms_norm_args a = {(const float *)y.data, (const float *)z.data, (const float *)w.data, rows, dim, gs, eps,
+                              (float *)out.data};
+  return finish(&c, gf_gated_rms_norm(&a));
+}
+
 /* ---- mmap ---- */
 
 typedef struct {
@@ -631,6 +753,8 @@ NAPI_MODULE_INIT() {
       {"levelCap", js_level_cap},        {"kernelNames", js_kernel_names},
       {"counters", js_counters},         {"resetCounters", js_reset_counters},
       {"rowBytes", js_row_bytes},
+      {"ssmScan", js_ssm_scan},          {"causalConv1d", js_causal_conv1d},
+      {"gatedRmsNorm", js_gated_rms_norm},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -95,10 +95,18 @@ int gf_kernel_index(gf_family family, gf_format format) {
 }
 
 static char kernel_names[GF_KERNEL_COUNT][32];
+/* The single-entry kernels after gemmF32. */
+static const char *const single_names[GF_KERNEL_COUNT - GF_KERNEL_SSM_SCAN] = {"ssmScan", "causalConv1d",
+                                                                             "gatedRmsNorm"};
 
 /* "family.format" for every kernel but gemmF32, built once at load. */
 __attribute__((constructor)) static void gf_names_init(void) {
   for (int k = 0; k < GF_KERNEL_COUNT; k++) {
+    if (k >= GF_KERNEL_SSM_SCAN) {
+      const char *name = single_names[k - GF_KERNEL_SSM_SCAN];
+      memcpy(kernel_names[k], name, strlen(name) + 1);
+      continue;
+    }
     const char *family = family_names[k / GF_FMT_COUNT];
     if (k == GF_KERNEL_GEMM_F32) {
       memcpy(kernel_names[k], family, strlen(family) + 1);
@@ -119,7 +127,9 @@ const char *gf_kernel_name(int kernel) {
 /* The highest level implemented for a kernel in this build. */
 static gf_level implemented_level(int kernel) {
 #if GF_X86
-  if (kernel == GF_KERNEL_GEMM_F32) return GF_LEVEL_AVX512;
+  if (kernel == GF_KERNEL_GEMM_F32 || kernel == GF_KERNEL_SSM_SCAN) return GF_LEVEL_AVX512;
+  /* Short streaming loops the compiler vectorizes at the baseline. */
+  if (kernel == GF_KERNEL_CAUSAL_CONV1D || kernel == GF_KERNEL_GATED_RMS_NORM) return GF_LEVEL_SCALAR;
   gf_format format = (gf_format)(kernel % GF_FMT_COUNT);
   gf_family family = (gf_family)(kernel / GF_FMT_COUNT);
   /* f32 quantize / dequantize are copies: nothing for SIMD to add. */

@@ -27,9 +27,13 @@ typedef enum {
   GF_FAMILY_COUNT
 } gf_family;
 
-/* Kernels are counted and dispatched per family x format; gemmF32 has a single entry. */
-#define GF_KERNEL_COUNT (4 * GF_FMT_COUNT + 1)
+/* Kernels are counted and dispatched per family x format; gemmF32 and the Mamba-2 kernels after
+ * it have a single entry each. */
 #define GF_KERNEL_GEMM_F32 (4 * GF_FMT_COUNT)
+#define GF_KERNEL_SSM_SCAN (GF_KERNEL_GEMM_F32 + 1)
+#define GF_KERNEL_CAUSAL_CONV1D (GF_KERNEL_GEMM_F32 + 2)
+#define GF_KERNEL_GATED_RMS_NORM (GF_KERNEL_GEMM_F32 + 3)
+#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 4)
 
 enum { GF_OK = 0, GF_ERR_NOMEM = 1 };
 
@@ -93,6 +97,51 @@ int gf_matmul(gf_format format, const void *w, int64_t out_features, int64_t in_
 int gf_gemm_f32(const float *a, const float *b, float *c, int64_t m, int64_t n, int64_t k,
                 bool transpose_a, bool transpose_b, int64_t batch, int64_t stride_a,
                 int64_t stride_b, int64_t stride_c, bool accumulate);
+
+/*
+ * Mamba-2 selective scan (ssm.c): S_t = exp(dt A) S_{t-1} + dt x_t (x) B_t, y_t = S_t . C_t + D x_t
+ * per head, head h reading group h / (heads / groups), dt = clamp(softplus(dt_raw + dt_bias),
+ * dt_min, dt_max), A = -exp(a_log). A decode step is a scan of one token from the previous state.
+ */
+typedef struct {
+  const float *x;             /* [batch, seq_len, heads, head_dim] */
+  const float *dt;            /* [batch, seq_len, heads], before dt_bias and softplus */
+  const float *a_log;         /* [heads] */
+  const float *b, *c;         /* [batch, seq_len, groups, state_size] */
+  const float *d;             /* [heads] */
+  const float *dt_bias;       /* [heads] */
+  const float *initial_state; /* [batch, heads, head_dim, state_size]; NULL: zeros */
+  int64_t batch, seq_len, heads, head_dim, groups, state_size; /* groups divides heads */
+  double dt_min, dt_max;
+  float *y;                   /* [batch, seq_len, heads, head_dim] */
+  float *final_state;         /* [batch, heads, head_dim, state_size]; may be initial_state */
+} gf_ssm_scan_args;
+int gf_ssm_scan(const gf_ssm_scan_args *args);
+
+/* Causal depthwise conv over time, channels-last: y_t[c] = act(bias[c] + sum_k w[c, k] u_{t-K+1+k}[c])
+ * with u = [conv_state (zeros when NULL), x]; new_state receives the last K - 1 rows of u. */
+typedef struct {
+  const float *x;          /* [batch, seq_len, channels] */
+  const float *weight;     /* [channels, kernel_size] */
+  const float *bias;       /* [channels] or NULL */
+  const float *conv_state; /* [batch, kernel_size - 1, channels] or NULL */
+  int64_t batch, seq_len, channels, kernel_size; /* kernel_size >= 1 */
+  bool silu;
+  float *y;                /* [batch, seq_len, channels] */
+  float *new_state;        /* [batch, kernel_size - 1, channels] */
+} gf_causal_conv1d_args;
+int gf_causal_conv1d(const gf_causal_conv1d_args *args);
+
+/* Gated RMSNorm, gate before norm: g = y silu(z); each group of group_size channels is scaled by
+ * 1 / sqrt(mean(g^2) + eps), then by weight. */
+typedef struct {
+  const float *y, *z; /* [rows, dim] */
+  const float *weight; /* [dim] */
+  int64_t rows, dim, group_size; /* group_size divides dim */
+  double eps;
+  float *out;         /* [rows, dim] */
+} gf_gated_rms_norm_args;
+int gf_gated_rms_norm(const gf_gated_rms_norm_args *args);
 
 /* IEEE half <-> float (round to nearest even), bf16 <-> float, exactly as ggml's references. */
 uint16_t gf_fp32_to_fp16(float f);

@@ -215,4 +215,13 @@ int gf_gemm_run(const gf_gemm_problem *p, gf_level level);
 int gf_rowdot(gf_format format, gf_level level, const void *w, size_t w_row_bytes, int64_t out,
               int64_t in, const float *x, int64_t n, float *y, bool accumulate);
 
+/* ---- Mamba-2 selective scan (ssm.c, ssm_*.c) ----
+ * One token of one state row: s[i] = decay s[i] + dx b[i]; returns sum_i s[i] c[i]. */
+typedef float (*gf_ssm_step_fn)(float *s, const float *b, const float *c, int64_t n, float decay,
+                                float dx);
+#if GF_X86
+float gf_ssm_step_avx2(float *s, const float *b, const float *c, int64_t n, float decay, float dx);
+float gf_ssm_step_avx512(float *s, const float *b, const float *c, int64_t n, float decay, float dx);
+#endif
+
 #endif

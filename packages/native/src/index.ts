@@ -27,12 +27,18 @@ export type KernelName =
   | `dequantize.${Format}`
   | `dequantizeRows.${Format}`
   | `matmul.${Format}`
-  | 'gemmF32';
+  | 'gemmF32'
+  | 'ssmScan'
+  | 'causalConv1d'
+  | 'gatedRmsNorm';
 export const KERNELS: readonly KernelName[] = [
   ...(['quantize', 'dequantize', 'dequantizeRows', 'matmul'] as const).flatMap((family) =>
     FORMATS.map((format) => `${family}.${format}` as KernelName),
   ),
   'gemmF32',
+  'ssmScan',
+  'causalConv1d',
+  'gatedRmsNorm',
 ];
 
 export type TypedArray =
@@ -77,6 +83,61 @@ export interface GemmOptions {
   strideC?: number;
   /** Add to C instead of overwriting it. */
   accumulate?: boolean;
+}
+
+/** Sizes of one Mamba-2 selective scan (a decode step is a scan with seqLen 1). */
+export interface SsmScanDims {
+  batch: number;
+  seqLen: number;
+  /** Hm */
+  heads: number;
+  /** P */
+  headDim: number;
+  /** G, which divides heads: head h reads group h / (heads / groups) */
+  groups: number;
+  /** N */
+  stateSize: number;
+}
+
+/** Inputs of {@link Native.ssmScan}, float32, in ops-mamba's `SelectiveScan` layouts. */
+export interface SsmScanInputs {
+  /** [batch, seqLen, heads, headDim] */
+  x: Float32Array;
+  /** [batch, seqLen, heads], before dt_bias and softplus */
+  dt: Float32Array;
+  /** [heads] log of −A */
+  A_log: Float32Array;
+  /** [batch, seqLen, groups, stateSize] */
+  B: Float32Array;
+  /** [batch, seqLen, groups, stateSize] */
+  C: Float32Array;
+  /** [heads] */
+  D: Float32Array;
+  /** [heads] */
+  dt_bias: Float32Array;
+  /** [batch, heads, headDim, stateSize] state before the first token (zeros when absent) */
+  initialState?: Float32Array;
+}
+
+/** Sizes of one causal depthwise conv. */
+export interface CausalConv1dDims {
+  batch: number;
+  seqLen: number;
+  channels: number;
+  /** K ≥ 1; tap K − 1 multiplies the current token */
+  kernelSize: number;
+}
+
+/** Inputs of {@link Native.causalConv1d}, channels-last float32. */
+export interface CausalConv1dInputs {
+  /** [batch, seqLen, channels] */
+  x: Float32Array;
+  /** [channels, kernelSize] */
+  weight: Float32Array;
+  /** [channels] */
+  bias?: Float32Array;
+  /** [batch, kernelSize − 1, channels] raw inputs before x (zeros when absent) */
+  convState?: Float32Array;
 }
 
 export type MmapAdvice = 'normal' | 'sequential' | 'random' | 'willneed';
@@ -142,6 +203,43 @@ export interface Native {
     transposeB: boolean,
     options?: GemmOptions,
   ): void;
+  /**
+   * The Mamba-2 selective scan as its sequential recurrence (ops-mamba's `selectiveScanImpl`):
+   * `S_t = exp(dt·A)·S_{t−1} + dt·x_t⊗B_t`, `y_t = S_t·C_t + D·x_t` with
+   * `dt = clamp(softplus(dt + dt_bias), dtMin, dtMax)` and `A = −exp(A_log)`. Threads split the
+   * (sequence, head) pairs. `out.finalState` may be `inputs.initialState` itself (updated in place).
+   */
+  ssmScan(
+    inputs: SsmScanInputs,
+    dims: SsmScanDims,
+    dtMin: number,
+    dtMax: number,
+    out: { y: Float32Array; finalState: Float32Array },
+  ): void;
+  /**
+   * Causal depthwise conv over time (ops-mamba's `causalConv1dImpl`): `y_t[c] = act(bias[c] +
+   * Σ_k w[c, k]·u_{t−K+1+k}[c])` over u = [convState, x]; `out.newState` gets u's last K − 1 rows.
+   */
+  causalConv1d(
+    inputs: CausalConv1dInputs,
+    dims: CausalConv1dDims,
+    activation: 'silu' | 'none',
+    out: { y: Float32Array; newState: Float32Array },
+  ): void;
+  /**
+   * Gated RMSNorm, gate before norm: `g = y·silu(z)`, each group of `groupSize` channels of a
+   * [rows, dim] row scaled by 1/sqrt(mean(g²) + eps), then by `weight` [dim].
+   */
+  gatedRmsNorm(
+    y: Float32Array,
+    z: Float32Array,
+    weight: Float32Array,
+    rows: number,
+    dim: number,
+    groupSize: number,
+    eps: number,
+    out: Float32Array,
+  ): void;
   /** Threads in all (the calling thread takes part); workers start on the next parallel call. */
   setThreads(n: number): void;
   threads(): number;
@@ -178,6 +276,21 @@ interface Binding {
     ta: boolean, tb: boolean, batch: number, sa: number, sb: number, sc: number, accumulate: boolean,
   ): void;
   mmapFile(filePath: string, offset: number, length: number | undefined, advice: string): ArrayBuffer;
+  ssmScan(
+    x: Float32Array, dt: Float32Array, aLog: Float32Array, b: Float32Array, c: Float32Array,
+    d: Float32Array, dtBias: Float32Array, initialState: Float32Array | null, batch: number,
+    seqLen: number, heads: number, headDim: number, groups: number, stateSize: number,
+    dtMin: number, dtMax: number, y: Float32Array, finalState: Float32Array,
+  ): void;
+  causalConv1d(
+    x: Float32Array, weight: Float32Array, bias: Float32Array | null, convState: Float32Array | null,
+    batch: number, seqLen: number, channels: number, kernelSize: number, silu: boolean,
+    y: Float32Array, newState: Float32Array,
+  ): void;
+  gatedRmsNorm(
+    y: Float32Array, z: Float32Array, weight: Float32Array, rows: number, dim: number,
+    groupSize: number, eps: number, out: Float32Array,
+  ): void;
   setThreads(n: number): void;
   threads(): number;
   cpuFeatures(): CpuFeatures;
@@ -270,6 +383,12 @@ function flag(fn: string, name: string, value: unknown): boolean {
   return value;
 }
 
+function number(fn: string, name: string, value: unknown): number {
+  if (typeof value !== 'number') throw new TypeError(`${fn}: ${name} must be a number, got ${describe(value)}`);
+  if (Number.isNaN(value)) throw new RangeError(`${fn}: ${name} must be a number other than NaN`);
+  return value;
+}
+
 function levelOf(fn: string, level: unknown): Level {
   if (typeof level !== 'string' || !(LEVELS as readonly string[]).includes(level))
     throw new RangeError(`${fn}: level must be one of ${LEVELS.join(', ')}, got ${describe(level)}`);
@@ -350,6 +469,61 @@ function wrap(binding: Binding, binaryPath: string): Native {
       float32(fn, 'y', y, nRows * outFeatures, `nRows * outFeatures = ${nRows} * ${outFeatures}`);
       const accumulate = flag(fn, 'options.accumulate', options.accumulate);
       binding.matmul(f, w, outFeatures, inFeatures, x, nRows, y, accumulate);
+    },
+    ssmScan(inputs, dims, dtMin, dtMax, out) {
+      const fn = 'ssmScan';
+      const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.seqLen', dims.seqLen);
+      const H = count(fn, 'dims.heads', dims.heads), P = count(fn, 'dims.headDim', dims.headDim);
+      const G = count(fn, 'dims.groups', dims.groups), N = count(fn, 'dims.stateSize', dims.stateSize);
+      if (G === 0 || H % G !== 0)
+        throw new RangeError(`${fn}: dims.groups must be positive and divide dims.heads = ${H}, got ${G}`);
+      const lo = number(fn, 'dtMin', dtMin), hi = number(fn, 'dtMax', dtMax);
+      const xs = `batch * seqLen * heads * headDim = ${batch} * ${T} * ${H} * ${P}`;
+      const bcs = `batch * seqLen * groups * stateSize = ${batch} * ${T} * ${G} * ${N}`;
+      const ss = `batch * heads * headDim * stateSize = ${batch} * ${H} * ${P} * ${N}`;
+      const x = float32(fn, 'inputs.x', inputs.x, batch * T * H * P, xs);
+      const dt = float32(fn, 'inputs.dt', inputs.dt, batch * T * H, `batch * seqLen * heads = ${batch} * ${T} * ${H}`);
+      const aLog = float32(fn, 'inputs.A_log', inputs.A_log, H, 'heads');
+      const b = float32(fn, 'inputs.B', inputs.B, batch * T * G * N, bcs);
+      const c = float32(fn, 'inputs.C', inputs.C, batch * T * G * N, bcs);
+      const d = float32(fn, 'inputs.D', inputs.D, H, 'heads');
+      const bias = float32(fn, 'inputs.dt_bias', inputs.dt_bias, H, 'heads');
+      const init = inputs.initialState === undefined ? null : float32(fn, 'inputs.initialState', inputs.initialState, batch * H * P * N, ss);
+      const y = float32(fn, 'out.y', out.y, batch * T * H * P, xs);
+      const finalState = float32(fn, 'out.finalState', out.finalState, batch * H * P * N, ss);
+      binding.ssmScan(x, dt, aLog, b, c, d, bias, init, batch, T, H, P, G, N, lo, hi, y, finalState);
+    },
+    causalConv1d(inputs, dims, activation, out) {
+      const fn = 'causalConv1d';
+      const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.seqLen', dims.seqLen);
+      const C = count(fn, 'dims.channels', dims.channels), K = count(fn, 'dims.kernelSize', dims.kernelSize);
+      if (K === 0) throw new RangeError(`${fn}: dims.kernelSize must be at least 1, got 0`);
+      if (activation !== 'silu' && activation !== 'none')
+        throw new RangeError(`${fn}: activation must be 'silu' or 'none', got ${describe(activation)}`);
+      const xs = `batch * seqLen * channels = ${batch} * ${T} * ${C}`;
+      const ss = `batch * (kernelSize - 1) * channels = ${batch} * ${K - 1} * ${C}`;
+      const x = float32(fn, 'inputs.x', inputs.x, batch * T * C, xs);
+      const w = float32(fn, 'inputs.weight', inputs.weight, C * K, `channels * kernelSize = ${C} * ${K}`);
+      const bias = inputs.bias === undefined ? null : float32(fn, 'inputs.bias', inputs.bias, C, 'channels');
+      const state = inputs.convState === undefined ? null : float32(fn, 'inputs.convState', inputs.convState, batch * (K - 1) * C, ss);
+      const y = float32(fn, 'out.y', out.y, batch * T * C, xs);
+      const newState = float32(fn, 'out.newState', out.newState, batch * (K - 1) * C, ss);
+      binding.causalConv1d(x, w, bias, state, batch, T, C, K, activation === 'silu', y, newState);
+    },
+    gatedRmsNorm(y, z, weight, rows, dim, groupSize, eps, out) {
+      const fn = 'gatedRmsNorm';
+      count(fn, 'rows', rows);
+      count(fn, 'dim', dim);
+      count(fn, 'groupSize', groupSize);
+      if (groupSize === 0 || dim % groupSize !== 0)
+        throw new RangeError(`${fn}: groupSize must be positive and divide dim = ${dim}, got ${groupSize}`);
+      number(fn, 'eps', eps);
+      const n = `rows * dim = ${rows} * ${dim}`;
+      float32(fn, 'y', y, rows * dim, n);
+      float32(fn, 'z', z, rows * dim, n);
+      float32(fn, 'weight', weight, dim, 'dim');
+      float32(fn, 'out', out, rows * dim, n);
+      binding.gatedRmsNorm(y, z, weight, rows, dim, groupSize, eps, out);
     },
     gemmF32(a, b, c, M, N, K, transposeA, transposeB, options = {}) {
       const fn = 'gemmF32';

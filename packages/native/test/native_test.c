@@ -258,6 +258,156 @@ static void test_conversions(void) {
   check(gf_fp32_to_bf16(1.00390625f) == 0x3f80 && gf_fp32_to_bf16(1.01171875f) == 0x3f82, "bf16 ties to even");
 }
 
+/* ---- Mamba-2 kernels ---- */
+
+static float *alloc_uniform(int64_t n, float lo, float hi) {
+  float *p = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * (uniform() * 0.5f + 0.5f);
+  return p;
+}
+
+/* The recurrence in double, from the formula, for the float outputs to be compared against. */
+static double scan_error(const gf_ssm_scan_args *a) {
+  const int64_t T = a->seq_len, H = a->heads, P = a->head_dim, G = a->groups, N = a->state_size;
+  double worst = 0;
+  double *s = (double *)calloc((size_t)(a->batch * H * P * N), sizeof(double));
+  /* An in-place caller passes a copy of the state as initial_state (see scan_case). */
+  if (a->initial_state && a->initial_state != a->final_state)
+    for (int64_t i = 0; i < a->batch * H * P * N; i++) s[i] = a->initial_state[i];
+  for (int64_t b = 0; b < a->batch; b++)
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t h = 0; h < H; h++) {
+        double v = (double)a->dt[(b * T + t) * H + h] + a->dt_bias[h];
+        double dt = v > 20 ? v : log1p(exp(v));
+        dt = dt < a->dt_min ? a->dt_min : dt > a->dt_max ? a->dt_max : dt;
+        const double decay = exp(-dt * exp((double)a->a_log[h]));
+        const int64_t g = h / (H / G);
+        for (int64_t p = 0; p < P; p++) {
+          const int64_t xi = ((b * T + t) * H + h) * P + p;
+          double acc = 0;
+          for (int64_t n = 0; n < N; n++) {
+            double *sv = s + ((b * H + h) * P + p) * N + n;
+            const int64_t bn = ((b * T + t) * G + g) * N + n;
+            *sv = decay * *sv + dt * a->x[xi] * a->b[bn];
+            acc += *sv * a->c[bn];
+          }
+          const double ref = acc + a->d[h] * a->x[xi];
+          worst = fmax(worst, fabs(a->y[xi] - ref) / (1e-5 + 1e-4 * fabs(ref)));
+        }
+      }
+  for (int64_t i = 0; i < a->batch * H * P * N; i++)
+    worst = fmax(worst, fabs(a->final_state[i] - s[i]) / (1e-5 + 1e-4 * fabs(s[i])));
+  free(s);
+  return worst;
+}
+
+static void scan_case(gf_level level, int64_t batch, int64_t T, int64_t H, int64_t P, int64_t G, int64_t N,
+                      int with_state, int in_place, int threads) {
+  gf_set_level_cap(level);
+  gf_set_threads(threads);
+  const int64_t nx = batch * T * H * P, nbc = batch * T * G * N, ns = batch * H * P * N;
+  gf_ssm_scan_args a = {0};
+  float *x = alloc_uniform(nx, -1, 1), *dt = alloc_uniform(batch * T * H, -3, 1), *alog = alloc_uniform(H, -1, 1.5f);
+  float *b = alloc_uniform(nbc, -1, 1), *c = alloc_uniform(nbc, -1, 1), *d = alloc_uniform(H, -1, 1);
+  float *bias = alloc_uniform(H, -1, 1), *init = with_state ? alloc_uniform(ns, -1, 1) : NULL;
+  float *y = alloc_uniform(nx, 9, 9), *fs = in_place ? init : alloc_uniform(ns, 9, 9);
+  float *init_copy = NULL;
+  if (in_place) {
+    init_copy = (float *)malloc((size_t)ns * sizeof(float));
+    memcpy(init_copy, init, (size_t)ns * sizeof(float));
+  }
+  a = (gf_ssm_scan_args){x, dt, alog, b, c, d, bias, init, batch, T, H, P, G, N, 0.001, 0.5, y, fs};
+  uint64_t before = gf_counter(GF_KERNEL_SSM_SCAN, gf_kernel_level(GF_KERNEL_SSM_SCAN));
+  check(gf_ssm_scan(&a) == GF_OK, "ssmScan returns GF_OK");
+  check(gf_counter(GF_KERNEL_SSM_SCAN, level) == before + 1, "ssmScan counted at its level");
+  gf_ssm_scan_args ref = a;
+  if (in_place) ref.initial_state = init_copy;
+  char what[160];
+  snprintf(what, sizeof what, "ssmScan %s %lldx%lldx%lldx%lldx%lldx%lld state=%d in_place=%d threads=%d within float32 error",
+           gf_level_name(level), (long long)batch, (long long)T, (long long)H, (long long)P, (long long)G, (long long)N,
+           with_state, in_place, threads);
+  check(scan_error(&ref) <= 1.0, what);
+  free(x), free(dt), free(alog), free(b), free(c), free(d), free(bias), free(y), free(init_copy);
+  if (!in_place) free(fs);
+  free(init);
+  gf_set_level_cap(GF_LEVEL_AVX512);
+  gf_set_threads(1);
+}
+
+static void test_ssm_scan(gf_level level) {
+  for (int threads = 1; threads <= 2; threads++) {
+    scan_case(level, 1, 1, 1, 1, 1, 1, 0, 0, threads);
+    scan_case(level, 2, 5, 4, 3, 2, 37, 1, 0, threads); /* masked / scalar tails of the SIMD steps */
+    scan_case(level, 1, 3, 6, 2, 3, 16, 0, 0, threads);
+    scan_case(level, 1, 9, 4, 4, 1, 128, 1, 0, threads);
+    scan_case(level, 2, 1, 8, 4, 2, 48, 1, 1, threads); /* a decode step updating the state in place */
+  }
+}
+
+static void test_causal_conv1d(void) {
+  const int64_t shapes[][4] = {{1, 1, 5, 4}, {2, 2, 37, 4}, {2, 9, 33, 3}, {1, 3, 8, 1}, {1, 40, 70, 4}};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (int variant = 0; variant < 4; variant++) {
+      const int64_t B = shapes[si][0], T = shapes[si][1], C = shapes[si][2], K = shapes[si][3], S = K - 1;
+      const int with_state = variant & 1, with_bias = variant & 2, silu = variant != 1;
+      gf_set_threads(1 + variant % 2);
+      float *x = alloc_uniform(B * T * C, -1, 1), *w = alloc_uniform(C * K, -1, 1);
+      float *bias = with_bias ? alloc_uniform(C, -1, 1) : NULL, *st = with_state ? alloc_uniform(B * S * C, -1, 1) : NULL;
+      float *y = alloc_uniform(B * T * C, 9, 9), *ns = alloc_uniform(B * S * C, 9, 9);
+      gf_causal_conv1d_args a = {x, w, bias, st, B, T, C, K, silu, y, ns};
+      check(gf_causal_conv1d(&a) == GF_OK, "causalConv1d returns GF_OK");
+      double worst = 0;
+      int state_ok = 1;
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++) {
+#define U(r) ((r) < S ? (st ? st[(b * S + (r)) * C + c] : 0.0f) : x[(b * T + (r) - S) * C + c])
+          for (int64_t t = 0; t < T; t++) {
+            double v = bias ? bias[c] : 0;
+            for (int64_t k = 0; k < K; k++) v += (double)w[c * K + k] * U(t + k);
+            if (silu) v = v / (1 + exp(-v));
+            worst = fmax(worst, fabs(y[(b * T + t) * C + c] - v) / (1e-6 + 1e-5 * fabs(v)));
+          }
+          for (int64_t i = 0; i < S; i++) state_ok &= ns[(b * S + i) * C + c] == U(T + i);
+#undef U
+        }
+      char what[120];
+      snprintf(what, sizeof what, "causalConv1d %lldx%lldx%lldx%lld variant %d equals the double conv", (long long)B,
+               (long long)T, (long long)C, (long long)K, variant);
+      check(worst <= 1.0, what);
+      check(state_ok, "causalConv1d new state is the last K - 1 inputs");
+      free(x), free(w), free(bias), free(st), free(y), free(ns);
+    }
+  gf_set_threads(1);
+}
+
+static void test_gated_rms_norm(void) {
+  const int64_t shapes[][3] = {{1, 8, 8}, {3, 64, 16}, {5, 300, 100}, {2, 3072, 3072}};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const int64_t rows = shapes[si][0], dim = shapes[si][1], gs = shapes[si][2];
+    gf_set_threads(1 + (int)(si % 2));
+    float *y = alloc_uniform(rows * dim, -3, 3), *z = alloc_uniform(rows * dim, -4, 4), *w = alloc_uniform(dim, -1, 1);
+    float *o = alloc_uniform(rows * dim, 9, 9);
+    gf_gated_rms_norm_args a = {y, z, w, rows, dim, gs, 1e-5, o};
+    check(gf_gated_rms_norm(&a) == GF_OK, "gatedRmsNorm returns GF_OK");
+    double worst = 0;
+    for (int64_t i0 = 0; i0 < rows * dim; i0 += gs) {
+      double sum = 0;
+      for (int64_t i = i0; i < i0 + gs; i++) {
+        const double g = y[i] * (z[i] / (1 + exp(-(double)z[i])));
+        sum += g * g;
+      }
+      const double inv = 1 / sqrt(sum / (double)gs + 1e-5);
+      for (int64_t i = i0; i < i0 + gs; i++) {
+        const double ref = y[i] * (z[i] / (1 + exp(-(double)z[i]))) * inv * w[i % dim];
+        worst = fmax(worst, fabs(o[i] - ref) / (1e-6 + 1e-5 * fabs(ref)));
+      }
+    }
+    check(worst <= 1.0, "gatedRmsNorm equals the double norm");
+    free(y), free(z), free(w), free(o);
+  }
+  gf_set_threads(1);
+}
+
 int main(void) {
   gf_level best = gf_cpu_level();
   printf("cpu level: %s\n", gf_level_name(best));
@@ -266,7 +416,10 @@ int main(void) {
     test_quantize((gf_level)l);
     test_matmul((gf_level)l);
     test_gemm((gf_level)l);
+    test_ssm_scan((gf_level)l);
   }
+  test_causal_conv1d();
+  test_gated_rms_norm();
   for (int l = (int)best + 1; l < GF_LEVEL_COUNT; l++)
     printf("skipped level %s: not on this CPU or not in this build\n", gf_level_name((gf_level)l));
   printf("%d passed, %d failed\n", passed, failed);
