@@ -42,6 +42,44 @@ export interface NativeAddon {
     path: string,
     options?: { offset?: number; length?: number; advice?: 'normal' | 'sequential' | 'random' | 'willneed' },
   ): ArrayBuffer;
+  /**
+   * The Mamba-2 selective scan's sequential recurrence over float32 arrays in ops-mamba's
+   * `SelectiveScan` layouts (a decode step is a scan of one token from the previous state).
+   */
+  ssmScan(
+    inputs: {
+      x: Float32Array;
+      dt: Float32Array;
+      A_log: Float32Array;
+      B: Float32Array;
+      C: Float32Array;
+      D: Float32Array;
+      dt_bias: Float32Array;
+      initialState?: Float32Array;
+    },
+    dims: { batch: number; seqLen: number; heads: number; headDim: number; groups: number; stateSize: number },
+    dtMin: number,
+    dtMax: number,
+    out: { y: Float32Array; finalState: Float32Array },
+  ): void;
+  /** Causal depthwise conv over time, channels-last, with its K − 1 input state. */
+  causalConv1d(
+    inputs: { x: Float32Array; weight: Float32Array; bias?: Float32Array; convState?: Float32Array },
+    dims: { batch: number; seqLen: number; channels: number; kernelSize: number },
+    activation: 'silu' | 'none',
+    out: { y: Float32Array; newState: Float32Array },
+  ): void;
+  /** Gated RMSNorm (gate before norm) of [rows, dim] in groups of `groupSize` channels. */
+  gatedRmsNorm(
+    y: Float32Array,
+    z: Float32Array,
+    weight: Float32Array,
+    rows: number,
+    dim: number,
+    groupSize: number,
+    eps: number,
+    out: Float32Array,
+  ): void;
   /** Calls per kernel (`matmul.q4_0`, `gemmF32`, …) and instruction-set level since load. */
   counters(): Record<string, Record<string, number>>;
   /** The instruction-set level a kernel runs at (`scalar`, `avx2`, `avx512`). */

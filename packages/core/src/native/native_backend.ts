@@ -4,6 +4,7 @@
  * kernels replaced by `@graniteflow/native`'s multi-threaded SIMD ones.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { PRESENT_INPUTS_ATTR, presentInputNames } from '../kernels/present_inputs';
 import { nativeAddon, type NativeAddon } from './native_addon';
 
 export const NATIVE_BACKEND = 'native';
@@ -90,28 +91,36 @@ export function registerNativeBackend(): boolean {
   return true;
 }
 
+/** One float32 output of a {@link nativeKernel}. */
+export type NativeOutput = { shape: number[]; values: Float32Array };
+
 /**
  * A kernel of the `native` backend computed by `@graniteflow/native`, for
- * `KernelDefinition.backendKernels`: `run` gets the addon, the inputs' arrays and shapes, and the
- * attrs, and returns one float32 output with its shape. Null when the addon is not loaded.
+ * `KernelDefinition.backendKernels`: `run` gets the addon, the inputs' arrays and shapes (absent
+ * optional inputs left out), and the attrs, and returns the float32 output with its shape, or a
+ * list of them. Null when the addon is not loaded.
  */
 export function nativeKernel<A>(
   run: (
     addon: NativeAddon,
     inputs: Record<string, { values: Float32Array | Int32Array; shape: number[] }>,
     attrs: A,
-  ) => { shape: number[]; values: Float32Array },
+  ) => NativeOutput | NativeOutput[],
 ): () => tf.KernelFunc | null {
   return () => {
     const addon = nativeAddon();
     if (addon === null) return null;
     return ({ inputs, backend, attrs }) => {
       const cpu = backend as unknown as CpuBackendLike;
+      const named = inputs as Record<string, tf.TensorInfo>;
+      const present = attrs !== undefined && PRESENT_INPUTS_ATTR in attrs ? presentInputNames(attrs) : Object.keys(named);
       const arrays: Record<string, { values: Float32Array | Int32Array; shape: number[] }> = {};
-      for (const [name, info] of Object.entries(inputs as Record<string, tf.TensorInfo>)) {
+      for (const name of present) {
+        const info = named[name];
         arrays[name] = { values: cpu.data.get(info.dataId).values as Float32Array | Int32Array, shape: info.shape };
       }
       const out = run(addon, arrays, attrs as unknown as A);
+      if (Array.isArray(out)) return out.map((o) => cpu.makeTensorInfo(o.shape, 'float32', o.values));
       return cpu.makeTensorInfo(out.shape, 'float32', out.values);
     };
   };
