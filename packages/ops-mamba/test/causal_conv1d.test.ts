@@ -1,4 +1,4 @@
-import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
+import { describeBackends, expectClose, expectNoTensorLeak, watchFastPath } from '@graniteflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { causalConv1d, causalConv1dKernel } from '../src';
 import { naiveConv } from './naive';
@@ -9,6 +9,24 @@ const TOL = { atol: 1e-5, rtol: 1e-5 };
 describeBackends('causalConv1d', (backend) => {
   it('runs fused on cpu and wasm', () => {
     expect(causalConv1dKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
+  });
+
+  it('runs its fast path (on native, @graniteflow/native causalConv1d)', () => {
+    const x = tf.tensor3d([[[1], [2], [3]]]);
+    const w = tf.tensor2d([[1, 10, 100]]);
+    const bias = tf.tensor1d([0.5]);
+    const state = tf.tensor3d([[[7], [8]]]);
+    const watch = watchFastPath(backend, causalConv1dKernel, 'causalConv1d');
+    try {
+      const out = causalConv1d(x, w, { bias, convState: state, activation: 'none' });
+      expect(watch.calls()).toBe(1);
+      // u = [7, 8, 1, 2, 3]: y_t = u_t + 10·u_{t+1} + 100·u_{t+2} + 0.5.
+      expectClose(out.y, [7 + 80 + 100 + 0.5, 8 + 10 + 200 + 0.5, 1 + 20 + 300 + 0.5]);
+      expectClose(out.convState, [2, 3]);
+      tf.dispose([x, w, bias, state, out.y, out.convState]);
+    } finally {
+      watch.restore();
+    }
   });
 
   it('a hand-computed case: taps, bias, state and the returned state', () => {

@@ -1,4 +1,4 @@
-import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
+import { describeBackends, expectClose, expectNoTensorLeak, watchFastPath } from '@graniteflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { gatedRmsNorm, gatedRmsNormKernel } from '../src';
 import { naiveGatedNorm } from './naive';
@@ -7,6 +7,21 @@ import { f64, randn } from './random';
 describeBackends('gatedRmsNorm', (backend) => {
   it('runs fused on cpu and wasm', () => {
     expect(gatedRmsNormKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
+  });
+
+  it('runs its fast path (on native, @graniteflow/native gatedRmsNorm)', () => {
+    const y = tf.tensor2d([[3, 4]]);
+    const z = tf.tensor2d([[30, 30]]);
+    const w = tf.tensor1d([1, 2]);
+    const watch = watchFastPath(backend, gatedRmsNormKernel, 'gatedRmsNorm');
+    try {
+      const out = gatedRmsNorm(y, z, w, { eps: 0 });
+      expect(watch.calls()).toBe(1);
+      expectClose(out, [0.848528, 2 * 1.131371], { atol: 1e-5, rtol: 1e-5 });
+      tf.dispose([y, z, w, out]);
+    } finally {
+      watch.restore();
+    }
   });
 
   it('a hand-computed case: the gate comes before the norm', () => {

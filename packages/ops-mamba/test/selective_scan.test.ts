@@ -1,4 +1,4 @@
-import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
+import { describeBackends, expectClose, expectNoTensorLeak, watchFastPath } from '@graniteflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectiveScan, selectiveScanKernel, selectiveStateUpdate, type SelectiveScanArgs } from '../src';
 import { naiveScan, type Dims } from './naive';
@@ -57,6 +57,22 @@ const TOL = { atol: 2e-4, rtol: 2e-4 };
 describeBackends('selectiveScan', (backend) => {
   it('runs fused on cpu and wasm', () => {
     expect(selectiveScanKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
+  });
+
+  it('runs its fast path (on native, @graniteflow/native ssmScan), equal to the recurrence', () => {
+    const c: Case = { name: '', batch: 2, T: 6, Hm: 4, P: 8, G: 2, N: 37, Q: 4, init: true };
+    const args = makeArgs(c);
+    const watch = watchFastPath(backend, selectiveScanKernel, 'ssmScan');
+    try {
+      const { y, finalState } = selectiveScan(args, { chunkSize: c.Q });
+      expect(watch.calls()).toBe(1);
+      const naive = naiveOf(args, c);
+      expectClose(y, naive.y, TOL, 'y');
+      expectClose(finalState, naive.finalState, TOL, 'finalState');
+      tf.dispose([y, finalState, ...Object.values(args)]);
+    } finally {
+      watch.restore();
+    }
   });
 
   for (const c of CASES) {

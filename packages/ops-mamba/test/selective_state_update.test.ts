@@ -1,4 +1,4 @@
-import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
+import { describeBackends, expectClose, expectNoTensorLeak, watchFastPath } from '@graniteflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectiveStateUpdate, selectiveStateUpdateKernel, type SelectiveStateUpdateArgs } from '../src';
 import { naiveScan } from './naive';
@@ -22,6 +22,21 @@ function makeArgs(batch: number, Hm: number, P: number, G: number, N: number): S
 describeBackends('selectiveStateUpdate', (backend) => {
   it('runs fused on cpu and wasm', () => {
     expect(selectiveStateUpdateKernel.hasFused()).toBe(backend === 'cpu' || backend === 'wasm' || backend === 'native');
+  });
+
+  it('runs its fast path (on native, @graniteflow/native ssmScan of one token)', () => {
+    const args = makeArgs(2, 4, 3, 2, 20);
+    const watch = watchFastPath(backend, selectiveStateUpdateKernel, 'ssmScan');
+    try {
+      const out = selectiveStateUpdate(args, {});
+      expect(watch.calls()).toBe(1);
+      const [ry, rs] = selectiveStateUpdateKernel.reference(args, { dtMin: 0, dtMax: Infinity });
+      expectClose(out.y, ry, TOL, 'y');
+      expectClose(out.state, rs, TOL, 'state');
+      tf.dispose([out.y, out.state, ry, rs, ...Object.values(args)]);
+    } finally {
+      watch.restore();
+    }
   });
 
   for (const [batch, Hm, P, G, N, limit] of [

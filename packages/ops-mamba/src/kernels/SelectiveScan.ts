@@ -1,15 +1,16 @@
-import { defineKernel } from '@graniteflow/core';
+import { defineKernel, nativeKernel } from '@graniteflow/core';
 import { SelectiveScan, type SelectiveScanAttrs, type SelectiveScanInputs } from '../kernel_names';
 import { selectiveScanGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveScanReference } from '../ops/selective_scan_reference';
-import { f32, f32Opt, pointersOf, f32Inputs, SSM_INPUTS } from './flat';
+import { f32, f32Opt, pointersOf, f32Inputs, mapValues, SSM_INPUTS } from './flat';
 import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
 import { wasmHeapOf } from './wasm/wasm_heap';
 import { selectiveScanImpl } from './SelectiveScan_impl';
 
 /**
  * SelectiveScan: chunked-SSD reference; a sequential fused body on cpu (JS) and wasm (WebAssembly
- * SIMD over the heap, JS when N is not a multiple of 4).
+ * SIMD over the heap, JS when N is not a multiple of 4); on native, `@graniteflow/native`'s
+ * multi-threaded SIMD scan.
  */
 export const selectiveScanKernel = defineKernel<SelectiveScanInputs, SelectiveScanAttrs>({
   name: SelectiveScan,
@@ -37,6 +38,20 @@ export const selectiveScanKernel = defineKernel<SelectiveScanInputs, SelectiveSc
         selectiveScanImpl(arrays, dims, attrs.dtMin, attrs.dtMax, outs);
       }
     },
+  },
+  backendKernels: {
+    native: nativeKernel<SelectiveScanAttrs>((addon, a, { dtMin, dtMax }) => {
+      const [batch, T, Hm, P] = a.x.shape;
+      const [, , G, N] = a.B.shape;
+      const inputs = { ...f32Inputs(mapValues(a, SSM_INPUTS), SSM_INPUTS), initialState: f32Opt(a.initialState?.values, 'initialState') };
+      const y = new Float32Array(inputs.x.length);
+      const finalState = new Float32Array(batch * Hm * P * N);
+      addon.ssmScan(inputs, { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N }, dtMin, dtMax, { y, finalState });
+      return [
+        { shape: a.x.shape, values: y },
+        { shape: [batch, Hm, P, N], values: finalState },
+      ];
+    }),
   },
   gradient: selectiveScanGrad,
 });

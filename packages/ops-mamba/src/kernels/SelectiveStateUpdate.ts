@@ -1,4 +1,4 @@
-import { defineKernel } from '@graniteflow/core';
+import { defineKernel, nativeKernel } from '@graniteflow/core';
 import {
   SelectiveStateUpdate,
   type SelectiveStateUpdateAttrs,
@@ -6,12 +6,12 @@ import {
 } from '../kernel_names';
 import { selectiveStateUpdateGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveStateUpdateReference } from '../ops/selective_state_update_reference';
-import { f32, pointersOf, f32Inputs, SSM_INPUTS } from './flat';
+import { f32, pointersOf, f32Inputs, mapValues, SSM_INPUTS } from './flat';
 import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
 import { wasmHeapOf } from './wasm/wasm_heap';
 import { selectiveStateUpdateImpl } from './SelectiveStateUpdate_impl';
 
-/** SelectiveStateUpdate: one decode step of the recurrence; fused on cpu and wasm. */
+/** SelectiveStateUpdate: one decode step of the recurrence; fused on cpu and wasm, native SIMD on native. */
 export const selectiveStateUpdateKernel = defineKernel<SelectiveStateUpdateInputs, SelectiveStateUpdateAttrs>({
   name: SelectiveStateUpdate,
   inputNames: ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias', 'state'],
@@ -37,6 +37,21 @@ export const selectiveStateUpdateKernel = defineKernel<SelectiveStateUpdateInput
         selectiveStateUpdateImpl(arrays, dims, attrs.dtMin, attrs.dtMax, outs);
       }
     },
+  },
+  backendKernels: {
+    // A step is the native scan of one token ([B, 1, Hm, P] = [B, Hm, P]) from `state`.
+    native: nativeKernel<SelectiveStateUpdateAttrs>((addon, a, { dtMin, dtMax }) => {
+      const [batch, Hm, P] = a.x.shape;
+      const [, G, N] = a.B.shape;
+      const inputs = { ...f32Inputs(mapValues(a, SSM_INPUTS), SSM_INPUTS), initialState: f32(a.state.values, 'state') };
+      const y = new Float32Array(inputs.x.length);
+      const newState = new Float32Array(inputs.initialState.length);
+      addon.ssmScan(inputs, { batch, seqLen: 1, heads: Hm, headDim: P, groups: G, stateSize: N }, dtMin, dtMax, { y, finalState: newState });
+      return [
+        { shape: a.x.shape, values: y },
+        { shape: a.state.shape, values: newState },
+      ];
+    }),
   },
   gradient: selectiveStateUpdateGrad,
 });

@@ -32,3 +32,13 @@ export function pointersOf<T extends Record<string, Float32Array | undefined>>(
   for (const [k, v] of Object.entries(arrays)) out[k] = v === undefined ? null : v.byteOffset;
   return out as { [K in keyof T]: undefined extends T[K] ? number | null : number };
 }
+
+/** The `values` of each named native-kernel input. */
+export function mapValues<K extends string>(
+  inputs: Record<string, { values: FlatArray }>,
+  names: readonly K[],
+): { [name in K]: FlatArray } {
+  const out = {} as { [name in K]: FlatArray };
+  for (const n of names) out[n] = inputs[n].values;
+  return out;
+}
