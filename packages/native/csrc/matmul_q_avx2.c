@@ -16,6 +16,7 @@
 #define CHUNK_ACT_BYTES (LANES * 40)
 #define ROWS 4    /* weight rows per tile */
 #define COLS 2    /* activation rows per tile */
+#define PREFETCH 4096 /* bytes ahead in each weight row stream */
 
 static inline void transpose4(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i t[4]) {
   __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
@@ -83,6 +84,9 @@ static inline void unpack_q8(const uint8_t *chunk, wchunk *out) {
 
 static inline void unpack(const gf_qmm_args *a, bool q4, int64_t o, int64_t ch, wchunk *out) {
   uint8_t pad[LANES * 34];
+  const uint8_t *row_chunk = a->w + o * a->w_row_bytes + (size_t)ch * LANES * (q4 ? 18 : 34);
+  for (int line = 0; line < (q4 ? 3 : 5); line++) /* 144 / 272 bytes per chunk */
+    _mm_prefetch((const char *)(row_chunk + PREFETCH + 64 * line), _MM_HINT_T0);
   const uint8_t *chunk = chunk_ptr(a->w + o * a->w_row_bytes, ch, a->n_blocks, q4 ? 18 : 34, pad);
   if (q4)
     unpack_q4(chunk, out);

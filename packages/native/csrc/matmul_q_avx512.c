@@ -18,7 +18,7 @@
 #define LANES 16
 #define CHUNK_ACT_BYTES (LANES * 40)
 #ifndef PREFETCH
-#define PREFETCH 1024
+#define PREFETCH 4096
 #endif
 
 /* 4x4 dword transpose inside each 128-bit lane of a0..a3. */
