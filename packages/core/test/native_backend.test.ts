@@ -97,6 +97,63 @@ describe('the native backend', () => {
       tf.dispose([a, b, c]);
     });
 
+    it('splits with its own SplitV: every part of every axis, float32 and int32', () => {
+      expect(tf.getKernel(tf.SplitV, 'native')!.kernelFunc).not.toBe(tf.getKernel(tf.SplitV, 'cpu')!.kernelFunc);
+      const shape = [2, 3, 5];
+      const at = (i: number, j: number, k: number) => (i * 3 + j) * 5 + k;
+      for (const dtype of ['float32', 'int32'] as const) {
+        const x = tf.tensor(Array.from({ length: 30 }, (_, i) => i), shape, dtype);
+        for (const [axis, sizes] of [[0, [1, 1]], [1, [1, 2]], [2, [2, 0, 3]], [-1, [4, 1]]] as [number, number[]][]) {
+          const parts = tf.split(x, sizes, axis);
+          const ax = axis < 0 ? axis + 3 : axis;
+          let start = 0;
+          parts.forEach((part, p) => {
+            const want = shape.slice();
+            want[ax] = sizes[p];
+            expect(part.shape).toEqual(want);
+            expect(part.dtype).toBe(dtype);
+            const expected: number[] = [];
+            for (let i = 0; i < want[0]; i++)
+              for (let j = 0; j < want[1]; j++)
+                for (let k = 0; k < want[2]; k++) {
+                  const idx = [i, j, k];
+                  idx[ax] += start;
+                  expected.push(at(idx[0], idx[1], idx[2]));
+                }
+            expect(Array.from(part.dataSync())).toEqual(expected);
+            start += sizes[p];
+          });
+          tf.dispose(parts);
+        }
+        x.dispose();
+      }
+    });
+
+    it('computes softmax over the last axis in one pass: equal to exp(x − max) / Σ in float64, -Infinity and NaN rows as tfjs', () => {
+      expect(tf.getKernel(tf.Softmax, 'native')!.kernelFunc).not.toBe(tf.getKernel(tf.Softmax, 'cpu')!.kernelFunc);
+      const rows = [
+        [1, 2, 3, 4],
+        [-Infinity, 0, -Infinity, 5],
+        [80, 85, -90, 88],
+        [0, 0, 0, 0],
+        [-Infinity, -Infinity, -Infinity, -Infinity],
+        [1, NaN, 2, 3],
+      ];
+      const y = tf.softmax(tf.tensor3d(rows.flat(), [2, 3, 4]));
+      const expected = rows.flatMap((r) => {
+        const m = r.some(Number.isNaN) ? NaN : Math.max(...r);
+        const e = r.map((v) => Math.exp(v - m));
+        const sum = e.reduce((a, b) => a + b, 0);
+        return e.map((v) => v / sum);
+      });
+      const got = Array.from(y.dataSync());
+      got.forEach((v, i) => {
+        if (Number.isNaN(expected[i])) expect(v).toBeNaN();
+        else expect(Math.abs(v - expected[i])).toBeLessThanOrEqual(1e-7 + 1e-6 * expected[i]);
+      });
+      y.dispose();
+    });
+
     it('differentiates through the native matMul and leaks nothing', async () => {
       const a = tf.tensor2d([[1, 2], [3, 4]]);
       const b = tf.tensor2d([[5, 6], [7, 8]]);

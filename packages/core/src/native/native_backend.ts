@@ -12,7 +12,71 @@ export const NATIVE_BACKEND = 'native';
 /** What the kernels here need of `MathBackendCPU`. */
 interface CpuBackendLike {
   data: { get(dataId: object): { values: unknown } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array): tf.TensorInfo;
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array | Int32Array | Uint8Array): tf.TensorInfo;
+}
+
+type NumericArray = Float32Array | Int32Array | Uint8Array;
+
+/**
+ * SplitV as row copies. The cpu kernel slices each part element by element through index
+ * arithmetic (7.5 of the 17 s of a 512-token prefill of the H-Micro slice went there, splitting the
+ * Mamba in-projection); here each part is `outer` contiguous runs copied with `set`.
+ */
+function splitVKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype === 'string' || x.dtype === 'complex64') return fallback(args);
+    const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number };
+    const backend = args.backend as unknown as CpuBackendLike;
+    const $axis = tf.util.parseAxisParam(axis, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, $axis);
+    const values = backend.data.get(x.dataId).values as NumericArray;
+    const outer = tf.util.sizeFromShape(x.shape.slice(0, $axis));
+    const inner = tf.util.sizeFromShape(x.shape.slice($axis + 1));
+    const rowLength = x.shape[$axis] * inner;
+    const Ctor = values.constructor as new (n: number) => NumericArray;
+    let offset = 0;
+    return sizes.map((size) => {
+      const run = size * inner;
+      const out = new Ctor(outer * run);
+      for (let r = 0; r < outer; r++) out.set(values.subarray(r * rowLength + offset, r * rowLength + offset + run), r * run);
+      offset += run;
+      const shape = x.shape.slice();
+      shape[$axis] = size;
+      return backend.makeTensorInfo(shape, x.dtype, out);
+    });
+  };
+}
+
+/**
+ * Softmax over the last axis in one pass per row. The cpu kernel composes max, sub, exp, sum and
+ * div kernels with a tensor each (2.1 s of the same prefill, in the attention layer's scores);
+ * the arithmetic is the same: exp(x − max) / Σ exp(x − max).
+ */
+function softmaxKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { logits } = args.inputs as { logits: tf.TensorInfo };
+    const { dim } = args.attrs as unknown as { dim: number };
+    const rank = logits.shape.length;
+    if (logits.dtype !== 'float32' || rank === 0 || (dim !== -1 && dim !== rank - 1)) return fallback(args);
+    const backend = args.backend as unknown as CpuBackendLike;
+    const x = backend.data.get(logits.dataId).values as Float32Array;
+    const n = logits.shape[rank - 1];
+    const out = new Float32Array(x.length);
+    for (let r0 = 0; r0 < x.length; r0 += n) {
+      let max = -Infinity;
+      for (let i = r0; i < r0 + n; i++) if (Number.isNaN(x[i]) || x[i] > max) max = x[i]; // NaN sticks, as in the cpu max
+      let sum = 0;
+      for (let i = r0; i < r0 + n; i++) {
+        const e = Math.fround(Math.exp(x[i] - max));
+        out[i] = e;
+        sum += e;
+      }
+      const total = Math.fround(sum);
+      for (let i = r0; i < r0 + n; i++) out[i] /= total;
+    }
+    return backend.makeTensorInfo(logits.shape, 'float32', out);
+  };
 }
 
 /**
@@ -63,7 +127,11 @@ function batchMatMulKernel(addon: NativeAddon, fallback: tf.KernelFunc): tf.Kern
 
 /** Kernels the native backend runs natively instead of through the cpu backend's JavaScript. */
 function nativeOverrides(addon: NativeAddon): Map<string, (cpu: tf.KernelFunc) => tf.KernelFunc> {
-  return new Map([[tf.BatchMatMul, (cpu: tf.KernelFunc) => batchMatMulKernel(addon, cpu)]]);
+  return new Map([
+    [tf.BatchMatMul, (cpu: tf.KernelFunc) => batchMatMulKernel(addon, cpu)],
+    [tf.SplitV, splitVKernel],
+    [tf.Softmax, softmaxKernel],
+  ]);
 }
 
 /**
