@@ -154,6 +154,53 @@ describe('the native backend', () => {
       y.dispose();
     });
 
+    it.each([
+      // a shape, b shape: same shape, a row vector, a column, a scalar, both broadcasting, rank 4
+      [[3, 20], [3, 20]],
+      [[2, 3, 20], [20]],
+      [[2, 3, 20], [2, 3, 1]],
+      [[1], [4, 17]],
+      [[3, 1, 16], [1, 5, 16]],
+      [[2, 1, 3, 16], [4, 1, 1]],
+      [[2, 3], [3]], // rows shorter than 16: the cpu kernel
+    ])('Add, Sub, Multiply and RealDiv of %j and %j broadcast as numpy, element for element', (as, bs) => {
+      for (const name of [tf.Add, tf.Sub, tf.Multiply, tf.RealDiv]) {
+        expect(tf.getKernel(name, 'native')!.kernelFunc).not.toBe(tf.getKernel(name, 'cpu')!.kernelFunc);
+      }
+      const size = (s: number[]) => s.reduce((x, y) => x * y, 1);
+      const av = Float32Array.from({ length: size(as) }, (_, i) => Math.sin(i + 1) * 3);
+      const bv = Float32Array.from({ length: size(bs) }, (_, i) => Math.cos(i) + 1.5);
+      const rank = Math.max(as.length, bs.length);
+      const pad = (s: number[]) => [...new Array<number>(rank - s.length).fill(1), ...s];
+      const pa = pad(as), pb = pad(bs);
+      const shape = pa.map((d, i) => Math.max(d, pb[i]));
+      // The numpy rule from the definition: each operand's index is the output's, 0 on its size-1 axes.
+      const flat = (s: number[], idx: number[]) => idx.reduce((acc, v, d) => acc * s[d] + (s[d] === 1 ? 0 : v), 0);
+      const a = tf.tensor(av, as), b = tf.tensor(bv, bs);
+      const ops: [(x: tf.Tensor, y: tf.Tensor) => tf.Tensor, (x: number, y: number) => number][] = [
+        [tf.add, (x, y) => x + y],
+        [tf.sub, (x, y) => x - y],
+        [tf.mul, (x, y) => x * y],
+        [tf.div, (x, y) => x / y],
+      ];
+      for (const [op, f] of ops) {
+        const c = op(a, b);
+        expect(c.shape).toEqual(shape);
+        const expected: number[] = [];
+        for (let e = 0; e < size(shape); e++) {
+          const idx: number[] = [];
+          for (let d = rank - 1, r = e; d >= 0; d--) {
+            idx.unshift(r % shape[d]);
+            r = Math.floor(r / shape[d]);
+          }
+          expected.push(Math.fround(f(av[flat(pa, idx)], bv[flat(pb, idx)])));
+        }
+        expect(Array.from(c.dataSync())).toEqual(expected);
+        c.dispose();
+      }
+      tf.dispose([a, b]);
+    });
+
     it('differentiates through the native matMul and leaks nothing', async () => {
       const a = tf.tensor2d([[1, 2], [3, 4]]);
       const b = tf.tensor2d([[5, 6], [7, 8]]);
