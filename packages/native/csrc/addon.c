@@ -596,8 +596,9 @@ static napi_value js_mmap_file(napi_env env, napi_callback_info info) {
   napi_status status = napi_create_external_arraybuffer(env, (uint8_t *)base + delta, (size_t)length,
                                                         unmap_finalizer, m, &result);
   if (status != napi_ok) {
-    munmap(base, map_length);
-    free(m);
+    /* Node runs the finalizer itself when it cannot make the buffer (seen for lengths past V8's
+     * ArrayBuffer limit): unmapping and freeing here too would free twice. The JS side refuses such
+     * lengths before calling; this is the second line. */
     throw_error(&c, "error", NULL, "cannot create an external ArrayBuffer over '%s' (status %d)", path, (int)status);
     return NULL;
   }

@@ -10,6 +10,8 @@
  *
  * @packageDocumentation
  */
+import { constants as bufferConstants } from 'node:buffer';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import nodeGypBuild = require('node-gyp-build');
@@ -568,7 +570,22 @@ function wrap(binding: Binding, binaryPath: string): Native {
       const advice = options.advice ?? 'normal';
       if (!['normal', 'sequential', 'random', 'willneed'].includes(advice))
         throw new RangeError(`${fn}: options.advice must be one of normal, sequential, random, willneed, got ${describe(advice)}`);
-      return binding.mmapFile(path.resolve(filePath), offset, length, advice);
+      const resolved = path.resolve(filePath);
+      // V8 caps one ArrayBuffer (4 GiB on Node 20): a larger mapping cannot be handed to JS at all.
+      let size: number | undefined;
+      try {
+        size = fs.statSync(resolved).size;
+      } catch {
+        size = undefined; // the binding names the open/stat error
+      }
+      const mapped = length ?? (size === undefined ? 0 : size - offset);
+      if (mapped > bufferConstants.MAX_LENGTH) {
+        throw new RangeError(
+          `${fn}: cannot map ${mapped} bytes of '${resolved}' at once; this Node.js allows at most ` +
+            `${bufferConstants.MAX_LENGTH} bytes in one ArrayBuffer (map it in pieces with options.offset / options.length)`,
+        );
+      }
+      return binding.mmapFile(resolved, offset, length, advice);
     },
     cpuFeatures: () => binding.cpuFeatures(),
     cpuLevel: () => binding.cpuLevel() as Level,

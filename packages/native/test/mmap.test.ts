@@ -67,6 +67,20 @@ describe('mmapFile', () => {
     expect(mappedRegions(p)).toBe(1);
   });
 
+  test('a mapping past the largest ArrayBuffer is refused with a clear error, not a crash', () => {
+    // Node 20 aborted with "free(): double free" here: it ran the finalizer of the buffer it could
+    // not make, and the addon then unmapped and freed again.
+    const { MAX_LENGTH } = require('node:buffer').constants as { MAX_LENGTH: number };
+    const p = path.join(dir, 'huge-sparse.bin');
+    const fd = fs.openSync(p, 'w');
+    fs.ftruncateSync(fd, MAX_LENGTH + 1);
+    fs.closeSync(fd);
+    expect(() => native.mmapFile(p)).toThrow(/cannot map \d+ bytes of '.*huge-sparse\.bin' at once.*map it in pieces/);
+    expect(() => native.mmapFile(p, { length: MAX_LENGTH + 1 })).toThrow(RangeError);
+    expect(native.mmapFile(p, { offset: 1 }).byteLength).toBe(MAX_LENGTH);
+    fs.unlinkSync(p);
+  });
+
   test('the mapping is released when the ArrayBuffer is collected', async () => {
     v8.setFlagsFromString('--expose-gc');
     const gc = vm.runInNewContext('gc') as () => void;
