@@ -10,6 +10,8 @@ import { packedRowBytes, QUANT_BLOCK as BLOCK, type WeightDtype } from './format
 // A module-local copy: transpilers that keep ES module bindings live (swc, as jest and tsx use it)
 // turn every read of an imported constant into a property lookup, 5x slower in these loops.
 const QUANT_BLOCK: number = BLOCK;
+// Likewise Math's functions: inside jest's vm context every `Math.x` is a slow global lookup.
+const { abs, floor, fround, max, min, trunc } = Math;
 
 let halfTable: Float32Array | undefined;
 
@@ -27,18 +29,18 @@ const f32Bits = new Uint32Array(f32.buffer);
 
 /** C's `roundf`: halves away from zero (Math.round rounds them up). */
 function roundHalfAway(v: number): number {
-  return v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5);
+  return v < 0 ? -floor(-v + 0.5) : floor(v + 0.5);
 }
 
 function quantizeBlockQ8(src: Float32Array, at: number, dst: Uint8Array, out: number): void {
   let amax = 0;
-  for (let j = 0; j < QUANT_BLOCK; j++) amax = Math.max(amax, Math.abs(src[at + j]));
-  const d = Math.fround(amax / 127);
-  const id = d ? Math.fround(1 / d) : 0;
+  for (let j = 0; j < QUANT_BLOCK; j++) amax = max(amax, abs(src[at + j]));
+  const d = fround(amax / 127);
+  const id = d ? fround(1 / d) : 0;
   const h = floatToHalf(d);
   dst[out] = h & 0xff;
   dst[out + 1] = h >>> 8;
-  for (let j = 0; j < QUANT_BLOCK; j++) dst[out + 2 + j] = roundHalfAway(Math.fround(src[at + j] * id)) & 0xff;
+  for (let j = 0; j < QUANT_BLOCK; j++) dst[out + 2 + j] = roundHalfAway(fround(src[at + j] * id)) & 0xff;
 }
 
 function quantizeBlockQ4(src: Float32Array, at: number, dst: Uint8Array, out: number): void {
@@ -46,21 +48,21 @@ function quantizeBlockQ4(src: Float32Array, at: number, dst: Uint8Array, out: nu
   let max = 0;
   for (let j = 0; j < QUANT_BLOCK; j++) {
     const v = src[at + j];
-    if (amax < Math.abs(v)) {
-      amax = Math.abs(v);
+    if (amax < abs(v)) {
+      amax = abs(v);
       max = v;
     }
   }
-  const d = Math.fround(max / -8);
-  const id = d ? Math.fround(1 / d) : 0;
+  const d = fround(max / -8);
+  const id = d ? fround(1 / d) : 0;
   const h = floatToHalf(d);
   dst[out] = h & 0xff;
   dst[out + 1] = h >>> 8;
   const half = QUANT_BLOCK / 2;
   for (let j = 0; j < half; j++) {
     // (int8_t)(x + 8.5f) truncates toward zero; x·id lies in [-8, 8], so the sum is positive.
-    const lo = Math.min(15, Math.trunc(Math.fround(Math.fround(src[at + j] * id) + 8.5)));
-    const hi = Math.min(15, Math.trunc(Math.fround(Math.fround(src[at + half + j] * id) + 8.5)));
+    const lo = min(15, trunc(fround(fround(src[at + j] * id) + 8.5)));
+    const hi = min(15, trunc(fround(fround(src[at + half + j] * id) + 8.5)));
     dst[out + 2 + j] = lo | (hi << 4);
   }
 }
