@@ -11,17 +11,22 @@ export type PackedGatherInputs = { w: tf.Tensor; ids: tf.Tensor };
 /** Attributes of the `PackedGather` kernel: the table's format and shape [rows, cols]. */
 export type PackedGatherAttrs = { format: PackedFormat; rows: number; cols: number };
 
+/** Throws naming the first id that is not a row of a table of `rows` rows. */
+function checkRowIds(ids: ArrayLike<number>, rows: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!(id >= 0 && id < rows)) throw new RangeError(`Row id ${id} is outside the packed table [0, ${rows}).`);
+  }
+}
+
 function gatherRowsInto(
   bytes: Uint8Array,
   ids: ArrayLike<number>,
   out: Float32Array,
   { format, rows, cols }: PackedGatherAttrs,
 ): void {
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (!(id >= 0 && id < rows)) throw new RangeError(`Row id ${id} is outside the packed table [0, ${rows}).`);
-    dequantizeRowsInto(format, bytes, cols, id, 1, out, i * cols);
-  }
+  checkRowIds(ids, rows);
+  for (let i = 0; i < ids.length; i++) dequantizeRowsInto(format, bytes, cols, ids[i], 1, out, i * cols);
 }
 
 /** Rows of a packed table, unpacked to float32: the embedding lookup of a packed embedding. */
@@ -46,9 +51,7 @@ export const PackedGather = defineKernel<PackedGatherInputs, PackedGatherAttrs>(
   backendKernels: {
     native: nativeKernel<PackedGatherAttrs>((addon, { w, ids }, { format, rows, cols }) => {
       const rowIds = ids.values as Int32Array;
-      for (const id of rowIds) {
-        if (!(id >= 0 && id < rows)) throw new RangeError(`Row id ${id} is outside the packed table [0, ${rows}).`);
-      }
+      checkRowIds(rowIds, rows);
       const out = new Float32Array(rowIds.length * cols);
       addon.dequantizeRows(format, storageBytes(w.values, rows * packedRowBytes(format, cols)), cols, rowIds, out);
       return { shape: [rowIds.length, cols], values: out };
