@@ -30,7 +30,7 @@ export {
 export type { FlatArray, FusedKernel, TensorSpec } from './kernels/fused_kernel';
 export { vjp } from './kernels/vjp';
 export { nativeAddon, nativeUnavailableReason, type NativeAddon } from './native/native_addon';
-export { NATIVE_BACKEND, nativeKernel, registerNativeBackend, type NativeOutput } from './native/native_backend';
+export { NATIVE_BACKEND, nativeKernel, recordingGradients, registerNativeBackend, type NativeInput, type NativeOutput } from './native/native_backend';
 export { wasmHeap, type WasmHeap } from './kernels/wasm_heap';
 export { countSimdCall, simdCounters, simdKernels, simdModulePath, type SimdKernels } from './kernels/simd_module';
 export { isSimdEnabled, setSimdEnabled } from './kernels/simd_switch';

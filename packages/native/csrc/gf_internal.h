@@ -34,8 +34,10 @@ static inline float gf_load_f32(const void *p) {
 void gf_count(int kernel, gf_level level);
 
 /* ---- thread pool (pool.c) ---- */
-/* Runs fn over [begin, end) ranges covering [0, n); ranges start at multiples of `align`, no range
- * holds fewer than `min_per_thread` items unless it is the only one. `thread` is 0 for the caller. */
+/* Runs fn over [begin, end) ranges covering [0, n) that start at multiples of `align`; the work is
+ * shared by as many threads as each get at least `min_per_thread` items, in several ranges each
+ * (claimed in any order). `thread` (0 for the caller) is stable within a range: the index of the
+ * scratch to use. */
 typedef void (*gf_task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
 void gf_parallel_for(int64_t n, int64_t align, int64_t min_per_thread, gf_task_fn fn, void *ctx);
 /* Every public entry point holds this lock for its whole call: kernels share scratch buffers. */

@@ -67,7 +67,14 @@ export type SelectiveStateUpdateInputs = {
   /** [B, Hm, P, N] state after the previous token */
   state: tf.Tensor;
 };
-export type SelectiveStateUpdateAttrs = TimeStepLimitAttrs;
+export type SelectiveStateUpdateAttrs = TimeStepLimitAttrs & {
+  /**
+   * The caller gives `state` up: a backend may write the new state into its memory when no other
+   * tensor shares it (the native backend does, outside gradient recording) instead of allocating
+   * a new one. Absent: false.
+   */
+  reuseState?: boolean;
+};
 
 export const CausalConv1d = 'CausalConv1d';
 export type CausalConv1dInputs = {

@@ -83,4 +83,44 @@ describeBackends('selectiveStateUpdate', (backend) => {
     expectClose(args.state, before, { atol: 0, rtol: 0 });
     tf.dispose(Object.values(args));
   });
+
+  describe('reuseState (the caller gives the state up)', () => {
+    const inPlace = backend === 'native';
+
+    it(`${inPlace ? 'writes the new state into the given one' : 'allocates the new state as without it'}, with the same values`, () => {
+      const args = makeArgs(2, 4, 3, 2, 5);
+      const [ry, rs] = selectiveStateUpdateKernel.reference(args, { dtMin: 0, dtMax: Infinity });
+      const out = selectiveStateUpdate(args, { reuseState: true });
+      expect(out.state.dataId === args.state.dataId).toBe(inPlace); // tensors sharing memory share the data id
+      expectClose(out.y, ry, TOL, 'y');
+      expectClose(out.state, rs, TOL, 'state');
+      args.state.dispose(); // what the caller does next: the new state keeps the memory
+      expectClose(out.state, rs, TOL, 'state after the given one is disposed');
+      tf.dispose([out.y, out.state, ry, rs, ...Object.values(args)]);
+    });
+
+    it('leaves a state that another tensor shares (a clone) untouched', () => {
+      const args = makeArgs(1, 2, 3, 1, 4);
+      const snapshot = tf.clone(args.state); // shares the memory on cpu-like backends
+      const before = f64(args.state);
+      const out = selectiveStateUpdate(args, { reuseState: true });
+      expectClose(snapshot, before, { atol: 0, rtol: 0 });
+      expect(out.state.dataId === snapshot.dataId).toBe(false);
+      tf.dispose([out.y, out.state, snapshot, ...Object.values(args)]);
+    });
+
+    it('leaves the state untouched while gradients are recorded, and the gradient stays right', () => {
+      const args = makeArgs(1, 2, 3, 1, 4);
+      const before = f64(args.state);
+      const loss = (reuse: boolean) => (s: tf.Tensor) => {
+        const r = selectiveStateUpdate({ ...args, state: s }, { reuseState: reuse });
+        return tf.add(tf.sum(r.y), tf.sum(tf.square(r.state)));
+      };
+      const g = tf.grad(loss(true))(args.state);
+      expectClose(args.state, before, { atol: 0, rtol: 0 });
+      const expected = tf.grad(loss(false))(args.state);
+      expectClose(g, expected, { atol: 0, rtol: 0 });
+      tf.dispose([g, expected, ...Object.values(args)]);
+    });
+  });
 });

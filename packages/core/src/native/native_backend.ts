@@ -11,7 +11,8 @@ export const NATIVE_BACKEND = 'native';
 
 /** What the kernels here need of `MathBackendCPU`. */
 interface CpuBackendLike {
-  data: { get(dataId: object): { values: unknown } };
+  data: { get(dataId: object): { values: unknown; refCount: number } };
+  incRef(dataId: object): void;
   makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array | Int32Array | Uint8Array): tf.TensorInfo;
 }
 
@@ -226,8 +227,26 @@ export function registerNativeBackend(): boolean {
   return true;
 }
 
-/** One float32 output of a {@link nativeKernel}. */
-export type NativeOutput = { shape: number[]; values: Float32Array };
+/**
+ * One float32 output of a {@link nativeKernel}: new values, or (`inPlaceOf`) the memory of the
+ * named input, which the kernel has overwritten. Only an input that is `unshared` may be named,
+ * and only when its caller has given it up (an attr of the kernel says so): the output then takes
+ * over its buffer instead of allocating one, as tfjs's own Reshape shares it.
+ */
+export type NativeOutput = { shape: number[]; values: Float32Array } | { shape: number[]; inPlaceOf: string };
+
+/** One input of a {@link nativeKernel}. */
+export interface NativeInput {
+  values: Float32Array | Int32Array;
+  shape: number[];
+  /** No other tensor shares this memory (tf.clone and reshape share it; their results count). */
+  unshared: boolean;
+}
+
+/** Whether tfjs is recording operations for gradients now (a kernel must then leave its inputs intact). */
+export function recordingGradients(): boolean {
+  return (tf.engine().state as { gradientDepth: number }).gradientDepth > 0;
+}
 
 /**
  * A kernel of the `native` backend computed by `@graniteflow/native`, for
@@ -236,11 +255,7 @@ export type NativeOutput = { shape: number[]; values: Float32Array };
  * list of them. Null when the addon is not loaded.
  */
 export function nativeKernel<A>(
-  run: (
-    addon: NativeAddon,
-    inputs: Record<string, { values: Float32Array | Int32Array; shape: number[] }>,
-    attrs: A,
-  ) => NativeOutput | NativeOutput[],
+  run: (addon: NativeAddon, inputs: Record<string, NativeInput>, attrs: A) => NativeOutput | NativeOutput[],
 ): () => tf.KernelFunc | null {
   return () => {
     const addon = nativeAddon();
@@ -249,14 +264,23 @@ export function nativeKernel<A>(
       const cpu = backend as unknown as CpuBackendLike;
       const named = inputs as Record<string, tf.TensorInfo>;
       const present = attrs !== undefined && PRESENT_INPUTS_ATTR in attrs ? presentInputNames(attrs) : Object.keys(named);
-      const arrays: Record<string, { values: Float32Array | Int32Array; shape: number[] }> = {};
+      const arrays: Record<string, NativeInput> = {};
       for (const name of present) {
         const info = named[name];
-        arrays[name] = { values: cpu.data.get(info.dataId).values as Float32Array | Int32Array, shape: info.shape };
+        const data = cpu.data.get(info.dataId);
+        arrays[name] = { values: data.values as Float32Array | Int32Array, shape: info.shape, unshared: data.refCount === 1 };
       }
       const out = run(addon, arrays, attrs as unknown as A);
-      if (Array.isArray(out)) return out.map((o) => cpu.makeTensorInfo(o.shape, 'float32', o.values));
-      return cpu.makeTensorInfo(out.shape, 'float32', out.values);
+      const toInfo = (o: NativeOutput): tf.TensorInfo => {
+        if ('values' in o) return cpu.makeTensorInfo(o.shape, 'float32', o.values);
+        const source = named[o.inPlaceOf];
+        if (source === undefined || !arrays[o.inPlaceOf]?.unshared) {
+          throw new Error(`native kernel: output in place of input '${o.inPlaceOf}', which is absent or shared`);
+        }
+        cpu.incRef(source.dataId);
+        return { dataId: source.dataId, shape: o.shape, dtype: 'float32' };
+      };
+      return Array.isArray(out) ? out.map(toInfo) : toInfo(out);
     };
   };
 }

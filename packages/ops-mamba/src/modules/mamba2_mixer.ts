@@ -99,7 +99,8 @@ export class Mamba2Mixer extends Module {
             state: cache.ssmState,
             ...params,
           },
-          { timeStepLimit: c.timeStepLimit },
+          // The cache replaces (and disposes) its state right below.
+          { timeStepLimit: c.timeStepLimit, reuseState: true },
         );
         y = tf.reshape(step.y, [batch, 1, dIn]);
         ssmState = step.state;

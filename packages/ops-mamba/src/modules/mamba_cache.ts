@@ -5,7 +5,10 @@ import { mambaConvDim, type Mamba2Config } from './mamba2_config';
  * The recurrent state of one Mamba-2 mixer for a batch of sequences, with named fields:
  * `convState` [B, K−1, conv_dim] holds the last K−1 raw (pre-conv, pre-activation) xBC inputs
  * (P22: the K−1 convention of mlx / llama.cpp), `ssmState` [B, Hm, P, N] the SSM state S.
- * The cache owns its tensors: {@link MambaCache.update} disposes the ones it replaces.
+ * The cache owns its tensors: {@link MambaCache.update} disposes the ones it replaces. On the
+ * native backend a decode step writes the new SSM state into the old one's memory when no other
+ * tensor shares it, so an array read from `ssmState.dataSync()` changes with the next step: keep a
+ * snapshot with {@link MambaCache.clone} (or `tf.clone`), which the step then leaves untouched.
  */
 export class MambaCache {
   private conv: tf.Tensor;

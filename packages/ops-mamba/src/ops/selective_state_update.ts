@@ -11,7 +11,12 @@ export type SelectiveStateUpdateArgs = SelectiveStateUpdateInputs;
  * recurrence for a single token, from `state`. `selectiveScan` with T = 1 and
  * `initialState = state` gives the same result; this op skips the sequence axis and the chunking.
  *
- * @returns `y` [B, Hm, P] and the new `state` [B, Hm, P, N]; the input state is not modified.
+ * `reuseState: true` gives `state` up to the op (dispose it afterwards, do not read it): the
+ * native backend then writes the new state into its memory, unless another tensor shares it or
+ * gradients are being recorded, instead of allocating a new one. {@link MambaCache} decodes so.
+ *
+ * @returns `y` [B, Hm, P] and the new `state` [B, Hm, P, N]; without `reuseState` the input state
+ * is not modified.
  *
  * @example
  * ```ts
@@ -28,7 +33,7 @@ export type SelectiveStateUpdateArgs = SelectiveStateUpdateInputs;
  */
 export function selectiveStateUpdate(
   args: SelectiveStateUpdateArgs,
-  options: { timeStepLimit?: readonly [number, number] } = {},
+  options: { timeStepLimit?: readonly [number, number]; reuseState?: boolean } = {},
 ): { y: tf.Tensor; state: tf.Tensor } {
   const op = 'selectiveStateUpdate';
   const { x, dt, A_log, B, C, D, dt_bias, state } = args;
@@ -45,7 +50,7 @@ export function selectiveStateUpdate(
   checkShape(op, 'state', state, ['B', 'Hm', 'P', 'N'], [batch, Hm, P, N]);
   const [y, newState] = selectiveStateUpdateKernel.run(
     { x, dt, A_log, B, C, D, dt_bias, state },
-    timeStepLimit(op, options.timeStepLimit),
+    { ...timeStepLimit(op, options.timeStepLimit), reuseState: options.reuseState === true },
   );
   return { y, state: newState };
 }
