@@ -41,6 +41,7 @@ export { StateDictError, type ShapeMismatch } from './module/state_dict_error';
 export { Linear, type LinearOptions } from './nn/linear';
 export { Embedding, type EmbeddingOptions } from './nn/embedding';
 export { RMSNorm, rmsNorm } from './nn/rms_norm';
+export { RmsNorm, rmsNormReference, type RmsNormAttrs, type RmsNormInputs } from './nn/rms_norm_kernel';
 export {
   blockWeights,
   bytesPerWeight,

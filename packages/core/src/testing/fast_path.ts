@@ -18,14 +18,15 @@ function nativeCalls(counter: string): number {
 /**
  * Watches the fast path of `kernel` on `backend`, so a test proves it ran rather than a silent
  * fallback: on `native`, the `@graniteflow/native` call counter `nativeCounter` (e.g.
- * `matmul.q4_0`); elsewhere, calls of the kernel's fused body.
+ * `matmul.q4_0`); elsewhere, or for a kernel without a native body (no `nativeCounter`), calls of
+ * the kernel's fused body.
  */
 export function watchFastPath<I extends KernelInputs, A extends KernelAttrs>(
   backend: string,
   kernel: Kernel<I, A>,
-  nativeCounter: string,
+  nativeCounter?: string,
 ): FastPathWatch {
-  if (backend === NATIVE_BACKEND) {
+  if (backend === NATIVE_BACKEND && nativeCounter !== undefined) {
     const start = nativeCalls(nativeCounter);
     return { calls: () => nativeCalls(nativeCounter) - start, restore: () => {} };
   }
