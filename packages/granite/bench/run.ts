@@ -7,15 +7,17 @@
  * `--llamacpp` instead compares graniteflow with llama.cpp on the same weights (see llamacpp.ts):
  * `--preset NAME` (default granite-4.0-h-micro), `--layers` a count (the preset's first N layers;
  * its full depth for the released model) or a list such as `mamba,mamba,mamba,attention` (the
- * default: the 4-layer slice), `--formats q8_0,q4_0`, `--backend native` (graniteflow's).
+ * default: the 4-layer slice), `--formats q8_0,q4_0`, `--backend native` (graniteflow's), `--packed`
+ * (graniteflow loads a packed checkpoint of each format, memory-mapped, instead of quantizing the
+ * BF16 one while loading; its load s is then the mapped load).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { formatTable, initBackend, isBackendAvailable, type WeightDtype } from '@graniteflow/core';
-import { fromPretrained, parseConfig, preset, writeRandomCheckpoint, type GgufExportFormat, type GraniteMoeHybridConfig } from '../src';
+import { Checkpoint, formatTable, initBackend, isBackendAvailable, quantizeCheckpoint, type PackedFormat, type WeightDtype } from '@graniteflow/core';
+import { fromPretrained, parseConfig, planWeightDtypes, preset, writeRandomCheckpoint, type GgufExportFormat, type GraniteMoeHybridConfig } from '../src';
 import { benchLlamaCpp, llamaCppDir } from './llamacpp';
 
 interface Case {
@@ -157,6 +159,19 @@ function layerTypesOf(base: GraniteMoeHybridConfig, spec: string): Case['layerTy
   return types;
 }
 
+/** A packed checkpoint of `dir` in `format` (as `graniteflow quantize` writes it) in `out`. */
+async function writePacked(dir: string, format: PackedFormat, out: string): Promise<void> {
+  const checkpoint = Checkpoint.open(dir);
+  try {
+    const plan = planWeightDtypes(checkpoint.names().map((name) => [name, checkpoint.info(name).shape] as const), { dtype: format });
+    fs.mkdirSync(out, { recursive: true });
+    await quantizeCheckpoint(checkpoint, out, { policy: (name) => plan.dtypes.get(name) ?? 'f32' });
+    fs.copyFileSync(path.join(dir, 'config.json'), path.join(out, 'config.json'));
+  } finally {
+    checkpoint.close();
+  }
+}
+
 /**
  * graniteflow and llama.cpp on the same random weights at real shapes, format by format, one
  * after the other in the same run (the machine is noisy: only ratios measured together mean
@@ -182,7 +197,15 @@ async function compareWithLlamaCpp() {
     writeRandomCheckpoint(dir, cfg, { seed: 1 });
     console.error(`${label}: wrote a random BF16 checkpoint in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     for (const format of formats) {
-      const ours = measureInChild(dir, backend, format, threads);
+      let ourDir = dir;
+      if (process.argv.includes('--packed') && format !== 'f32') {
+        ourDir = path.join(tmp, `${presetName}-${format}`);
+        const t1 = performance.now();
+        await writePacked(dir, format as PackedFormat, ourDir);
+        console.error(`${format}: wrote a packed checkpoint in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+      }
+      const ours = measureInChild(ourDir, backend, format, threads);
+      if (ourDir !== dir) fs.rmSync(ourDir, { recursive: true, force: true });
       console.error(`${format}: graniteflow ${JSON.stringify(ours)}`);
       const [theirs] = await benchLlamaCpp(dir, [format], { llamaDir: found.dir, threads, workDir: tmp });
       console.error(`${format}: llama.cpp ${JSON.stringify(theirs)}`);
