@@ -19,7 +19,10 @@
         "csrc/gemm_avx512.c",
         "csrc/ssm.c",
         "csrc/ssm_avx2.c",
-        "csrc/ssm_avx512.c"
+        "csrc/ssm_avx512.c",
+        "csrc/act.c",
+        "csrc/act_avx2.c",
+        "csrc/act_avx512.c"
       ],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "cflags": ["-std=c11", "-O3", "-fvisibility=hidden", "-ffp-contract=off"],

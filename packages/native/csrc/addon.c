@@ -482,6 +482,19 @@ static napi_value js_gated_rms_norm(napi_env env, napi_callback_info info) {
   return finish(&c, gf_gated_rms_norm(&a));
 }
 
+/* swiglu(a, rows, inter, act) */
+static napi_value js_swiglu(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "swiglu", 4)) return NULL;
+  int64_t rows = arg_count(&c, 1, "rows", MAX_DIM), inter = arg_count(&c, 2, "inter", MAX_DIM);
+  int64_t n = mul_checked(&c, rows, inter, "rows * inter");
+  view_t a = arg_view(&c, 0, "a", napi_float32_array, (size_t)mul_checked(&c, n, 2, "rows * 2 * inter") * 4);
+  view_t act = arg_view(&c, 3, "act", napi_float32_array, (size_t)n * 4);
+  check_disjoint(&c, act, "act", a, "a");
+  if (c.failed) return NULL;
+  return finish(&c, gf_swiglu((const float *)a.data, rows, inter, (float *)act.data));
+}
+
 /* ---- mmap ---- */
 
 typedef struct {
@@ -755,7 +768,7 @@ NAPI_MODULE_INIT() {
       {"counters", js_counters},         {"resetCounters", js_reset_counters},
       {"rowBytes", js_row_bytes},
       {"ssmScan", js_ssm_scan},          {"causalConv1d", js_causal_conv1d},
-      {"gatedRmsNorm", js_gated_rms_norm},
+      {"gatedRmsNorm", js_gated_rms_norm}, {"swiglu", js_swiglu},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

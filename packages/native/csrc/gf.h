@@ -27,13 +27,14 @@ typedef enum {
   GF_FAMILY_COUNT
 } gf_family;
 
-/* Kernels are counted and dispatched per family x format; gemmF32 and the Mamba-2 kernels after
- * it have a single entry each. */
+/* Kernels are counted and dispatched per family x format; gemmF32 and the Mamba-2 and MoE kernels
+ * after it have a single entry each. */
 #define GF_KERNEL_GEMM_F32 (4 * GF_FMT_COUNT)
 #define GF_KERNEL_SSM_SCAN (GF_KERNEL_GEMM_F32 + 1)
 #define GF_KERNEL_CAUSAL_CONV1D (GF_KERNEL_GEMM_F32 + 2)
 #define GF_KERNEL_GATED_RMS_NORM (GF_KERNEL_GEMM_F32 + 3)
-#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 4)
+#define GF_KERNEL_SWIGLU (GF_KERNEL_GEMM_F32 + 4)
+#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 5)
 
 enum { GF_OK = 0, GF_ERR_NOMEM = 1 };
 
@@ -142,6 +143,10 @@ typedef struct {
   float *out;         /* [rows, dim] */
 } gf_gated_rms_norm_args;
 int gf_gated_rms_norm(const gf_gated_rms_norm_args *args);
+
+/* SwiGLU on packed halves (act.c): act[r, i] = silu(a[r, i]) * a[r, inter + i] for a [rows, 2 inter],
+ * act [rows, inter], silu(g) = g / (1 + exp(-g)). act must not overlap a. */
+int gf_swiglu(const float *a, int64_t rows, int64_t inter, float *act);
 
 /* IEEE half <-> float (round to nearest even), bf16 <-> float, exactly as ggml's references. */
 uint16_t gf_fp32_to_fp16(float f);

@@ -226,4 +226,12 @@ float gf_ssm_step_avx2(float *s, const float *b, const float *c, int64_t n, floa
 float gf_ssm_step_avx512(float *s, const float *b, const float *c, int64_t n, float decay, float dx);
 #endif
 
+/* ---- SwiGLU (act.c, act_*.c): out[i] = gate[i] / (1 + exp(-gate[i])) * up[i] over n elements ---- */
+typedef void (*gf_swiglu_fn)(const float *gate, const float *up, float *out, int64_t n);
+void gf_swiglu_scalar(const float *gate, const float *up, float *out, int64_t n);
+#if GF_X86
+void gf_swiglu_avx2(const float *gate, const float *up, float *out, int64_t n);
+void gf_swiglu_avx512(const float *gate, const float *up, float *out, int64_t n);
+#endif
+
 #endif

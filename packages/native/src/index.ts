@@ -32,7 +32,8 @@ export type KernelName =
   | 'gemmF32'
   | 'ssmScan'
   | 'causalConv1d'
-  | 'gatedRmsNorm';
+  | 'gatedRmsNorm'
+  | 'swiglu';
 export const KERNELS: readonly KernelName[] = [
   ...(['quantize', 'dequantize', 'dequantizeRows', 'matmul'] as const).flatMap((family) =>
     FORMATS.map((format) => `${family}.${format}` as KernelName),
@@ -41,6 +42,7 @@ export const KERNELS: readonly KernelName[] = [
   'ssmScan',
   'causalConv1d',
   'gatedRmsNorm',
+  'swiglu',
 ];
 
 export type TypedArray =
@@ -242,6 +244,12 @@ export interface Native {
     eps: number,
     out: Float32Array,
   ): void;
+  /**
+   * SwiGLU on packed halves (ops-moe's `swigluImpl`): for `a` [rows, 2·inter] and `act`
+   * [rows, inter], `act[r, i] = silu(a[r, i])·a[r, inter + i]` (first half gate, second half up)
+   * with `silu(g) = g / (1 + exp(−g))` in float32. `act` must not share memory with `a`.
+   */
+  swiglu(a: Float32Array, rows: number, inter: number, act: Float32Array): void;
   /** Threads in all (the calling thread takes part); workers start on the next parallel call. */
   setThreads(n: number): void;
   threads(): number;
@@ -293,6 +301,7 @@ interface Binding {
     y: Float32Array, z: Float32Array, weight: Float32Array, rows: number, dim: number,
     groupSize: number, eps: number, out: Float32Array,
   ): void;
+  swiglu(a: Float32Array, rows: number, inter: number, act: Float32Array): void;
   setThreads(n: number): void;
   threads(): number;
   cpuFeatures(): CpuFeatures;
@@ -526,6 +535,14 @@ function wrap(binding: Binding, binaryPath: string): Native {
       float32(fn, 'weight', weight, dim, 'dim');
       float32(fn, 'out', out, rows * dim, n);
       binding.gatedRmsNorm(y, z, weight, rows, dim, groupSize, eps, out);
+    },
+    swiglu(a, rows, inter, act) {
+      const fn = 'swiglu';
+      count(fn, 'rows', rows);
+      count(fn, 'inter', inter);
+      float32(fn, 'a', a, rows * 2 * inter, `rows * 2 * inter = ${rows} * 2 * ${inter}`);
+      float32(fn, 'act', act, rows * inter, `rows * inter = ${rows} * ${inter}`);
+      binding.swiglu(a, rows, inter, act);
     },
     gemmF32(a, b, c, M, N, K, transposeA, transposeB, options = {}) {
       const fn = 'gemmF32';

@@ -408,6 +408,157 @@ static void test_gated_rms_norm(void) {
   gf_set_threads(1);
 }
 
+/* ---- SwiGLU ---- */
+
+/* Distance in representable floats (ordered bit patterns; +0 and -0 are one apart). */
+static int64_t ulp_distance(float a, float b) {
+  int32_t ia, ib;
+  memcpy(&ia, &a, 4);
+  memcpy(&ib, &b, 4);
+  const int64_t oa = ia < 0 ? (int64_t)INT32_MIN - ia : ia, ob = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+  return oa > ob ? oa - ob : ob - oa;
+}
+
+/* The JavaScript body's formula (ops-moe's silu) in double, rounded once to float. */
+static float swiglu_reference(float g, float u) {
+  const double s = g >= 0 ? g / (1 + exp(-(double)g)) : g * exp((double)g) / (1 + exp((double)g));
+  return (float)(s * u);
+}
+
+/* exp(-g) overflows float below this gate (expf(88.7228394) is the largest finite result). */
+#define SWIGLU_OVERFLOW_GATE -88.7228394f
+
+/*
+ * The documented result: the double formula within max_ulp floats, except for finite gates where
+ * exp(-g) overflows: silu(g) is then -0 (the double formula keeps |silu| < 3e-37), so act is -0 * up
+ * (-inf stays NaN, as in the double formula: -inf / inf). Gates
+ * within 0.001 of the threshold may land on either side (exps one ulp apart near FLT_MAX).
+ */
+static int swiglu_as_documented(float got, float g, float u, int64_t max_ulp) {
+  const float zero_silu = -0.0f * u;
+  const int past = isfinite(g) && g < SWIGLU_OVERFLOW_GATE, near = fabsf(g - SWIGLU_OVERFLOW_GATE) < 1e-3f;
+  if (past || near) {
+    if (memcmp(&got, &zero_silu, 4) == 0 || (isnan(zero_silu) && isnan(got))) return 1;
+    if (past && !near) return 0;
+  }
+  const float want = swiglu_reference(g, u);
+  if (isnan(want) || isnan(got)) return isnan(want) && isnan(got);
+  if (got == want) return 1;
+  if (isinf(want) || isinf(got)) return 0;
+  return ulp_distance(got, want) <= max_ulp;
+}
+
+/* Gates that stress exp's range: huge, around the overflow and clamp thresholds, infinities, NaN,
+ * zeros, subnormals. */
+static const float swiglu_gate_specials[] = {1e4f, -1e4f, 88.72f, -88.72f, -88.7228f, -88.723f, -88.73f, -89.0f,
+                                             -95.0f, 86.5f, -86.5f, 87.4f, -87.4f, 100.0f, -100.0f, INFINITY,
+                                             -INFINITY, NAN, 0.0f, -0.0f, 1e-40f, -1e-40f, 3.4e38f, -3.4e38f,
+                                             1e-7f, -1e-7f, 17.0f, -17.0f};
+
+/* Fills a [rows, 2 inter] with gates (random magnitudes up to 30, and every 29th a special) and
+ * up values (random, with some zeros, ones, infinities and NaN). */
+static void fill_swiglu(float *a, int64_t rows, int64_t inter) {
+  const size_t specials = sizeof swiglu_gate_specials / sizeof swiglu_gate_specials[0];
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t i = 0; i < inter; i++) {
+      float *g = a + r * 2 * inter + i, *u = g + inter;
+      const uint64_t pick = next_u64();
+      *g = pick % 29 == 0 ? swiglu_gate_specials[(pick >> 8) % specials] : uniform() * 30.0f * (uniform() * 0.5f + 0.5f);
+      *u = pick % 31 == 0   ? 0.0f
+           : pick % 37 == 0 ? ((pick >> 20) & 1 ? INFINITY : -INFINITY)
+           : pick % 41 == 0 ? 1.0f
+           : pick % 43 == 0 ? NAN
+                            : uniform() * 4.0f;
+    }
+}
+
+/* got against the scalar level's want: both NaN, equal, within max_ulp floats, or (gates at exp's
+ * overflow threshold) one of them -0 * up. */
+static int swiglu_close(float got, float want, float g, int64_t max_ulp) {
+  if (isnan(want) || isnan(got)) return isnan(want) && isnan(got);
+  if (got == want) return 1;
+  if (fabsf(g - SWIGLU_OVERFLOW_GATE) < 1e-3f && (got == 0 || want == 0)) return 1;
+  if (isinf(want) || isinf(got)) return 0;
+  return ulp_distance(got, want) <= max_ulp;
+}
+
+static void swiglu_case(gf_level level, int64_t rows, int64_t inter, int threads) {
+  const int64_t n = rows * inter;
+  float *a = malloc(sizeof(float) * (size_t)(2 * n > 0 ? 2 * n : 1));
+  float *ref = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)), *got = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+  fill_swiglu(a, rows, inter);
+  for (int64_t i = 0; i < n; i++) got[i] = 12345.0f;
+  gf_set_threads(threads);
+  gf_set_level_cap(GF_LEVEL_SCALAR);
+  check(gf_swiglu(a, rows, inter, ref) == GF_OK, "swiglu returns GF_OK");
+  gf_set_level_cap(level);
+  const uint64_t before = gf_counter(GF_KERNEL_SWIGLU, level);
+  gf_swiglu(a, rows, inter, got);
+  check(gf_counter(GF_KERNEL_SWIGLU, level) == before + 1, "swiglu counted at its level");
+  int64_t bad_scalar = -1, bad_ref = -1;
+  for (int64_t o = 0; o < n; o++) {
+    const float g = a[(o / inter) * 2 * inter + o % inter], u = a[(o / inter) * 2 * inter + inter + o % inter];
+    if (bad_scalar < 0 && !swiglu_close(got[o], ref[o], g, 4)) bad_scalar = o;
+    if (bad_ref < 0 && !swiglu_as_documented(got[o], g, u, 3)) bad_ref = o;
+  }
+  char what[200];
+  snprintf(what, sizeof what, "swiglu %lldx%lld at %s, %d threads, within 4 ulp of scalar (first bad output %lld)",
+           (long long)rows, (long long)inter, gf_level_name(level), threads, (long long)bad_scalar);
+  check(bad_scalar < 0, what);
+  snprintf(what, sizeof what, "swiglu %lldx%lld at %s, %d threads, within 3 ulp of the double formula (first bad output %lld)",
+           (long long)rows, (long long)inter, gf_level_name(level), threads, (long long)bad_ref);
+  check(bad_ref < 0, what);
+  free(a), free(ref), free(got);
+  gf_set_level_cap(GF_LEVEL_AVX512);
+  gf_set_threads(1);
+}
+
+/* Every gate from -90 to 90 in steps of 2^-12 (up = 1): the exp over its whole range. Each level
+ * within 2 ulp of the double formula, so two levels within 4 ulp of each other. */
+static void swiglu_sweep(gf_level level) {
+  const int64_t n = 180 * 4096 + 1;
+  float *a = malloc(sizeof(float) * (size_t)(2 * n)), *got = malloc(sizeof(float) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) a[i] = -90.0f + (float)i / 4096.0f, a[n + i] = 1.0f;
+  gf_set_level_cap(level);
+  gf_swiglu(a, 1, n, got);
+  int64_t worst = 0, bad = -1;
+  for (int64_t i = 0; i < n; i++) {
+    if (a[i] >= SWIGLU_OVERFLOW_GATE) {
+      const int64_t d = ulp_distance(got[i], swiglu_reference(a[i], 1.0f));
+      worst = d > worst ? d : worst;
+    }
+    if (bad < 0 && !swiglu_as_documented(got[i], a[i], 1.0f, 2)) bad = i;
+  }
+  char what[160];
+  snprintf(what, sizeof what, "swiglu gate sweep -90..90 at %s within 2 ulp of the double formula (worst %lld ulp, first bad gate %.9g)",
+           gf_level_name(level), (long long)worst, bad < 0 ? 0.0 : (double)a[bad]);
+  check(bad < 0, what);
+  free(a), free(got);
+  gf_set_level_cap(GF_LEVEL_AVX512);
+}
+
+static void test_swiglu(gf_level level) {
+  /* Ragged rows around the 8- and 16-lane steps and their masked tails; H-Micro's decode call
+   * (1 x 8192) and blocks that two threads split, at row ends (4 x 8192) or inside rows (2 x 9001). */
+  const int64_t shapes[][2] = {{1, 1}, {1, 7}, {2, 15}, {3, 16}, {1, 17}, {2, 33}, {5, 100}, {0, 8}, {1, 8192}, {4, 8192}, {3, 5001}, {2, 9001}};
+  for (int threads = 1; threads <= 2; threads++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) swiglu_case(level, shapes[s][0], shapes[s][1], threads);
+  swiglu_sweep(level);
+}
+
+/* The AVX2 and AVX-512 exps are the same computation: their results agree bit for bit. */
+static void test_swiglu_levels_agree(void) {
+  const int64_t rows = 3, inter = 1000, n = rows * inter;
+  float *a = malloc(sizeof(float) * (size_t)(2 * n)), *y2 = malloc(sizeof(float) * (size_t)n), *y5 = malloc(sizeof(float) * (size_t)n);
+  fill_swiglu(a, rows, inter);
+  gf_set_level_cap(GF_LEVEL_AVX2);
+  gf_swiglu(a, rows, inter, y2);
+  gf_set_level_cap(GF_LEVEL_AVX512);
+  gf_swiglu(a, rows, inter, y5);
+  check(memcmp(y2, y5, sizeof(float) * (size_t)n) == 0, "swiglu avx2 equals avx512 bit for bit");
+  free(a), free(y2), free(y5);
+}
+
 int main(void) {
   gf_level best = gf_cpu_level();
   printf("cpu level: %s\n", gf_level_name(best));
@@ -417,7 +568,9 @@ int main(void) {
     test_matmul((gf_level)l);
     test_gemm((gf_level)l);
     test_ssm_scan((gf_level)l);
+    test_swiglu((gf_level)l);
   }
+  if (best >= GF_LEVEL_AVX512) test_swiglu_levels_agree();
   test_causal_conv1d();
   test_gated_rms_norm();
   for (int l = (int)best + 1; l < GF_LEVEL_COUNT; l++)
