@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
+import { describeBackends, expectClose, expectNoTensorLeak, watchFastPath } from '@graniteflow/core/testing';
 import { moeCombine, moeCombineReference, moeDispatch, moeDispatchReference, swiglu, swigluReference } from '../src';
+import { moeSwiGLUKernel } from '../src/kernels/MoeSwiGLU';
 import { finiteDiff, randn } from './helpers';
 
 const ints = (t: tf.Tensor) => Array.from(t.dataSync());
@@ -72,6 +73,25 @@ describeBackends('moeDispatch / moeCombine / swiglu', (backend) => {
     const gr = tf.grad((v: tf.Tensor) => tf.sum(tf.square(swigluReference(v))))(x);
     expectClose(g, gr, { atol: 1e-4, rtol: 1e-4 });
     expect(() => swiglu(tf.zeros([2, 3]))).toThrow(/a must be \[\.\.\., 2I\] with an even last axis, got \[2,3\]/);
+  });
+
+  it('runs its fast path (on native, @graniteflow/native swiglu)', () => {
+    // Two rows of H-Micro's shared-MLP width plus a ragged one, and gates far into both tails.
+    const x = randn([3, 2 * 8195], 11, 6);
+    const a = tf.tensor2d([[1e4, -1e4, 0, -1, 2, 3, 4, 5]]);
+    const watch = watchFastPath(backend, moeSwiGLUKernel, 'swiglu');
+    try {
+      const out = swiglu(x);
+      const extremes = swiglu(a);
+      expect(watch.calls()).toBe(2);
+      expect(out.shape).toEqual([3, 8195]);
+      expectClose(out, swigluReference(x), { atol: 1e-5, rtol: 1e-5 });
+      // silu(1e4) = 1e4, silu(-1e4) = -0, silu(0) = 0, silu(-1) = -1 / (1 + e).
+      expectClose(extremes, [1e4 * 2, 0, 0, -5 / (1 + Math.E)], { atol: 1e-6, rtol: 1e-6 });
+      tf.dispose([x, a, out, extremes]);
+    } finally {
+      watch.restore();
+    }
   });
 
   it('does not leak tensors', async () => {

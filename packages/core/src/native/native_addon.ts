@@ -80,6 +80,8 @@ export interface NativeAddon {
     eps: number,
     out: Float32Array,
   ): void;
+  /** SwiGLU on packed halves: act[r, i] = silu(a[r, i]) · a[r, inter + i], a [rows, 2·inter], act [rows, inter]. */
+  swiglu(a: Float32Array, rows: number, inter: number, act: Float32Array): void;
   /** Calls per kernel (`matmul.q4_0`, `gemmF32`, …) and instruction-set level since load. */
   counters(): Record<string, Record<string, number>>;
   /** The instruction-set level a kernel runs at (`scalar`, `avx2`, `avx512`). */
