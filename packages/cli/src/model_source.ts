@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type { WeightDtype } from '@graniteflow/core';
 import { formatBytes, fromPretrained, PRESET_NAMES, type GraniteModel, type LoadNote, type LoadProgress } from '@graniteflow/granite';
 import { CliError } from './errors';
-import { ProgressBar, type ProgressStream } from './progress';
+import { downloadProgressBar, ProgressBar, type ProgressStream } from './progress';
 
 /** Folder name of the model shipped inside the package. */
 export const EMBEDDED_MODEL_NAME = 'tiny-random-granite-4.0-h';
@@ -102,31 +102,14 @@ export async function loadModel(source: ModelSource, options: LoadModelOptions):
   const onNote = (note: LoadNote) => {
     if (!quiet && (note.kind === 'memory' || options.verbose)) options.stderr.write(`Note: ${note.message}\n`);
   };
-  const bars = new Map<string, ProgressBar>();
-  let currentFile = '';
+  const onDownload = downloadProgressBar(options.stderr, source.name, quiet);
+  const weightsBar = new ProgressBar(options.stderr, `Loading ${label}`, { silent: quiet });
   const onProgress = (p: LoadProgress) => {
     if (p.phase === 'download') {
-      // The overall events (file null) drive one bar; per-file events name the file being fetched.
-      if (p.file !== null) {
-        currentFile = p.file;
-        return;
-      }
-      if (p.done && p.downloadedBytes === 0) return; // already in the cache
-      let bar = bars.get('download');
-      if (!bar) {
-        bar = new ProgressBar(options.stderr, `Downloading ${source.name}`, { silent: quiet });
-        bars.set('download', bar);
-      }
-      bar.update(p.downloadedBytes, p.totalBytes ?? 0, currentFile);
-      if (p.done) bar.done();
+      onDownload(p);
     } else {
-      let bar = bars.get('weights');
-      if (!bar) {
-        bar = new ProgressBar(options.stderr, `Loading ${label}`, { silent: quiet });
-        bars.set('weights', bar);
-      }
-      bar.update(p.loadedBytes, p.totalBytes, p.tensor);
-      if (p.loadedTensors === p.totalTensors) bar.done();
+      weightsBar.update(p.loadedBytes, p.totalBytes, p.tensor);
+      if (p.loadedTensors === p.totalTensors) weightsBar.done();
     }
   };
   const target = source.kind === 'hub' ? source.repoId : source.folder;

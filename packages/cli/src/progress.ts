@@ -3,7 +3,7 @@
  * second); elsewhere (a pipe, a log file, a CI job) it writes one line when it starts and one when
  * it ends, so logs stay short.
  */
-import { formatBytes } from '@graniteflow/granite';
+import { formatBytes, type DownloadProgress } from '@graniteflow/granite';
 
 /** Where the bar is drawn: a writable stream, TTY or not. */
 export interface ProgressStream {
@@ -87,4 +87,23 @@ export class ProgressBar {
     const text = message ?? `${this.label}: ${this.amount(Math.max(this.total, this.current))} in ${seconds} s`;
     this.stream.write(this.stream.isTTY ? `\r${text}\x1b[K\n` : `${text}\n`);
   }
+}
+
+/**
+ * A hub download's progress events drawn as one bar labelled `Downloading <name>`: the overall
+ * events (file null) drive it, the per-file events name the file being fetched, and a download
+ * that found everything in the cache draws nothing.
+ */
+export function downloadProgressBar(stream: ProgressStream, name: string, silent: boolean): (p: DownloadProgress) => void {
+  const bar = new ProgressBar(stream, `Downloading ${name}`, { silent });
+  let currentFile = '';
+  return (p) => {
+    if (p.file !== null) {
+      currentFile = p.file;
+      return;
+    }
+    if (p.done && p.downloadedBytes === 0) return; // everything was already in the cache
+    bar.update(p.downloadedBytes, p.totalBytes ?? 0, currentFile);
+    if (p.done) bar.done();
+  };
 }

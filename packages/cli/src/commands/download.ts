@@ -3,7 +3,7 @@ import { resolveModelFolder } from '@graniteflow/granite';
 import { COMMON_OPTIONS, flag, formatHelp, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { UsageError } from '../errors';
 import type { CliIO } from '../io';
-import { ProgressBar } from '../progress';
+import { downloadProgressBar } from '../progress';
 import type { Command } from './common';
 
 const OPTIONS: OptionTable = {
@@ -37,23 +37,12 @@ export const downloadCommand: Command = {
     const repoId = positionals[0];
     if (!REPO_ID.test(repoId)) throw new UsageError(`"${repoId}" is not a hub repo id of the form org/name.`, 'download');
     const quiet = flag(values, 'quiet');
-    const bar = new ProgressBar(io.stderr, `Downloading ${repoId}`, { silent: quiet });
-    let currentFile = '';
     const folder = await resolveModelFolder(repoId, {
       revision: stringOption(values, 'revision'),
       cacheDir: stringOption(values, 'cache-dir'),
       // Without --offline, undefined (not false) so that HF_HUB_OFFLINE still decides.
       offline: flag(values, 'offline') || undefined,
-      onProgress: (p) => {
-        // Per-file events name the file; the overall events (file null) drive the bar.
-        if (p.file !== null) {
-          currentFile = p.file;
-          return;
-        }
-        if (p.done && p.downloadedBytes === 0) return; // everything was already in the cache
-        bar.update(p.downloadedBytes, p.totalBytes ?? 0, currentFile);
-        if (p.done) bar.done();
-      },
+      onProgress: downloadProgressBar(io.stderr, repoId, quiet),
     });
     io.stdout.write(`${folder}\n`);
     return 0;

@@ -12,7 +12,7 @@ import { COMMON_OPTIONS, flag, formatHelp, MODEL_OPTIONS, parseCommandArgs, stri
 import { CliError, UsageError } from '../errors';
 import type { CliIO } from '../io';
 import { resolveModelArg } from '../model_source';
-import { ProgressBar } from '../progress';
+import { downloadProgressBar, ProgressBar } from '../progress';
 import type { Command } from './common';
 
 const OPTIONS: OptionTable = {
@@ -131,21 +131,11 @@ export const quantizeCommand: Command = {
     checkOut(out, force, source.kind === 'hub' ? undefined : source.folder);
     let folder: string;
     if (source.kind === 'hub') {
-      const bar = new ProgressBar(io.stderr, `Downloading ${source.repoId}`, { silent: quiet });
-      let currentFile = '';
       folder = await resolveModelFolder(source.repoId, {
         revision: stringOption(values, 'revision'),
         cacheDir: stringOption(values, 'cache-dir'),
         offline: flag(values, 'offline') || undefined,
-        onProgress: (p) => {
-          if (p.file !== null) {
-            currentFile = p.file;
-            return;
-          }
-          if (p.done && p.downloadedBytes === 0) return;
-          bar.update(p.downloadedBytes, p.totalBytes ?? 0, currentFile);
-          if (p.done) bar.done();
-        },
+        onProgress: downloadProgressBar(io.stderr, source.repoId, quiet),
       });
     } else {
       folder = source.folder;
