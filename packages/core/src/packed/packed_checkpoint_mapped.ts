@@ -75,13 +75,14 @@ export class MappedCheckpoint {
     try {
       const addon = options.map === false ? null : nativeAddon();
       const backend = tf.getBackend();
+      // A backend with its own memory is the reason whether or not the addon loads: name it first.
       const reason =
         options.map === false
           ? 'mapping was switched off (map: false)'
-          : addon === null
-            ? `the native addon is unavailable (${nativeUnavailableReason()})`
-            : backend !== 'cpu' && backend !== 'native'
-              ? `the ${backend} backend keeps tensors in its own memory, so they are copied there anyway`
+          : backend !== 'cpu' && backend !== 'native'
+            ? `the ${backend} backend keeps tensors in its own memory, so they are copied there anyway`
+            : addon === null
+              ? `the native addon is unavailable (${nativeUnavailableReason()})`
               : undefined;
       const windows = reason === undefined ? mapWindows(addon!, checkpoint, options) : null;
       return new MappedCheckpoint(checkpoint, windows, reason);
