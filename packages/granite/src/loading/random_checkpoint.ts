@@ -58,17 +58,17 @@ export function writeRandomCheckpoint(
   // hold every weight in float32 (27.6 GB for H-Tiny, more than the machine).
   const shapes = parameterShapes(config);
   const bytesPer = dtype === 'F32' ? 4 : 2;
-  const shards: Map<string, WritableTensor>[] = [new Map()];
+  // Only the shard being filled is held: a written one is dropped (its float32 data is the bulk).
+  let shard = new Map<string, WritableTensor>();
   const shardFiles: string[] = [];
   const weightMap: Record<string, string> = {};
   let shardBytes = 0;
   let total = 0;
   const flush = (final: boolean) => {
-    const index = shardFiles.length;
-    const name = `model-${index + 1}.safetensors`;
-    writeSafetensors(path.join(dir, name), shards[index], { metadata: { format: 'pt' } });
+    const name = `model-${shardFiles.length + 1}.safetensors`;
+    writeSafetensors(path.join(dir, name), shard, { metadata: { format: 'pt' } });
     shardFiles.push(name);
-    if (!final) shards.push(new Map());
+    if (!final) shard = new Map();
     shardBytes = 0;
   };
   for (const [name, shape] of shapes) {
@@ -79,8 +79,8 @@ export function writeRandomCheckpoint(
     }
     const bytes = data.length * bytesPer;
     if (shardBytes > 0 && shardBytes + bytes > maxShardBytes) flush(false);
-    shards[shards.length - 1].set(name, { shape: [...shape], data, dtype });
-    weightMap[name] = `model-${shards.length}.safetensors`;
+    shard.set(name, { shape: [...shape], data, dtype });
+    weightMap[name] = `model-${shardFiles.length + 1}.safetensors`;
     shardBytes += bytes;
     total += bytes;
   }
