@@ -19,7 +19,7 @@ export { moeExperts, type ExpertWeight, type MoeExpertsOptions, type MoeExpertsP
 export { moeExpertsReference } from './ops/moe_experts_reference';
 export { groupedExperts } from './ops/grouped_experts';
 export { packedExpertsReference } from './ops/packed_experts_reference';
-export { sparseMoe, type SparseMoeResult } from './ops/sparse_moe';
+export { sparseMoe, sparseMoeFromRouterLogits, type SparseMoeResult } from './ops/sparse_moe';
 export { sparseMoeReference } from './ops/sparse_moe_reference';
 export { loadBalancingLoss } from './ops/load_balancing_loss';
 export { ExpertLinear, MoeRouter, SparseMoE, type SparseMoEConfig } from './modules/sparse_moe';

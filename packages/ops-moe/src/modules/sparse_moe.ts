@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Linear, Module, Parameter } from '@graniteflow/core';
 import { fail, shapeStr } from '../ops/checks';
 import type { ExpertWeight, MoeExpertsOptions } from '../ops/moe_experts';
-import { sparseMoe, type SparseMoeResult } from '../ops/sparse_moe';
+import { sparseMoeFromRouterLogits, type SparseMoeResult } from '../ops/sparse_moe';
 import { sparseMoeReference } from '../ops/sparse_moe_reference';
 
 /** Sizes of a {@link SparseMoE} block (Granite: `hidden_size`, `intermediate_size`, `num_local_experts`, `num_experts_per_tok`). */
@@ -99,13 +99,10 @@ export class SparseMoE extends Module {
           `with both weights packed (in any formats) or both float32; pack ${float}.weight too, or unpack ${packed}.weight.`,
       );
     }
-    // The router Linear keeps its weight as [H, E]; the op takes the checkpoint's [E, H].
-    const routerWeight = this.router.layer.weight.checkpointValue();
-    try {
-      return sparseMoe(x, routerWeight, this.input_linear.experts, this.output_linear.experts, this.config.topK, options);
-    } finally {
-      routerWeight.dispose();
-    }
+    // The router Linear runs on its own [H, E] layout: handing sparseMoe the checkpoint's [E, H]
+    // transposed the weight every call (3.7 ms of an H-Tiny layer's decode step on native).
+    const routerLogits = tf.tidy(() => this.router.layer.forward(tf.reshape(x, [-1, this.config.hiddenSize]))); // [N, E]
+    return sparseMoeFromRouterLogits(x, routerLogits, this.input_linear.experts, this.output_linear.experts, this.config.topK, options);
   }
 
   /**

@@ -46,9 +46,25 @@ export function sparseMoe(
   checkDim(op, 'routerWeight', routerWeight, 1, h, 'x', x, '[E, H]');
   checkRank(op, 'inputLinear', inputLinear, 3, '[E, 2I, H]');
   checkDim(op, 'inputLinear', inputLinear, 0, routerWeight.shape[0], 'routerWeight', routerWeight, '[E, 2I, H]');
+  const routerLogits = tf.tidy(() => tf.matMul(tf.reshape(x, [-1, h]), routerWeight, false, true)); // [N, E]
+  return sparseMoeFromRouterLogits(x, routerLogits, inputLinear, outputLinear, k, options);
+}
+
+/**
+ * {@link sparseMoe} after its first step: `routerLogits` [N, E] are the router's logits for `x`
+ * flattened to [N, H], computed by the caller (`SparseMoE` runs its router `Linear`, which holds
+ * the weight as [H, E]: no transpose of it per call). Returns them with the output.
+ */
+export function sparseMoeFromRouterLogits(
+  x: tf.Tensor,
+  routerLogits: tf.Tensor,
+  inputLinear: ExpertWeight,
+  outputLinear: ExpertWeight,
+  k: number,
+  options: MoeExpertsOptions = {},
+): SparseMoeResult {
   return tf.tidy(() => {
-    const flat = tf.reshape(x, [-1, h]); // [N, H]
-    const routerLogits = tf.matMul(flat, routerWeight, false, true); // [N, E]
+    const flat = tf.reshape(x, [-1, x.shape[x.rank - 1]]); // [N, H]
     const { indices, weights } = topKRouter(routerLogits, k);
     const out = moeExperts(flat, inputLinear, outputLinear, indices, weights, options);
     return { output: tf.reshape(out, x.shape), routerLogits };
