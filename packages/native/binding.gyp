@@ -12,6 +12,8 @@
         "csrc/matmul.c",
         "csrc/matmul_q_avx2.c",
         "csrc/matmul_q_avx512.c",
+        "csrc/interleave.c",
+        "csrc/matmul_q16_avx512.c",
         "csrc/matmul_f_avx2.c",
         "csrc/matmul_f_avx512.c",
         "csrc/gemm.c",

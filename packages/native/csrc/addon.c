@@ -266,7 +266,12 @@ static napi_value js_dequantize(napi_env env, napi_callback_info info) {
   return finish(&c, gf_dequantize(format, src.data, rows, cols, (float *)dst.data));
 }
 
-/* dequantizeRows(format, src, cols, rowIndices: Int32Array, dst: Float32Array) */
+static void check_interleavable(call_t *c, gf_format format, bool interleaved) {
+  if (!c->failed && interleaved && format != GF_FMT_Q8_0 && format != GF_FMT_Q4_0)
+    throw_error(c, "range", NULL, "only q8_0 and q4_0 weights can be interleaved, got %s", gf_format_name(format));
+}
+
+/* dequantizeRows(format, src, cols, rowIndices: Int32Array, dst: Float32Array, interleaved) */
 static napi_value js_dequantize_rows(napi_env env, napi_callback_info info) {
   call_t c;
   if (!begin(&c, env, info, "dequantizeRows", 5)) return NULL;
@@ -298,11 +303,15 @@ static napi_value js_dequantize_rows(napi_env env, napi_callback_info info) {
   view_t dst = arg_view(&c, 4, "dst", napi_float32_array, (size_t)n * 4);
   check_disjoint(&c, dst, "dst", src, "src");
   check_disjoint(&c, dst, "dst", idx, "rowIndices");
+  bool interleaved = arg_bool(&c, 5, "interleaved");
+  check_interleavable(&c, format, interleaved);
   if (c.failed) return NULL;
-  return finish(&c, gf_dequantize_rows(format, src.data, cols, rows, n_idx, (float *)dst.data));
+  return finish(&c, gf_dequantize_rows(format, interleaved ? GF_LAYOUT_INTERLEAVED : GF_LAYOUT_ROWS, src.data,
+                                       src_rows, cols, rows, n_idx, (float *)dst.data));
 }
 
-/* matmul(format, w, outFeatures, inFeatures, x: Float32Array, nRows, y: Float32Array, accumulate) */
+/* matmul(format, w, outFeatures, inFeatures, x: Float32Array, nRows, y: Float32Array, accumulate,
+ *        interleaved) */
 static napi_value js_matmul(napi_env env, napi_callback_info info) {
   call_t c;
   if (!begin(&c, env, info, "matmul", 7)) return NULL;
@@ -311,6 +320,8 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
   check_block_cols(&c, format, in, "inFeatures");
   int64_t n = arg_count(&c, 5, "nRows", MAX_DIM);
   bool accumulate = arg_bool(&c, 7, "accumulate");
+  bool interleaved = arg_bool(&c, 8, "interleaved");
+  check_interleavable(&c, format, interleaved);
   view_t w = arg_view(&c, 1, "w", -1, (size_t)out * gf_row_bytes(format, in));
   view_t x = arg_view(&c, 4, "x", napi_float32_array, (size_t)mul_checked(&c, n, in, "nRows * inFeatures") * 4);
   view_t y = arg_view(&c, 6, "y", napi_float32_array, (size_t)mul_checked(&c, n, out, "nRows * outFeatures") * 4);
@@ -318,7 +329,8 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
   check_disjoint(&c, y, "y", x, "x");
   check_disjoint(&c, y, "y", w, "w");
   if (c.failed) return NULL;
-  return finish(&c, gf_matmul(format, w.data, out, in, (const float *)x.data, n, (float *)y.data, accumulate));
+  return finish(&c, gf_matmul(format, interleaved ? GF_LAYOUT_INTERLEAVED : GF_LAYOUT_ROWS, w.data, out, in,
+                              (const float *)x.data, n, (float *)y.data, accumulate));
 }
 
 /* gemmF32(a, b, c, M, N, K, transposeA, transposeB, batch, strideA, strideB, strideC, accumulate) */
@@ -497,17 +509,35 @@ static napi_value js_swiglu(napi_env env, napi_callback_info info) {
 
 /* ---- mmap ---- */
 
-typedef struct {
+typedef struct mapping {
   void *base;
   size_t length;
+  bool writable;
+  struct mapping *next, *prev; /* the live mappings (touched on the JS thread only) */
 } mapping_t;
+
+static mapping_t *live_mappings;
 
 static void unmap_finalizer(napi_env env, void *data, void *hint) {
   (void)env;
   (void)data;
   mapping_t *m = (mapping_t *)hint;
+  if (m->prev) m->prev->next = m->next;
+  else live_mappings = m->next;
+  if (m->next) m->next->prev = m->prev;
   munmap(m->base, m->length);
   free(m);
+}
+
+/* Whether [data, data + bytes) overlaps a mapping made without `writable` (writing it would
+ * fault). */
+static bool in_read_only_mapping(const void *data, size_t bytes) {
+  uintptr_t a0 = (uintptr_t)data;
+  for (const mapping_t *m = live_mappings; m; m = m->next) {
+    uintptr_t b0 = (uintptr_t)m->base;
+    if (!m->writable && a0 < b0 + m->length && b0 < a0 + bytes) return true;
+  }
+  return false;
 }
 
 static const char *errno_code(int e) {
@@ -525,10 +555,12 @@ static const char *errno_code(int e) {
   }
 }
 
-/* mmapFile(path, offset, length (-1: to the end), advice) */
+/* mmapFile(path, offset, length (undefined: to the end), advice, writable). writable: a private
+ * copy-on-write mapping (writes change this process's pages, never the file). */
 static napi_value js_mmap_file(napi_env env, napi_callback_info info) {
   call_t c;
   if (!begin(&c, env, info, "mmapFile", 4)) return NULL;
+  bool writable = arg_bool(&c, 4, "writable");
   char path[4096], advice[16];
   if (!arg_string(&c, 0, "path", path, sizeof path)) return NULL;
   int64_t offset = arg_count(&c, 1, "offset", INT64_MAX / 2);
@@ -590,7 +622,8 @@ static napi_value js_mmap_file(napi_env env, napi_callback_info info) {
   long page = sysconf(_SC_PAGESIZE);
   int64_t delta = offset % page;
   size_t map_length = (size_t)(length + delta);
-  void *base = mmap(NULL, map_length, PROT_READ, MAP_PRIVATE, fd, (off_t)(offset - delta));
+  void *base = mmap(NULL, map_length, PROT_READ | (writable ? PROT_WRITE : 0), MAP_PRIVATE, fd,
+                    (off_t)(offset - delta));
   int map_errno = errno;
   close(fd);
   if (base == MAP_FAILED) {
@@ -606,6 +639,11 @@ static napi_value js_mmap_file(napi_env env, napi_callback_info info) {
   }
   m->base = base;
   m->length = map_length;
+  m->writable = writable;
+  m->prev = NULL;
+  m->next = live_mappings;
+  if (live_mappings) live_mappings->prev = m;
+  live_mappings = m;
   napi_status status = napi_create_external_arraybuffer(env, (uint8_t *)base + delta, (size_t)length,
                                                         unmap_finalizer, m, &result);
   if (status != napi_ok) {
@@ -616,6 +654,23 @@ static napi_value js_mmap_file(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return result;
+}
+
+/* interleave(format, bytes, rows, cols, toInterleaved): converts a q8_0 / q4_0 matrix between
+ * row order and the interleaved layout (gf.h) in place. */
+static napi_value js_interleave(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "interleave", 5)) return NULL;
+  gf_format format = arg_format(&c, 0);
+  int64_t rows = arg_count(&c, 2, "rows", MAX_DIM), cols = arg_count(&c, 3, "cols", MAX_DIM);
+  check_block_cols(&c, format, cols, "cols");
+  check_interleavable(&c, format, true);
+  bool to_interleaved = arg_bool(&c, 4, "toInterleaved");
+  view_t bytes = arg_view(&c, 1, "bytes", -1, (size_t)mul_checked(&c, rows, (int64_t)gf_row_bytes(format, cols), "rows * row bytes"));
+  if (!c.failed && in_read_only_mapping(bytes.data, bytes.bytes))
+    throw_error(&c, "type", NULL, "bytes lie in a read-only memory mapping: map the file with writable: true to convert it in place");
+  if (c.failed) return NULL;
+  return finish(&c, gf_interleave(format, bytes.data, rows, cols, to_interleaved));
 }
 
 /* ---- threads, levels, counters ---- */
@@ -766,7 +821,7 @@ NAPI_MODULE_INIT() {
       {"kernelLevel", js_kernel_level},  {"setLevel", js_set_level},
       {"levelCap", js_level_cap},        {"kernelNames", js_kernel_names},
       {"counters", js_counters},         {"resetCounters", js_reset_counters},
-      {"rowBytes", js_row_bytes},
+      {"rowBytes", js_row_bytes},        {"interleave", js_interleave},
       {"ssmScan", js_ssm_scan},          {"causalConv1d", js_causal_conv1d},
       {"gatedRmsNorm", js_gated_rms_norm}, {"swiglu", js_swiglu},
   };

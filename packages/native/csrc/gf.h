@@ -76,19 +76,35 @@ void gf_reset_counters(void);
 void gf_set_threads(int n);
 int gf_threads(void);
 
+/*
+ * Layouts of a q8_0 / q4_0 matrix [rows, cols]. GF_LAYOUT_ROWS: row-major, as GGUF stores it.
+ * GF_LAYOUT_INTERLEAVED: the same bytes regrouped per 16 rows (rows 16g..16g+15 keep their place
+ * and size): for each block b, the quant bytes as vectors of 64 bytes whose 4-byte lane p holds
+ * 4 consecutive quant bytes of row 16g+p (4 vectors for q4_0, 8 for q8_0), then after all blocks
+ * the groups' f16 scales, block by block, 16 per block. The last rows % 16 rows stay row-major.
+ */
+typedef enum { GF_LAYOUT_ROWS = 0, GF_LAYOUT_INTERLEAVED } gf_layout;
+#define GF_GROUP_ROWS 16
+
 /* dst receives rows * gf_row_bytes(format, cols) bytes. Equal to ggml's reference quantizers. */
 int gf_quantize(gf_format format, const float *src, int64_t rows, int64_t cols, void *dst);
 int gf_dequantize(gf_format format, const void *src, int64_t rows, int64_t cols, float *dst);
-/* dst[i, :] = row rows[i] of src; every index already checked to be in range. */
-int gf_dequantize_rows(gf_format format, const void *src, int64_t cols, const int32_t *rows,
-                       int64_t n_rows, float *dst);
+/* dst[i, :] = row rows[i] of src (src_rows rows in `layout`); every index already checked to be
+ * in range. */
+int gf_dequantize_rows(gf_format format, gf_layout layout, const void *src, int64_t src_rows,
+                       int64_t cols, const int32_t *rows, int64_t n_rows, float *dst);
+
+
+/* Converts a q8_0 / q4_0 matrix between the layouts in place. */
+int gf_interleave(gf_format format, void *bytes, int64_t rows, int64_t cols, bool to_interleaved);
 
 /*
- * y[n, o] (+)= sum_k x[n, k] * W[o, k] with W [out_features, in_features] packed row-major.
- * q8_0 / q4_0: x is quantized to q8_0 per 32-block and the block dot products are integer.
+ * y[n, o] (+)= sum_k x[n, k] * W[o, k] with W [out_features, in_features] packed in `layout`
+ * (GF_LAYOUT_INTERLEAVED for q8_0 / q4_0 only). q8_0 / q4_0: x is quantized to q8_0 per 32-block
+ * and the block dot products are integer.
  */
-int gf_matmul(gf_format format, const void *w, int64_t out_features, int64_t in_features,
-              const float *x, int64_t n_rows, float *y, bool accumulate);
+int gf_matmul(gf_format format, gf_layout layout, const void *w, int64_t out_features,
+              int64_t in_features, const float *x, int64_t n_rows, float *y, bool accumulate);
 
 /*
  * For each of `batch` problems: C (+)= op(A) op(B), C [M, N] row-major; A is [M, K] ([K, M] when

@@ -151,6 +151,20 @@ void gf_qmm_q4_0_avx512(const gf_qmm_args *args, int64_t row_begin, int64_t row_
                         uint8_t *work);
 #endif
 
+/* ---- quantized matmul over interleaved groups (interleave.c, matmul_q16_*.c): groups
+ * [g_begin, g_end) of 16 rows; activations in the lanes = 1 layout above ---- */
+typedef void (*gf_qmm16_fn)(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
+void gf_qmm16_q8_0_scalar(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
+void gf_qmm16_q4_0_scalar(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
+#if GF_X86
+void gf_qmm16_q8_0_avx512(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
+void gf_qmm16_q4_0_avx512(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
+#endif
+/* Whole 16-row groups of a matrix of `rows` rows (the rest stay row-major). */
+int64_t gf_interleaved_groups(int64_t rows);
+/* Row p of an interleaved group, back in row order (n_blocks blocks of the format). */
+void gf_group_to_rows(gf_format format, const uint8_t *group, int64_t n_blocks, int p, uint8_t *row);
+
 /* ---- float matmul, few activation rows (matmul.c, matmul_f_*.c): W f32 or bf16 rows ---- */
 typedef struct {
   const uint8_t *w;

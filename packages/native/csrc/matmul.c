@@ -142,6 +142,18 @@ static int64_t min_rows_per_thread(int64_t in, int64_t n) {
   return GF_MAX(1, MIN_MACS_PER_THREAD / macs_per_row);
 }
 
+/* Quantizes and packs the n activation rows into the layout the kernels read (scratch). */
+static int pack_activations(act_ctx *a, int64_t n) {
+  a->act = (uint8_t *)gf_scratch(0, GF_SCRATCH_ACT, (size_t)n * a->act_row_bytes);
+  if (!a->act) return GF_ERR_NOMEM;
+  for (int t = 0; t < gf_threads(); t++) {
+    a->tmp[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_TMP, gf_row_bytes(GF_FMT_Q8_0, a->in));
+    if (!a->tmp[t]) return GF_ERR_NOMEM;
+  }
+  gf_parallel_for(n, 1, GF_MAX(1, (1 << 16) / GF_MAX(a->in, 1)), pack_activations_task, a);
+  return GF_OK;
+}
+
 static int quantized_matmul(gf_format format, gf_level level, const void *w, int64_t out,
                             int64_t in, const float *x, int64_t n, float *y, bool accumulate) {
   const int lanes = lanes_of(level);
@@ -155,14 +167,9 @@ static int quantized_matmul(gf_format format, gf_level level, const void *w, int
                aligned ? (size_t)aligned_chunks * gf_aligned_chunk_bytes(format)
                        : (size_t)chunks * gf_act_chunk_bytes(lanes),
                {NULL}};
-  a.act = (uint8_t *)gf_scratch(0, GF_SCRATCH_ACT, (size_t)n * a.act_row_bytes);
-  if (!a.act) return GF_ERR_NOMEM;
-  int threads = gf_threads();
-  for (int t = 0; t < threads; t++) {
-    a.tmp[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_TMP, gf_row_bytes(GF_FMT_Q8_0, in));
-    if (!a.tmp[t]) return GF_ERR_NOMEM;
-  }
-  gf_parallel_for(n, 1, GF_MAX(1, (1 << 16) / GF_MAX(in, 1)), pack_activations_task, &a);
+  int rc = pack_activations(&a, n);
+  if (rc != GF_OK) return rc;
+  const int threads = gf_threads();
 
   int64_t group = ACT_GROUP_BYTES / (int64_t)a.act_row_bytes;
   group = GF_MAX(4, group / 4 * 4);
@@ -175,6 +182,49 @@ static int quantized_matmul(gf_format format, gf_level level, const void *w, int
     if (!c.work[t]) return GF_ERR_NOMEM;
   }
   gf_parallel_for(out, 4, min_rows_per_thread(in, n), qmm_task, &c);
+  return GF_OK;
+}
+
+/* Interleaved weights: whole groups of 16 rows by the group kernel, the last rows % 16 rows
+ * (row-major) by the scalar row kernel; both read activations in the lanes = 1 layout. */
+typedef struct {
+  gf_qmm_args args;
+  gf_qmm16_fn groups_fn;
+  gf_qmm_fn rows_fn;
+  int64_t groups;
+} qmm16_ctx;
+
+static void qmm16_task(void *p, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const qmm16_ctx *c = (const qmm16_ctx *)p;
+  if (begin < c->groups) c->groups_fn(&c->args, begin, GF_MIN(end, c->groups));
+  if (end > c->groups) {
+    int64_t first = c->groups * GF_GROUP_ROWS;
+    c->rows_fn(&c->args, first + GF_MAX(begin - c->groups, 0), first + (end - c->groups), NULL);
+  }
+}
+
+static int interleaved_matmul(gf_format format, gf_level level, const void *w, int64_t out,
+                              int64_t in, const float *x, int64_t n, float *y, bool accumulate) {
+  const int64_t n_blocks = in / GF_BLOCK;
+  act_ctx a = {x, in, n_blocks, format, false, 1, bias_offset(format, level),
+               gf_quantize_impl(GF_FMT_Q8_0, level), NULL, (size_t)n_blocks * gf_act_chunk_bytes(1),
+               {NULL}};
+  int rc = pack_activations(&a, n);
+  if (rc != GF_OK) return rc;
+  const bool q4 = format == GF_FMT_Q4_0;
+  int64_t group = GF_MAX(1, ACT_GROUP_BYTES / (int64_t)a.act_row_bytes);
+  qmm16_ctx c = {{(const uint8_t *)w, gf_row_bytes(format, in), out, in, n_blocks, a.act,
+                  a.act_row_bytes, n, group, y, accumulate, false},
+                 q4 ? gf_qmm16_q4_0_scalar : gf_qmm16_q8_0_scalar,
+                 q4 ? gf_qmm_q4_0_scalar : gf_qmm_q8_0_scalar,
+                 gf_interleaved_groups(out)};
+#if GF_X86
+  if (level == GF_LEVEL_AVX512) c.groups_fn = q4 ? gf_qmm16_q4_0_avx512 : gf_qmm16_q8_0_avx512;
+#endif
+  /* Units: the groups, then one per trailing row-major row. */
+  int64_t units = c.groups + (out - c.groups * GF_GROUP_ROWS);
+  gf_parallel_for(units, 1, GF_MAX(1, min_rows_per_thread(in, n) / GF_GROUP_ROWS), qmm16_task, &c);
   return GF_OK;
 }
 
@@ -285,8 +335,8 @@ int gf_rowdot(gf_format format, gf_level level, const void *w, size_t w_row_byte
   return GF_OK;
 }
 
-int gf_matmul(gf_format format, const void *w, int64_t out_features, int64_t in_features,
-              const float *x, int64_t n_rows, float *y, bool accumulate) {
+int gf_matmul(gf_format format, gf_layout layout, const void *w, int64_t out_features,
+              int64_t in_features, const float *x, int64_t n_rows, float *y, bool accumulate) {
   int kernel = gf_kernel_index(GF_FAMILY_MATMUL, format);
   gf_call_lock();
   gf_level level = gf_kernel_level(kernel);
@@ -295,6 +345,11 @@ int gf_matmul(gf_format format, const void *w, int64_t out_features, int64_t in_
     /* nothing to compute */
   } else if (in_features == 0) { /* empty sums */
     if (!accumulate) memset(y, 0, (size_t)(n_rows * out_features) * sizeof(float));
+  } else if (layout == GF_LAYOUT_INTERLEAVED) {
+    /* Interleaved groups have avx512 and scalar kernels only (weights are interleaved at load
+     * where avx512 runs); an avx2 cap runs, and is counted as, scalar. */
+    if (level == GF_LEVEL_AVX2) level = GF_LEVEL_SCALAR;
+    rc = interleaved_matmul(format, level, w, out_features, in_features, x, n_rows, y, accumulate);
   } else if (format == GF_FMT_Q8_0 || format == GF_FMT_Q4_0) {
     rc = quantized_matmul(format, level, w, out_features, in_features, x, n_rows, y, accumulate);
   } else if (n_rows <= ROWDOT_MAX_ROWS) {

@@ -17,9 +17,8 @@
 
 #define LANES 16
 #define CHUNK_ACT_BYTES (LANES * 40)
-#ifndef PREFETCH
+/* Software prefetch distance of the decode kernel: measured best of 2-16 KiB at H-Micro shapes. */
 #define PREFETCH 4096
-#endif
 
 /* 4x4 dword transpose inside each 128-bit lane of a0..a3. */
 static inline void transpose4(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m512i t[4]) {
@@ -162,70 +161,101 @@ static inline __attribute__((always_inline)) void tile(const gf_qmm_args *a, boo
 
 /* ---- weight-aligned layout (decode: one or two activation rows) ---- */
 
-/* The chunk's 32 scales as two vectors of 16 (blocks 0..15, 16..31): gathered dwords whose low
- * halves are the blocks' f16 scales. */
-static inline void aligned_scales(const uint8_t *chunk, int block_bytes, __m512 *lo, __m512 *hi) {
+/* The 32 scales of the chunk at `chunk` as two vectors of 16 (blocks 0..15, 16..31): gathered
+ * dwords whose low halves are the blocks' f16 scales. Only the first `valid` blocks are read; the
+ * others get scale 0. */
+static inline void aligned_scales(const uint8_t *chunk, int block_bytes, int valid, __m512 *lo,
+                                  __m512 *hi) {
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(block_bytes));
-  *lo = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, chunk, 1)));
-  *hi = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, chunk + 16 * block_bytes, 1)));
+  const __m512i zero = _mm512_setzero_si512();
+  if (valid >= GF_ALIGNED_BLOCKS) {
+    *lo = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, chunk, 1)));
+    *hi = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, chunk + 16 * block_bytes, 1)));
+    return;
+  }
+  /* The last gathered dword of a row ends 2 bytes past its last block's scale: still inside the
+   * row (the block's quants follow), so a gather never leaves the weights. */
+  const __mmask16 mlo = (__mmask16)(valid >= 16 ? 0xffff : (1u << valid) - 1);
+  const __mmask16 mhi = (__mmask16)(valid <= 16 ? 0 : (1u << (valid - 16)) - 1);
+  *lo = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(zero, mlo, idx, chunk, 1)));
+  *hi = _mm512_cvtph_ps(
+      _mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(zero, mhi, idx, chunk + 16 * block_bytes, 1)));
 }
 
-/* Output rows o0..o0+R-1 against activation rows 0..C-1 (C = n <= 2). block_of[i] lane L = the
- * chunk block whose byte starts lane L of vector i. */
-static inline __attribute__((always_inline)) void aligned_tile(const gf_qmm_args *a, bool q4,
-                                                               int64_t o0, int R, int C,
-                                                               const int32_t (*block_of)[16]) {
+/* Weight vector i of a chunk: its 64 bytes, or for the row's last, partial chunk only the bytes
+ * of its `valid` blocks (the rest zero: zero weights and zero activations there add nothing, and
+ * nothing past the row is read). */
+static inline __m512i aligned_load(const uint8_t *w, int i, int block_bytes, int valid) {
+  if (valid >= GF_ALIGNED_BLOCKS) return _mm512_loadu_si512(w + 64 * i);
+  int bytes = valid * block_bytes - 64 * i;
+  __mmask64 m = bytes >= 64 ? ~(__mmask64)0 : bytes <= 0 ? 0 : (((__mmask64)1 << bytes) - 1);
+  return _mm512_maskz_loadu_epi8(m, w + 64 * i);
+}
+
+/* One chunk (32 blocks, `valid` of them real) of output rows o0..o0+R-1 against activation rows
+ * 0..C-1. block_of[i] lane L = the chunk block whose byte starts lane L of vector i. */
+static inline __attribute__((always_inline)) void aligned_chunk(const gf_qmm_args *a, bool q4,
+                                                                int64_t o0, int R, int C, int64_t ch,
+                                                                int valid, const int32_t (*block_of)[16],
+                                                                __m512 acc[4][2]) {
   const int block_bytes = q4 ? 18 : 34, vectors = q4 ? 9 : 17, span = vectors * 64;
   const size_t chunk_bytes = q4 ? 3 * 576 + 128 : 2 * 1088 + 128;
-  const int64_t chunks = (a->n_blocks + GF_ALIGNED_BLOCKS - 1) / GF_ALIGNED_BLOCKS;
   const __m512i low = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
-  uint8_t pad[4][1088] __attribute__((aligned(64)));
-  __m512 acc[4][2];
-  for (int r = 0; r < R; r++)
-    for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
-  for (int64_t ch = 0; ch < chunks; ch++) {
-    const int64_t valid = a->n_blocks - ch * GF_ALIGNED_BLOCKS;
-    const uint8_t *w[4], *x[2];
-    for (int c = 0; c < C; c++) x[c] = a->act + c * a->act_row_bytes + ch * chunk_bytes;
-    __m512 s_lo[4][2], s_hi[4][2];
-    for (int r = 0; r < R; r++) {
-      w[r] = a->w + (o0 + r) * a->w_row_bytes + ch * (int64_t)span;
-      if (valid < GF_ALIGNED_BLOCKS) { /* the row's last, partial chunk: zero-padded copy */
-        memset(pad[r], 0, (size_t)span);
-        memcpy(pad[r], w[r], (size_t)valid * block_bytes);
-        w[r] = pad[r];
-      }
-      __m512 dlo, dhi;
-      aligned_scales(w[r], block_bytes, &dlo, &dhi);
-      for (int c = 0; c < C; c++) {
-        const float *dx = (const float *)(x[c] + (q4 ? 3 : 2) * span);
-        s_lo[r][c] = _mm512_mul_ps(dlo, _mm512_loadu_ps(dx));
-        s_hi[r][c] = _mm512_mul_ps(dhi, _mm512_loadu_ps(dx + 16));
-      }
+  const uint8_t *w[4], *x[2];
+  for (int c = 0; c < C; c++) x[c] = a->act + c * a->act_row_bytes + ch * chunk_bytes;
+  __m512 s_lo[4][2], s_hi[4][2];
+  for (int r = 0; r < R; r++) {
+    w[r] = a->w + (o0 + r) * a->w_row_bytes + ch * (int64_t)span;
+    __m512 dlo, dhi;
+    aligned_scales(w[r], block_bytes, valid, &dlo, &dhi);
+    for (int c = 0; c < C; c++) {
+      const float *dx = (const float *)(x[c] + (q4 ? 3 : 2) * span);
+      s_lo[r][c] = _mm512_mul_ps(dlo, _mm512_loadu_ps(dx));
+      s_hi[r][c] = _mm512_mul_ps(dhi, _mm512_loadu_ps(dx + 16));
     }
-    for (int i = 0; i < vectors; i++) {
-      const __m512i blocks = _mm512_loadu_si512(block_of[i]);
-      for (int r = 0; r < R; r++) {
-        _mm_prefetch((const char *)(w[r] + 64 * i + PREFETCH), _MM_HINT_T0);
-        __m512i v = _mm512_loadu_si512(w[r] + 64 * i), lo, hi = v;
-        if (q4) {
-          lo = _mm512_and_si512(v, low);
-          hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-        } else {
-          lo = _mm512_xor_si512(v, flip);
-        }
-        for (int c = 0; c < C; c++) {
-          const uint8_t *xc = x[c];
-          __m512i s = _mm512_loadu_si512(xc + (q4 ? 2 : 1) * span + 64 * i); /* bias */
-          s = _mm512_dpbusd_epi32(s, lo, _mm512_loadu_si512(xc + 64 * i));
-          if (q4) s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(xc + span + 64 * i));
-          __m512 scale = _mm512_permutex2var_ps(s_lo[r][c], blocks, s_hi[r][c]);
-          acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[r][c]);
-        }
+  }
+  const int used = valid >= GF_ALIGNED_BLOCKS ? vectors : (valid * block_bytes + 63) / 64;
+  for (int i = 0; i < used; i++) {
+    const __m512i blocks = _mm512_load_si512(block_of[i]);
+    __m512i xlo[2], xhi[2], bias[2];
+    for (int c = 0; c < C; c++) {
+      xlo[c] = _mm512_loadu_si512(x[c] + 64 * i);
+      if (q4) xhi[c] = _mm512_loadu_si512(x[c] + span + 64 * i);
+      bias[c] = _mm512_loadu_si512(x[c] + (q4 ? 2 : 1) * span + 64 * i);
+    }
+    for (int r = 0; r < R; r++) {
+      _mm_prefetch((const char *)(w[r] + 64 * i + PREFETCH), _MM_HINT_T0);
+      __m512i v = aligned_load(w[r], i, block_bytes, valid), lo, hi = v;
+      if (q4) {
+        lo = _mm512_and_si512(v, low);
+        hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+      } else {
+        lo = _mm512_xor_si512(v, flip);
+      }
+      for (int c = 0; c < C; c++) {
+        __m512i s = _mm512_dpbusd_epi32(bias[c], lo, xlo[c]);
+        if (q4) s = _mm512_dpbusd_epi32(s, hi, xhi[c]);
+        __m512 scale = _mm512_permutex2var_ps(s_lo[r][c], blocks, s_hi[r][c]);
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[r][c]);
       }
     }
   }
+}
+
+/* Output rows o0..o0+R-1 against activation rows 0..C-1 (C = n <= 2). */
+static inline __attribute__((always_inline)) void aligned_tile(const gf_qmm_args *a, bool q4,
+                                                               int64_t o0, int R, int C,
+                                                               const int32_t (*block_of)[16]) {
+  const int64_t full = a->n_blocks / GF_ALIGNED_BLOCKS;
+  const int tail = (int)(a->n_blocks % GF_ALIGNED_BLOCKS);
+  __m512 acc[4][2];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t ch = 0; ch < full; ch++) {
+    aligned_chunk(a, q4, o0, R, C, ch, GF_ALIGNED_BLOCKS, block_of, acc);
+  }
+  if (tail) aligned_chunk(a, q4, o0, R, C, full, tail, block_of, acc);
   for (int r = 0; r < R; r++)
     for (int c = 0; c < C; c++) {
       float v = _mm512_reduce_add_ps(acc[r][c]);

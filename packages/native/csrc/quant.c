@@ -256,30 +256,47 @@ int gf_dequantize(gf_format format, const void *src, int64_t rows, int64_t cols,
 }
 
 typedef struct {
+  gf_format format;
   const uint8_t *src;
   size_t row_bytes;
-  int64_t cols;
+  int64_t cols, groups; /* groups: interleaved 16-row groups (0 in row order) */
   const int32_t *rows;
   float *dst;
   gf_dequantize_fn dq;
+  uint8_t *tmp[GF_MAX_THREADS];
 } gather_ctx;
 
 static void gather_task(void *p, int64_t begin, int64_t end, int thread) {
-  (void)thread;
   const gather_ctx *c = (const gather_ctx *)p;
-  for (int64_t i = begin; i < end; i++)
-    c->dq(c->src + (size_t)c->rows[i] * c->row_bytes, c->dst + i * c->cols, c->cols);
+  for (int64_t i = begin; i < end; i++) {
+    const int64_t row = c->rows[i], g = row / GF_GROUP_ROWS;
+    const uint8_t *src = c->src + (size_t)row * c->row_bytes;
+    if (g < c->groups) { /* back to row order first */
+      gf_group_to_rows(c->format, c->src + (size_t)g * GF_GROUP_ROWS * c->row_bytes, c->cols / GF_BLOCK,
+                       (int)(row % GF_GROUP_ROWS), c->tmp[thread]);
+      src = c->tmp[thread];
+    }
+    c->dq(src, c->dst + i * c->cols, c->cols);
+  }
 }
 
-int gf_dequantize_rows(gf_format format, const void *src, int64_t cols, const int32_t *rows,
-                       int64_t n_rows, float *dst) {
+int gf_dequantize_rows(gf_format format, gf_layout layout, const void *src, int64_t src_rows,
+                       int64_t cols, const int32_t *rows, int64_t n_rows, float *dst) {
   int kernel = gf_kernel_index(GF_FAMILY_DEQUANTIZE_ROWS, format);
   gf_call_lock();
   gf_level level = gf_kernel_level(kernel);
-  gather_ctx c = {(const uint8_t *)src, gf_row_bytes(format, cols), cols, rows, dst,
-                  gf_dequantize_impl(format, level)};
-  gf_parallel_for(n_rows, 1, GF_MAX(1, MIN_ELEMENTS_PER_THREAD / GF_MAX(cols, 1)), gather_task, &c);
-  gf_count(kernel, level);
+  gather_ctx c = {format, (const uint8_t *)src, gf_row_bytes(format, cols), cols,
+                  layout == GF_LAYOUT_INTERLEAVED ? gf_interleaved_groups(src_rows) : 0,
+                  rows, dst, gf_dequantize_impl(format, level), {NULL}};
+  int rc = GF_OK;
+  for (int t = 0; c.groups > 0 && t < gf_threads() && rc == GF_OK; t++) {
+    c.tmp[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_TMP, c.row_bytes);
+    if (!c.tmp[t]) rc = GF_ERR_NOMEM;
+  }
+  if (rc == GF_OK) {
+    gf_parallel_for(n_rows, 1, GF_MAX(1, MIN_ELEMENTS_PER_THREAD / GF_MAX(cols, 1)), gather_task, &c);
+    gf_count(kernel, level);
+  }
   gf_call_unlock();
-  return GF_OK;
+  return rc;
 }

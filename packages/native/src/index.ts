@@ -74,6 +74,13 @@ export interface CpuFeatures {
 export interface MatmulOptions {
   /** Add to y instead of overwriting it. */
   accumulate?: boolean;
+  /** W is in the interleaved layout ({@link Native.interleave}; q8_0 / q4_0 only). */
+  interleaved?: boolean;
+}
+
+export interface DequantizeRowsOptions {
+  /** src is in the interleaved layout ({@link Native.interleave}; q8_0 / q4_0 only). */
+  interleaved?: boolean;
 }
 
 export interface GemmOptions {
@@ -154,6 +161,9 @@ export interface MmapOptions {
   /** madvise hint for the mapped range: 'willneed' starts read-ahead of all of it (a model
    * whose every weight the first forward pass touches), 'sequential' / 'random' tune read-ahead. */
   advice?: MmapAdvice;
+  /** Map copy-on-write (PROT_READ | PROT_WRITE, MAP_PRIVATE): writes change this process's pages,
+   * never the file (e.g. {@link Native.interleave} in place). Default: read-only. */
+  writable?: boolean;
 }
 
 /** The loaded addon with argument checking. Every kernel is a synchronous call. */
@@ -176,10 +186,20 @@ export interface Native {
     cols: number,
     rowIndices: Int32Array,
     dst: Float32Array,
+    options?: DequantizeRowsOptions,
   ): void;
   /**
-   * y[n, o] = sum_k x[n, k] * W[o, k] for W [outFeatures, inFeatures] packed row-major, x
-   * [nRows, inFeatures], y [nRows, outFeatures]. q8_0 / q4_0 quantize x to q8_0 per 32-block
+   * Converts a q8_0 / q4_0 weight [rows, cols] in place between row order (GGUF's) and the
+   * interleaved layout that the avx512 matmul reads fastest: per group of 16 rows (the same bytes
+   * those rows occupy), each block's quant bytes as 64-byte vectors whose 4-byte lane p belongs
+   * to row p of the group, then the group's f16 scales block by block; the last rows % 16 rows
+   * stay in row order. `toInterleaved` false converts back. Throws for bytes in a read-only
+   * mapping (map with `writable`).
+   */
+  interleave(format: Format, bytes: TypedArray, rows: number, cols: number, toInterleaved: boolean): void;
+  /**
+   * y[n, o] = sum_k x[n, k] * W[o, k] for W [outFeatures, inFeatures] packed row-major (or
+   * interleaved: `options.interleaved`), x [nRows, inFeatures], y [nRows, outFeatures]. q8_0 / q4_0 quantize x to q8_0 per 32-block
    * (integer block dot products, as llama.cpp); f32 / bf16 multiply in float32.
    */
   matmul(
@@ -255,7 +275,7 @@ export interface Native {
   threads(): number;
   /** A read-only (PROT_READ, MAP_PRIVATE) mapping of a file as an external ArrayBuffer, unmapped
    * when the ArrayBuffer is collected. Nothing is copied into the JS heap. Writing into it
-   * crashes the process (the pages are read-only). */
+   * crashes the process (the pages are read-only) unless `options.writable` made it copy-on-write. */
   mmapFile(filePath: string, options?: MmapOptions): ArrayBuffer;
   cpuFeatures(): CpuFeatures;
   /** The best level this CPU supports. */
@@ -276,16 +296,19 @@ interface Binding {
   rowBytes(format: string, cols: number): number;
   quantize(format: string, src: Float32Array, rows: number, cols: number, dst: TypedArray): void;
   dequantize(format: string, src: TypedArray, rows: number, cols: number, dst: Float32Array): void;
-  dequantizeRows(format: string, src: TypedArray, cols: number, rows: Int32Array, dst: Float32Array): void;
+  dequantizeRows(
+    format: string, src: TypedArray, cols: number, rows: Int32Array, dst: Float32Array, interleaved: boolean,
+  ): void;
+  interleave(format: string, bytes: TypedArray, rows: number, cols: number, toInterleaved: boolean): void;
   matmul(
     format: string, w: TypedArray, out: number, inF: number, x: Float32Array, n: number,
-    y: Float32Array, accumulate: boolean,
+    y: Float32Array, accumulate: boolean, interleaved: boolean,
   ): void;
   gemmF32(
     a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number,
     ta: boolean, tb: boolean, batch: number, sa: number, sb: number, sc: number, accumulate: boolean,
   ): void;
-  mmapFile(filePath: string, offset: number, length: number | undefined, advice: string): ArrayBuffer;
+  mmapFile(filePath: string, offset: number, length: number | undefined, advice: string, writable: boolean): ArrayBuffer;
   ssmScan(
     x: Float32Array, dt: Float32Array, aLog: Float32Array, b: Float32Array, c: Float32Array,
     d: Float32Array, dtBias: Float32Array, initialState: Float32Array | null, batch: number,
@@ -394,6 +417,14 @@ function flag(fn: string, name: string, value: unknown): boolean {
   return value;
 }
 
+/** The interleaved option, which only the block formats have. */
+function interleavedFlag(fn: string, format: Format, value: unknown): boolean {
+  const on = flag(fn, 'options.interleaved', value);
+  if (on && format !== 'q8_0' && format !== 'q4_0')
+    throw new RangeError(`${fn}: only q8_0 and q4_0 weights have an interleaved layout, got ${format}`);
+  return on;
+}
+
 function number(fn: string, name: string, value: unknown): number {
   if (typeof value !== 'number') throw new TypeError(`${fn}: ${name} must be a number, got ${describe(value)}`);
   if (Number.isNaN(value)) throw new RangeError(`${fn}: ${name} must be a number other than NaN`);
@@ -442,7 +473,7 @@ function wrap(binding: Binding, binaryPath: string): Native {
       float32(fn, 'dst', dst, rows * cols, `rows * cols = ${rows} * ${cols}`);
       binding.dequantize(f, src, rows, cols, dst);
     },
-    dequantizeRows(format, src, cols, rowIndices, dst) {
+    dequantizeRows(format, src, cols, rowIndices, dst, options = {}) {
       const fn = 'dequantizeRows';
       const f = formatOf(fn, format);
       count(fn, 'cols', cols);
@@ -463,7 +494,18 @@ function wrap(binding: Binding, binaryPath: string): Native {
           throw new RangeError(`${fn}: rowIndices[${i}] = ${r} is outside the ${rows} rows of src`);
       }
       float32(fn, 'dst', dst, rowIndices.length * cols, `rowIndices.length * cols = ${rowIndices.length} * ${cols}`);
-      binding.dequantizeRows(f, src, cols, rowIndices, dst);
+      const interleaved = interleavedFlag(fn, f, options.interleaved);
+      binding.dequantizeRows(f, src, cols, rowIndices, dst, interleaved);
+    },
+    interleave(format, bytes, rows, cols, toInterleaved) {
+      const fn = 'interleave';
+      const f = formatOf(fn, format);
+      count(fn, 'rows', rows);
+      count(fn, 'cols', cols);
+      blockCols(fn, 'cols', f, cols);
+      interleavedFlag(fn, f, true);
+      packed(fn, 'bytes', bytes, rows * rowBytesOf(f, cols), `packedByteLength('${f}', ${rows}, ${cols})`);
+      binding.interleave(f, bytes, rows, cols, flag(fn, 'toInterleaved', toInterleaved));
     },
     matmul(format, w, outFeatures, inFeatures, x, nRows, y, options = {}) {
       const fn = 'matmul';
@@ -479,7 +521,8 @@ function wrap(binding: Binding, binaryPath: string): Native {
       float32(fn, 'x', x, nRows * inFeatures, `nRows * inFeatures = ${nRows} * ${inFeatures}`);
       float32(fn, 'y', y, nRows * outFeatures, `nRows * outFeatures = ${nRows} * ${outFeatures}`);
       const accumulate = flag(fn, 'options.accumulate', options.accumulate);
-      binding.matmul(f, w, outFeatures, inFeatures, x, nRows, y, accumulate);
+      const interleaved = interleavedFlag(fn, f, options.interleaved);
+      binding.matmul(f, w, outFeatures, inFeatures, x, nRows, y, accumulate, interleaved);
     },
     ssmScan(inputs, dims, dtMin, dtMax, out) {
       const fn = 'ssmScan';
@@ -602,7 +645,7 @@ function wrap(binding: Binding, binaryPath: string): Native {
             `${bufferConstants.MAX_LENGTH} bytes in one ArrayBuffer (map it in pieces with options.offset / options.length)`,
         );
       }
-      return binding.mmapFile(resolved, offset, length, advice);
+      return binding.mmapFile(resolved, offset, length, advice, flag(fn, 'options.writable', options.writable));
     },
     cpuFeatures: () => binding.cpuFeatures(),
     cpuLevel: () => binding.cpuLevel() as Level,

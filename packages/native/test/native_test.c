@@ -93,7 +93,7 @@ static void test_quantize(gf_level level) {
       /* gather rows 0, last, 0 again */
       int32_t idx[3] = {0, (int32_t)(rows - 1), 0};
       float *g = malloc(sizeof(float) * 3 * cols);
-      gf_dequantize_rows(fmt, ref, cols, idx, 3, g);
+      gf_dequantize_rows(fmt, GF_LAYOUT_ROWS, ref, rows, cols, idx, 3, g);
       int ok = 1;
       for (int i = 0; i < 3; i++) ok &= memcmp(g + i * cols, back_ref + idx[i] * cols, sizeof(float) * cols) == 0;
       snprintf(what, sizeof what, "dequantizeRows %s at %s", gf_format_name(fmt), gf_level_name(level));
@@ -117,7 +117,7 @@ static void matmul_case(gf_format fmt, gf_level level, int64_t out, int64_t in, 
   gf_quantize(fmt, wf, out, in, w);
   gf_dequantize(fmt, w, out, in, wd);
   memcpy(yref, y0, sizeof(float) * n * out);
-  gf_matmul(fmt, w, out, in, x, n, yref, accumulate);
+  gf_matmul(fmt, GF_LAYOUT_ROWS, w, out, in, x, n, yref, accumulate);
   gf_set_level_cap(level);
   int kernel = gf_kernel_index(GF_FAMILY_MATMUL, fmt);
   gf_level ran = gf_kernel_level(kernel);
@@ -131,7 +131,7 @@ static void matmul_case(gf_format fmt, gf_level level, int64_t out, int64_t in, 
       /* second run into a fresh copy; compare bitwise with the first */
       float *y2 = malloc(sizeof(float) * n * out + 4);
       memcpy(y2, y0, sizeof(float) * n * out);
-      gf_matmul(fmt, w, out, in, x, n, y2, accumulate);
+      gf_matmul(fmt, GF_LAYOUT_ROWS, w, out, in, x, n, y2, accumulate);
       char what[160];
       snprintf(what, sizeof what, "matmul %s %lldx%lld n=%lld at %s: 2 threads equal 1 thread",
                gf_format_name(fmt), (long long)out, (long long)in, (long long)n, gf_level_name(level));
@@ -139,7 +139,7 @@ static void matmul_case(gf_format fmt, gf_level level, int64_t out, int64_t in, 
       free(y2);
       break;
     }
-    gf_matmul(fmt, w, out, in, x, n, y, accumulate);
+    gf_matmul(fmt, GF_LAYOUT_ROWS, w, out, in, x, n, y, accumulate);
   }
   gf_set_threads(1);
   int ok = 1;
@@ -175,12 +175,12 @@ static void test_matmul_empty(gf_level level) {
     float *x = malloc(sizeof(float) * 64), *y = malloc(sizeof(float) * 3);
     uint8_t *w = malloc(4);
     for (int i = 0; i < 3; i++) y[i] = 7.0f;
-    gf_matmul(formats[f], w, 3, 32, x, 0, y, false);  /* no activation rows */
-    gf_matmul(formats[f], w, 0, 32, x, 1, y, false);  /* no output rows */
+    gf_matmul(formats[f], GF_LAYOUT_ROWS, w, 3, 32, x, 0, y, false);  /* no activation rows */
+    gf_matmul(formats[f], GF_LAYOUT_ROWS, w, 0, 32, x, 1, y, false);  /* no output rows */
     int untouched = y[0] == 7.0f && y[1] == 7.0f && y[2] == 7.0f;
-    gf_matmul(formats[f], w, 3, 0, x, 1, y, true);    /* no inputs, accumulate */
+    gf_matmul(formats[f], GF_LAYOUT_ROWS, w, 3, 0, x, 1, y, true);    /* no inputs, accumulate */
     untouched &= y[0] == 7.0f && y[2] == 7.0f;
-    gf_matmul(formats[f], w, 3, 0, x, 1, y, false);
+    gf_matmul(formats[f], GF_LAYOUT_ROWS, w, 3, 0, x, 1, y, false);
     char what[120];
     snprintf(what, sizeof what, "matmul %s empty shapes at %s", gf_format_name(formats[f]), gf_level_name(level));
     check(untouched && y[0] == 0.0f && y[1] == 0.0f && y[2] == 0.0f, what);
@@ -195,6 +195,58 @@ static void test_matmul(gf_level level) {
   for (size_t f = 0; f < 4; f++)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
       matmul_case(formats[f], level, shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
+}
+
+/* Interleaved weights: the layout round-trips bit-exactly, the scalar kernel over it equals the
+ * row-order scalar kernel bit for bit, the level's kernel is within summation error of it, and
+ * row gathers equal row-order ones. Buffers are exact-size so the sanitizers see any overrun. */
+static void interleaved_case(gf_format fmt, gf_level level, int64_t out, int64_t in, int64_t n) {
+  size_t wbytes = (size_t)out * gf_row_bytes(fmt, in);
+  float *wf = malloc(sizeof(float) * out * in), *x = malloc(sizeof(float) * n * in);
+  float *yref = malloc(sizeof(float) * n * out), *ygot = malloc(sizeof(float) * n * out);
+  uint8_t *w = malloc(wbytes), *wi = malloc(wbytes);
+  fill(wf, out * in, 0);
+  fill(x, n * in, 1);
+  gf_set_level_cap(GF_LEVEL_SCALAR);
+  gf_quantize(fmt, wf, out, in, w);
+  memcpy(wi, w, wbytes);
+  gf_interleave(fmt, wi, out, in, true);
+  int moved = out < GF_GROUP_ROWS || memcmp(wi, w, wbytes) != 0;
+  gf_matmul(fmt, GF_LAYOUT_ROWS, w, out, in, x, n, yref, false);
+  gf_matmul(fmt, GF_LAYOUT_INTERLEAVED, wi, out, in, x, n, ygot, false);
+  int scalar_equal = memcmp(yref, ygot, sizeof(float) * n * out) == 0;
+  gf_set_level_cap(level);
+  int kernel = gf_kernel_index(GF_FAMILY_MATMUL, fmt);
+  gf_level ran = level == GF_LEVEL_AVX512 ? GF_LEVEL_AVX512 : GF_LEVEL_SCALAR; /* no avx2 kernel */
+  uint64_t before = gf_counter(kernel, ran);
+  gf_matmul(fmt, GF_LAYOUT_INTERLEAVED, wi, out, in, x, n, ygot, false);
+  int ok = gf_counter(kernel, ran) == before + 1;
+  for (int64_t i = 0; i < n * out && ok; i++) {
+    double mag = 0;
+    for (int64_t k = 0; k < in; k++) mag += fabs((double)wf[(i % out) * in + k] * x[(i / out) * in + k]);
+    if (fabs((double)ygot[i] - yref[i]) > 4.0 * (double)(in + 2) * 1.2e-7 * mag + 1e-30) ok = 0;
+  }
+  int32_t idx[3] = {0, (int32_t)(out - 1), (int32_t)(out / 2)};
+  float *g0 = malloc(sizeof(float) * 3 * in), *g1 = malloc(sizeof(float) * 3 * in);
+  gf_dequantize_rows(fmt, GF_LAYOUT_ROWS, w, out, in, idx, 3, g0);
+  gf_dequantize_rows(fmt, GF_LAYOUT_INTERLEAVED, wi, out, in, idx, 3, g1);
+  int gathered = memcmp(g0, g1, sizeof(float) * 3 * in) == 0;
+  gf_interleave(fmt, wi, out, in, false);
+  int round_trip = memcmp(wi, w, wbytes) == 0;
+  char what[200];
+  snprintf(what, sizeof what, "interleaved %s %lldx%lld n=%lld at %s: layout moved and round-trips, scalar equal, "
+           "level within summation error, gathers equal", gf_format_name(fmt), (long long)out, (long long)in,
+           (long long)n, gf_level_name(level));
+  check(moved && round_trip && scalar_equal && ok && gathered, what);
+  free(wf), free(x), free(yref), free(ygot), free(w), free(wi), free(g0), free(g1);
+}
+
+static void test_matmul_interleaved(gf_level level) {
+  const int64_t shapes[][3] = {{16, 32, 1}, {15, 64, 2}, {17, 96, 1}, {37, 160, 5}, {48, 512, 13}, {64, 2048, 1}, {33, 64, 7}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    interleaved_case(GF_FMT_Q8_0, level, shapes[s][0], shapes[s][1], shapes[s][2]);
+    interleaved_case(GF_FMT_Q4_0, level, shapes[s][0], shapes[s][1], shapes[s][2]);
+  }
 }
 
 static void gemm_case(gf_level level, int64_t m, int64_t n, int64_t k, int ta, int tb, int64_t batch, int broadcast_b,
@@ -566,6 +618,7 @@ int main(void) {
   for (int l = GF_LEVEL_SCALAR; l <= (int)best; l++) {
     test_quantize((gf_level)l);
     test_matmul((gf_level)l);
+    test_matmul_interleaved((gf_level)l);
     test_gemm((gf_level)l);
     test_ssm_scan((gf_level)l);
     test_swiglu((gf_level)l);
