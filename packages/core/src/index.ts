@@ -57,7 +57,8 @@ export {
   type WeightDtype,
 } from './packed/formats';
 export { dequantizeRowsInto, quantizeRows, quantizeRowsInto } from './packed/quantize';
-export { PackedTensor } from './packed/packed_tensor';
+export { PackedTensor, type PackedFromBytesOptions } from './packed/packed_tensor';
+export { interleavesHere } from './packed/interleaved_layout';
 export { PackedMatMul, packedMatMul, type PackedMatMulAttrs, type PackedMatMulInputs } from './packed/packed_matmul';
 export { PackedGather, packedGather, type PackedGatherAttrs, type PackedGatherInputs } from './packed/packed_gather';
 export { SafetensorsError } from './safetensors/errors';

@@ -143,7 +143,7 @@ describeBackends('packed weights', (backend) => {
       dequantizeRowsInto(format, quantizeRows(format, wf, out, inF), inF, 0, out, unpacked);
       const x = tf.tensor2d(xf, [n, inF]);
       const y = packedMatMul(x, w);
-      const [ref] = PackedMatMul.reference({ x, w: w.bytes }, { format, outFeatures: out, inFeatures: inF });
+      const [ref] = PackedMatMul.reference({ x, w: w.bytes }, { format, outFeatures: out, inFeatures: inF, interleaved: w.interleaved });
       expect(y.shape).toEqual([n, out]);
       const atol = matmulTolerance(backend, format, xf, n, unpacked, out, inF);
       expectClose(y, Array.from(oracleMatMul(xf, n, unpacked, out, inF)), { atol });

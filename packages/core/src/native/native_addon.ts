@@ -5,7 +5,8 @@ import type { WeightDtype } from '../packed/formats';
  * over plain typed arrays, dispatched at run time to the best instruction set the CPU has.
  */
 export interface NativeAddon {
-  /** y[n, out] = x[n, in] · Wᵀ for a weight W [out, in] packed in `format` (or f32). */
+  /** y[n, out] = x[n, in] · Wᵀ for a weight W [out, in] packed in `format` (or f32), row-major or
+   * (q8_0 / q4_0) interleaved. */
   matmul(
     format: WeightDtype,
     w: Uint8Array,
@@ -14,7 +15,13 @@ export interface NativeAddon {
     x: Float32Array,
     nRows: number,
     y: Float32Array,
+    options?: { interleaved?: boolean },
   ): void;
+  /**
+   * Regroups a q8_0 / q4_0 weight [rows, cols] in place between row order and the interleaved
+   * layout the avx512 matmul reads fastest (absent from builds before it existed).
+   */
+  interleave?(format: WeightDtype, bytes: Uint8Array, rows: number, cols: number, toInterleaved: boolean): void;
   /**
    * C[M, N] = op(A) · op(B), op transposing when asked; row-major float32. `batch` problems with
    * element strides between them (a stride of 0 broadcasts that operand).
@@ -31,16 +38,24 @@ export interface NativeAddon {
     options?: { batch?: number; strideA?: number; strideB?: number; strideC?: number },
   ): void;
   /** Rows `rowIndices` of a packed table, unpacked into `dst` [rows.length, cols]. */
-  dequantizeRows(format: WeightDtype, src: Uint8Array, cols: number, rowIndices: Int32Array, dst: Float32Array): void;
+  dequantizeRows(
+    format: WeightDtype,
+    src: Uint8Array,
+    cols: number,
+    rowIndices: Int32Array,
+    dst: Float32Array,
+    options?: { interleaved?: boolean },
+  ): void;
   /** Packs `rows` × `cols` floats into `dst` (ggml's reference quantizers, bit for bit). */
   quantize(format: WeightDtype, src: Float32Array, rows: number, cols: number, dst: Uint8Array): void;
   /**
-   * A read-only memory map of (part of) a file, as an ArrayBuffer outside the JS heap whose byte 0
-   * is the file's byte `offset`; `advice` is the madvise hint for the range.
+   * A memory map of (part of) a file, as an ArrayBuffer outside the JS heap whose byte 0 is the
+   * file's byte `offset`; `advice` is the madvise hint for the range. Read-only, or with `writable`
+   * copy-on-write (writes change this process's pages, never the file).
    */
   mmapFile(
     path: string,
-    options?: { offset?: number; length?: number; advice?: 'normal' | 'sequential' | 'random' | 'willneed' },
+    options?: { offset?: number; length?: number; advice?: 'normal' | 'sequential' | 'random' | 'willneed'; writable?: boolean },
   ): ArrayBuffer;
   /**
    * The Mamba-2 selective scan's sequential recurrence over float32 arrays in ops-mamba's

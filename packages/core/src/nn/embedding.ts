@@ -55,12 +55,12 @@ export class Embedding extends Module {
 
   /** The table as an output projection: h [..., dim] → scores [..., numEmbeddings] = h · Eᵀ. */
   attend(h: tf.Tensor): tf.Tensor {
+    const packed = this.weight.packed;
+    if (packed) return packedMatMul(h, packed);
     return tf.tidy(() => {
       const flat = tf.reshape(h, [-1, this.dim]);
-      const packed = this.weight.packed;
-      const scores = packed
-        ? packedMatMul(flat, packed)
-        : this.weight.layout === 'transposed'
+      const scores =
+        this.weight.layout === 'transposed'
           ? tf.matMul(flat, this.weight.value)
           : tf.matMul(flat, this.weight.value, false, true);
       return tf.reshape(scores, [...h.shape.slice(0, -1), this.numEmbeddings]);

@@ -35,10 +35,15 @@ export class Linear extends Module {
     if (last !== this.inFeatures) {
       throw new RangeError(`Linear expects input [..., ${this.inFeatures}], got [${x.shape}].`);
     }
+    const packed = this.weight.packed;
+    if (packed) {
+      // Any rank in one kernel: no reshapes around the product.
+      if (!this.bias) return packedMatMul(x, packed);
+      return tf.tidy(() => tf.add(packedMatMul(x, packed), this.bias!.value));
+    }
     return tf.tidy(() => {
       const flat = tf.reshape(x, [-1, this.inFeatures]);
-      const packed = this.weight.packed;
-      let y = packed ? packedMatMul(flat, packed) : tf.matMul(flat, this.weight.value); // [rows, out]
+      let y = tf.matMul(flat, this.weight.value); // [rows, out]
       if (this.bias) y = tf.add(y, this.bias.value);
       return tf.reshape(y, [...x.shape.slice(0, -1), this.outFeatures]);
     });

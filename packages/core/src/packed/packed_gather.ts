@@ -1,15 +1,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { defineKernel } from '../kernels/define_kernel';
+import type { FlatArray } from '../kernels/fused_kernel';
 import { nativeKernel } from '../native/native_backend';
 import { packedRowBytes, type PackedFormat } from './formats';
+import { rowOrderBytes } from './interleaved_layout';
 import { storageBytes } from './packed_matmul';
 import type { PackedTensor } from './packed_tensor';
 import { dequantizeRowsInto } from './quantize';
 
 /** Inputs of the `PackedGather` kernel: the packed table's bytes and the row ids. */
 export type PackedGatherInputs = { w: tf.Tensor; ids: tf.Tensor };
-/** Attributes of the `PackedGather` kernel: the table's format and shape [rows, cols]. */
-export type PackedGatherAttrs = { format: PackedFormat; rows: number; cols: number };
+/** Attributes of the `PackedGather` kernel: the table's format, shape [rows, cols] and layout. */
+export type PackedGatherAttrs = { format: PackedFormat; rows: number; cols: number; interleaved?: boolean };
 
 /** Throws naming the first id that is not a row of a table of `rows` rows. */
 function checkRowIds(ids: ArrayLike<number>, rows: number): void {
@@ -20,12 +22,13 @@ function checkRowIds(ids: ArrayLike<number>, rows: number): void {
 }
 
 function gatherRowsInto(
-  bytes: Uint8Array,
+  words: FlatArray,
   ids: ArrayLike<number>,
   out: Float32Array,
-  { format, rows, cols }: PackedGatherAttrs,
+  { format, rows, cols, interleaved }: PackedGatherAttrs,
 ): void {
   checkRowIds(ids, rows);
+  const bytes = rowOrderBytes(format, storageBytes(words, rows * packedRowBytes(format, cols)), rows, cols, interleaved === true);
   for (let i = 0; i < ids.length; i++) dequantizeRowsInto(format, bytes, cols, ids[i], 1, out, i * cols);
 }
 
@@ -37,23 +40,22 @@ export const PackedGather = defineKernel<PackedGatherInputs, PackedGatherAttrs>(
   reference: ({ w, ids }, attrs) => {
     const ids32 = ids.dataSync() as Int32Array;
     const out = new Float32Array(ids32.length * attrs.cols);
-    const bytes = storageBytes(w.dataSync() as Int32Array, attrs.rows * packedRowBytes(attrs.format, attrs.cols));
-    gatherRowsInto(bytes, ids32, out, attrs);
+    gatherRowsInto(w.dataSync() as Int32Array, ids32, out, attrs);
     return [tf.tensor2d(out, [ids32.length, attrs.cols])];
   },
   fused: {
     outputs: ({ ids }, { cols }) => [{ shape: [ids.shape[0], cols], dtype: 'float32' }],
     compute: ({ w, ids }, [out], _shapes, attrs) => {
-      const bytes = storageBytes(w, attrs.rows * packedRowBytes(attrs.format, attrs.cols));
-      gatherRowsInto(bytes, ids, out as Float32Array, attrs);
+      gatherRowsInto(w, ids, out as Float32Array, attrs);
     },
   },
   backendKernels: {
-    native: nativeKernel<PackedGatherAttrs>((addon, { w, ids }, { format, rows, cols }) => {
+    native: nativeKernel<PackedGatherAttrs>((addon, { w, ids }, { format, rows, cols, interleaved }) => {
       const rowIds = ids.values as Int32Array;
       checkRowIds(rowIds, rows);
       const out = new Float32Array(rowIds.length * cols);
-      addon.dequantizeRows(format, storageBytes(w.values, rows * packedRowBytes(format, cols)), cols, rowIds, out);
+      const bytes = storageBytes(w.values, rows * packedRowBytes(format, cols));
+      addon.dequantizeRows(format, bytes, cols, rowIds, out, { interleaved: interleaved === true });
       return { shape: [rowIds.length, cols], values: out };
     }),
   },
@@ -66,7 +68,7 @@ export function packedGather(table: PackedTensor, ids: tf.Tensor): tf.Tensor {
   const [rows, cols] = table.shape;
   return tf.tidy(() => {
     const flat = tf.reshape(ids, [-1]);
-    const [out] = PackedGather.run({ w: table.bytes, ids: flat }, { format: table.format, rows, cols });
+    const [out] = PackedGather.run({ w: table.bytes, ids: flat }, { format: table.format, rows, cols, interleaved: table.interleaved });
     return tf.reshape(out, [...ids.shape, cols]);
   });
 }

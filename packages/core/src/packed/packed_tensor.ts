@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { packedByteLength, type PackedFormat, isPackedFormat } from './formats';
+import { convertLayout, interleavesHere, rowOrderBytes } from './interleaved_layout';
 import { dequantizeRowsInto, quantizeRowsInto } from './quantize';
 
 /** What writing into the wasm backend's memory needs (`BackendWasm`). */
@@ -37,11 +38,28 @@ function storageFromWriter(words: number, write: (bytes: Uint8Array) => void): t
   return tf.tensor1d(values, 'int32');
 }
 
+/** Options of {@link PackedTensor.fromBytes}. */
+export interface PackedFromBytesOptions {
+  /**
+   * The bytes may be regrouped in place (they become the interleaved layout where the backend
+   * uses it; e.g. a copy-on-write mapping of a checkpoint). Default false: bytes used in place are
+   * left as they are.
+   */
+  mayModify?: boolean;
+  /** The layout the bytes are in: row order (default, as GGUF and packed checkpoints store them)
+   * or already interleaved (by an earlier `mayModify` use of the same bytes). */
+  layout?: 'rows' | 'interleaved';
+}
+
 /**
  * A weight held packed (see {@link PackedFormat}) outside tfjs's float32 world. Its bytes live in an
  * int32 tensor of the active backend, so they sit where the backend's kernels can read them in place
  * (the wasm heap on `wasm`; ordinary or memory-mapped memory on `cpu` and `native`), and are
  * disposed like any tensor. `shape` is the checkpoint shape; its last dimension is the packed row.
+ *
+ * On the `native` backend a 2-D q8_0 / q4_0 weight is held `interleaved` (per 16 rows, the layout
+ * its avx512 matmul reads fastest; see the native README): {@link PackedTensor.readBytes} still
+ * gives row order, and the kernels take the layout from the weight.
  */
 export class PackedTensor {
   private storage: tf.Tensor | null;
@@ -50,8 +68,17 @@ export class PackedTensor {
     readonly format: PackedFormat,
     readonly shape: readonly number[],
     storage: tf.Tensor,
+    /** The bytes are in the interleaved layout (else row order, as GGUF stores them). */
+    readonly interleaved: boolean,
   ) {
     this.storage = storage;
+  }
+
+  /** Regroups freshly written bytes when this backend holds the weight interleaved. */
+  private static layOut(format: PackedFormat, shape: readonly number[], bytes: Uint8Array): boolean {
+    if (!interleavesHere(format, shape)) return false;
+    convertLayout(format, bytes, shape[0], shape[1], true);
+    return true;
   }
 
   private static check(format: PackedFormat, shape: readonly number[]): number {
@@ -70,8 +97,12 @@ export class PackedTensor {
     if (values.length !== shape.reduce((a, b) => a * b, 1)) {
       throw new RangeError(`PackedTensor.fromFloats: [${shape}] needs ${shape.reduce((a, b) => a * b, 1)} values, got ${values.length}.`);
     }
-    const storage = storageFromWriter(wordsFor(byteLength), (bytes) => quantizeRowsInto(format, values, rows, cols, bytes));
-    return new PackedTensor(format, shape, tf.keep(storage));
+    let interleaved = false;
+    const storage = storageFromWriter(wordsFor(byteLength), (bytes) => {
+      quantizeRowsInto(format, values, rows, cols, bytes);
+      interleaved = PackedTensor.layOut(format, shape, bytes.subarray(0, byteLength));
+    });
+    return new PackedTensor(format, shape, tf.keep(storage), interleaved);
   }
 
   /** Packs the values of a float32 tensor (read back from its backend). */
@@ -87,25 +118,38 @@ export class PackedTensor {
    */
   static fromWriter(format: PackedFormat, shape: readonly number[], write: (bytes: Uint8Array) => void): PackedTensor {
     const byteLength = PackedTensor.check(format, shape);
-    const storage = storageFromWriter(wordsFor(byteLength), (bytes) => write(bytes.subarray(0, byteLength)));
-    return new PackedTensor(format, shape, tf.keep(storage));
+    let interleaved = false;
+    const storage = storageFromWriter(wordsFor(byteLength), (bytes) => {
+      write(bytes.subarray(0, byteLength));
+      interleaved = PackedTensor.layOut(format, shape, bytes.subarray(0, byteLength));
+    });
+    return new PackedTensor(format, shape, tf.keep(storage), interleaved);
   }
 
   /**
    * A packed weight over bytes the caller already holds (e.g. a memory-mapped file). On backends
    * whose tensors live in JavaScript memory (`cpu`, `native`) the bytes are used in place when
-   * 4-byte aligned: they must then stay unchanged for the tensor's lifetime. Elsewhere they are copied.
+   * 4-byte aligned: they must then stay unchanged for the tensor's lifetime (and are regrouped in
+   * place only with `mayModify`). Elsewhere they are copied.
    */
-  static fromBytes(format: PackedFormat, shape: readonly number[], bytes: Uint8Array): PackedTensor {
+  static fromBytes(format: PackedFormat, shape: readonly number[], bytes: Uint8Array, options: PackedFromBytesOptions = {}): PackedTensor {
     const byteLength = PackedTensor.check(format, shape);
     if (bytes.length !== byteLength) {
       throw new RangeError(`A ${format} weight of shape [${shape}] is ${byteLength} bytes, got ${bytes.length}.`);
     }
+    const given = options.layout ?? 'rows';
+    if (given === 'interleaved' && (shape.length !== 2 || (format !== 'q8_0' && format !== 'q4_0'))) {
+      throw new RangeError(`Only 2-D q8_0 / q4_0 weights have an interleaved layout, got ${format} [${shape}].`);
+    }
     const inPlace = tf.getBackend() !== 'wasm' && bytes.byteOffset % 4 === 0 && byteLength % 4 === 0;
-    const storage = inPlace
-      ? tf.tensor1d(new Int32Array(bytes.buffer, bytes.byteOffset, byteLength / 4), 'int32')
-      : storageFromWriter(wordsFor(byteLength), (out) => out.set(bytes));
-    return new PackedTensor(format, shape, tf.keep(storage));
+    const keepsLayout = given === 'rows' || interleavesHere(format, shape);
+    if (!inPlace || !keepsLayout) {
+      const rows = given === 'interleaved' ? rowOrderBytes(format, bytes, shape[0], shape[1], true) : bytes;
+      return PackedTensor.fromWriter(format, shape, (out) => out.set(rows));
+    }
+    const interleaved = given === 'interleaved' || (options.mayModify === true && PackedTensor.layOut(format, shape, bytes));
+    const storage = tf.tensor1d(new Int32Array(bytes.buffer, bytes.byteOffset, byteLength / 4), 'int32');
+    return new PackedTensor(format, shape, tf.keep(storage), interleaved);
   }
 
   /** The int32 tensor holding the packed bytes (padded to whole words). */
@@ -129,10 +173,12 @@ export class PackedTensor {
     return packedByteLength(this.format, this.shape);
   }
 
-  /** The packed bytes, read back from the backend (a copy on wasm). */
+  /** The packed bytes in row order (GGUF's), read back from the backend (a copy on wasm, or when
+   * the weight is held interleaved). */
   readBytes(): Uint8Array {
     const words = this.bytes.dataSync() as Int32Array;
-    return new Uint8Array(words.buffer, words.byteOffset, this.byteLength);
+    const bytes = new Uint8Array(words.buffer, words.byteOffset, this.byteLength);
+    return rowOrderBytes(this.format, bytes, this.rows, this.cols, this.interleaved);
   }
 
   /** The weight unpacked to a float32 tensor of {@link PackedTensor.shape} (the caller owns it). */
