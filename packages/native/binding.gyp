@@ -24,7 +24,8 @@
         "csrc/ssm_avx512.c",
         "csrc/act.c",
         "csrc/act_avx2.c",
-        "csrc/act_avx512.c"
+        "csrc/act_avx512.c",
+        "csrc/moe.c"
       ],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "cflags": ["-std=c11", "-O3", "-fvisibility=hidden", "-ffp-contract=off"],

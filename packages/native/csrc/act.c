@@ -53,12 +53,16 @@ static void swiglu_task(void *ctx, int64_t begin, int64_t end, int thread) {
   }
 }
 
-int gf_swiglu(const float *a, int64_t rows, int64_t inter, float *act) {
-  gf_call_lock();
-  const gf_level level = gf_kernel_level(GF_KERNEL_SWIGLU);
+void gf_swiglu_nolock(gf_level level, const float *a, int64_t rows, int64_t inter, float *act) {
   swiglu_ctx ctx = {a, inter, act, swiglu_impl(level)};
   /* Ranges start on 64-byte multiples of act so that no two threads write one cache line. */
   gf_parallel_for(rows * inter, 16, MIN_OUTPUTS_PER_THREAD, swiglu_task, &ctx);
+}
+
+int gf_swiglu(const float *a, int64_t rows, int64_t inter, float *act) {
+  gf_call_lock();
+  const gf_level level = gf_kernel_level(GF_KERNEL_SWIGLU);
+  gf_swiglu_nolock(level, a, rows, inter, act);
   gf_count(GF_KERNEL_SWIGLU, level);
   gf_call_unlock();
   return GF_OK;

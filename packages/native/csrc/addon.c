@@ -507,6 +507,58 @@ static napi_value js_swiglu(napi_env env, napi_callback_info info) {
   return finish(&c, gf_swiglu((const float *)a.data, rows, inter, (float *)act.data));
 }
 
+/* moeExperts(inputFormat, inputLinear, outputFormat, outputLinear, x, n, h, inter, experts, k,
+ *            indices: Int32Array, weights: Float32Array, y: Float32Array) */
+static napi_value js_moe_experts(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "moeExperts", 13)) return NULL;
+  gf_moe_args a;
+  a.input_format = arg_format(&c, 0);
+  a.output_format = arg_format(&c, 2);
+  a.n = arg_count(&c, 5, "n", MAX_DIM);
+  a.h = arg_count(&c, 6, "h", MAX_DIM);
+  a.inter = arg_count(&c, 7, "inter", MAX_DIM);
+  a.experts = arg_count(&c, 8, "experts", MAX_DIM);
+  a.k = arg_count(&c, 9, "k", MAX_DIM);
+  if (!c.failed && ((a.input_format != GF_FMT_Q8_0 && a.input_format != GF_FMT_Q4_0) ||
+                    (a.output_format != GF_FMT_Q8_0 && a.output_format != GF_FMT_Q4_0)))
+    throw_error(&c, "range", NULL, "expert weights must be q8_0 or q4_0, got %s and %s",
+                gf_format_name(a.input_format), gf_format_name(a.output_format));
+  check_block_cols(&c, a.input_format, a.h, "h");
+  check_block_cols(&c, a.output_format, a.inter, "inter");
+  int64_t w1 = mul_checked(&c, mul_checked(&c, a.experts, 2 * a.inter, "experts * 2 * inter"),
+                           (int64_t)gf_row_bytes(a.input_format, a.h), "input_linear bytes");
+  int64_t w2 = mul_checked(&c, mul_checked(&c, a.experts, a.h, "experts * h"),
+                           (int64_t)gf_row_bytes(a.output_format, a.inter), "output_linear bytes");
+  int64_t slots = mul_checked(&c, a.n, a.k, "n * k"), xn = mul_checked(&c, a.n, a.h, "n * h");
+  view_t v1 = arg_view(&c, 1, "inputLinear", -1, (size_t)w1);
+  view_t v2 = arg_view(&c, 3, "outputLinear", -1, (size_t)w2);
+  view_t x = arg_view(&c, 4, "x", napi_float32_array, (size_t)xn * 4);
+  view_t idx = arg_view(&c, 10, "indices", napi_int32_array, (size_t)slots * 4);
+  view_t wts = arg_view(&c, 11, "weights", napi_float32_array, (size_t)slots * 4);
+  view_t y = arg_view(&c, 12, "y", napi_float32_array, (size_t)xn * 4);
+  check_disjoint(&c, y, "y", x, "x");
+  check_disjoint(&c, y, "y", v1, "inputLinear");
+  check_disjoint(&c, y, "y", v2, "outputLinear");
+  check_disjoint(&c, y, "y", idx, "indices");
+  check_disjoint(&c, y, "y", wts, "weights");
+  if (c.failed) return NULL;
+  const int32_t *ids = (const int32_t *)idx.data;
+  for (int64_t s = 0; s < slots; s++)
+    if (ids[s] < 0 || ids[s] >= a.experts) {
+      throw_error(&c, "range", NULL, "indices[%lld, %lld] = %d is outside the %lld experts",
+                  (long long)(s / a.k), (long long)(s % a.k), ids[s], (long long)a.experts);
+      return NULL;
+    }
+  a.input_linear = v1.data;
+  a.output_linear = v2.data;
+  a.x = (const float *)x.data;
+  a.indices = ids;
+  a.weights = (const float *)wts.data;
+  a.y = (float *)y.data;
+  return finish(&c, gf_moe_experts(&a));
+}
+
 /* ---- mmap ---- */
 
 typedef struct mapping {
@@ -824,6 +876,7 @@ NAPI_MODULE_INIT() {
       {"rowBytes", js_row_bytes},        {"interleave", js_interleave},
       {"ssmScan", js_ssm_scan},          {"causalConv1d", js_causal_conv1d},
       {"gatedRmsNorm", js_gated_rms_norm}, {"swiglu", js_swiglu},
+      {"moeExperts", js_moe_experts},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

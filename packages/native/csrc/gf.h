@@ -34,7 +34,8 @@ typedef enum {
 #define GF_KERNEL_CAUSAL_CONV1D (GF_KERNEL_GEMM_F32 + 2)
 #define GF_KERNEL_GATED_RMS_NORM (GF_KERNEL_GEMM_F32 + 3)
 #define GF_KERNEL_SWIGLU (GF_KERNEL_GEMM_F32 + 4)
-#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 5)
+#define GF_KERNEL_MOE_EXPERTS (GF_KERNEL_GEMM_F32 + 5)
+#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 6)
 
 enum { GF_OK = 0, GF_ERR_NOMEM = 1 };
 
@@ -163,6 +164,25 @@ int gf_gated_rms_norm(const gf_gated_rms_norm_args *args);
 /* SwiGLU on packed halves (act.c): act[r, i] = silu(a[r, i]) * a[r, inter + i] for a [rows, 2 inter],
  * act [rows, inter], silu(g) = g / (1 + exp(-g)). act must not overlap a. */
 int gf_swiglu(const float *a, int64_t rows, int64_t inter, float *act);
+
+/*
+ * Routed SwiGLU experts over q8_0 / q4_0 expert weights, in one call:
+ * y[t] = sum_j weights[t, j] * W2[e]·(silu(W1[e][:I]·x[t]) * W1[e][I:]·x[t]), e = indices[t, j],
+ * for input_linear W1 [E, 2I, H] and output_linear W2 [E, H, I] packed row-major. One token
+ * (decode) runs the k experts' rows through the threads together, phase by phase; more tokens
+ * are grouped by expert, each expert's rows multiplying all its tokens at once. Every index must
+ * already be checked to be in [0, E). y [n, H] is overwritten.
+ */
+typedef struct {
+  gf_format input_format, output_format;
+  const void *input_linear, *output_linear;
+  const float *x;         /* [n, h] */
+  const int32_t *indices; /* [n, k] */
+  const float *weights;   /* [n, k] */
+  int64_t n, h, inter, experts, k;
+  float *y; /* [n, h] */
+} gf_moe_args;
+int gf_moe_experts(const gf_moe_args *args);
 
 /* IEEE half <-> float (round to nearest even), bf16 <-> float, exactly as ggml's references. */
 uint16_t gf_fp32_to_fp16(float f);

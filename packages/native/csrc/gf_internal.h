@@ -45,7 +45,8 @@ void gf_call_lock(void);
 void gf_call_unlock(void);
 
 /* ---- scratch (pool.c): grows, never shrinks, 64-byte aligned; NULL when out of memory ---- */
-enum { GF_SCRATCH_ACT = 0, GF_SCRATCH_A, GF_SCRATCH_B, GF_SCRATCH_TMP, GF_SCRATCH_SLOTS };
+enum { GF_SCRATCH_ACT = 0, GF_SCRATCH_A, GF_SCRATCH_B, GF_SCRATCH_TMP, GF_SCRATCH_MOE, GF_SCRATCH_MOE_SORT,
+       GF_SCRATCH_SLOTS };
 void *gf_scratch(int thread, int slot, size_t bytes);
 
 /* ---- quantize / dequantize over n contiguous elements (n a multiple of 32 for blocks) ---- */
@@ -151,6 +152,16 @@ void gf_qmm_q4_0_avx512(const gf_qmm_args *args, int64_t row_begin, int64_t row_
                         uint8_t *work);
 #endif
 
+/* gf_matmul's body at `level`, for callers already holding the call lock (moe.c); not counted. */
+int gf_matmul_nolock(gf_format format, gf_layout layout, gf_level level, const void *w, int64_t out,
+                     int64_t in, const float *x, int64_t n, float *y, bool accumulate);
+#define GF_MAX_MATRICES 64
+/* One activation row against `count` (at most GF_MAX_MATRICES) q8_0 / q4_0 matrices of one shape [out, in] (row order):
+ * y[j] = x[j] · W[j]ᵀ, with all count * out rows shared out to the threads in one pass. With
+ * shared_x every matrix takes x[0]. y is [count, out]. Holds the call lock's scratch. */
+int gf_qmm_matrices_nolock(gf_format format, gf_level level, const uint8_t *const *w, int64_t count,
+                           int64_t out, int64_t in, const float *x, bool shared_x, float *y);
+
 /* ---- quantized matmul over interleaved groups (interleave.c, matmul_q16_*.c): groups
  * [g_begin, g_end) of 16 rows; activations in the lanes = 1 layout above ---- */
 typedef void (*gf_qmm16_fn)(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
@@ -242,6 +253,8 @@ float gf_ssm_step_avx512(float *s, const float *b, const float *c, int64_t n, fl
 
 /* ---- SwiGLU (act.c, act_*.c): out[i] = gate[i] / (1 + exp(-gate[i])) * up[i] over n elements ---- */
 typedef void (*gf_swiglu_fn)(const float *gate, const float *up, float *out, int64_t n);
+/* gf_swiglu's body at `level`, for callers already holding the call lock (moe.c). */
+void gf_swiglu_nolock(gf_level level, const float *a, int64_t rows, int64_t inter, float *act);
 void gf_swiglu_scalar(const float *gate, const float *up, float *out, int64_t n);
 #if GF_X86
 void gf_swiglu_avx2(const float *gate, const float *up, float *out, int64_t n);

@@ -228,6 +228,59 @@ static int interleaved_matmul(gf_format format, gf_level level, const void *w, i
   return GF_OK;
 }
 
+/* ---- one activation row against several matrices (MoE decode: the routed experts) ---- */
+
+typedef struct {
+  gf_qmm_args args[GF_MAX_MATRICES];
+  gf_qmm_fn fn;
+  int64_t tiles; /* 4-row tiles per matrix */
+  uint8_t *work[GF_MAX_THREADS];
+} qmm_matrices_ctx;
+
+/* Tiles [begin, end) of all matrices' tiles, matrix after matrix. */
+static void qmm_matrices_task(void *p, int64_t begin, int64_t end, int thread) {
+  const qmm_matrices_ctx *c = (const qmm_matrices_ctx *)p;
+  for (int64_t t = begin; t < end;) {
+    const int64_t j = t / c->tiles, first = t % c->tiles, last = GF_MIN(c->tiles, first + (end - t));
+    const gf_qmm_args *a = &c->args[j];
+    c->fn(a, first * 4, GF_MIN(a->out, last * 4), c->work[thread]);
+    t += last - first;
+  }
+}
+
+int gf_qmm_matrices_nolock(gf_format format, gf_level level, const uint8_t *const *w, int64_t count,
+                           int64_t out, int64_t in, const float *x, bool shared_x, float *y) {
+  if (count > GF_MAX_MATRICES) return GF_ERR_NOMEM;
+  const int lanes = lanes_of(level);
+  const int64_t n_blocks = in / GF_BLOCK;
+  const bool aligned = level == GF_LEVEL_AVX512;
+  const int64_t chunks = (n_blocks + lanes - 1) / lanes;
+  const int64_t aligned_chunks = (n_blocks + GF_ALIGNED_BLOCKS - 1) / GF_ALIGNED_BLOCKS;
+  act_ctx a = {x, in, n_blocks, format, aligned, lanes, bias_offset(format, level),
+               gf_quantize_impl(GF_FMT_Q8_0, level), NULL,
+               aligned ? (size_t)aligned_chunks * gf_aligned_chunk_bytes(format)
+                       : (size_t)chunks * gf_act_chunk_bytes(lanes),
+               {NULL}};
+  const int64_t rows = shared_x ? 1 : count;
+  int rc = pack_activations(&a, rows);
+  if (rc != GF_OK) return rc;
+  qmm_matrices_ctx c;
+  c.fn = qmm_impl(format, level);
+  c.tiles = (out + 3) / 4;
+  for (int64_t j = 0; j < count; j++) {
+    gf_qmm_args args = {w[j], gf_row_bytes(format, in), out, in, n_blocks,
+                        a.act + (shared_x ? 0 : (size_t)j * a.act_row_bytes), a.act_row_bytes, 1, 4,
+                        y + j * out, false, aligned};
+    c.args[j] = args;
+  }
+  for (int t = 0; t < gf_threads(); t++) {
+    c.work[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_B, gf_qmm_work_bytes(lanes, n_blocks));
+    if (!c.work[t]) return GF_ERR_NOMEM;
+  }
+  gf_parallel_for(count * c.tiles, 1, GF_MAX(1, min_rows_per_thread(in, 1) / 4), qmm_matrices_task, &c);
+  return GF_OK;
+}
+
 /* ---- scalar oracles ---- */
 
 static inline const uint8_t *act_block(const gf_qmm_args *a, int64_t row, int64_t block) {
@@ -335,33 +388,32 @@ int gf_rowdot(gf_format format, gf_level level, const void *w, size_t w_row_byte
   return GF_OK;
 }
 
+int gf_matmul_nolock(gf_format format, gf_layout layout, gf_level level, const void *w, int64_t out,
+                     int64_t in, const float *x, int64_t n, float *y, bool accumulate) {
+  if (n == 0 || out == 0) return GF_OK; /* nothing to compute */
+  if (in == 0) {                         /* empty sums */
+    if (!accumulate) memset(y, 0, (size_t)(n * out) * sizeof(float));
+    return GF_OK;
+  }
+  if (layout == GF_LAYOUT_INTERLEAVED) return interleaved_matmul(format, level, w, out, in, x, n, y, accumulate);
+  if (format == GF_FMT_Q8_0 || format == GF_FMT_Q4_0) return quantized_matmul(format, level, w, out, in, x, n, y, accumulate);
+  if (n <= ROWDOT_MAX_ROWS) return gf_rowdot(format, level, w, gf_row_bytes(format, in), out, in, x, n, y, accumulate);
+  /* y = x W^T: A = x [n, in], B^T = W [out, in]. */
+  gf_gemm_problem p = {x, w, y, n, out, in, false, true,
+                       format == GF_FMT_BF16 ? GF_B_BF16_ROWS : GF_B_F32,
+                       gf_row_bytes(format, in), 1, 0, 0, 0, accumulate};
+  return gf_gemm_run(&p, level);
+}
+
 int gf_matmul(gf_format format, gf_layout layout, const void *w, int64_t out_features,
               int64_t in_features, const float *x, int64_t n_rows, float *y, bool accumulate) {
   int kernel = gf_kernel_index(GF_FAMILY_MATMUL, format);
   gf_call_lock();
   gf_level level = gf_kernel_level(kernel);
-  int rc = GF_OK;
-  if (n_rows == 0 || out_features == 0) {
-    /* nothing to compute */
-  } else if (in_features == 0) { /* empty sums */
-    if (!accumulate) memset(y, 0, (size_t)(n_rows * out_features) * sizeof(float));
-  } else if (layout == GF_LAYOUT_INTERLEAVED) {
-    /* Interleaved groups have avx512 and scalar kernels only (weights are interleaved at load
-     * where avx512 runs); an avx2 cap runs, and is counted as, scalar. */
-    if (level == GF_LEVEL_AVX2) level = GF_LEVEL_SCALAR;
-    rc = interleaved_matmul(format, level, w, out_features, in_features, x, n_rows, y, accumulate);
-  } else if (format == GF_FMT_Q8_0 || format == GF_FMT_Q4_0) {
-    rc = quantized_matmul(format, level, w, out_features, in_features, x, n_rows, y, accumulate);
-  } else if (n_rows <= ROWDOT_MAX_ROWS) {
-    rc = gf_rowdot(format, level, w, gf_row_bytes(format, in_features), out_features, in_features,
-                   x, n_rows, y, accumulate);
-  } else {
-    /* y = x W^T: A = x [n, in], B^T = W [out, in]. */
-    gf_gemm_problem p = {x, w, y, n_rows, out_features, in_features, false, true,
-                         format == GF_FMT_BF16 ? GF_B_BF16_ROWS : GF_B_F32,
-                         gf_row_bytes(format, in_features), 1, 0, 0, 0, accumulate};
-    rc = gf_gemm_run(&p, level);
-  }
+  /* Interleaved groups have avx512 and scalar kernels only (weights are interleaved at load
+   * where avx512 runs); an avx2 cap runs, and is counted as, scalar. */
+  if (layout == GF_LAYOUT_INTERLEAVED && level == GF_LEVEL_AVX2) level = GF_LEVEL_SCALAR;
+  int rc = gf_matmul_nolock(format, layout, level, w, out_features, in_features, x, n_rows, y, accumulate);
   if (rc == GF_OK) gf_count(kernel, level);
   gf_call_unlock();
   return rc;

@@ -33,7 +33,8 @@ export type KernelName =
   | 'ssmScan'
   | 'causalConv1d'
   | 'gatedRmsNorm'
-  | 'swiglu';
+  | 'swiglu'
+  | 'moeExperts';
 export const KERNELS: readonly KernelName[] = [
   ...(['quantize', 'dequantize', 'dequantizeRows', 'matmul'] as const).flatMap((family) =>
     FORMATS.map((format) => `${family}.${format}` as KernelName),
@@ -43,6 +44,7 @@ export const KERNELS: readonly KernelName[] = [
   'causalConv1d',
   'gatedRmsNorm',
   'swiglu',
+  'moeExperts',
 ];
 
 export type TypedArray =
@@ -270,6 +272,25 @@ export interface Native {
    * with `silu(g) = g / (1 + exp(−g))` in float32. `act` must not share memory with `a`.
    */
   swiglu(a: Float32Array, rows: number, inter: number, act: Float32Array): void;
+  /**
+   * Routed SwiGLU experts over q8_0 / q4_0 expert weights in one call (ops-moe's
+   * `MoePackedExperts`): `y[t] = Σ_j weights[t, j] · W2[e]·(silu(W1[e][:I]·x[t]) ⊙ W1[e][I:]·x[t])`
+   * with `e = indices[t, j]`, `W1` = `inputLinear` [experts, 2·inter, h] and `W2` = `outputLinear`
+   * [experts, h, inter] packed row-major (row order). One token's k experts are multiplied
+   * together (one pass of the threads per projection); more tokens are grouped by expert.
+   * `y` [n, h] is overwritten; unselected experts are never read.
+   */
+  moeExperts(
+    inputFormat: Format,
+    inputLinear: TypedArray,
+    outputFormat: Format,
+    outputLinear: TypedArray,
+    x: Float32Array,
+    dims: { n: number; h: number; inter: number; experts: number; k: number },
+    indices: Int32Array,
+    weights: Float32Array,
+    y: Float32Array,
+  ): void;
   /** Threads in all (the calling thread takes part); workers start on the next parallel call. */
   setThreads(n: number): void;
   threads(): number;
@@ -325,6 +346,11 @@ interface Binding {
     groupSize: number, eps: number, out: Float32Array,
   ): void;
   swiglu(a: Float32Array, rows: number, inter: number, act: Float32Array): void;
+  moeExperts(
+    inputFormat: string, inputLinear: TypedArray, outputFormat: string, outputLinear: TypedArray, x: Float32Array,
+    n: number, h: number, inter: number, experts: number, k: number, indices: Int32Array, weights: Float32Array,
+    y: Float32Array,
+  ): void;
   setThreads(n: number): void;
   threads(): number;
   cpuFeatures(): CpuFeatures;
@@ -586,6 +612,27 @@ function wrap(binding: Binding, binaryPath: string): Native {
       float32(fn, 'a', a, rows * 2 * inter, `rows * 2 * inter = ${rows} * 2 * ${inter}`);
       float32(fn, 'act', act, rows * inter, `rows * inter = ${rows} * ${inter}`);
       binding.swiglu(a, rows, inter, act);
+    },
+    moeExperts(inputFormat, inputLinear, outputFormat, outputLinear, x, dims, indices, weights, y) {
+      const fn = 'moeExperts';
+      const f1 = formatOf(fn, inputFormat), f2 = formatOf(fn, outputFormat);
+      for (const [name, f] of [['inputFormat', f1], ['outputFormat', f2]] as const)
+        if (f !== 'q8_0' && f !== 'q4_0') throw new RangeError(`${fn}: ${name} must be q8_0 or q4_0, got ${f}`);
+      const n = count(fn, 'dims.n', dims.n), h = count(fn, 'dims.h', dims.h), inter = count(fn, 'dims.inter', dims.inter);
+      const experts = count(fn, 'dims.experts', dims.experts), k = count(fn, 'dims.k', dims.k);
+      blockCols(fn, 'dims.h', f1, h);
+      blockCols(fn, 'dims.inter', f2, inter);
+      packed(fn, 'inputLinear', inputLinear, experts * 2 * inter * rowBytesOf(f1, h), `experts * 2 * inter rows of rowBytes('${f1}', ${h})`);
+      packed(fn, 'outputLinear', outputLinear, experts * h * rowBytesOf(f2, inter), `experts * h rows of rowBytes('${f2}', ${inter})`);
+      float32(fn, 'x', x, n * h, `n * h = ${n} * ${h}`);
+      if (!(indices instanceof Int32Array)) throw new TypeError(`${fn}: indices must be an Int32Array, got ${describe(indices)}`);
+      if (indices.length !== n * k) throw new RangeError(`${fn}: indices must hold n * k = ${n * k} elements, got ${indices.length}`);
+      for (let s = 0; s < indices.length; s++)
+        if (!(indices[s] >= 0 && indices[s] < experts))
+          throw new RangeError(`${fn}: indices[${Math.floor(s / k)}, ${s % k}] = ${indices[s]} is outside the ${experts} experts`);
+      float32(fn, 'weights', weights, n * k, `n * k = ${n} * ${k}`);
+      float32(fn, 'y', y, n * h, `n * h = ${n} * ${h}`);
+      binding.moeExperts(f1, inputLinear, f2, outputLinear, x, n, h, inter, experts, k, indices, weights, y);
     },
     gemmF32(a, b, c, M, N, K, transposeA, transposeB, options = {}) {
       const fn = 'gemmF32';

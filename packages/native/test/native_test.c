@@ -611,6 +611,62 @@ static void test_swiglu_levels_agree(void) {
   free(a), free(y2), free(y5);
 }
 
+/* Routed experts in one call equal matmul + swiglu per expert (one token: slot order; more: by
+ * expert) bit for bit; exact-size buffers for the sanitizers. */
+static void moe_case(gf_level level, gf_format f1, gf_format f2, int64_t n, int64_t k) {
+  const int64_t h = 64, inter = 32, experts = 5;
+  size_t b1 = (size_t)(experts * 2 * inter) * gf_row_bytes(f1, h), b2 = (size_t)(experts * h) * gf_row_bytes(f2, inter);
+  float *wf1 = malloc(sizeof(float) * experts * 2 * inter * h), *wf2 = malloc(sizeof(float) * experts * h * inter);
+  uint8_t *w1 = malloc(b1), *w2 = malloc(b2);
+  float *x = malloc(sizeof(float) * n * h), *wts = malloc(sizeof(float) * n * k);
+  float *y = malloc(sizeof(float) * n * h), *want = malloc(sizeof(float) * n * h);
+  int32_t *idx = malloc(sizeof(int32_t) * n * k);
+  for (int64_t i = 0; i < experts * 2 * inter * h; i++) wf1[i] = uniform() * 0.2f;
+  for (int64_t i = 0; i < experts * h * inter; i++) wf2[i] = uniform() * 0.2f;
+  for (int64_t i = 0; i < n * h; i++) x[i] = uniform() * 2.0f;
+  for (int64_t s = 0; s < n * k; s++) {
+    idx[s] = (int32_t)(next_u64() % experts);
+    wts[s] = uniform();
+  }
+  gf_set_level_cap(level);
+  gf_quantize(f1, wf1, experts * 2 * inter, h, w1);
+  gf_quantize(f2, wf2, experts * h, inter, w2);
+  memset(want, 0, sizeof(float) * n * h);
+  const int64_t slots = n * k;
+  float *xs = malloc(sizeof(float) * slots * h), *a = malloc(sizeof(float) * slots * 2 * inter);
+  float *act = malloc(sizeof(float) * slots * inter), *ys = malloc(sizeof(float) * slots * h);
+  int64_t *group = malloc(sizeof(int64_t) * slots);
+  /* One token: each slot alone, in slot order. More: each expert's slots together (one matmul of
+   * all its rows, as the kernel does), experts in order, slots in order within an expert. */
+  for (int64_t e = 0; e < (n == 1 ? slots : experts); e++) {
+    int64_t c = 0;
+    for (int64_t s = 0; s < slots; s++)
+      if (n == 1 ? s == e : idx[s] == e) group[c++] = s;
+    if (c == 0) continue;
+    int64_t ex = idx[group[0]];
+    for (int64_t t = 0; t < c; t++) memcpy(xs + t * h, x + (group[t] / k) * h, sizeof(float) * h);
+    gf_matmul(f1, GF_LAYOUT_ROWS, w1 + ex * 2 * inter * gf_row_bytes(f1, h), 2 * inter, h, xs, c, a, false);
+    gf_swiglu(a, c, inter, act);
+    gf_matmul(f2, GF_LAYOUT_ROWS, w2 + ex * h * gf_row_bytes(f2, inter), h, inter, act, c, ys, false);
+    for (int64_t t = 0; t < c; t++)
+      for (int64_t col = 0; col < h; col++) want[(group[t] / k) * h + col] += wts[group[t]] * ys[t * h + col];
+  }
+  free(xs), free(group);
+  gf_moe_args args = {f1, f2, w1, w2, x, idx, wts, n, h, inter, experts, k, y};
+  gf_moe_experts(&args);
+  char what[160];
+  snprintf(what, sizeof what, "moeExperts %s/%s n=%lld k=%lld at %s equals matmul + swiglu per expert", gf_format_name(f1),
+           gf_format_name(f2), (long long)n, (long long)k, gf_level_name(level));
+  check(memcmp(y, want, sizeof(float) * n * h) == 0, what);
+  free(wf1), free(wf2), free(w1), free(w2), free(x), free(wts), free(y), free(want), free(idx), free(a), free(act), free(ys);
+}
+
+static void test_moe(gf_level level) {
+  moe_case(level, GF_FMT_Q4_0, GF_FMT_Q4_0, 1, 3);
+  moe_case(level, GF_FMT_Q8_0, GF_FMT_Q4_0, 1, 5);
+  moe_case(level, GF_FMT_Q4_0, GF_FMT_Q8_0, 4, 2);
+}
+
 int main(void) {
   gf_level best = gf_cpu_level();
   printf("cpu level: %s\n", gf_level_name(best));
@@ -622,6 +678,7 @@ int main(void) {
     test_gemm((gf_level)l);
     test_ssm_scan((gf_level)l);
     test_swiglu((gf_level)l);
+    test_moe((gf_level)l);
   }
   if (best >= GF_LEVEL_AVX512) test_swiglu_levels_agree();
   test_causal_conv1d();

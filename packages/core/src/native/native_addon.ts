@@ -97,6 +97,21 @@ export interface NativeAddon {
   ): void;
   /** SwiGLU on packed halves: act[r, i] = silu(a[r, i]) · a[r, inter + i], a [rows, 2·inter], act [rows, inter]. */
   swiglu(a: Float32Array, rows: number, inter: number, act: Float32Array): void;
+  /**
+   * Routed SwiGLU experts over q8_0 / q4_0 expert weights [E, 2I, H] / [E, H, I] in one call
+   * (absent from builds before it existed): y [n, h] is overwritten.
+   */
+  moeExperts?(
+    inputFormat: WeightDtype,
+    inputLinear: Uint8Array,
+    outputFormat: WeightDtype,
+    outputLinear: Uint8Array,
+    x: Float32Array,
+    dims: { n: number; h: number; inter: number; experts: number; k: number },
+    indices: Int32Array,
+    weights: Float32Array,
+    y: Float32Array,
+  ): void;
   /** Calls per kernel (`matmul.q4_0`, `gemmF32`, …) and instruction-set level since load. */
   counters(): Record<string, Record<string, number>>;
   /** The instruction-set level a kernel runs at (`scalar`, `avx2`, `avx512`). */

@@ -99,18 +99,37 @@ function weightBytes({ inputFormat, outputFormat, numExperts: e, hiddenSize: h, 
   return [e * 2 * i * packedRowBytes(inputFormat, h), e * h * packedRowBytes(outputFormat, i)];
 }
 
+/** Formats the addon's one-call `moeExperts` takes (bf16 experts go matrix by matrix). */
+const ONE_CALL_FORMATS = new Set(['q8_0', 'q4_0']);
+
 /**
- * The `native` backend's body: per non-empty expert, one `addon.matmul` over that expert's rows of
- * each weight (subarrays of the packed bytes, no copy) with its tokens gathered into one block.
+ * The `native` backend's body. q8_0 / q4_0 experts: one `addon.moeExperts` call (a decode token's
+ * experts share the threads in one pass per projection, with no JavaScript between them). Others,
+ * or an addon without it: per non-empty expert, one `addon.matmul` over that expert's rows of each
+ * weight (subarrays of the packed bytes, no copy) with its tokens gathered into one block.
  */
 export function nativePackedExperts(
-  addon: Pick<NativeAddon, 'matmul'>,
+  addon: Pick<NativeAddon, 'matmul' | 'moeExperts'>,
   { x, inputLinear, outputLinear, indices, weights }: Record<string, { values: Float32Array | Int32Array; shape: number[] }>,
   attrs: MoePackedExpertsAttrs,
 ): { shape: number[]; values: Float32Array } {
   const dims = dimsOf({ x: x.shape, indices: indices.shape }, attrs);
   const [inputBytes, outputBytes] = weightBytes(attrs);
   const y = new Float32Array(dims.n * dims.h);
+  if (addon.moeExperts && ONE_CALL_FORMATS.has(attrs.inputFormat) && ONE_CALL_FORMATS.has(attrs.outputFormat)) {
+    addon.moeExperts(
+      attrs.inputFormat,
+      bytesOf(inputLinear.values, inputBytes),
+      attrs.outputFormat,
+      bytesOf(outputLinear.values, outputBytes),
+      x.values as Float32Array,
+      { n: dims.n, h: dims.h, inter: dims.i, experts: dims.e, k: dims.k },
+      indices.values as Int32Array,
+      weights.values as Float32Array,
+      y,
+    );
+    return { shape: x.shape, values: y };
+  }
   packedExpertsImpl(
     x.values as Float32Array,
     bytesOf(inputLinear.values, inputBytes),
