@@ -104,6 +104,7 @@ typedef struct {
   float *y;            /* [n, out] */
   bool accumulate;
   bool aligned_layout; /* act is in the weight-aligned layout below (avx512, few rows) */
+  int group_rows;      /* interleaved kernels: rows of each group to store (0: all 16) */
 } gf_qmm_args;
 
 /* Weight-aligned activation layout (avx512 decode): per chunk of 32 blocks, the activations sit
@@ -173,6 +174,8 @@ void gf_qmm16_q4_0_avx512(const gf_qmm_args *args, int64_t g_begin, int64_t g_en
 #endif
 /* Whole 16-row groups of a matrix of `rows` rows (the rest stay row-major). */
 int64_t gf_interleaved_groups(int64_t rows);
+/* 16 row-order rows (n_blocks blocks each, back to back) as one interleaved group. */
+void gf_rows_to_group(gf_format format, const uint8_t *rows, int64_t n_blocks, uint8_t *group);
 /* Row p of an interleaved group, back in row order (n_blocks blocks of the format). */
 void gf_group_to_rows(gf_format format, const uint8_t *group, int64_t n_blocks, int p, uint8_t *row);
 

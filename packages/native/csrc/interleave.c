@@ -27,7 +27,7 @@ void gf_group_to_rows(gf_format format, const uint8_t *group, int64_t n_blocks, 
   }
 }
 
-static void rows_to_group(gf_format format, const uint8_t *rows, int64_t n_blocks, uint8_t *group) {
+void gf_rows_to_group(gf_format format, const uint8_t *rows, int64_t n_blocks, uint8_t *group) {
   const size_t block_bytes = format == GF_FMT_Q4_0 ? GF_Q4_0_BLOCK_BYTES : GF_Q8_0_BLOCK_BYTES;
   const size_t quant_bytes = block_bytes - 2, row_bytes = (size_t)n_blocks * block_bytes;
   uint8_t *scales = group + (size_t)n_blocks * quant_bytes * GF_GROUP_ROWS;
@@ -56,7 +56,7 @@ static void interleave_task(void *p, int64_t begin, int64_t end, int thread) {
     uint8_t *group = c->bytes + (size_t)g * c->group_bytes;
     memcpy(tmp, group, c->group_bytes);
     if (c->to_interleaved)
-      rows_to_group(c->format, tmp, c->n_blocks, group);
+      gf_rows_to_group(c->format, tmp, c->n_blocks, group);
     else
       for (int r = 0; r < GF_GROUP_ROWS; r++) gf_group_to_rows(c->format, tmp, c->n_blocks, r, group + r * row_bytes);
   }

@@ -17,6 +17,9 @@
 #define MIN_MACS_PER_THREAD (1 << 17)
 /* Up to this many activation rows the avx512 kernels use the weight-aligned layout. */
 #define ALIGNED_MAX_ROWS 2
+/* From this many activation rows the avx512 q8_0 / q4_0 kernels regroup row-order weights 16 rows
+ * at a time into the interleaved layout (see regrouped_matmul). */
+#define REGROUP_MIN_ROWS 8
 /* Above this many activation rows the f32 / bf16 weights go through the packed gemm. */
 #define ROWDOT_MAX_ROWS 4
 
@@ -154,8 +157,13 @@ static int pack_activations(act_ctx *a, int64_t n) {
   return GF_OK;
 }
 
+static int regrouped_matmul(gf_format format, gf_level level, const void *w, int64_t out, int64_t in,
+                            const float *x, int64_t n, float *y, bool accumulate);
+
 static int quantized_matmul(gf_format format, gf_level level, const void *w, int64_t out,
                             int64_t in, const float *x, int64_t n, float *y, bool accumulate) {
+  if (level == GF_LEVEL_AVX512 && n >= REGROUP_MIN_ROWS)
+    return regrouped_matmul(format, level, w, out, in, x, n, y, accumulate);
   const int lanes = lanes_of(level);
   const int64_t n_blocks = in / GF_BLOCK;
   const int64_t chunks = (n_blocks + lanes - 1) / lanes;
@@ -174,7 +182,7 @@ static int quantized_matmul(gf_format format, gf_level level, const void *w, int
   int64_t group = ACT_GROUP_BYTES / (int64_t)a.act_row_bytes;
   group = GF_MAX(4, group / 4 * 4);
   qmm_ctx c = {{(const uint8_t *)w, gf_row_bytes(format, in), out, in, n_blocks, a.act,
-                a.act_row_bytes, n, group, y, accumulate, aligned},
+                a.act_row_bytes, n, group, y, accumulate, aligned, 0},
                qmm_impl(format, level),
                {NULL}};
   for (int t = 0; t < threads; t++) {
@@ -182,6 +190,79 @@ static int quantized_matmul(gf_format format, gf_level level, const void *w, int
     if (!c.work[t]) return GF_ERR_NOMEM;
   }
   gf_parallel_for(out, 4, min_rows_per_thread(in, n), qmm_task, &c);
+  return GF_OK;
+}
+
+/* Row-order weights, many activation rows, avx512: each group of 16 weight rows is regrouped into
+ * the interleaved layout in a per-thread scratch (the last, partial group zero-padded) and run by
+ * the group kernel against every activation row. Regrouping 16 rows costs about as much as reading
+ * them; the group kernel then multiplies them by all n rows ~1.5x faster than the lane-chunk one. */
+/* Groups regrouped at a time: their activation rows are streamed once per batch of this many. */
+#define REGROUP_BATCH 8
+
+typedef struct {
+  gf_qmm_args args;
+  gf_format format;
+  gf_qmm16_fn fn;
+  uint8_t *scratch[GF_MAX_THREADS]; /* REGROUP_BATCH groups */
+} regroup_ctx;
+
+static void regroup_task(void *p, int64_t begin, int64_t end, int thread) {
+  const regroup_ctx *c = (const regroup_ctx *)p;
+  const size_t row_bytes = c->args.w_row_bytes, group_bytes = GF_GROUP_ROWS * row_bytes;
+  for (int64_t g0 = begin; g0 < end; g0 += REGROUP_BATCH) {
+    const int64_t count = GF_MIN(REGROUP_BATCH, end - g0);
+    uint8_t *groups = c->scratch[thread];
+    int last_rows = 0; /* the rows of a partial last group */
+    for (int64_t i = 0; i < count; i++) {
+      const int64_t g = g0 + i;
+      const int valid = (int)GF_MIN(GF_GROUP_ROWS, c->args.out - g * GF_GROUP_ROWS);
+      const uint8_t *src = c->args.w + (size_t)g * group_bytes;
+      uint8_t *dst = groups + (size_t)i * group_bytes;
+      if (valid < GF_GROUP_ROWS) { /* zero rows: zero scales, zero products */
+        uint8_t *padded = groups + REGROUP_BATCH * group_bytes;
+        memset(padded, 0, group_bytes);
+        memcpy(padded, src, (size_t)valid * row_bytes);
+        src = padded;
+        last_rows = valid;
+      }
+      gf_rows_to_group(c->format, src, c->args.n_blocks, dst);
+    }
+    gf_qmm_args a = c->args;
+    a.w = groups;
+    a.y = c->args.y + g0 * GF_GROUP_ROWS;
+    const int64_t whole = last_rows ? count - 1 : count;
+    if (whole > 0) c->fn(&a, 0, whole);
+    if (last_rows) {
+      a.group_rows = last_rows;
+      c->fn(&a, whole, count);
+    }
+  }
+}
+
+static int regrouped_matmul(gf_format format, gf_level level, const void *w, int64_t out, int64_t in,
+                            const float *x, int64_t n, float *y, bool accumulate) {
+  const int64_t n_blocks = in / GF_BLOCK;
+  act_ctx a = {x, in, n_blocks, format, false, 1, bias_offset(format, level),
+               gf_quantize_impl(GF_FMT_Q8_0, level), NULL, (size_t)n_blocks * gf_act_chunk_bytes(1),
+               {NULL}};
+  int rc = pack_activations(&a, n);
+  if (rc != GF_OK) return rc;
+  const bool q4 = format == GF_FMT_Q4_0;
+  const size_t row_bytes = gf_row_bytes(format, in);
+  regroup_ctx c = {{(const uint8_t *)w, row_bytes, out, in, n_blocks, a.act, a.act_row_bytes, n,
+                    GF_MAX(1, ACT_GROUP_BYTES / (int64_t)a.act_row_bytes), y, accumulate, false, 0},
+                   format, q4 ? gf_qmm16_q4_0_scalar : gf_qmm16_q8_0_scalar, {NULL}};
+#if GF_X86
+  c.fn = q4 ? gf_qmm16_q4_0_avx512 : gf_qmm16_q8_0_avx512;
+#endif
+  for (int t = 0; t < gf_threads(); t++) {
+    /* the batch of groups, then room for a zero-padded copy of the last rows */
+    c.scratch[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_B, (REGROUP_BATCH + 1) * GF_GROUP_ROWS * row_bytes);
+    if (!c.scratch[t]) return GF_ERR_NOMEM;
+  }
+  int64_t groups = (out + GF_GROUP_ROWS - 1) / GF_GROUP_ROWS;
+  gf_parallel_for(groups, 1, GF_MAX(1, min_rows_per_thread(in, n) / GF_GROUP_ROWS), regroup_task, &c);
   return GF_OK;
 }
 
@@ -215,7 +296,7 @@ static int interleaved_matmul(gf_format format, gf_level level, const void *w, i
   const bool q4 = format == GF_FMT_Q4_0;
   int64_t group = GF_MAX(1, ACT_GROUP_BYTES / (int64_t)a.act_row_bytes);
   qmm16_ctx c = {{(const uint8_t *)w, gf_row_bytes(format, in), out, in, n_blocks, a.act,
-                  a.act_row_bytes, n, group, y, accumulate, false},
+                  a.act_row_bytes, n, group, y, accumulate, false, 0},
                  q4 ? gf_qmm16_q4_0_scalar : gf_qmm16_q8_0_scalar,
                  q4 ? gf_qmm_q4_0_scalar : gf_qmm_q8_0_scalar,
                  gf_interleaved_groups(out)};
@@ -270,7 +351,7 @@ int gf_qmm_matrices_nolock(gf_format format, gf_level level, const uint8_t *cons
   for (int64_t j = 0; j < count; j++) {
     gf_qmm_args args = {w[j], gf_row_bytes(format, in), out, in, n_blocks,
                         a.act + (shared_x ? 0 : (size_t)j * a.act_row_bytes), a.act_row_bytes, 1, 4,
-                        y + j * out, false, aligned};
+                        y + j * out, false, aligned, 0};
     c.args[j] = args;
   }
   for (int t = 0; t < gf_threads(); t++) {

@@ -67,10 +67,12 @@ static inline __attribute__((always_inline)) void group_tile(const gf_qmm_args *
       acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[c]);
     }
   }
+  /* A padded group (row-order weights regrouped on the fly) stores only its real rows. */
+  const __mmask16 keep = a->group_rows ? (__mmask16)((1u << a->group_rows) - 1) : (__mmask16)0xffff;
   for (int c = 0; c < C; c++) {
     float *dst = a->y + (row0 + c) * a->out + g * GF_GROUP_ROWS;
-    __m512 v = a->accumulate ? _mm512_add_ps(_mm512_loadu_ps(dst), acc[c]) : acc[c];
-    _mm512_storeu_ps(dst, v);
+    __m512 v = a->accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(keep, dst), acc[c]) : acc[c];
+    _mm512_mask_storeu_ps(dst, keep, v);
   }
 }
 
