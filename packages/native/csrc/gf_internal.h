@@ -24,6 +24,11 @@ static inline uint16_t gf_load_u16(const void *p) {
   memcpy(&v, p, sizeof v);
   return v;
 }
+static inline int32_t gf_load_i32(const void *p) {
+  int32_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
 static inline float gf_load_f32(const void *p) {
   float v;
   memcpy(&v, p, sizeof v);

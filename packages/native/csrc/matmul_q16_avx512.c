@@ -20,12 +20,6 @@
 /* Activation rows per tile: the unpacked weights of a block serve this many rows. */
 #define MAX_TILE_ROWS 6
 
-static inline int32_t load_i32(const uint8_t *p) {
-  int32_t v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
 /* Group g's 16 outputs for activation rows row0..row0+C-1. */
 static inline __attribute__((always_inline)) void group_tile(const gf_qmm_args *a, bool q4,
                                                              int64_t g, int64_t row0, int C) {
@@ -58,10 +52,10 @@ static inline __attribute__((always_inline)) void group_tile(const gf_qmm_args *
     for (int c = 0; c < C; c++) {
       const uint8_t *xb = x[c] + b * ACT_BLOCK_BYTES;
       /* Two chains of four: vpdpbusd's latency would otherwise serialise the block. */
-      __m512i s0 = _mm512_set1_epi32(load_i32(xb + 36)), s1 = _mm512_setzero_si512();
+      __m512i s0 = _mm512_set1_epi32(gf_load_i32(xb + 36)), s1 = _mm512_setzero_si512();
       for (int j = 0; j < 8; j += 2) {
-        s0 = _mm512_dpbusd_epi32(s0, w[j], _mm512_set1_epi32(load_i32(xb + 4 * j)));
-        s1 = _mm512_dpbusd_epi32(s1, w[j + 1], _mm512_set1_epi32(load_i32(xb + 4 * j + 4)));
+        s0 = _mm512_dpbusd_epi32(s0, w[j], _mm512_set1_epi32(gf_load_i32(xb + 4 * j)));
+        s1 = _mm512_dpbusd_epi32(s1, w[j + 1], _mm512_set1_epi32(gf_load_i32(xb + 4 * j + 4)));
       }
       __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(gf_load_f32(xb + 32)));
       acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[c]);
