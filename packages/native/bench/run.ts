@@ -52,6 +52,8 @@ interface Row {
   format: Format;
   shape: string;
   level: Level;
+  /** Weights as stored (row order) or regrouped by `interleave` (q8_0 / q4_0 at avx512). */
+  layout: 'rows' | 'interleaved';
   decodeGBs: number;
   decodeMs: number;
   prefillGflops: number;
@@ -68,27 +70,31 @@ for (const [out, inF] of SHAPES) {
     native.quantize(format, source, out, inF, packed);
     const copies = [packed];
     while (copies.length * packed.length < STREAM_BYTES) copies.push(packed.slice());
-    for (const level of levels) {
+    const runs: Array<[Level, 'rows' | 'interleaved']> = levels.map((l) => [l, 'rows']);
+    if ((format === 'q8_0' || format === 'q4_0') && levels.includes('avx512')) runs.push(['avx512', 'interleaved']);
+    for (const [level, layout] of runs) {
       native.setLevel(level);
-      const decode = time((i) => native.matmul(format, copies[i % copies.length], out, inF, x1, 1, y1), copies.length, Math.max(2 * copies.length, 9));
+      const interleaved = layout === 'interleaved';
+      if (interleaved) for (const c of copies) native.interleave(format, c, out, inF, true);
+      const decode = time((i) => native.matmul(format, copies[i % copies.length], out, inF, x1, 1, y1, { interleaved }), copies.length, Math.max(2 * copies.length, 9));
       const slow = level === 'scalar';
-      const prefill = time(() => native.matmul(format, packed, out, inF, xp, PREFILL_ROWS, yp), 1, slow ? 2 : 5);
+      const prefill = time(() => native.matmul(format, packed, out, inF, xp, PREFILL_ROWS, yp, { interleaved }), 1, slow ? 2 : 5);
       rows.push({
-        format, shape: `${out}x${inF}`, level,
+        format, shape: `${out}x${inF}`, level, layout,
         decodeGBs: packed.length / decode / 1e9, decodeMs: decode * 1e3,
         prefillGflops: (2 * PREFILL_ROWS * out * inF) / prefill / 1e9, prefillMs: prefill * 1e3,
       });
       const r = rows[rows.length - 1];
-      console.error(`${format} ${r.shape} ${level}: decode ${r.decodeGBs.toFixed(1)} GB/s, prefill ${r.prefillGflops.toFixed(1)} GFLOP/s`);
+      console.error(`${format} ${r.shape} ${level} ${layout}: decode ${r.decodeGBs.toFixed(1)} GB/s, prefill ${r.prefillGflops.toFixed(1)} GFLOP/s`);
     }
     native.setLevel('avx512');
   }
 }
 
 const scalarOf = (r: Row) => rows.find((s) => s.format === r.format && s.shape === r.shape && s.level === 'scalar')!;
-const header = ['format', 'out x in', 'level', 'decode GB/s', 'vs scalar', 'decode ms', 'prefill GFLOP/s', 'vs scalar', 'prefill ms'];
+const header = ['format', 'out x in', 'level', 'layout', 'decode GB/s', 'vs scalar', 'decode ms', 'prefill GFLOP/s', 'vs scalar', 'prefill ms'];
 const table = rows.map((r) => [
-  r.format, r.shape, r.level,
+  r.format, r.shape, r.level, r.layout,
   r.decodeGBs.toFixed(1), `${(r.decodeGBs / scalarOf(r).decodeGBs).toFixed(1)}x`, r.decodeMs.toFixed(3),
   r.prefillGflops.toFixed(1), `${(r.prefillGflops / scalarOf(r).prefillGflops).toFixed(1)}x`, r.prefillMs.toFixed(1),
 ]);
