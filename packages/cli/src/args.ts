@@ -53,6 +53,7 @@ export const SAMPLING_OPTIONS: OptionTable = {
   'min-p': { type: 'string', value: 'P', description: 'drop tokens below P × the top probability (default off)' },
   'repetition-penalty': { type: 'string', value: 'R', description: 'penalty for tokens already seen (default 1 = off)' },
   seed: { type: 'string', value: 'S', description: 'random seed, for reproducible sampling' },
+  'prefill-chunk': { type: 'string', value: 'N', description: 'feed the prompt N tokens at a time (default 512; same result, one chunk of activations)' },
 };
 
 export interface ParsedArgs {

@@ -33,6 +33,17 @@ describe('golden greedy generations of fixtures/golden/chat_tiny', () => {
   });
 });
 
+test('--prefill-chunk feeds the prompt in chunks with the same text; a bad value is a usage error', async () => {
+  const c = expectations.cases.find((x) => x.kind === 'plain')!;
+  const r = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '--prefill-chunk', '2', c.prompt]);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toBe(`${c.text}\n`);
+  const bad = await runCli(['generate', '--quiet', '--prefill-chunk', '0', 'Hello']);
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/--prefill-chunk/);
+  expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
+});
+
 describe('the embedded default model', () => {
   test('with no --model it runs the embedded copy of chat_tiny and says, once, that its weights are random', async () => {
     const c = expectations.cases[0];

@@ -72,4 +72,4 @@ export {
   type GgufExportFormat,
 } from './gguf/export_gguf';
 export { GgufVocabError } from './gguf/gguf_vocab';
-export { generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';
+export { DEFAULT_PREFILL_CHUNK, generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';

@@ -78,6 +78,32 @@ describeBackends('text generation on chat_tiny', (backend) => {
     expect(rows).toEqual(expectations.cases.slice(0, 3).map((c) => c.new_ids));
   });
 
+  it('chunked prefill gives the tokens of one pass, with padding spanning several chunks', async () => {
+    const prompts = expectations.cases.slice(0, 3).map((c) => c.prompt_ids);
+    const widths = prompts.map((p) => p.length);
+    expect(Math.max(...widths) - Math.min(...widths)).toBeGreaterThan(3); // a row's padding covers whole chunks of 3
+    const rows: number[][] = prompts.map(() => []);
+    for await (const step of granite.generateBatch(prompts, { maxNewTokens: 8, eosTokenIds: [], prefillChunk: 3 })) {
+      step.forEach((id, i) => id !== null && rows[i].push(id));
+    }
+    expect(rows).toEqual(expectations.cases.slice(0, 3).map((c) => c.new_ids));
+    const cache = granite.makeCache();
+    for await (const _ of granite.generate(prompts[0], { maxNewTokens: 1, cache, prefillChunk: 2 })) void _;
+    expect(cache.seqLength).toBe(prompts[0].length); // every prompt token went in once
+    cache.dispose();
+  });
+
+  it('refuses a prefill chunk that is not a positive integer, and sees an abort between chunks', async () => {
+    const ids = expectations.cases[0].prompt_ids;
+    await expect(granite.generate(ids, { prefillChunk: 0 }).next()).rejects.toThrow('prefillChunk must be a positive integer, got 0.');
+    await expect(granite.generate(ids, { prefillChunk: 1.5 }).next()).rejects.toThrow('prefillChunk must be a positive integer, got 1.5.');
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('stopped during prefill')), 0);
+    const before = tf.memory().numTensors;
+    await expect(granite.generate(ids, { prefillChunk: 1, signal: controller.signal }).next()).rejects.toThrow('stopped during prefill');
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('a conversation continues from its cache with only the new tokens', async () => {
     const c = expectations.cases[4];
     const cache = granite.makeCache();

@@ -65,7 +65,7 @@ export async function loadFromArgs(
   return { model, source };
 }
 
-/** Generation options from --max-tokens, --temperature, --top-k, --top-p, --min-p, --repetition-penalty, --seed. */
+/** Generation options from --max-tokens, --temperature, --top-k, --top-p, --min-p, --repetition-penalty, --seed, --prefill-chunk. */
 export function samplingFromArgs(command: string, values: ParsedArgs['values']): GenerateOptions {
   return {
     maxNewTokens: numberOption(command, values, 'max-tokens', { min: 1, integer: true }) ?? 256,
@@ -75,6 +75,7 @@ export function samplingFromArgs(command: string, values: ParsedArgs['values']):
     minP: numberOption(command, values, 'min-p', { min: 0, max: 1 }),
     repetitionPenalty: positive(command, 'repetition-penalty', numberOption(command, values, 'repetition-penalty', { min: 0 })),
     seed: numberOption(command, values, 'seed', { min: 0, max: 2 ** 32 - 1, integer: true }),
+    prefillChunk: numberOption(command, values, 'prefill-chunk', { min: 1, integer: true }),
   };
 }
 

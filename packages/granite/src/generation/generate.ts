@@ -26,7 +26,17 @@ export interface GenerateOptions extends SamplingOptions {
   cache?: HybridCache;
   /** Left-padding id for batches of unequal prompts (default: config `pad_token_id`, else 0). */
   padTokenId?: number;
+  /**
+   * Feed the prompt through the model this many tokens at a time (default 512): the Mamba layers
+   * carry their conv and SSM state from chunk to chunk and attention appends to its KV cache, so
+   * the result equals one pass, while the activations held at once stay those of one chunk. An
+   * abort is seen between chunks.
+   */
+  prefillChunk?: number;
 }
+
+/** Default of {@link GenerateOptions.prefillChunk}. */
+export const DEFAULT_PREFILL_CHUNK = 512;
 
 /** The token ids of each row at one step; `null` for rows that already finished. */
 export type BatchStep = (number | null)[];
@@ -109,19 +119,31 @@ export async function* generateBatch(
     throw new RangeError(`The cache holds ${cache.batchSize} sequences but ${batch} prompts were given.`);
   }
   const padId = options.padTokenId ?? cfg.pad_token_id ?? 0;
+  const chunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`prefillChunk must be a positive integer, got ${chunk}.`);
   try {
     const first = leftPad(prompts, padId);
     let stepIds = first.ids;
     let stepMask: number[] | null = first.padded ? first.mask : null;
     let width = first.width;
+    // Columns [from, to) of the [batch, width] step through the model, the cache recording them.
+    const feed = (from: number, to: number, logits: 'last' | 'none') =>
+      tf.tidy(() => {
+        const cols = (flat: number[]) => (to - from === width ? flat : Array.from({ length: batch }, (_, r) => flat.slice(r * width + from, r * width + to)).flat());
+        const ids = tf.tensor2d(cols(stepIds), [batch, to - from], 'int32');
+        const mask = stepMask ? tf.tensor2d(cols(stepMask), [batch, to - from], 'float32') : undefined;
+        return model.forward(ids, { cache, attentionMask: mask, logits }).logits;
+      });
     for (let produced = 0; produced < maxNew; produced++) {
       if (produced > 0) await nextEventLoopTurn();
       options.signal?.throwIfAborted();
-      const logits = tf.tidy(() => {
-        const ids = tf.tensor2d(stepIds, [batch, width], 'int32');
-        const mask = stepMask ? tf.tensor2d(stepMask, [batch, width], 'float32') : undefined;
-        return model.forward(ids, { cache, attentionMask: mask, logits: 'last' }).logits!;
-      });
+      let start = 0;
+      for (; width - start > chunk; start += chunk) {
+        feed(start, start + chunk, 'none');
+        await nextEventLoopTurn();
+        options.signal?.throwIfAborted();
+      }
+      const logits = feed(start, width, 'last')!;
       const values = (await logits.data()) as Float32Array;
       logits.dispose();
       options.signal?.throwIfAborted();
