@@ -181,6 +181,9 @@ void gf_qmm16_q4_0_avx512(const gf_qmm_args *args, int64_t g_begin, int64_t g_en
 int64_t gf_interleaved_groups(int64_t rows);
 /* 16 row-order rows (n_blocks blocks each, back to back) as one interleaved group. */
 void gf_rows_to_group(gf_format format, const uint8_t *rows, int64_t n_blocks, uint8_t *group);
+#if GF_X86
+void gf_rows_to_group_avx512(gf_format format, const uint8_t *rows, int64_t n_blocks, uint8_t *group);
+#endif
 /* Row p of an interleaved group, back in row order (n_blocks blocks of the format). */
 void gf_group_to_rows(gf_format format, const uint8_t *group, int64_t n_blocks, int p, uint8_t *row);
 

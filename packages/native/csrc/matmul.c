@@ -248,7 +248,11 @@ static void regroup_task(void *p, int64_t begin, int64_t end, int thread) {
         src = padded;
         last_rows = valid;
       }
+#if GF_X86
+      gf_rows_to_group_avx512(c->format, src, c->args.n_blocks, dst); /* regrouping runs at avx512 only */
+#else
       gf_rows_to_group(c->format, src, c->args.n_blocks, dst);
+#endif
     }
     gf_qmm_args a = c->args;
     a.w = groups;

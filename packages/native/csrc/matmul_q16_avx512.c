@@ -88,6 +88,24 @@ static inline __attribute__((always_inline)) void qmm16(const gf_qmm_args *a, bo
   }
 }
 
+/* gf_rows_to_group with one dword gather per output vector (16 rows' 4 bytes) and one per block's
+ * 16 scales: the regrouping of row-order weights for prefill at memory speed, not byte by byte. */
+void gf_rows_to_group_avx512(gf_format format, const uint8_t *rows, int64_t n_blocks, uint8_t *group) {
+  const bool q4 = format == GF_FMT_Q4_0;
+  const int block_bytes = q4 ? GF_Q4_0_BLOCK_BYTES : GF_Q8_0_BLOCK_BYTES, vectors = q4 ? 4 : 8;
+  const int row_bytes = (int)(n_blocks * block_bytes);
+  const __m512i row = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(row_bytes));
+  uint8_t *scales = group + (size_t)n_blocks * vectors * 64;
+  for (int64_t b = 0; b < n_blocks; b++) {
+    const uint8_t *block = rows + (size_t)b * block_bytes;
+    for (int j = 0; j < vectors; j++)
+      _mm512_storeu_si512(group + ((size_t)b * vectors + j) * 64, _mm512_i32gather_epi32(row, block + 2 + 4 * j, 1));
+    /* dword 0 of each row's block: its f16 scale in the low half */
+    _mm256_storeu_si256((__m256i *)(scales + (size_t)b * 32), _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(row, block, 1)));
+  }
+}
+
 void gf_qmm16_q4_0_avx512(const gf_qmm_args *a, int64_t g_begin, int64_t g_end) {
   qmm16(a, true, g_begin, g_end);
 }
