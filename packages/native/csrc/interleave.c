@@ -39,12 +39,15 @@ void gf_rows_to_group(gf_format format, const uint8_t *rows, int64_t n_blocks, u
     }
 }
 
+typedef void (*rows_to_group_fn)(gf_format format, const uint8_t *rows, int64_t n_blocks, uint8_t *group);
+
 typedef struct {
   gf_format format;
   uint8_t *bytes;
   int64_t n_blocks;
   size_t group_bytes;
   bool to_interleaved;
+  rows_to_group_fn to_group;
   uint8_t *tmp[GF_MAX_THREADS];
 } interleave_ctx;
 
@@ -56,7 +59,7 @@ static void interleave_task(void *p, int64_t begin, int64_t end, int thread) {
     uint8_t *group = c->bytes + (size_t)g * c->group_bytes;
     memcpy(tmp, group, c->group_bytes);
     if (c->to_interleaved)
-      gf_rows_to_group(c->format, tmp, c->n_blocks, group);
+      c->to_group(c->format, tmp, c->n_blocks, group);
     else
       for (int r = 0; r < GF_GROUP_ROWS; r++) gf_group_to_rows(c->format, tmp, c->n_blocks, r, group + r * row_bytes);
   }
@@ -65,7 +68,11 @@ static void interleave_task(void *p, int64_t begin, int64_t end, int thread) {
 int gf_interleave(gf_format format, void *bytes, int64_t rows, int64_t cols, bool to_interleaved) {
   gf_call_lock();
   interleave_ctx c = {format, (uint8_t *)bytes, cols / GF_BLOCK,
-                      GF_GROUP_ROWS * gf_row_bytes(format, cols), to_interleaved, {NULL}};
+                      GF_GROUP_ROWS * gf_row_bytes(format, cols), to_interleaved, gf_rows_to_group, {NULL}};
+#if GF_X86
+  /* Interleaving at load is for the avx512 matmul: its gather regrouping, byte loop elsewhere. */
+  if (gf_kernel_level(gf_kernel_index(GF_FAMILY_MATMUL, format)) == GF_LEVEL_AVX512) c.to_group = gf_rows_to_group_avx512;
+#endif
   int rc = GF_OK;
   for (int t = 0; t < gf_threads() && rc == GF_OK; t++) {
     c.tmp[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_TMP, c.group_bytes);
