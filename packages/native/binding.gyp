@@ -25,7 +25,9 @@
         "csrc/act.c",
         "csrc/act_avx2.c",
         "csrc/act_avx512.c",
-        "csrc/moe.c"
+        "csrc/moe.c",
+        "csrc/attention.c",
+        "csrc/attention_avx512.c"
       ],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "cflags": ["-std=c11", "-O3", "-fvisibility=hidden", "-ffp-contract=off"],

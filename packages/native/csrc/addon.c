@@ -507,6 +507,49 @@ static napi_value js_swiglu(napi_env env, napi_callback_info info) {
   return finish(&c, gf_swiglu((const float *)a.data, rows, inter, (float *)act.data));
 }
 
+/* attention(q, k, v, keyMask | null, batch, queryLength, queryHeads, kvHeads, headDim, keyLength,
+ *           capacity, causal, scale, out) */
+static napi_value js_attention(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "attention", 14)) return NULL;
+  int64_t batch = arg_count(&c, 4, "batch", MAX_DIM), T = arg_count(&c, 5, "queryLength", MAX_DIM),
+          Hq = arg_count(&c, 6, "queryHeads", MAX_DIM), Hkv = arg_count(&c, 7, "kvHeads", MAX_DIM),
+          hd = arg_count(&c, 8, "headDim", MAX_DIM), S = arg_count(&c, 9, "keyLength", MAX_DIM),
+          cap = arg_count(&c, 10, "capacity", MAX_DIM);
+  bool causal = arg_bool(&c, 11, "causal");
+  double scale = arg_number(&c, 12, "scale");
+  if (!c.failed && (Hkv == 0 || Hq % Hkv != 0))
+    throw_error(&c, "range", NULL, "kvHeads must be positive and divide queryHeads = %lld, got %lld", (long long)Hq,
+                (long long)Hkv);
+  if (!c.failed && S > cap)
+    throw_error(&c, "range", NULL, "keyLength (%lld) must be at most capacity (%lld)", (long long)S, (long long)cap);
+  if (!c.failed && causal && S < T)
+    throw_error(&c, "range", NULL, "causal attention needs keyLength >= queryLength, got %lld < %lld", (long long)S,
+                (long long)T);
+  /* The SIMD unit gathers a tile's keys with 32-bit offsets of up to 15 positions. */
+  if (!c.failed && mul_checked(&c, Hkv, hd, "kvHeads * headDim") > ((int64_t)1 << 26))
+    throw_error(&c, "range", NULL, "kvHeads * headDim must be at most %lld", (long long)1 << 26);
+  int64_t n_q = mul_checked(&c, mul_checked(&c, mul_checked(&c, batch, T, "batch * queryLength"), Hq,
+                                            "batch * queryLength * queryHeads"),
+                            hd, "batch * queryLength * queryHeads * headDim");
+  int64_t n_kv = mul_checked(&c, mul_checked(&c, mul_checked(&c, batch, cap, "batch * capacity"), Hkv,
+                                             "batch * capacity * kvHeads"),
+                             hd, "batch * capacity * kvHeads * headDim");
+  view_t q = arg_view(&c, 0, "q", napi_float32_array, (size_t)n_q * 4);
+  view_t k = arg_view(&c, 1, "k", napi_float32_array, (size_t)n_kv * 4);
+  view_t v = arg_view(&c, 2, "v", napi_float32_array, (size_t)n_kv * 4);
+  view_t mask;
+  const float *mask_data = arg_f32_opt(&c, 3, "keyMask", mul_checked(&c, batch, S, "batch * keyLength"), &mask);
+  view_t out = arg_view(&c, 13, "out", napi_float32_array, (size_t)n_q * 4);
+  const view_t ins[] = {q, k, v, mask};
+  const char *const in_names[] = {"q", "k", "v", "keyMask"};
+  for (size_t i = 0; i < 4; i++) check_disjoint(&c, out, "out", ins[i], in_names[i]);
+  if (c.failed) return NULL;
+  gf_attention_args a = {(const float *)q.data, (const float *)k.data, (const float *)v.data, mask_data,
+                         batch, T, Hq, Hkv, hd, S, cap, causal, (float)scale, (float *)out.data};
+  return finish(&c, gf_attention(&a));
+}
+
 /* moeExperts(inputFormat, inputLinear, outputFormat, outputLinear, x, n, h, inter, experts, k,
  *            indices: Int32Array, weights: Float32Array, y: Float32Array) */
 static napi_value js_moe_experts(napi_env env, napi_callback_info info) {
@@ -876,7 +919,7 @@ NAPI_MODULE_INIT() {
       {"rowBytes", js_row_bytes},        {"interleave", js_interleave},
       {"ssmScan", js_ssm_scan},          {"causalConv1d", js_causal_conv1d},
       {"gatedRmsNorm", js_gated_rms_norm}, {"swiglu", js_swiglu},
-      {"moeExperts", js_moe_experts},
+      {"moeExperts", js_moe_experts},    {"attention", js_attention},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

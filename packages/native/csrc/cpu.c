@@ -97,7 +97,8 @@ int gf_kernel_index(gf_family family, gf_format format) {
 static char kernel_names[GF_KERNEL_COUNT][32];
 /* The single-entry kernels after gemmF32. */
 static const char *const single_names[GF_KERNEL_COUNT - GF_KERNEL_SSM_SCAN] = {"ssmScan", "causalConv1d",
-                                                                             "gatedRmsNorm", "swiglu", "moeExperts"};
+                                                                             "gatedRmsNorm", "swiglu", "moeExperts",
+                                                                             "attention"};
 
 /* "family.format" for every kernel but gemmF32, built once at load. */
 __attribute__((constructor)) static void gf_names_init(void) {
@@ -128,7 +129,7 @@ const char *gf_kernel_name(int kernel) {
 static gf_level implemented_level(int kernel) {
 #if GF_X86
   if (kernel == GF_KERNEL_GEMM_F32 || kernel == GF_KERNEL_SSM_SCAN || kernel == GF_KERNEL_SWIGLU ||
-      kernel == GF_KERNEL_MOE_EXPERTS)
+      kernel == GF_KERNEL_MOE_EXPERTS || kernel == GF_KERNEL_ATTENTION)
     return GF_LEVEL_AVX512;
   /* Short streaming loops the compiler vectorizes at the baseline. */
   if (kernel == GF_KERNEL_CAUSAL_CONV1D || kernel == GF_KERNEL_GATED_RMS_NORM) return GF_LEVEL_SCALAR;
@@ -149,6 +150,8 @@ gf_level gf_kernel_level(int kernel) {
   gf_level impl = implemented_level(kernel);
   if (cap < level) level = cap;
   if (impl < level) level = impl;
+  /* Attention has AVX-512 and scalar bodies only: an AVX2 machine runs (and counts) scalar. */
+  if (kernel == GF_KERNEL_ATTENTION && level == GF_LEVEL_AVX2) level = GF_LEVEL_SCALAR;
   return level;
 }
 

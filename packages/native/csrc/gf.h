@@ -35,7 +35,8 @@ typedef enum {
 #define GF_KERNEL_GATED_RMS_NORM (GF_KERNEL_GEMM_F32 + 3)
 #define GF_KERNEL_SWIGLU (GF_KERNEL_GEMM_F32 + 4)
 #define GF_KERNEL_MOE_EXPERTS (GF_KERNEL_GEMM_F32 + 5)
-#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 6)
+#define GF_KERNEL_ATTENTION (GF_KERNEL_GEMM_F32 + 6)
+#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 7)
 
 enum { GF_OK = 0, GF_ERR_NOMEM = 1 };
 
@@ -183,6 +184,26 @@ typedef struct {
   float *y; /* [n, h] */
 } gf_moe_args;
 int gf_moe_experts(const gf_moe_args *args);
+
+/*
+ * Softmax attention without the scores matrix (attention.c, attention_*.c): for each query row,
+ * out = sum_s softmax_s(scale * q . k_s) v_s over the allowed keys s < key_len, by an online
+ * softmax over tiles of keys. Query head j reads KV head j / (q_heads / kv_heads) (grouped-query
+ * attention without repeating K / V). Keys and values sit in a cache of `capacity` positions of
+ * which the first key_len are filled. Key s is allowed for query t when key_mask[b, s] != 0 (no
+ * mask: all) and, when causal, s <= key_len - q_len + t (the queries are the last q_len
+ * positions). A query with no allowed key gets zeros.
+ */
+typedef struct {
+  const float *q;        /* [batch, q_len, q_heads, head_dim] */
+  const float *k, *v;    /* [batch, capacity, kv_heads, head_dim] */
+  const float *key_mask; /* [batch, key_len] or NULL */
+  int64_t batch, q_len, q_heads, kv_heads, head_dim, key_len, capacity; /* kv_heads divides q_heads */
+  bool causal;           /* then key_len >= q_len */
+  float scale;
+  float *out;            /* [batch, q_len, q_heads, head_dim] */
+} gf_attention_args;
+int gf_attention(const gf_attention_args *args);
 
 /* IEEE half <-> float (round to nearest even), bf16 <-> float, exactly as ggml's references. */
 uint16_t gf_fp32_to_fp16(float f);

@@ -51,7 +51,7 @@ void gf_call_unlock(void);
 
 /* ---- scratch (pool.c): grows, never shrinks, 64-byte aligned; NULL when out of memory ---- */
 enum { GF_SCRATCH_ACT = 0, GF_SCRATCH_A, GF_SCRATCH_B, GF_SCRATCH_TMP, GF_SCRATCH_MOE, GF_SCRATCH_MOE_SORT,
-       GF_SCRATCH_SLOTS };
+       GF_SCRATCH_ATTENTION, GF_SCRATCH_SLOTS };
 void *gf_scratch(int thread, int slot, size_t bytes);
 
 /* ---- quantize / dequantize over n contiguous elements (n a multiple of 32 for blocks) ---- */

@@ -34,7 +34,8 @@ export type KernelName =
   | 'causalConv1d'
   | 'gatedRmsNorm'
   | 'swiglu'
-  | 'moeExperts';
+  | 'moeExperts'
+  | 'attention';
 export const KERNELS: readonly KernelName[] = [
   ...(['quantize', 'dequantize', 'dequantizeRows', 'matmul'] as const).flatMap((family) =>
     FORMATS.map((format) => `${family}.${format}` as KernelName),
@@ -45,6 +46,7 @@ export const KERNELS: readonly KernelName[] = [
   'gatedRmsNorm',
   'swiglu',
   'moeExperts',
+  'attention',
 ];
 
 export type TypedArray =
@@ -110,6 +112,19 @@ export interface SsmScanDims {
   groups: number;
   /** N */
   stateSize: number;
+}
+
+/** Sizes of {@link Native.attention}'s arrays. */
+export interface AttentionDims {
+  batch: number;
+  queryLength: number;
+  queryHeads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Filled positions of the key / value cache. */
+  keyLength: number;
+  /** Positions the key / value arrays hold (≥ keyLength). */
+  capacity: number;
 }
 
 /** Inputs of {@link Native.ssmScan}, float32, in ops-mamba's `SelectiveScan` layouts. */
@@ -291,6 +306,25 @@ export interface Native {
     weights: Float32Array,
     y: Float32Array,
   ): void;
+  /**
+   * Softmax attention without the scores matrix (an online softmax over tiles of keys):
+   * `out[b, t, j] = Σ_s softmax_s(scale · q[b, t, j]·k[b, s, j / rep]) · v[b, s, j / rep]` over the
+   * allowed keys s < `keyLength`, rep = queryHeads / kvHeads (grouped-query attention, K and V not
+   * repeated). `q` and `out` are [batch, queryLength, queryHeads, headDim]; `k` and `v` are a cache
+   * [batch, capacity, kvHeads, headDim] whose first `keyLength` positions are filled. Key s is
+   * allowed when `keyMask` [batch, keyLength] is non-zero there (null: every key) and, with
+   * `causal`, when s ≤ keyLength − queryLength + t (the queries are the last positions). A query
+   * with no allowed key gets zeros. Threads split (sequence, KV head, block of 16 queries).
+   */
+  attention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    keyMask: Float32Array | null,
+    dims: AttentionDims,
+    options: { scale: number; causal: boolean },
+    out: Float32Array,
+  ): void;
   /** Threads in all (the calling thread takes part); workers start on the next parallel call. */
   setThreads(n: number): void;
   threads(): number;
@@ -350,6 +384,11 @@ interface Binding {
     inputFormat: string, inputLinear: TypedArray, outputFormat: string, outputLinear: TypedArray, x: Float32Array,
     n: number, h: number, inter: number, experts: number, k: number, indices: Int32Array, weights: Float32Array,
     y: Float32Array,
+  ): void;
+  attention(
+    q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null, batch: number,
+    queryLength: number, queryHeads: number, kvHeads: number, headDim: number, keyLength: number,
+    capacity: number, causal: boolean, scale: number, out: Float32Array,
   ): void;
   setThreads(n: number): void;
   threads(): number;
@@ -633,6 +672,28 @@ function wrap(binding: Binding, binaryPath: string): Native {
       float32(fn, 'weights', weights, n * k, `n * k = ${n} * ${k}`);
       float32(fn, 'y', y, n * h, `n * h = ${n} * ${h}`);
       binding.moeExperts(f1, inputLinear, f2, outputLinear, x, n, h, inter, experts, k, indices, weights, y);
+    },
+    attention(q, k, v, keyMask, dims, options, out) {
+      const fn = 'attention';
+      const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.queryLength', dims.queryLength);
+      const Hq = count(fn, 'dims.queryHeads', dims.queryHeads), Hkv = count(fn, 'dims.kvHeads', dims.kvHeads);
+      const hd = count(fn, 'dims.headDim', dims.headDim), S = count(fn, 'dims.keyLength', dims.keyLength);
+      const capacity = count(fn, 'dims.capacity', dims.capacity);
+      if (Hkv === 0 || Hq % Hkv !== 0)
+        throw new RangeError(`${fn}: dims.kvHeads must be positive and divide dims.queryHeads = ${Hq}, got ${Hkv}`);
+      if (S > capacity) throw new RangeError(`${fn}: dims.keyLength (${S}) must be at most dims.capacity (${capacity})`);
+      const causal = flag(fn, 'options.causal', options.causal);
+      if (causal && S < T)
+        throw new RangeError(`${fn}: causal attention needs dims.keyLength >= dims.queryLength, got ${S} < ${T}`);
+      const scale = number(fn, 'options.scale', options.scale);
+      const qs = `batch * queryLength * queryHeads * headDim = ${batch} * ${T} * ${Hq} * ${hd}`;
+      const kvs = `batch * capacity * kvHeads * headDim = ${batch} * ${capacity} * ${Hkv} * ${hd}`;
+      float32(fn, 'q', q, batch * T * Hq * hd, qs);
+      float32(fn, 'k', k, batch * capacity * Hkv * hd, kvs);
+      float32(fn, 'v', v, batch * capacity * Hkv * hd, kvs);
+      const mask = keyMask === null ? null : float32(fn, 'keyMask', keyMask, batch * S, `batch * keyLength = ${batch} * ${S}`);
+      float32(fn, 'out', out, batch * T * Hq * hd, qs);
+      binding.attention(q, k, v, mask, batch, T, Hq, Hkv, hd, S, capacity, causal, scale, out);
     },
     gemmF32(a, b, c, M, N, K, transposeA, transposeB, options = {}) {
       const fn = 'gemmF32';

@@ -667,6 +667,80 @@ static void test_moe(gf_level level) {
   moe_case(level, GF_FMT_Q4_0, GF_FMT_Q8_0, 4, 2);
 }
 
+/* Attention in double from the formula, whole score rows; worst scaled error of a->out. */
+static double attention_error(const gf_attention_args *a) {
+  const int64_t T = a->q_len, Hq = a->q_heads, Hkv = a->kv_heads, hd = a->head_dim, S = a->key_len;
+  const int64_t rep = Hq / Hkv;
+  double worst = 0;
+  double *p = (double *)malloc((size_t)(S > 0 ? S : 1) * sizeof(double));
+  for (int64_t b = 0; b < a->batch; b++)
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t j = 0; j < Hq; j++) {
+        const float *q = a->q + ((b * T + t) * Hq + j) * hd;
+        const int64_t kvh = j / rep;
+        double max = -INFINITY, total = 0;
+        for (int64_t s = 0; s < S; s++) {
+          const int allowed = (!a->key_mask || a->key_mask[b * S + s] != 0.0f) && (!a->causal || s <= S - T + t);
+          p[s] = -INFINITY;
+          if (!allowed) continue;
+          const float *k = a->k + ((b * a->capacity + s) * Hkv + kvh) * hd;
+          double dot = 0;
+          for (int64_t d = 0; d < hd; d++) dot += (double)q[d] * k[d];
+          p[s] = dot * a->scale;
+          max = fmax(max, p[s]);
+        }
+        for (int64_t s = 0; s < S; s++) total += p[s] == -INFINITY ? 0 : exp(p[s] - max);
+        for (int64_t d = 0; d < hd; d++) {
+          double ref = 0;
+          for (int64_t s = 0; s < S; s++)
+            if (p[s] != -INFINITY) ref += exp(p[s] - max) / total * a->v[((b * a->capacity + s) * Hkv + kvh) * hd + d];
+          const double got = a->out[((b * T + t) * Hq + j) * hd + d];
+          worst = fmax(worst, fabs(got - ref) / (1e-6 + 1e-5 * fabs(ref)));
+        }
+      }
+  free(p);
+  return worst;
+}
+
+static void attention_case(gf_level level, int64_t batch, int64_t T, int64_t Hq, int64_t Hkv, int64_t hd, int64_t S,
+                           int64_t capacity, int causal, int padded, int threads) {
+  gf_set_level_cap(level);
+  gf_set_threads(threads);
+  const int64_t nq = batch * T * Hq * hd, nkv = batch * capacity * Hkv * hd;
+  float *q = alloc_uniform(nq, -2, 2), *k = alloc_uniform(nkv, -2, 2), *v = alloc_uniform(nkv, -1, 1);
+  float *out = alloc_uniform(nq, 9, 9), *mask = padded ? alloc_uniform(batch * S, 1, 1) : NULL;
+  if (padded)
+    for (int64_t s = 0; s < S && s < 19; s++) mask[(batch - 1) * S + s] = 0.0f; /* left padding of the last sequence */
+  gf_attention_args a = {q, k, v, mask, batch, T, Hq, Hkv, hd, S, capacity, causal != 0, 0.125f, out};
+  /* The SIMD body may only read the first key_len positions: anything past them is poison. */
+  for (int64_t b = 0; b < batch; b++)
+    for (int64_t i = (b * capacity + S) * Hkv * hd; i < (b + 1) * capacity * Hkv * hd; i++) k[i] = v[i] = NAN;
+  const gf_level runs = gf_kernel_level(GF_KERNEL_ATTENTION);
+  uint64_t before = gf_counter(GF_KERNEL_ATTENTION, runs);
+  check(gf_attention(&a) == GF_OK, "attention returns GF_OK");
+  check(gf_counter(GF_KERNEL_ATTENTION, runs) == before + 1, "attention counted at its level");
+  char what[200];
+  snprintf(what, sizeof what, "attention %s b%lld T%lld Hq%lld Hkv%lld hd%lld S%lld cap%lld causal=%d padded=%d threads=%d",
+           gf_level_name(runs), (long long)batch, (long long)T, (long long)Hq, (long long)Hkv, (long long)hd, (long long)S,
+           (long long)capacity, causal, padded, threads);
+  check(attention_error(&a) <= 1.0, what);
+  free(q), free(k), free(v), free(out), free(mask);
+  gf_set_level_cap(GF_LEVEL_AVX512);
+  gf_set_threads(1);
+}
+
+static void test_attention(gf_level level) {
+  for (int threads = 1; threads <= 2; threads++) {
+    attention_case(level, 1, 1, 4, 1, 8, 1, 1, 1, 0, threads);
+    attention_case(level, 1, 1, 32, 8, 64, 300, 512, 1, 0, threads); /* an H-Micro decode step */
+    attention_case(level, 2, 5, 6, 2, 24, 37, 40, 1, 1, threads);    /* masked tails of the 16-lane steps */
+    attention_case(level, 1, 19, 3, 3, 100, 19, 19, 1, 0, threads);
+    attention_case(level, 2, 17, 8, 2, 64, 50, 64, 1, 1, threads);   /* queries that see no key */
+    attention_case(level, 2, 3, 4, 4, 16, 33, 33, 0, 1, threads);
+    attention_case(level, 1, 2, 2, 1, 8, 0, 4, 0, 0, threads);       /* no keys at all */
+  }
+}
+
 int main(void) {
   gf_level best = gf_cpu_level();
   printf("cpu level: %s\n", gf_level_name(best));
@@ -679,6 +753,7 @@ int main(void) {
     test_ssm_scan((gf_level)l);
     test_swiglu((gf_level)l);
     test_moe((gf_level)l);
+    test_attention((gf_level)l);
   }
   if (best >= GF_LEVEL_AVX512) test_swiglu_levels_agree();
   test_causal_conv1d();

@@ -1,0 +1,109 @@
+/*
+ * AVX-512 attention unit: tiles of 16 keys. Each tile's keys are gathered transposed (kt[d][j] =
+ * k_j[d]) so that 4 query rows' 16 scores build up in 4 registers by one multiply-add per head
+ * dimension each, with no horizontal sums; the tile's softmax step runs over those registers; the
+ * values are accumulated into 4 rows of running outputs, 16 dimensions at a time.
+ */
+#include "attention_internal.h"
+
+#if GF_X86
+#define GF_TARGET "avx512f,avx512bw,avx512vl,avx2,fma"
+#include "gf_target.h"
+
+#include "gf_exp_avx512.h"
+
+#define ROWS 4
+
+/* Lanes j of a tile starting at key s0 that a query seeing keys up to `last` may attend. */
+static inline __mmask16 causal_lanes(int64_t last, int64_t s0) {
+  const int64_t span = last - s0; /* the last allowed lane */
+  if (span < 0) return 0;
+  if (span >= GF_ATTN_TILE - 1) return 0xFFFF;
+  return (__mmask16)((2u << span) - 1);
+}
+
+void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
+                              float *work) {
+  const int64_t hd = a->head_dim, rep = a->q_heads / a->kv_heads, nq = t1 - t0, rows = rep * nq;
+  const int64_t padded = (rows + ROWS - 1) / ROWS * ROWS;
+  const int64_t pos_stride = a->kv_heads * hd;
+  float *m = work, *l = m + padded, *alpha = l + padded, *acc = alpha + padded;
+  float *probs = acc + padded * hd, *kt = probs + padded * GF_ATTN_TILE;
+  for (int64_t i = 0; i < padded; i++) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+  }
+  memset(acc, 0, (size_t)(padded * hd) * sizeof(float));
+  const float *keys = a->k + b * a->capacity * pos_stride + kvh * hd;
+  const float *values = a->v + b * a->capacity * pos_stride + kvh * hd;
+  const float *mask = a->key_mask ? a->key_mask + b * a->key_len : NULL;
+  const int64_t past = a->key_len - a->q_len;
+  const int64_t s_end = a->causal ? past + t1 : a->key_len;
+  const __m512i lane_offsets = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)pos_stride));
+  const __mmask16 tail = hd % 16 ? (__mmask16)((1u << (hd % 16)) - 1) : 0xFFFF;
+  const __m512 scale = _mm512_set1_ps(a->scale);
+  /* Padded rows repeat the last real row; their results are never stored. */
+  const float *qrow[ROWS];
+  int64_t last[ROWS];
+
+  for (int64_t s0 = 0; s0 < s_end; s0 += GF_ATTN_TILE) {
+    const int64_t n = GF_MIN((int64_t)GF_ATTN_TILE, s_end - s0);
+    __mmask16 valid = n == GF_ATTN_TILE ? 0xFFFF : (__mmask16)((1u << n) - 1);
+    if (mask) {
+      const __m512 mk = _mm512_maskz_loadu_ps(valid, mask + s0);
+      valid = _mm512_mask_cmp_ps_mask(valid, mk, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    }
+    if (valid == 0) continue;
+    const float *tile_k = keys + s0 * pos_stride, *tile_v = values + s0 * pos_stride;
+    for (int64_t d = 0; d < hd; d++)
+      _mm512_storeu_ps(kt + d * GF_ATTN_TILE,
+                       _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane_offsets, tile_k + d, 4));
+
+    for (int64_t i0 = 0; i0 < padded; i0 += ROWS) {
+      for (int r = 0; r < ROWS; r++) {
+        const int64_t i = GF_MIN(i0 + r, rows - 1), t = t0 + i % nq;
+        qrow[r] = a->q + ((b * a->q_len + t) * a->q_heads + kvh * rep + i / nq) * hd;
+        last[r] = a->causal ? past + t : a->key_len - 1;
+      }
+      __m512 s[ROWS];
+      for (int r = 0; r < ROWS; r++) s[r] = _mm512_setzero_ps();
+      for (int64_t d = 0; d < hd; d++) {
+        const __m512 kd = _mm512_loadu_ps(kt + d * GF_ATTN_TILE);
+        for (int r = 0; r < ROWS; r++) s[r] = _mm512_fmadd_ps(_mm512_set1_ps(qrow[r][d]), kd, s[r]);
+      }
+      for (int r = 0; r < ROWS; r++) {
+        const int64_t i = i0 + r;
+        const __mmask16 lanes = valid & causal_lanes(last[r], s0);
+        if (lanes == 0) {
+          alpha[i] = 1.0f;
+          _mm512_storeu_ps(probs + i * GF_ATTN_TILE, _mm512_setzero_ps());
+          continue;
+        }
+        const __m512 sc = _mm512_mul_ps(s[r], scale);
+        const float m_new = GF_MAX(m[i], _mm512_mask_reduce_max_ps(lanes, sc));
+        const __m512 p = _mm512_maskz_mov_ps(lanes, exp_avx512(_mm512_sub_ps(sc, _mm512_set1_ps(m_new))));
+        alpha[i] = expf(m[i] - m_new); /* 0 while m is -inf */
+        l[i] = l[i] * alpha[i] + _mm512_reduce_add_ps(p);
+        m[i] = m_new;
+        _mm512_storeu_ps(probs + i * GF_ATTN_TILE, p);
+      }
+      for (int64_t c = 0; c < hd; c += 16) {
+        const __mmask16 cm = c + 16 <= hd ? 0xFFFF : tail;
+        __m512 o[ROWS];
+        for (int r = 0; r < ROWS; r++)
+          o[r] = _mm512_mul_ps(_mm512_maskz_loadu_ps(cm, acc + (i0 + r) * hd + c), _mm512_set1_ps(alpha[i0 + r]));
+        for (int64_t j = 0; j < n; j++) {
+          const __m512 vj = _mm512_maskz_loadu_ps(cm, tile_v + j * pos_stride + c);
+          for (int r = 0; r < ROWS; r++)
+            o[r] = _mm512_fmadd_ps(_mm512_set1_ps(probs[(i0 + r) * GF_ATTN_TILE + j]), vj, o[r]);
+        }
+        for (int r = 0; r < ROWS; r++) _mm512_mask_storeu_ps(acc + (i0 + r) * hd + c, cm, o[r]);
+      }
+    }
+  }
+  gf_attention_store_rows(a, b, kvh, t0, t1, l, acc, hd);
+}
+
+#include "gf_target_end.h"
+#endif
