@@ -32,6 +32,7 @@ export { vjp } from './kernels/vjp';
 export { nativeAddon, nativeUnavailableReason, type NativeAddon } from './native/native_addon';
 export { NATIVE_BACKEND, nativeKernel, recordingGradients, registerNativeBackend, type NativeInput, type NativeOutput } from './native/native_backend';
 export { wasmHeap, type WasmHeap } from './kernels/wasm_heap';
+export { unsharedFloat32Memory } from './kernels/tensor_memory';
 export { countSimdCall, simdCounters, simdKernels, simdModulePath, type SimdKernels } from './kernels/simd_module';
 export { isSimdEnabled, setSimdEnabled } from './kernels/simd_switch';
 export { webAssemblyApi, type WasmMemory, type WebAssemblyApi } from './kernels/webassembly_api';
@@ -41,6 +42,8 @@ export { StateDictError, type ShapeMismatch } from './module/state_dict_error';
 export { Linear, type LinearOptions } from './nn/linear';
 export { Embedding, type EmbeddingOptions } from './nn/embedding';
 export { RMSNorm, rmsNorm } from './nn/rms_norm';
+export { attention, type AttentionOptions } from './nn/attention';
+export { Attention, attentionReference, type AttentionAttrs, type AttentionInputs } from './nn/attention_kernel';
 export { RmsNorm, rmsNormReference, type RmsNormAttrs, type RmsNormInputs } from './nn/rms_norm_kernel';
 export {
   blockWeights,

@@ -112,6 +112,20 @@ export interface NativeAddon {
     weights: Float32Array,
     y: Float32Array,
   ): void;
+  /**
+   * Softmax attention by an online softmax over key tiles (absent from builds before it existed):
+   * q, out [batch, queryLength, queryHeads, headDim]; k, v [batch, capacity, kvHeads, headDim]
+   * with the first keyLength positions filled; keyMask [batch, keyLength] (0: not attended) or null.
+   */
+  attention?(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    keyMask: Float32Array | null,
+    dims: { batch: number; queryLength: number; queryHeads: number; kvHeads: number; headDim: number; keyLength: number; capacity: number },
+    options: { scale: number; causal: boolean },
+    out: Float32Array,
+  ): void;
   /** Calls per kernel (`matmul.q4_0`, `gemmF32`, …) and instruction-set level since load. */
   counters(): Record<string, Record<string, number>>;
   /** The instruction-set level a kernel runs at (`scalar`, `avx2`, `avx512`). */

@@ -1,51 +1,134 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { unsharedFloat32Memory } from '@graniteflow/core';
+
+/** Positions a cache holds at first: a decode step after a short prompt then appends in place. */
+const MIN_CAPACITY = 64;
+
+/** What {@link KVCache.append} returns: the whole storage and how much of it is filled. */
+export interface CachedKeysValues {
+  /** [B, capacity, nKV, hd]; positions [0, length) are filled. Owned by the cache. */
+  keys: tf.Tensor4D;
+  values: tf.Tensor4D;
+  length: number;
+}
 
 /**
- * Keys and values of one attention layer: [B, nKV, S, hd] each, S growing by the tokens of every
- * call. NoPE layers store keys exactly as projected; RoPE layers store them rotated.
+ * Keys and values of one attention layer in storage [B, capacity, nKV, hd] (the layout the
+ * projections produce, so appending T tokens is one contiguous copy per sequence). New positions
+ * are written in place; when they do not fit, the capacity doubles (or grows to what is needed)
+ * and the filled part moves once, so a decode step costs O(1) copying, not O(S). NoPE layers store
+ * keys exactly as projected; RoPE layers store them rotated.
+ *
+ * Views of the storage ({@link KVCache.keys}, what `append` returns, slices of those) are valid
+ * until the next `append`, which may overwrite or replace it.
  */
 export class KVCache {
   private keysTensor: tf.Tensor4D | null = null;
   private valuesTensor: tf.Tensor4D | null = null;
+  private filled = 0;
 
   /** Number of cached positions (S). */
   get length(): number {
-    return this.keysTensor?.shape[2] ?? 0;
+    return this.filled;
   }
 
+  /** Positions the storage holds before it must grow. */
+  get capacity(): number {
+    return this.keysTensor?.shape[1] ?? 0;
+  }
+
+  /** Key storage [B, capacity, nKV, hd] (positions past `length` are unused), or null when empty. */
   get keys(): tf.Tensor4D | null {
     return this.keysTensor;
   }
 
+  /** Value storage, as {@link KVCache.keys}. */
   get values(): tf.Tensor4D | null {
     return this.valuesTensor;
   }
 
   /**
-   * Appends new keys and values ([B, nKV, T, hd]) and returns everything cached. The returned
-   * tensors belong to the cache; the previous ones are disposed.
+   * Appends this call's keys and values ([B, T, nKV, hd] each) after the cached ones and returns
+   * the storage with its new length.
    */
-  updateAndFetch(keys: tf.Tensor4D, values: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {
-    const nextKeys = this.keysTensor ? tf.concat([this.keysTensor, keys], 2) : tf.clone(keys);
-    const nextValues = this.valuesTensor ? tf.concat([this.valuesTensor, values], 2) : tf.clone(values);
-    this.keysTensor?.dispose();
-    this.valuesTensor?.dispose();
-    this.keysTensor = tf.keep(nextKeys);
-    this.valuesTensor = tf.keep(nextValues);
-    return [this.keysTensor, this.valuesTensor];
+  append(keys: tf.Tensor4D, values: tf.Tensor4D): CachedKeysValues {
+    const [batch, time, kvHeads, hd] = keys.shape;
+    if (!tf.util.arraysEqual(keys.shape, values.shape)) {
+      throw new RangeError(`KVCache.append: keys [${keys.shape}] and values [${values.shape}] must have the same shape.`);
+    }
+    const stored = this.keysTensor?.shape;
+    if (stored && (stored[0] !== batch || stored[2] !== kvHeads || stored[3] !== hd)) {
+      throw new RangeError(`KVCache.append: the cache holds keys [${stored[0]}, S, ${stored[2]}, ${stored[3]}], got [${keys.shape}].`);
+    }
+    const needed = this.filled + time;
+    if (needed > this.capacity) this.grow(Math.max(needed, 2 * this.capacity, MIN_CAPACITY), [batch, kvHeads, hd]);
+    this.keysTensor = this.write(this.keysTensor!, keys);
+    this.valuesTensor = this.write(this.valuesTensor!, values);
+    this.filled = needed;
+    return { keys: this.keysTensor, values: this.valuesTensor, length: this.filled };
   }
 
-  /** An independent copy. */
+  /** New storage of `capacity` positions holding the filled ones. */
+  private grow(capacity: number, [batch, kvHeads, hd]: number[]): void {
+    const move = (old: tf.Tensor4D | null): tf.Tensor4D => {
+      const next = tf.keep(tf.zeros([batch, capacity, kvHeads, hd])) as tf.Tensor4D;
+      if (old === null) return next;
+      const filled = tf.slice(old, [0, 0, 0, 0], [batch, this.filled, kvHeads, hd]) as tf.Tensor4D;
+      const result = this.writeAt(next, filled, 0);
+      filled.dispose();
+      old.dispose();
+      return result;
+    };
+    this.keysTensor = move(this.keysTensor);
+    this.valuesTensor = move(this.valuesTensor);
+  }
+
+  private write(storage: tf.Tensor4D, rows: tf.Tensor4D): tf.Tensor4D {
+    return this.writeAt(storage, rows, this.filled);
+  }
+
+  /**
+   * Copies rows [B, T, nKV, hd] into positions [at, at + T) of the storage: in place on cpu,
+   * native and wasm; elsewhere by building new storage (a copy of all of it).
+   */
+  private writeAt(storage: tf.Tensor4D, rows: tf.Tensor4D, at: number): tf.Tensor4D {
+    const [batch, capacity, kvHeads, hd] = storage.shape;
+    const time = rows.shape[1];
+    const run = time * kvHeads * hd;
+    const target = unsharedFloat32Memory(storage);
+    if (target !== null) {
+      // A reshape's rows share memory with their source, still float32 on this backend.
+      const source = unsharedFloat32Memory(rows) ?? (rows.dataSync() as Float32Array);
+      for (let b = 0; b < batch; b++) target.set(source.subarray(b * run, (b + 1) * run), (b * capacity + at) * kvHeads * hd);
+      return storage;
+    }
+    const rebuilt = tf.tidy(() =>
+      tf.concat(
+        [
+          tf.slice(storage, [0, 0, 0, 0], [batch, at, kvHeads, hd]),
+          rows,
+          tf.slice(storage, [0, at + time, 0, 0], [batch, capacity - at - time, kvHeads, hd]),
+        ],
+        1,
+      ),
+    ) as tf.Tensor4D;
+    storage.dispose();
+    return tf.keep(rebuilt);
+  }
+
+  /** An independent copy (its own storage of the same capacity). */
   clone(): KVCache {
     const copy = new KVCache();
     if (this.keysTensor && this.valuesTensor) {
-      copy.keysTensor = tf.keep(tf.clone(this.keysTensor));
-      copy.valuesTensor = tf.keep(tf.clone(this.valuesTensor));
+      const own = (t: tf.Tensor4D) => tf.keep(tf.tensor(Float32Array.from(t.dataSync() as Float32Array), t.shape)) as tf.Tensor4D;
+      copy.keysTensor = own(this.keysTensor);
+      copy.valuesTensor = own(this.valuesTensor);
+      copy.filled = this.filled;
     }
     return copy;
   }
 
-  /** Bytes held (float32). */
+  /** Bytes held: the whole storage of keys and values (float32), filled or not. */
   get byteSize(): number {
     return 4 * ((this.keysTensor?.size ?? 0) + (this.valuesTensor?.size ?? 0));
   }
@@ -55,5 +138,6 @@ export class KVCache {
     this.valuesTensor?.dispose();
     this.keysTensor = null;
     this.valuesTensor = null;
+    this.filled = 0;
   }
 }

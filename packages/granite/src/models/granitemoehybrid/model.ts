@@ -26,9 +26,6 @@ export interface ForwardOutput {
   hiddenStates?: tf.Tensor3D[];
 }
 
-/** Additive scores masks are built with: exp() of it is exactly 0 in float32, and it never makes NaN. */
-const MASKED = -1e9;
-
 /** The `model.` subtree of the checkpoint: embeddings, layers, final norm. */
 export class GraniteMoeHybridModel extends Module {
   readonly embed_tokens: Embedding;
@@ -115,7 +112,7 @@ export class GraniteMoeHybridForCausalLM extends Module {
     return tf.div(scores, this.config.logits_scaling) as tf.Tensor3D;
   }
 
-  /** Causal + padding mask for the new tokens against every cached one, and RoPE angles if used. */
+  /** Padding mask of every cached and new key (causality is the attention kernel's), and RoPE angles if used. */
   private attentionContext(
     batch: number,
     time: number,
@@ -123,27 +120,12 @@ export class GraniteMoeHybridForCausalLM extends Module {
     mask: tf.Tensor2D | null,
   ): AttentionContext {
     const past = cache?.seqLength ?? 0;
-    const span = past + time;
     const pastMask = cache?.mask ?? null;
     const keyMask =
       mask || pastMask
-        ? tf.concat(
-            [pastMask ?? tf.ones([batch, past]), mask ?? tf.ones([batch, time])],
-            1,
-          ) // [B, S]
+        ? (tf.concat([pastMask ?? tf.ones([batch, past]), mask ?? tf.ones([batch, time])], 1) as tf.Tensor2D) // [B, S]
         : null;
-    const queryPos = tf.add(tf.range(0, time, 1, 'int32'), past); // absolute positions [T]
-    const causal = tf.lessEqual(tf.reshape(tf.range(0, span, 1, 'int32'), [1, span]), tf.reshape(queryPos, [time, 1])); // [T, S]
-    let allowed: tf.Tensor = tf.reshape(causal, [1, time, span]);
-    if (keyMask) allowed = tf.logicalAnd(allowed, tf.cast(tf.reshape(keyMask, [batch, 1, span]), 'bool'));
-    const additive = tf.reshape(tf.where(allowed, tf.zeros(allowed.shape), tf.fill(allowed.shape, MASKED)), [
-      allowed.shape[0],
-      1,
-      1,
-      time,
-      span,
-    ]);
-    const ctx: AttentionContext = { mask: additive };
+    const ctx: AttentionContext = { keyMask };
     if (usesRope(this.config)) {
       // Positions count real tokens only, as HF builds position_ids = cumsum(mask) − 1.
       const base = pastMask ? tf.sum(pastMask, 1, true) : tf.fill([batch, 1], past);
