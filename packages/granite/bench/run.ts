@@ -10,6 +10,8 @@
  * default: the 4-layer slice), `--formats q8_0,q4_0`, `--backend native` (graniteflow's), `--packed`
  * (graniteflow loads a packed checkpoint of each format, memory-mapped, instead of quantizing the
  * BF16 one while loading; its load s is then the mapped load).
+ *
+ * `--long` measures long prompts on the full model instead (see long_context.ts).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -19,6 +21,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Checkpoint, formatTable, initBackend, isBackendAvailable, quantizeCheckpoint, type PackedFormat, type WeightDtype } from '@graniteflow/core';
 import { fromPretrained, parseConfig, planWeightDtypes, preset, writeRandomCheckpoint, type GgufExportFormat, type GraniteMoeHybridConfig } from '../src';
 import { benchLlamaCpp, llamaCppDir } from './llamacpp';
+import { longContextBench, measureLength } from './long_context';
 
 interface Case {
   label: string;
@@ -228,11 +231,16 @@ async function compareWithLlamaCpp() {
 }
 
 const oneAt = process.argv.indexOf('--one');
+const longOneAt = process.argv.indexOf('--long-one');
 (oneAt >= 0
   ? measureOne(process.argv[oneAt + 1], process.argv[oneAt + 2], (process.argv[oneAt + 3] ?? 'f32') as WeightDtype).then((m) => console.log(JSON.stringify(m)))
-  : process.argv.includes('--llamacpp')
-    ? compareWithLlamaCpp()
-    : main()
+  : longOneAt >= 0
+    ? measureLength(process.argv[longOneAt + 1], process.argv[longOneAt + 2], Number(process.argv[longOneAt + 3])).then((m) => console.log(JSON.stringify(m)))
+    : process.argv.includes('--long')
+      ? longContextBench(argValue)
+      : process.argv.includes('--llamacpp')
+        ? compareWithLlamaCpp()
+        : main()
 ).catch((err) => {
   console.error(err);
   process.exit(1);

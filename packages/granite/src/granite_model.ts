@@ -115,9 +115,9 @@ export class GraniteModel {
     return this.generationConfig?.padTokenId ?? this.config.pad_token_id ?? this.tokenizer?.padTokenId ?? 0;
   }
 
-  /** An empty cache for `batch` sequences. */
-  makeCache(batch = 1): HybridCache {
-    return this.model.makeCache(batch);
+  /** An empty cache for `batch` sequences; `options.length`: the positions it is expected to hold. */
+  makeCache(batch = 1, options: { length?: number } = {}): HybridCache {
+    return this.model.makeCache(batch, options);
   }
 
   private withDefaults(options: GenerateOptions): GenerateOptions {

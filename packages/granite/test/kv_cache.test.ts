@@ -57,6 +57,23 @@ describeBackends('KVCache', (backend) => {
     a.dispose();
   });
 
+  it('allocates a planned length once, and grows past it by doubling', () => {
+    const cache = new KVCache(100);
+    const a = rows(1, 0, 60, 2, 8);
+    cache.append(a, a);
+    const storage = cache.keys;
+    expect(cache.capacity).toBe(100);
+    const b = rows(1, 60, 40, 2, 8);
+    cache.append(b, b);
+    expect([cache.length, cache.capacity, cache.keys === storage]).toEqual([100, 100, true]);
+    const c = rows(1, 100, 1, 2, 8);
+    cache.append(c, c);
+    expect([cache.length, cache.capacity]).toEqual([101, 200]);
+    expect(filled(cache.keys!, 101)).toEqual(rows(1, 0, 101, 2, 8).arraySync());
+    tf.dispose([a, b, c]);
+    cache.dispose();
+  });
+
   it('clones into storage of its own: appending to one leaves the other as it was', () => {
     const cache = new KVCache();
     const a = rows(1, 0, 4, 2, 8);

@@ -1,8 +1,11 @@
 /*
- * AVX-512 attention unit: tiles of 16 keys. Each tile's keys are gathered transposed (kt[d][j] =
- * k_j[d]) so that 4 query rows' 16 scores build up in 4 registers by one multiply-add per head
- * dimension each, with no horizontal sums; the tile's softmax step runs over those registers; the
- * values are accumulated into 4 rows of running outputs, 16 dimensions at a time.
+ * AVX-512 attention unit: tiles of 16 keys. With more than 4 query rows (prefill), each tile's
+ * keys are gathered transposed (kt[d][j] = k_j[d]) so that 4 rows' 16 scores build up in 4
+ * registers by one multiply-add per head dimension each, with no horizontal sums. With at most 4
+ * rows (a decode step: the query heads of one KV head) the gathers would cost more than they
+ * save, and each key is read as it lies, one dot product per row. The tile's softmax step runs
+ * over the score registers; the values are accumulated into 4 rows of running outputs, 16
+ * dimensions at a time.
  */
 #include "attention_internal.h"
 
@@ -13,6 +16,7 @@
 #include "gf_exp_avx512.h"
 
 #define ROWS 4
+#define PREFETCH_TILES 4
 
 /* Lanes j of a tile starting at key s0 that a query seeing keys up to `last` may attend. */
 static inline __mmask16 causal_lanes(int64_t last, int64_t s0) {
@@ -43,6 +47,7 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
       _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)pos_stride));
   const __mmask16 tail = hd % 16 ? (__mmask16)((1u << (hd % 16)) - 1) : 0xFFFF;
   const __m512 scale = _mm512_set1_ps(a->scale);
+  const bool by_dots = padded <= ROWS;
   /* Padded rows repeat the last real row; their results are never stored. */
   const float *qrow[ROWS];
   int64_t last[ROWS];
@@ -56,9 +61,23 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
     }
     if (valid == 0) continue;
     const float *tile_k = keys + s0 * pos_stride, *tile_v = values + s0 * pos_stride;
-    for (int64_t d = 0; d < hd; d++)
-      _mm512_storeu_ps(kt + d * GF_ATTN_TILE,
-                       _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane_offsets, tile_k + d, 4));
+    /* One KV head's rows lie a whole position apart (kv_heads * head_dim floats), a few to a
+     * page: too sparse for the hardware prefetchers, so the tile after next is asked for. */
+    if (s0 + PREFETCH_TILES * GF_ATTN_TILE < s_end) {
+      const int64_t ahead = GF_MIN((int64_t)GF_ATTN_TILE, s_end - s0 - PREFETCH_TILES * GF_ATTN_TILE);
+      for (int64_t j = 0; j < ahead; j++) {
+        const char *kp = (const char *)(tile_k + (PREFETCH_TILES * GF_ATTN_TILE + j) * pos_stride);
+        const char *vp = (const char *)(tile_v + (PREFETCH_TILES * GF_ATTN_TILE + j) * pos_stride);
+        for (int64_t off = 0; off < hd * 4; off += 64) {
+          _mm_prefetch(kp + off, _MM_HINT_T0);
+          _mm_prefetch(vp + off, _MM_HINT_T0);
+        }
+      }
+    }
+    if (!by_dots)
+      for (int64_t d = 0; d < hd; d++)
+        _mm512_storeu_ps(kt + d * GF_ATTN_TILE,
+                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane_offsets, tile_k + d, 4));
 
     for (int64_t i0 = 0; i0 < padded; i0 += ROWS) {
       for (int r = 0; r < ROWS; r++) {
@@ -67,10 +86,27 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
         last[r] = a->causal ? past + t : a->key_len - 1;
       }
       __m512 s[ROWS];
-      for (int r = 0; r < ROWS; r++) s[r] = _mm512_setzero_ps();
-      for (int64_t d = 0; d < hd; d++) {
-        const __m512 kd = _mm512_loadu_ps(kt + d * GF_ATTN_TILE);
-        for (int r = 0; r < ROWS; r++) s[r] = _mm512_fmadd_ps(_mm512_set1_ps(qrow[r][d]), kd, s[r]);
+      if (by_dots) {
+        float dots[ROWS][GF_ATTN_TILE] = {{0}};
+        for (int64_t j = 0; j < n; j++) {
+          if (!((valid >> j) & 1)) continue;
+          const float *kj = tile_k + j * pos_stride;
+          __m512 dot[ROWS];
+          for (int r = 0; r < ROWS; r++) dot[r] = _mm512_setzero_ps();
+          for (int64_t c = 0; c < hd; c += 16) {
+            const __mmask16 cm = c + 16 <= hd ? 0xFFFF : tail;
+            const __m512 kc = _mm512_maskz_loadu_ps(cm, kj + c);
+            for (int r = 0; r < ROWS; r++) dot[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(cm, qrow[r] + c), kc, dot[r]);
+          }
+          for (int r = 0; r < ROWS; r++) dots[r][j] = _mm512_reduce_add_ps(dot[r]);
+        }
+        for (int r = 0; r < ROWS; r++) s[r] = _mm512_loadu_ps(dots[r]);
+      } else {
+        for (int r = 0; r < ROWS; r++) s[r] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < hd; d++) {
+          const __m512 kd = _mm512_loadu_ps(kt + d * GF_ATTN_TILE);
+          for (int r = 0; r < ROWS; r++) s[r] = _mm512_fmadd_ps(_mm512_set1_ps(qrow[r][d]), kd, s[r]);
+        }
       }
       for (int r = 0; r < ROWS; r++) {
         const int64_t i = i0 + r;

@@ -27,6 +27,12 @@ export class KVCache {
   private valuesTensor: tf.Tensor4D | null = null;
   private filled = 0;
 
+  /**
+   * @param plannedLength positions the caller expects to cache in all (prompt + new tokens): the
+   * first allocation holds them, so the storage never grows (or over-allocates) within that length.
+   */
+  constructor(private readonly plannedLength = 0) {}
+
   /** Number of cached positions (S). */
   get length(): number {
     return this.filled;
@@ -61,7 +67,10 @@ export class KVCache {
       throw new RangeError(`KVCache.append: the cache holds keys [${stored[0]}, S, ${stored[2]}, ${stored[3]}], got [${keys.shape}].`);
     }
     const needed = this.filled + time;
-    if (needed > this.capacity) this.grow(Math.max(needed, 2 * this.capacity, MIN_CAPACITY), [batch, kvHeads, hd]);
+    if (needed > this.capacity) {
+      const capacity = needed <= this.plannedLength ? this.plannedLength : Math.max(needed, 2 * this.capacity, MIN_CAPACITY);
+      this.grow(capacity, [batch, kvHeads, hd]);
+    }
     this.keysTensor = this.write(this.keysTensor!, keys);
     this.valuesTensor = this.write(this.valuesTensor!, values);
     this.filled = needed;
@@ -118,7 +127,7 @@ export class KVCache {
 
   /** An independent copy (its own storage of the same capacity). */
   clone(): KVCache {
-    const copy = new KVCache();
+    const copy = new KVCache(this.plannedLength);
     if (this.keysTensor && this.valuesTensor) {
       const own = (t: tf.Tensor4D) => tf.keep(tf.tensor(Float32Array.from(t.dataSync() as Float32Array), t.shape)) as tf.Tensor4D;
       copy.keysTensor = own(this.keysTensor);

@@ -114,7 +114,8 @@ export async function* generateBatch(
   const history = prompts.map((p) => [...p]);
   const finished = new Array<boolean>(batch).fill(false);
   const ownCache = options.cache === undefined;
-  const cache = options.cache ?? model.makeCache(batch);
+  // The KV caches' whole length is known: allocate it once rather than grow by doubling.
+  const cache = options.cache ?? model.makeCache(batch, { length: Math.max(...prompts.map((p) => p.length)) + maxNew });
   if (cache.batchSize !== batch) {
     throw new RangeError(`The cache holds ${cache.batchSize} sequences but ${batch} prompts were given.`);
   }

@@ -69,9 +69,9 @@ export class GraniteMoeHybridDecoderLayer extends Module {
     }
   }
 
-  /** An empty cache of the right kind for this layer. */
-  makeCache(batch: number): LayerCache {
-    return this.mamba ? this.mamba.makeCache(batch) : new KVCache();
+  /** An empty cache of the right kind for this layer; `length`: positions it is expected to hold. */
+  makeCache(batch: number, length = 0): LayerCache {
+    return this.mamba ? this.mamba.makeCache(batch) : new KVCache(length);
   }
 
   /** x [B, T, H] → [B, T, H]; updates `cache` in place when given. */

@@ -58,10 +58,14 @@ export class GraniteMoeHybridForCausalLM extends Module {
     if (!config.tie_word_embeddings) this.lm_head = new Linear(config.hidden_size, config.vocab_size);
   }
 
-  /** An empty cache for `batch` sequences, one entry per layer. */
-  makeCache(batch = 1): HybridCache {
+  /**
+   * An empty cache for `batch` sequences, one entry per layer. `options.length`: the positions it
+   * is expected to hold (prompt + new tokens), so the KV caches allocate that once instead of
+   * growing by doubling (they still grow past it).
+   */
+  makeCache(batch = 1, options: { length?: number } = {}): HybridCache {
     return new HybridCache(
-      this.model.layers.map((l) => l.makeCache(batch)),
+      this.model.layers.map((l) => l.makeCache(batch, options.length)),
       batch,
     );
   }

@@ -1,0 +1,140 @@
+/**
+ * Long prompts on the full model (`npx tsx bench/run.ts --long`): for each length, in a process of
+ * its own (so its peak RSS is that length's alone), the prompt goes through in chunks of 512
+ * (`prefillChunk`'s default) and then 16 tokens are decoded. Printed per length: prefill seconds
+ * and ms per token, the attention layers' share of prefill, decode tok/s after the prompt, peak RSS
+ * and the arithmetic it is held to (packed weights + KV of the attention layers + Mamba state).
+ *
+ * `--model DIR` a packed checkpoint (default: a random full H-Micro q4_0 written to a temporary
+ * folder), `--lengths 1024,8192,32768` (131072 takes about an hour here), `--backend`.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { formatTable, initBackend, isBackendAvailable } from '@graniteflow/core';
+import { DEFAULT_PREFILL_CHUNK, fromPretrained, GraniteAttention, preset, writeRandomPackedCheckpoint } from '../src';
+
+/** What one length measures. */
+export interface LongContextMeasurement {
+  length: number;
+  prefillSeconds: number;
+  /** Of prefillSeconds, inside the attention layers (projections and the attention kernel). */
+  attentionSeconds: number;
+  decodeTokensPerSecond: number;
+  peakRssBytes: number;
+  /** Bytes of the packed checkpoint's weight files (mapped). */
+  weightBytes: number;
+  /** The KV caches' storage after the prompt, and the Mamba state. */
+  kvBytes: number;
+  stateBytes: number;
+}
+
+const DECODE_STEPS = 16;
+
+function peakRssBytes(): number {
+  const kb = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1];
+  return kb !== undefined ? Number(kb) * 1024 : process.memoryUsage().rss;
+}
+
+function weightFileBytes(dir: string): number {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+}
+
+/** One length in this process: prompt in chunks, then decode. */
+export async function measureLength(dir: string, backend: string, length: number): Promise<LongContextMeasurement> {
+  await initBackend(backend);
+  const granite = await fromPretrained(dir, { backend, contextLength: length + DECODE_STEPS });
+  // Time spent inside attention layers: tfjs runs synchronously on cpu, wasm and native.
+  let attentionMs = 0;
+  const forward = GraniteAttention.prototype.forward;
+  GraniteAttention.prototype.forward = function timed(this: GraniteAttention, ...args: Parameters<typeof forward>) {
+    const t0 = performance.now();
+    try {
+      return forward.apply(this, args);
+    } finally {
+      attentionMs += performance.now() - t0;
+    }
+  };
+  tf.tidy(() => void granite.model.forward(tf.tensor2d([[1, 2, 3, 4]], undefined, 'int32'), { logits: 'last' }).logits!.dataSync());
+  attentionMs = 0;
+  const cache = granite.makeCache(1, { length: length + DECODE_STEPS });
+  const ids = Array.from({ length }, (_, i) => ((i * 7919) % 100000) + 1);
+  const start = performance.now();
+  for (let at = 0; at < length; at += DEFAULT_PREFILL_CHUNK) {
+    const chunk = ids.slice(at, at + DEFAULT_PREFILL_CHUNK);
+    const last = at + chunk.length >= length;
+    tf.tidy(() => {
+      const out = granite.model.forward(tf.tensor2d([chunk], undefined, 'int32'), { cache, logits: last ? 'last' : 'none' });
+      out.logits?.dataSync();
+    });
+  }
+  const prefillSeconds = (performance.now() - start) / 1000;
+  const attentionSeconds = attentionMs / 1000;
+  const decodeStart = performance.now();
+  for (let s = 0; s < DECODE_STEPS; s++) {
+    tf.tidy(() => void granite.model.forward(tf.tensor2d([[5 + s]], undefined, 'int32'), { cache, logits: 'last' }).logits!.dataSync());
+  }
+  const decodeTokensPerSecond = DECODE_STEPS / ((performance.now() - decodeStart) / 1000);
+  GraniteAttention.prototype.forward = forward;
+  let kvBytes = 0;
+  let stateBytes = 0;
+  for (const layer of cache.layers) {
+    if ('convState' in layer) stateBytes += 4 * (layer.convState.size + layer.ssmState.size);
+    else kvBytes += layer.byteSize;
+  }
+  cache.dispose();
+  granite.dispose();
+  return { length, prefillSeconds, attentionSeconds, decodeTokensPerSecond, peakRssBytes: peakRssBytes(), weightBytes: weightFileBytes(dir), kvBytes, stateBytes };
+}
+
+function measureInChild(dir: string, backend: string, length: number): LongContextMeasurement {
+  const child = spawnSync(process.execPath, [...process.execArgv, path.join(__dirname, 'run.ts'), '--long-one', dir, backend, String(length)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 4 * 3600_000,
+    maxBuffer: 1 << 20,
+  });
+  if (child.status !== 0) throw new Error(`--long: ${length} tokens on ${backend} failed (exit ${child.status}${child.signal ? `, ${child.signal}` : ''})`);
+  return JSON.parse(child.stdout.trim().split('\n').pop()!) as LongContextMeasurement;
+}
+
+/** `--long`: every length, each in its own process, and the table. */
+export async function longContextBench(argValue: (name: string) => string | undefined): Promise<void> {
+  const backend = argValue('--backend') ?? (isBackendAvailable('native') ? 'native' : 'wasm');
+  const lengths = (argValue('--lengths') ?? '1024,8192,32768').split(',').map(Number);
+  let dir = argValue('--model');
+  let tmp: string | undefined;
+  if (dir === undefined) {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-long-'));
+    dir = path.join(tmp, 'h-micro-q4_0');
+    const t0 = performance.now();
+    await writeRandomPackedCheckpoint(dir, preset('granite-4.0-h-micro'), { format: 'q4_0', seed: 1 });
+    console.error(`wrote a random full H-Micro q4_0 checkpoint in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const GiB = 2 ** 30;
+  const rows: (string | number)[][] = [
+    ['prompt tokens', 'prefill s', 'prefill ms/token', 'attention share', 'decode tok/s', 'peak RSS GiB', 'weights + KV + state GiB', 'RSS − that GiB'],
+  ];
+  const results: LongContextMeasurement[] = [];
+  try {
+    for (const length of lengths) {
+      const m = measureInChild(dir, backend, length);
+      console.error(`${length} tokens: ${JSON.stringify(m)}`);
+      results.push(m);
+      const arithmetic = m.weightBytes + m.kvBytes + m.stateBytes;
+      rows.push([length, m.prefillSeconds, (1000 * m.prefillSeconds) / length, m.attentionSeconds / m.prefillSeconds, m.decodeTokensPerSecond, m.peakRssBytes / GiB, arithmetic / GiB, (m.peakRssBytes - arithmetic) / GiB]);
+    }
+  } finally {
+    if (tmp !== undefined) fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  console.log(`${path.basename(dir)} on ${backend}, prompt in chunks of ${DEFAULT_PREFILL_CHUNK}, then ${DECODE_STEPS} decode steps`);
+  console.log(formatTable(rows));
+  const out = path.join(__dirname, '..', 'bench-results');
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'granite-long.json'), JSON.stringify({ date: new Date().toISOString(), model: dir, backend, results }, null, 2));
+}
