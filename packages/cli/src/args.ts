@@ -54,6 +54,11 @@ export const SAMPLING_OPTIONS: OptionTable = {
   'repetition-penalty': { type: 'string', value: 'R', description: 'penalty for tokens already seen (default 1 = off)' },
   seed: { type: 'string', value: 'S', description: 'random seed, for reproducible sampling' },
   'prefill-chunk': { type: 'string', value: 'N', description: 'feed the prompt N tokens at a time (default 512; same result, one chunk of activations)' },
+  ctx: {
+    type: 'string',
+    value: 'N',
+    description: "context length: positions the prompt and new tokens may fill, at most the model's max_position_embeddings (the default); memory is checked for it before loading",
+  },
 };
 
 export interface ParsedArgs {

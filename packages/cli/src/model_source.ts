@@ -67,6 +67,8 @@ export interface LoadModelOptions {
   offline?: boolean;
   /** Tokens of context the memory check budgets for. */
   contextLength?: number;
+  /** Prompt tokens per prefill chunk the memory check budgets activations for. */
+  prefillChunk?: number;
   signal?: AbortSignal;
   /** Where progress bars and notices go (stderr); nothing is written when `quiet`. */
   stderr: ProgressStream;
@@ -120,6 +122,7 @@ export async function loadModel(source: ModelSource, options: LoadModelOptions):
     cacheDir: options.cacheDir,
     offline: options.offline,
     contextLength: options.contextLength,
+    prefillChunk: options.prefillChunk,
     signal: options.signal,
     onProgress,
     onNote,

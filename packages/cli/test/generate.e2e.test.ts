@@ -1,5 +1,6 @@
 // `graniteflow generate` as users run it: the built command in a child process.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { GOLDEN, runCli } from './helpers/cli';
 
@@ -42,6 +43,36 @@ test('--prefill-chunk feeds the prompt in chunks with the same text; a bad value
   expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/--prefill-chunk/);
   expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
+});
+
+test('--prompt-file reads the prompt; --ctx bounds the context; --truncate cuts a long prompt from the left', async () => {
+  const c = expectations.cases.find((x) => x.kind === 'plain')!;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-prompt-'));
+  try {
+    const file = path.join(dir, 'long.txt');
+    fs.writeFileSync(file, c.prompt);
+    const fromFile = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--max-tokens', maxTokens, '--ctx', '4096', '--prompt-file', file]);
+    expect([fromFile.code, fromFile.stdout]).toEqual([0, `${c.text}\n`]);
+
+    const tooLong = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--ctx', '3', '--prompt-file', file]);
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.stderr).toMatch(/The prompt has \d+ tokens but the context holds 3 \(--ctx, at most max_position_embeddings = 4096\): shorten it, raise --ctx, or pass --truncate/);
+
+    const cut = await runCli(['generate', '--model', CHAT_TINY, '--ctx', '4', '--max-tokens', '2', '--truncate', '--prompt-file', file]);
+    expect(cut.code).toBe(0);
+    expect(cut.stderr).toMatch(/--truncate: the prompt has \d+ tokens; kept its last 2 so that they and --max-tokens 2 fit the context of 4\./);
+
+    const pastLimit = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--ctx', '5000', 'Hello']);
+    expect(pastLimit.code).toBe(2);
+    expect(pastLimit.stderr).toMatch(/--ctx 5000 is more than this model's max_position_embeddings \(4096 positions\)\./);
+
+    const missing = await runCli(['generate', '--quiet', '--prompt-file', path.join(dir, 'absent.txt')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/Cannot read the prompt file .*absent\.txt: no such file\./);
+    expect(missing.stderr).not.toMatch(/\n\s+at /);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe('the embedded default model', () => {

@@ -13,6 +13,8 @@ interface Case {
   causal: boolean;
   /** Leading keys of the last sequence that are padding (mask 0). */
   padding: number;
+  /** k and v passed as [B, Hkv, capacity, hd]. */
+  headsMajor?: boolean;
 }
 
 /** float64 softmax attention over whole score rows, independent of both implementations. */
@@ -50,6 +52,8 @@ const CASES: Case[] = [
   { batch: 1, time: 20, heads: 3, kvHeads: 3, hd: 8, keyLength: 20, capacity: 20, causal: true, padding: 0 },
   { batch: 2, time: 18, heads: 4, kvHeads: 2, hd: 16, keyLength: 18, capacity: 32, causal: true, padding: 5 },
   { batch: 2, time: 3, heads: 4, kvHeads: 1, hd: 20, keyLength: 33, capacity: 33, causal: false, padding: 17 },
+  { batch: 1, time: 1, heads: 32, kvHeads: 8, hd: 64, keyLength: 70, capacity: 128, causal: true, padding: 0, headsMajor: true },
+  { batch: 2, time: 18, heads: 4, kvHeads: 2, hd: 16, keyLength: 18, capacity: 32, causal: true, padding: 5, headsMajor: true },
 ];
 
 function tensorsOf(c: Case, seed: number) {
@@ -58,11 +62,18 @@ function tensorsOf(c: Case, seed: number) {
   const vs = randomFloats(c.batch * c.capacity * c.kvHeads * c.hd, seed + 2, 1);
   const mask = new Float32Array(c.batch * c.keyLength).fill(1);
   mask.fill(0, (c.batch - 1) * c.keyLength, (c.batch - 1) * c.keyLength + c.padding);
+  const layout = (t: tf.Tensor) => (c.headsMajor ? tf.tidy(() => tf.transpose(t, [0, 2, 1, 3])) : t);
+  const kvTensor = (x: Float32Array) => {
+    const positionsMajor = tf.tensor(x, [c.batch, c.capacity, c.kvHeads, c.hd]);
+    const out = layout(positionsMajor);
+    if (out !== positionsMajor) positionsMajor.dispose();
+    return out;
+  };
   return {
     qs, ks, vs,
     q: tf.tensor(qs, [c.batch, c.time, c.heads, c.hd]),
-    k: tf.tensor(ks, [c.batch, c.capacity, c.kvHeads, c.hd]),
-    v: tf.tensor(vs, [c.batch, c.capacity, c.kvHeads, c.hd]),
+    k: kvTensor(ks),
+    v: kvTensor(vs),
     keyMask: c.padding > 0 ? tf.tensor2d(mask, [c.batch, c.keyLength]) : null,
   };
 }
@@ -75,11 +86,11 @@ describeBackends('attention (fused kernel)', (backend) => {
       const { qs, ks, vs, q, k, v, keyMask } = tensorsOf(c, 10 + 3 * n);
       const watch = watchFastPath(backend, Attention, 'attention');
       try {
-        const y = attention(q, k, v, { scale: SCALE, causal: c.causal, keyLength: c.keyLength, keyMask });
+        const y = attention(q, k, v, { scale: SCALE, causal: c.causal, keyLength: c.keyLength, keyMask, headsMajor: c.headsMajor });
         expect(watch.calls()).toBe(1);
         expect(y.shape).toEqual(q.shape);
         expectClose(y, naive(qs, ks, vs, c, SCALE), { atol: 1e-5, rtol: 1e-4 }, 'fused vs float64');
-        const r = attentionReference({ q, k, v, keyMask: keyMask ?? undefined }, { scale: SCALE, keyLength: c.keyLength, causal: c.causal });
+        const r = attentionReference({ q, k, v, keyMask: keyMask ?? undefined }, { scale: SCALE, keyLength: c.keyLength, causal: c.causal, headsMajor: c.headsMajor ?? false });
         expectClose(y, r, { atol: 1e-5, rtol: 1e-4 }, 'fused vs composed');
         tf.dispose([y, r]);
       } finally {
@@ -90,10 +101,10 @@ describeBackends('attention (fused kernel)', (backend) => {
   });
 
   it('differentiates like the composed reference (q, k and v, with a cache and padding)', () => {
-    const c = CASES[3];
+    const c = CASES[6];
     const { q, k, v, keyMask } = tensorsOf(c, 40);
     const up = tf.tensor(randomFloats(q.size, 41, 1), q.shape);
-    const attrs = { scale: SCALE, keyLength: c.keyLength, causal: true };
+    const attrs = { scale: SCALE, keyLength: c.keyLength, causal: true, headsMajor: true };
     const loss = (fused: boolean) => (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) =>
       tf.sum(tf.mul(fused ? attention(a, b, d, { ...attrs, keyMask }) : attentionReference({ q: a, k: b, v: d, keyMask: keyMask ?? undefined }, attrs), up));
     const got = tf.grads(loss(true))([q, k, v]);
@@ -116,6 +127,7 @@ describeBackends('attention (fused kernel)', (backend) => {
     expect(() => attention(q, tf.zeros([1, 5, 3, 8]), tf.zeros([1, 5, 3, 8]))).toThrow('attention: the KV heads (3) must divide the query heads (4).');
     expect(() => attention(q, kv, tf.zeros([1, 4, 2, 8]))).toThrow('attention: k [1,5,2,8] and v [1,4,2,8] must have the same shape.');
     expect(() => attention(q, tf.zeros([1, 5, 2, 4]), tf.zeros([1, 5, 2, 4]))).toThrow('attention: k [1,5,2,4] must be [1, positions, kvHeads, 8] to match q [1,2,4,8].');
+    expect(() => attention(q, kv, kv, { headsMajor: true })).toThrow('attention: the KV heads (5) must divide the query heads (4).');
     expect(() => attention(q, kv, kv, { keyLength: 6 })).toThrow('attention: keyLength must be an integer in [0, 5] (the positions of k), got 6.');
     expect(() => attention(q, kv, kv, { keyLength: 1 })).toThrow('attention: causal attention needs keyLength ≥ the 2 queries, got 1.');
     expect(() => attention(q, kv, kv, { keyLength: 3, keyMask: tf.ones([1, 5]) })).toThrow('attention: keyMask must be [1, 3] (batch, keyLength), got [1,5].');

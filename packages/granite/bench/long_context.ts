@@ -23,6 +23,8 @@ export interface LongContextMeasurement {
   /** Of prefillSeconds, inside the attention layers (projections and the attention kernel). */
   attentionSeconds: number;
   decodeTokensPerSecond: number;
+  /** Of each decode step, milliseconds inside the attention layers. */
+  decodeAttentionMs: number;
   peakRssBytes: number;
   /** Bytes of the packed checkpoint's weight files (mapped). */
   weightBytes: number;
@@ -75,11 +77,13 @@ export async function measureLength(dir: string, backend: string, length: number
   }
   const prefillSeconds = (performance.now() - start) / 1000;
   const attentionSeconds = attentionMs / 1000;
+  attentionMs = 0;
   const decodeStart = performance.now();
   for (let s = 0; s < DECODE_STEPS; s++) {
     tf.tidy(() => void granite.model.forward(tf.tensor2d([[5 + s]], undefined, 'int32'), { cache, logits: 'last' }).logits!.dataSync());
   }
   const decodeTokensPerSecond = DECODE_STEPS / ((performance.now() - decodeStart) / 1000);
+  const decodeAttentionMs = attentionMs / DECODE_STEPS;
   GraniteAttention.prototype.forward = forward;
   let kvBytes = 0;
   let stateBytes = 0;
@@ -89,7 +93,7 @@ export async function measureLength(dir: string, backend: string, length: number
   }
   cache.dispose();
   granite.dispose();
-  return { length, prefillSeconds, attentionSeconds, decodeTokensPerSecond, peakRssBytes: peakRssBytes(), weightBytes: weightFileBytes(dir), kvBytes, stateBytes };
+  return { length, prefillSeconds, attentionSeconds, decodeTokensPerSecond, decodeAttentionMs, peakRssBytes: peakRssBytes(), weightBytes: weightFileBytes(dir), kvBytes, stateBytes };
 }
 
 function measureInChild(dir: string, backend: string, length: number): LongContextMeasurement {
@@ -118,7 +122,7 @@ export async function longContextBench(argValue: (name: string) => string | unde
   }
   const GiB = 2 ** 30;
   const rows: (string | number)[][] = [
-    ['prompt tokens', 'prefill s', 'prefill ms/token', 'attention share', 'decode tok/s', 'peak RSS GiB', 'weights + KV + state GiB', 'RSS − that GiB'],
+    ['prompt tokens', 'prefill s', 'prefill ms/token', 'attention share', 'decode tok/s', 'attention ms/step', 'peak RSS GiB', 'weights + KV + state GiB', 'RSS − that GiB'],
   ];
   const results: LongContextMeasurement[] = [];
   try {
@@ -127,7 +131,7 @@ export async function longContextBench(argValue: (name: string) => string | unde
       console.error(`${length} tokens: ${JSON.stringify(m)}`);
       results.push(m);
       const arithmetic = m.weightBytes + m.kvBytes + m.stateBytes;
-      rows.push([length, m.prefillSeconds, (1000 * m.prefillSeconds) / length, m.attentionSeconds / m.prefillSeconds, m.decodeTokensPerSecond, m.peakRssBytes / GiB, arithmetic / GiB, (m.peakRssBytes - arithmetic) / GiB]);
+      rows.push([length, m.prefillSeconds, (1000 * m.prefillSeconds) / length, m.attentionSeconds / m.prefillSeconds, m.decodeTokensPerSecond, m.decodeAttentionMs, m.peakRssBytes / GiB, arithmetic / GiB, (m.peakRssBytes - arithmetic) / GiB]);
     }
   } finally {
     if (tmp !== undefined) fs.rmSync(tmp, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 import { packedByteLength, type WeightDtype } from '@graniteflow/core';
 import type { HybridCache } from './cache/hybrid_cache';
 import { generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';
+import { assertFitsInMemory, estimateMemory, type MemoryEstimate } from './loading/memory';
 import type { GenerationConfig } from './loading/generation_config';
 import { eosTokenIds, type GraniteMoeHybridConfig } from './models/granitemoehybrid/config';
 import type { GraniteMoeHybridForCausalLM } from './models/granitemoehybrid/model';
@@ -73,6 +74,24 @@ export class GraniteModel {
     /** Where the weights came from (a float checkpoint read into memory, unless told otherwise). */
     readonly weightsSource: WeightsSource = { packedCheckpoint: false, mapped: false, mappedBytes: 0, copiedBytes: 0 },
   ) {}
+
+  /**
+   * What this model needs for `contextLength` positions of `batchSize` sequences (default 1),
+   * its weights as held: the load-time check budgets one context (4096 by default); call this
+   * before a longer one. Throws `InsufficientMemoryError`, with the estimate and a fix, when the
+   * backend cannot hold it; returns the estimate otherwise.
+   */
+  assertContextFits(contextLength: number, options: { batchSize?: number; prefillChunk?: number } = {}): MemoryEstimate {
+    const estimate = estimateMemory(this.config, {
+      contextLength,
+      batchSize: options.batchSize,
+      prefillChunk: options.prefillChunk,
+      storedDtypes: this.weightDtypes(),
+      mapped: this.weightsSource.mapped,
+    });
+    assertFitsInMemory(estimate, this.backend);
+    return estimate;
+  }
 
   /** Each parameter's dtype as held: `'f32'`, or the packed format. */
   weightDtypes(): Map<string, WeightDtype> {

@@ -12,10 +12,10 @@ function rows(batch: number, from: number, time: number, kvHeads: number, hd: nu
   return tf.tensor4d(values, [batch, time, kvHeads, hd]);
 }
 
-/** The filled positions of a storage tensor [B, capacity, nKV, hd] as nested arrays. */
+/** The filled positions of a storage tensor [B, nKV, capacity, hd], as [B, length, nKV, hd] nested arrays. */
 function filled(storage: tf.Tensor4D, length: number): number[][][][] {
-  const [batch, , kvHeads, hd] = storage.shape;
-  return tf.tidy(() => tf.slice(storage, [0, 0, 0, 0], [batch, length, kvHeads, hd]).arraySync() as number[][][][]);
+  const [batch, kvHeads, , hd] = storage.shape;
+  return tf.tidy(() => tf.transpose(tf.slice(storage, [0, 0, 0, 0], [batch, kvHeads, length, hd]), [0, 2, 1, 3]).arraySync() as number[][][][]);
 }
 
 describeBackends('KVCache', (backend) => {
@@ -95,7 +95,7 @@ describeBackends('KVCache', (backend) => {
     const a = rows(1, 0, 2, 2, 8);
     cache.append(a, a);
     const wrongHeads = rows(1, 0, 1, 3, 8);
-    expect(() => cache.append(wrongHeads, wrongHeads)).toThrow('KVCache.append: the cache holds keys [1, S, 2, 8], got [1,1,3,8].');
+    expect(() => cache.append(wrongHeads, wrongHeads)).toThrow('KVCache.append: the cache holds keys of 1 sequences × 2 heads × 8, got [1,1,3,8] ([B, T, nKV, hd]).');
     expect(() => cache.append(a, rows(1, 0, 3, 2, 8))).toThrow('KVCache.append: keys [1,2,2,8] and values [1,3,2,8] must have the same shape.');
     tf.dispose([a, wrongHeads]);
     cache.dispose();

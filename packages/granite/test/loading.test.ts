@@ -132,13 +132,24 @@ describe('fromPretrained', () => {
     await initBackend('cpu');
   });
 
+  it('refuses a context that cannot fit a loaded model before any work, naming the context', async () => {
+    const granite = await fromPretrained(TINY_MOE_DIR, { backend: "wasm" });
+    try {
+      expect(granite.assertContextFits(4096).contextLength).toBe(4096);
+      expect(() => granite.assertContextFits(1e9)).toThrow(InsufficientMemoryError);
+      expect(() => granite.assertContextFits(1e9)).toThrow(/state and KV cache for 1 × 1000000000 tokens \+ .* of activations for a prefill chunk of 512 tokens\), more than the wasm backend can hold/);
+    } finally {
+      granite.dispose();
+    }
+  });
+
   it('checks memory at the dtype asked for: full H-Micro is refused on wasm at f32 (naming q4_0) and passes at q4_0', async () => {
     const dir = path.join(tmp, 'micro-config-only');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...preset('granite-4.0-h-micro'), time_step_limit: null }));
     const refused = await fromPretrained(dir, { backend: 'wasm', dtype: 'f32' }).catch((e) => e);
     expect(refused).toBeInstanceOf(InsufficientMemoryError);
-    expect(refused.message).toMatch(/^This model at dtype f32 needs about 12\.0 GiB .* more than the wasm backend can hold .* At dtype q4_0 it needs about 1\.8 GiB, which fits: load it with dtype 'q4_0' \(--dtype q4_0\)\./);
+    expect(refused.message).toMatch(/^This model at dtype f32 needs about 12\.2 GiB .* more than the wasm backend can hold .* At dtype q4_0 it needs about 1\.9 GiB, which fits: load it with dtype 'q4_0' \(--dtype q4_0\)\./);
     // At q4_0 the check passes and loading goes on, to the weights this folder does not have.
     await expect(fromPretrained(dir, { backend: 'wasm', dtype: 'q4_0' })).rejects.toThrow(/no model\.safetensors or model\.safetensors\.index\.json in this folder/);
     await initBackend('cpu');

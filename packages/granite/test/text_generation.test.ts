@@ -104,6 +104,26 @@ describeBackends('text generation on chat_tiny', (backend) => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('stops when maxContext is full and refuses a prompt that leaves it no room', async () => {
+    const c = expectations.cases[1];
+    const n = c.prompt_ids.length;
+    const got: number[] = [];
+    for await (const id of granite.generate(c.prompt_ids, { maxNewTokens: 8, eosTokenIds: [], maxContext: n + 3 })) got.push(id);
+    expect(got).toEqual(c.new_ids.slice(0, 3));
+    await expect(granite.generate(c.prompt_ids, { maxContext: n }).next()).rejects.toThrow(
+      `${n} prompt tokens leave no room for a new token in a context of ${n}: shorten the prompt or raise maxContext (at most max_position_embeddings = 4096).`,
+    );
+    await expect(granite.generate(c.prompt_ids, { maxContext: 4097 }).next()).rejects.toThrow(
+      "maxContext 4097 is more than the model's max_position_embeddings (4096 positions).",
+    );
+    const cache = granite.makeCache();
+    for await (const _ of granite.generate(c.prompt_ids, { maxNewTokens: 1, cache })) void _;
+    await expect(granite.generate([1, 2], { cache, maxContext: n + 2 }).next()).rejects.toThrow(
+      `${n + 2} tokens (${n} cached, the rest prompt) leave no room`,
+    );
+    cache.dispose();
+  });
+
   it('a conversation continues from its cache with only the new tokens', async () => {
     const c = expectations.cases[4];
     const cache = granite.makeCache();

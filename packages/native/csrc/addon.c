@@ -508,7 +508,7 @@ static napi_value js_swiglu(napi_env env, napi_callback_info info) {
 }
 
 /* attention(q, k, v, keyMask | null, batch, queryLength, queryHeads, kvHeads, headDim, keyLength,
- *           capacity, causal, scale, out) */
+ *           capacity, causal, scale, out, headsMajor) */
 static napi_value js_attention(napi_env env, napi_callback_info info) {
   call_t c;
   if (!begin(&c, env, info, "attention", 14)) return NULL;
@@ -545,8 +545,10 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
   const char *const in_names[] = {"q", "k", "v", "keyMask"};
   for (size_t i = 0; i < 4; i++) check_disjoint(&c, out, "out", ins[i], in_names[i]);
   if (c.failed) return NULL;
+  bool heads_major = arg_bool(&c, 14, "headsMajor");
+  if (c.failed) return NULL;
   gf_attention_args a = {(const float *)q.data, (const float *)k.data, (const float *)v.data, mask_data,
-                         batch, T, Hq, Hkv, hd, S, cap, causal, (float)scale, (float *)out.data};
+                         batch, T, Hq, Hkv, hd, S, cap, causal, heads_major, (float)scale, (float *)out.data};
   return finish(&c, gf_attention(&a));
 }
 

@@ -28,15 +28,15 @@ size_t gf_attention_work_floats(int64_t rows, int64_t head_dim) {
 void gf_attention_unit_scalar(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                               float *work) {
   const int64_t hd = a->head_dim, rep = a->q_heads / a->kv_heads, nq = t1 - t0, rows = rep * nq;
-  const int64_t pos_stride = a->kv_heads * hd;
+  const int64_t pos_stride = gf_attention_pos_stride(a);
   float *m = work, *l = m + rows, *acc = l + rows;
   for (int64_t i = 0; i < rows; i++) {
     m[i] = -INFINITY;
     l[i] = 0.0f;
   }
   memset(acc, 0, (size_t)(rows * hd) * sizeof(float));
-  const float *keys = a->k + b * a->capacity * pos_stride + kvh * hd;
-  const float *values = a->v + b * a->capacity * pos_stride + kvh * hd;
+  const float *keys = a->k + gf_attention_kv_offset(a, b, kvh);
+  const float *values = a->v + gf_attention_kv_offset(a, b, kvh);
   const float *mask = a->key_mask ? a->key_mask + b * a->key_len : NULL;
   const int64_t past = a->key_len - a->q_len; /* causal: query t sees keys s <= past + t */
   const int64_t s_end = a->causal ? past + t1 : a->key_len;

@@ -30,7 +30,7 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
                               float *work) {
   const int64_t hd = a->head_dim, rep = a->q_heads / a->kv_heads, nq = t1 - t0, rows = rep * nq;
   const int64_t padded = (rows + ROWS - 1) / ROWS * ROWS;
-  const int64_t pos_stride = a->kv_heads * hd;
+  const int64_t pos_stride = gf_attention_pos_stride(a);
   float *m = work, *l = m + padded, *alpha = l + padded, *acc = alpha + padded;
   float *probs = acc + padded * hd, *kt = probs + padded * GF_ATTN_TILE;
   for (int64_t i = 0; i < padded; i++) {
@@ -38,8 +38,8 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
     l[i] = 0.0f;
   }
   memset(acc, 0, (size_t)(padded * hd) * sizeof(float));
-  const float *keys = a->k + b * a->capacity * pos_stride + kvh * hd;
-  const float *values = a->v + b * a->capacity * pos_stride + kvh * hd;
+  const float *keys = a->k + gf_attention_kv_offset(a, b, kvh);
+  const float *values = a->v + gf_attention_kv_offset(a, b, kvh);
   const float *mask = a->key_mask ? a->key_mask + b * a->key_len : NULL;
   const int64_t past = a->key_len - a->q_len;
   const int64_t s_end = a->causal ? past + t1 : a->key_len;
@@ -61,9 +61,10 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
     }
     if (valid == 0) continue;
     const float *tile_k = keys + s0 * pos_stride, *tile_v = values + s0 * pos_stride;
-    /* One KV head's rows lie a whole position apart (kv_heads * head_dim floats), a few to a
-     * page: too sparse for the hardware prefetchers, so the tile after next is asked for. */
-    if (s0 + PREFETCH_TILES * GF_ATTN_TILE < s_end) {
+    /* Positions-major, one KV head's rows lie a whole position apart (kv_heads * head_dim
+     * floats), a few to a page: too sparse for the hardware prefetchers, so the tile after next
+     * is asked for (heads-major rows are contiguous and need no help). */
+    if (!a->heads_major && s0 + PREFETCH_TILES * GF_ATTN_TILE < s_end) {
       const int64_t ahead = GF_MIN((int64_t)GF_ATTN_TILE, s_end - s0 - PREFETCH_TILES * GF_ATTN_TILE);
       for (int64_t j = 0; j < ahead; j++) {
         const char *kp = (const char *)(tile_k + (PREFETCH_TILES * GF_ATTN_TILE + j) * pos_stride);

@@ -12,6 +12,14 @@
 typedef void (*gf_attention_unit_fn)(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0,
                                      int64_t t1, float *work);
 size_t gf_attention_work_floats(int64_t rows, int64_t head_dim);
+/* Floats between consecutive positions of one KV head, and the offset of (sequence b, head kvh). */
+static inline int64_t gf_attention_pos_stride(const gf_attention_args *a) {
+  return a->heads_major ? a->head_dim : a->kv_heads * a->head_dim;
+}
+static inline int64_t gf_attention_kv_offset(const gf_attention_args *a, int64_t b, int64_t kvh) {
+  const int64_t per_sequence = a->capacity * a->kv_heads * a->head_dim;
+  return b * per_sequence + kvh * (a->heads_major ? a->capacity * a->head_dim : a->head_dim);
+}
 void gf_attention_unit_scalar(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                               float *work);
 #if GF_X86

@@ -196,10 +196,11 @@ int gf_moe_experts(const gf_moe_args *args);
  */
 typedef struct {
   const float *q;        /* [batch, q_len, q_heads, head_dim] */
-  const float *k, *v;    /* [batch, capacity, kv_heads, head_dim] */
+  const float *k, *v;    /* [batch, capacity, kv_heads, head_dim], or heads_major [batch, kv_heads, capacity, head_dim] */
   const float *key_mask; /* [batch, key_len] or NULL */
   int64_t batch, q_len, q_heads, kv_heads, head_dim, key_len, capacity; /* kv_heads divides q_heads */
   bool causal;           /* then key_len >= q_len */
+  bool heads_major;      /* each KV head's positions contiguous: streams from memory at full speed */
   float scale;
   float *out;            /* [batch, q_len, q_heads, head_dim] */
 } gf_attention_args;

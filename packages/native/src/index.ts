@@ -114,6 +114,19 @@ export interface SsmScanDims {
   stateSize: number;
 }
 
+/** Options of {@link Native.attention}. */
+export interface AttentionOptions {
+  /** Multiplies q·k before the softmax. */
+  scale: number;
+  /** Query t sees keys s ≤ keyLength − queryLength + t only. */
+  causal: boolean;
+  /**
+   * `k` and `v` are [batch, kvHeads, capacity, headDim] (each head's positions contiguous, which
+   * streams from memory faster) instead of [batch, capacity, kvHeads, headDim].
+   */
+  headsMajor?: boolean;
+}
+
 /** Sizes of {@link Native.attention}'s arrays. */
 export interface AttentionDims {
   batch: number;
@@ -311,7 +324,8 @@ export interface Native {
    * `out[b, t, j] = Σ_s softmax_s(scale · q[b, t, j]·k[b, s, j / rep]) · v[b, s, j / rep]` over the
    * allowed keys s < `keyLength`, rep = queryHeads / kvHeads (grouped-query attention, K and V not
    * repeated). `q` and `out` are [batch, queryLength, queryHeads, headDim]; `k` and `v` are a cache
-   * [batch, capacity, kvHeads, headDim] whose first `keyLength` positions are filled. Key s is
+   * [batch, capacity, kvHeads, headDim] (`options.headsMajor`: [batch, kvHeads, capacity, headDim])
+   * whose first `keyLength` positions are filled. Key s is
    * allowed when `keyMask` [batch, keyLength] is non-zero there (null: every key) and, with
    * `causal`, when s ≤ keyLength − queryLength + t (the queries are the last positions). A query
    * with no allowed key gets zeros. Threads split (sequence, KV head, block of 16 queries).
@@ -322,7 +336,7 @@ export interface Native {
     v: Float32Array,
     keyMask: Float32Array | null,
     dims: AttentionDims,
-    options: { scale: number; causal: boolean },
+    options: AttentionOptions,
     out: Float32Array,
   ): void;
   /** Threads in all (the calling thread takes part); workers start on the next parallel call. */
@@ -388,7 +402,7 @@ interface Binding {
   attention(
     q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null, batch: number,
     queryLength: number, queryHeads: number, kvHeads: number, headDim: number, keyLength: number,
-    capacity: number, causal: boolean, scale: number, out: Float32Array,
+    capacity: number, causal: boolean, scale: number, out: Float32Array, headsMajor: boolean,
   ): void;
   setThreads(n: number): void;
   threads(): number;
@@ -687,13 +701,14 @@ function wrap(binding: Binding, binaryPath: string): Native {
         throw new RangeError(`${fn}: causal attention needs dims.keyLength >= dims.queryLength, got ${S} < ${T}`);
       const scale = number(fn, 'options.scale', options.scale);
       const qs = `batch * queryLength * queryHeads * headDim = ${batch} * ${T} * ${Hq} * ${hd}`;
-      const kvs = `batch * capacity * kvHeads * headDim = ${batch} * ${capacity} * ${Hkv} * ${hd}`;
+      const kvs = `batch * capacity * kvHeads * headDim = ${batch} * ${capacity} * ${Hkv} * ${hd}`; // either layout
       float32(fn, 'q', q, batch * T * Hq * hd, qs);
       float32(fn, 'k', k, batch * capacity * Hkv * hd, kvs);
       float32(fn, 'v', v, batch * capacity * Hkv * hd, kvs);
       const mask = keyMask === null ? null : float32(fn, 'keyMask', keyMask, batch * S, `batch * keyLength = ${batch} * ${S}`);
       float32(fn, 'out', out, batch * T * Hq * hd, qs);
-      binding.attention(q, k, v, mask, batch, T, Hq, Hkv, hd, S, capacity, causal, scale, out);
+      const headsMajor = flag(fn, 'options.headsMajor', options.headsMajor);
+      binding.attention(q, k, v, mask, batch, T, Hq, Hkv, hd, S, capacity, causal, scale, out, headsMajor);
     },
     gemmF32(a, b, c, M, N, K, transposeA, transposeB, options = {}) {
       const fn = 'gemmF32';

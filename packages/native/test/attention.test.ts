@@ -4,8 +4,15 @@ import { atLevel, availableLevels, calls, native } from './setup';
 
 interface Case extends AttentionDims {
   causal: boolean;
+  /** k, v [batch, kvHeads, capacity, headDim] instead of [batch, capacity, kvHeads, headDim]. */
+  headsMajor?: boolean;
   /** Padding: keys with mask 0 (null: no mask). */
   masked: number[] | null;
+}
+
+/** Index of element 0 of position s of KV head h of sequence b, in the case's layout. */
+function kvIndex(c: Case, b: number, s: number, h: number): number {
+  return c.headsMajor ? ((b * c.kvHeads + h) * c.capacity + s) * c.headDim : ((b * c.capacity + s) * c.kvHeads + h) * c.headDim;
 }
 
 /** Softmax attention in float64 with the whole score row: the oracle. */
@@ -22,7 +29,7 @@ function attentionReference(q: Float32Array, k: Float32Array, v: Float32Array, m
         for (let s = 0; s < S; s++) {
           if (mask && mask[b * S + s] === 0) continue;
           if (c.causal && s > S - T + t) continue;
-          const ko = ((b * capacity + s) * Hkv + kvh) * hd;
+          const ko = kvIndex(c, b, s, kvh);
           let dot = 0;
           for (let d = 0; d < hd; d++) dot += q[qo + d] * k[ko + d];
           scores.push([s, dot * scale]);
@@ -33,7 +40,7 @@ function attentionReference(q: Float32Array, k: Float32Array, v: Float32Array, m
         for (const [, x] of scores) total += Math.exp(x - max);
         for (const [s, x] of scores) {
           const p = Math.exp(x - max) / total;
-          const vo = ((b * capacity + s) * Hkv + kvh) * hd;
+          const vo = kvIndex(c, b, s, kvh);
           for (let d = 0; d < hd; d++) out[qo + d] += p * v[vo + d];
         }
       }
@@ -56,6 +63,11 @@ const CASES: Case[] = [
   { ...dims(2, 3, 4, 4, 16, 33), causal: false, masked: [0, 16, 32] },
   { ...dims(1, 40, 12, 4, 64, 40), causal: true, masked: [0, 1, 2] },
   { ...dims(1, 2, 2, 1, 8, 0, 4), causal: false, masked: null },
+  // The same shapes with each KV head's positions contiguous.
+  { ...dims(1, 1, 32, 8, 64, 300, 512), causal: true, masked: null, headsMajor: true },
+  { ...dims(2, 5, 6, 2, 24, 37, 40), causal: true, masked: null, headsMajor: true },
+  { ...dims(2, 17, 8, 2, 64, 50, 64), causal: true, masked: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37], headsMajor: true },
+  { ...dims(2, 3, 4, 4, 16, 33), causal: false, masked: [0, 16, 32], headsMajor: true },
 ];
 
 /** Largest |got − want| / (atol + rtol·|want|); ≤ 1 passes. */
@@ -73,7 +85,9 @@ function inputs(c: Case, seed: number) {
   // Scores of a few units (|q·k|·SCALE ≲ 2): softmax rows that are neither flat nor one-hot.
   const q = uniform(nq, 2), k = uniform(nkv, 2), v = uniform(nkv, 1);
   // Positions past keyLength hold NaN: the kernel must never read them.
-  for (let b = 0; b < c.batch; b++) k.fill(NaN, (b * c.capacity + c.keyLength) * c.kvHeads * c.headDim, (b + 1) * c.capacity * c.kvHeads * c.headDim);
+  for (let b = 0; b < c.batch; b++)
+    for (let h = 0; h < c.kvHeads; h++)
+      for (let s = c.keyLength; s < c.capacity; s++) k.fill(NaN, kvIndex(c, b, s, h), kvIndex(c, b, s, h) + c.headDim);
   let mask: Float32Array | null = null;
   if (c.masked) {
     mask = new Float32Array(c.batch * c.keyLength).fill(1);
@@ -94,7 +108,7 @@ describe.each(availableLevels)('attention at %s', (level) => {
       CASES.forEach((c, n) => {
         const { q, k, v, mask } = inputs(c, 100 + n);
         const out = new Float32Array(q.length).fill(12345);
-        atLevel(level, () => native.attention(q, k, v, mask, c, { scale: SCALE, causal: c.causal }, out), threads);
+        atLevel(level, () => native.attention(q, k, v, mask, c, { scale: SCALE, causal: c.causal, headsMajor: c.headsMajor }, out), threads);
         // Case index beside the verdict, so a failure names its shape.
         expect([n, worst(out, attentionReference(q, k, v, mask, c, SCALE), 1e-6, 1e-5) <= 1]).toEqual([n, true]);
       });
@@ -137,4 +151,5 @@ test('bad arguments are refused with the argument named', () => {
   expect(run(c, { scale: 1, causal: false }, null, new Float32Array(3))).toThrow(/attention: k must hold/);
   expect(run(c, { scale: NaN, causal: false })).toThrow(/scale/);
   expect(run(c, { scale: 1, causal: false }, null, kv, q)).toThrow(/out/);
+  expect(run(c, { scale: 1, causal: false, headsMajor: 1 } as never)).toThrow(/options.headsMajor must be a boolean/);
 });

@@ -667,6 +667,12 @@ static void test_moe(gf_level level) {
   moe_case(level, GF_FMT_Q4_0, GF_FMT_Q8_0, 4, 2);
 }
 
+/* Index of element 0 of position s of KV head kvh of sequence b, in either layout. */
+static int64_t kv_index(const gf_attention_args *a, int64_t b, int64_t s, int64_t kvh) {
+  return a->heads_major ? ((b * a->kv_heads + kvh) * a->capacity + s) * a->head_dim
+                        : ((b * a->capacity + s) * a->kv_heads + kvh) * a->head_dim;
+}
+
 /* Attention in double from the formula, whole score rows; worst scaled error of a->out. */
 static double attention_error(const gf_attention_args *a) {
   const int64_t T = a->q_len, Hq = a->q_heads, Hkv = a->kv_heads, hd = a->head_dim, S = a->key_len;
@@ -683,7 +689,7 @@ static double attention_error(const gf_attention_args *a) {
           const int allowed = (!a->key_mask || a->key_mask[b * S + s] != 0.0f) && (!a->causal || s <= S - T + t);
           p[s] = -INFINITY;
           if (!allowed) continue;
-          const float *k = a->k + ((b * a->capacity + s) * Hkv + kvh) * hd;
+          const float *k = a->k + kv_index(a, b, s, kvh);
           double dot = 0;
           for (int64_t d = 0; d < hd; d++) dot += (double)q[d] * k[d];
           p[s] = dot * a->scale;
@@ -693,7 +699,7 @@ static double attention_error(const gf_attention_args *a) {
         for (int64_t d = 0; d < hd; d++) {
           double ref = 0;
           for (int64_t s = 0; s < S; s++)
-            if (p[s] != -INFINITY) ref += exp(p[s] - max) / total * a->v[((b * a->capacity + s) * Hkv + kvh) * hd + d];
+            if (p[s] != -INFINITY) ref += exp(p[s] - max) / total * a->v[kv_index(a, b, s, kvh) + d];
           const double got = a->out[((b * T + t) * Hq + j) * hd + d];
           worst = fmax(worst, fabs(got - ref) / (1e-6 + 1e-5 * fabs(ref)));
         }
@@ -703,7 +709,7 @@ static double attention_error(const gf_attention_args *a) {
 }
 
 static void attention_case(gf_level level, int64_t batch, int64_t T, int64_t Hq, int64_t Hkv, int64_t hd, int64_t S,
-                           int64_t capacity, int causal, int padded, int threads) {
+                           int64_t capacity, int causal, int padded, int threads, int heads_major) {
   gf_set_level_cap(level);
   gf_set_threads(threads);
   const int64_t nq = batch * T * Hq * hd, nkv = batch * capacity * Hkv * hd;
@@ -711,18 +717,20 @@ static void attention_case(gf_level level, int64_t batch, int64_t T, int64_t Hq,
   float *out = alloc_uniform(nq, 9, 9), *mask = padded ? alloc_uniform(batch * S, 1, 1) : NULL;
   if (padded)
     for (int64_t s = 0; s < S && s < 19; s++) mask[(batch - 1) * S + s] = 0.0f; /* left padding of the last sequence */
-  gf_attention_args a = {q, k, v, mask, batch, T, Hq, Hkv, hd, S, capacity, causal != 0, 0.125f, out};
+  gf_attention_args a = {q, k, v, mask, batch, T, Hq, Hkv, hd, S, capacity, causal != 0, heads_major != 0, 0.125f, out};
   /* The SIMD body may only read the first key_len positions: anything past them is poison. */
   for (int64_t b = 0; b < batch; b++)
-    for (int64_t i = (b * capacity + S) * Hkv * hd; i < (b + 1) * capacity * Hkv * hd; i++) k[i] = v[i] = NAN;
+    for (int64_t h = 0; h < Hkv; h++)
+      for (int64_t s = S; s < capacity; s++)
+        for (int64_t d = 0; d < hd; d++) k[kv_index(&a, b, s, h) + d] = v[kv_index(&a, b, s, h) + d] = NAN;
   const gf_level runs = gf_kernel_level(GF_KERNEL_ATTENTION);
   uint64_t before = gf_counter(GF_KERNEL_ATTENTION, runs);
   check(gf_attention(&a) == GF_OK, "attention returns GF_OK");
   check(gf_counter(GF_KERNEL_ATTENTION, runs) == before + 1, "attention counted at its level");
   char what[200];
-  snprintf(what, sizeof what, "attention %s b%lld T%lld Hq%lld Hkv%lld hd%lld S%lld cap%lld causal=%d padded=%d threads=%d",
+  snprintf(what, sizeof what, "attention %s b%lld T%lld Hq%lld Hkv%lld hd%lld S%lld cap%lld causal=%d padded=%d threads=%d heads_major=%d",
            gf_level_name(runs), (long long)batch, (long long)T, (long long)Hq, (long long)Hkv, (long long)hd, (long long)S,
-           (long long)capacity, causal, padded, threads);
+           (long long)capacity, causal, padded, threads, heads_major);
   check(attention_error(&a) <= 1.0, what);
   free(q), free(k), free(v), free(out), free(mask);
   gf_set_level_cap(GF_LEVEL_AVX512);
@@ -730,15 +738,16 @@ static void attention_case(gf_level level, int64_t batch, int64_t T, int64_t Hq,
 }
 
 static void test_attention(gf_level level) {
-  for (int threads = 1; threads <= 2; threads++) {
-    attention_case(level, 1, 1, 4, 1, 8, 1, 1, 1, 0, threads);
-    attention_case(level, 1, 1, 32, 8, 64, 300, 512, 1, 0, threads); /* an H-Micro decode step */
-    attention_case(level, 2, 5, 6, 2, 24, 37, 40, 1, 1, threads);    /* masked tails of the 16-lane steps */
-    attention_case(level, 1, 19, 3, 3, 100, 19, 19, 1, 0, threads);
-    attention_case(level, 2, 17, 8, 2, 64, 50, 64, 1, 1, threads);   /* queries that see no key */
-    attention_case(level, 2, 3, 4, 4, 16, 33, 33, 0, 1, threads);
-    attention_case(level, 1, 2, 2, 1, 8, 0, 4, 0, 0, threads);       /* no keys at all */
-  }
+  for (int threads = 1; threads <= 2; threads++)
+    for (int hm = 0; hm <= 1; hm++) {
+      attention_case(level, 1, 1, 4, 1, 8, 1, 1, 1, 0, threads, hm);
+      attention_case(level, 1, 1, 32, 8, 64, 300, 512, 1, 0, threads, hm); /* an H-Micro decode step */
+      attention_case(level, 2, 5, 6, 2, 24, 37, 40, 1, 1, threads, hm);    /* masked tails of the 16-lane steps */
+      attention_case(level, 1, 19, 3, 3, 100, 19, 19, 1, 0, threads, hm);
+      attention_case(level, 2, 17, 8, 2, 64, 50, 64, 1, 1, threads, hm);   /* queries that see no key */
+      attention_case(level, 2, 3, 4, 4, 16, 33, 33, 0, 1, threads, hm);
+      attention_case(level, 1, 2, 2, 1, 8, 0, 4, 0, 0, threads, hm);       /* no keys at all */
+    }
 }
 
 int main(void) {

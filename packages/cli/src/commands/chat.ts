@@ -5,7 +5,7 @@ import { ChatSession } from '../chat_session';
 import { describeError, UsageError } from '../errors';
 import { rate } from '../format';
 import type { CliIO } from '../io';
-import { DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, type Command } from './common';
+import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
@@ -46,7 +46,13 @@ export const chatCommand: Command = {
     const sampling = samplingFromArgs('chat', values);
     const verbose = flag(values, 'verbose');
     const quiet = flag(values, 'quiet');
-    const { model, source } = await loadFromArgs(values, io, { command: 'chat' });
+    const { model, source } = await loadFromArgs(values, io, { command: 'chat', contextLength: sampling.maxContext, prefillChunk: sampling.prefillChunk });
+    try {
+      contextOf('chat', model, sampling.maxContext);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
     const session = new ChatSession(model, sampling, source.name);
     const system = stringOption(values, 'system');
     if (system !== undefined) session.setSystem(system);

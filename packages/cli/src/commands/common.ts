@@ -41,7 +41,7 @@ export function dtypeFromArgs(command: string, values: ParsedArgs['values']): We
 export async function loadFromArgs(
   values: ParsedArgs['values'],
   io: CliIO,
-  extra: { command: string; contextLength?: number; signal?: AbortSignal },
+  extra: { command: string; contextLength?: number; prefillChunk?: number; signal?: AbortSignal },
 ): Promise<{ model: GraniteModel; source: ModelSource }> {
   const { command, ...rest } = extra;
   const dtype = dtypeFromArgs(command, values);
@@ -65,7 +65,7 @@ export async function loadFromArgs(
   return { model, source };
 }
 
-/** Generation options from --max-tokens, --temperature, --top-k, --top-p, --min-p, --repetition-penalty, --seed, --prefill-chunk. */
+/** Generation options from --max-tokens, --temperature, --top-k, --top-p, --min-p, --repetition-penalty, --seed, --prefill-chunk, --ctx. */
 export function samplingFromArgs(command: string, values: ParsedArgs['values']): GenerateOptions {
   return {
     maxNewTokens: numberOption(command, values, 'max-tokens', { min: 1, integer: true }) ?? 256,
@@ -76,7 +76,20 @@ export function samplingFromArgs(command: string, values: ParsedArgs['values']):
     repetitionPenalty: positive(command, 'repetition-penalty', numberOption(command, values, 'repetition-penalty', { min: 0 })),
     seed: numberOption(command, values, 'seed', { min: 0, max: 2 ** 32 - 1, integer: true }),
     prefillChunk: numberOption(command, values, 'prefill-chunk', { min: 1, integer: true }),
+    maxContext: numberOption(command, values, 'ctx', { min: 2, integer: true }),
   };
+}
+
+/**
+ * The context of a loaded model: --ctx (refused past the model's max_position_embeddings), or
+ * max_position_embeddings itself.
+ */
+export function contextOf(command: string, model: GraniteModel, requested: number | undefined): number {
+  const limit = model.config.max_position_embeddings;
+  if (requested !== undefined && requested > limit) {
+    throw new UsageError(`--ctx ${requested} is more than this model's max_position_embeddings (${limit} positions).`, command);
+  }
+  return requested ?? limit;
 }
 
 function positive(command: string, name: string, x: number | undefined): number | undefined {

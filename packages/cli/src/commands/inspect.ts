@@ -87,6 +87,8 @@ export interface InspectReport {
     packedParameters: number;
     mambaStateBytesPerSequence: number;
     kvCacheBytesPerToken: number;
+    /** Activations of one 512-token prefill chunk (the widest layer's), on top of weights and caches. */
+    activationBytes: number;
     totalBytes: number;
     fits: Record<(typeof REPORTED_BACKENDS)[number], boolean>;
     note: string;
@@ -197,6 +199,7 @@ export function inspectConfig(
         packedParameters: e.packedParameters,
         mambaStateBytesPerSequence: e.stateBytesPerSequence,
         kvCacheBytesPerToken: e.kvBytesPerToken,
+        activationBytes: e.activationBytes,
         totalBytes: e.totalBytes,
         fits: Object.fromEntries(REPORTED_BACKENDS.map((b) => [b, e.totalBytes <= limits[b]])) as InspectReport['memory'][number]['fits'],
         note: DTYPE_NOTES[dtype],
@@ -319,12 +322,13 @@ function formatReport(r: InspectReport): string {
   lines.push('', 'Layer map (M = Mamba-2, A = attention):', `  ${letters}`, `  ${runs}`, '');
   lines.push(`Memory for ${r.batchSize} sequence${r.batchSize === 1 ? '' : 's'} of ${r.contextLength} tokens, and the backends it fits:`);
   const table = formatTable([
-    ['dtype', 'weights', 'Mamba state/seq', 'KV cache/token', `total @ ${r.contextLength}`, ...REPORTED_BACKENDS],
+    ['dtype', 'weights', 'Mamba state/seq', 'KV cache/token', 'activations/chunk', `total @ ${r.contextLength}`, ...REPORTED_BACKENDS],
     ...r.memory.map((m) => [
       m.dtype,
       formatBytes(m.weightBytes),
       formatBytes(m.mambaStateBytesPerSequence),
       formatBytes(m.kvCacheBytesPerToken),
+      formatBytes(m.activationBytes),
       formatBytes(m.totalBytes),
       ...REPORTED_BACKENDS.map((b) => (m.fits[b] ? 'fits' : '-')),
     ]),

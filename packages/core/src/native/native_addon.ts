@@ -115,7 +115,7 @@ export interface NativeAddon {
   /**
    * Softmax attention by an online softmax over key tiles (absent from builds before it existed):
    * q, out [batch, queryLength, queryHeads, headDim]; k, v [batch, capacity, kvHeads, headDim]
-   * with the first keyLength positions filled; keyMask [batch, keyLength] (0: not attended) or null.
+   * (headsMajor: [batch, kvHeads, capacity, headDim]) with the first keyLength positions filled; keyMask [batch, keyLength] (0: not attended) or null.
    */
   attention?(
     q: Float32Array,
@@ -123,7 +123,7 @@ export interface NativeAddon {
     v: Float32Array,
     keyMask: Float32Array | null,
     dims: { batch: number; queryLength: number; queryHeads: number; kvHeads: number; headDim: number; keyLength: number; capacity: number },
-    options: { scale: number; causal: boolean },
+    options: { scale: number; causal: boolean; headsMajor?: boolean },
     out: Float32Array,
   ): void;
   /** Calls per kernel (`matmul.q4_0`, `gemmF32`, …) and instruction-set level since load. */

@@ -11,11 +11,17 @@ export interface AttentionOptions {
   keyLength?: number;
   /** [B, keyLength]: 0 where a key is padding, which no query attends. */
   keyMask?: tf.Tensor | null;
+  /**
+   * k and v are [B, Hkv, capacity, hd]: each KV head's positions contiguous, the layout a KV
+   * cache should keep (a decode step then streams each head from memory at full speed).
+   */
+  headsMajor?: boolean;
 }
 
 /**
  * Softmax attention with grouped-query heads and a key / value cache, without materialising the
- * [T, keyLength] score matrix: q [B, T, Hq, hd], k and v [B, capacity, Hkv, hd] (Hkv divides Hq;
+ * [T, keyLength] score matrix: q [B, T, Hq, hd], k and v [B, capacity, Hkv, hd] (or, with
+ * `headsMajor`, [B, Hkv, capacity, hd]; Hkv divides Hq;
  * query head j reads KV head floor(j / (Hq / Hkv)), K and V are never repeated) → [B, T, Hq, hd].
  * A query that may attend no key (all padding) gets zeros. Differentiable in q, k and v.
  */
@@ -28,9 +34,13 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
     if (t.dtype !== 'float32') throw new TypeError(`attention: ${name} must be float32, got ${t.dtype}.`);
   }
   const [batch, time, heads, hd] = q.shape;
-  const [kBatch, capacity, kvHeads, kHd] = k.shape;
+  const headsMajor = options.headsMajor ?? false;
+  const [kBatch, kAxis1, kAxis2, kHd] = k.shape as [number, number, number, number];
+  const [capacity, kvHeads] = headsMajor ? [kAxis2, kAxis1] : [kAxis1, kAxis2];
   if (!tf.util.arraysEqual(k.shape, v.shape)) fail(`k [${k.shape}] and v [${v.shape}] must have the same shape.`);
-  if (kBatch !== batch || kHd !== hd) fail(`k [${k.shape}] must be [${batch}, positions, kvHeads, ${hd}] to match q [${q.shape}].`);
+  if (kBatch !== batch || kHd !== hd) {
+    fail(`k [${k.shape}] must be [${batch}, ${headsMajor ? 'kvHeads, positions' : 'positions, kvHeads'}, ${hd}] to match q [${q.shape}].`);
+  }
   if (kvHeads === 0 || heads % kvHeads !== 0) fail(`the KV heads (${kvHeads}) must divide the query heads (${heads}).`);
   const keyLength = options.keyLength ?? capacity;
   if (!Number.isInteger(keyLength) || keyLength < 0 || keyLength > capacity) {
@@ -46,7 +56,7 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
   }
   const mask = keyMask && keyMask.dtype !== 'float32' ? tf.cast(keyMask, 'float32') : keyMask;
   try {
-    return Attention.run({ q, k, v, keyMask: mask }, { scale, keyLength, causal })[0];
+    return Attention.run({ q, k, v, keyMask: mask }, { scale, keyLength, causal, headsMajor })[0];
   } finally {
     if (mask !== keyMask) mask?.dispose();
   }

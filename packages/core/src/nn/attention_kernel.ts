@@ -6,15 +6,16 @@ import { nativeKernel } from '../native/native_backend';
 
 /**
  * Inputs of the `Attention` kernel: queries q [B, T, Hq, hd]; keys and values k, v
- * [B, capacity, Hkv, hd] (a cache whose first `keyLength` positions are filled); optionally
- * keyMask [B, keyLength], 0 for keys no query may attend (padding).
+ * [B, capacity, Hkv, hd], or [B, Hkv, capacity, hd] with `headsMajor` (a cache whose first
+ * `keyLength` positions are filled); optionally keyMask [B, keyLength], 0 for keys no query may
+ * attend (padding).
  */
 export type AttentionInputs = { q: tf.Tensor; k: tf.Tensor; v: tf.Tensor; keyMask?: tf.Tensor };
 /**
  * Attributes of the `Attention` kernel: the score scale, the filled key positions, and whether
  * query t (of the last T positions) sees only keys s ≤ keyLength − T + t.
  */
-export type AttentionAttrs = { scale: number; keyLength: number; causal: boolean };
+export type AttentionAttrs = { scale: number; keyLength: number; causal: boolean; headsMajor: boolean };
 
 /** Added to the scores of keys a query may not attend: exp() of it is exactly 0 in float32. */
 const MASKED = -1e9;
@@ -26,11 +27,12 @@ const MASKED = -1e9;
 export function attentionReference(inputs: AttentionInputs, attrs: AttentionAttrs): tf.Tensor {
   return tf.tidy(() => {
     const { q, k, v, keyMask } = inputs;
-    const { scale, keyLength: span, causal } = attrs;
+    const { scale, keyLength: span, causal, headsMajor } = attrs;
     const [batch, time, heads, hd] = q.shape as [number, number, number, number];
-    const kvHeads = k.shape[2] as number;
+    const kvHeads = k.shape[headsMajor ? 1 : 2] as number;
     const rep = heads / kvHeads;
-    const filled = (t: tf.Tensor) => tf.transpose(tf.slice(t, [0, 0, 0, 0], [batch, span, kvHeads, hd]), [0, 2, 1, 3]);
+    const filled = (t: tf.Tensor) =>
+      headsMajor ? tf.slice(t, [0, 0, 0, 0], [batch, kvHeads, span, hd]) : tf.transpose(tf.slice(t, [0, 0, 0, 0], [batch, span, kvHeads, hd]), [0, 2, 1, 3]);
     const keys = filled(k); // [B, Hkv, S, hd]
     const values = filled(v);
     // Heads j = kv·rep + r share KV head kv: queries regroup as [B, Hkv, rep·T, hd].
@@ -63,19 +65,20 @@ function attentionRows(
   keyMask: FlatArray | undefined,
   out: FlatArray,
   [batch, time, heads, hd]: number[],
-  capacity: number,
-  kvHeads: number,
-  { scale, keyLength: span, causal }: AttentionAttrs,
+  kShape: number[],
+  { scale, keyLength: span, causal, headsMajor }: AttentionAttrs,
 ): void {
+  const [capacity, kvHeads] = headsMajor ? [kShape[2], kShape[1]] : [kShape[1], kShape[2]];
   const rep = heads / kvHeads;
-  const posStride = kvHeads * hd;
+  const posStride = headsMajor ? hd : kvHeads * hd;
+  const headStride = headsMajor ? capacity * hd : hd;
   const acc = new Float64Array(hd);
   for (let b = 0; b < batch; b++)
     for (let t = 0; t < time; t++) {
       const end = causal ? span - time + t + 1 : span;
       for (let j = 0; j < heads; j++) {
         const qo = ((b * time + t) * heads + j) * hd;
-        const kvo = b * capacity * posStride + Math.floor(j / rep) * hd;
+        const kvo = b * capacity * kvHeads * hd + Math.floor(j / rep) * headStride;
         let m = -Infinity, l = 0;
         acc.fill(0);
         for (let s = 0; s < end; s++) {
@@ -100,15 +103,15 @@ function attentionRows(
     }
 }
 
-const nativeAttention = nativeKernel<AttentionAttrs>((addon, a, { scale, keyLength, causal }) => {
+const nativeAttention = nativeKernel<AttentionAttrs>((addon, a, { scale, keyLength, causal, headsMajor }) => {
   const [batch, time, heads, hd] = a.q.shape;
-  const [, capacity, kvHeads] = a.k.shape;
+  const [capacity, kvHeads] = headsMajor ? [a.k.shape[2], a.k.shape[1]] : [a.k.shape[1], a.k.shape[2]];
   const out = new Float32Array(a.q.values.length);
   const f32 = (x: { values: Float32Array | Int32Array }) => x.values as Float32Array;
   addon.attention!(
     f32(a.q), f32(a.k), f32(a.v), a.keyMask ? f32(a.keyMask) : null,
     { batch, queryLength: time, queryHeads: heads, kvHeads, headDim: hd, keyLength, capacity },
-    { scale, causal },
+    { scale, causal, headsMajor },
     out,
   );
   return { shape: a.q.shape, values: out };
@@ -127,7 +130,7 @@ export const Attention = defineKernel<AttentionInputs, AttentionAttrs>({
   fused: {
     outputs: ({ q }) => [{ shape: q.shape, dtype: 'float32' }],
     compute: ({ q, k, v, keyMask }, [out], shapes, attrs) =>
-      attentionRows(q, k, v, keyMask, out, shapes.q, shapes.k[1], shapes.k[2], attrs),
+      attentionRows(q, k, v, keyMask, out, shapes.q, shapes.k, attrs),
   },
   backendKernels: {
     // Builds of @graniteflow/native before attention existed keep the JavaScript body.

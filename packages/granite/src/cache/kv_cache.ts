@@ -6,18 +6,20 @@ const MIN_CAPACITY = 64;
 
 /** What {@link KVCache.append} returns: the whole storage and how much of it is filled. */
 export interface CachedKeysValues {
-  /** [B, capacity, nKV, hd]; positions [0, length) are filled. Owned by the cache. */
+  /** [B, nKV, capacity, hd]; positions [0, length) are filled. Owned by the cache. */
   keys: tf.Tensor4D;
   values: tf.Tensor4D;
   length: number;
 }
 
 /**
- * Keys and values of one attention layer in storage [B, capacity, nKV, hd] (the layout the
- * projections produce, so appending T tokens is one contiguous copy per sequence). New positions
- * are written in place; when they do not fit, the capacity doubles (or grows to what is needed)
- * and the filled part moves once, so a decode step costs O(1) copying, not O(S). NoPE layers store
- * keys exactly as projected; RoPE layers store them rotated.
+ * Keys and values of one attention layer in storage [B, nKV, capacity, hd]: each KV head's
+ * positions contiguous, so that attention over a long cache streams each head from memory (the
+ * projections' [B, T, nKV, hd] layout puts a head's rows a whole position apart, which a decode
+ * step at 32K positions read at half the speed). New positions are written in place; when they do
+ * not fit, the capacity doubles (or grows to what is needed) and the filled part moves once, so a
+ * decode step costs O(1) copying, not O(S). NoPE layers store keys exactly as projected; RoPE
+ * layers store them rotated.
  *
  * Views of the storage ({@link KVCache.keys}, what `append` returns, slices of those) are valid
  * until the next `append`, which may overwrite or replace it.
@@ -40,10 +42,10 @@ export class KVCache {
 
   /** Positions the storage holds before it must grow. */
   get capacity(): number {
-    return this.keysTensor?.shape[1] ?? 0;
+    return this.keysTensor?.shape[2] ?? 0;
   }
 
-  /** Key storage [B, capacity, nKV, hd] (positions past `length` are unused), or null when empty. */
+  /** Key storage [B, nKV, capacity, hd] (positions past `length` are unused), or null when empty. */
   get keys(): tf.Tensor4D | null {
     return this.keysTensor;
   }
@@ -63,8 +65,8 @@ export class KVCache {
       throw new RangeError(`KVCache.append: keys [${keys.shape}] and values [${values.shape}] must have the same shape.`);
     }
     const stored = this.keysTensor?.shape;
-    if (stored && (stored[0] !== batch || stored[2] !== kvHeads || stored[3] !== hd)) {
-      throw new RangeError(`KVCache.append: the cache holds keys [${stored[0]}, S, ${stored[2]}, ${stored[3]}], got [${keys.shape}].`);
+    if (stored && (stored[0] !== batch || stored[1] !== kvHeads || stored[3] !== hd)) {
+      throw new RangeError(`KVCache.append: the cache holds keys of ${stored[0]} sequences × ${stored[1]} heads × ${stored[3]}, got [${keys.shape}] ([B, T, nKV, hd]).`);
     }
     const needed = this.filled + time;
     if (needed > this.capacity) {
@@ -80,10 +82,10 @@ export class KVCache {
   /** New storage of `capacity` positions holding the filled ones. */
   private grow(capacity: number, [batch, kvHeads, hd]: number[]): void {
     const move = (old: tf.Tensor4D | null): tf.Tensor4D => {
-      const next = tf.keep(tf.zeros([batch, capacity, kvHeads, hd])) as tf.Tensor4D;
+      const next = tf.keep(tf.zeros([batch, kvHeads, capacity, hd])) as tf.Tensor4D;
       if (old === null) return next;
-      const filled = tf.slice(old, [0, 0, 0, 0], [batch, this.filled, kvHeads, hd]) as tf.Tensor4D;
-      const result = this.writeAt(next, filled, 0);
+      const filled = tf.slice(old, [0, 0, 0, 0], [batch, kvHeads, this.filled, hd]) as tf.Tensor4D;
+      const result = this.writeAt(next, filled, 0, true);
       filled.dispose();
       old.dispose();
       return result;
@@ -93,32 +95,44 @@ export class KVCache {
   }
 
   private write(storage: tf.Tensor4D, rows: tf.Tensor4D): tf.Tensor4D {
-    return this.writeAt(storage, rows, this.filled);
+    return this.writeAt(storage, rows, this.filled, false);
   }
 
   /**
-   * Copies rows [B, T, nKV, hd] into positions [at, at + T) of the storage: in place on cpu,
-   * native and wasm; elsewhere by building new storage (a copy of all of it).
+   * Copies rows into positions [at, at + T) of the storage: rows [B, T, nKV, hd] as projected, or
+   * (`headsMajor`) [B, nKV, T, hd] as stored. In place on cpu, native and wasm; elsewhere by
+   * building new storage (a copy of all of it).
    */
-  private writeAt(storage: tf.Tensor4D, rows: tf.Tensor4D, at: number): tf.Tensor4D {
-    const [batch, capacity, kvHeads, hd] = storage.shape;
-    const time = rows.shape[1];
-    const run = time * kvHeads * hd;
+  private writeAt(storage: tf.Tensor4D, rows: tf.Tensor4D, at: number, headsMajor: boolean): tf.Tensor4D {
+    const [batch, kvHeads, capacity, hd] = storage.shape;
+    const time = rows.shape[headsMajor ? 2 : 1];
     const target = unsharedFloat32Memory(storage);
     if (target !== null) {
       // A reshape's rows share memory with their source, still float32 on this backend.
       const source = unsharedFloat32Memory(rows) ?? (rows.dataSync() as Float32Array);
-      for (let b = 0; b < batch; b++) target.set(source.subarray(b * run, (b + 1) * run), (b * capacity + at) * kvHeads * hd);
+      for (let b = 0; b < batch; b++)
+        for (let h = 0; h < kvHeads; h++) {
+          const to = ((b * kvHeads + h) * capacity + at) * hd;
+          if (headsMajor) {
+            const from = (b * kvHeads + h) * time * hd;
+            target.set(source.subarray(from, from + time * hd), to);
+          } else {
+            for (let t = 0; t < time; t++) {
+              const from = ((b * time + t) * kvHeads + h) * hd;
+              target.set(source.subarray(from, from + hd), to + t * hd);
+            }
+          }
+        }
       return storage;
     }
     const rebuilt = tf.tidy(() =>
       tf.concat(
         [
-          tf.slice(storage, [0, 0, 0, 0], [batch, at, kvHeads, hd]),
-          rows,
-          tf.slice(storage, [0, at + time, 0, 0], [batch, capacity - at - time, kvHeads, hd]),
+          tf.slice(storage, [0, 0, 0, 0], [batch, kvHeads, at, hd]),
+          headsMajor ? rows : tf.transpose(rows, [0, 2, 1, 3]),
+          tf.slice(storage, [0, 0, at + time, 0], [batch, kvHeads, capacity - at - time, hd]),
         ],
-        1,
+        2,
       ),
     ) as tf.Tensor4D;
     storage.dispose();

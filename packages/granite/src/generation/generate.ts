@@ -33,6 +33,12 @@ export interface GenerateOptions extends SamplingOptions {
    * abort is seen between chunks.
    */
   prefillChunk?: number;
+  /**
+   * Positions a sequence may fill, cached, prompt and new tokens together (default, and at most,
+   * the config's `max_position_embeddings`): a prompt that leaves no room is refused before any
+   * work, and generation stops (as at `maxNewTokens`) when the context is full.
+   */
+  maxContext?: number;
 }
 
 /** Default of {@link GenerateOptions.prefillChunk}. */
@@ -66,6 +72,24 @@ function nextEventLoopTurn(): Promise<void> {
   });
 }
 
+/** New tokens the context has room for after the cache and the longest prompt; throws when none. */
+function roomInContext(limit: number, options: GenerateOptions, prompts: readonly (readonly number[])[]): number {
+  const maxContext = options.maxContext ?? limit;
+  if (!Number.isInteger(maxContext) || maxContext < 1) throw new RangeError(`maxContext must be a positive integer, got ${maxContext}.`);
+  if (maxContext > limit) {
+    throw new RangeError(`maxContext ${maxContext} is more than the model's max_position_embeddings (${limit} positions).`);
+  }
+  const cached = options.cache?.seqLength ?? 0;
+  const used = cached + Math.max(...prompts.map((p) => p.length));
+  if (used >= maxContext) {
+    const what = cached > 0 ? `${used} tokens (${cached} cached, the rest prompt)` : `${used} prompt tokens`;
+    throw new RangeError(
+      `${what} leave no room for a new token in a context of ${maxContext}: shorten the prompt or raise maxContext (at most max_position_embeddings = ${limit}).`,
+    );
+  }
+  return maxContext - used;
+}
+
 /** Makes the left-padded [B, T] ids and mask of a batch (HF padding_side = "left"). */
 function leftPad(prompts: readonly (readonly number[])[], padId: number) {
   const width = Math.max(...prompts.map((p) => p.length));
@@ -97,7 +121,7 @@ export async function* generateBatch(
     throw new RangeError('Every prompt needs at least one token (or continue from a cache).');
   }
   const cfg = model.config;
-  const maxNew = options.maxNewTokens ?? 256;
+  const maxNew = Math.min(options.maxNewTokens ?? 256, roomInContext(cfg.max_position_embeddings, options, prompts));
   const eos = new Set(options.eosTokenIds ?? eosTokenIds(cfg));
   const vocabLimit = Math.min(options.vocabLimit ?? cfg.vocab_size, cfg.vocab_size);
   for (const p of prompts) {

@@ -53,6 +53,8 @@ export interface FromPretrainedOptions {
   contextLength?: number;
   /** Sequences the memory check budgets state for (default 1). */
   batchSize?: number;
+  /** Prompt tokens per prefill chunk the memory check budgets activations for (default 512). */
+  prefillChunk?: number;
   /** Load even when the memory estimate says it will not fit. */
   skipMemoryCheck?: boolean;
   /**
@@ -110,7 +112,7 @@ export async function fromPretrained(pathOrRepoId: string, options: FromPretrain
   const { config, impl } = readModelConfig(folder);
   const checkMemory = (policy: WeightPolicyOptions, mapped: boolean) => {
     if (options.skipMemoryCheck) return;
-    const estimate = estimateMemory(config, { contextLength: options.contextLength, batchSize: options.batchSize, mapped, ...policy });
+    const estimate = estimateMemory(config, { contextLength: options.contextLength, batchSize: options.batchSize, prefillChunk: options.prefillChunk, mapped, ...policy });
     const warning = assertFitsInMemory(estimate, backend);
     if (warning !== undefined) options.onNote?.({ kind: 'memory', message: warning });
   };

@@ -1,6 +1,7 @@
 import * as os from 'node:os';
 import { isBackendAvailable, packedByteLength, WEIGHT_DTYPES, type WeightDtype } from '@graniteflow/core';
 import { headDim, mambaConvDim, mambaInnerSize, useMoe, type GraniteMoeHybridConfig, type LayerType } from '../models/granitemoehybrid/config';
+import { DEFAULT_PREFILL_CHUNK } from '../generation/generate';
 import { checkWeightDtype, mainDtype, planBase, resolvePlan, storedDtypesOf, type WeightPolicyOptions } from './weight_policy';
 
 /**
@@ -31,7 +32,16 @@ export interface MemoryEstimate {
   kvBytesPerToken: number;
   contextLength: number;
   batchSize: number;
-  /** weights + state + KV for the context and batch. */
+  /** Tokens per prefill chunk the activations are budgeted for. */
+  prefillChunk: number;
+  /**
+   * Float32 activations of one prefill chunk of every sequence in the widest layer (residual
+   * stream, projections, the Mamba scan's inputs, the MLP's hidden units), plus one logits row
+   * per sequence: the working memory on top of weights and caches. Attention adds nothing of the
+   * context's size: its kernel never holds the [chunk, context] scores.
+   */
+  activationBytes: number;
+  /** weights + state + KV for the context and batch + one chunk's activations. */
   totalBytes: number;
   /** Weights the policy keeps float32 against the dtype, and why (see `planWeightDtypes`). */
   notes: string[];
@@ -179,11 +189,30 @@ export interface EstimateMemoryOptions extends WeightPolicyOptions {
   batchSize?: number;
   /** The packed weights held as stored are mapped from the checkpoint (see {@link MemoryEstimate.mappedWeightBytes}). */
   mapped?: boolean;
+  /** Tokens per prefill chunk (default `DEFAULT_PREFILL_CHUNK`, 512), for {@link MemoryEstimate.activationBytes}. */
+  prefillChunk?: number;
+}
+
+/**
+ * Float32 values per token alive at once inside the widest layer of a forward pass: the residual
+ * stream and its norm, the layer's mixer (Mamba: the in-projection and its split, the conv output,
+ * the scan output and its gated norm; attention: q, k, v and the output) and the MLP (the shared
+ * SwiGLU's 2·I and I, the routed experts' k·3·I and the router's logits).
+ */
+export function activationFloatsPerToken(cfg: GraniteMoeHybridConfig): number {
+  const hidden = cfg.hidden_size;
+  const inner = mambaInnerSize(cfg);
+  const inProj = inner + mambaConvDim(cfg) + cfg.mamba_n_heads;
+  const mamba = cfg.layer_types.includes('mamba') ? 2 * inProj + mambaConvDim(cfg) + 3 * inner : 0;
+  const attention = cfg.layer_types.includes('attention') ? 2 * cfg.num_attention_heads * headDim(cfg) + 2 * cfg.num_key_value_heads * headDim(cfg) : 0;
+  const shared = 3 * cfg.shared_intermediate_size;
+  const routed = useMoe(cfg) ? cfg.num_experts_per_tok * 3 * cfg.intermediate_size + 2 * cfg.num_local_experts : 0;
+  return 4 * hidden + Math.max(mamba, attention) + shared + routed;
 }
 
 /** Memory for the weights at `dtype` (policy and overrides applied) plus caches of `batchSize` sequences of `contextLength` tokens. */
 export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMemoryOptions = {}): MemoryEstimate {
-  const { contextLength = 4096, batchSize = 1 } = options;
+  const { contextLength = 4096, batchSize = 1, prefillChunk = DEFAULT_PREFILL_CHUNK } = options;
   const { total, active } = countParameters(cfg);
   const mambaLayers = cfg.layer_types.filter((t) => t === 'mamba').length;
   const attentionLayers = cfg.num_hidden_layers - mambaLayers;
@@ -221,6 +250,8 @@ export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMem
   const stateBytesPerSequence = 4 * stateFloats;
   const kvBytesPerToken = 4 * kvFloats;
   const weights = weightBytesByDtype[dtype];
+  // A prompt shorter than a chunk is one chunk of its own length at most.
+  const activationBytes = 4 * batchSize * (Math.min(prefillChunk, contextLength) * activationFloatsPerToken(cfg) + cfg.vocab_size);
   return {
     parameters: total,
     activeParameters: active,
@@ -233,7 +264,9 @@ export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMem
     kvBytesPerToken,
     contextLength,
     batchSize,
-    totalBytes: weights + cacheBytes({ stateBytesPerSequence, kvBytesPerToken, contextLength, batchSize }),
+    prefillChunk,
+    activationBytes,
+    totalBytes: weights + cacheBytes({ stateBytesPerSequence, kvBytesPerToken, contextLength, batchSize }) + activationBytes,
     notes,
   };
 }
@@ -244,7 +277,7 @@ function cacheBytes(e: Pick<MemoryEstimate, 'stateBytesPerSequence' | 'kvBytesPe
 
 /** {@link MemoryEstimate.totalBytes} had the weights been held at `dtype`. */
 export function totalBytesAt(estimate: MemoryEstimate, dtype: WeightDtype): number {
-  return estimate.weightBytesByDtype[dtype] + cacheBytes(estimate);
+  return estimate.weightBytesByDtype[dtype] + cacheBytes(estimate) + estimate.activationBytes;
 }
 
 /** The wasm heap stops at 4 GiB; ~3 GiB of tensors fit in practice (DESIGN §2). */
@@ -319,7 +352,10 @@ function describeEstimate(e: MemoryEstimate): string {
       ? `${formatBytes(e.weightBytes)} of float32 weights (${billions(e.parameters)} parameters)`
       : `${formatBytes(e.weightBytes)} of weights (${billions(e.parameters)} parameters, ${billions(e.packedParameters)} of them packed, the rest float32` +
         `${e.mappedWeightBytes > 0 ? `; ${formatBytes(e.mappedWeightBytes)} of them mapped from the checkpoint, resident once used` : ''})`;
-  return `${weights} + ${formatBytes(e.totalBytes - e.weightBytes)} of state and KV cache for ${e.batchSize} × ${e.contextLength} tokens`;
+  return (
+    `${weights} + ${formatBytes(e.totalBytes - e.weightBytes - e.activationBytes)} of state and KV cache for ${e.batchSize} × ${e.contextLength} tokens` +
+    ` + ${formatBytes(e.activationBytes)} of activations for a prefill chunk of ${Math.min(e.prefillChunk, e.contextLength)} tokens`
+  );
 }
 
 /**

@@ -55,8 +55,14 @@ export class GraniteAttention extends Module {
         q = applyRope(q, ...ctx.rope) as tf.Tensor4D;
         k = applyRope(k, ...ctx.rope) as tf.Tensor4D;
       }
-      const { keys, values, length } = cache ? cache.append(k, v) : { keys: k, values: v, length: time };
-      const out = attention(q, keys, values, { scale: this.scale, causal: true, keyLength: length, keyMask: ctx.keyMask });
+      const options = { scale: this.scale, causal: true, keyMask: ctx.keyMask };
+      let out: tf.Tensor;
+      if (cache) {
+        const { keys, values, length } = cache.append(k, v); // [B, nKV, capacity, hd]
+        out = attention(q, keys, values, { ...options, keyLength: length, headsMajor: true });
+      } else {
+        out = attention(q, k, v, options);
+      }
       return this.o_proj.forward(tf.reshape(out, [batch, time, heads * hd]));
     });
   }

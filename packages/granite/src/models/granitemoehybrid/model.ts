@@ -92,7 +92,10 @@ export class GraniteMoeHybridForCausalLM extends Module {
       let x = tf.mul(this.model.embed_tokens.forward(inputIds), cfg.embedding_multiplier) as tf.Tensor3D;
       const hidden: tf.Tensor3D[] = wantHidden ? [x] : [];
       this.model.layers.forEach((layer, i) => {
-        x = layer.forward(x, ctx, cache?.layers[i]) as tf.Tensor3D;
+        const next = layer.forward(x, ctx, cache?.layers[i]) as tf.Tensor3D;
+        // The tidy would keep every layer's output to its end: 40 of them for one chunk of H-Micro.
+        if (!wantHidden) x.dispose();
+        x = next;
         if (wantHidden) hidden.push(x);
       });
       cache?.advance(time, mask);
