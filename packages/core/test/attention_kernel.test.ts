@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Attention, attention, attentionReference } from '../src';
+import { isSimdEnabled, simdCounters } from '../src';
 import { describeBackends, expectClose, expectNoTensorLeak, randomFloats, watchFastPath } from '../src/testing';
 
 interface Case {
@@ -53,6 +54,7 @@ const CASES: Case[] = [
   { batch: 2, time: 18, heads: 4, kvHeads: 2, hd: 16, keyLength: 18, capacity: 32, causal: true, padding: 5 },
   { batch: 2, time: 3, heads: 4, kvHeads: 1, hd: 20, keyLength: 33, capacity: 33, causal: false, padding: 17 },
   { batch: 1, time: 1, heads: 32, kvHeads: 8, hd: 64, keyLength: 70, capacity: 128, causal: true, padding: 0, headsMajor: true },
+  { batch: 1, time: 3, heads: 2, kvHeads: 1, hd: 6, keyLength: 5, capacity: 5, causal: true, padding: 0 }, // no SIMD: hd % 4
   { batch: 2, time: 18, heads: 4, kvHeads: 2, hd: 16, keyLength: 18, capacity: 32, causal: true, padding: 5, headsMajor: true },
 ];
 
@@ -85,9 +87,13 @@ describeBackends('attention (fused kernel)', (backend) => {
     it(`runs the fast path and equals float64 attention and the composed reference: case ${n}`, () => {
       const { qs, ks, vs, q, k, v, keyMask } = tensorsOf(c, 10 + 3 * n);
       const watch = watchFastPath(backend, Attention, 'attention');
+      const simdBefore = simdCounters().Attention ?? 0;
       try {
         const y = attention(q, k, v, { scale: SCALE, causal: c.causal, keyLength: c.keyLength, keyMask, headsMajor: c.headsMajor });
         expect(watch.calls()).toBe(1);
+        // On wasm the SIMD module ran (head dims that are multiples of 4), not the JavaScript rows.
+        const simdRan = backend === 'wasm' && isSimdEnabled() && c.hd % 4 === 0 ? 1 : 0;
+        expect((simdCounters().Attention ?? 0) - simdBefore).toBe(simdRan);
         expect(y.shape).toEqual(q.shape);
         expectClose(y, naive(qs, ks, vs, c, SCALE), { atol: 1e-5, rtol: 1e-4 }, 'fused vs float64');
         const r = attentionReference({ q, k, v, keyMask: keyMask ?? undefined }, { scale: SCALE, keyLength: c.keyLength, causal: c.causal, headsMajor: c.headsMajor ?? false });
@@ -101,7 +107,7 @@ describeBackends('attention (fused kernel)', (backend) => {
   });
 
   it('differentiates like the composed reference (q, k and v, with a cache and padding)', () => {
-    const c = CASES[6];
+    const c = CASES[7];
     const { q, k, v, keyMask } = tensorsOf(c, 40);
     const up = tf.tensor(randomFloats(q.size, 41, 1), q.shape);
     const attrs = { scale: SCALE, keyLength: c.keyLength, causal: true, headsMajor: true };

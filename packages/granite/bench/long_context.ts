@@ -6,15 +6,56 @@
  * and the arithmetic it is held to (packed weights + KV of the attention layers + Mamba state).
  *
  * `--model DIR` a packed checkpoint (default: a random full H-Micro q4_0 written to a temporary
- * folder), `--lengths 1024,8192,32768` (131072 takes about an hour here), `--backend`.
+ * folder), `--lengths 1024,8192,32768` (131072 takes over an hour here), `--backend`. With
+ * `--llamacpp` the same weights go through llama.cpp too (exported to GGUF, measured by
+ * llamacpp_long.mjs through node-llama-cpp, the lengths one after the other), ratios printed.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { formatTable, initBackend, isBackendAvailable } from '@graniteflow/core';
-import { DEFAULT_PREFILL_CHUNK, fromPretrained, GraniteAttention, preset, writeRandomPackedCheckpoint } from '../src';
+import { Checkpoint, formatTable, initBackend, isBackendAvailable } from '@graniteflow/core';
+import { DEFAULT_PREFILL_CHUNK, exportGguf, fromPretrained, GraniteAttention, preset, writeRandomPackedCheckpoint, type GgufExportFormat } from '../src';
+import { llamaCppDir } from './llamacpp';
+
+/** What llamacpp_long.mjs prints. */
+interface LlamaCppLongMeasurement {
+  length: number;
+  prefillSeconds: number;
+  decodeTokensPerSecond: number;
+  peakRssGiB: number;
+}
+
+/** The packed format most of a packed checkpoint's weights are in: the GGUF keeps it. */
+function mainPackedFormat(dir: string): GgufExportFormat {
+  const checkpoint = Checkpoint.open(dir);
+  try {
+    const counts = new Map<string, number>();
+    for (const name of checkpoint.names()) {
+      const format = checkpoint.info(name).packed?.format;
+      if (format !== undefined) counts.set(format, (counts.get(format) ?? 0) + 1);
+    }
+    const [main] = [...counts].sort((a, b) => b[1] - a[1])[0] ?? ['q4_0'];
+    return main as GgufExportFormat;
+  } finally {
+    checkpoint.close();
+  }
+}
+
+/** One length through llama.cpp on `gguf`, in a child process started in the node-llama-cpp folder. */
+function llamaCppLength(llamaDir: string, gguf: string, length: number): LlamaCppLongMeasurement {
+  const child = spawnSync(process.execPath, ['--import', path.join(__dirname, 'llamacpp_resolve.mjs'), path.join(__dirname, 'llamacpp_long.mjs'), gguf, String(length), '2'], {
+    cwd: llamaDir,
+    env: { ...process.env, GRANITEFLOW_LLAMACPP_DIR: llamaDir },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 4 * 3600_000,
+    maxBuffer: 16 << 20,
+  });
+  if (child.status !== 0) throw new Error(`llama.cpp at ${length} tokens failed: exit ${child.status}: ${(child.stderr ?? '').slice(-1500)}`);
+  return JSON.parse(child.stdout.trim().split('\n').pop()!) as LlamaCppLongMeasurement;
+}
 
 /** What one length measures. */
 export interface LongContextMeasurement {
@@ -74,6 +115,10 @@ export async function measureLength(dir: string, backend: string, length: number
       const out = granite.model.forward(tf.tensor2d([chunk], undefined, 'int32'), { cache, logits: last ? 'last' : 'none' });
       out.logits?.dataSync();
     });
+    // Progress on stderr every 8192 tokens: a 128K-token prompt takes over an hour here.
+    if ((at + chunk.length) % 8192 === 0 && !last) {
+      console.error(`  ${length} tokens: ${at + chunk.length} in ${((performance.now() - start) / 1000).toFixed(0)} s`);
+    }
   }
   const prefillSeconds = (performance.now() - start) / 1000;
   const attentionSeconds = attentionMs / 1000;
@@ -125,20 +170,42 @@ export async function longContextBench(argValue: (name: string) => string | unde
     ['prompt tokens', 'prefill s', 'prefill ms/token', 'attention share', 'decode tok/s', 'attention ms/step', 'peak RSS GiB', 'weights + KV + state GiB', 'RSS − that GiB'],
   ];
   const results: LongContextMeasurement[] = [];
+  const theirs: LlamaCppLongMeasurement[] = [];
+  const compare: (string | number)[][] = [['prompt tokens', 'prefill s (ours / llama.cpp)', 'ratio', 'decode tok/s (ours / llama.cpp)', 'ratio', 'peak RSS GiB (ours / llama.cpp)']];
   try {
+    let gguf: string | undefined;
+    let llamaDir: string | undefined;
+    if (process.argv.includes('--llamacpp')) {
+      const found = llamaCppDir();
+      if ('reason' in found) throw new Error(`--llamacpp: ${found.reason}`);
+      llamaDir = found.dir;
+      tmp ??= fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-long-'));
+      gguf = path.join(tmp, `${path.basename(dir)}.gguf`);
+      await exportGguf(dir, gguf, { format: mainPackedFormat(dir) });
+    }
     for (const length of lengths) {
       const m = measureInChild(dir, backend, length);
       console.error(`${length} tokens: ${JSON.stringify(m)}`);
       results.push(m);
       const arithmetic = m.weightBytes + m.kvBytes + m.stateBytes;
       rows.push([length, m.prefillSeconds, (1000 * m.prefillSeconds) / length, m.attentionSeconds / m.prefillSeconds, m.decodeTokensPerSecond, m.decodeAttentionMs, m.peakRssBytes / GiB, arithmetic / GiB, (m.peakRssBytes - arithmetic) / GiB]);
+      if (gguf !== undefined && llamaDir !== undefined) {
+        const t = llamaCppLength(llamaDir, gguf, length);
+        console.error(`${length} tokens, llama.cpp: ${JSON.stringify(t)}`);
+        theirs.push(t);
+        compare.push([length, `${m.prefillSeconds.toFixed(1)} / ${t.prefillSeconds.toFixed(1)}`, t.prefillSeconds / m.prefillSeconds, `${m.decodeTokensPerSecond.toFixed(2)} / ${t.decodeTokensPerSecond.toFixed(2)}`, m.decodeTokensPerSecond / t.decodeTokensPerSecond, `${(m.peakRssBytes / GiB).toFixed(2)} / ${t.peakRssGiB.toFixed(2)}`]);
+      }
     }
   } finally {
     if (tmp !== undefined) fs.rmSync(tmp, { recursive: true, force: true });
   }
   console.log(`${path.basename(dir)} on ${backend}, prompt in chunks of ${DEFAULT_PREFILL_CHUNK}, then ${DECODE_STEPS} decode steps`);
   console.log(formatTable(rows));
+  if (theirs.length > 0) {
+    console.log('Against llama.cpp (same weights as GGUF, 2 threads; ratios above 1 favour graniteflow):');
+    console.log(formatTable(compare));
+  }
   const out = path.join(__dirname, '..', 'bench-results');
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'granite-long.json'), JSON.stringify({ date: new Date().toISOString(), model: dir, backend, results }, null, 2));
+  fs.writeFileSync(path.join(out, 'granite-long.json'), JSON.stringify({ date: new Date().toISOString(), model: dir, backend, results, llamacpp: theirs }, null, 2));
 }

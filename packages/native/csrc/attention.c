@@ -28,18 +28,10 @@ size_t gf_attention_work_floats(int64_t rows, int64_t head_dim) {
 void gf_attention_unit_scalar(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                               float *work) {
   const int64_t hd = a->head_dim, rep = a->q_heads / a->kv_heads, nq = t1 - t0, rows = rep * nq;
-  const int64_t pos_stride = gf_attention_pos_stride(a);
-  float *m = work, *l = m + rows, *acc = l + rows;
-  for (int64_t i = 0; i < rows; i++) {
-    m[i] = -INFINITY;
-    l[i] = 0.0f;
-  }
-  memset(acc, 0, (size_t)(rows * hd) * sizeof(float));
-  const float *keys = a->k + gf_attention_kv_offset(a, b, kvh);
-  const float *values = a->v + gf_attention_kv_offset(a, b, kvh);
-  const float *mask = a->key_mask ? a->key_mask + b * a->key_len : NULL;
-  const int64_t past = a->key_len - a->q_len; /* causal: query t sees keys s <= past + t */
-  const int64_t s_end = a->causal ? past + t1 : a->key_len;
+  const gf_attention_unit u = gf_attention_unit_begin(a, b, kvh, t1, work, rows, 0);
+  const int64_t pos_stride = u.pos_stride, past = u.past, s_end = u.s_end;
+  const float *keys = u.keys, *values = u.values, *mask = u.mask;
+  float *m = u.m, *l = u.l, *acc = u.acc;
   for (int64_t s = 0; s < s_end; s++) {
     if (mask && mask[s] == 0.0f) continue;
     const float *ks = keys + s * pos_stride, *vs = values + s * pos_stride;

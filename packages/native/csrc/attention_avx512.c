@@ -30,19 +30,12 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
                               float *work) {
   const int64_t hd = a->head_dim, rep = a->q_heads / a->kv_heads, nq = t1 - t0, rows = rep * nq;
   const int64_t padded = (rows + ROWS - 1) / ROWS * ROWS;
-  const int64_t pos_stride = gf_attention_pos_stride(a);
-  float *m = work, *l = m + padded, *alpha = l + padded, *acc = alpha + padded;
+  /* work: m, l, alpha [padded], acc [padded, hd], probs [padded, 16], kt [hd, 16] */
+  const gf_attention_unit u = gf_attention_unit_begin(a, b, kvh, t1, work, padded, padded);
+  const int64_t pos_stride = u.pos_stride, past = u.past, s_end = u.s_end;
+  const float *keys = u.keys, *values = u.values, *mask = u.mask;
+  float *m = u.m, *l = u.l, *alpha = u.l + padded, *acc = u.acc;
   float *probs = acc + padded * hd, *kt = probs + padded * GF_ATTN_TILE;
-  for (int64_t i = 0; i < padded; i++) {
-    m[i] = -INFINITY;
-    l[i] = 0.0f;
-  }
-  memset(acc, 0, (size_t)(padded * hd) * sizeof(float));
-  const float *keys = a->k + gf_attention_kv_offset(a, b, kvh);
-  const float *values = a->v + gf_attention_kv_offset(a, b, kvh);
-  const float *mask = a->key_mask ? a->key_mask + b * a->key_len : NULL;
-  const int64_t past = a->key_len - a->q_len;
-  const int64_t s_end = a->causal ? past + t1 : a->key_len;
   const __m512i lane_offsets = _mm512_mullo_epi32(
       _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)pos_stride));
   const __mmask16 tail = hd % 16 ? (__mmask16)((1u << (hd % 16)) - 1) : 0xFFFF;

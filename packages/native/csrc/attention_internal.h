@@ -12,13 +12,38 @@
 typedef void (*gf_attention_unit_fn)(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0,
                                      int64_t t1, float *work);
 size_t gf_attention_work_floats(int64_t rows, int64_t head_dim);
-/* Floats between consecutive positions of one KV head, and the offset of (sequence b, head kvh). */
-static inline int64_t gf_attention_pos_stride(const gf_attention_args *a) {
-  return a->heads_major ? a->head_dim : a->kv_heads * a->head_dim;
-}
-static inline int64_t gf_attention_kv_offset(const gf_attention_args *a, int64_t b, int64_t kvh) {
-  const int64_t per_sequence = a->capacity * a->kv_heads * a->head_dim;
-  return b * per_sequence + kvh * (a->heads_major ? a->capacity * a->head_dim : a->head_dim);
+/* What a unit (sequence b, KV head kvh, queries [t0, t1)) reads, and its running state in `work`. */
+typedef struct {
+  const float *keys, *values; /* position 0 of the head; position s at + s * pos_stride */
+  const float *mask;          /* the sequence's key mask, or NULL */
+  int64_t pos_stride;         /* floats between consecutive positions of one head */
+  int64_t past;               /* causal: query t sees keys s <= past + t */
+  int64_t s_end;              /* keys past this are seen by no query of the unit */
+  float *m, *l, *acc;         /* per row: running maximum, running sum, running output [rows, head_dim] */
+} gf_attention_unit;
+
+/* The unit's view of the arguments, with its first `rows` rows of state reset (m = -inf, l = 0,
+ * acc = 0) in `work`, laid out m[rows], l[rows], then `between` floats, then acc. */
+static inline gf_attention_unit gf_attention_unit_begin(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t1,
+                                                        float *work, int64_t rows, int64_t between) {
+  gf_attention_unit u;
+  const int64_t hd = a->head_dim;
+  const int64_t offset = b * a->capacity * a->kv_heads * hd + kvh * (a->heads_major ? a->capacity * hd : hd);
+  u.keys = a->k + offset;
+  u.values = a->v + offset;
+  u.mask = a->key_mask ? a->key_mask + b * a->key_len : NULL;
+  u.pos_stride = a->heads_major ? hd : a->kv_heads * hd;
+  u.past = a->key_len - a->q_len;
+  u.s_end = a->causal ? u.past + t1 : a->key_len;
+  u.m = work;
+  u.l = work + rows;
+  u.acc = work + 2 * rows + between;
+  for (int64_t i = 0; i < rows; i++) {
+    u.m[i] = -INFINITY;
+    u.l[i] = 0.0f;
+  }
+  memset(u.acc, 0, (size_t)(rows * hd) * sizeof(float));
+  return u;
 }
 void gf_attention_unit_scalar(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                               float *work);

@@ -3,6 +3,7 @@ import { defineKernel } from '../kernels/define_kernel';
 import type { FlatArray } from '../kernels/fused_kernel';
 import { nativeAddon } from '../native/native_addon';
 import { nativeKernel } from '../native/native_backend';
+import { attentionSimd } from './attention_simd';
 
 /**
  * Inputs of the `Attention` kernel: queries q [B, T, Hq, hd]; keys and values k, v
@@ -16,6 +17,15 @@ export type AttentionInputs = { q: tf.Tensor; k: tf.Tensor; v: tf.Tensor; keyMas
  * query t (of the last T positions) sees only keys s ≤ keyLength − T + t.
  */
 export type AttentionAttrs = { scale: number; keyLength: number; causal: boolean; headsMajor: boolean };
+
+/** The kernel's inputs and output as a fused body sees them (flat arrays, in place on wasm). */
+export interface AttentionArrays {
+  q: FlatArray;
+  k: FlatArray;
+  v: FlatArray;
+  keyMask?: FlatArray;
+  out: FlatArray;
+}
 
 /** Added to the scores of keys a query may not attend: exp() of it is exactly 0 in float32. */
 const MASKED = -1e9;
@@ -59,11 +69,7 @@ export function attentionReference(inputs: AttentionInputs, attrs: AttentionAttr
  * when a key raises the maximum. Memory: one output row per query, never a score matrix.
  */
 function attentionRows(
-  q: FlatArray,
-  k: FlatArray,
-  v: FlatArray,
-  keyMask: FlatArray | undefined,
-  out: FlatArray,
+  { q, k, v, keyMask, out }: AttentionArrays,
   [batch, time, heads, hd]: number[],
   kShape: number[],
   { scale, keyLength: span, causal, headsMajor }: AttentionAttrs,
@@ -118,9 +124,10 @@ const nativeAttention = nativeKernel<AttentionAttrs>((addon, a, { scale, keyLeng
 });
 
 /**
- * Softmax attention without the [T, keyLength] score matrix (flash-attention style): on cpu and
- * wasm a JavaScript online softmax over the keys, on native `@graniteflow/native`'s tiled SIMD
- * kernel on every core. The gradient is the composed reference's (it does build the matrix: for
+ * Softmax attention without the [T, keyLength] score matrix (flash-attention style): on wasm a
+ * WebAssembly SIMD online softmax over groups of 4 keys (`assembly/attention.ts`), on cpu (and
+ * wasm without SIMD, or head dims not a multiple of 4) the same in JavaScript one key at a time,
+ * on native `@graniteflow/native`'s tiled SIMD kernel on every core. The gradient is the composed reference's (it does build the matrix: for
  * training lengths, not for 128K-token prompts).
  */
 export const Attention = defineKernel<AttentionInputs, AttentionAttrs>({
@@ -129,8 +136,10 @@ export const Attention = defineKernel<AttentionInputs, AttentionAttrs>({
   reference: (inputs, attrs) => [attentionReference(inputs, attrs)],
   fused: {
     outputs: ({ q }) => [{ shape: q.shape, dtype: 'float32' }],
-    compute: ({ q, k, v, keyMask }, [out], shapes, attrs) =>
-      attentionRows(q, k, v, keyMask, out, shapes.q, shapes.k, attrs),
+    compute: ({ q, k, v, keyMask }, [out], shapes, attrs) => {
+      const arrays = { q, k, v, keyMask, out };
+      if (!attentionSimd(arrays, shapes.q, shapes.k, attrs)) attentionRows(arrays, shapes.q, shapes.k, attrs);
+    },
   },
   backendKernels: {
     // Builds of @graniteflow/native before attention existed keep the JavaScript body.
