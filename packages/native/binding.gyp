@@ -27,6 +27,7 @@
         "csrc/act_avx512.c",
         "csrc/moe.c",
         "csrc/attention.c",
+        "csrc/attention_avx2.c",
         "csrc/attention_avx512.c"
       ],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],

@@ -93,6 +93,7 @@ int gf_attention(const gf_attention_args *a) {
   c.unit = gf_attention_unit_scalar;
 #if GF_X86
   if (level == GF_LEVEL_AVX512) c.unit = gf_attention_unit_avx512;
+  if (level == GF_LEVEL_AVX2) c.unit = gf_attention_unit_avx2;
 #endif
   const int64_t rep = a->kv_heads > 0 ? a->q_heads / a->kv_heads : 0;
   /* Rows of a unit: rep query heads times up to 16 queries (64 for H-Micro's rep of 4), so a key

@@ -48,6 +48,8 @@ static inline gf_attention_unit gf_attention_unit_begin(const gf_attention_args 
 void gf_attention_unit_scalar(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                               float *work);
 #if GF_X86
+void gf_attention_unit_avx2(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
+                            float *work);
 void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                               float *work);
 #endif

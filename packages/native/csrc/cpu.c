@@ -150,8 +150,6 @@ gf_level gf_kernel_level(int kernel) {
   gf_level impl = implemented_level(kernel);
   if (cap < level) level = cap;
   if (impl < level) level = impl;
-  /* Attention has AVX-512 and scalar bodies only: an AVX2 machine runs (and counts) scalar. */
-  if (kernel == GF_KERNEL_ATTENTION && level == GF_LEVEL_AVX2) level = GF_LEVEL_SCALAR;
   return level;
 }
 

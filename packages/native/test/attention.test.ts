@@ -99,11 +99,8 @@ function inputs(c: Case, seed: number) {
 const SCALE = 0.125;
 
 describe.each(availableLevels)('attention at %s', (level) => {
-  // No AVX2 body: an AVX2 cap runs, and counts, the scalar one.
-  const runs = level === 'avx2' ? 'scalar' : level;
-
   test('equals softmax attention in float64 on ragged shapes, with 1 and 2 threads', () => {
-    const before = calls('attention', runs);
+    const before = calls('attention', level);
     for (const threads of [1, 2])
       CASES.forEach((c, n) => {
         const { q, k, v, mask } = inputs(c, 100 + n);
@@ -112,8 +109,8 @@ describe.each(availableLevels)('attention at %s', (level) => {
         // Case index beside the verdict, so a failure names its shape.
         expect([n, worst(out, attentionReference(q, k, v, mask, c, SCALE), 1e-6, 1e-5) <= 1]).toEqual([n, true]);
       });
-    expect(calls('attention', runs)).toBe(before + 2 * CASES.length);
-    expect(atLevel(level, () => native.kernelLevel('attention'))).toBe(runs);
+    expect(calls('attention', level)).toBe(before + 2 * CASES.length);
+    expect(atLevel(level, () => native.kernelLevel('attention'))).toBe(level);
   });
 
   test('a query that sees no key gets zeros', () => {
@@ -127,16 +124,20 @@ describe.each(availableLevels)('attention at %s', (level) => {
   });
 });
 
-test('the AVX-512 body agrees with the scalar oracle on a long cache', () => {
-  if (!availableLevels.includes('avx512')) return;
-  const c: Case = { ...dims(1, 16, 8, 2, 64, 4099, 4100), causal: true, masked: null };
-  const { q, k, v } = inputs(c, 3);
-  const scalar = new Float32Array(q.length), simd = new Float32Array(q.length);
-  atLevel('scalar', () => native.attention(q, k, v, null, c, { scale: SCALE, causal: true }, scalar));
-  atLevel('avx512', () => native.attention(q, k, v, null, c, { scale: SCALE, causal: true }, simd));
-  let diff = 0;
-  for (let i = 0; i < q.length; i++) diff = Math.max(diff, Math.abs(scalar[i] - simd[i]));
-  expect(diff).toBeLessThan(1e-5);
+test.each(availableLevels.filter((l) => l !== 'scalar'))('the %s body agrees with the scalar oracle on a long cache', (level) => {
+  for (const c of [
+    { ...dims(1, 16, 8, 2, 64, 4099, 4100), causal: true, masked: null },
+    { ...dims(1, 1, 8, 2, 64, 4099, 4100), causal: true, masked: null, headsMajor: true },
+  ] as Case[]) {
+    const { q, k, v } = inputs(c, 3);
+    const scalar = new Float32Array(q.length), simd = new Float32Array(q.length);
+    const options = { scale: SCALE, causal: true, headsMajor: c.headsMajor };
+    atLevel('scalar', () => native.attention(q, k, v, null, c, options, scalar));
+    atLevel(level, () => native.attention(q, k, v, null, c, options, simd));
+    let diff = 0;
+    for (let i = 0; i < q.length; i++) diff = Math.max(diff, Math.abs(scalar[i] - simd[i]));
+    expect(diff).toBeLessThan(1e-5);
+  }
 });
 
 test('bad arguments are refused with the argument named', () => {
