@@ -36,14 +36,6 @@ static inline __m256 lanes_of(unsigned bits) {
   return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)bits), bit), bit));
 }
 
-/* Lanes j of a tile starting at key s0 that a query seeing keys up to `last` may attend. */
-static inline unsigned causal_lanes8(int64_t last, int64_t s0) {
-  const int64_t span = last - s0;
-  if (span < 0) return 0;
-  if (span >= LANES - 1) return 0xFF;
-  return (2u << span) - 1;
-}
-
 /* Lanes below `count` (of 8), for masked loads of a head dim's last partial chunk. */
 static inline __m256i first_lanes(int64_t count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -55,7 +47,7 @@ void gf_attention_unit_avx2(const gf_attention_args *a, int64_t b, int64_t kvh, 
   const int64_t padded = (rows + ROWS - 1) / ROWS * ROWS;
   /* work: m, l, alpha [padded], acc [padded, hd], probs [padded, 16], kt [hd, 16] (8 of 16 used) */
   const gf_attention_unit u = gf_attention_unit_begin(a, b, kvh, t1, work, padded, padded);
-  const int64_t pos_stride = u.pos_stride, past = u.past, s_end = u.s_end;
+  const int64_t pos_stride = u.pos_stride, s_end = u.s_end;
   const float *keys = u.keys, *values = u.values, *mask = u.mask;
   float *m = u.m, *l = u.l, *alpha = u.l + padded, *acc = u.acc;
   float *probs = acc + padded * hd, *kt = probs + padded * GF_ATTN_TILE;
@@ -73,7 +65,9 @@ void gf_attention_unit_avx2(const gf_attention_args *a, int64_t b, int64_t kvh, 
         if (mask[s0 + j] == 0.0f) valid &= ~(1u << j);
     if (valid == 0) continue;
     const float *tile_k = keys + s0 * pos_stride, *tile_v = values + s0 * pos_stride;
-    /* As in the AVX-512 unit: positions-major rows are too sparse for the hardware prefetchers. */
+    /* Positions-major, one KV head's rows lie a whole position apart (kv_heads * head_dim
+     * floats), a few to a page: too sparse for the hardware prefetchers, so the tile PREFETCH_TILES on
+     * is asked for (heads-major rows are contiguous and need no help). */
     if (!a->heads_major && s0 + PREFETCH_TILES * LANES < s_end) {
       const int64_t ahead = GF_MIN((int64_t)LANES, s_end - s0 - PREFETCH_TILES * LANES);
       for (int64_t j = 0; j < ahead; j++) {
@@ -92,11 +86,7 @@ void gf_attention_unit_avx2(const gf_attention_args *a, int64_t b, int64_t kvh, 
     }
 
     for (int64_t i0 = 0; i0 < padded; i0 += ROWS) {
-      for (int r = 0; r < ROWS; r++) {
-        const int64_t i = GF_MIN(i0 + r, rows - 1), t = t0 + i % nq;
-        qrow[r] = a->q + ((b * a->q_len + t) * a->q_heads + kvh * rep + i / nq) * hd;
-        last[r] = a->causal ? past + t : a->key_len - 1;
-      }
+      gf_attention_rows(a, &u, b, kvh, t0, nq, rows, i0, ROWS, qrow, last);
       __m256 s[ROWS];
       if (by_dots) {
         float dots[ROWS][LANES] = {{0}};
@@ -122,7 +112,7 @@ void gf_attention_unit_avx2(const gf_attention_args *a, int64_t b, int64_t kvh, 
       }
       for (int r = 0; r < ROWS; r++) {
         const int64_t i = i0 + r;
-        const unsigned bits = valid & causal_lanes8(last[r], s0);
+        const unsigned bits = valid & gf_attention_causal_bits(last[r], s0, LANES);
         if (bits == 0) {
           alpha[i] = 1.0f;
           _mm256_storeu_ps(probs + i * GF_ATTN_TILE, _mm256_setzero_ps());

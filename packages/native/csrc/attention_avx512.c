@@ -18,21 +18,13 @@
 #define ROWS 4
 #define PREFETCH_TILES 4
 
-/* Lanes j of a tile starting at key s0 that a query seeing keys up to `last` may attend. */
-static inline __mmask16 causal_lanes(int64_t last, int64_t s0) {
-  const int64_t span = last - s0; /* the last allowed lane */
-  if (span < 0) return 0;
-  if (span >= GF_ATTN_TILE - 1) return 0xFFFF;
-  return (__mmask16)((2u << span) - 1);
-}
-
 void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                               float *work) {
   const int64_t hd = a->head_dim, rep = a->q_heads / a->kv_heads, nq = t1 - t0, rows = rep * nq;
   const int64_t padded = (rows + ROWS - 1) / ROWS * ROWS;
   /* work: m, l, alpha [padded], acc [padded, hd], probs [padded, 16], kt [hd, 16] */
   const gf_attention_unit u = gf_attention_unit_begin(a, b, kvh, t1, work, padded, padded);
-  const int64_t pos_stride = u.pos_stride, past = u.past, s_end = u.s_end;
+  const int64_t pos_stride = u.pos_stride, s_end = u.s_end;
   const float *keys = u.keys, *values = u.values, *mask = u.mask;
   float *m = u.m, *l = u.l, *alpha = u.l + padded, *acc = u.acc;
   float *probs = acc + padded * hd, *kt = probs + padded * GF_ATTN_TILE;
@@ -55,7 +47,7 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
     if (valid == 0) continue;
     const float *tile_k = keys + s0 * pos_stride, *tile_v = values + s0 * pos_stride;
     /* Positions-major, one KV head's rows lie a whole position apart (kv_heads * head_dim
-     * floats), a few to a page: too sparse for the hardware prefetchers, so the tile after next
+     * floats), a few to a page: too sparse for the hardware prefetchers, so the tile PREFETCH_TILES on
      * is asked for (heads-major rows are contiguous and need no help). */
     if (!a->heads_major && s0 + PREFETCH_TILES * GF_ATTN_TILE < s_end) {
       const int64_t ahead = GF_MIN((int64_t)GF_ATTN_TILE, s_end - s0 - PREFETCH_TILES * GF_ATTN_TILE);
@@ -74,11 +66,7 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
                          _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, lane_offsets, tile_k + d, 4));
 
     for (int64_t i0 = 0; i0 < padded; i0 += ROWS) {
-      for (int r = 0; r < ROWS; r++) {
-        const int64_t i = GF_MIN(i0 + r, rows - 1), t = t0 + i % nq;
-        qrow[r] = a->q + ((b * a->q_len + t) * a->q_heads + kvh * rep + i / nq) * hd;
-        last[r] = a->causal ? past + t : a->key_len - 1;
-      }
+      gf_attention_rows(a, &u, b, kvh, t0, nq, rows, i0, ROWS, qrow, last);
       __m512 s[ROWS];
       if (by_dots) {
         float dots[ROWS][GF_ATTN_TILE] = {{0}};
@@ -104,7 +92,7 @@ void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh
       }
       for (int r = 0; r < ROWS; r++) {
         const int64_t i = i0 + r;
-        const __mmask16 lanes = valid & causal_lanes(last[r], s0);
+        const __mmask16 lanes = valid & (__mmask16)gf_attention_causal_bits(last[r], s0, GF_ATTN_TILE);
         if (lanes == 0) {
           alpha[i] = 1.0f;
           _mm512_storeu_ps(probs + i * GF_ATTN_TILE, _mm512_setzero_ps());

@@ -53,6 +53,28 @@ void gf_attention_unit_avx2(const gf_attention_args *a, int64_t b, int64_t kvh, 
 void gf_attention_unit_avx512(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                               float *work);
 #endif
+/* Keys of a tile starting at s0 (lane j = key s0 + j, `lanes` of them) that a query seeing keys
+ * up to `last` may attend, as bits. */
+static inline unsigned gf_attention_causal_bits(int64_t last, int64_t s0, int lanes) {
+  const int64_t span = last - s0; /* the last allowed lane */
+  if (span < 0) return 0;
+  if (span >= lanes - 1) return (1u << lanes) - 1;
+  return (2u << span) - 1;
+}
+
+/* The query rows i0 .. i0 + count - 1 of a unit (row i = query head kvh * rep + i / nq, query
+ * t0 + i % nq; rows past the unit's last repeat it) and the last key each may see. */
+static inline void gf_attention_rows(const gf_attention_args *a, const gf_attention_unit *u, int64_t b, int64_t kvh,
+                                     int64_t t0, int64_t nq, int64_t rows, int64_t i0, int count, const float **qrow,
+                                     int64_t *last) {
+  const int64_t rep = a->q_heads / a->kv_heads;
+  for (int r = 0; r < count; r++) {
+    const int64_t i = GF_MIN(i0 + r, rows - 1), t = t0 + i % nq;
+    qrow[r] = a->q + ((b * a->q_len + t) * a->q_heads + kvh * rep + i / nq) * a->head_dim;
+    last[r] = a->causal ? u->past + t : a->key_len - 1;
+  }
+}
+
 /* out rows of the unit = acc rows (acc_stride floats apart) / l, zeros where l is 0. */
 void gf_attention_store_rows(const gf_attention_args *a, int64_t b, int64_t kvh, int64_t t0, int64_t t1,
                              const float *l, const float *acc, int64_t acc_stride);
