@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { HybridCache } from '../cache/hybrid_cache';
 import type { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
 import { eosTokenIds } from '../models/granitemoehybrid/config';
+import { leftPad } from './left_pad';
 import { makeSampler, type SamplingOptions } from './sampling';
 
 /** Options of {@link generateTokens} and {@link generateBatch}. */
@@ -88,22 +89,6 @@ function roomInContext(limit: number, options: GenerateOptions, prompts: readonl
     );
   }
   return maxContext - used;
-}
-
-/** Makes the left-padded [B, T] ids and mask of a batch (HF padding_side = "left"). */
-function leftPad(prompts: readonly (readonly number[])[], padId: number) {
-  const width = Math.max(...prompts.map((p) => p.length));
-  const ids: number[] = [];
-  const mask: number[] = [];
-  for (const p of prompts) {
-    for (let i = 0; i < width - p.length; i++) {
-      ids.push(padId);
-      mask.push(0);
-    }
-    ids.push(...p);
-    for (let i = 0; i < p.length; i++) mask.push(1);
-  }
-  return { ids, mask, width, padded: mask.includes(0) };
 }
 
 /**
