@@ -296,7 +296,7 @@ const CONFIG_KEYS = [
   ...Object.keys(CONFIG_LIMITS),
   'model_type', 'layer_types', 'layers_block_type', 'attention_bias', 'attention_multiplier', 'position_embedding_type',
   'rope_theta', 'rope_parameters', 'hidden_act', 'rms_norm_eps', 'embedding_multiplier', 'residual_multiplier',
-  'logits_scaling', 'router_aux_loss_coef', 'mamba_conv_bias', 'mamba_proj_bias', 'time_step_limit',
+  'logits_scaling', 'router_aux_loss_coef', 'initializer_range', 'mamba_conv_bias', 'mamba_proj_bias', 'time_step_limit',
   'tie_word_embeddings', 'bos_token_id', 'eos_token_id', 'pad_token_id', 'torch_dtype', 'dtype',
 ];
 

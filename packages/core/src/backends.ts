@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as path from 'node:path';
 import { NATIVE_BACKEND, registerNativeBackend } from './native/native_backend';
 import { nativeUnavailableReason } from './native/native_addon';
+import { registerWasmTrainingKernels } from './kernels/wasm_unsorted_segment_sum';
 
 /** Backends graniteflow knows how to initialise. */
 export type BackendName = 'native' | 'wasm' | 'cpu' | 'tensorflow' | 'webgl' | 'webgpu';
@@ -36,6 +37,10 @@ function tryRequire(moduleName: string): unknown {
     throw err;
   }
 }
+
+// At load, not when graniteflow starts the wasm backend: a program calling tf.setBackend('wasm')
+// itself trains too.
+registerWasmTrainingKernels();
 
 /**
  * Makes the wasm backend load its .wasm binaries from the installed npm package, so nothing is

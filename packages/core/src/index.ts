@@ -36,7 +36,24 @@ export { unsharedFloat32Memory } from './kernels/tensor_memory';
 export { countSimdCall, simdCounters, simdKernels, simdModulePath, type SimdKernels } from './kernels/simd_module';
 export { isSimdEnabled, setSimdEnabled } from './kernels/simd_switch';
 export { webAssemblyApi, type WasmMemory, type WebAssemblyApi } from './kernels/webassembly_api';
-export { Module, type LoadStateDictOptions, type StateDict } from './module/module';
+export {
+  constantInit,
+  DEFAULT_INIT_STD,
+  normalInit,
+  onesInit,
+  parameterSeed,
+  zerosInit,
+  type InitContext,
+  type Initializer,
+} from './module/initializers';
+export {
+  Module,
+  type InitializeOptions,
+  type InitScheme,
+  type LoadStateDictOptions,
+  type ParameterPattern,
+  type StateDict,
+} from './module/module';
 export { Parameter, type ParameterLayout, type ParameterOptions } from './module/parameter';
 export { StateDictError, type ShapeMismatch } from './module/state_dict_error';
 export { Linear, type LinearOptions } from './nn/linear';

@@ -185,8 +185,10 @@ describeBackends('packed weights', (backend) => {
     const full = table.dequantize();
     const ids = tf.tensor2d([5, 0, 2, 2], [2, 2], 'int32');
     const rows = tf.tidy(() => tf.reshape(tf.gather(full, tf.reshape(ids, [-1])), [2, 2, 64]));
-    const got = tf.tidy(() => new Embedding(6, 64).forward(ids)); // float path: zeros
+    const zeros = new Embedding(6, 64).initialize('zeros');
+    const got = tf.tidy(() => zeros.forward(ids)); // the float path
     expectClose(got, new Array(4 * 64).fill(0));
+    zeros.dispose();
     const e = new Embedding(6, 64);
     e.weight.assignPacked(table);
     const looked = e.forward(ids);

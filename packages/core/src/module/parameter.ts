@@ -3,6 +3,7 @@ import { tensorFromWriter } from '../io/tensor_from_writer';
 import type { PackedFormat, WeightDtype } from '../packed/formats';
 import { PackedTensor } from '../packed/packed_tensor';
 import { decodeFloatsInto } from '../safetensors/dtypes';
+import { constantInit, DEFAULT_INIT_STD, zerosInit, type Initializer } from './initializers';
 
 /** How a parameter is held in memory relative to its checkpoint tensor. */
 export type ParameterLayout = 'checkpoint' | 'transposed';
@@ -20,37 +21,39 @@ export interface ParameterOptions {
 
 /**
  * A named weight of a {@link Module}. Its `shape` is the checkpoint shape, fixed at construction,
- * so loading can check every tensor against it; `value` is the tensor as held in memory (the
- * checkpoint layout unless the parameter was made with `layout: 'transposed'`).
+ * so loading can check every tensor against it; `value` is the weight as held in memory (the
+ * checkpoint layout unless the parameter was made with `layout: 'transposed'`), a `tf.Variable`,
+ * so `tf.variableGrads` and tfjs optimizers train it in place: the stored tensor is the only copy.
  */
 export class Parameter {
-  private tensor: tf.Tensor | null;
+  private variable: tf.Variable | null;
   private packedValue: PackedTensor | null = null;
-  private readonly initial: () => tf.Tensor;
+  private initial: () => tf.Tensor;
+  private isTrainable = true;
   readonly layout: ParameterLayout;
+  /** How Hugging Face initializes this weight (the module declaring it says), used by `Module.initialize`. */
+  readonly initializer: Initializer;
 
   /**
    * @param shape the checkpoint shape of the weight
    * @param init the initial value in checkpoint layout: a tensor, a constant every element takes
-   *   (default 0), or a function making the tensor. Constants and functions allocate nothing until
-   *   first read, so a model skeleton of any size costs nothing and needs no backend.
+   *   (default 0), or an {@link Initializer}. Constants and initializers allocate nothing until
+   *   first read, so a model skeleton of any size costs nothing and needs no backend; an
+   *   initializer also becomes {@link Parameter.initializer}.
    */
   constructor(
     readonly shape: readonly number[],
-    init: tf.Tensor | number | (() => tf.Tensor) = 0,
+    init: tf.Tensor | number | Initializer = 0,
     options: ParameterOptions = {},
   ) {
     this.layout = options.layout ?? 'checkpoint';
     if (this.layout === 'transposed' && shape.length !== 2) {
       throw new RangeError(`Only 2-D parameters can be stored transposed, not shape [${shape}].`);
     }
-    this.tensor = null;
-    if (init instanceof tf.Tensor) {
-      this.initial = () => tf.zeros(shape as number[]);
-      this.assign(init);
-    } else {
-      this.initial = typeof init === 'number' ? () => tf.fill(shape as number[], init) : init;
-    }
+    this.variable = null;
+    this.initializer = init instanceof tf.Tensor ? zerosInit : typeof init === 'number' ? constantInit(init) : init;
+    this.initial = () => this.initializer([...shape], { std: DEFAULT_INIT_STD });
+    if (init instanceof tf.Tensor) this.assign(init);
   }
 
   private static checkShape(shape: readonly number[], t: tf.Tensor): void {
@@ -65,18 +68,39 @@ export class Parameter {
   }
 
   /**
-   * The tensor as held in memory (see {@link ParameterOptions.layout}). A parameter never assigned
-   * reads as its initial value.
+   * The variable holding the weight in memory (see {@link ParameterOptions.layout}). A parameter
+   * never assigned reads as its initial value.
    */
-  get value(): tf.Tensor {
+  get value(): tf.Variable {
     if (this.packedValue !== null) {
       throw new TypeError(
         `This [${this.shape}] weight is held packed as ${this.packedValue.format}: read it through \`packed\` ` +
           '(layers such as Linear and Embedding accept packed weights), or call `unpack()` first.',
       );
     }
-    if (this.tensor === null) this.assign(tf.tidy(this.initial));
-    return this.tensor!;
+    if (this.variable === null) this.assign(tf.tidy(this.initial));
+    return this.variable!;
+  }
+
+  /**
+   * Whether optimizers and `tf.variableGrads` update this weight (default true; see
+   * `Module.freeze`). A packed weight is never trained, whatever this says.
+   */
+  get trainable(): boolean {
+    return this.isTrainable;
+  }
+
+  set trainable(on: boolean) {
+    this.isTrainable = on;
+    if (this.variable !== null) this.variable.trainable = on;
+  }
+
+  /**
+   * The value read from now on while nothing is assigned: `make` runs on first read. A weight
+   * already holding a value keeps it.
+   */
+  setInitial(make: () => tf.Tensor): void {
+    this.initial = make;
   }
 
   /** The weight packed in checkpoint layout, or null while it is held as a float32 tensor. */
@@ -97,8 +121,7 @@ export class Parameter {
     if (packed.shape.length !== this.shape.length || packed.shape.some((d, i) => d !== this.shape[i])) {
       throw new RangeError(`Parameter expects shape [${this.shape}], got a packed [${packed.shape}].`);
     }
-    this.tensor?.dispose();
-    this.tensor = null;
+    this.disposeVariable();
     if (this.packedValue !== packed) this.packedValue?.dispose();
     this.packedValue = packed;
   }
@@ -132,7 +155,7 @@ export class Parameter {
 
   /** True once a value has been assigned or read. */
   get isSet(): boolean {
-    return this.tensor !== null || this.packedValue !== null;
+    return this.variable !== null || this.packedValue !== null;
   }
 
   /** Number of scalars in the weight. */
@@ -149,8 +172,29 @@ export class Parameter {
     this.dropPacked();
     const stored = this.layout === 'transposed' ? tf.transpose(t) : t;
     if (stored !== t) t.dispose();
-    if (this.tensor !== null && this.tensor !== stored) this.tensor.dispose();
-    this.tensor = tf.keep(stored);
+    this.hold(stored);
+  }
+
+  /**
+   * Makes `stored` (storage layout, owned) the value. An existing variable takes the new data, so
+   * an optimizer holding it keeps training the same weight; `stored` itself is released, the
+   * variable sharing its memory (no copy).
+   */
+  private hold(stored: tf.Tensor): void {
+    if (stored === this.variable) return;
+    // Another parameter's variable stays its owner's: this one holds its own handle on the data.
+    const owned = stored instanceof tf.Variable ? tf.clone(stored) : stored;
+    if (this.variable !== null) {
+      this.variable.assign(owned);
+    } else {
+      this.variable = tf.variable(owned, this.isTrainable);
+    }
+    owned.dispose();
+  }
+
+  private disposeVariable(): void {
+    this.variable?.dispose();
+    this.variable = null;
   }
 
   /**
@@ -179,9 +223,8 @@ export class Parameter {
    */
   writeValues(write: (out: Float32Array) => void): void {
     const t = tensorFromWriter(this.storageShape, write);
-    if (this.tensor !== null) this.tensor.dispose();
     this.dropPacked();
-    this.tensor = tf.keep(t);
+    this.hold(t);
   }
 
   private dropPacked(): void {
@@ -190,8 +233,7 @@ export class Parameter {
   }
 
   dispose(): void {
-    this.tensor?.dispose();
-    this.tensor = null;
+    this.disposeVariable();
     this.dropPacked();
   }
 }

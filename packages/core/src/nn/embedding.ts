@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../module/module';
+import { normalInit, type Initializer } from '../module/initializers';
 import { Parameter } from '../module/parameter';
 import { packedGather } from '../packed/packed_gather';
 import { packedMatMul } from '../packed/packed_matmul';
@@ -12,6 +13,8 @@ export interface EmbeddingOptions {
    * lookup a gather along the columns.
    */
   tiedHead?: boolean;
+  /** The padding token's row, initialized to zeros as `nn.Embedding(padding_idx=…)` does (Hugging Face's `pad_token_id`). */
+  paddingIdx?: number;
 }
 
 /**
@@ -27,7 +30,19 @@ export class Embedding extends Module {
     options: EmbeddingOptions = {},
   ) {
     super();
-    this.weight = new Parameter([numEmbeddings, dim], 0, { layout: options.tiedHead ? 'transposed' : 'checkpoint' });
+    const pad = options.paddingIdx;
+    if (pad !== undefined && (!Number.isInteger(pad) || pad < 0 || pad >= numEmbeddings)) {
+      throw new RangeError(`Embedding paddingIdx must be a row of the table [0, ${numEmbeddings}), got ${pad}.`);
+    }
+    const init: Initializer =
+      pad === undefined
+        ? normalInit
+        : (shape, context) =>
+            tf.tidy(() => {
+              const rowIsPad = tf.reshape(tf.equal(tf.range(0, numEmbeddings, 1, 'int32'), pad), [numEmbeddings, 1]);
+              return tf.where(rowIsPad, tf.zeros(shape), normalInit(shape, context));
+            });
+    this.weight = new Parameter([numEmbeddings, dim], init, { layout: options.tiedHead ? 'transposed' : 'checkpoint' });
   }
 
   /** ids [...] (int32) → [..., dim]. Ids outside [0, numEmbeddings) are rejected. */

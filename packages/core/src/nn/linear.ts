@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../module/module';
+import { normalInit } from '../module/initializers';
 import { Parameter } from '../module/parameter';
 import { packedMatMul } from '../packed/packed_matmul';
 
@@ -25,7 +26,7 @@ export class Linear extends Module {
     options: LinearOptions = {},
   ) {
     super();
-    this.weight = new Parameter([outFeatures, inFeatures], 0, { layout: 'transposed' });
+    this.weight = new Parameter([outFeatures, inFeatures], normalInit, { layout: 'transposed' });
     if (options.bias) this.bias = new Parameter([outFeatures]);
   }
 

@@ -1,4 +1,4 @@
-import { Module, Parameter } from '@graniteflow/core';
+import { Module, normalInit, Parameter } from '@graniteflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
@@ -15,7 +15,8 @@ export class DepthwiseConv1d extends Module {
     options: { bias?: boolean } = {},
   ) {
     super();
-    this.weight = new Parameter([channels, 1, kernelSize]);
+    // Hugging Face's _init_weights gives nn.Conv1d normal(0, initializer_range), the bias zeros.
+    this.weight = new Parameter([channels, 1, kernelSize], normalInit);
     if (options.bias) this.bias = new Parameter([channels]);
   }
 

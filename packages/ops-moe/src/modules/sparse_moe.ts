@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Linear, Module, Parameter } from '@graniteflow/core';
+import { Linear, Module, normalInit, Parameter } from '@graniteflow/core';
 import { fail, shapeStr } from '../ops/checks';
 import type { ExpertWeight, MoeExpertsOptions } from '../ops/moe_experts';
 import { sparseMoeFromRouterLogits, type SparseMoeResult } from '../ops/sparse_moe';
@@ -41,7 +41,8 @@ export class ExpertLinear extends Module {
     readonly outFeatures: number,
   ) {
     super();
-    this.weight = new Parameter([numExperts, outFeatures, inFeatures]);
+    // GraniteMoeParallelExperts: normal(0, initializer_range), as a Linear weight.
+    this.weight = new Parameter([numExperts, outFeatures, inFeatures], normalInit);
   }
 
   /** The weight as the experts op takes it: packed when the parameter holds it packed, else float32. */

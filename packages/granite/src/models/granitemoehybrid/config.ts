@@ -32,6 +32,8 @@ export interface GraniteMoeHybridConfig {
   intermediate_size: number;
   shared_intermediate_size: number;
   router_aux_loss_coef: number;
+  /** Standard deviation of the normal initializers (weights of linear, conv, embedding and expert layers). */
+  initializer_range: number;
   mamba_n_heads: number;
   /** Resolved from `"auto"` to (mamba_expand · hidden_size) / mamba_n_heads. */
   mamba_d_head: number;
@@ -90,6 +92,7 @@ const DEFAULTS = {
   intermediate_size: 11008,
   shared_intermediate_size: 1024,
   router_aux_loss_coef: 0.001,
+  initializer_range: 0.02,
   mamba_n_heads: 128,
   mamba_expand: 2,
   mamba_d_state: 256,
@@ -312,6 +315,7 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
     intermediate_size: r.int('intermediate_size', 0),
     shared_intermediate_size: r.int('shared_intermediate_size', 1),
     router_aux_loss_coef: r.num('router_aux_loss_coef'),
+    initializer_range: r.num('initializer_range'),
     mamba_n_heads: mambaHeads,
     mamba_d_head: dHead,
     mamba_expand: expand,
@@ -333,6 +337,7 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
 }
 
 function validate(cfg: GraniteMoeHybridConfig, r: Reader): void {
+  if (cfg.initializer_range < 0) r.fail('initializer_range', `must be ≥ 0 (a standard deviation), got ${cfg.initializer_range}`);
   if (cfg.hidden_act !== 'silu') r.fail('hidden_act', `is "${cfg.hidden_act}"; only "silu" is supported`);
   const hasAttention = cfg.layer_types.includes('attention');
   const hasMamba = cfg.layer_types.includes('mamba');

@@ -4,7 +4,7 @@
  */
 export * from './config';
 export { PRESET_NAMES, preset, type PresetName } from './presets';
-export { GraniteMoeHybridForCausalLM, GraniteMoeHybridModel, type ForwardOptions, type ForwardOutput } from './model';
+export { GraniteMoeHybridForCausalLM, GraniteMoeHybridModel, type CausalLMOptions, type ForwardOptions, type ForwardOutput } from './model';
 export { GraniteMoeHybridDecoderLayer, mambaConfig, type LayerContext } from './decoder_layer';
 export { GraniteAttention, type AttentionContext } from './attention';
 export { convertWeights } from './convert_weights';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Embedding, Linear, Module, RMSNorm } from '@graniteflow/core';
+import { Embedding, Linear, Module, RMSNorm, type InitScheme } from '@graniteflow/core';
 import { HybridCache } from '../../cache/hybrid_cache';
 import type { AttentionContext } from './attention';
 import { usesRope, headDim, type GraniteMoeHybridConfig } from './config';
@@ -34,10 +34,28 @@ export class GraniteMoeHybridModel extends Module {
 
   constructor(readonly config: GraniteMoeHybridConfig) {
     super();
-    this.embed_tokens = new Embedding(config.vocab_size, config.hidden_size, { tiedHead: config.tie_word_embeddings });
+    const pad = config.pad_token_id;
+    this.embed_tokens = new Embedding(config.vocab_size, config.hidden_size, {
+      tiedHead: config.tie_word_embeddings,
+      paddingIdx: pad !== null && pad < config.vocab_size ? pad : undefined,
+    });
     this.layers = config.layer_types.map((t) => new GraniteMoeHybridDecoderLayer(config, t));
     this.norm = new RMSNorm(config.hidden_size, config.rms_norm_eps);
   }
+}
+
+/** Options of the {@link GraniteMoeHybridForCausalLM} constructor. */
+export interface CausalLMOptions {
+  /**
+   * What weights read as until assigned (loading assigns them all): `'hf'` (default) as
+   * transformers initializes a new `GraniteMoeHybridForCausalLM` (normal with `initializer_range`
+   * for linear, conv, embedding and expert weights, the padding row and biases zero, norms one,
+   * Mamba-2's `A_log` = log(1…heads), `D` and `dt_bias` one), `'zeros'`, or a function.
+   * Nothing is allocated until a weight is first read.
+   */
+  init?: InitScheme;
+  /** Seed of the random initializers, for a reproducible new model (default: a fresh draw). */
+  seed?: number;
 }
 
 /**
@@ -51,11 +69,15 @@ export class GraniteMoeHybridForCausalLM extends Module {
 
   private readonly hasAttention: boolean;
 
-  constructor(readonly config: GraniteMoeHybridConfig) {
+  constructor(
+    readonly config: GraniteMoeHybridConfig,
+    options: CausalLMOptions = {},
+  ) {
     super();
     this.hasAttention = config.layer_types.includes('attention');
     this.model = new GraniteMoeHybridModel(config);
     if (!config.tie_word_embeddings) this.lm_head = new Linear(config.hidden_size, config.vocab_size);
+    this.initialize(options.init ?? 'hf', { std: config.initializer_range, seed: options.seed, lazy: true });
   }
 
   /**
