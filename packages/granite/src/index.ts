@@ -72,4 +72,5 @@ export {
   type GgufExportFormat,
 } from './gguf/export_gguf';
 export { GgufVocabError } from './gguf/gguf_vocab';
+export { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type CausalLmLossOptions } from './training/causal_lm_loss';
 export { DEFAULT_PREFILL_CHUNK, generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';

@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectClose } from '@graniteflow/core/testing';
-import { GraniteMoeHybridForCausalLM, parseConfig, type GraniteMoeHybridConfig } from '../src';
+import { loadBalancingLoss } from '@graniteflow/ops-moe';
+import { causalLmLoss, GraniteMoeHybridForCausalLM, IGNORE_INDEX, parseConfig, type GraniteMoeHybridConfig } from '../src';
 import { GOLDEN } from './golden_fixtures';
 
 /** tiny_moe: Mamba-2 and attention layers, 8 experts top-3 with a shared expert, tied head, initializer_range 0.1. */
@@ -134,6 +135,56 @@ describeBackends('training a Granite hybrid', () => {
     }
     expect(losses[5]).toBeLessThan(losses[0] * 0.3);
     optimizer.dispose();
+    model.dispose();
+  });
+});
+
+describeBackends('causalLmLoss', () => {
+  const inputs = [SEQUENCE.slice(0, -1)];
+  const labels = [SEQUENCE.slice(1)];
+
+  it('is the mean cross-entropy over counted labels plus router_aux_loss_coef × the load-balancing loss of every MoE layer', () => {
+    const model = new GraniteMoeHybridForCausalLM(CONFIG, { seed: 9 });
+    model.trainableVariables(); // the weights are made on first read
+    const live = tf.memory().numTensors;
+    const plain = causalLmLoss(model, { inputs, labels }, { auxLossCoef: 0 });
+    const oracle = lmLoss(model, SEQUENCE);
+    expectClose(plain, oracle.dataSync(), { atol: 1e-5 });
+    // Half the labels ignored: the mean over the other half only.
+    const half = labels.map((r) => r.map((id, t) => (t % 2 === 0 ? IGNORE_INDEX : id)));
+    const masked = causalLmLoss(model, { inputs, labels: half }, { auxLossCoef: 0 });
+    const perPosition = tf.tidy(() => {
+      const logits = tf.reshape(model.forward(tf.tensor2d(inputs.flat(), [1, 24], 'int32')).logits!, [24, CONFIG.vocab_size]);
+      return tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), tf.oneHot(tf.tensor1d(labels[0], 'int32'), CONFIG.vocab_size)), 1));
+    });
+    const odd = Array.from(perPosition.dataSync()).filter((_, t) => t % 2 === 1);
+    expect(masked.dataSync()[0]).toBeCloseTo(odd.reduce((a, b) => a + b, 0) / odd.length, 4);
+    const ids = tf.tensor2d(inputs.flat(), [1, 24], 'int32');
+    const out = model.forward(ids, { routerLogits: true, logits: 'none' });
+    expect(out.routerLogits).toHaveLength(CONFIG.layer_types.length); // every layer of tiny_moe has experts
+    const balance = loadBalancingLoss(out.routerLogits!, CONFIG.num_local_experts, CONFIG.num_experts_per_tok);
+    const withAux = causalLmLoss(model, { inputs, labels }, { auxLossCoef: 0.5 });
+    expect(withAux.dataSync()[0] - plain.dataSync()[0]).toBeCloseTo(0.5 * balance.dataSync()[0], 4);
+    tf.dispose([ids, plain, oracle, masked, perPosition, balance, withAux, ...out.routerLogits!]);
+    expect(tf.memory().numTensors).toBe(live);
+    model.dispose();
+  });
+
+  it('the auxiliary loss sends gradient to the routers; bad labels are refused by value', () => {
+    const model = new GraniteMoeHybridForCausalLM(CONFIG, { seed: 10 });
+    const router = model.model.layers[0].block_sparse_moe!.router.layer.weight.value;
+    const routerGrad = (coef: number) => {
+      const { value, grads } = tf.variableGrads(() => causalLmLoss(model, { inputs, labels }, { auxLossCoef: coef }), [router]);
+      const g = grads[router.name].dataSync().slice();
+      tf.dispose([value, grads[router.name]]);
+      return g;
+    };
+    const without = routerGrad(0);
+    const withAux = routerGrad(10);
+    expect(Math.max(...without.map((g, i) => Math.abs(g - withAux[i])))).toBeGreaterThan(1e-4);
+    expect(() => causalLmLoss(model, { inputs, labels: [labels[0].map(() => IGNORE_INDEX)] })).toThrow(/every label is -100/);
+    expect(() => causalLmLoss(model, { inputs, labels: [labels[0].map(() => 320)] })).toThrow(/label 320 is outside the vocabulary \[0, 320\)/);
+    expect(() => causalLmLoss(model, { inputs, labels: [labels[0].slice(1)] })).toThrow(/must both be 1 rows of 24 tokens/);
     model.dispose();
   });
 });

@@ -30,6 +30,8 @@ export interface LayerContext {
   attention?: AttentionContext;
   /** [B, T] 1 = real token, 0 = left padding; null when the batch has no padding. */
   paddingMask: tf.Tensor | null;
+  /** When given, each MoE layer appends its router logits [B·T, E] here (kept: the caller disposes them). */
+  routerLogits?: tf.Tensor[];
 }
 
 /**
@@ -94,7 +96,13 @@ export class GraniteMoeHybridDecoderLayer extends Module {
       const afterMixer = tf.add(x, tf.mul(mixed, this.residualMultiplier));
       const g = this.post_attention_layernorm.forward(afterMixer);
       let ffn = this.shared_mlp.forward(g);
-      if (this.block_sparse_moe) ffn = tf.add(ffn, this.block_sparse_moe.forward(g));
+      if (this.block_sparse_moe && ctx.routerLogits) {
+        const { output, routerLogits } = this.block_sparse_moe.forwardWithRouterLogits(g);
+        ctx.routerLogits.push(tf.keep(routerLogits));
+        ffn = tf.add(ffn, output);
+      } else if (this.block_sparse_moe) {
+        ffn = tf.add(ffn, this.block_sparse_moe.forward(g));
+      }
       return tf.add(afterMixer, tf.mul(ffn, this.residualMultiplier));
     });
   }

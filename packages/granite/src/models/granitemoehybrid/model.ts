@@ -3,7 +3,7 @@ import { Embedding, Linear, Module, RMSNorm, type InitScheme } from '@graniteflo
 import { HybridCache } from '../../cache/hybrid_cache';
 import type { AttentionContext } from './attention';
 import { usesRope, headDim, type GraniteMoeHybridConfig } from './config';
-import { GraniteMoeHybridDecoderLayer } from './decoder_layer';
+import { GraniteMoeHybridDecoderLayer, type LayerContext } from './decoder_layer';
 import { ropeAngles } from './rope';
 
 /** Options of {@link GraniteMoeHybridForCausalLM.forward}. */
@@ -16,6 +16,8 @@ export interface ForwardOptions {
   logits?: 'all' | 'last' | 'none';
   /** Also return the residual stream after the embeddings and after every layer. */
   hiddenStates?: boolean;
+  /** Also return each MoE layer's router logits (for the load-balancing loss of training). */
+  routerLogits?: boolean;
 }
 
 /** Result of a forward pass; the caller owns (and disposes) every tensor. */
@@ -24,6 +26,8 @@ export interface ForwardOutput {
   logits?: tf.Tensor3D;
   /** [layers + 1] × [B, T, H]: embeddings × multiplier, then the output of each layer. */
   hiddenStates?: tf.Tensor3D[];
+  /** One [B·T, E] per MoE layer, in layer order (`options.routerLogits`). */
+  routerLogits?: tf.Tensor2D[];
 }
 
 /** The `model.` subtree of the checkpoint: embeddings, layers, final norm. */
@@ -104,12 +108,14 @@ export class GraniteMoeHybridForCausalLM extends Module {
     }
     const cfg = this.config;
     const wantHidden = options.hiddenStates ?? false;
-    const result = tf.tidy(() => {
+    const routerLogits: tf.Tensor2D[] = [];
+    const run = () => tf.tidy(() => {
       const mask = attentionMask ? (tf.cast(attentionMask, 'float32') as tf.Tensor2D) : null;
-      const ctx = {
+      const ctx: LayerContext = {
         // Only models with attention layers need the [B, 1, 1, T, S] mask (and RoPE angles).
         attention: this.hasAttention ? this.attentionContext(batch, time, cache, mask) : undefined,
         paddingMask: mask,
+        routerLogits: options.routerLogits ? routerLogits : undefined,
       };
       let x = tf.mul(this.model.embed_tokens.forward(inputIds), cfg.embedding_multiplier) as tf.Tensor3D;
       const hidden: tf.Tensor3D[] = wantHidden ? [x] : [];
@@ -129,9 +135,17 @@ export class GraniteMoeHybridForCausalLM extends Module {
       }
       return out;
     });
+    let result: ReturnType<typeof run>;
+    try {
+      result = run();
+    } catch (err) {
+      tf.dispose(routerLogits); // kept by the layers, so the tidy does not free them
+      throw err;
+    }
     return {
       logits: result.logits,
       hiddenStates: wantHidden ? result.hidden : undefined,
+      routerLogits: options.routerLogits ? routerLogits : undefined,
     };
   }
 
