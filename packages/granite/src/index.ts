@@ -72,5 +72,6 @@ export {
   type GgufExportFormat,
 } from './gguf/export_gguf';
 export { GgufVocabError } from './gguf/gguf_vocab';
+export { configJson, saveCheckpoint, TOKENIZER_FILES, type SaveCheckpointOptions } from './loading/save_checkpoint';
 export { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type CausalLmLossOptions } from './training/causal_lm_loss';
 export { DEFAULT_PREFILL_CHUNK, generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';

@@ -1,9 +1,11 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectClose } from '@graniteflow/core/testing';
 import { loadBalancingLoss } from '@graniteflow/ops-moe';
-import { causalLmLoss, GraniteMoeHybridForCausalLM, IGNORE_INDEX, parseConfig, type GraniteMoeHybridConfig } from '../src';
+import { SafetensorsFile } from '@graniteflow/core';
+import { causalLmLoss, fromPretrained, GraniteMoeHybridForCausalLM, saveCheckpoint, IGNORE_INDEX, parseConfig, type GraniteMoeHybridConfig } from '../src';
 import { GOLDEN } from './golden_fixtures';
 
 /** tiny_moe: Mamba-2 and attention layers, 8 experts top-3 with a shared expert, tied head, initializer_range 0.1. */
@@ -186,5 +188,34 @@ describeBackends('causalLmLoss', () => {
     expect(() => causalLmLoss(model, { inputs, labels: [labels[0].map(() => 320)] })).toThrow(/label 320 is outside the vocabulary \[0, 320\)/);
     expect(() => causalLmLoss(model, { inputs, labels: [labels[0].slice(1)] })).toThrow(/must both be 1 rows of 24 tokens/);
     model.dispose();
+  });
+});
+
+describe('saveCheckpoint', () => {
+  it('writes a Hugging Face folder, BF16 on request, that fromPretrained loads back to the same weights', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gf-save-'));
+    try {
+      const model = new GraniteMoeHybridForCausalLM(CONFIG, { seed: 12 });
+      const out = path.join(dir, 'bf16');
+      expect(await saveCheckpoint(model, out, { dtype: 'BF16' })).toEqual(['model.safetensors', 'config.json']);
+      const file = SafetensorsFile.open(path.join(out, 'model.safetensors'));
+      expect(file.info('model.layers.0.mamba.in_proj.weight').dtype).toBe('BF16');
+      expect(file.names().sort()).toEqual([...model.namedParameters()].map(([n]) => n).sort());
+      file.close();
+      expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).torch_dtype).toBe('bfloat16');
+      const loaded = await fromPretrained(out, { backend: 'cpu' });
+      const back = new Map(loaded.model.namedParameters());
+      for (const [name, p] of model.namedParameters()) {
+        // In checkpoint layout both ways (a Linear's transposed storage is undone on save and redone on load).
+        const a = p.checkpointValue();
+        const b = back.get(name)!.checkpointValue();
+        expectClose(b, a.dataSync(), { atol: 1e-6, rtol: 1 / 128 });
+        tf.dispose([a, b]);
+      }
+      loaded.model.dispose();
+      model.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -12,3 +12,4 @@ export { clipByGlobalNorm, globalNorm } from './clip';
 export { warmupCosine, type LearningRateSchedule, type WarmupCosineOptions } from './schedule';
 export { packTokenStream, type PackOptions, type TokenBatch } from './token_batches';
 export { trainStep, type TrainStepOptions, type TrainStepResult } from './train_step';
+export { loadTrainerState, OPTIMIZER_FILE, saveTrainerState, TRAINER_STATE_FILE, type TrainerState } from './trainer_state';

@@ -16,6 +16,7 @@ import { createPrng } from '../generation/prng';
 import type { GraniteMoeHybridConfig } from '../models/granitemoehybrid/config';
 import { parameterShapes } from './memory';
 import { planWeightDtypes, type WeightDtypeOverrides } from './weight_policy';
+import { configJson } from './save_checkpoint';
 
 /** Options of {@link writeRandomCheckpoint}. */
 export interface RandomCheckpointOptions {
@@ -96,9 +97,7 @@ export function writeRandomCheckpoint(
 }
 
 function writeConfig(dir: string, config: GraniteMoeHybridConfig): void {
-  const { time_step_limit: limit, ...rest } = config;
-  const json = { ...rest, time_step_limit: [limit[0], Number.isFinite(limit[1]) ? limit[1] : null], architectures: ['GraniteMoeHybridForCausalLM'] };
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(json, null, 2));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(configJson(config), null, 2));
 }
 
 /** Options of {@link writeRandomPackedCheckpoint}. */
