@@ -7,10 +7,11 @@ import { inspectCommand } from './commands/inspect';
 import { logitsCommand } from './commands/logits';
 import { quantizeCommand } from './commands/quantize';
 import { serveCommand } from './commands/serve';
+import { trainCommand } from './commands/train';
 import { describeError, EXIT_OK, EXIT_USAGE, exitCodeOf, UsageError } from './errors';
 import { processIO, type CliIO } from './io';
 
-const COMMANDS: readonly Command[] = [generateCommand, chatCommand, serveCommand, inspectCommand, logitsCommand, downloadCommand, quantizeCommand];
+const COMMANDS: readonly Command[] = [generateCommand, chatCommand, serveCommand, trainCommand, inspectCommand, logitsCommand, downloadCommand, quantizeCommand];
 
 function version(): string {
   return (require('../package.json') as { version: string }).version;

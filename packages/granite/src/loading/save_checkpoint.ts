@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { floatToBf16, SINGLE_FILE, writeSafetensorsStream, type StreamedTensor } from '@graniteflow/core';
 import type { GraniteMoeHybridConfig } from '../models/granitemoehybrid/config';
+import type { TokenizerFiles } from '../tokenizer/byte_level_bpe_files';
 import type { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
 
 /** Files of a model folder besides config and weights that a saved copy takes along when present. */
@@ -13,6 +14,8 @@ export interface SaveCheckpointOptions {
   dtype?: 'F32' | 'BF16';
   /** A model folder whose tokenizer files ({@link TOKENIZER_FILES}) are copied along, so the result generates text. */
   tokenizerFrom?: string;
+  /** Tokenizer files to write instead (e.g. `byteLevelBpeFiles()`). */
+  tokenizer?: TokenizerFiles;
 }
 
 /** The config.json of `config` (transformers reads it; an unbounded `time_step_limit` is written as null). */
@@ -73,6 +76,11 @@ export async function saveCheckpoint(model: GraniteMoeHybridForCausalLM, dir: st
         written.push(f);
       }
       if (!written.includes('tokenizer.json')) throw new Error(`saveCheckpoint: ${options.tokenizerFrom} has no tokenizer.json to copy.`);
+    } else if (options.tokenizer !== undefined) {
+      for (const [f, json] of Object.entries(options.tokenizer)) {
+        fs.writeFileSync(path.join(staging, f), JSON.stringify(json, null, 2) + '\n');
+        written.push(f);
+      }
     }
     const old = fs.existsSync(target) ? `${target}.old-${process.pid}-${Date.now()}` : null;
     if (old) fs.renameSync(target, old);

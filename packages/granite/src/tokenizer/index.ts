@@ -21,3 +21,4 @@ export {
   type ToolCallStreamEvent,
 } from './tool_calls';
 export { pythonJsonDumps, pythonFloatRepr, type PythonJsonOptions } from './python_json';
+export { byteLevelBpeFiles, END_OF_TEXT, type TokenizerFiles } from './byte_level_bpe_files';

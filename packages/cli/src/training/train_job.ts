@@ -1,0 +1,260 @@
+/**
+ * A training run from a config and a text corpus to a saved model folder: tokenize, split off a
+ * held-out tail, pack rows, train with AdamW (warmup + cosine, clipping, accumulation), measure the
+ * held-out loss, save weights, tokenizer, optimizer state, a log and the loss curve. Resumable.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  byteLevelBpeFiles,
+  causalLmLoss,
+  fromPretrained,
+  GraniteMoeHybridForCausalLM,
+  GraniteTokenizer,
+  saveCheckpoint,
+  type CausalLmBatch,
+  type GraniteMoeHybridConfig,
+  type TokenizerFiles,
+} from '@graniteflow/granite';
+import { AdamW, loadTrainerState, packTokenStream, saveTrainerState, trainStep, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
+import { lossCurveSvg, type LossPoint } from './loss_curve_svg';
+
+/** What a training run does; every field checked by the command that builds it. */
+export interface TrainJobOptions {
+  config: GraniteMoeHybridConfig;
+  /** The corpus: documents are separated by blank lines. */
+  text: string;
+  /** Where the model folder goes (created or, with `resume`, continued). */
+  out: string;
+  /** A model folder whose tokenizer to use; default a byte-level tokenizer (257 tokens). */
+  tokenizerDir?: string;
+  steps: number;
+  /** Rows per micro-batch. */
+  batchSize: number;
+  /** Micro-batches per step. */
+  accumulate: number;
+  /** Tokens per row. */
+  seqLength: number;
+  learningRate: number;
+  minLearningRate: number;
+  warmupSteps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  /** Fraction of the token stream (its end) kept out of training to measure the held-out loss. */
+  heldOutFraction: number;
+  /** Measure the held-out loss every this many steps (and at the end). */
+  evalEvery: number;
+  /** At most this many held-out rows are measured. */
+  evalRows: number;
+  /** Save the folder every this many steps (and at the end); 0 = only at the end. */
+  saveEvery: number;
+  seed: number;
+  /** Continue from the trainer state in `out`. */
+  resume: boolean;
+  onStep?: (report: StepReport) => void;
+  onEval?: (report: EvalReport) => void;
+  /** Checked between steps: the run stops early (and saves) once it is aborted. */
+  signal?: AbortSignal;
+}
+
+/** Progress after one step. */
+export interface StepReport {
+  step: number;
+  steps: number;
+  loss: number;
+  gradNorm: number;
+  learningRate: number;
+  /** Training tokens per second over the steps of this run so far. */
+  tokensPerSecond: number;
+  /** Milliseconds left at that rate. */
+  etaMs: number;
+}
+
+/** A held-out measurement. */
+export interface EvalReport {
+  step: number;
+  /** Mean nats per held-out token. */
+  loss: number;
+  /** The same nats spread over the held-out text's UTF-8 bytes (comparable across tokenizers). */
+  lossPerByte: number;
+}
+
+/** What the run did. */
+export interface TrainJobResult {
+  steps: number;
+  trainTokens: number;
+  heldOutTokens: number;
+  finalLoss: number;
+  heldOut: EvalReport | null;
+  seconds: number;
+  files: string[];
+}
+
+/** Everything kept in trainer_state.json besides the step. */
+interface History {
+  train: LossPoint[];
+  heldOut: (LossPoint & { lossPerByte: number })[];
+  trainTokens: number;
+  seconds: number;
+  options: Record<string, unknown>;
+}
+
+function shuffled<T>(items: readonly T[], seed: number): T[] {
+  // mulberry32: a small seeded generator, so an epoch's order is reproducible.
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/** The rows (seqLength + 1 tokens each) of a token stream. */
+function rowsOf(stream: number[], seqLength: number): number[][] {
+  const rows: number[][] = [];
+  for (const batch of packTokenStream([stream], { seqLength, batchSize: 1 })) rows.push([...batch.inputs[0], batch.labels[0][seqLength - 1]]);
+  return rows;
+}
+
+function batchOf(rows: readonly number[][]): CausalLmBatch {
+  return { inputs: rows.map((r) => r.slice(0, -1)), labels: rows.map((r) => r.slice(1)) };
+}
+
+/** Mean held-out loss in nats per token and per byte (no gradients, no aux loss). */
+function heldOutLoss(model: GraniteMoeHybridForCausalLM, rows: readonly number[][], batchSize: number, bytesOfLabels: number): { loss: number; lossPerByte: number } {
+  let nats = 0;
+  let tokens = 0;
+  for (let i = 0; i < rows.length; i += batchSize) {
+    const part = rows.slice(i, i + batchSize);
+    const loss = causalLmLoss(model, batchOf(part), { auxLossCoef: 0 });
+    const n = part.length * (part[0].length - 1);
+    nats += loss.dataSync()[0] * n;
+    tokens += n;
+    loss.dispose();
+  }
+  return { loss: nats / tokens, lossPerByte: nats / bytesOfLabels };
+}
+
+/** Runs the training job; see {@link TrainJobOptions}. */
+export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobResult> {
+  const { config, out, steps, batchSize, accumulate, seqLength } = options;
+  const tokenizerFiles: TokenizerFiles | undefined = options.tokenizerDir === undefined ? byteLevelBpeFiles() : undefined;
+  const tokenizer =
+    options.tokenizerDir !== undefined
+      ? await GraniteTokenizer.fromFolder(options.tokenizerDir)
+      : GraniteTokenizer.fromJSON(tokenizerFiles!['tokenizer.json'], tokenizerFiles!['tokenizer_config.json']);
+  if (tokenizer.vocabSize > config.vocab_size) {
+    throw new RangeError(`The tokenizer has ${tokenizer.vocabSize} tokens but the config's vocab_size is ${config.vocab_size}: raise vocab_size to at least ${tokenizer.vocabSize}.`);
+  }
+  const eos = tokenizer.eosTokenId;
+  const documents = options.text.split(/\n[ \t]*\n/).filter((d) => d.trim() !== '');
+  if (documents.length === 0) throw new RangeError('The corpus holds no text.');
+  const stream: number[] = [];
+  for (const doc of documents) {
+    if (stream.length > 0 && eos !== undefined) stream.push(eos);
+    for (const id of tokenizer.encode(doc)) stream.push(id);
+  }
+  const heldOutTokens = Math.floor(stream.length * options.heldOutFraction);
+  const trainStream = stream.slice(0, stream.length - heldOutTokens);
+  const trainRows = rowsOf(trainStream, seqLength);
+  const heldRows = heldOutTokens > seqLength ? rowsOf(stream.slice(stream.length - heldOutTokens), seqLength).slice(0, options.evalRows) : [];
+  const rowsPerStep = batchSize * accumulate;
+  if (trainRows.length < rowsPerStep) {
+    throw new RangeError(
+      `The corpus gives ${trainRows.length} training rows of ${seqLength} tokens (${trainStream.length} tokens), fewer than one step needs (${rowsPerStep} = --batch × --accumulate): use more text or a smaller --seq / --batch.`,
+    );
+  }
+  const heldBytes = heldRows.reduce((sum, r) => sum + Buffer.byteLength(tokenizer.decode(r.slice(1)), 'utf8'), 0);
+
+  let model: GraniteMoeHybridForCausalLM;
+  const optimizer = new AdamW({ learningRate: options.learningRate, weightDecay: options.weightDecay });
+  let history: History = { train: [], heldOut: [], trainTokens: 0, seconds: 0, options: {} };
+  if (options.resume) {
+    if (!fs.existsSync(path.join(out, TRAINER_STATE_FILE))) throw new Error(`--resume: ${out} holds no ${TRAINER_STATE_FILE} (no saved run to continue).`);
+    model = (await fromPretrained(out, { backend: tf.getBackend() })).model;
+    const state = loadTrainerState(out, model, optimizer);
+    history = { ...history, ...(state as unknown as Partial<History>) };
+  } else {
+    model = new GraniteMoeHybridForCausalLM(config, { seed: options.seed });
+  }
+  history.options = { ...options, config: undefined, text: undefined, onStep: undefined, onEval: undefined, signal: undefined, textBytes: Buffer.byteLength(options.text, 'utf8') };
+  const schedule = warmupCosine({ peak: options.learningRate, min: options.minLearningRate, warmupSteps: options.warmupSteps, totalSteps: steps });
+  const files: string[] = [];
+
+  const save = async () => {
+    const written = await saveCheckpoint(model, out, options.tokenizerDir !== undefined ? { tokenizerFrom: options.tokenizerDir } : { tokenizer: tokenizerFiles });
+    saveTrainerState(out, model, optimizer, history as unknown as Record<string, unknown>);
+    fs.writeFileSync(path.join(out, 'loss.svg'), lossCurveSvg(history.train, history.heldOut, { title: `${path.basename(path.resolve(out))}: loss by step` }));
+    fs.writeFileSync(path.join(out, 'training_log.json'), JSON.stringify(history, null, 2) + '\n');
+    files.splice(0, files.length, ...written, 'optimizer.safetensors', TRAINER_STATE_FILE, 'loss.svg', 'training_log.json');
+  };
+  const evaluate = (step: number) => {
+    if (heldRows.length === 0) return null;
+    const { loss, lossPerByte } = heldOutLoss(model, heldRows, batchSize, heldBytes);
+    const report = { step, loss, lossPerByte };
+    history.heldOut.push(report);
+    options.onEval?.(report);
+    return report;
+  };
+
+  const started = performance.now();
+  const secondsBefore = history.seconds;
+  let step = optimizer.iterations;
+  let tokensThisRun = 0;
+  let order = shuffled(trainRows, options.seed + Math.floor((step * rowsPerStep) / trainRows.length));
+  let lastLoss = NaN;
+  try {
+    while (step < steps && !options.signal?.aborted) {
+      const micro: CausalLmBatch[] = [];
+      for (let m = 0; m < accumulate; m++) {
+        const rows: number[][] = [];
+        for (let r = 0; r < batchSize; r++) {
+          const k = step * rowsPerStep + m * batchSize + r;
+          if (k % trainRows.length === 0 && k > 0) order = shuffled(trainRows, options.seed + k / trainRows.length); // a new epoch
+          rows.push(order[k % trainRows.length]);
+        }
+        micro.push(batchOf(rows));
+      }
+      const learningRate = schedule(step);
+      const result = trainStep(optimizer, micro, (b) => causalLmLoss(model, b), {
+        variables: model.trainableVariables(),
+        maxGradNorm: options.maxGradNorm,
+        learningRate,
+      });
+      step++;
+      lastLoss = result.loss;
+      tokensThisRun += rowsPerStep * seqLength;
+      history.trainTokens += rowsPerStep * seqLength;
+      history.train.push({ step, loss: result.loss });
+      const elapsed = (performance.now() - started) / 1000;
+      history.seconds = secondsBefore + elapsed;
+      const tokensPerSecond = tokensThisRun / Math.max(elapsed, 1e-9);
+      options.onStep?.({ step, steps, loss: result.loss, gradNorm: result.gradNorm, learningRate, tokensPerSecond, etaMs: ((steps - step) * rowsPerStep * seqLength * 1000) / tokensPerSecond });
+      if (step % options.evalEvery === 0 && step < steps) evaluate(step);
+      if (options.saveEvery > 0 && step % options.saveEvery === 0 && step < steps) await save();
+    }
+    const final = evaluate(step);
+    await save();
+    return {
+      steps: step,
+      trainTokens: trainStream.length,
+      heldOutTokens,
+      finalLoss: lastLoss,
+      heldOut: final,
+      seconds: history.seconds,
+      files,
+    };
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+}
