@@ -58,6 +58,15 @@ describe('graniteflow train', () => {
     expect(JSON.parse(fs.readFileSync(path.join(out, 'trainer_state.json'), 'utf8')).step).toBe(16);
   });
 
+  it('--vocab-size learns a byte-level BPE tokenizer from the corpus', async () => {
+    const out = path.join(dir, 'bpe');
+    const r = await runCli(['train', '--config', CONFIG, '--data', corpus, '--out', out, '--vocab-size', '300', '--steps', '3', '--batch', '2', '--seq', '16', '--quiet']);
+    expect(r.code).toBe(0);
+    const tokenizer = JSON.parse(fs.readFileSync(path.join(out, 'tokenizer.json'), 'utf8'));
+    expect(tokenizer.model.merges.length).toBe(300 - 257);
+    expect(Object.keys(tokenizer.model.vocab).length + tokenizer.added_tokens.length).toBe(300);
+  });
+
   it('bad input: missing files, a vocabulary too small for the tokenizer, a corpus too short', async () => {
     const out = path.join(dir, 'bad');
     const missing = await runCli(['train', '--config', CONFIG, '--out', out]);

@@ -15,6 +15,7 @@ const OPTIONS: OptionTable = {
   data: { type: 'string', value: 'FILE', description: 'the corpus, UTF-8 text; blank lines separate documents' },
   out: { type: 'string', value: 'DIR', description: 'the model folder to write (weights, config, tokenizer, optimizer state, training_log.json, loss.svg)' },
   tokenizer: { type: 'string', value: 'DIR', description: "use this model folder's tokenizer (default: byte-level, 257 tokens)" },
+  'vocab-size': { type: 'string', value: 'N', description: 'instead, learn a byte-level BPE tokenizer of N tokens from the corpus (N ≤ the config\'s vocab_size)' },
   steps: { type: 'string', value: 'N', description: 'optimizer steps (default 200)' },
   batch: { type: 'string', value: 'B', description: 'rows per micro-batch (default 8)' },
   accumulate: { type: 'string', value: 'K', description: 'micro-batches per step, gradients averaged (default 1)' },
@@ -91,6 +92,7 @@ export const trainCommand: Command = {
     if (tokenizerDir !== undefined && !fs.existsSync(path.join(tokenizerDir, 'tokenizer.json'))) {
       throw new UsageError(`--tokenizer ${tokenizerDir} has no tokenizer.json.`, 'train');
     }
+    if (tokenizerDir !== undefined && values['vocab-size'] !== undefined) throw new UsageError('Give --tokenizer or --vocab-size, not both.', 'train');
     const int = (name: string, fallback: number, min = 1) => numberOption('train', values, name, { min, integer: true }) ?? fallback;
     const num = (name: string, fallback: number, min = 0, max = Infinity) => numberOption('train', values, name, { min, max }) ?? fallback;
     const steps = int('steps', 200);
@@ -100,6 +102,7 @@ export const trainCommand: Command = {
       text,
       out,
       tokenizerDir,
+      vocabSize: numberOption('train', values, 'vocab-size', { min: 257, max: 65536, integer: true }),
       steps,
       batchSize: int('batch', 8),
       accumulate: int('accumulate', 1),

@@ -13,6 +13,7 @@ import {
   GraniteMoeHybridForCausalLM,
   GraniteTokenizer,
   saveCheckpoint,
+  trainByteLevelBpe,
   type CausalLmBatch,
   type GraniteMoeHybridConfig,
   type TokenizerFiles,
@@ -29,6 +30,8 @@ export interface TrainJobOptions {
   out: string;
   /** A model folder whose tokenizer to use; default a byte-level tokenizer (257 tokens). */
   tokenizerDir?: string;
+  /** Instead: learn a byte-level BPE of this many tokens from the training part of the corpus. */
+  vocabSize?: number;
   steps: number;
   /** Rows per micro-batch. */
   batchSize: number;
@@ -144,10 +147,21 @@ function heldOutLoss(model: GraniteMoeHybridForCausalLM, rows: readonly number[]
   return { loss: nats / tokens, lossPerByte: nats / bytesOfLabels };
 }
 
+function readTokenizerFiles(dir: string): TokenizerFiles {
+  const read = (f: string) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Record<string, unknown>;
+  return { 'tokenizer.json': read('tokenizer.json'), 'tokenizer_config.json': read('tokenizer_config.json') };
+}
+
 /** Runs the training job; see {@link TrainJobOptions}. */
 export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobResult> {
   const { config, out, steps, batchSize, accumulate, seqLength } = options;
-  const tokenizerFiles: TokenizerFiles | undefined = options.tokenizerDir === undefined ? byteLevelBpeFiles() : undefined;
+  const bpeText = options.text.slice(0, Math.floor(options.text.length * (1 - options.heldOutFraction)));
+  const tokenizerFiles: TokenizerFiles | undefined =
+    options.tokenizerDir !== undefined
+      ? undefined
+      : options.resume && fs.existsSync(path.join(out, 'tokenizer.json'))
+        ? readTokenizerFiles(out) // the run's own tokenizer, not a new one
+        : byteLevelBpeFiles(options.vocabSize === undefined ? [] : trainByteLevelBpe(bpeText, { vocabSize: options.vocabSize }));
   const tokenizer =
     options.tokenizerDir !== undefined
       ? await GraniteTokenizer.fromFolder(options.tokenizerDir)

@@ -22,3 +22,4 @@ export {
 } from './tool_calls';
 export { pythonJsonDumps, pythonFloatRepr, type PythonJsonOptions } from './python_json';
 export { byteLevelBpeFiles, END_OF_TEXT, type TokenizerFiles } from './byte_level_bpe_files';
+export { trainByteLevelBpe, type TrainBpeOptions } from './train_bpe';
