@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as path from 'node:path';
 import { NATIVE_BACKEND, registerNativeBackend } from './native/native_backend';
 import { nativeUnavailableReason } from './native/native_addon';
+import { registerWasmTransposedMatMul } from './kernels/wasm_transposed_matmul';
 import { registerWasmTrainingKernels } from './kernels/wasm_unsorted_segment_sum';
 
 /** Backends graniteflow knows how to initialise. */
@@ -39,8 +40,9 @@ function tryRequire(moduleName: string): unknown {
 }
 
 // At load, not when graniteflow starts the wasm backend: a program calling tf.setBackend('wasm')
-// itself trains too.
+// itself trains too (the matmul fix needs tfjs-backend-wasm loaded first; initBackend redoes it).
 registerWasmTrainingKernels();
+registerWasmTransposedMatMul();
 
 /**
  * Makes the wasm backend load its .wasm binaries from the installed npm package, so nothing is
@@ -53,6 +55,7 @@ function registerWasm(): boolean {
   if (wasm === undefined) return false;
   const pkgJson = require.resolve('@tensorflow/tfjs-backend-wasm/package.json');
   wasm.setWasmPaths(path.join(path.dirname(pkgJson), 'dist') + path.sep);
+  registerWasmTransposedMatMul(); // its kernels exist once the package is loaded
   return true;
 }
 

@@ -13,7 +13,9 @@ export function causalConv1dReference(inputs: CausalConv1dInputs, attrs: CausalC
   const S = K - 1;
   return tf.tidy(() => {
     const u = S > 0 ? tf.concat([convState ?? tf.zeros([batch, S, C]), x], 1) : x; // [B, S + T, C]
-    let y: tf.Tensor = bias ? tf.broadcastTo(bias, [batch, T, C]) : tf.zeros([batch, T, C]);
+    // A broadcasting add, not broadcastTo: tfjs differentiates broadcastTo (a Tile) with one slice
+    // and one add per repeat, B·T of each per layer in training.
+    let y: tf.Tensor = bias ? tf.add(tf.zeros([batch, T, C]), bias) : tf.zeros([batch, T, C]);
     for (let k = 0; k < K; k++) {
       const tap = tf.reshape(tf.slice(weight, [0, k], [C, 1]), [C]); // [C]
       y = tf.add(y, tf.mul(tf.slice(u, [0, k, 0], [batch, T, C]), tap));
