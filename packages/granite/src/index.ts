@@ -73,5 +73,6 @@ export {
 } from './gguf/export_gguf';
 export { GgufVocabError } from './gguf/gguf_vocab';
 export { configJson, saveCheckpoint, TOKENIZER_FILES, type SaveCheckpointOptions } from './loading/save_checkpoint';
+export { chatExample, padExamples, type ChatExample } from './training/chat_examples';
 export { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type CausalLmLossOptions } from './training/causal_lm_loss';
 export { DEFAULT_PREFILL_CHUNK, generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';

@@ -18,8 +18,9 @@ import {
   type GraniteMoeHybridConfig,
   type TokenizerFiles,
 } from '@graniteflow/granite';
-import { AdamW, loadTrainerState, packTokenStream, saveTrainerState, trainStep, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
-import { lossCurveSvg, type LossPoint } from './loss_curve_svg';
+import { AdamW, loadTrainerState, packTokenStream, saveTrainerState, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
+import { lossCurveSvg } from './loss_curve_svg';
+import { runTrainingLoop, type EvalReport, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
 
 /** What a training run does; every field checked by the command that builds it. */
 export interface TrainJobOptions {
@@ -61,46 +62,11 @@ export interface TrainJobOptions {
   signal?: AbortSignal;
 }
 
-/** Progress after one step. */
-export interface StepReport {
-  step: number;
-  steps: number;
-  loss: number;
-  gradNorm: number;
-  learningRate: number;
-  /** Training tokens per second over the steps of this run so far. */
-  tokensPerSecond: number;
-  /** Milliseconds left at that rate. */
-  etaMs: number;
-}
-
-/** A held-out measurement. */
-export interface EvalReport {
-  step: number;
-  /** Mean nats per held-out token. */
-  loss: number;
-  /** The same nats spread over the held-out text's UTF-8 bytes (comparable across tokenizers). */
-  lossPerByte: number;
-}
-
 /** What the run did. */
-export interface TrainJobResult {
-  steps: number;
+export interface TrainJobResult extends TrainingLoopResult {
+  /** Tokens of the corpus trained on (each epoch), and held out. */
   trainTokens: number;
   heldOutTokens: number;
-  finalLoss: number;
-  heldOut: EvalReport | null;
-  seconds: number;
-  files: string[];
-}
-
-/** Everything kept in trainer_state.json besides the step. */
-interface History {
-  train: LossPoint[];
-  heldOut: (LossPoint & { lossPerByte: number })[];
-  trainTokens: number;
-  seconds: number;
-  options: Record<string, unknown>;
 }
 
 function shuffled<T>(items: readonly T[], seed: number): T[] {
@@ -128,23 +94,14 @@ function rowsOf(stream: number[], seqLength: number): number[][] {
   return rows;
 }
 
-function batchOf(rows: readonly number[][]): CausalLmBatch {
-  return { inputs: rows.map((r) => r.slice(0, -1)), labels: rows.map((r) => r.slice(1)) };
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
 }
 
-/** Mean held-out loss in nats per token and per byte (no gradients, no aux loss). */
-function heldOutLoss(model: GraniteMoeHybridForCausalLM, rows: readonly number[][], batchSize: number, bytesOfLabels: number): { loss: number; lossPerByte: number } {
-  let nats = 0;
-  let tokens = 0;
-  for (let i = 0; i < rows.length; i += batchSize) {
-    const part = rows.slice(i, i + batchSize);
-    const loss = causalLmLoss(model, batchOf(part), { auxLossCoef: 0 });
-    const n = part.length * (part[0].length - 1);
-    nats += loss.dataSync()[0] * n;
-    tokens += n;
-    loss.dispose();
-  }
-  return { loss: nats / tokens, lossPerByte: nats / bytesOfLabels };
+function batchOf(rows: readonly number[][]): CausalLmBatch {
+  return { inputs: rows.map((r) => r.slice(0, -1)), labels: rows.map((r) => r.slice(1)) };
 }
 
 function readTokenizerFiles(dir: string): TokenizerFiles {
@@ -191,82 +148,64 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
 
   let model: GraniteMoeHybridForCausalLM;
   const optimizer = new AdamW({ learningRate: options.learningRate, weightDecay: options.weightDecay });
-  let history: History = { train: [], heldOut: [], trainTokens: 0, seconds: 0, options: {} };
-  if (options.resume) {
-    if (!fs.existsSync(path.join(out, TRAINER_STATE_FILE))) throw new Error(`--resume: ${out} holds no ${TRAINER_STATE_FILE} (no saved run to continue).`);
-    model = (await fromPretrained(out, { backend: tf.getBackend() })).model;
-    const state = loadTrainerState(out, model, optimizer);
-    history = { ...history, ...(state as unknown as Partial<History>) };
-  } else {
-    model = new GraniteMoeHybridForCausalLM(config, { seed: options.seed });
-  }
-  history.options = { ...options, config: undefined, text: undefined, onStep: undefined, onEval: undefined, signal: undefined, textBytes: Buffer.byteLength(options.text, 'utf8') };
-  const schedule = warmupCosine({ peak: options.learningRate, min: options.minLearningRate, warmupSteps: options.warmupSteps, totalSteps: steps });
-  const files: string[] = [];
-
-  const save = async () => {
-    const written = await saveCheckpoint(model, out, options.tokenizerDir !== undefined ? { tokenizerFrom: options.tokenizerDir } : { tokenizer: tokenizerFiles });
-    saveTrainerState(out, model, optimizer, history as unknown as Record<string, unknown>);
-    fs.writeFileSync(path.join(out, 'loss.svg'), lossCurveSvg(history.train, history.heldOut, { title: `${path.basename(path.resolve(out))}: loss by step` }));
-    fs.writeFileSync(path.join(out, 'training_log.json'), JSON.stringify(history, null, 2) + '\n');
-    files.splice(0, files.length, ...written, 'optimizer.safetensors', TRAINER_STATE_FILE, 'loss.svg', 'training_log.json');
-  };
-  const evaluate = (step: number) => {
-    if (heldRows.length === 0) return null;
-    const { loss, lossPerByte } = heldOutLoss(model, heldRows, batchSize, heldBytes);
-    const report = { step, loss, lossPerByte };
-    history.heldOut.push(report);
-    options.onEval?.(report);
-    return report;
-  };
-
-  const started = performance.now();
-  const secondsBefore = history.seconds;
-  let step = optimizer.iterations;
-  let tokensThisRun = 0;
-  let order = shuffled(trainRows, options.seed + Math.floor((step * rowsPerStep) / trainRows.length));
-  let lastLoss = NaN;
+  let history: TrainingHistory = { train: [], heldOut: [], trainTokens: 0, seconds: 0, options: {} };
   try {
-    while (step < steps && !options.signal?.aborted) {
-      const micro: CausalLmBatch[] = [];
-      for (let m = 0; m < accumulate; m++) {
-        const rows: number[][] = [];
-        for (let r = 0; r < batchSize; r++) {
-          const k = step * rowsPerStep + m * batchSize + r;
-          if (k % trainRows.length === 0 && k > 0) order = shuffled(trainRows, options.seed + k / trainRows.length); // a new epoch
-          rows.push(order[k % trainRows.length]);
-        }
-        micro.push(batchOf(rows));
-      }
-      const learningRate = schedule(step);
-      const result = trainStep(optimizer, micro, (b) => causalLmLoss(model, b), {
-        variables: model.trainableVariables(),
-        maxGradNorm: options.maxGradNorm,
-        learningRate,
-      });
-      step++;
-      lastLoss = result.loss;
-      tokensThisRun += rowsPerStep * seqLength;
-      history.trainTokens += rowsPerStep * seqLength;
-      history.train.push({ step, loss: result.loss });
-      const elapsed = (performance.now() - started) / 1000;
-      history.seconds = secondsBefore + elapsed;
-      const tokensPerSecond = tokensThisRun / Math.max(elapsed, 1e-9);
-      options.onStep?.({ step, steps, loss: result.loss, gradNorm: result.gradNorm, learningRate, tokensPerSecond, etaMs: ((steps - step) * rowsPerStep * seqLength * 1000) / tokensPerSecond });
-      if (step % options.evalEvery === 0 && step < steps) evaluate(step);
-      if (options.saveEvery > 0 && step % options.saveEvery === 0 && step < steps) await save();
+    if (options.resume) {
+      if (!fs.existsSync(path.join(out, TRAINER_STATE_FILE))) throw new Error(`--resume: ${out} holds no ${TRAINER_STATE_FILE} (no saved run to continue).`);
+      model = (await fromPretrained(out, { backend: tf.getBackend() })).model;
+      const state = loadTrainerState(out, model, optimizer);
+      history = { ...history, ...(state as unknown as Partial<TrainingHistory>) };
+    } else {
+      model = new GraniteMoeHybridForCausalLM(config, { seed: options.seed });
     }
-    const final = evaluate(step);
-    await save();
-    return {
-      steps: step,
-      trainTokens: trainStream.length,
-      heldOutTokens,
-      finalLoss: lastLoss,
-      heldOut: final,
-      seconds: history.seconds,
-      files,
-    };
+  } catch (err) {
+    optimizer.dispose();
+    throw err;
+  }
+  const { text: _text, config: _config, onStep: _s, onEval: _e, signal: _g, ...recorded } = options;
+  history.options = { ...recorded, textBytes: Buffer.byteLength(options.text, 'utf8') };
+  let order: number[][] = [];
+  let orderEpoch = -1;
+  const microBatches = (step: number): CausalLmBatch[] =>
+    Array.from({ length: accumulate }, (_, m) => {
+      const rows: number[][] = [];
+      for (let r = 0; r < batchSize; r++) {
+        const k = step * rowsPerStep + m * batchSize + r;
+        const epoch = Math.floor(k / trainRows.length);
+        // Each epoch visits the rows in its own seeded order: the same run on resume.
+        if (epoch !== orderEpoch) {
+          order = shuffled(trainRows, options.seed + epoch);
+          orderEpoch = epoch;
+        }
+        rows.push(order[k % trainRows.length]);
+      }
+      return batchOf(rows);
+    });
+  const save = async (h: TrainingHistory): Promise<string[]> => {
+    const written = await saveCheckpoint(model, out, options.tokenizerDir !== undefined ? { tokenizerFrom: options.tokenizerDir } : { tokenizer: tokenizerFiles });
+    saveTrainerState(out, model, optimizer, h as unknown as Record<string, unknown>);
+    fs.writeFileSync(path.join(out, 'loss.svg'), lossCurveSvg(h.train, h.heldOut, { title: `${path.basename(path.resolve(out))}: loss by step` }));
+    fs.writeFileSync(path.join(out, 'training_log.json'), JSON.stringify(h, null, 2) + '\n');
+    return [...written, 'optimizer.safetensors', TRAINER_STATE_FILE, 'loss.svg', 'training_log.json'];
+  };
+  try {
+    const result = await runTrainingLoop({
+      model,
+      optimizer,
+      steps,
+      schedule: warmupCosine({ peak: options.learningRate, min: options.minLearningRate, warmupSteps: options.warmupSteps, totalSteps: steps }),
+      maxGradNorm: options.maxGradNorm,
+      microBatches,
+      heldOut: heldRows.length > 0 ? { batches: chunks(heldRows, batchSize).map(batchOf), bytes: heldBytes } : null,
+      evalEvery: options.evalEvery,
+      saveEvery: options.saveEvery,
+      save,
+      history,
+      onStep: options.onStep,
+      onEval: options.onEval,
+      signal: options.signal,
+    });
+    return { ...result, trainTokens: trainStream.length, heldOutTokens };
   } finally {
     optimizer.dispose();
     model.dispose();

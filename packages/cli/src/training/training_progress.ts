@@ -4,7 +4,7 @@
  * Held-out measurements always get a line of their own.
  */
 import type { ProgressStream } from '../progress';
-import type { EvalReport, StepReport } from './train_job';
+import type { EvalReport, StepReport } from './training_loop';
 
 function duration(ms: number): string {
   if (!Number.isFinite(ms)) return '?';

@@ -60,6 +60,9 @@ export function selectiveScanGradImpl(
   const grad = new Float64Array(PN); // G
   const dtv = new Float64Array(T);
   const alpha = new Float64Array(T);
+  // One token's dB and dC over the head's P rows, added to the outputs once per token.
+  const dBt = new Float64Array(N);
+  const dCt = new Float64Array(N);
   for (let h = 0; h < Hm; h++) {
     const grp = Math.floor(h / hpg);
     const A = -Math.exp(a.A_log[h]);
@@ -114,22 +117,29 @@ export function selectiveScanGradImpl(
           const dtt = dtv[t];
           let gxb = 0; // ⟨G, x_t⊗B_t⟩
           let gs = 0; // ⟨G, S_{t−1}⟩
+          dBt.fill(0);
+          dCt.fill(0);
           for (let p = 0; p < P; p++) {
             const dyp = g.dy[x0 + p];
             const xp = a.x[x0 + p];
+            const row = p * N;
             let gB = 0;
             for (let n = 0; n < N; n++) {
-              const k = p * N + n;
+              const k = row + n;
               const gk = grad[k] + dyp * a.C[bc0 + n];
               grad[k] = gk;
-              grads.C[bc0 + n] += dyp * states[cur + k];
-              grads.B[bc0 + n] += dtt * gk * xp;
+              dCt[n] += dyp * states[cur + k];
+              dBt[n] += gk * xp;
               gB += gk * a.B[bc0 + n];
               gs += gk * states[prev + k];
             }
             gxb += gB * xp;
             grads.x[x0 + p] = Dh * dyp + dtt * gB;
             dD += dyp * xp;
+          }
+          for (let n = 0; n < N; n++) {
+            grads.C[bc0 + n] += dCt[n];
+            grads.B[bc0 + n] += dtt * dBt[n];
           }
           const ddt = gxb + A * alpha[t] * gs;
           dA += dtt * alpha[t] * gs;
