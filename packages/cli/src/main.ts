@@ -2,6 +2,7 @@
 import { chatCommand } from './commands/chat';
 import type { Command } from './commands/common';
 import { downloadCommand } from './commands/download';
+import { finetuneCommand } from './commands/finetune';
 import { generateCommand } from './commands/generate';
 import { inspectCommand } from './commands/inspect';
 import { logitsCommand } from './commands/logits';
@@ -11,7 +12,7 @@ import { trainCommand } from './commands/train';
 import { describeError, EXIT_OK, EXIT_USAGE, exitCodeOf, UsageError } from './errors';
 import { processIO, type CliIO } from './io';
 
-const COMMANDS: readonly Command[] = [generateCommand, chatCommand, serveCommand, trainCommand, inspectCommand, logitsCommand, downloadCommand, quantizeCommand];
+const COMMANDS: readonly Command[] = [generateCommand, chatCommand, serveCommand, trainCommand, finetuneCommand, inspectCommand, logitsCommand, downloadCommand, quantizeCommand];
 
 function version(): string {
   return (require('../package.json') as { version: string }).version;
