@@ -35,6 +35,30 @@ describe('graniteflow finetune', () => {
     expect(g.code).toBe(0);
   });
 
+  it('--lora trains adapters on a packed base, saves them in PEFT layout, --resume continues them, --merge-into writes a merged model', async () => {
+    const data = path.join(dir, 'chats-lora.jsonl');
+    fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => chat(`Say ${i}.`, `${i}, said.`)).join('\n') + '\n');
+    const out = path.join(dir, 'adapter');
+    const merged = path.join(dir, 'merged');
+    const args = ['finetune', '--model', MODEL, '--dtype', 'q8_0', '--lora', '4', '--data', data, '--out', out, '--batch', '2', '--held-out', '0'];
+    const r = await runCli([...args, '--steps', '4', '--quiet'], { timeoutMs: 240_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
+    expect(config).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['in_proj', 'out_proj', 'q_proj', 'k_proj', 'v_proj', 'o_proj'] });
+    expect(fs.existsSync(path.join(out, 'adapter_model.safetensors'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(false); // the base is not copied
+    const more = await runCli([...args, '--steps', '6', '--resume', '--quiet', '--merge-into', merged], { timeoutMs: 240_000 });
+    expect(more.stderr).toBe('');
+    expect(more.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'trainer_state.json'), 'utf8')).step).toBe(6);
+    const g = await runCli(['generate', '--model', merged, '--chat', '--quiet', '--max-tokens', '4', 'Say 2.']);
+    expect(g.code).toBe(0);
+    const full = await runCli(['finetune', '--model', MODEL, '--dtype', 'q8_0', '--data', data, '--out', path.join(dir, 'x')]);
+    expectCleanError(full, 2);
+    expect(full.stderr).toMatch(/--dtype \(a packed base\) needs --lora R/);
+  });
+
   it('names the file and line of a broken conversation', async () => {
     const out = path.join(dir, 'bad');
     const data = path.join(dir, 'bad.jsonl');

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chatExample, padExamples, saveCheckpoint, IGNORE_INDEX, type CausalLmBatch, type ChatExample, type ChatMessage, type GraniteModel } from '@graniteflow/granite';
+import { LoraAdapters, type Module } from '@graniteflow/core';
 import { AdamW, loadTrainerState, saveTrainerState, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
 import type { LoopSettings } from '../commands/training_args';
 import { lossCurveSvg } from './loss_curve_svg';
@@ -13,6 +14,12 @@ import { runTrainingLoop, type EvalReport, type StepReport, type TrainingHistory
 
 export interface FinetuneJobOptions extends LoopSettings {
   model: GraniteModel;
+  /** Train LoRA adapters of this rank on the frozen base (which may be packed) instead of every weight. */
+  loraRank?: number;
+  /** LoRA's α (default 2·rank). */
+  loraAlpha?: number;
+  /** With LoRA: also write the base with the adapters merged in, as a model folder here. */
+  mergeInto?: string;
   /** The JSONL text and its file name (named in errors). */
   data: string;
   dataSource: string;
@@ -59,8 +66,10 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
   const tokenizer = granite.tokenizer;
   if (tokenizer === null) throw new Error(`${granite.folder} has no tokenizer.json: fine-tuning on chat needs the model's tokenizer and chat template.`);
   const packed = [...granite.model.namedParameters()].find(([, p]) => p.packed !== null);
-  if (packed) {
-    throw new Error(`${packed[0]} is held as ${packed[1].dtype}: full fine-tuning trains float32 weights; load the model without --dtype (or from a float checkpoint).`);
+  if (packed && o.loraRank === undefined) {
+    throw new Error(
+      `${packed[0]} is held as ${packed[1].dtype}: full fine-tuning trains float32 weights; load the model without --dtype (or from a float checkpoint), or train LoRA adapters on it with --lora R.`,
+    );
   }
   const conversations = parseChatJsonl(o.data, o.dataSource);
   const examples: ChatExample[] = conversations.map((messages, i) => {
@@ -82,11 +91,20 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
   const heldBytes = held.reduce((sum, ex) => sum + Buffer.byteLength(tokenizer.decode(ex.labels.filter((l) => l !== IGNORE_INDEX)), 'utf8'), 0);
 
   const model = granite.model;
+  const resuming = o.resume && fs.existsSync(path.join(o.out, TRAINER_STATE_FILE));
+  if (o.resume && !resuming) throw new Error(`--resume: ${o.out} holds no ${TRAINER_STATE_FILE} (no saved run to continue).`);
+  // With LoRA the adapters are what trains (and what a resumed run reads back); the base stays frozen.
+  const adapters =
+    o.loraRank === undefined
+      ? null
+      : resuming
+        ? LoraAdapters.load(model, o.out)
+        : LoraAdapters.attach(model, { rank: o.loraRank, alpha: o.loraAlpha, seed: o.seed });
+  const trained: Module = adapters ?? model;
   const optimizer = new AdamW({ learningRate: o.learningRate, weightDecay: o.weightDecay });
   let history: TrainingHistory = { train: [], heldOut: [], trainTokens: 0, seconds: 0, options: {} };
-  if (o.resume) {
-    if (!fs.existsSync(path.join(o.out, TRAINER_STATE_FILE))) throw new Error(`--resume: ${o.out} holds no ${TRAINER_STATE_FILE} (no saved run to continue).`);
-    const state = loadTrainerState(o.out, model, optimizer);
+  if (resuming) {
+    const state = loadTrainerState(o.out, trained, optimizer);
     history = { ...history, ...(state as unknown as Partial<TrainingHistory>) };
   }
   const { model: _m, data: _d, onStep: _s, onEval: _e, signal: _g, ...recorded } = o;
@@ -99,8 +117,8 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
       return padExamples(rows, padId);
     });
   const save = async (h: TrainingHistory): Promise<string[]> => {
-    const written = await saveCheckpoint(model, o.out, { tokenizerFrom: granite.folder });
-    saveTrainerState(o.out, model, optimizer, h as unknown as Record<string, unknown>);
+    const written = adapters ? adapters.save(o.out, { baseModel: granite.folder }) : await saveCheckpoint(model, o.out, { tokenizerFrom: granite.folder });
+    saveTrainerState(o.out, trained, optimizer, h as unknown as Record<string, unknown>);
     fs.writeFileSync(path.join(o.out, 'loss.svg'), lossCurveSvg(h.train, h.heldOut, { title: `${path.basename(path.resolve(o.out))}: fine-tuning loss by step`, yLabel: 'loss on assistant tokens (nats/token)' }));
     fs.writeFileSync(path.join(o.out, 'training_log.json'), JSON.stringify(h, null, 2) + '\n');
     return [...written, 'optimizer.safetensors', TRAINER_STATE_FILE, 'loss.svg', 'training_log.json'];
@@ -112,6 +130,7 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
       steps: o.steps,
       schedule: warmupCosine({ peak: o.learningRate, min: o.minLearningRate, warmupSteps: o.warmupSteps, totalSteps: o.steps }),
       maxGradNorm: o.maxGradNorm,
+      variables: () => trained.trainableVariables(),
       microBatches,
       heldOut: heldBatches.length > 0 ? { batches: heldBatches, bytes: heldBytes } : null,
       evalEvery: o.evalEvery,
@@ -122,6 +141,10 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
       onEval: o.onEval,
       signal: o.signal,
     });
+    if (adapters && o.mergeInto !== undefined) {
+      adapters.merge();
+      result.files.push(...(await saveCheckpoint(model, o.mergeInto, { tokenizerFrom: granite.folder })).map((f) => path.join(o.mergeInto!, f)));
+    }
     return { ...result, trainExamples: train.length, heldOutExamples: held.length };
   } finally {
     optimizer.dispose();

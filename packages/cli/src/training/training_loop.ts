@@ -2,6 +2,7 @@
  * The loop both `train` and `finetune` run: steps of AdamW over the micro-batches a data source
  * gives, the learning rate from a schedule, the held-out loss now and then, saves, progress.
  */
+import type * as tf from '@tensorflow/tfjs-core';
 import { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type GraniteMoeHybridForCausalLM } from '@graniteflow/granite';
 import { trainStep, type AdamW, type LearningRateSchedule } from '@graniteflow/train';
 import type { LossPoint } from './loss_curve_svg';
@@ -50,6 +51,8 @@ export interface TrainingLoopOptions {
   steps: number;
   schedule: LearningRateSchedule;
   maxGradNorm: number;
+  /** What to train (default: the model's trainable variables). */
+  variables?: () => tf.Variable[];
   /** The micro-batches of step `step` (0-based). */
   microBatches(step: number): CausalLmBatch[];
   heldOut: HeldOut | null;
@@ -113,7 +116,7 @@ export async function runTrainingLoop(o: TrainingLoopOptions): Promise<TrainingL
     const micro = o.microBatches(step);
     const learningRate = o.schedule(step);
     const result = trainStep(optimizer, micro, (b) => causalLmLoss(model, b), {
-      variables: model.trainableVariables(),
+      variables: o.variables ? o.variables() : model.trainableVariables(),
       maxGradNorm: o.maxGradNorm,
       learningRate,
     });

@@ -19,6 +19,8 @@ export interface LinearOptions {
 export class Linear extends Module {
   readonly weight: Parameter;
   readonly bias?: Parameter;
+  // A private field, so not a child: the base model's parameter names and checkpoint stay its own.
+  #adapter: { forward(x: tf.Tensor): tf.Tensor } | null = null;
 
   constructor(
     readonly inFeatures: number,
@@ -30,8 +32,24 @@ export class Linear extends Module {
     if (options.bias) this.bias = new Parameter([outFeatures]);
   }
 
-  /** x [..., in] → [..., out] */
+  /** The LoRA adapter added to this layer's output (see `LoraAdapters`), or null. */
+  get adapter(): { forward(x: tf.Tensor): tf.Tensor } | null {
+    return this.#adapter;
+  }
+
+  /** Adds `adapter`'s output to this layer's from now on (null removes it). */
+  attachAdapter(adapter: { forward(x: tf.Tensor): tf.Tensor } | null): void {
+    this.#adapter = adapter;
+  }
+
+  /** x [..., in] → [..., out] (+ the adapter's output when one is attached) */
   forward(x: tf.Tensor): tf.Tensor {
+    const adapter = this.#adapter;
+    if (adapter === null) return this.baseForward(x);
+    return tf.tidy(() => tf.add(this.baseForward(x), adapter.forward(x)));
+  }
+
+  private baseForward(x: tf.Tensor): tf.Tensor {
     const last = x.shape[x.shape.length - 1];
     if (last !== this.inFeatures) {
       throw new RangeError(`Linear expects input [..., ${this.inFeatures}], got [${x.shape}].`);
