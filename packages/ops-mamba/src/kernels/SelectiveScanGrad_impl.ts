@@ -53,6 +53,16 @@ export function selectiveScanGradImpl(
     dt_bias: new Float32Array(Hm),
     initialState: new Float32Array(batch * Hm * PN),
   };
+  // The arrays as locals: the inner loops read no object properties.
+  const X = a.x;
+  const DT = a.dt;
+  const Bm = a.B;
+  const Cm = a.C;
+  const DY = g.dy;
+  const gX = grads.x;
+  const gDt = grads.dt;
+  const gradB = grads.B;
+  const gC = grads.C;
   const hpg = Hm / G;
   const nChunks = Math.ceil(T / CHECKPOINT);
   const checkpoints = new Float64Array(nChunks * PN); // state before token c·64
@@ -76,7 +86,7 @@ export function selectiveScanGradImpl(
       const xAt = (t: number) => ((b * T + t) * Hm + h) * P;
       const bcAt = (t: number) => ((b * T + t) * G + grp) * N;
       for (let t = 0; t < T; t++) {
-        dtv[t] = discretizeDt(a.dt[(b * T + t) * Hm + h], bias, dtMin, dtMax);
+        dtv[t] = discretizeDt(DT[(b * T + t) * Hm + h], bias, dtMin, dtMax);
         alpha[t] = Math.exp(dtv[t] * A);
       }
       // Forward sweep: keep the state at every chunk start.
@@ -87,8 +97,8 @@ export function selectiveScanGradImpl(
         const x0 = xAt(t);
         const bc0 = bcAt(t);
         for (let p = 0; p < P; p++) {
-          const dx = dtv[t] * a.x[x0 + p];
-          for (let n = 0; n < N; n++) S[p * N + n] = alpha[t] * S[p * N + n] + dx * a.B[bc0 + n];
+          const dx = dtv[t] * X[x0 + p];
+          for (let n = 0; n < N; n++) S[p * N + n] = alpha[t] * S[p * N + n] + dx * Bm[bc0 + n];
         }
       }
       // Reverse sweep, one chunk at a time.
@@ -104,8 +114,8 @@ export function selectiveScanGradImpl(
           const x0 = xAt(t);
           const bc0 = bcAt(t);
           for (let p = 0; p < P; p++) {
-            const dx = dtv[t] * a.x[x0 + p];
-            for (let n = 0; n < N; n++) states[next + p * N + n] = alpha[t] * states[prev + p * N + n] + dx * a.B[bc0 + n];
+            const dx = dtv[t] * X[x0 + p];
+            for (let n = 0; n < N; n++) states[next + p * N + n] = alpha[t] * states[prev + p * N + n] + dx * Bm[bc0 + n];
           }
         }
         for (let i = len - 1; i >= 0; i--) {
@@ -120,34 +130,34 @@ export function selectiveScanGradImpl(
           dBt.fill(0);
           dCt.fill(0);
           for (let p = 0; p < P; p++) {
-            const dyp = g.dy[x0 + p];
-            const xp = a.x[x0 + p];
+            const dyp = DY[x0 + p];
+            const xp = X[x0 + p];
             const row = p * N;
             let gB = 0;
             for (let n = 0; n < N; n++) {
               const k = row + n;
-              const gk = grad[k] + dyp * a.C[bc0 + n];
+              const gk = grad[k] + dyp * Cm[bc0 + n];
               grad[k] = gk;
               dCt[n] += dyp * states[cur + k];
               dBt[n] += gk * xp;
-              gB += gk * a.B[bc0 + n];
+              gB += gk * Bm[bc0 + n];
               gs += gk * states[prev + k];
             }
             gxb += gB * xp;
-            grads.x[x0 + p] = Dh * dyp + dtt * gB;
+            gX[x0 + p] = Dh * dyp + dtt * gB;
             dD += dyp * xp;
           }
           for (let n = 0; n < N; n++) {
-            grads.C[bc0 + n] += dCt[n];
-            grads.B[bc0 + n] += dtt * dBt[n];
+            gC[bc0 + n] += dCt[n];
+            gradB[bc0 + n] += dtt * dBt[n];
           }
           const ddt = gxb + A * alpha[t] * gs;
           dA += dtt * alpha[t] * gs;
           // Chain dt = clamp(softplus(raw + bias)) back to the raw time step and dt_bias.
-          const v = a.dt[(b * T + t) * Hm + h] + bias;
+          const v = DT[(b * T + t) * Hm + h] + bias;
           const sp = softplus(v);
           const dRaw = sp >= dtMin && sp <= dtMax ? ddt * softplusGrad(v) : 0;
-          grads.dt[(b * T + t) * Hm + h] = dRaw;
+          gDt[(b * T + t) * Hm + h] = dRaw;
           dBias += dRaw;
           for (let k = 0; k < PN; k++) grad[k] *= alpha[t];
         }
