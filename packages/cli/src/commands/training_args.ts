@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { flag, numberOption, type OptionTable, type ParsedArgs } from '../args';
 import { UsageError } from '../errors';
 import type { CliIO } from '../io';
-import type { EvalReport, StepReport } from '../training/training_loop';
+import type { EvalReport, LoopSettings, StepReport } from '../training/training_loop';
 import { TrainingProgress } from '../training/training_progress';
 
 /** The loop's options, with the defaults each command gives in its help. */
@@ -27,25 +27,8 @@ export function loopOptions(defaults: { steps: number; lr: string; seq: number }
   };
 }
 
-/** The loop's settings from the options of {@link loopOptions}, checked. */
-export interface LoopSettings {
-  steps: number;
-  batchSize: number;
-  accumulate: number;
-  seqLength: number;
-  learningRate: number;
-  minLearningRate: number;
-  warmupSteps: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  heldOutFraction: number;
-  evalEvery: number;
-  evalRows: number;
-  saveEvery: number;
-  seed: number;
-  resume: boolean;
-}
 
+/** The loop's settings from the options of {@link loopOptions}, checked. */
 export function loopSettingsFromArgs(command: string, values: ParsedArgs['values'], defaults: { steps: number; lr: number; seq: number }): LoopSettings {
   const int = (name: string, fallback: number, min = 1) => numberOption(command, values, name, { min, integer: true }) ?? fallback;
   const num = (name: string, fallback: number, min = 0, max = Infinity) => numberOption(command, values, name, { min, max }) ?? fallback;

@@ -8,9 +8,8 @@ import * as path from 'node:path';
 import { chatExample, padExamples, saveCheckpoint, IGNORE_INDEX, type CausalLmBatch, type ChatExample, type ChatMessage, type GraniteModel } from '@graniteflow/granite';
 import { LoraAdapters, type Module } from '@graniteflow/core';
 import { AdamW, loadTrainerState, saveTrainerState, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
-import type { LoopSettings } from '../commands/training_args';
 import { lossCurveSvg } from './loss_curve_svg';
-import { runTrainingLoop, type EvalReport, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
+import { runTrainingLoop, type EvalReport, type LoopSettings, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
 
 export interface FinetuneJobOptions extends LoopSettings {
   model: GraniteModel;

@@ -20,10 +20,10 @@ import {
 } from '@graniteflow/granite';
 import { AdamW, loadTrainerState, packTokenStream, saveTrainerState, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
 import { lossCurveSvg } from './loss_curve_svg';
-import { runTrainingLoop, type EvalReport, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
+import { runTrainingLoop, type EvalReport, type LoopSettings, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
 
 /** What a training run does; every field checked by the command that builds it. */
-export interface TrainJobOptions {
+export interface TrainJobOptions extends LoopSettings {
   config: GraniteMoeHybridConfig;
   /** The corpus: documents are separated by blank lines. */
   text: string;
@@ -33,29 +33,6 @@ export interface TrainJobOptions {
   tokenizerDir?: string;
   /** Instead: learn a byte-level BPE of this many tokens from the training part of the corpus. */
   vocabSize?: number;
-  steps: number;
-  /** Rows per micro-batch. */
-  batchSize: number;
-  /** Micro-batches per step. */
-  accumulate: number;
-  /** Tokens per row. */
-  seqLength: number;
-  learningRate: number;
-  minLearningRate: number;
-  warmupSteps: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  /** Fraction of the token stream (its end) kept out of training to measure the held-out loss. */
-  heldOutFraction: number;
-  /** Measure the held-out loss every this many steps (and at the end). */
-  evalEvery: number;
-  /** At most this many held-out rows are measured. */
-  evalRows: number;
-  /** Save the folder every this many steps (and at the end); 0 = only at the end. */
-  saveEvery: number;
-  seed: number;
-  /** Continue from the trainer state in `out`. */
-  resume: boolean;
   onStep?: (report: StepReport) => void;
   onEval?: (report: EvalReport) => void;
   /** Checked between steps: the run stops early (and saves) once it is aborted. */

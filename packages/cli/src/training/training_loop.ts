@@ -7,6 +7,33 @@ import { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type GraniteMoeHybridFo
 import { trainStep, type AdamW, type LearningRateSchedule } from '@graniteflow/train';
 import type { LossPoint } from './loss_curve_svg';
 
+/** The hyper-parameters of a run (`train` and `finetune` read them from the same options). */
+export interface LoopSettings {
+  steps: number;
+  /** Rows per micro-batch. */
+  batchSize: number;
+  /** Micro-batches per step. */
+  accumulate: number;
+  /** Tokens per row (at most, for conversations). */
+  seqLength: number;
+  learningRate: number;
+  minLearningRate: number;
+  warmupSteps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  /** Fraction of the data (its end) kept out of training to measure the held-out loss. */
+  heldOutFraction: number;
+  /** Measure the held-out loss every this many steps (and at the end). */
+  evalEvery: number;
+  /** At most this many held-out rows are measured. */
+  evalRows: number;
+  /** Save the folder every this many steps (and at the end); 0 = only at the end. */
+  saveEvery: number;
+  seed: number;
+  /** Continue from the trainer state in the output folder. */
+  resume: boolean;
+}
+
 /** Progress after one step. */
 export interface StepReport {
   step: number;
