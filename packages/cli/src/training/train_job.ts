@@ -8,7 +8,6 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   byteLevelBpeFiles,
-  causalLmLoss,
   fromPretrained,
   GraniteMoeHybridForCausalLM,
   GraniteTokenizer,
