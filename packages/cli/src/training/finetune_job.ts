@@ -7,9 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chatExample, padExamples, saveCheckpoint, IGNORE_INDEX, type CausalLmBatch, type ChatExample, type ChatMessage, type GraniteModel } from '@graniteflow/granite';
 import { LoraAdapters, type Module } from '@graniteflow/core';
-import { AdamW, loadTrainerState, saveTrainerState, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
-import { lossCurveSvg } from './loss_curve_svg';
-import { runTrainingLoop, type EvalReport, type LoopSettings, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
+import { AdamW, loadTrainerState, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
+import { runTrainingLoop, saveRunRecord, type EvalReport, type LoopSettings, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
 
 export interface FinetuneJobOptions extends LoopSettings {
   model: GraniteModel;
@@ -117,10 +116,8 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
     });
   const save = async (h: TrainingHistory): Promise<string[]> => {
     const written = adapters ? adapters.save(o.out, { baseModel: granite.folder }) : await saveCheckpoint(model, o.out, { tokenizerFrom: granite.folder });
-    saveTrainerState(o.out, trained, optimizer, h as unknown as Record<string, unknown>);
-    fs.writeFileSync(path.join(o.out, 'loss.svg'), lossCurveSvg(h.train, h.heldOut, { title: `${path.basename(path.resolve(o.out))}: fine-tuning loss by step`, yLabel: 'loss on assistant tokens (nats/token)' }));
-    fs.writeFileSync(path.join(o.out, 'training_log.json'), JSON.stringify(h, null, 2) + '\n');
-    return [...written, 'optimizer.safetensors', TRAINER_STATE_FILE, 'loss.svg', 'training_log.json'];
+    const curve = { title: `${path.basename(path.resolve(o.out))}: fine-tuning loss by step`, yLabel: 'loss on assistant tokens (nats/token)' };
+    return [...written, ...saveRunRecord(o.out, trained, optimizer, h, curve)];
   };
   try {
     const result = await runTrainingLoop({

@@ -17,9 +17,8 @@ import {
   type GraniteMoeHybridConfig,
   type TokenizerFiles,
 } from '@graniteflow/granite';
-import { AdamW, loadTrainerState, packTokenStream, saveTrainerState, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
-import { lossCurveSvg } from './loss_curve_svg';
-import { runTrainingLoop, type EvalReport, type LoopSettings, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
+import { AdamW, loadTrainerState, packTokenStream, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
+import { runTrainingLoop, saveRunRecord, type EvalReport, type LoopSettings, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
 
 /** What a training run does; every field checked by the command that builds it. */
 export interface TrainJobOptions extends LoopSettings {
@@ -159,10 +158,7 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     });
   const save = async (h: TrainingHistory): Promise<string[]> => {
     const written = await saveCheckpoint(model, out, options.tokenizerDir !== undefined ? { tokenizerFrom: options.tokenizerDir } : { tokenizer: tokenizerFiles });
-    saveTrainerState(out, model, optimizer, h as unknown as Record<string, unknown>);
-    fs.writeFileSync(path.join(out, 'loss.svg'), lossCurveSvg(h.train, h.heldOut, { title: `${path.basename(path.resolve(out))}: loss by step` }));
-    fs.writeFileSync(path.join(out, 'training_log.json'), JSON.stringify(h, null, 2) + '\n');
-    return [...written, 'optimizer.safetensors', TRAINER_STATE_FILE, 'loss.svg', 'training_log.json'];
+    return [...written, ...saveRunRecord(out, model, optimizer, h, { title: `${path.basename(path.resolve(out))}: loss by step` })];
   };
   try {
     const result = await runTrainingLoop({

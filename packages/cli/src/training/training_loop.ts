@@ -4,8 +4,11 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type GraniteMoeHybridForCausalLM } from '@graniteflow/granite';
-import { trainStep, type AdamW, type LearningRateSchedule } from '@graniteflow/train';
-import type { LossPoint } from './loss_curve_svg';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Module } from '@graniteflow/core';
+import { OPTIMIZER_FILE, saveTrainerState, trainStep, TRAINER_STATE_FILE, type AdamW, type LearningRateSchedule } from '@graniteflow/train';
+import { lossCurveSvg, type LossCurveOptions, type LossPoint } from './loss_curve_svg';
 
 /** The hyper-parameters of a run (`train` and `finetune` read them from the same options). */
 export interface LoopSettings {
@@ -120,6 +123,17 @@ export function heldOutLoss(model: GraniteMoeHybridForCausalLM, heldOut: HeldOut
     loss.dispose();
   }
   return { loss: nats / labels, lossPerByte: nats / heldOut.bytes };
+}
+
+/**
+ * Writes what a run keeps beside its weights in `out`: the optimizer state of `trained` and the
+ * trainer state, training_log.json and loss.svg. Returns those files' names.
+ */
+export function saveRunRecord(out: string, trained: Module, optimizer: AdamW, history: TrainingHistory, curve: LossCurveOptions): string[] {
+  saveTrainerState(out, trained, optimizer, history as unknown as Record<string, unknown>);
+  fs.writeFileSync(path.join(out, 'loss.svg'), lossCurveSvg(history.train, history.heldOut, curve));
+  fs.writeFileSync(path.join(out, 'training_log.json'), JSON.stringify(history, null, 2) + '\n');
+  return [OPTIMIZER_FILE, TRAINER_STATE_FILE, 'loss.svg', 'training_log.json'];
 }
 
 /** Runs steps from the optimizer's step count up to `steps`, then measures and saves. */
