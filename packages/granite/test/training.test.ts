@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectClose } from '@graniteflow/core/testing';
 import { loadBalancingLoss } from '@graniteflow/ops-moe';
-import { SafetensorsFile } from '@graniteflow/core';
+import { initBackend, SafetensorsFile } from '@graniteflow/core';
 import { causalLmLoss, fromPretrained, GraniteMoeHybridForCausalLM, saveCheckpoint, IGNORE_INDEX, parseConfig, type GraniteMoeHybridConfig } from '../src';
 import { GOLDEN } from './golden_fixtures';
 
@@ -35,6 +35,8 @@ function lmLoss(model: GraniteMoeHybridForCausalLM, sequence: number[]): tf.Scal
 const SEQUENCE = Array.from({ length: 25 }, (_, i) => [17, 42, 99, 5, 230][i % 5]);
 
 describe('a new GraniteMoeHybridForCausalLM', () => {
+  beforeAll(() => initBackend('cpu'));
+
   it('initializes as transformers does, lazily, from initializer_range and a seed', () => {
     const live = tf.memory().numTensors;
     const model = new GraniteMoeHybridForCausalLM(CONFIG, { seed: 5 });
