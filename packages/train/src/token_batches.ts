@@ -28,17 +28,20 @@ export function* packTokenStream(documents: Iterable<readonly number[]>, options
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`packTokenStream: ${key} must be a whole number ≥ 1, got ${n}.`);
   }
   let stream: number[] = [];
+  let start = 0; // the next window begins here: cutting from the front each row would be quadratic
   let rows: number[][] = [];
   let first = true;
   const flush = function* (): Generator<TokenBatch> {
-    while (stream.length >= seqLength + 1) {
-      rows.push(stream.slice(0, seqLength + 1));
-      stream = stream.slice(seqLength); // the edge token starts the next window
+    while (stream.length - start >= seqLength + 1) {
+      rows.push(stream.slice(start, start + seqLength + 1));
+      start += seqLength; // the edge token starts the next window
       if (rows.length === batchSize) {
         yield toBatch(rows);
         rows = [];
       }
     }
+    stream = stream.slice(start);
+    start = 0;
   };
   for (const doc of documents) {
     if (!first && options.separator !== undefined) stream.push(options.separator);
