@@ -45,7 +45,7 @@ describe('graniteflow finetune', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const config = JSON.parse(fs.readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
-    expect(config).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['in_proj', 'out_proj', 'q_proj', 'k_proj', 'v_proj', 'o_proj'] });
+    expect(config).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['in_proj', 'out_proj', 'q_proj', 'k_proj', 'v_proj', 'o_proj'], target_parameters: ['input_linear.weight', 'output_linear.weight'] });
     expect(fs.existsSync(path.join(out, 'adapter_model.safetensors'))).toBe(true);
     expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(false); // the base is not copied
     const more = await runCli([...args, '--steps', '6', '--resume', '--quiet', '--merge-into', merged], { timeoutMs: 240_000 });

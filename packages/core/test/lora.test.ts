@@ -104,7 +104,7 @@ describeBackends('LoRA', () => {
 
   it('names the layers there are when no target matches; checks rank', () => {
     const net = new Net();
-    expect(() => LoraAdapters.attach(net, { rank: 2, targets: ['gate_proj'] })).toThrow(/match no Linear layer; the model's are named in_proj, q_proj, other/);
+    expect(() => LoraAdapters.attach(net, { rank: 2, targets: ['gate_proj'] })).toThrow(/match no layer; the model's Linear layers are named in_proj, q_proj, other and its expert weights \(none\)/);
     expect(() => LoraAdapters.attach(net, { rank: 0 })).toThrow(/rank must be a whole number ≥ 1, got 0/);
   });
 });

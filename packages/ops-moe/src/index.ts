@@ -18,6 +18,7 @@ export { swigluReference } from './ops/swiglu_reference';
 export { moeExperts, type ExpertWeight, type MoeExpertsOptions, type MoeExpertsPath } from './ops/moe_experts';
 export { moeExpertsReference } from './ops/moe_experts_reference';
 export { groupedExperts } from './ops/grouped_experts';
+export { moeExpertsWithDeltas, type ExpertDelta } from './ops/adapted_experts';
 export { packedExpertsReference } from './ops/packed_experts_reference';
 export { sparseMoe, sparseMoeFromRouterLogits, type SparseMoeResult } from './ops/sparse_moe';
 export { sparseMoeReference } from './ops/sparse_moe_reference';

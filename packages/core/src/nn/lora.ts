@@ -5,6 +5,7 @@ import { Module } from '../module/module';
 import { PackedTensor } from '../packed/packed_tensor';
 import { SafetensorsFile } from '../safetensors/reader';
 import { writeSafetensors } from '../safetensors/writer';
+import { ExpertLoraAdapter, isExpertAdaptable, type ExpertAdaptable } from './expert_lora';
 import { Linear } from './linear';
 
 /** Options of {@link LoraAdapters.attach}. */
@@ -18,12 +19,26 @@ export interface LoraOptions {
    * Mamba-2 projections and the attention projections of Granite hybrids.
    */
   targets?: readonly string[];
+  /**
+   * Attribute names of the stacked expert weights to adapt (`ExpertLinear`s, PEFT's
+   * `target_parameters` with `.weight` appended). Default: the routed experts of Granite hybrids,
+   * `input_linear` and `output_linear` of each `block_sparse_moe`; `[]` leaves the experts alone.
+   */
+  expertTargets?: readonly string[];
   /** Seed of the A matrices' initialization. */
   seed?: number;
 }
 
 /** PEFT's default targets for Granite 4.0-H: the mixers' projections. */
 export const DEFAULT_LORA_TARGETS = ['in_proj', 'out_proj', 'q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
+
+/** The default expert targets: both stacked weights of Granite's routed experts. */
+export const DEFAULT_LORA_EXPERT_TARGETS = ['input_linear', 'output_linear'] as const;
+
+/** One adapted layer: a `Linear` or a stacked expert weight. */
+type AdaptedLayer =
+  | { path: string; linear: Linear; adapter: LoraAdapter }
+  | { path: string; experts: Module & ExpertAdaptable; adapter: ExpertLoraAdapter };
 
 /** PEFT's file names. */
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -76,10 +91,11 @@ export class LoraAdapter extends Module {
  */
 export class LoraAdapters extends Module {
   private constructor(
-    private readonly entries: readonly { path: string; linear: Linear; adapter: LoraAdapter }[],
+    private readonly entries: readonly AdaptedLayer[],
     readonly rank: number,
     readonly alpha: number,
     readonly targets: readonly string[],
+    readonly expertTargets: readonly string[],
   ) {
     super();
   }
@@ -95,8 +111,9 @@ export class LoraAdapters extends Module {
 
   /**
    * Adds an adapter to every `Linear` of `model` whose attribute name is in `options.targets` and
-   * freezes the rest of the model. Throws when none matches (naming the linear layers there are)
-   * or when a layer already has one.
+   * to every stacked expert weight whose module's name is in `options.expertTargets`, and freezes
+   * the rest of the model. Throws when none matches (naming the layers there are) or when a layer
+   * already has one.
    */
   static attach(model: Module, options: LoraOptions): LoraAdapters {
     const { rank } = options;
@@ -104,18 +121,31 @@ export class LoraAdapters extends Module {
     const alpha = options.alpha ?? 2 * rank;
     if (!(alpha > 0) || !Number.isFinite(alpha)) throw new RangeError(`LoRA alpha must be a positive number, got ${alpha}.`);
     const targets = options.targets ?? DEFAULT_LORA_TARGETS;
-    const linears = [...model.namedModules()].filter((e): e is [string, Linear] => e[1] instanceof Linear);
-    const chosen = linears.filter(([p]) => targets.includes(p.split('.').pop()!));
-    if (chosen.length === 0) {
-      const names = [...new Set(linears.map(([p]) => p.split('.').pop()))].slice(0, 8).join(', ');
-      throw new RangeError(`LoRA targets ${targets.join(', ')} match no Linear layer; the model's are named ${names || '(none)'}.`);
+    const expertTargets = options.expertTargets ?? DEFAULT_LORA_EXPERT_TARGETS;
+    const modules = [...model.namedModules()];
+    const linears = modules.filter((e): e is [string, Linear] => e[1] instanceof Linear);
+    const stacks = modules.filter((e): e is [string, Module & ExpertAdaptable] => isExpertAdaptable(e[1]));
+    const named = (list: readonly string[]) => ([p]: [string, Module]) => list.includes(p.split('.').pop()!);
+    const chosenLinears = linears.filter(named(targets));
+    const chosenStacks = stacks.filter(named(expertTargets));
+    if (chosenLinears.length + chosenStacks.length === 0) {
+      const names = (found: [string, Module][]) => [...new Set(found.map(([p]) => p.split('.').pop()))].slice(0, 8).join(', ') || '(none)';
+      throw new RangeError(
+        `LoRA targets ${[...targets, ...expertTargets].join(', ')} match no layer; the model's Linear layers are named ${names(linears)}` +
+          ` and its expert weights ${names(stacks)}.`,
+      );
     }
-    const entries = chosen.map(([p, linear]) => {
+    const entries: AdaptedLayer[] = [];
+    for (const [p, linear] of chosenLinears) {
       if (linear.adapter !== null) throw new RangeError(`${p} already has a LoRA adapter.`);
-      const adapter = new LoraAdapter(linear.inFeatures, linear.outFeatures, rank, alpha / rank);
-      return { path: p, linear, adapter };
-    });
-    const adapters = new LoraAdapters(entries, rank, alpha, [...targets]);
+      entries.push({ path: p, linear, adapter: new LoraAdapter(linear.inFeatures, linear.outFeatures, rank, alpha / rank) });
+    }
+    for (const [p, experts] of chosenStacks) {
+      if (experts.adapter !== null) throw new RangeError(`${p} already has a LoRA adapter.`);
+      const [e, rows, cols] = experts.weight.shape;
+      entries.push({ path: p, experts, adapter: new ExpertLoraAdapter(e, rows, cols, rank, alpha / rank) });
+    }
+    const adapters = new LoraAdapters(entries, rank, alpha, [...targets], [...expertTargets]);
     if (options.seed !== undefined) {
       // A's seeded draw; B stays zero.
       for (const [name, p] of adapters.namedParameters()) {
@@ -125,7 +155,10 @@ export class LoraAdapters extends Module {
         p.setInitial(() => tf.randomUniform([...p.shape], -bound, bound, 'float32', seed + name.length * 7919));
       }
     }
-    for (const e of entries) e.linear.attachAdapter(e.adapter);
+    for (const e of entries) {
+      if ('linear' in e) e.linear.attachAdapter(e.adapter);
+      else e.experts.attachAdapter(e.adapter);
+    }
     for (const [, p] of model.namedParameters()) p.trainable = false;
     return adapters;
   }
@@ -153,6 +186,7 @@ export class LoraAdapters extends Module {
       bias: 'none',
       fan_in_fan_out: false,
       target_modules: [...this.targets],
+      target_parameters: this.expertTargets.map((t) => `${t}.weight`),
       inference_mode: true,
     };
     const file = path.join(dir, ADAPTER_CONFIG_FILE);
@@ -164,7 +198,15 @@ export class LoraAdapters extends Module {
   /** Attaches the adapters saved in a PEFT folder to `model` (LoRA, no bias, no fan-in-fan-out). */
   static load(model: Module, dir: string): LoraAdapters {
     const configFile = path.join(dir, ADAPTER_CONFIG_FILE);
-    let config: { peft_type?: unknown; r?: unknown; lora_alpha?: unknown; target_modules?: unknown; bias?: unknown; fan_in_fan_out?: unknown };
+    let config: {
+      peft_type?: unknown;
+      r?: unknown;
+      lora_alpha?: unknown;
+      target_modules?: unknown;
+      target_parameters?: unknown;
+      bias?: unknown;
+      fan_in_fan_out?: unknown;
+    };
     try {
       config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
     } catch (err) {
@@ -174,7 +216,12 @@ export class LoraAdapters extends Module {
     if (config.bias !== undefined && config.bias !== 'none') throw new Error(`${configFile}: bias ${JSON.stringify(config.bias)} is not supported (only "none").`);
     if (config.fan_in_fan_out === true) throw new Error(`${configFile}: fan_in_fan_out adapters are not supported.`);
     const targets = Array.isArray(config.target_modules) ? (config.target_modules as string[]) : [...DEFAULT_LORA_TARGETS];
-    const adapters = LoraAdapters.attach(model, { rank: Number(config.r), alpha: Number(config.lora_alpha), targets });
+    // PEFT names a parameter target by its path's tail ("input_linear.weight"); no list: none.
+    const parameterTargets = Array.isArray(config.target_parameters) ? (config.target_parameters as string[]) : [];
+    const notWeights = parameterTargets.filter((t) => !t.endsWith('.weight'));
+    if (notWeights.length > 0) throw new Error(`${configFile}: target_parameters ${notWeights.join(', ')} do not name a .weight; only expert weights can be adapted.`);
+    const expertTargets = parameterTargets.map((t) => t.slice(0, -'.weight'.length).split('.').pop()!);
+    const adapters = LoraAdapters.attach(model, { rank: Number(config.r), alpha: Number(config.lora_alpha), targets, expertTargets });
     const file = SafetensorsFile.open(path.join(dir, ADAPTER_WEIGHTS_FILE));
     try {
       const shapes = new Map<string, readonly number[]>();
@@ -200,18 +247,19 @@ export class LoraAdapters extends Module {
    * speed with the adapted behaviour.
    */
   merge(): void {
-    for (const { linear, adapter } of this.entries) {
-      const delta = adapter.delta();
-      const packed = linear.weight.packed;
-      const base = linear.weight.checkpointValue();
+    for (const entry of this.entries) {
+      const weight = 'linear' in entry ? entry.linear.weight : entry.experts.weight;
+      const delta = entry.adapter.delta();
+      const packed = weight.packed;
+      const base = weight.checkpointValue();
       const merged = tf.add(base, delta);
       tf.dispose([base, delta]);
       if (packed !== null) {
         const format = packed.format;
-        linear.weight.assignPacked(PackedTensor.fromTensor(format, merged));
+        weight.assignPacked(PackedTensor.fromTensor(format, merged));
         merged.dispose();
       } else {
-        linear.weight.assign(merged);
+        weight.assign(merged);
       }
     }
     this.detach();
@@ -219,7 +267,10 @@ export class LoraAdapters extends Module {
 
   /** Removes the adapters from the model and frees them (the base is left as it is). */
   detach(): void {
-    for (const { linear } of this.entries) linear.attachAdapter(null);
+    for (const entry of this.entries) {
+      if ('linear' in entry) entry.linear.attachAdapter(null);
+      else entry.experts.attachAdapter(null);
+    }
     this.dispose();
   }
 }

@@ -1,8 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Linear, Module, normalInit, Parameter } from '@graniteflow/core';
+import { Linear, Module, normalInit, Parameter, type ExpertAdaptable, type ExpertLoraAdapter } from '@graniteflow/core';
+import { moeExpertsWithDeltas } from '../ops/adapted_experts';
 import { fail, shapeStr } from '../ops/checks';
 import type { ExpertWeight, MoeExpertsOptions } from '../ops/moe_experts';
 import { sparseMoeFromRouterLogits, type SparseMoeResult } from '../ops/sparse_moe';
+import { topKRouter } from '../ops/top_k_router';
 import { sparseMoeReference } from '../ops/sparse_moe_reference';
 
 /** Sizes of a {@link SparseMoE} block (Granite: `hidden_size`, `intermediate_size`, `num_local_experts`, `num_experts_per_tok`). */
@@ -30,10 +32,13 @@ export class MoeRouter extends Module {
 /**
  * Stacked expert weights `weight` [E, out, in]: each `weight[e]` is an ordinary [out, in] linear
  * weight. `weight.pack('q4_0')` (or `'q8_0'`, `'bf16'`) holds it packed, expert e's rows contiguous,
- * and the experts then run on the packed bytes, reading only the routed experts.
+ * and the experts then run on the packed bytes, reading only the routed experts. A LoRA adapter
+ * (`LoraAdapters.attach`, expert targets) changes every expert's slice by its own low-rank delta.
  */
-export class ExpertLinear extends Module {
+export class ExpertLinear extends Module implements ExpertAdaptable {
   readonly weight: Parameter;
+  // A private field, so not a child: the base model's parameter names stay its own.
+  #adapter: ExpertLoraAdapter | null = null;
 
   constructor(
     readonly numExperts: number,
@@ -43,6 +48,16 @@ export class ExpertLinear extends Module {
     super();
     // GraniteMoeParallelExperts: normal(0, initializer_range), as a Linear weight.
     this.weight = new Parameter([numExperts, outFeatures, inFeatures], normalInit);
+  }
+
+  /** The LoRA adapter changing the experts' weights, or null. */
+  get adapter(): ExpertLoraAdapter | null {
+    return this.#adapter;
+  }
+
+  /** Runs the experts with `adapter`'s change of their weights from now on (null removes it). */
+  attachAdapter(adapter: ExpertLoraAdapter | null): void {
+    this.#adapter = adapter;
   }
 
   /** The weight as the experts op takes it: packed when the parameter holds it packed, else float32. */
@@ -103,7 +118,25 @@ export class SparseMoE extends Module {
     // The router Linear runs on its own [H, E] layout: handing sparseMoe the checkpoint's [E, H]
     // transposed the weight every call (3.7 ms of an H-Tiny layer's decode step on native).
     const routerLogits = tf.tidy(() => this.router.layer.forward(tf.reshape(x, [-1, this.config.hiddenSize]))); // [N, E]
-    return sparseMoeFromRouterLogits(x, routerLogits, this.input_linear.experts, this.output_linear.experts, this.config.topK, options);
+    const [a1, a2] = [this.input_linear.adapter, this.output_linear.adapter];
+    if (a1 === null && a2 === null) {
+      return sparseMoeFromRouterLogits(x, routerLogits, this.input_linear.experts, this.output_linear.experts, this.config.topK, options);
+    }
+    // Adapted experts: each routed expert's weights plus its delta, one expert at a time.
+    return tf.tidy(() => {
+      const { indices, weights } = topKRouter(routerLogits, this.config.topK);
+      const delta = (a: ExpertLoraAdapter | null) => (a === null ? null : (e: number) => a.deltaFor(e));
+      const out = moeExpertsWithDeltas(
+        tf.reshape(x, [-1, this.config.hiddenSize]),
+        this.input_linear.experts,
+        this.output_linear.experts,
+        indices,
+        weights,
+        delta(a1),
+        delta(a2),
+      );
+      return { output: tf.reshape(out, x.shape), routerLogits };
+    });
   }
 
   /**
