@@ -1,6 +1,8 @@
 // Runs the code of every guide whose front matter says `test: true`: its ```ts blocks, in order, as
-// one ES module (top-level await allowed) importing the workspace's built packages, through tsx.
-// A guide whose code throws, or exits non-zero, fails the run with the guide named.
+// one ES module (top-level await allowed) importing the workspace's built packages, through tsx,
+// once per backend (GRANITEFLOW_BACKEND, which the guides' `initBackend()` reads): the front matter's
+// `backends: cpu, wasm` or else cpu, wasm and native. A guide whose code throws, or exits non-zero,
+// fails the run with the guide and backend named.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -37,18 +39,26 @@ for (const file of fs.readdirSync(guides).filter((f) => f.endsWith('.md')).sort(
   }
   const script = path.join(work, file.replace(/\.md$/, '.mts'));
   fs.writeFileSync(script, code);
-  const started = performance.now();
-  const run = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: docs, encoding: 'utf8', timeout: TIMEOUT_MS });
-  const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  ran++;
-  if (run.status === 0) {
-    console.log(`ok   ${file} (${seconds} s)${run.stdout.trim() ? `\n${run.stdout.trim().replace(/^/gm, '     ')}` : ''}`);
-  } else {
-    failed++;
-    const why = run.error ? run.error.message : run.signal ? `killed by ${run.signal}` : `exit ${run.status}`;
-    console.error(`FAIL ${file} (${why}, ${seconds} s)\n${run.stdout}${run.stderr}`);
+  const backends = (frontMatter(text).backends ?? 'cpu, wasm, native').split(',').map((b) => b.trim());
+  for (const backend of backends) {
+    const started = performance.now();
+    const run = spawnSync(process.execPath, ['--import', 'tsx', script], {
+      cwd: docs,
+      encoding: 'utf8',
+      timeout: TIMEOUT_MS,
+      env: { ...process.env, GRANITEFLOW_BACKEND: backend },
+    });
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    ran++;
+    if (run.status === 0) {
+      console.log(`ok   ${file} on ${backend} (${seconds} s)${run.stdout.trim() ? `\n${run.stdout.trim().replace(/^/gm, '     ')}` : ''}`);
+    } else {
+      failed++;
+      const why = run.error ? run.error.message : run.signal ? `killed by ${run.signal}` : `exit ${run.status}`;
+      console.error(`FAIL ${file} on ${backend} (${why}, ${seconds} s)\n${run.stdout}${run.stderr}`);
+    }
   }
 }
 fs.rmSync(work, { recursive: true, force: true });
-console.log(`${ran} guide(s) run, ${failed} failed`);
+console.log(`${ran} guide run(s), ${failed} failed`);
 process.exit(failed > 0 || ran === 0 ? 1 : 0);

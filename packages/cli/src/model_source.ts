@@ -10,7 +10,7 @@ import { CliError } from './errors';
 import { downloadProgressBar, ProgressBar, type ProgressStream } from './progress';
 
 /** Folder name of the model shipped inside the package. */
-export const EMBEDDED_MODEL_NAME = 'tiny-random-granite-4.0-h';
+export const EMBEDDED_MODEL_NAME = 'tiny-kjv-granite-4.0-h';
 
 /** Absolute path of the embedded model (`models/` next to `src/` and `dist/` in the package). */
 export function embeddedModelPath(): string {
@@ -31,7 +31,7 @@ function looksLikePath(arg: string): boolean {
 
 const NAMING_HELP =
   'Pass --model a model folder (holding config.json and *.safetensors), a Hugging Face repo id such as ibm-granite/granite-4.0-h-micro, ' +
-  `a preset name (${PRESET_NAMES.join(', ')}), or leave --model out to use the embedded test model.`;
+  `a preset name (${PRESET_NAMES.join(', ')}), or leave --model out to use the embedded tiny demo model.`;
 
 /** Interprets `--model` (undefined = the embedded model). Does not touch the network. */
 export function resolveModelArg(arg: string | undefined): ModelSource {
@@ -82,8 +82,9 @@ export interface LoadModelOptions {
 
 /** The notice printed (once) when the embedded model is used. */
 export const EMBEDDED_MODEL_NOTICE =
-  `Note: no --model given, so this runs the embedded ${EMBEDDED_MODEL_NAME}, a tiny Granite 4.0-H-shaped model with RANDOM weights ` +
-  'that ships inside @graniteflow/cli so the command works offline: its text is meaningless. For real output use a real checkpoint, ' +
+  `Note: no --model given, so this runs the embedded ${EMBEDDED_MODEL_NAME}, a tiny demo model (9 M parameters, Granite 4.0-H's ` +
+  'architecture) that graniteflow trained on the King James Bible and ships inside @graniteflow/cli so the command works offline. ' +
+  "It is not one of IBM's Granite models and knows only the Bible's English. For real output use a real checkpoint, " +
   'e.g. --model ibm-granite/granite-4.0-h-micro (downloaded once into the Hugging Face cache) or --model ./path/to/model-folder. ' +
   '(--quiet hides this note.)\n';
 

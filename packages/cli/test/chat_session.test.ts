@@ -1,4 +1,4 @@
-// ChatSession on the embedded model: what a cancelled turn leaves in the conversation and the state.
+// ChatSession on the golden chat_tiny model: what a cancelled turn leaves in the conversation and the state.
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { fromPretrained, type GenerateOptions, type GraniteModel, type HybridCache } from '@graniteflow/granite';

@@ -23,7 +23,7 @@ test('generate --dtype q4_0 runs the embedded model with 4-bit weights, and says
   expect(r.stderr).not.toMatch(/error/i);
   expect(r.code).toBe(0);
   expect(r.stdout.length).toBeGreaterThan(1);
-  expect(r.stderr).toMatch(/Loading tiny-random-granite-4\.0-h as q4_0/);
+  expect(r.stderr).toMatch(/Loading tiny-kjv-granite-4\.0-h as q4_0/);
 });
 
 test('generate --dtype bf16 of a bf16 checkpoint loses nothing: the golden greedy text', async () => {

@@ -76,15 +76,17 @@ test('--prompt-file reads the prompt; --ctx bounds the context; --truncate cuts 
 });
 
 describe('the embedded default model', () => {
-  test('with no --model it runs the embedded copy of chat_tiny and says, once, that its weights are random', async () => {
-    const c = expectations.cases[0];
-    const r = await runCli(['generate', '--temperature', '0', '--max-tokens', maxTokens, c.prompt]);
+  // Its weights are retrained from time to time (recipes/kjv-demo), so these tests check what the
+  // command says and that it produces text, never the text itself.
+  test('with no --model it runs the embedded tiny-kjv-granite-4.0-h and says, once, what that model is', async () => {
+    const r = await runCli(['generate', '--temperature', '0', '--max-tokens', '12', 'In the beginning God created']);
+    expect(r.stderr).not.toMatch(/error/i);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`${c.text}\n`);
-    expect(r.stderr.match(/RANDOM weights/g)).toHaveLength(1);
-    expect(r.stderr).toMatch(/meaningless/);
+    expect(r.stdout.trim().length).toBeGreaterThan(0);
+    expect(r.stderr.match(/trained on the King James Bible/g)).toHaveLength(1);
+    expect(r.stderr).toMatch(/not one of IBM's Granite models/);
     expect(r.stderr).toMatch(/--model ibm-granite\/granite-4\.0-h-micro/);
-    expect(r.stderr).toMatch(/Loading tiny-random-granite-4\.0-h/); // the progress bar (one line per state off a terminal)
+    expect(r.stderr).toMatch(/Loading tiny-kjv-granite-4\.0-h/); // the progress bar (one line per state off a terminal)
   });
 
   test('--quiet hides the notice and the progress bar', async () => {
@@ -97,7 +99,7 @@ describe('the embedded default model', () => {
 
 test('--json prints one JSON object per line: start, text events, done', async () => {
   const c = expectations.cases.find((x) => x.kind === 'chat')!;
-  const r = await runCli(['generate', '--chat', '--json', '--quiet', '--temperature', '0', '--max-tokens', maxTokens, c.messages![0].content]);
+  const r = await runCli(['generate', '--model', CHAT_TINY, '--chat', '--json', '--quiet', '--temperature', '0', '--max-tokens', maxTokens, c.messages![0].content]);
   expect(r.code).toBe(0);
   const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; text?: string; tokenIds?: number[]; finishReason?: string; promptTokens?: number });
   expect(events[0]).toMatchObject({ type: 'start', promptTokens: expect.any(Number) });
@@ -110,7 +112,7 @@ test('--json prints one JSON object per line: start, text events, done', async (
 });
 
 test('sampling: the same --seed gives the same text; --stop cuts before the stop text', async () => {
-  const args = ['generate', '--quiet', '--temperature', '0.9', '--top-k', '50', '--top-p', '0.95', '--seed', '123', '--max-tokens', '12', 'Hello'];
+  const args = ['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0.9', '--top-k', '50', '--top-p', '0.95', '--seed', '123', '--max-tokens', '12', 'Hello'];
   const [a, b] = [await runCli(args), await runCli(args)];
   expect(a.code).toBe(0);
   expect(a.stdout).toBe(b.stdout);

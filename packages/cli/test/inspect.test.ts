@@ -84,7 +84,7 @@ test('--json: counts and memory figures follow from the config', async () => {
 test('no model inspects the embedded one; two models are a usage error; a missing one a runtime error', async () => {
   const embedded = await run(['inspect']);
   expect(embedded.code).toBe(0);
-  expect(embedded.stdout).toMatch(/tiny-random-granite-4\.0-h/);
+  expect(embedded.stdout).toMatch(/tiny-kjv-granite-4\.0-h/);
   const two = await run(['inspect', 'a', 'b']);
   expect(two.code).toBe(2);
   expect(two.stderr).toMatch(/one model/);

@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { readNpy } from '@graniteflow/core';
 import { GOLDEN, runCli } from './helpers/cli';
 
+const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
+
 let tmp: string;
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-cli-logits-'));
@@ -53,7 +55,7 @@ test.each([
 });
 
 test('--text tokenizes with the model tokenizer; the default output is logits.npy in the working directory', async () => {
-  const r = await runCli(['logits', '--quiet', '--text', 'Hello'], { cwd: tmp });
+  const r = await runCli(['logits', '--model', CHAT_TINY, '--quiet', '--text', 'Hello'], { cwd: tmp });
   expect(r.code).toBe(0);
   expect(r.stderr).toBe('');
   const got = readNpy(path.join(tmp, 'logits.npy'));
@@ -62,7 +64,7 @@ test('--text tokenizes with the model tokenizer; the default output is logits.np
 });
 
 test('an id outside the vocabulary is a usage error', async () => {
-  const r = await runCli(['logits', '--quiet', '--ids', '1,5000'], { cwd: tmp });
+  const r = await runCli(['logits', '--model', CHAT_TINY, '--quiet', '--ids', '1,5000'], { cwd: tmp });
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/5000 is outside the vocabulary \[0, 1024\)/);
 });

@@ -5,33 +5,34 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Checkpoint, nativeAddon } from '@graniteflow/core';
 import { formatBytes } from '@graniteflow/granite';
-import { embeddedModelPath } from '../src/model_source';
-import { runCli } from './helpers/cli';
+import { GOLDEN, runCli } from './helpers/cli';
+
+const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
 
 let tmp: string;
 let packed: string;
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-packed-model-'));
-  packed = path.join(tmp, 'embedded-q4_0');
-  const r = await runCli(['quantize', '--model', embeddedModelPath(), '--dtype', 'q4_0', '--out', packed, '--quiet']);
+  packed = path.join(tmp, 'chat_tiny-q4_0');
+  const r = await runCli(['quantize', '--model', CHAT_TINY, '--dtype', 'q4_0', '--out', packed, '--quiet']);
   expect([r.code, r.stderr]).toEqual([0, '']);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const GREEDY = ['--temperature', '0', '--max-tokens', '6'];
 
-test('generate --model <packed folder> "Hi" runs end to end, as the embedded model quantized at load does', async () => {
+test('generate --model <packed folder> "Hi" runs end to end, as chat_tiny quantized at load does', async () => {
   const fromPacked = await runCli(['generate', '--model', packed, '--quiet', ...GREEDY, 'Hi']);
   expect([fromPacked.code, fromPacked.stderr]).toEqual([0, '']);
   expect(fromPacked.stdout.trim().length).toBeGreaterThan(0);
   // Same bytes, same kernels: the same greedy text as quantizing the original while loading.
-  const atLoad = await runCli(['generate', '--dtype', 'q4_0', '--quiet', ...GREEDY, 'Hi']);
+  const atLoad = await runCli(['generate', '--model', CHAT_TINY, '--dtype', 'q4_0', '--quiet', ...GREEDY, 'Hi']);
   expect(atLoad.code).toBe(0);
   expect(fromPacked.stdout).toBe(atLoad.stdout);
   if (nativeAddon() === null) return;
   // Native: the weights are views of the mapping, run by the packed SIMD kernels.
   const mapped = await runCli(['generate', '--model', packed, '--backend', 'native', '--quiet', ...GREEDY, 'Hi']);
-  const nativeAtLoad = await runCli(['generate', '--backend', 'native', '--dtype', 'q4_0', '--quiet', ...GREEDY, 'Hi']);
+  const nativeAtLoad = await runCli(['generate', '--model', CHAT_TINY, '--backend', 'native', '--dtype', 'q4_0', '--quiet', ...GREEDY, 'Hi']);
   expect([mapped.code, mapped.stderr]).toEqual([0, '']);
   expect(mapped.stdout).toBe(nativeAtLoad.stdout);
 });
@@ -48,7 +49,7 @@ test('generate --verbose says how the weights are held: q4_0 from the packed fol
   if (nativeAddon() !== null) expect(cpu).toMatch(/packed checkpoint, memory-mapped: [\d.]+ \w?i?B are pages of its files/);
   else expect(cpu).toMatch(/packed checkpoint, read into memory \(not mapped: the native addon is unavailable/);
   expect(await weightsLine('wasm')).toMatch(/packed checkpoint, read into memory \(not mapped: the wasm backend keeps tensors in its own memory/);
-  const plain = await runCli(['generate', '--verbose', ...GREEDY, 'Hi']);
+  const plain = await runCli(['generate', '--model', CHAT_TINY, '--verbose', ...GREEDY, 'Hi']);
   expect(plain.stderr).toMatch(/^Weights: f32 \d+ tensors [^\n]*; read from a float checkpoint\.$/m);
 });
 

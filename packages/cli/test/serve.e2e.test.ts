@@ -1,7 +1,11 @@
 // `graniteflow serve` as a process, driven by the openai client over 127.0.0.1.
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
 import OpenAI from 'openai';
-import { assertBuilt, BIN, REPO_DIR } from './helpers/cli';
+import { assertBuilt, BIN, GOLDEN, REPO_DIR } from './helpers/cli';
+
+// The golden checkpoint, whose greedy replies are known (the embedded demo model's change whenever it is retrained).
+const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
 
 let child: ChildProcess;
 let stderr = '';
@@ -9,7 +13,7 @@ let baseURL: string;
 
 beforeAll(async () => {
   assertBuilt();
-  child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--served-model-name', 'granite-test', '--max-queue', '2'], {
+  child = spawn(process.execPath, [BIN, 'serve', '--model', CHAT_TINY, '--port', '0', '--served-model-name', 'granite-test', '--max-queue', '2'], {
     cwd: REPO_DIR,
     env: { ...process.env, GRANITEFLOW_BACKEND: 'wasm' },
     stdio: ['ignore', 'pipe', 'pipe'],

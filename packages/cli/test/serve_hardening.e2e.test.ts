@@ -1,9 +1,13 @@
 // `graniteflow serve` as a process, against what web pages and oversized requests can do to a
 // local server: DNS rebinding, cross-origin posts, missing keys, huge or deeply nested prompts.
+import * as path from 'node:path';
 import OpenAI from 'openai';
-import { expectCleanError, runCli } from './helpers/cli';
+import { expectCleanError, GOLDEN, runCli } from './helpers/cli';
 import { errorOf, request, slowestHealth, startServe, type ServeProcess } from './helpers/serve_process';
 
+// The golden checkpoint: the token counts below assume its tokenizer, and the tools test its
+// Granite chat template (the embedded demo model's plain template renders no tools).
+const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
 const JSON_TYPE = { 'Content-Type': 'application/json' };
 const chat = (content: string, extra: Record<string, unknown> = {}) => JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 1, ...extra });
 const WORDS = 'the quick brown fox jumps over the lazy dog 12345 ';
@@ -11,7 +15,7 @@ const WORDS = 'the quick brown fox jumps over the lazy dog 12345 ';
 describe('default options: no key, no CORS, local host names only', () => {
   let serve: ServeProcess;
   beforeAll(async () => {
-    serve = await startServe(['--context-length', '4096']);
+    serve = await startServe(['--model', CHAT_TINY, '--context-length', '4096']);
   });
   afterAll(() => serve?.stop());
 
@@ -124,7 +128,7 @@ describe('--api-key, --cors and --allowed-hosts', () => {
   const app = 'http://app.example:3000';
   let serve: ServeProcess;
   beforeAll(async () => {
-    serve = await startServe(['--api-key', key, '--cors', app, '--allowed-hosts', 'models.internal,other.internal']);
+    serve = await startServe(['--model', CHAT_TINY, '--api-key', key, '--cors', app, '--allowed-hosts', 'models.internal,other.internal']);
   });
   afterAll(() => serve?.stop());
 
@@ -183,7 +187,7 @@ describe('--api-key, --cors and --allowed-hosts', () => {
 describe('GRANITEFLOW_API_KEY, --allow-any-host, --cors "*"', () => {
   let serve: ServeProcess;
   beforeAll(async () => {
-    serve = await startServe(['--allow-any-host', '--cors', '*'], { GRANITEFLOW_API_KEY: 'from-env-9d2e' });
+    serve = await startServe(['--model', CHAT_TINY, '--allow-any-host', '--cors', '*'], { GRANITEFLOW_API_KEY: 'from-env-9d2e' });
   });
   afterAll(() => serve?.stop());
 

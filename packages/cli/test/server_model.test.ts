@@ -1,11 +1,10 @@
-// The server on the real embedded model (the golden chat_tiny checkpoint), driven by the openai client.
+// The server on a real model (the golden chat_tiny checkpoint), driven by the openai client.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import OpenAI from 'openai';
 import { fromPretrained, type GraniteModel } from '@graniteflow/granite';
 import { createServer, type GraniteServer } from '../src/server/server';
-import { embeddedModelPath } from '../src/model_source';
 import { GOLDEN } from './helpers/cli';
 
 interface TextCase {
@@ -15,7 +14,8 @@ interface TextCase {
   text: string;
   new_ids: number[];
 }
-const expectations = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'chat_tiny', 'text_expectations.json'), 'utf8')) as {
+const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
+const expectations = JSON.parse(fs.readFileSync(path.join(CHAT_TINY, 'text_expectations.json'), 'utf8')) as {
   max_new_tokens: number;
   cases: TextCase[];
 };
@@ -29,9 +29,9 @@ let base: string;
 let tensorsBefore: number;
 
 beforeAll(async () => {
-  granite = await fromPretrained(embeddedModelPath(), { backend: 'wasm' });
+  granite = await fromPretrained(CHAT_TINY, { backend: 'wasm' });
   tensorsBefore = tf.memory().numTensors;
-  server = createServer(granite, { modelId: 'tiny-random' });
+  server = createServer(granite, { modelId: 'chat-tiny' });
   const { port } = await server.listen(0, '127.0.0.1');
   base = `http://127.0.0.1:${port}`;
   client = new OpenAI({ apiKey: 'unused', baseURL: `${base}/v1`, maxRetries: 0, timeout: 60_000 });
@@ -47,16 +47,16 @@ afterAll(async () => {
 const greedy = { temperature: 0, max_tokens: expectations.max_new_tokens };
 
 test.each(chatCases.map((c) => [c.messages![0].content, c] as const))('chat %j, not streamed: the golden greedy text', async (_, c) => {
-  const r = await client.chat.completions.create({ model: 'tiny-random', messages: c.messages!, ...greedy });
+  const r = await client.chat.completions.create({ model: 'chat-tiny', messages: c.messages!, ...greedy });
   expect(r.choices[0].message.content).toBe(c.text);
   expect(r.choices[0].finish_reason).toBe(c.new_ids.length < expectations.max_new_tokens ? 'stop' : 'length');
   expect(r.usage!.completion_tokens).toBe(c.new_ids.length);
-  expect(r.model).toBe('tiny-random');
+  expect(r.model).toBe('chat-tiny');
 });
 
 test('chat, streamed: the deltas add up to the golden text', async () => {
   const c = chatCases[1];
-  const stream = await client.chat.completions.create({ model: 'tiny-random', messages: c.messages!, ...greedy, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({ model: 'chat-tiny', messages: c.messages!, ...greedy, stream: true, stream_options: { include_usage: true } });
   let text = '';
   let deltas = 0;
   let finish: string | null = null;
@@ -78,17 +78,17 @@ test('chat, streamed: the deltas add up to the golden text', async () => {
 });
 
 test.each(plainCases.map((c) => [c.prompt, c] as const))('completions %j: the golden greedy text', async (_, c) => {
-  const r = await client.completions.create({ model: 'tiny-random', prompt: c.prompt, ...greedy });
+  const r = await client.completions.create({ model: 'chat-tiny', prompt: c.prompt, ...greedy });
   expect(r.choices[0].text).toBe(c.text);
 });
 
 test('a second request extending the first conversation prefills only the new tokens', async () => {
   const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Tell me about the license of this software.' }];
-  const first = await client.chat.completions.create({ model: 'tiny-random', messages, temperature: 0, max_tokens: 6 });
+  const first = await client.chat.completions.create({ model: 'chat-tiny', messages, temperature: 0, max_tokens: 6 });
   expect(first.usage!.prompt_tokens_details!.cached_tokens).toBe(0);
   messages.push({ role: 'assistant', content: first.choices[0].message.content }, { role: 'user', content: 'And what about patents?' });
   const prefillBefore = server.stats.prefillTokens;
-  const second = await client.chat.completions.create({ model: 'tiny-random', messages, temperature: 0, max_tokens: 6 });
+  const second = await client.chat.completions.create({ model: 'chat-tiny', messages, temperature: 0, max_tokens: 6 });
   const held = first.usage!.prompt_tokens + first.usage!.completion_tokens - 1; // prompt + reply but its last token
   const cached = second.usage!.prompt_tokens_details!.cached_tokens!;
   expect(cached).toBe(held);
@@ -106,10 +106,10 @@ test('resuming gives the same tokens as feeding the whole prompt again', async (
   const prompt1 = granite.tokenizer!.encode('The license grants you the right to');
   const generated: number[] = [];
   for await (const id of granite.generate(prompt1, { maxNewTokens: 5 })) generated.push(id);
-  const first = await client.completions.create({ model: 'tiny-random', prompt: prompt1, temperature: 0, max_tokens: 5 });
+  const first = await client.completions.create({ model: 'chat-tiny', prompt: prompt1, temperature: 0, max_tokens: 5 });
   expect(first.choices[0].text).toBe(granite.tokenizer!.decode(generated, { skipSpecialTokens: true }));
   const prompt2 = [...prompt1, ...generated, ...granite.tokenizer!.encode(' copy and modify')];
-  const resumed = await client.completions.create({ model: 'tiny-random', prompt: prompt2, temperature: 0, max_tokens: 6 });
+  const resumed = await client.completions.create({ model: 'chat-tiny', prompt: prompt2, temperature: 0, max_tokens: 6 });
   expect(resumed.usage!.prompt_tokens_details!.cached_tokens).toBe(prompt1.length + generated.length - 1);
   const fresh = createServer(granite, { modelId: 'fresh', cacheEntries: 0 });
   try {
@@ -128,27 +128,27 @@ test('a long prompt, fed to the model in pieces, continues exactly as when fed w
   expect(prompt.length).toBeGreaterThan(600); // more than two of the server's prefill pieces
   const whole: number[] = [];
   for await (const id of granite.generate(prompt, { maxNewTokens: 8 })) whole.push(id);
-  const r = await client.completions.create({ model: 'tiny-random', prompt, temperature: 0, max_tokens: 8 });
+  const r = await client.completions.create({ model: 'chat-tiny', prompt, temperature: 0, max_tokens: 8 });
   expect(r.usage!.prompt_tokens_details!.cached_tokens).toBe(0);
   expect(r.choices[0].text).toBe(granite.tokenizer!.decode(whole, { skipSpecialTokens: true }));
 });
 
 test('a seed makes sampling reproducible', async () => {
   const ask = (seed: number) =>
-    client.chat.completions.create({ model: 'tiny-random', messages: [{ role: 'user', content: 'Write a poem.' }], temperature: 1, top_p: 0.95, seed, max_tokens: 10 });
+    client.chat.completions.create({ model: 'chat-tiny', messages: [{ role: 'user', content: 'Write a poem.' }], temperature: 1, top_p: 0.95, seed, max_tokens: 10 });
   const [a, b] = [await ask(42), await ask(42)];
   expect(a.choices[0].message.content).toBe(b.choices[0].message.content);
 });
 
 test('stop strings end the text before them', async () => {
   const c = plainCases[0]; // " codeosopyrightAMAG PARTI workove FITNESS"
-  const r = await client.completions.create({ model: 'tiny-random', prompt: c.prompt, ...greedy, stop: ['AMAG'] });
+  const r = await client.completions.create({ model: 'chat-tiny', prompt: c.prompt, ...greedy, stop: ['AMAG'] });
   expect(r.choices[0].text).toBe(c.text.slice(0, c.text.indexOf('AMAG')));
   expect(r.choices[0].finish_reason).toBe('stop');
 });
 
 test('/v1/models and /health', async () => {
-  expect((await client.models.list()).data.map((m) => m.id)).toEqual(['tiny-random']);
+  expect((await client.models.list()).data.map((m) => m.id)).toEqual(['chat-tiny']);
   const health = (await (await fetch(`${base}/health`)).json()) as { status: string; stats: { requests: number } };
   expect(health.status).toBe('ok');
   expect(health.stats.requests).toBeGreaterThan(5);

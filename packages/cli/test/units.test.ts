@@ -1,7 +1,9 @@
-// Small pieces: progress bar, option parsing, the prefix cache, the queue, error messages.
+// Small pieces: progress bar, option parsing, the prefix cache, the queue, error messages, the embedded model's files.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { embeddedModelPath } from '../src/model_source';
+import { Checkpoint } from '@graniteflow/core';
+import { GraniteTokenizer, parameterShapes, readModelConfig } from '@graniteflow/granite';
+import { EMBEDDED_MODEL_NAME, embeddedModelPath } from '../src/model_source';
 import { MODEL_OPTIONS, numberOption, parseCommandArgs, parseIdList } from '../src/args';
 import { describeError, UsageError } from '../src/errors';
 import { ProgressBar } from '../src/progress';
@@ -149,9 +151,42 @@ test('describeError adds advice by error kind and keeps one paragraph', () => {
   expect(describeError('plain')).toBe('plain');
 });
 
-test('the embedded model is the golden chat_tiny checkpoint, byte for byte', () => {
-  const golden = path.resolve(__dirname, '..', '..', '..', 'fixtures', 'golden', 'chat_tiny');
-  for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) {
-    expect(fs.readFileSync(path.join(embeddedModelPath(), f)).equals(fs.readFileSync(path.join(golden, f)))).toBe(true);
-  }
+describe('the embedded model folder', () => {
+  // Its weights and README are replaced when the demo model is retrained (recipes/kjv-demo), so
+  // these tests check that the folder is a complete, consistent model, never what it generates.
+  const folder = embeddedModelPath();
+
+  test('holds every file a model folder needs, under the name the CLI announces', () => {
+    expect(path.basename(folder)).toBe(EMBEDDED_MODEL_NAME);
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'model.safetensors', 'README.md']) {
+      expect([f, fs.statSync(path.join(folder, f), { throwIfNoEntry: false })?.isFile()]).toEqual([f, true]);
+    }
+    expect(JSON.parse(fs.readFileSync(path.join(folder, 'config.json'), 'utf8')).model_type).toBe('granitemoehybrid');
+    // The README's wording changes with each training run; its title names the model.
+    expect(fs.readFileSync(path.join(folder, 'README.md'), 'utf8').split('\n')[0]).toContain('tiny-kjv-granite-4.0-h');
+  });
+
+  test('its checkpoint holds every weight its config asks for, in the shape it asks for', () => {
+    const { config } = readModelConfig(folder);
+    const checkpoint = Checkpoint.open(folder);
+    try {
+      const expected = parameterShapes(config);
+      expect(checkpoint.names().sort()).toEqual(expected.map(([name]) => name).sort());
+      for (const [name, shape] of expected) expect([name, checkpoint.info(name).shape]).toEqual([name, shape]);
+    } finally {
+      checkpoint.close();
+    }
+  });
+
+  test('its tokenizer fits the vocabulary, ends on the config\'s eos and renders a chat with the plain template', async () => {
+    const { config } = readModelConfig(folder);
+    const tokenizer = await GraniteTokenizer.fromFolder(folder);
+    expect([config.eos_token_id].flat()).toContain(tokenizer.eosTokenId); // generation stops on the token training ended each text with
+    expect(tokenizer.decode([tokenizer.eosTokenId!], { skipSpecialTokens: false })).toBe('<|end_of_text|>');
+    const ids = tokenizer.encode('And God said, Let there be light: and there was light.');
+    expect(Math.max(...ids)).toBeLessThan(config.vocab_size);
+    const prompt = tokenizer.applyChatTemplate([{ role: 'user', content: 'Who made the heaven?' }], { addGenerationPrompt: true });
+    expect(prompt).toContain('Who made the heaven?');
+    expect(prompt).not.toContain('<|start_of_role|>'); // "Role: text" turns, no Granite role tokens
+  });
 });

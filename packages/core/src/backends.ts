@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { NATIVE_BACKEND, registerNativeBackend } from './native/native_backend';
 import { nativeUnavailableReason } from './native/native_addon';
 import { registerWasmTransposedMatMul } from './kernels/wasm_transposed_matmul';
-import { registerWasmTrainingKernels } from './kernels/wasm_unsorted_segment_sum';
+import { registerTrainingKernels } from './kernels/unsorted_segment_sum';
 
 /** Backends graniteflow knows how to initialise. */
 export type BackendName = 'native' | 'wasm' | 'cpu' | 'tensorflow' | 'webgl' | 'webgpu';
@@ -41,7 +41,9 @@ function tryRequire(moduleName: string): unknown {
 
 // At load, not when graniteflow starts the wasm backend: a program calling tf.setBackend('wasm')
 // itself trains too (the matmul fix needs tfjs-backend-wasm loaded first; initBackend redoes it).
-registerWasmTrainingKernels();
+// tfjs-backend-cpu first (a dependency, loaded for native anyway): its quadratic UnsortedSegmentSum is replaced.
+tryRequire('@tensorflow/tfjs-backend-cpu');
+registerTrainingKernels();
 registerWasmTransposedMatMul();
 
 /**

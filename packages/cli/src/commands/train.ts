@@ -1,7 +1,7 @@
 /** `graniteflow train`: a Granite hybrid from a config.json, trained on a text file, saved as a model folder. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { initBackend } from '@graniteflow/core';
+import { initBackend, isBackendAvailable, type BackendName } from '@graniteflow/core';
 import { ConfigError, parseConfig } from '@graniteflow/granite';
 import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { UsageError } from '../errors';
@@ -17,9 +17,18 @@ const OPTIONS: OptionTable = {
   tokenizer: { type: 'string', value: 'DIR', description: "use this model folder's tokenizer (default: byte-level, 257 tokens)" },
   'vocab-size': { type: 'string', value: 'N', description: "instead, learn a byte-level BPE tokenizer of N tokens from the corpus (N ≤ the config's vocab_size)" },
   ...loopOptions({ steps: 200, lr: '3e-3', seq: 128 }),
-  backend: { type: 'string', value: 'NAME', description: 'native, wasm or cpu (default: the fastest available)' },
+  backend: { type: 'string', value: 'NAME', description: 'native, wasm or cpu (default: GRANITEFLOW_BACKEND, else wasm, the fastest for training today)' },
   ...COMMON_OPTIONS,
 };
+
+/**
+ * wasm unless GRANITEFLOW_BACKEND says otherwise: native, the inference default, runs many of the
+ * backward pass's ops through tfjs-backend-cpu's JavaScript (`npm run bench -w @graniteflow/train`).
+ */
+function trainingBackend(): BackendName | undefined {
+  if (process.env.GRANITEFLOW_BACKEND) return undefined;
+  return isBackendAvailable('wasm') ? 'wasm' : undefined;
+}
 
 export const trainCommand: Command = {
   name: 'train',
@@ -79,7 +88,7 @@ export const trainCommand: Command = {
       ...loopSettingsFromArgs('train', values, { steps: 200, lr: 3e-3, seq: 128 }),
       resume,
     };
-    const backend = await initBackend(stringOption(values, 'backend'));
+    const backend = await initBackend(stringOption(values, 'backend') ?? trainingBackend());
     const result = await withTrainingProgress(io, flag(values, 'quiet'), (hooks) => runTrainJob({ ...options, ...hooks }));
     io.stdout.write(
       `${out}: ${result.steps} steps on ${backend} in ${result.seconds.toFixed(0)} s; training loss ${result.finalLoss.toFixed(3)}` +

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { PRESENT_INPUTS_ATTR, presentInputNames } from '../kernels/present_inputs';
+import { unsortedSegmentSumCpuKernel } from '../kernels/unsorted_segment_sum';
 import { nativeAddon, type NativeAddon } from './native_addon';
 
 export const NATIVE_BACKEND = 'native';
@@ -232,6 +233,8 @@ function nativeOverrides(addon: NativeAddon): Map<string, (cpu: tf.KernelFunc) =
     [tf.Sub, (cpu: tf.KernelFunc) => broadcastBinaryKernel(ROW_LOOPS.sub, cpu)],
     [tf.Multiply, (cpu: tf.KernelFunc) => broadcastBinaryKernel(ROW_LOOPS.mul, cpu)],
     [tf.RealDiv, (cpu: tf.KernelFunc) => broadcastBinaryKernel(ROW_LOOPS.div, cpu)],
+    // The embedding gradient: tfjs-backend-cpu's is O(segments · rows), whatever was registered for cpu.
+    [tf.UnsortedSegmentSum, () => unsortedSegmentSumCpuKernel],
   ]);
 }
 
