@@ -3,6 +3,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { defaultBackendName, initBackend, isBackendAvailable, nativeAddon, nativeUnavailableReason } from '../src';
 import { expectClose, expectNoTensorLeak } from '../src/testing';
+import { simdCounters } from '../src/kernels/simd_module';
+import { PAD_COUNTER, SLICE_COUNTER } from '../src/native/block_copy_kernels';
 
 // In this repository nx builds @graniteflow/native before core's tests, so the native backend must
 // be there; a run with GRANITEFLOW_NATIVE=0 checks the fallback instead.
@@ -127,6 +129,43 @@ describe('the native backend', () => {
         }
         x.dispose();
       }
+    });
+
+    it('slices and pads by contiguous runs (its own Slice and PadV2): every box of a 4-D tensor, float32, int32 and bool', () => {
+      const shape = [2, 3, 4, 5];
+      const strides = [60, 20, 5, 1];
+      const at = (idx: number[]) => idx.reduce((a, v, d) => a + v * strides[d], 0);
+      /** Every index of a box, row-major. */
+      const indices = (box: number[]): number[][] =>
+        box.reduce<number[][]>((acc, n) => acc.flatMap((p) => Array.from({ length: n }, (_, i) => [...p, i])), [[]]);
+      const counts = () => ({ slice: simdCounters()[SLICE_COUNTER] ?? 0, pad: simdCounters()[PAD_COUNTER] ?? 0 });
+      const before = counts();
+      let runs = 0;
+      for (const dtype of ['float32', 'int32', 'bool'] as const) {
+        const flat = Array.from({ length: 120 }, (_, i) => (dtype === 'bool' ? i % 3 === 0 : i - 7)).map(Number);
+        const x = tf.tensor(flat, shape, dtype);
+        for (const [begin, size] of [[[0, 0, 0, 0], [2, 3, 4, 5]], [[1, 1, 2, 3], [1, 2, 2, 2]], [[0, 2, 0, 1], [-1, 1, -1, 3]], [[1, 0, 3, 0], [1, 3, 1, 5]], [[0, 0, 0, 0], [2, 0, 4, 5]]] as [number[], number[]][]) {
+          const got = tf.slice(x, begin, size);
+          const box = size.map((n, d) => (n === -1 ? shape[d] - begin[d] : n));
+          expect(got.shape).toEqual(box);
+          expect(Array.from(got.dataSync())).toEqual(indices(box).map((idx) => flat[at(idx.map((v, d) => v + begin[d]))]));
+          got.dispose();
+          runs++;
+        }
+        for (const [paddings, value] of [[[[0, 0], [1, 0], [0, 2], [3, 1]], 0], [[[7, 0], [0, 0], [0, 0], [0, 0]], 0], [[[1, 1], [1, 1], [1, 1], [1, 1]], dtype === 'float32' ? -2.5 : 1]] as [[number, number][], number][]) {
+          const got = tf.pad(x, paddings, value);
+          const padded = shape.map((n, d) => paddings[d][0] + n + paddings[d][1]);
+          expect(got.shape).toEqual(padded);
+          const inside = (idx: number[]) => idx.every((v, d) => v >= paddings[d][0] && v < paddings[d][0] + shape[d]);
+          const expected = indices(padded).map((idx) => (inside(idx) ? flat[at(idx.map((v, d) => v - paddings[d][0]))] : value));
+          expect(Array.from(got.dataSync())).toEqual(expected);
+          got.dispose();
+          runs++;
+        }
+        x.dispose();
+      }
+      const after = counts();
+      expect(after.slice - before.slice + after.pad - before.pad).toBe(runs);
     });
 
     it('computes softmax over the last axis in one pass: equal to exp(x − max) / Σ in float64, -Infinity and NaN rows as tfjs', () => {

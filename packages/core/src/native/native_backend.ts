@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { PRESENT_INPUTS_ATTR, presentInputNames } from '../kernels/present_inputs';
 import { unsortedSegmentSumCpuKernel } from '../kernels/unsorted_segment_sum';
+import { padKernel, sliceKernel } from './block_copy_kernels';
 import { nativeAddon, type NativeAddon } from './native_addon';
 
 export const NATIVE_BACKEND = 'native';
@@ -235,6 +236,8 @@ function nativeOverrides(addon: NativeAddon): Map<string, (cpu: tf.KernelFunc) =
     [tf.RealDiv, (cpu: tf.KernelFunc) => broadcastBinaryKernel(ROW_LOOPS.div, cpu)],
     // The embedding gradient: tfjs-backend-cpu's is O(segments · rows), whatever was registered for cpu.
     [tf.UnsortedSegmentSum, () => unsortedSegmentSumCpuKernel],
+    [tf.Slice, sliceKernel],
+    [tf.PadV2, padKernel],
   ]);
 }
 
