@@ -55,7 +55,7 @@ export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpert
   },
   gradient: ([dy], { x, inputLinear, outputLinear, indices, weights }) => {
     const [dx, d1, d2, dw] = vjp(
-      (xx, a, b, w) => groupedExperts(xx, a, b, indices, w),
+      (xx, a, b, w) => groupedExperts(xx, a, b, indices, w, { splitWeights: true }),
       [x, inputLinear, outputLinear, weights],
       dy,
     );

@@ -50,6 +50,11 @@ export function groupedExpertsFrom(
 /**
  * The sorted-dispatch path: one matMul pair per non-empty expert on its contiguous rows. Also the
  * reference (and so the gradient) of the in-place gemv kernel.
+ *
+ * `splitWeights`: cut the stacked weights into their E experts once (`tf.split`), for the
+ * gradient: the weight gradient is then one concat of the experts' gradients, where taking each
+ * expert's rows separately gives one stacked-size padded gradient per expert, summed (E× the
+ * memory traffic). Without it only the routed experts' weights are read, as inference wants.
  */
 export function groupedExperts(
   x: tf.Tensor,
@@ -57,9 +62,17 @@ export function groupedExperts(
   outputLinear: tf.Tensor,
   indices: tf.Tensor,
   weights: tf.Tensor,
+  { splitWeights = false }: { splitWeights?: boolean } = {},
 ): tf.Tensor {
   const [e, twoI, h] = inputLinear.shape;
   const i = twoI / 2;
+  if (splitWeights) {
+    return tf.tidy(() => {
+      const w1 = tf.split(inputLinear, e, 0);
+      const w2 = tf.split(outputLinear, e, 0);
+      return groupedExpertsFrom(x, indices, weights, e, (ex) => [tf.reshape(w1[ex], [twoI, h]), tf.reshape(w2[ex], [h, i])]);
+    });
+  }
   return groupedExpertsFrom(x, indices, weights, e, (ex) => [
     tf.reshape(takeRows(inputLinear, ex, 1), [twoI, h]),
     tf.reshape(takeRows(outputLinear, ex, 1), [h, i]),
