@@ -47,7 +47,7 @@ export const COMMON_OPTIONS: OptionTable = {
 /** Sampling options shared by generate and chat. */
 export const SAMPLING_OPTIONS: OptionTable = {
   'max-tokens': { type: 'string', short: 'n', value: 'N', description: 'new tokens at most (default 256)' },
-  temperature: { type: 'string', short: 't', value: 'T', description: 'sampling temperature; 0 = greedy (default 0)' },
+  temperature: { type: 'string', short: 't', value: 'T', description: "sampling temperature; 0 = greedy (default 0, or the model's generation_config.json: do_sample, temperature, top_k, top_p, repetition_penalty)" },
   'top-k': { type: 'string', value: 'K', description: 'sample among the K most likely tokens (default off)' },
   'top-p': { type: 'string', value: 'P', description: 'nucleus sampling mass in (0, 1] (default 1 = off)' },
   'min-p': { type: 'string', value: 'P', description: 'drop tokens below P × the top probability (default off)' },

@@ -133,3 +133,25 @@ test('a prompt from standard input with "-"', async () => {
   const r = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '-'], { input: c.prompt });
   expect(r.stdout).toBe(`${c.text}\n`);
 });
+
+test("the model's generation_config.json sets the sampling defaults (do_sample, temperature, top_p); flags override them", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gf-sampling-'));
+  try {
+    for (const f of fs.readdirSync(CHAT_TINY)) fs.copyFileSync(path.join(CHAT_TINY, f), path.join(dir, f));
+    const config = JSON.parse(fs.readFileSync(path.join(CHAT_TINY, 'generation_config.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ ...config, do_sample: true, temperature: 1.5, top_p: 0.99 }));
+    const c = expectations.cases.find((x) => x.kind === 'plain')!;
+    const run = (...flags: string[]) => runCli(['generate', '--model', dir, '--quiet', '--max-tokens', maxTokens, ...flags, c.prompt]);
+    // Sampled by default now: seeded draws repeat, different seeds differ, neither is the greedy text.
+    const [a, again, b] = await Promise.all([run('--seed', '1'), run('--seed', '1'), run('--seed', '2')]);
+    for (const r of [a, again, b]) expect(r.code).toBe(0);
+    expect(again.stdout).toBe(a.stdout);
+    expect([a.stdout, b.stdout]).not.toContain(`${c.text}\n`);
+    expect(b.stdout).not.toBe(a.stdout);
+    // --temperature 0 is greedy again: the golden text.
+    const greedy = await run('--temperature', '0');
+    expect(greedy.stdout).toBe(`${c.text}\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

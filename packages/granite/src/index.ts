@@ -23,7 +23,7 @@ export {
   type WeightPlan,
   type WeightPolicyOptions,
 } from './loading/weight_policy';
-export { readGenerationConfig, type GenerationConfig } from './loading/generation_config';
+export { readGenerationConfig, type GenerationConfig, type SamplingDefaults } from './loading/generation_config';
 export { ModelFileError, readConfigJson, readModelConfig } from './loading/model_files';
 export {
   assertFitsInMemory,

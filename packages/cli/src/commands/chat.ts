@@ -5,7 +5,7 @@ import { ChatSession } from '../chat_session';
 import { describeError, UsageError } from '../errors';
 import { rate } from '../format';
 import type { CliIO } from '../io';
-import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, type Command } from './common';
+import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, withModelSampling, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
@@ -43,10 +43,11 @@ export const chatCommand: Command = {
       return 0;
     }
     if (positionals.length) throw new UsageError(`chat takes no positional arguments (got "${positionals[0]}"); type messages after it starts.`, 'chat');
-    const sampling = samplingFromArgs('chat', values);
+    const flags = samplingFromArgs('chat', values);
     const verbose = flag(values, 'verbose');
     const quiet = flag(values, 'quiet');
-    const { model, source } = await loadFromArgs(values, io, { command: 'chat', contextLength: sampling.maxContext, prefillChunk: sampling.prefillChunk });
+    const { model, source } = await loadFromArgs(values, io, { command: 'chat', contextLength: flags.maxContext, prefillChunk: flags.prefillChunk });
+    const sampling = withModelSampling(flags, values, model);
     try {
       contextOf('chat', model, sampling.maxContext);
     } catch (err) {

@@ -81,6 +81,20 @@ export function samplingFromArgs(command: string, values: ParsedArgs['values']):
 }
 
 /**
+ * `sampling` with the model's generation_config.json defaults (do_sample, temperature, top_k,
+ * top_p, repetition_penalty, as transformers applies them) where no flag set a value.
+ */
+export function withModelSampling(sampling: GenerateOptions, values: ParsedArgs['values'], model: GraniteModel): GenerateOptions {
+  const defaults = model.generationConfig?.sampling ?? {};
+  const out = { ...sampling };
+  if (values.temperature === undefined && defaults.temperature !== undefined) out.temperature = defaults.temperature;
+  if (values['top-k'] === undefined && defaults.topK !== undefined) out.topK = defaults.topK;
+  if (values['top-p'] === undefined && defaults.topP !== undefined) out.topP = defaults.topP;
+  if (values['repetition-penalty'] === undefined && defaults.repetitionPenalty !== undefined) out.repetitionPenalty = defaults.repetitionPenalty;
+  return out;
+}
+
+/**
  * The context of a loaded model: --ctx (refused past the model's max_position_embeddings), or
  * max_position_embeddings itself.
  */

@@ -15,7 +15,7 @@ import { rate } from '../format';
 import type { CliIO } from '../io';
 import { newTiming, requireTokenizer, withTiming } from '../text_generation';
 import * as fs from 'node:fs';
-import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, type Command } from './common';
+import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, withModelSampling, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
@@ -53,7 +53,7 @@ export const generateCommand: Command = {
   help: () =>
     formatHelp(
       'graniteflow generate [options] "prompt"   (prompt "-" reads standard input)',
-      'Streams the model\'s continuation of the prompt to stdout (greedy unless --temperature > 0).',
+      "Streams the model's continuation of the prompt to stdout (greedy unless --temperature > 0 or the model's generation_config.json samples).",
       OPTIONS,
       [
         'graniteflow generate "Hello"',
@@ -73,7 +73,7 @@ export const generateCommand: Command = {
     const promptFile = stringOption(values, 'prompt-file');
     if (promptFile !== undefined && positionals.length > 0) throw new UsageError('Give the prompt as arguments or with --prompt-file, not both.', 'generate');
     if (promptFile === undefined && positionals.length === 0) throw new UsageError('generate needs a prompt, e.g. graniteflow generate "Hello".', 'generate');
-    const sampling = samplingFromArgs('generate', values);
+    const flags = samplingFromArgs('generate', values);
     const stopStrings = stringList(values, 'stop');
     if (stopStrings.some((s) => s === '')) throw new UsageError('--stop needs a non-empty text.', 'generate');
     const system = stringOption(values, 'system');
@@ -86,8 +86,9 @@ export const generateCommand: Command = {
           ? await readAll(io.stdin)
           : positionals.join(' ');
 
-    const { model, source } = await loadFromArgs(values, io, { command: 'generate', contextLength: sampling.maxContext, prefillChunk: sampling.prefillChunk });
+    const { model, source } = await loadFromArgs(values, io, { command: 'generate', contextLength: flags.maxContext, prefillChunk: flags.prefillChunk });
     try {
+      const sampling = withModelSampling(flags, values, model);
       requireTokenizer(model);
       const context = contextOf('generate', model, sampling.maxContext);
       sampling.maxContext = context;
