@@ -142,15 +142,42 @@ export async function initBackend(name?: BackendName | string): Promise<BackendN
   }
   if (tf.getBackend() === wanted) return wanted;
   let ok: boolean;
+  const handlersBefore = processErrorHandlers();
   try {
     ok = await tf.setBackend(wanted);
     await tf.ready();
   } catch (err) {
     throw new BackendError(`The "${wanted}" backend failed to start: ${(err as Error).message}`);
+  } finally {
+    removeHandlersAddedSince(handlersBefore);
   }
   if (!ok) throw new BackendError(`The "${wanted}" backend failed to initialise.`);
   if (wanted === 'cpu' || wanted === NATIVE_BACKEND) silenceCpuNodeAdvice();
   return wanted;
+}
+
+const ERROR_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
+type ErrorHandlers = Record<(typeof ERROR_EVENTS)[number], Function[]>;
+
+function processErrorHandlers(): ErrorHandlers | null {
+  if (typeof process === 'undefined' || typeof process.listeners !== 'function') return null;
+  return { uncaughtException: process.listeners('uncaughtException'), unhandledRejection: process.listeners('unhandledRejection') };
+}
+
+/**
+ * tfjs-backend-wasm's Emscripten glue adds process-wide `uncaughtException` / `unhandledRejection`
+ * handlers that rethrow every error of the user's program from inside its 38 KB minified line (and
+ * its own dispose, meant to remove them, filters nothing). What starting a backend added is removed,
+ * so errors reach Node's own reporting, with their stacks.
+ */
+function removeHandlersAddedSince(before: ErrorHandlers | null): void {
+  if (before === null) return;
+  for (const event of ERROR_EVENTS) {
+    const emitter = process as unknown as NodeJS.EventEmitter;
+    for (const handler of emitter.listeners(event)) {
+      if (!before[event].includes(handler)) emitter.removeListener(event, handler as (...args: unknown[]) => void);
+    }
+  }
 }
 
 /**
