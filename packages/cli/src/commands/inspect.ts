@@ -40,6 +40,13 @@ import type { CliIO } from '../io';
 import { resolveModelArg, type ModelSource } from '../model_source';
 import type { Command } from './common';
 
+/** How the attention layers know positions, in words: "nope" is Granite 4.0-H's "no positional embedding". */
+function positionsOf(type: string | null | undefined): string {
+  if (type === undefined || type === null || type === 'nope') return 'no position embeddings (NoPE)';
+  if (type === 'rope') return 'rotary position embeddings (RoPE)';
+  return `position embeddings "${type}"`;
+}
+
 const OPTIONS: OptionTable = {
   model: { type: 'string', short: 'm', value: 'M', description: 'the model (also accepted as the positional argument)' },
   revision: { type: 'string', value: 'REV', description: 'hub branch, tag or commit (default main)' },
@@ -305,7 +312,7 @@ function formatReport(r: InspectReport): string {
     ['layers', `${c.num_hidden_layers} (${mamba} Mamba-2, ${attention} attention)`],
     ['hidden_size', String(c.hidden_size)],
     ['vocab_size', String(c.vocab_size)],
-    ['attention', `${c.num_attention_heads} query / ${c.num_key_value_heads} key-value heads of ${headDim(c)}, position embedding ${c.position_embedding_type ?? 'none'}`],
+    ['attention', `${c.num_attention_heads} query / ${c.num_key_value_heads} key-value heads of ${headDim(c)}, ${positionsOf(c.position_embedding_type)}`],
     ['mamba', `${c.mamba_n_heads} heads × ${c.mamba_d_head}, d_state ${c.mamba_d_state}, n_groups ${c.mamba_n_groups}, d_conv ${c.mamba_d_conv}, expand ${c.mamba_expand}, chunk ${c.mamba_chunk_size}`],
     [
       'feed-forward',
