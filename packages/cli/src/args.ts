@@ -74,8 +74,13 @@ export function parseCommandArgs(command: string, argv: readonly string[], table
   }
   try {
     const { values, positionals } = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+    if (values.quiet === true && values.verbose === true) {
+      // One would silently win; say so instead.
+      throw new UsageError('Give --quiet (-q) or --verbose (-v), not both.', command);
+    }
     return { values: values as ParsedArgs['values'], positionals };
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     // parseArgs phrases its errors for developers ("Option '--x <value>' argument missing"); keep
     // the gist and point to the help.
     const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '.');

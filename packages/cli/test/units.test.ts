@@ -73,6 +73,12 @@ describe('arguments', () => {
     expect(help).toMatch(/wasm \(the default otherwise\), cpu or tensorflow/);
   });
 
+  test('--quiet and --verbose together are a usage error, not one silently winning', () => {
+    const table = { quiet: { type: 'boolean' as const, short: 'q', description: '' }, verbose: { type: 'boolean' as const, short: 'v', description: '' } };
+    expect(() => parseCommandArgs('generate', ['-q', '-v'], table)).toThrow(/Give --quiet \(-q\) or --verbose \(-v\), not both/);
+    expect(parseCommandArgs('generate', ['-v'], table).values.verbose).toBe(true);
+  });
+
   test('token id lists', () => {
     expect(parseIdList('c', 'ids', '1, 2,3 4')).toEqual([1, 2, 3, 4]);
     expect(() => parseIdList('c', 'ids', '1,-2')).toThrow(UsageError);
