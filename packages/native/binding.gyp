@@ -22,6 +22,7 @@
         "csrc/ssm.c",
         "csrc/ssm_avx2.c",
         "csrc/ssm_avx512.c",
+        "csrc/ssm_grad.c",
         "csrc/act.c",
         "csrc/act_avx2.c",
         "csrc/act_avx512.c",

@@ -19,7 +19,7 @@
 
 #include "gf_internal.h"
 
-#define MAX_ARGS 20
+#define MAX_ARGS 26
 #define MAX_SAFE_INTEGER 9007199254740991.0
 
 typedef struct {
@@ -59,6 +59,8 @@ static bool begin(call_t *c, napi_env env, napi_callback_info info, const char *
     throw_error(c, "error", NULL, "could not read the arguments");
     return false;
   }
+  /* napi reports how many were passed, which may exceed what argv holds. */
+  if (c->argc > MAX_ARGS) c->argc = MAX_ARGS;
   if (c->argc < min_args) {
     throw_error(c, "type", NULL, "expected at least %zu arguments, got %zu", min_args, c->argc);
     return false;
@@ -437,6 +439,50 @@ static napi_value js_ssm_scan(napi_env env, napi_callback_info info) {
                         (const float *)bias.data, init_data, batch, T, H, P, G, N, dt_min, dt_max,
                         (float *)y.data, (float *)fs.data};
   return finish(&c, gf_ssm_scan(&a));
+}
+
+/* ssmScanGrad(x, dt, A_log, B, C, D, dt_bias, initialState | null, dy, dFinalState, batch, seqLen,
+ *             heads, headDim, groups, stateSize, dtMin, dtMax,
+ *             dx, ddt, dA_log, dB, dC, dD, ddt_bias, dInitialState) */
+static napi_value js_ssm_scan_grad(napi_env env, napi_callback_info info) {
+  call_t c;
+  if (!begin(&c, env, info, "ssmScanGrad", 26)) return NULL;
+  int64_t batch = arg_count(&c, 10, "batch", MAX_DIM), T = arg_count(&c, 11, "seqLen", MAX_DIM),
+          H = arg_count(&c, 12, "heads", MAX_DIM), P = arg_count(&c, 13, "headDim", MAX_DIM),
+          G = arg_count(&c, 14, "groups", MAX_DIM), N = arg_count(&c, 15, "stateSize", MAX_DIM);
+  double dt_min = arg_number(&c, 16, "dtMin"), dt_max = arg_number(&c, 17, "dtMax");
+  if (!c.failed && (G == 0 || H % G != 0))
+    throw_error(&c, "range", NULL, "groups must be positive and divide heads = %lld, got %lld", (long long)H, (long long)G);
+  int64_t bt = mul_checked(&c, batch, T, "batch * seqLen");
+  int64_t n_x = mul_checked(&c, mul_checked(&c, bt, H, "batch * seqLen * heads"), P, "batch * seqLen * heads * headDim");
+  int64_t n_bc = mul_checked(&c, mul_checked(&c, bt, G, "batch * seqLen * groups"), N, "batch * seqLen * groups * stateSize");
+  int64_t n_s = mul_checked(&c, mul_checked(&c, batch * H, P, "batch * heads * headDim"), N, "batch * heads * headDim * stateSize");
+  view_t in[10];
+  const char *const in_names[] = {"x", "dt", "A_log", "B", "C", "D", "dt_bias", "initialState", "dy", "dFinalState"};
+  const int64_t in_sizes[] = {n_x, bt * H, H, n_bc, n_bc, H, H, n_s, n_x, n_s};
+  for (size_t i = 0; i < 10; i++) {
+    if (i == 7) {
+      arg_f32_opt(&c, 7, "initialState", n_s, &in[7]);
+      continue;
+    }
+    in[i] = arg_view(&c, i, in_names[i], napi_float32_array, (size_t)in_sizes[i] * 4);
+  }
+  view_t out[8];
+  const char *const out_names[] = {"dx", "ddt", "dA_log", "dB", "dC", "dD", "ddt_bias", "dInitialState"};
+  const int64_t out_sizes[] = {n_x, bt * H, H, n_bc, n_bc, H, H, n_s};
+  for (size_t i = 0; i < 8; i++) out[i] = arg_view(&c, 18 + i, out_names[i], napi_float32_array, (size_t)out_sizes[i] * 4);
+  for (size_t o = 0; o < 8; o++) {
+    for (size_t i = 0; i < 10; i++) check_disjoint(&c, out[o], out_names[o], in[i], in_names[i]);
+    for (size_t p = 0; p < o; p++) check_disjoint(&c, out[o], out_names[o], out[p], out_names[p]);
+  }
+  if (c.failed) return NULL;
+  gf_ssm_scan_grad_args a = {(const float *)in[0].data, (const float *)in[1].data, (const float *)in[2].data,
+                             (const float *)in[3].data, (const float *)in[4].data, (const float *)in[5].data,
+                             (const float *)in[6].data, (const float *)in[7].data, (const float *)in[8].data,
+                             (const float *)in[9].data, batch, T, H, P, G, N, dt_min, dt_max,
+                             (float *)out[0].data, (float *)out[1].data, (float *)out[2].data, (float *)out[3].data,
+                             (float *)out[4].data, (float *)out[5].data, (float *)out[6].data, (float *)out[7].data};
+  return finish(&c, gf_ssm_scan_grad(&a));
 }
 
 /* causalConv1d(x, weight, bias | null, convState | null, batch, seqLen, channels, kernelSize,
@@ -920,6 +966,7 @@ NAPI_MODULE_INIT() {
       {"counters", js_counters},         {"resetCounters", js_reset_counters},
       {"rowBytes", js_row_bytes},        {"interleave", js_interleave},
       {"ssmScan", js_ssm_scan},          {"causalConv1d", js_causal_conv1d},
+      {"ssmScanGrad", js_ssm_scan_grad},
       {"gatedRmsNorm", js_gated_rms_norm}, {"swiglu", js_swiglu},
       {"moeExperts", js_moe_experts},    {"attention", js_attention},
   };

@@ -98,7 +98,7 @@ static char kernel_names[GF_KERNEL_COUNT][32];
 /* The single-entry kernels after gemmF32. */
 static const char *const single_names[GF_KERNEL_COUNT - GF_KERNEL_SSM_SCAN] = {"ssmScan", "causalConv1d",
                                                                              "gatedRmsNorm", "swiglu", "moeExperts",
-                                                                             "attention"};
+                                                                             "attention", "ssmScanGrad"};
 
 /* "family.format" for every kernel but gemmF32, built once at load. */
 __attribute__((constructor)) static void gf_names_init(void) {

@@ -36,7 +36,8 @@ typedef enum {
 #define GF_KERNEL_SWIGLU (GF_KERNEL_GEMM_F32 + 4)
 #define GF_KERNEL_MOE_EXPERTS (GF_KERNEL_GEMM_F32 + 5)
 #define GF_KERNEL_ATTENTION (GF_KERNEL_GEMM_F32 + 6)
-#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 7)
+#define GF_KERNEL_SSM_SCAN_GRAD (GF_KERNEL_GEMM_F32 + 7)
+#define GF_KERNEL_COUNT (GF_KERNEL_GEMM_F32 + 8)
 
 enum { GF_OK = 0, GF_ERR_NOMEM = 1 };
 
@@ -136,6 +137,21 @@ typedef struct {
   float *final_state;         /* [batch, heads, head_dim, state_size]; may be initial_state */
 } gf_ssm_scan_args;
 int gf_ssm_scan(const gf_ssm_scan_args *args);
+
+/*
+ * Backward pass of gf_ssm_scan (ssm_grad.c): the gradients of every float input from dy and
+ * d_final_state. Every output is overwritten (d_initial_state is filled even without an initial
+ * state). No output may overlap an input or another output.
+ */
+typedef struct {
+  const float *x, *dt, *a_log, *b, *c, *d, *dt_bias, *initial_state; /* as gf_ssm_scan_args */
+  const float *dy;            /* [batch, seq_len, heads, head_dim] */
+  const float *d_final_state; /* [batch, heads, head_dim, state_size] */
+  int64_t batch, seq_len, heads, head_dim, groups, state_size;
+  double dt_min, dt_max;
+  float *dx, *ddt, *da_log, *db, *dc, *dd, *ddt_bias, *d_initial_state;
+} gf_ssm_scan_grad_args;
+int gf_ssm_scan_grad(const gf_ssm_scan_grad_args *args);
 
 /* Causal depthwise conv over time, channels-last: y_t[c] = act(bias[c] + sum_k w[c, k] u_{t-K+1+k}[c])
  * with u = [conv_state (zeros when NULL), x]; new_state receives the last K - 1 rows of u. */

@@ -35,7 +35,8 @@ export type KernelName =
   | 'gatedRmsNorm'
   | 'swiglu'
   | 'moeExperts'
-  | 'attention';
+  | 'attention'
+  | 'ssmScanGrad';
 export const KERNELS: readonly KernelName[] = [
   ...(['quantize', 'dequantize', 'dequantizeRows', 'matmul'] as const).flatMap((family) =>
     FORMATS.map((format) => `${family}.${format}` as KernelName),
@@ -47,6 +48,7 @@ export const KERNELS: readonly KernelName[] = [
   'swiglu',
   'moeExperts',
   'attention',
+  'ssmScanGrad',
 ];
 
 export type TypedArray =
@@ -160,6 +162,27 @@ export interface SsmScanInputs {
   initialState?: Float32Array;
 }
 
+/** Upstream gradients of {@link Native.ssmScan}'s two outputs. */
+export interface SsmScanCotangents {
+  /** [batch, seqLen, heads, headDim] */
+  dy: Float32Array;
+  /** [batch, heads, headDim, stateSize] */
+  dFinalState: Float32Array;
+}
+
+/** Gradients of {@link Native.ssmScanGrad}, each shaped as its input; every one is overwritten. */
+export interface SsmScanGradients {
+  x: Float32Array;
+  dt: Float32Array;
+  A_log: Float32Array;
+  B: Float32Array;
+  C: Float32Array;
+  D: Float32Array;
+  dt_bias: Float32Array;
+  /** filled even without an initial state */
+  initialState: Float32Array;
+}
+
 /** Sizes of one causal depthwise conv. */
 export interface CausalConv1dDims {
   batch: number;
@@ -269,6 +292,19 @@ export interface Native {
     dtMin: number,
     dtMax: number,
     out: { y: Float32Array; finalState: Float32Array },
+  ): void;
+  /**
+   * The backward pass of {@link Native.ssmScan} (ops-mamba's `selectiveScanGradImpl`): the
+   * gradients of every float input from `dy` and `dFinalState`, by a reverse sweep in double over
+   * states checkpointed every 64 tokens. Threads split the (sequence, head) pairs.
+   */
+  ssmScanGrad(
+    inputs: SsmScanInputs,
+    cotangents: SsmScanCotangents,
+    dims: SsmScanDims,
+    dtMin: number,
+    dtMax: number,
+    out: SsmScanGradients,
   ): void;
   /**
    * Causal depthwise conv over time (ops-mamba's `causalConv1dImpl`): `y_t[c] = act(bias[c] +
@@ -383,6 +419,14 @@ interface Binding {
     d: Float32Array, dtBias: Float32Array, initialState: Float32Array | null, batch: number,
     seqLen: number, heads: number, headDim: number, groups: number, stateSize: number,
     dtMin: number, dtMax: number, y: Float32Array, finalState: Float32Array,
+  ): void;
+  ssmScanGrad(
+    x: Float32Array, dt: Float32Array, aLog: Float32Array, b: Float32Array, c: Float32Array,
+    d: Float32Array, dtBias: Float32Array, initialState: Float32Array | null, dy: Float32Array,
+    dFinalState: Float32Array, batch: number, seqLen: number, heads: number, headDim: number,
+    groups: number, stateSize: number, dtMin: number, dtMax: number, dx: Float32Array,
+    ddt: Float32Array, dALog: Float32Array, dB: Float32Array, dC: Float32Array, dD: Float32Array,
+    dDtBias: Float32Array, dInitialState: Float32Array,
   ): void;
   causalConv1d(
     x: Float32Array, weight: Float32Array, bias: Float32Array | null, convState: Float32Array | null,
@@ -625,6 +669,30 @@ function wrap(binding: Binding, binaryPath: string): Native {
       const y = float32(fn, 'out.y', out.y, batch * T * H * P, xs);
       const finalState = float32(fn, 'out.finalState', out.finalState, batch * H * P * N, ss);
       binding.ssmScan(x, dt, aLog, b, c, d, bias, init, batch, T, H, P, G, N, lo, hi, y, finalState);
+    },
+    ssmScanGrad(inputs, cotangents, dims, dtMin, dtMax, out) {
+      const fn = 'ssmScanGrad';
+      const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.seqLen', dims.seqLen);
+      const H = count(fn, 'dims.heads', dims.heads), P = count(fn, 'dims.headDim', dims.headDim);
+      const G = count(fn, 'dims.groups', dims.groups), N = count(fn, 'dims.stateSize', dims.stateSize);
+      if (G === 0 || H % G !== 0)
+        throw new RangeError(`${fn}: dims.groups must be positive and divide dims.heads = ${H}, got ${G}`);
+      const lo = number(fn, 'dtMin', dtMin), hi = number(fn, 'dtMax', dtMax);
+      const xs = `batch * seqLen * heads * headDim = ${batch} * ${T} * ${H} * ${P}`;
+      const ts = `batch * seqLen * heads = ${batch} * ${T} * ${H}`;
+      const bcs = `batch * seqLen * groups * stateSize = ${batch} * ${T} * ${G} * ${N}`;
+      const ss = `batch * heads * headDim * stateSize = ${batch} * ${H} * ${P} * ${N}`;
+      const sizes = { x: [batch * T * H * P, xs], dt: [batch * T * H, ts], A_log: [H, 'heads'], B: [batch * T * G * N, bcs], C: [batch * T * G * N, bcs], D: [H, 'heads'], dt_bias: [H, 'heads'], initialState: [batch * H * P * N, ss] } as const;
+      const input = (k: keyof typeof sizes) => float32(fn, `inputs.${k}`, inputs[k], sizes[k][0], sizes[k][1]);
+      const grad = (k: keyof typeof sizes) => float32(fn, `out.${k}`, out[k], sizes[k][0], sizes[k][1]);
+      const init = inputs.initialState === undefined ? null : input('initialState');
+      const dy = float32(fn, 'cotangents.dy', cotangents.dy, batch * T * H * P, xs);
+      const dFinal = float32(fn, 'cotangents.dFinalState', cotangents.dFinalState, batch * H * P * N, ss);
+      binding.ssmScanGrad(
+        input('x'), input('dt'), input('A_log'), input('B'), input('C'), input('D'), input('dt_bias'), init, dy, dFinal,
+        batch, T, H, P, G, N, lo, hi,
+        grad('x'), grad('dt'), grad('A_log'), grad('B'), grad('C'), grad('D'), grad('dt_bias'), grad('initialState'),
+      );
     },
     causalConv1d(inputs, dims, activation, out) {
       const fn = 'causalConv1d';

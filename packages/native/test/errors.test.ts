@@ -96,7 +96,7 @@ describe('argument checks in the typed API', () => {
     expect(thrown(() => native.setLevel('sse' as never))).toBe(
       "RangeError: setLevel: level must be one of scalar, avx2, avx512, got the string 'sse'",
     );
-    expect(thrown(() => native.kernelLevel('matmul.q5_0' as never))).toMatch(/^RangeError: kernelLevel: kernel must be one of quantize.f32, .*gemmF32, ssmScan, causalConv1d, gatedRmsNorm, swiglu, moeExperts, attention, got the string 'matmul.q5_0'$/);
+    expect(thrown(() => native.kernelLevel('matmul.q5_0' as never))).toMatch(/^RangeError: kernelLevel: kernel must be one of quantize.f32, .*gemmF32, ssmScan, causalConv1d, gatedRmsNorm, swiglu, moeExperts, attention, ssmScanGrad, got the string 'matmul.q5_0'$/);
     expect(thrown(() => native.setThreads(0))).toBe('RangeError: setThreads: n must be between 1 and 256, got 0');
   });
 });

@@ -396,6 +396,61 @@ static void test_ssm_scan(gf_level level) {
   }
 }
 
+/* The scan's gradient: 1 and 2 threads agree (the private dB / dC and the per-pair partials are
+ * summed the same), and a finite difference of the scan's loss matches one element of each input
+ * class (the oracle for the values is the Node test's float64 central differences). */
+static double scan_loss(gf_ssm_scan_args *a, const float *dy, const float *dfs) {
+  gf_ssm_scan(a);
+  const int64_t nx = a->batch * a->seq_len * a->heads * a->head_dim, ns = a->batch * a->heads * a->head_dim * a->state_size;
+  double l = 0;
+  for (int64_t i = 0; i < nx; i++) l += (double)a->y[i] * dy[i];
+  for (int64_t i = 0; i < ns; i++) l += (double)a->final_state[i] * dfs[i];
+  return l;
+}
+
+static void test_ssm_scan_grad(void) {
+  const int64_t batch = 2, T = 70, H = 4, P = 3, G = 2, N = 5;
+  const int64_t nx = batch * T * H * P, nbc = batch * T * G * N, ns = batch * H * P * N, nt = batch * T * H;
+  for (int with_state = 0; with_state <= 1; with_state++) {
+    float *x = alloc_uniform(nx, -1, 1), *dt = alloc_uniform(nt, -3, 1), *alog = alloc_uniform(H, -1, 1.5f);
+    float *b = alloc_uniform(nbc, -1, 1), *c = alloc_uniform(nbc, -1, 1), *d = alloc_uniform(H, -1, 1);
+    float *bias = alloc_uniform(H, -1, 1), *init = with_state ? alloc_uniform(ns, -1, 1) : NULL;
+    float *dy = alloc_uniform(nx, -1, 1), *dfs = alloc_uniform(ns, -1, 1);
+    float *g[2][8];
+    const int64_t sizes[8] = {nx, nt, H, nbc, nbc, H, H, ns};
+    for (int threads = 1; threads <= 2; threads++) {
+      gf_set_threads(threads);
+      for (int k = 0; k < 8; k++) g[threads - 1][k] = alloc_uniform(sizes[k], 9, 9);
+      gf_ssm_scan_grad_args a = {x, dt, alog, b, c, d, bias, init, dy, dfs, batch, T, H, P, G, N, 0.001, 0.5,
+                                 g[threads - 1][0], g[threads - 1][1], g[threads - 1][2], g[threads - 1][3],
+                                 g[threads - 1][4], g[threads - 1][5], g[threads - 1][6], g[threads - 1][7]};
+      uint64_t before = gf_counter(GF_KERNEL_SSM_SCAN_GRAD, GF_LEVEL_SCALAR);
+      check(gf_ssm_scan_grad(&a) == GF_OK, "ssmScanGrad returns GF_OK");
+      check(gf_counter(GF_KERNEL_SSM_SCAN_GRAD, GF_LEVEL_SCALAR) == before + 1, "ssmScanGrad counted");
+    }
+    double worst = 0;
+    for (int k = 0; k < 8; k++)
+      for (int64_t i = 0; i < sizes[k]; i++)
+        worst = fmax(worst, fabs(g[0][k][i] - g[1][k][i]) / (1e-6 + 1e-5 * fabs(g[0][k][i])));
+    check(worst <= 1.0, "ssmScanGrad: 1 and 2 threads agree");
+    /* d loss / d x[5] by central differences through gf_ssm_scan. */
+    float *y = alloc_uniform(nx, 0, 0), *fs = alloc_uniform(ns, 0, 0);
+    gf_ssm_scan_args s = {x, dt, alog, b, c, d, bias, init, batch, T, H, P, G, N, 0.001, 0.5, y, fs};
+    const float saved = x[5];
+    x[5] = saved + 1e-2f;
+    const double up = scan_loss(&s, dy, dfs);
+    x[5] = saved - 1e-2f;
+    const double down = scan_loss(&s, dy, dfs);
+    x[5] = saved;
+    const double fd = (up - down) / 2e-2;
+    check(fabs(g[1][0][5] - fd) <= 1e-2 + 1e-2 * fabs(fd), "ssmScanGrad: dx matches a finite difference");
+    for (int t = 0; t < 2; t++)
+      for (int k = 0; k < 8; k++) free(g[t][k]);
+    free(x), free(dt), free(alog), free(b), free(c), free(d), free(bias), free(init), free(dy), free(dfs), free(y), free(fs);
+  }
+  gf_set_threads(1);
+}
+
 static void test_causal_conv1d(void) {
   const int64_t shapes[][4] = {{1, 1, 5, 4}, {2, 2, 37, 4}, {2, 9, 33, 3}, {1, 3, 8, 1}, {1, 40, 70, 4}};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
@@ -765,6 +820,7 @@ int main(void) {
     test_attention((gf_level)l);
   }
   if (best >= GF_LEVEL_AVX512) test_swiglu_levels_agree();
+  test_ssm_scan_grad();
   test_causal_conv1d();
   test_gated_rms_norm();
   for (int l = (int)best + 1; l < GF_LEVEL_COUNT; l++)

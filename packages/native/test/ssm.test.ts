@@ -17,13 +17,13 @@ function worst(a: Float32Array, b: Float64Array | Float32Array, atol: number, rt
 
 /** The recurrence in float64, written from the formula (GRANITE.md §4.1): the oracle. */
 function scanReference(
-  a: { x: Float32Array; dt: Float32Array; A_log: Float32Array; B: Float32Array; C: Float32Array; D: Float32Array; dt_bias: Float32Array; initialState?: Float32Array },
+  a: { [K in 'x' | 'dt' | 'A_log' | 'B' | 'C' | 'D' | 'dt_bias']: ArrayLike<number> } & { initialState?: ArrayLike<number> },
   { batch, seqLen: T, heads: H, headDim: P, groups: G, stateSize: N }: SsmScanDims,
   dtMin: number,
   dtMax: number,
 ) {
   const y = new Float64Array(batch * T * H * P);
-  const state = Float64Array.from(a.initialState ?? new Float32Array(batch * H * P * N));
+  const state = Float64Array.from(a.initialState ?? new Float64Array(batch * H * P * N));
   for (let b = 0; b < batch; b++)
     for (let t = 0; t < T; t++)
       for (let h = 0; h < H; h++) {
@@ -95,6 +95,68 @@ describe.each(availableLevels)('ssmScan at %s', (level) => {
     atLevel(level, () => native.ssmScan(inputs, dims, 0, Infinity, { y, finalState: inputs.initialState! }));
     expect(worst(inputs.initialState!, ref.state, 1e-5, 1e-4)).toBeLessThanOrEqual(1);
     expect(worst(y, ref.y, 1e-5, 1e-4)).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('ssmScanGrad', () => {
+  const GRADS = ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias', 'initialState'] as const;
+
+  /** L = Σ y·dy + Σ finalState·dFinal by the float64 recurrence, so dL/d(input) is the gradient. */
+  function lossOf(inputs: Record<string, ArrayLike<number>>, dy: Float32Array, dFinal: Float32Array, dims: SsmScanDims, lo: number, hi: number): number {
+    const { y, state } = scanReference(inputs as Parameters<typeof scanReference>[0], dims, lo, hi);
+    let l = 0;
+    for (let i = 0; i < y.length; i++) l += y[i] * dy[i];
+    for (let i = 0; i < state.length; i++) l += state[i] * dFinal[i];
+    return l;
+  }
+
+  test.each([
+    [{ batch: 2, seqLen: 150, heads: 4, headDim: 3, groups: 2, stateSize: 5 }, true], // across 64-token checkpoints
+    [{ batch: 3, seqLen: 9, heads: 6, headDim: 4, groups: 3, stateSize: 8 }, false],
+    [{ batch: 1, seqLen: 70, heads: 2, headDim: 2, groups: 1, stateSize: 3 }, true],
+  ] as [SsmScanDims, boolean][])('%j (initial state %s): every gradient equals central differences of the float64 recurrence; 1 and 2 threads agree', (dims, withState) => {
+    const { batch, seqLen: T, heads: H, headDim: P, stateSize: N } = dims;
+    const inputs = scanCase(dims, 11, withState);
+    const dy = uniform(batch * T * H * P, 21);
+    const dFinal = uniform(batch * H * P * N, 22);
+    const [lo, hi] = [0.001, 0.5]; // some dt clamped at 0.5: their gradient is zero
+    const outFor = () => Object.fromEntries(GRADS.map((k) => [k, new Float32Array(k === 'initialState' ? batch * H * P * N : inputs[k].length)])) as Record<(typeof GRADS)[number], Float32Array>;
+    const before = calls('ssmScanGrad', 'scalar');
+    const [one, two] = [1, 2].map((threads) => {
+      const out = outFor();
+      atLevel('scalar', () => native.ssmScanGrad(inputs, { dy, dFinalState: dFinal }, dims, lo, hi, out), threads);
+      return out;
+    });
+    expect(calls('ssmScanGrad', 'scalar')).toBe(before + 2);
+    for (const k of GRADS) expect([k, worst(two[k], one[k], 1e-6, 1e-5) <= 1]).toEqual([k, true]);
+    // Central differences at a spread of elements of every input, in float64.
+    const f64 = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, Float64Array.from(v)])) as Record<string, Float64Array>;
+    if (!withState) f64.initialState = new Float64Array(batch * H * P * N);
+    for (const k of GRADS) {
+      const v = f64[k];
+      for (const at of [0, Math.floor(v.length / 3), Math.floor((2 * v.length) / 3), v.length - 1]) {
+        const saved = v[at];
+        const eps = 1e-4;
+        v[at] = saved + eps;
+        const up = lossOf(f64, dy, dFinal, dims, lo, hi);
+        v[at] = saved - eps;
+        const down = lossOf(f64, dy, dFinal, dims, lo, hi);
+        v[at] = saved;
+        const fd = (up - down) / (2 * eps);
+        expect([k, at, Math.abs(two[k][at] - fd) <= 2e-3 + 2e-3 * Math.abs(fd)]).toEqual([k, at, true]);
+      }
+    }
+  });
+
+  test('checks every array at the boundary, naming it', () => {
+    const dims = { batch: 1, seqLen: 3, heads: 2, headDim: 2, groups: 1, stateSize: 4 };
+    const inputs = scanCase(dims, 3, false);
+    const ok = { dy: new Float32Array(12), dFinalState: new Float32Array(16) };
+    const out = { x: new Float32Array(12), dt: new Float32Array(6), A_log: new Float32Array(2), B: new Float32Array(12), C: new Float32Array(12), D: new Float32Array(2), dt_bias: new Float32Array(2), initialState: new Float32Array(16) };
+    expect(() => native.ssmScanGrad(inputs, { ...ok, dy: new Float32Array(11) }, dims, 0, 1, out)).toThrow(/ssmScanGrad: cotangents\.dy/);
+    expect(() => native.ssmScanGrad(inputs, ok, dims, 0, 1, { ...out, B: new Float32Array(13) })).toThrow(/ssmScanGrad: out\.B/);
+    expect(() => native.ssmScanGrad(inputs, ok, dims, 0, 1, { ...out, C: out.B })).toThrow(/dC must not share memory with dB/);
+    expect(() => native.ssmScanGrad(inputs, ok, { ...dims, groups: 3 }, 0, 1, out)).toThrow(/groups must be positive and divide/);
   });
 });
 

@@ -1,4 +1,4 @@
-import { describeBackends, expectClose } from '@graniteflow/core/testing';
+import { describeBackends, expectClose, watchFastPath } from '@graniteflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   causalConv1dKernel,
@@ -53,7 +53,7 @@ function checkGradients(
   tf.dispose([...outs, ...weights, ...fused, ...reference]);
 }
 
-describeBackends('gradients', () => {
+describeBackends('gradients', (backend) => {
   it('SelectiveScan: every float input, including initialState (G = 2, T not a multiple of the chunk)', () => {
     const [batch, T, Hm, P, G, N] = [2, 5, 4, 2, 2, 3];
     const inputs = {
@@ -128,7 +128,14 @@ describeBackends('gradients', () => {
       };
       const attrs = { dtMin: 0.001, dtMax: 2, chunkSize: 32 };
       const before = tf.memory().numTensors;
-      const fused = selectiveScanGradKernel.run(inputs, attrs);
+      const watch = watchFastPath(backend, selectiveScanGradKernel, 'ssmScanGrad');
+      let fused: tf.Tensor[];
+      try {
+        fused = selectiveScanGradKernel.run(inputs, attrs);
+        expect(watch.calls()).toBe(1); // the fused body, or on native @graniteflow/native's ssmScanGrad
+      } finally {
+        watch.restore();
+      }
       expect(tf.memory().numTensors).toBe(before + fused.length); // only its eight outputs stay
       const reference = selectiveScanGradKernel.reference(inputs, attrs);
       fused.forEach((g, i) => expectClose(g, reference[i], { atol: 2e-3, rtol: 2e-3 }, `output ${i}, initial state ${withInit}`));

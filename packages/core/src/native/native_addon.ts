@@ -77,6 +77,33 @@ export interface NativeAddon {
     dtMax: number,
     out: { y: Float32Array; finalState: Float32Array },
   ): void;
+  /** The scan's backward pass: every float input's gradient from dy and dFinalState (all overwritten). */
+  ssmScanGrad(
+    inputs: {
+      x: Float32Array;
+      dt: Float32Array;
+      A_log: Float32Array;
+      B: Float32Array;
+      C: Float32Array;
+      D: Float32Array;
+      dt_bias: Float32Array;
+      initialState?: Float32Array;
+    },
+    cotangents: { dy: Float32Array; dFinalState: Float32Array },
+    dims: { batch: number; seqLen: number; heads: number; headDim: number; groups: number; stateSize: number },
+    dtMin: number,
+    dtMax: number,
+    out: {
+      x: Float32Array;
+      dt: Float32Array;
+      A_log: Float32Array;
+      B: Float32Array;
+      C: Float32Array;
+      D: Float32Array;
+      dt_bias: Float32Array;
+      initialState: Float32Array;
+    },
+  ): void;
   /** Causal depthwise conv over time, channels-last, with its K − 1 input state. */
   causalConv1d(
     inputs: { x: Float32Array; weight: Float32Array; bias?: Float32Array; convState?: Float32Array },
