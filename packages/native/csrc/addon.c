@@ -398,23 +398,40 @@ static const float *arg_f32_opt(call_t *c, size_t i, const char *name, int64_t n
   return (const float *)out->data;
 }
 
+/* A scan's sizes from the six counts and two limits starting at argument `first`, with the element
+ * counts of its arrays (overflow-checked). */
+typedef struct {
+  int64_t batch, T, H, P, G, N, n_x, n_t, n_bc, n_s;
+  double dt_min, dt_max;
+} scan_dims_t;
+
+static scan_dims_t scan_dims(call_t *c, size_t first) {
+  scan_dims_t d;
+  d.batch = arg_count(c, first, "batch", MAX_DIM), d.T = arg_count(c, first + 1, "seqLen", MAX_DIM);
+  d.H = arg_count(c, first + 2, "heads", MAX_DIM), d.P = arg_count(c, first + 3, "headDim", MAX_DIM);
+  d.G = arg_count(c, first + 4, "groups", MAX_DIM), d.N = arg_count(c, first + 5, "stateSize", MAX_DIM);
+  d.dt_min = arg_number(c, first + 6, "dtMin"), d.dt_max = arg_number(c, first + 7, "dtMax");
+  if (!c->failed && (d.G == 0 || d.H % d.G != 0))
+    throw_error(c, "range", NULL, "groups must be positive and divide heads = %lld, got %lld", (long long)d.H, (long long)d.G);
+  const int64_t bt = mul_checked(c, d.batch, d.T, "batch * seqLen");
+  d.n_t = mul_checked(c, bt, d.H, "batch * seqLen * heads");
+  d.n_x = mul_checked(c, d.n_t, d.P, "batch * seqLen * heads * headDim");
+  d.n_bc = mul_checked(c, mul_checked(c, bt, d.G, "batch * seqLen * groups"), d.N, "batch * seqLen * groups * stateSize");
+  d.n_s = mul_checked(c, mul_checked(c, d.batch * d.H, d.P, "batch * heads * headDim"), d.N, "batch * heads * headDim * stateSize");
+  return d;
+}
+
 /* ssmScan(x, dt, A_log, B, C, D, dt_bias, initialState | null, batch, seqLen, heads, headDim,
  *         groups, stateSize, dtMin, dtMax, y, finalState) */
 static napi_value js_ssm_scan(napi_env env, napi_callback_info info) {
   call_t c;
   if (!begin(&c, env, info, "ssmScan", 18)) return NULL;
-  int64_t batch = arg_count(&c, 8, "batch", MAX_DIM), T = arg_count(&c, 9, "seqLen", MAX_DIM),
-          H = arg_count(&c, 10, "heads", MAX_DIM), P = arg_count(&c, 11, "headDim", MAX_DIM),
-          G = arg_count(&c, 12, "groups", MAX_DIM), N = arg_count(&c, 13, "stateSize", MAX_DIM);
-  double dt_min = arg_number(&c, 14, "dtMin"), dt_max = arg_number(&c, 15, "dtMax");
-  if (!c.failed && (G == 0 || H % G != 0))
-    throw_error(&c, "range", NULL, "groups must be positive and divide heads = %lld, got %lld", (long long)H, (long long)G);
-  int64_t bt = mul_checked(&c, batch, T, "batch * seqLen");
-  int64_t n_x = mul_checked(&c, mul_checked(&c, bt, H, "batch * seqLen * heads"), P, "batch * seqLen * heads * headDim");
-  int64_t n_bc = mul_checked(&c, mul_checked(&c, bt, G, "batch * seqLen * groups"), N, "batch * seqLen * groups * stateSize");
-  int64_t n_s = mul_checked(&c, mul_checked(&c, batch * H, P, "batch * heads * headDim"), N, "batch * heads * headDim * stateSize");
+  const scan_dims_t sd = scan_dims(&c, 8);
+  const int64_t batch = sd.batch, T = sd.T, H = sd.H, P = sd.P, G = sd.G, N = sd.N;
+  const int64_t n_x = sd.n_x, n_bc = sd.n_bc, n_s = sd.n_s;
+  const double dt_min = sd.dt_min, dt_max = sd.dt_max;
   view_t x = arg_view(&c, 0, "x", napi_float32_array, (size_t)n_x * 4);
-  view_t dt = arg_view(&c, 1, "dt", napi_float32_array, (size_t)(bt * H) * 4);
+  view_t dt = arg_view(&c, 1, "dt", napi_float32_array, (size_t)sd.n_t * 4);
   view_t a_log = arg_view(&c, 2, "A_log", napi_float32_array, (size_t)H * 4);
   view_t b = arg_view(&c, 3, "B", napi_float32_array, (size_t)n_bc * 4);
   view_t cc = arg_view(&c, 4, "C", napi_float32_array, (size_t)n_bc * 4);
@@ -447,19 +464,11 @@ static napi_value js_ssm_scan(napi_env env, napi_callback_info info) {
 static napi_value js_ssm_scan_grad(napi_env env, napi_callback_info info) {
   call_t c;
   if (!begin(&c, env, info, "ssmScanGrad", 26)) return NULL;
-  int64_t batch = arg_count(&c, 10, "batch", MAX_DIM), T = arg_count(&c, 11, "seqLen", MAX_DIM),
-          H = arg_count(&c, 12, "heads", MAX_DIM), P = arg_count(&c, 13, "headDim", MAX_DIM),
-          G = arg_count(&c, 14, "groups", MAX_DIM), N = arg_count(&c, 15, "stateSize", MAX_DIM);
-  double dt_min = arg_number(&c, 16, "dtMin"), dt_max = arg_number(&c, 17, "dtMax");
-  if (!c.failed && (G == 0 || H % G != 0))
-    throw_error(&c, "range", NULL, "groups must be positive and divide heads = %lld, got %lld", (long long)H, (long long)G);
-  int64_t bt = mul_checked(&c, batch, T, "batch * seqLen");
-  int64_t n_x = mul_checked(&c, mul_checked(&c, bt, H, "batch * seqLen * heads"), P, "batch * seqLen * heads * headDim");
-  int64_t n_bc = mul_checked(&c, mul_checked(&c, bt, G, "batch * seqLen * groups"), N, "batch * seqLen * groups * stateSize");
-  int64_t n_s = mul_checked(&c, mul_checked(&c, batch * H, P, "batch * heads * headDim"), N, "batch * heads * headDim * stateSize");
+  const scan_dims_t sd = scan_dims(&c, 10);
+  const int64_t H = sd.H, n_x = sd.n_x, n_bc = sd.n_bc, n_s = sd.n_s;
   view_t in[10];
   const char *const in_names[] = {"x", "dt", "A_log", "B", "C", "D", "dt_bias", "initialState", "dy", "dFinalState"};
-  const int64_t in_sizes[] = {n_x, bt * H, H, n_bc, n_bc, H, H, n_s, n_x, n_s};
+  const int64_t in_sizes[] = {n_x, sd.n_t, H, n_bc, n_bc, H, H, n_s, n_x, n_s};
   for (size_t i = 0; i < 10; i++) {
     if (i == 7) {
       arg_f32_opt(&c, 7, "initialState", n_s, &in[7]);
@@ -469,7 +478,7 @@ static napi_value js_ssm_scan_grad(napi_env env, napi_callback_info info) {
   }
   view_t out[8];
   const char *const out_names[] = {"dx", "ddt", "dA_log", "dB", "dC", "dD", "ddt_bias", "dInitialState"};
-  const int64_t out_sizes[] = {n_x, bt * H, H, n_bc, n_bc, H, H, n_s};
+  const int64_t out_sizes[] = {n_x, sd.n_t, H, n_bc, n_bc, H, H, n_s};
   for (size_t i = 0; i < 8; i++) out[i] = arg_view(&c, 18 + i, out_names[i], napi_float32_array, (size_t)out_sizes[i] * 4);
   for (size_t o = 0; o < 8; o++) {
     for (size_t i = 0; i < 10; i++) check_disjoint(&c, out[o], out_names[o], in[i], in_names[i]);
@@ -479,7 +488,7 @@ static napi_value js_ssm_scan_grad(napi_env env, napi_callback_info info) {
   gf_ssm_scan_grad_args a = {(const float *)in[0].data, (const float *)in[1].data, (const float *)in[2].data,
                              (const float *)in[3].data, (const float *)in[4].data, (const float *)in[5].data,
                              (const float *)in[6].data, (const float *)in[7].data, (const float *)in[8].data,
-                             (const float *)in[9].data, batch, T, H, P, G, N, dt_min, dt_max,
+                             (const float *)in[9].data, sd.batch, sd.T, H, sd.P, sd.G, sd.N, sd.dt_min, sd.dt_max,
                              (float *)out[0].data, (float *)out[1].data, (float *)out[2].data, (float *)out[3].data,
                              (float *)out[4].data, (float *)out[5].data, (float *)out[6].data, (float *)out[7].data};
   return finish(&c, gf_ssm_scan_grad(&a));

@@ -517,6 +517,38 @@ function float32(fn: string, name: string, value: unknown, length: number, what:
   return value;
 }
 
+/** The sizes of a scan's arrays, for checking each (elements, and how that count is made). */
+function scanSizes(batch: number, T: number, H: number, P: number, G: number, N: number): Record<keyof SsmScanGradients, [number, string]> {
+  const xs = `batch * seqLen * heads * headDim = ${batch} * ${T} * ${H} * ${P}`;
+  const bcs = `batch * seqLen * groups * stateSize = ${batch} * ${T} * ${G} * ${N}`;
+  return {
+    x: [batch * T * H * P, xs],
+    dt: [batch * T * H, `batch * seqLen * heads = ${batch} * ${T} * ${H}`],
+    A_log: [H, 'heads'],
+    B: [batch * T * G * N, bcs],
+    C: [batch * T * G * N, bcs],
+    D: [H, 'heads'],
+    dt_bias: [H, 'heads'],
+    initialState: [batch * H * P * N, `batch * heads * headDim * stateSize = ${batch} * ${H} * ${P} * ${N}`],
+  };
+}
+
+/** ssmScan's and ssmScanGrad's shared checks: the dims, the time-step limits and every input array. */
+function checkedScan(fn: string, inputs: SsmScanInputs, dims: SsmScanDims, dtMin: number, dtMax: number) {
+  const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.seqLen', dims.seqLen);
+  const H = count(fn, 'dims.heads', dims.heads), P = count(fn, 'dims.headDim', dims.headDim);
+  const G = count(fn, 'dims.groups', dims.groups), N = count(fn, 'dims.stateSize', dims.stateSize);
+  if (G === 0 || H % G !== 0) throw new RangeError(`${fn}: dims.groups must be positive and divide dims.heads = ${H}, got ${G}`);
+  const lo = number(fn, 'dtMin', dtMin), hi = number(fn, 'dtMax', dtMax);
+  const size = scanSizes(batch, T, H, P, G, N);
+  const input = (k: Exclude<keyof SsmScanInputs, 'initialState'>) => float32(fn, `inputs.${k}`, inputs[k], ...size[k]);
+  const checked = {
+    x: input('x'), dt: input('dt'), A_log: input('A_log'), B: input('B'), C: input('C'), D: input('D'), dt_bias: input('dt_bias'),
+    initialState: inputs.initialState === undefined ? null : float32(fn, 'inputs.initialState', inputs.initialState, ...size.initialState),
+  };
+  return { batch, T, H, P, G, N, lo, hi, arrays: { size, checked } };
+}
+
 function typed(fn: string, name: string, value: unknown): TypedArray {
   if (!ArrayBuffer.isView(value) || value instanceof DataView || isBigIntArray(value))
     throw new TypeError(`${fn}: ${name} must be a typed array (e.g. a Uint8Array), got ${describe(value)}`);
@@ -649,48 +681,21 @@ function wrap(binding: Binding, binaryPath: string): Native {
     },
     ssmScan(inputs, dims, dtMin, dtMax, out) {
       const fn = 'ssmScan';
-      const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.seqLen', dims.seqLen);
-      const H = count(fn, 'dims.heads', dims.heads), P = count(fn, 'dims.headDim', dims.headDim);
-      const G = count(fn, 'dims.groups', dims.groups), N = count(fn, 'dims.stateSize', dims.stateSize);
-      if (G === 0 || H % G !== 0)
-        throw new RangeError(`${fn}: dims.groups must be positive and divide dims.heads = ${H}, got ${G}`);
-      const lo = number(fn, 'dtMin', dtMin), hi = number(fn, 'dtMax', dtMax);
-      const xs = `batch * seqLen * heads * headDim = ${batch} * ${T} * ${H} * ${P}`;
-      const bcs = `batch * seqLen * groups * stateSize = ${batch} * ${T} * ${G} * ${N}`;
-      const ss = `batch * heads * headDim * stateSize = ${batch} * ${H} * ${P} * ${N}`;
-      const x = float32(fn, 'inputs.x', inputs.x, batch * T * H * P, xs);
-      const dt = float32(fn, 'inputs.dt', inputs.dt, batch * T * H, `batch * seqLen * heads = ${batch} * ${T} * ${H}`);
-      const aLog = float32(fn, 'inputs.A_log', inputs.A_log, H, 'heads');
-      const b = float32(fn, 'inputs.B', inputs.B, batch * T * G * N, bcs);
-      const c = float32(fn, 'inputs.C', inputs.C, batch * T * G * N, bcs);
-      const d = float32(fn, 'inputs.D', inputs.D, H, 'heads');
-      const bias = float32(fn, 'inputs.dt_bias', inputs.dt_bias, H, 'heads');
-      const init = inputs.initialState === undefined ? null : float32(fn, 'inputs.initialState', inputs.initialState, batch * H * P * N, ss);
-      const y = float32(fn, 'out.y', out.y, batch * T * H * P, xs);
-      const finalState = float32(fn, 'out.finalState', out.finalState, batch * H * P * N, ss);
-      binding.ssmScan(x, dt, aLog, b, c, d, bias, init, batch, T, H, P, G, N, lo, hi, y, finalState);
+      const { batch, T, H, P, G, N, lo, hi, arrays } = checkedScan(fn, inputs, dims, dtMin, dtMax);
+      const y = float32(fn, 'out.y', out.y, ...arrays.size.x);
+      const finalState = float32(fn, 'out.finalState', out.finalState, ...arrays.size.initialState);
+      const a = arrays.checked;
+      binding.ssmScan(a.x, a.dt, a.A_log, a.B, a.C, a.D, a.dt_bias, a.initialState, batch, T, H, P, G, N, lo, hi, y, finalState);
     },
     ssmScanGrad(inputs, cotangents, dims, dtMin, dtMax, out) {
       const fn = 'ssmScanGrad';
-      const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.seqLen', dims.seqLen);
-      const H = count(fn, 'dims.heads', dims.heads), P = count(fn, 'dims.headDim', dims.headDim);
-      const G = count(fn, 'dims.groups', dims.groups), N = count(fn, 'dims.stateSize', dims.stateSize);
-      if (G === 0 || H % G !== 0)
-        throw new RangeError(`${fn}: dims.groups must be positive and divide dims.heads = ${H}, got ${G}`);
-      const lo = number(fn, 'dtMin', dtMin), hi = number(fn, 'dtMax', dtMax);
-      const xs = `batch * seqLen * heads * headDim = ${batch} * ${T} * ${H} * ${P}`;
-      const ts = `batch * seqLen * heads = ${batch} * ${T} * ${H}`;
-      const bcs = `batch * seqLen * groups * stateSize = ${batch} * ${T} * ${G} * ${N}`;
-      const ss = `batch * heads * headDim * stateSize = ${batch} * ${H} * ${P} * ${N}`;
-      const sizes = { x: [batch * T * H * P, xs], dt: [batch * T * H, ts], A_log: [H, 'heads'], B: [batch * T * G * N, bcs], C: [batch * T * G * N, bcs], D: [H, 'heads'], dt_bias: [H, 'heads'], initialState: [batch * H * P * N, ss] } as const;
-      const input = (k: keyof typeof sizes) => float32(fn, `inputs.${k}`, inputs[k], sizes[k][0], sizes[k][1]);
-      const grad = (k: keyof typeof sizes) => float32(fn, `out.${k}`, out[k], sizes[k][0], sizes[k][1]);
-      const init = inputs.initialState === undefined ? null : input('initialState');
-      const dy = float32(fn, 'cotangents.dy', cotangents.dy, batch * T * H * P, xs);
-      const dFinal = float32(fn, 'cotangents.dFinalState', cotangents.dFinalState, batch * H * P * N, ss);
+      const { batch, T, H, P, G, N, lo, hi, arrays } = checkedScan(fn, inputs, dims, dtMin, dtMax);
+      const a = arrays.checked;
+      const dy = float32(fn, 'cotangents.dy', cotangents.dy, ...arrays.size.x);
+      const dFinal = float32(fn, 'cotangents.dFinalState', cotangents.dFinalState, ...arrays.size.initialState);
+      const grad = (k: keyof SsmScanGradients) => float32(fn, `out.${k}`, out[k], ...arrays.size[k]);
       binding.ssmScanGrad(
-        input('x'), input('dt'), input('A_log'), input('B'), input('C'), input('D'), input('dt_bias'), init, dy, dFinal,
-        batch, T, H, P, G, N, lo, hi,
+        a.x, a.dt, a.A_log, a.B, a.C, a.D, a.dt_bias, a.initialState, dy, dFinal, batch, T, H, P, G, N, lo, hi,
         grad('x'), grad('dt'), grad('A_log'), grad('B'), grad('C'), grad('D'), grad('dt_bias'), grad('initialState'),
       );
     },

@@ -4,6 +4,28 @@ import type { WeightDtype } from '../packed/formats';
  * What core uses of `@graniteflow/native` (an optional dependency): multi-threaded SIMD kernels
  * over plain typed arrays, dispatched at run time to the best instruction set the CPU has.
  */
+/** The scan's float32 arrays in ops-mamba's `SelectiveScan` layouts (also the shapes of their gradients). */
+export interface NativeScanArrays {
+  x: Float32Array;
+  dt: Float32Array;
+  A_log: Float32Array;
+  B: Float32Array;
+  C: Float32Array;
+  D: Float32Array;
+  dt_bias: Float32Array;
+  initialState?: Float32Array;
+}
+
+/** Sizes of one scan. */
+export interface NativeScanDims {
+  batch: number;
+  seqLen: number;
+  heads: number;
+  headDim: number;
+  groups: number;
+  stateSize: number;
+}
+
 export interface NativeAddon {
   /** y[n, out] = x[n, in] · Wᵀ for a weight W [out, in] packed in `format` (or f32), row-major or
    * (q8_0 / q4_0) interleaved. */
@@ -62,47 +84,20 @@ export interface NativeAddon {
    * `SelectiveScan` layouts (a decode step is a scan of one token from the previous state).
    */
   ssmScan(
-    inputs: {
-      x: Float32Array;
-      dt: Float32Array;
-      A_log: Float32Array;
-      B: Float32Array;
-      C: Float32Array;
-      D: Float32Array;
-      dt_bias: Float32Array;
-      initialState?: Float32Array;
-    },
-    dims: { batch: number; seqLen: number; heads: number; headDim: number; groups: number; stateSize: number },
+    inputs: NativeScanArrays,
+    dims: NativeScanDims,
     dtMin: number,
     dtMax: number,
     out: { y: Float32Array; finalState: Float32Array },
   ): void;
   /** The scan's backward pass: every float input's gradient from dy and dFinalState (all overwritten). */
   ssmScanGrad(
-    inputs: {
-      x: Float32Array;
-      dt: Float32Array;
-      A_log: Float32Array;
-      B: Float32Array;
-      C: Float32Array;
-      D: Float32Array;
-      dt_bias: Float32Array;
-      initialState?: Float32Array;
-    },
+    inputs: NativeScanArrays,
     cotangents: { dy: Float32Array; dFinalState: Float32Array },
-    dims: { batch: number; seqLen: number; heads: number; headDim: number; groups: number; stateSize: number },
+    dims: NativeScanDims,
     dtMin: number,
     dtMax: number,
-    out: {
-      x: Float32Array;
-      dt: Float32Array;
-      A_log: Float32Array;
-      B: Float32Array;
-      C: Float32Array;
-      D: Float32Array;
-      dt_bias: Float32Array;
-      initialState: Float32Array;
-    },
+    out: Required<NativeScanArrays>,
   ): void;
   /** Causal depthwise conv over time, channels-last, with its K − 1 input state. */
   causalConv1d(
