@@ -18,7 +18,6 @@
 
 typedef struct {
   const gf_ssm_scan_grad_args *a;
-  int64_t per_thread_doubles; /* each thread's scratch, see thread_buffers */
   double *partials;           /* [batch * heads][3]: dA, dD, dBias of each pair */
   int used[GF_MAX_THREADS];   /* which threads ran a range (their private dB / dC are summed) */
 } grad_ctx;
@@ -163,10 +162,10 @@ int gf_ssm_scan_grad(const gf_ssm_scan_grad_args *a) {
   static grad_ctx ctx; /* under the call lock: one call at a time */
   memset(&ctx, 0, sizeof ctx);
   ctx.a = a;
-  ctx.per_thread_doubles = doubles_per_thread(a);
+  const size_t per_thread = (size_t)doubles_per_thread(a) * sizeof(double);
   /* Every buffer before the threads start: a task cannot report running out of memory. */
   for (int t = 0; t < threads; t++) {
-    if (gf_scratch(t, GF_SCRATCH_A, (size_t)ctx.per_thread_doubles * sizeof(double)) == NULL) {
+    if (gf_scratch(t, GF_SCRATCH_A, per_thread) == NULL) {
       gf_call_unlock();
       return GF_ERR_NOMEM;
     }

@@ -170,18 +170,11 @@ export interface SsmScanCotangents {
   dFinalState: Float32Array;
 }
 
-/** Gradients of {@link Native.ssmScanGrad}, each shaped as its input; every one is overwritten. */
-export interface SsmScanGradients {
-  x: Float32Array;
-  dt: Float32Array;
-  A_log: Float32Array;
-  B: Float32Array;
-  C: Float32Array;
-  D: Float32Array;
-  dt_bias: Float32Array;
-  /** filled even without an initial state */
-  initialState: Float32Array;
-}
+/**
+ * Gradients of {@link Native.ssmScanGrad}, each shaped as its input; every one is overwritten
+ * (`initialState` too, even when the scan had none).
+ */
+export type SsmScanGradients = Required<SsmScanInputs>;
 
 /** Sizes of one causal depthwise conv. */
 export interface CausalConv1dDims {

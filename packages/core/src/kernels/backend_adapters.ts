@@ -2,14 +2,14 @@ import type { DataType, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { FlatArray, FusedKernel, TensorSpec } from './fused_kernel';
 import { presentInputNames } from './present_inputs';
 
-/** What a fused kernel needs of the cpu backend (`MathBackendCPU`). */
-interface CpuBackendLike {
+/** What a fused kernel needs of the cpu backend (`MathBackendCPU`, which `native` also runs on). */
+export interface CpuBackendLike {
   data: { get(dataId: object): { values: unknown } };
   makeTensorInfo(shape: number[], dtype: DataType, values: FlatArray): TensorInfo;
 }
 
 /** What a fused kernel needs of the wasm backend (`BackendWasm`). */
-interface WasmBackendLike {
+export interface WasmBackendLike {
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
   typedArrayFromHeap(info: TensorInfo): FlatArray;
 }

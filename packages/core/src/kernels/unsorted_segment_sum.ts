@@ -1,22 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import type { CpuBackendLike, WasmBackendLike } from './backend_adapters';
 import type { FlatArray } from './fused_kernel';
 import { countSimdCall } from './simd_module';
 
 /** The fast-path counter (`simdCounters()`) both one-pass kernels bump: tests prove they ran. */
 export const SEGMENT_SUM_COUNTER = 'UnsortedSegmentSum/one-pass';
-
-/** What the kernel needs of the wasm backend (`BackendWasm`). */
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
-  typedArrayFromHeap(info: TensorInfo): FlatArray;
-}
-
-/** What the kernel needs of the cpu backend (`MathBackendCPU`, which `native` also runs on). */
-interface CpuBackendLike {
-  data: { get(dataId: unknown): { values: FlatArray } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: FlatArray): TensorInfo;
-}
 
 interface SegmentSumArgs {
   x: TensorInfo;
@@ -78,7 +67,8 @@ const unsortedSegmentSumCpu: KernelFunc = (args) => {
   const { x, segmentIds, numSegments, width, outShape } = segmentSumArgs(args);
   const cpu = args.backend as unknown as CpuBackendLike;
   const sums = x.dtype === 'int32' ? new Int32Array(numSegments * width) : new Float32Array(numSegments * width);
-  scatterAddRows(cpu.data.get(x.dataId).values, cpu.data.get(segmentIds.dataId).values, numSegments, width, sums);
+  const values = (t: TensorInfo) => cpu.data.get(t.dataId).values as FlatArray;
+  scatterAddRows(values(x), values(segmentIds), numSegments, width, sums);
   return cpu.makeTensorInfo(outShape, x.dtype, sums);
 };
 

@@ -5,14 +5,9 @@
  * gradient back to the stacked shape; attention slices heads). The values moved are the same.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import type { CpuBackendLike } from '../kernels/backend_adapters';
+import type { FlatArray } from '../kernels/fused_kernel';
 import { countSimdCall } from '../kernels/simd_module';
-
-type NumericArray = Float32Array | Int32Array | Uint8Array;
-
-interface CpuBackendLike {
-  data: { get(dataId: unknown): { values: unknown } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: NumericArray): tf.TensorInfo;
-}
 
 /** The fast-path counters (`simdCounters()`): tests prove these kernels ran. */
 export const SLICE_COUNTER = 'Slice/runs';
@@ -33,10 +28,10 @@ function stridesOf(shape: readonly number[]): number[] {
  * (shape `dstShape`) starting at `dstAt`, one innermost run at a time.
  */
 function copyBox(
-  src: NumericArray,
+  src: FlatArray,
   srcShape: readonly number[],
   srcAt: readonly number[],
-  dst: NumericArray,
+  dst: FlatArray,
   dstShape: readonly number[],
   dstAt: readonly number[],
   box: readonly number[],
@@ -78,8 +73,8 @@ export function sliceKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const [$begin, $size] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
     tf.slice_util.assertParamsValid(x as tf.Tensor, $begin, $size);
     const backend = args.backend as unknown as CpuBackendLike;
-    const values = backend.data.get(x.dataId).values as NumericArray;
-    const Ctor = values.constructor as new (n: number) => NumericArray;
+    const values = backend.data.get(x.dataId).values as FlatArray;
+    const Ctor = values.constructor as new (n: number) => FlatArray;
     const out = new Ctor(tf.util.sizeFromShape($size));
     copyBox(values, x.shape, $begin, out, $size, new Array<number>($size.length).fill(0), $size);
     countSimdCall(SLICE_COUNTER);
@@ -94,9 +89,9 @@ export function padKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     if (!isNumeric(x.dtype)) return fallback(args);
     const { paddings, constantValue } = args.attrs as unknown as { paddings: [number, number][]; constantValue: number };
     const backend = args.backend as unknown as CpuBackendLike;
-    const values = backend.data.get(x.dataId).values as NumericArray;
+    const values = backend.data.get(x.dataId).values as FlatArray;
     const shape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
-    const Ctor = values.constructor as new (n: number) => NumericArray;
+    const Ctor = values.constructor as new (n: number) => FlatArray;
     const out = new Ctor(tf.util.sizeFromShape(shape));
     if (constantValue !== 0) out.fill(constantValue);
     copyBox(values, x.shape, new Array<number>(x.shape.length).fill(0), out, shape, paddings.map((p) => p[0]), x.shape);
