@@ -12,7 +12,7 @@ export { PrefixCache, type PrefixEntry, type PrefixMatch, type PrefixCacheOption
 export { GenerationQueue, QueueFullError, type Ticket } from './server/queue';
 export { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest, type Json, type SamplingParams } from './server/openai_protocol';
 export { ChatSession, type SavedChat, type TurnStats } from './chat_session';
-export { renderChat, withTiming, newTiming, type GenerationTiming } from './text_generation';
+export { renderChat } from './text_generation';
 export { embeddedModelPath, EMBEDDED_MODEL_NAME, loadModel, resolveModelArg, type LoadModelOptions, type ModelSource } from './model_source';
 export { inspectConfig, type InspectReport } from './commands/inspect';
 export { computeLogits } from './commands/logits';

@@ -148,6 +148,21 @@ export class GraniteModel {
     };
   }
 
+  /**
+   * `options` with the sampling defaults of the folder's `generation_config.json` (temperature,
+   * top-k, top-p, repetition penalty, as transformers reads them) filled in where `options` leaves
+   * them unset. {@link generate} itself does not apply them (it is greedy unless told otherwise);
+   * `ChatSession` and `createTextGenerator` do, as transformers' `generate` and pipelines do.
+   */
+  withSamplingDefaults<T extends GenerateOptions>(options: T): T {
+    const defaults = this.generationConfig?.sampling ?? {};
+    const out = { ...options };
+    for (const key of ['temperature', 'topK', 'topP', 'repetitionPenalty'] as const) {
+      if (out[key] === undefined && defaults[key] !== undefined) out[key] = defaults[key];
+    }
+    return out;
+  }
+
   /** Token ids generated from `promptIds` (see {@link generateTokens}), with this model's defaults. */
   generate(promptIds: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
     return generateTokens(this.model, promptIds, this.withDefaults(options));

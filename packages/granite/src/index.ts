@@ -76,3 +76,16 @@ export { configJson, saveCheckpoint, TOKENIZER_FILES, type SaveCheckpointOptions
 export { chatExample, padExamples, type ChatExample } from './training/chat_examples';
 export { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type CausalLmLossOptions } from './training/causal_lm_loss';
 export { DEFAULT_PREFILL_CHUNK, generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';
+export { newTiming, withTiming, type GenerationTiming } from './generation/timing';
+export {
+  ChatSession,
+  type ChatGenerationOptions,
+  type ChatReply,
+  type ChatSessionOptions,
+  type ChatTool,
+  type ChatToolCallRecord,
+  type SavedChat,
+  type TurnStats,
+} from './chat/chat_session';
+export { StreamedReply } from './chat/streamed_reply';
+export { createTextGenerator, type TextGenerator, type TextGeneratorCallOptions, type TextGeneratorOptions } from './chat/text_generator';

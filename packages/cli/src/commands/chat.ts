@@ -126,7 +126,7 @@ export const chatCommand: Command = {
         }
         current = new AbortController();
         try {
-          for await (const event of session.turn(line, current.signal)) {
+          for await (const event of session.turn(line, { signal: current.signal })) {
             if (event.type === 'text') io.stdout.write(event.text);
           }
           io.stdout.write('\n');

@@ -1,4 +1,5 @@
 /** `graniteflow generate`: one prompt in, streamed text out. */
+import * as fs from 'node:fs';
 import {
   COMMON_OPTIONS,
   flag,
@@ -10,11 +11,11 @@ import {
   stringOption,
   type OptionTable,
 } from '../args';
+import { newTiming, withTiming } from '@graniteflow/granite';
 import { UsageError } from '../errors';
 import { rate } from '../format';
 import type { CliIO } from '../io';
-import { newTiming, requireTokenizer, withTiming } from '../text_generation';
-import * as fs from 'node:fs';
+import { requireTokenizer } from '../text_generation';
 import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, withModelSampling, type Command } from './common';
 
 const OPTIONS: OptionTable = {
