@@ -89,3 +89,10 @@ export {
 } from './chat/chat_session';
 export { StreamedReply } from './chat/streamed_reply';
 export { createTextGenerator, type TextGenerator, type TextGeneratorCallOptions, type TextGeneratorOptions } from './chat/text_generator';
+export { stackCaches, selectRows, type BatchRowsOptions } from './cache/batch_rows';
+export {
+  BatchGenerator,
+  type BatchGeneratorOptions,
+  type BatchGeneratorStats,
+  type BatchSequenceOptions,
+} from './generation/batch_generator';

@@ -139,6 +139,21 @@ export class KVCache {
     return tf.keep(rebuilt);
   }
 
+  /**
+   * A cache over existing storage [B, nKV, capacity, hd] whose positions [0, length) are filled;
+   * takes ownership of both tensors.
+   */
+  static fromStorage(keys: tf.Tensor4D, values: tf.Tensor4D, length: number, plannedLength = 0): KVCache {
+    if (!tf.util.arraysEqual(keys.shape, values.shape) || length < 0 || length > keys.shape[2]) {
+      throw new RangeError(`KVCache.fromStorage: keys [${keys.shape}] and values [${values.shape}] must have the same shape, holding ${length} positions.`);
+    }
+    const cache = new KVCache(plannedLength);
+    cache.keysTensor = tf.keep(keys);
+    cache.valuesTensor = tf.keep(values);
+    cache.filled = length;
+    return cache;
+  }
+
   /** An independent copy (its own storage of the same capacity). */
   clone(): KVCache {
     const copy = new KVCache(this.plannedLength);

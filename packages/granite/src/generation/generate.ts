@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { HybridCache } from '../cache/hybrid_cache';
 import type { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
 import { eosTokenIds } from '../models/granitemoehybrid/config';
+import { nextEventLoopTurn } from './event_loop';
 import { leftPad } from './left_pad';
 import { makeSampler, type SamplingOptions } from './sampling';
 
@@ -48,33 +49,8 @@ export const DEFAULT_PREFILL_CHUNK = 512;
 /** The token ids of each row at one step; `null` for rows that already finished. */
 export type BatchStep = (number | null)[];
 
-/** The part of a browser's MessageChannel used below (the Node typings describe Node's own). */
-interface TaskChannel {
-  port1: { onmessage: (() => void) | null; close(): void };
-  port2: { postMessage(message: null): void };
-}
-
-/**
- * Waits for one turn of the event loop (timers, I/O, signal handlers). With the cpu and wasm
- * backends every await of a step resolves as a microtask, so without this a generation would hold
- * the event loop until it ends: a Ctrl-C handler or a closed socket could not abort it. A turn
- * costs a few microseconds, against a millisecond or more per token.
- */
-function nextEventLoopTurn(): Promise<void> {
-  if (typeof setImmediate === 'function') return new Promise((resolve) => setImmediate(resolve));
-  // Browsers: a message is a task of its own, without the 4 ms clamp of nested setTimeout calls.
-  return new Promise((resolve) => {
-    const channel = new MessageChannel() as unknown as TaskChannel;
-    channel.port1.onmessage = () => {
-      channel.port1.close();
-      resolve();
-    };
-    channel.port2.postMessage(null);
-  });
-}
-
 /** New tokens the context has room for after the cache and the longest prompt; throws when none. */
-function roomInContext(limit: number, options: GenerateOptions, prompts: readonly (readonly number[])[]): number {
+export function roomInContext(limit: number, options: GenerateOptions, prompts: readonly (readonly number[])[]): number {
   const maxContext = options.maxContext ?? limit;
   if (!Number.isInteger(maxContext) || maxContext < 1) throw new RangeError(`maxContext must be a positive integer, got ${maxContext}.`);
   if (maxContext > limit) {
