@@ -220,7 +220,8 @@ describe('presets', () => {
   // Model skeletons allocate only a few small tensors (A_log); parameter counting reads shapes.
   beforeAll(() => initBackend('cpu'));
 
-  // Totals computed in GRANITE.md §8 from the §6.2 shapes (tied embeddings, released bias flags).
+  // Totals as the model guide tabulates them (Released models), computed from the checkpoint
+  // shapes (tied embeddings, released bias flags).
   it.each([
     ['granite-4.0-h-small', 32_207_337_984, 8_803_121_664],
     ['granite-4.0-h-tiny', 6_939_037_248, 1_465_470_528],
@@ -261,7 +262,7 @@ describe('presets', () => {
     expect(() => preset('granite-5')).toThrow(/No preset named "granite-5"/);
   });
 
-  it('estimates state and KV sizes as GRANITE.md §5 tabulates', () => {
+  it('estimates state and KV sizes as the model guide tabulates (Caches and state size)', () => {
     // h-micro: 4096 KV floats per token; Mamba state 19,501,056 floats with HF's K-entry conv state,
     // ours keeps K−1 entries: 36 layers × 4352 channels fewer.
     const e = estimateMemory(preset('granite-4.0-h-micro'), { contextLength: 1000 });

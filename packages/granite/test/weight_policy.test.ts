@@ -148,9 +148,9 @@ describe('parameterShapes', () => {
 });
 
 describe('the memory estimate per dtype and backend', () => {
-  // granite-4.0-h-micro by hand (GRANITE.md §8): H 2048, vocab 100352 (tied), 36 Mamba layers of
-  // 64 heads × 64 (D_in 4096), d_state 128, one group, conv 4; 4 attention layers of 32 × 64 query
-  // and 8 × 64 key-value heads; a shared MLP of 8192 on every layer.
+  // granite-4.0-h-micro by hand (model guide: Released models): H 2048, vocab 100352 (tied), 36
+  // Mamba layers of 64 heads × 64 (D_in 4096), d_state 128, one group, conv 4; 4 attention layers
+  // of 32 × 64 query and 8 × 64 key-value heads; a shared MLP of 8192 on every layer.
   const H = 2048;
   const q4 = (rows: number, cols: number) => rows * (cols / 32) * 18;
   const q8 = (rows: number, cols: number) => rows * (cols / 32) * 34;

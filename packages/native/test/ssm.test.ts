@@ -15,7 +15,7 @@ function worst(a: Float32Array, b: Float64Array | Float32Array, atol: number, rt
   return Number.isNaN(w) ? Infinity : w;
 }
 
-/** The recurrence in float64, written from the formula (GRANITE.md §4.1): the oracle. */
+/** The recurrence in float64, written from the formula (model guide: The Mamba-2 mixer): the oracle. */
 function scanReference(
   a: { [K in 'x' | 'dt' | 'A_log' | 'B' | 'C' | 'D' | 'dt_bias']: ArrayLike<number> } & { initialState?: ArrayLike<number> },
   { batch, seqLen: T, heads: H, headDim: P, groups: G, stateSize: N }: SsmScanDims,

@@ -6,7 +6,7 @@ import type * as tf from '@tensorflow/tfjs-core';
  * the checkpoint keys (`A_log`, `dt_bias`, `D`) so nothing has to be translated on the way in.
  */
 
-/** Time-step clamp applied after softplus (GRANITE.md §4.1 step 4, `time_step_limit`). */
+/** Time-step clamp applied after softplus (`time_step_limit`; model guide: The Mamba-2 mixer, step 4). */
 export type TimeStepLimitAttrs = {
   /** Lower clamp of dt after softplus (HF default 0). */
   dtMin: number;

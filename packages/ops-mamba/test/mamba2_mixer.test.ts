@@ -33,7 +33,7 @@ function randomMixer(config: Mamba2Config): Mamba2Mixer {
 const TOL = { atol: 2e-4, rtol: 2e-4 };
 
 describeBackends('Mamba2Mixer', () => {
-  it('names its parameters exactly as the checkpoint (GRANITE.md §6.2)', () => {
+  it('names its parameters exactly as the checkpoint (model guide: Checkpoint format)', () => {
     const m = new Mamba2Mixer(CONFIG);
     const dIn = 12;
     const convDim = dIn + 2 * 2 * 5;

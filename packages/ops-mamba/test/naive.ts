@@ -25,7 +25,7 @@ export interface Dims {
 
 const softplus = (v: number) => (v > 20 ? v : Math.log1p(Math.exp(v)));
 
-/** One token at a time, exactly GRANITE.md §4.1 step 5. */
+/** One token at a time, exactly the recurrence (model guide: The Mamba-2 mixer, step 5). */
 export function naiveScan(
   a: NaiveScanInputs,
   d: Dims,

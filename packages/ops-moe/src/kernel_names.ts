@@ -5,7 +5,7 @@
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { PackedFormat } from '@graniteflow/core';
 
-/** Top-k routing: top-k of raw logits, softmax over the k selected only (GRANITE.md P11). */
+/** Top-k routing: top-k of raw logits, softmax over the k selected only (model guide: Pitfalls, P11). */
 export const MoeTopKRouter = 'MoeTopKRouter';
 /** `logits` [N, E] float32. */
 export type MoeTopKRouterInputs = { logits: Tensor };

@@ -120,7 +120,7 @@ describeBackends('sparse MoE block', (backend) => {
     moe.dispose();
   });
 
-  it('namedParameters are the checkpoint keys (GRANITE.md §6.2)', () => {
+  it('namedParameters are the checkpoint keys (model guide: Checkpoint format)', () => {
     const moe = new SparseMoE({ hiddenSize: 16, intermediateSize: 8, numExperts: 4, topK: 2 });
     const params = [...moe.namedParameters('model.layers.0.block_sparse_moe')].map(([n, p]) => [n, p.shape]);
     expect(params).toEqual([

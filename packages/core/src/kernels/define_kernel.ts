@@ -27,7 +27,7 @@ export type KernelGradient<I extends KernelInputs, A extends KernelAttrs> =
   | 'reference'
   | ((dys: tf.Tensor[], inputs: I, outputs: tf.Tensor[], attrs: A) => { [K in keyof I]?: tf.Tensor });
 
-/** Everything that defines one kernel, in one place (DESIGN §3). */
+/** Everything that defines one kernel, in one place (guide: Writing a kernel). */
 export interface KernelDefinition<I extends KernelInputs, A extends KernelAttrs> {
   /** PascalCase kernel name, unique across tfjs (e.g. `SelectiveScan`). */
   name: string;

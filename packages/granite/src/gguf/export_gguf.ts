@@ -43,7 +43,7 @@ export interface ExportGgufOptions {
   /**
    * Export a checkpoint with `mamba_n_groups` > 1 although llama.cpp then computes a different
    * model: it RMS-normalises the Mamba gated norm per group, Hugging Face over all channels at once
-   * (GRANITE.md P12). Every released Granite 4.0 model has one group. Default false.
+   * (model guide: Pitfalls, P12). Every released Granite 4.0 model has one group. Default false.
    */
   allowGroupedNorm?: boolean;
   /** Called after each tensor is written. */

@@ -280,7 +280,10 @@ export function totalBytesAt(estimate: MemoryEstimate, dtype: WeightDtype): numb
   return estimate.weightBytesByDtype[dtype] + cacheBytes(estimate) + estimate.activationBytes;
 }
 
-/** The wasm heap stops at 4 GiB; ~3 GiB of tensors fit in practice (DESIGN §2). */
+/**
+ * The wasm heap stops at 4 GiB (WebAssembly memory is addressed with 32-bit offsets); about 3 GiB
+ * of tensors fit in it in practice, as measured.
+ */
 export const WASM_TENSOR_BUDGET = 3 * 1024 ** 3;
 
 /**

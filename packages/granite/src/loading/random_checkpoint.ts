@@ -29,7 +29,10 @@ export interface RandomCheckpointOptions {
   std?: number;
 }
 
-/** Hugging Face's initialisation of the parameters that are not plain N(0, std) (GRANITE.md §10). */
+/**
+ * Hugging Face's initialisation of the parameters that are not plain N(0, std)
+ * (model guide: A freshly initialised model).
+ */
 function initialValue(name: string, shape: readonly number[], index: number): number | undefined {
   if (name.endsWith('.A_log')) return Math.log(index + 1);
   if (name.endsWith('.dt_bias') || name.endsWith('.D')) return 1;

@@ -1,14 +1,14 @@
 import { canPackRows, isWeightDtype, previewJson, WEIGHT_DTYPES, type WeightDtype } from '@graniteflow/core';
 
 /**
- * Which weights a `dtype` packs (GRANITE.md §6.2 names). Every matrix a token is multiplied by:
- * the Mamba in/out projections, attention q/k/v/o, the shared (or dense) MLP, the routed experts,
- * the embedding and the LM head (the tied embedding serves as both). Everything else stays float32:
- * the router (E × H: small, and top-k picks experts from its raw logits, so rounding it changes
- * which experts run), every RMSNorm and the gated norm, A_log, D, dt_bias (the SSM's decay and
- * skip terms), the conv1d weight and bias (4 taps a channel) and every bias. llama.cpp's quantizer
- * draws the same line: it skips `*_norm.weight`, `ffn_gate_inp` (the router), `ssm_conv1d` and
- * every 1-D tensor (`ssm_a`, `ssm_d`, `ssm_dt.bias`).
+ * Which weights a `dtype` packs (checkpoint names; model guide: Checkpoint format). Every matrix a
+ * token is multiplied by: the Mamba in/out projections, attention q/k/v/o, the shared (or dense)
+ * MLP, the routed experts, the embedding and the LM head (the tied embedding serves as both).
+ * Everything else stays float32: the router (E × H: small, and top-k picks experts from its raw
+ * logits, so rounding it changes which experts run), every RMSNorm and the gated norm, A_log, D,
+ * dt_bias (the SSM's decay and skip terms), the conv1d weight and bias (4 taps a channel) and every
+ * bias. llama.cpp's quantizer draws the same line: it skips `*_norm.weight`, `ffn_gate_inp` (the
+ * router), `ssm_conv1d` and every 1-D tensor (`ssm_a`, `ssm_d`, `ssm_dt.bias`).
  *
  * Names as in the checkpoint, with `*` for the layer index.
  *

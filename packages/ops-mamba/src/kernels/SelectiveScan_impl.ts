@@ -33,8 +33,8 @@ export interface ScanOutputs {
 }
 
 /**
- * The Mamba-2 selective scan as the plain sequential recurrence (GRANITE.md §4.1 step 5):
- * `S_t = exp(dt·A)·S_{t−1} + dt·x_t⊗B_t`, `y_t = S_t·C_t + D·x_t`, head h reading group
+ * The Mamba-2 selective scan as the plain sequential recurrence (model guide: The Mamba-2 mixer,
+ * step 5): `S_t = exp(dt·A)·S_{t−1} + dt·x_t⊗B_t`, `y_t = S_t·C_t + D·x_t`, head h reading group
  * ⌊h/(Hm/G)⌋ (P12). Exact and O(B·T·Hm·P·N); the state of each head lives in `finalState` while it
  * is scanned, so no scratch memory is needed.
  */

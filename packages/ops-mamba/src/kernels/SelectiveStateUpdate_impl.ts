@@ -13,8 +13,9 @@ export interface StateUpdateArrays {
 }
 
 /**
- * One decode step of the recurrence (GRANITE.md §4.3). A single-token step has exactly the layout
- * of a scan with T = 1 ([B, 1, Hm, P] is [B, Hm, P]), so it is that scan started from `state`.
+ * One decode step of the recurrence (model guide: Decode step). A single-token step has exactly the
+ * layout of a scan with T = 1 ([B, 1, Hm, P] is [B, Hm, P]), so it is that scan started from
+ * `state`.
  */
 export function selectiveStateUpdateImpl(
   a: StateUpdateArrays,

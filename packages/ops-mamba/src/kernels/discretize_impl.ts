@@ -1,5 +1,6 @@
 /**
- * Scalar pieces of the Mamba-2 discretisation shared by the fused kernels (GRANITE.md §4.1 step 4).
+ * Scalar pieces of the Mamba-2 discretisation shared by the fused kernels
+ * (model guide: The Mamba-2 mixer, step 4).
  */
 
 /** PyTorch's softplus: v itself above 20, where log1p(exp(v)) would only add rounding (P23). */

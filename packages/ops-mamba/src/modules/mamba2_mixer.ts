@@ -12,14 +12,15 @@ import { MambaCache } from './mamba_cache';
 export interface Mamba2ForwardOptions {
   /** Recurrent state to continue from; updated in place (replaced tensors are disposed). */
   cache?: MambaCache;
-  /** [B, T]: 1 = real token, 0 = left padding (HF zeroes padded positions before in_proj and after the conv). */
+  /** \[B, T]: 1 = real token, 0 = left padding (HF zeroes padded positions before in_proj and after the conv). */
   mask?: tf.Tensor;
 }
 
 /**
- * The Mamba-2 mixer of GRANITE.md §4.1, built from this package's ops and core's Linear. Attribute
- * names are the checkpoint key segments, so `namedParameters('model.layers.0.mamba')` yields
- * `model.layers.0.mamba.in_proj.weight`, `…conv1d.weight`, `…A_log`, … (GRANITE.md §6.2).
+ * The Mamba-2 mixer (model guide: The Mamba-2 mixer), built from this package's ops and core's
+ * Linear. Attribute names are the checkpoint key segments, so
+ * `namedParameters('model.layers.0.mamba')` yields `model.layers.0.mamba.in_proj.weight`,
+ * `…conv1d.weight`, `…A_log`, … (model guide: Checkpoint format).
  *
  * Parameters start as HF initialises them where that matters for a random model (A_log = log(1..Hm),
  * dt_bias = 1, D = 1, norm = 1); projections and conv read as zeros until loaded.

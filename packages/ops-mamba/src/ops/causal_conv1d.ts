@@ -7,17 +7,18 @@ import { checkRank, checkShape } from './validate';
 export interface CausalConv1dOptions {
   /** [C] */
   bias?: tf.Tensor;
-  /** [B, K−1, C]: the last K−1 raw inputs before `x` (default zeros: a fresh sequence) */
+  /** \[B, K−1, C]: the last K−1 raw inputs before `x` (default zeros: a fresh sequence) */
   convState?: tf.Tensor;
   /** Applied after the conv (default `'silu'`). */
   activation?: ConvActivation;
 }
 
 /**
- * Causal depthwise 1-D convolution over time, channels-last, with a cache (GRANITE.md §4.1 step 2):
- * `y_t[c] = act(bias[c] + Σ_k weight[c, k]·u_{t−K+1+k}[c])` where u is `[convState, x]`, so tap
- * K−1 multiplies the current token. The cache holds the last K−1 raw (pre-activation) inputs, the
- * mlx / llama.cpp convention (P22): continuing from the returned `convState` with more tokens gives
+ * Causal depthwise 1-D convolution over time, channels-last, with a cache
+ * (model guide: The Mamba-2 mixer, step 2):
+ * `y_t[c] = act(bias[c] + Σ_k weight[c, k]·u_{t−K+1+k}[c])` where u is `[convState, x]`, so tap K−1
+ * multiplies the current token. The cache holds the last K−1 raw (pre-activation) inputs, the mlx /
+ * llama.cpp convention (P22): continuing from the returned `convState` with more tokens gives
  * exactly what one call over the whole sequence gives, for any T (including T = 1 and T < K−1).
  *
  * The checkpoint's `conv1d.weight` [C, 1, K] is `weight` after a reshape to [C, K].

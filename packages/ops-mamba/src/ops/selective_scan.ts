@@ -15,7 +15,7 @@ export interface SelectiveScanOptions {
 }
 
 /**
- * The Mamba-2 selective scan (SSD) over a whole sequence (GRANITE.md §4.1 step 5):
+ * The Mamba-2 selective scan (SSD) over a whole sequence (model guide: The Mamba-2 mixer, step 5):
  *
  * `dt = clamp(softplus(dt + dt_bias), lo, hi)`, `A = −exp(A_log)`,
  * `S_t = exp(dt_t·A)·S_{t−1} + dt_t·x_t⊗B_t[g(h)]`, `y_t = S_t·C_t[g(h)] + D·x_t`,

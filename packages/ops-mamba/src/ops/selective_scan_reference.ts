@@ -25,10 +25,11 @@ function segmentSumExpT(a: tf.Tensor, Q: number): tf.Tensor {
 }
 
 /**
- * The selective scan composed from stock tfjs ops in the chunked SSD form (GRANITE.md §4.2,
- * after mamba_ssm's `ssd_minimal`): intra-chunk outputs as masked matmuls, chunk-local end states,
- * a short sequential recurrence over chunks, then the state-to-output term. Differentiable by tfjs
- * autodiff; the fallback on backends without a fused kernel and the oracle in tests.
+ * The selective scan composed from stock tfjs ops in the chunked SSD form
+ * (model guide: The chunked form of the scan; after mamba_ssm's `ssd_minimal`): intra-chunk outputs
+ * as masked matmuls, chunk-local end states, a short sequential recurrence over chunks, then the
+ * state-to-output term. Differentiable by tfjs autodiff; the fallback on backends without a fused
+ * kernel and the oracle in tests.
  *
  * Heads are kept as [G, hpg] so that C·Bᵀ is computed once per group, not once per head.
  */

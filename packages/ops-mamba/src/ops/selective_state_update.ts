@@ -7,8 +7,8 @@ import { checkGroups, checkRank, checkShape, timeStepLimit } from './validate';
 export type SelectiveStateUpdateArgs = SelectiveStateUpdateInputs;
 
 /**
- * One recurrent (decode) step of the Mamba-2 SSM (GRANITE.md §4.3): the {@link selectiveScan}
- * recurrence for a single token, from `state`. `selectiveScan` with T = 1 and
+ * One recurrent (decode) step of the Mamba-2 SSM (model guide: Decode step): the
+ * {@link selectiveScan} recurrence for a single token, from `state`. `selectiveScan` with T = 1 and
  * `initialState = state` gives the same result; this op skips the sequence axis and the chunking.
  *
  * `reuseState: true` gives `state` up to the op (dispose it afterwards, do not read it): the

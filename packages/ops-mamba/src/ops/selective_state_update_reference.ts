@@ -3,7 +3,7 @@ import type { SelectiveStateUpdateAttrs, SelectiveStateUpdateInputs } from '../k
 import { decayRateReference, discretizeDtReference } from './discretize_reference';
 
 /**
- * One recurrent step composed from stock tfjs ops (GRANITE.md §4.3):
+ * One recurrent step composed from stock tfjs ops (model guide: Decode step):
  * `S = exp(dt·A)·S + dt·x⊗B[g(h)]`, `y = S·C[g(h)] + D·x`.
  */
 export function selectiveStateUpdateReference(

@@ -12,9 +12,9 @@ export interface SharedMLPConfig {
 }
 
 /**
- * The always-on SwiGLU MLP (GRANITE.md §4.6): `input_linear` H → 2S (first half gate, second half
- * up), `output_linear` S → H; `y = output_linear(silu(a[:S]) ⊙ a[S:])`. Keys: `input_linear.weight`
- * [2S, H], `output_linear.weight` [H, S].
+ * The always-on SwiGLU MLP (model guide: Mixture of experts): `input_linear` H → 2S (first half
+ * gate, second half up), `output_linear` S → H; `y = output_linear(silu(a[:S]) ⊙ a[S:])`. Keys:
+ * `input_linear.weight` [2S, H], `output_linear.weight` [H, S].
  *
  * @example
  * ```ts

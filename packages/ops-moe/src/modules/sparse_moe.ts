@@ -30,7 +30,7 @@ export class MoeRouter extends Module {
 }
 
 /**
- * Stacked expert weights `weight` [E, out, in]: each `weight[e]` is an ordinary [out, in] linear
+ * Stacked expert weights `weight` \[E, out, in]: each `weight[e]` is an ordinary [out, in] linear
  * weight. `weight.pack('q4_0')` (or `'q8_0'`, `'bf16'`) holds it packed, expert e's rows contiguous,
  * and the experts then run on the packed bytes, reading only the routed experts. A LoRA adapter
  * (`LoraAdapters.attach`, expert targets) changes every expert's slice by its own low-rank delta.
@@ -67,9 +67,9 @@ export class ExpertLinear extends Module implements ExpertAdaptable {
 }
 
 /**
- * Top-k mixture of SwiGLU experts (GRANITE.md §4.5). Attribute names are the checkpoint key
- * segments: `router.layer.weight` [E, H], `input_linear.weight` [E, 2I, H] (rows [0, I) gate,
- * [I, 2I) up), `output_linear.weight` [E, H, I].
+ * Top-k mixture of SwiGLU experts (model guide: Mixture of experts). Attribute names are the
+ * checkpoint key segments: `router.layer.weight` [E, H], `input_linear.weight` [E, 2I, H] (rows
+ * [0, I) gate, [I, 2I) up), `output_linear.weight` [E, H, I].
  *
  * @example
  * ```ts

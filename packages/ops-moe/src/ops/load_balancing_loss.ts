@@ -3,9 +3,9 @@ import { checkDim, checkRank, fail } from './checks';
 import { topKIndices } from './top_k_router_reference';
 
 /**
- * Switch-style load-balancing loss over the router logits of all layers (GRANITE.md §4.8, as in
- * HF's `load_balancing_loss_func`): concatenate the layers' [N, E] logits, softmax over E, one-hot
- * of each token's top-k choices, then
+ * Switch-style load-balancing loss over the router logits of all layers
+ * (model guide: The load-balancing loss; as in HF's `load_balancing_loss_func`): concatenate the
+ * layers' [N, E] logits, softmax over E, one-hot of each token's top-k choices, then
  * `loss = E · Σ_e f_e · P_e`, with `f_e` = (number of top-k choices of e) / T and `P_e` = mean
  * router probability of e over the T tokens. `Σ_e f_e = k`, so a perfectly uniform router gives
  * `k`. Differentiable w.r.t. the logits (through `P_e`; the choices carry no gradient).

@@ -12,10 +12,11 @@ export interface SparseMoeResult {
 }
 
 /**
- * The sparse MoE feed-forward (GRANITE.md §4.5): router logits `x·Wrᵀ`, {@link topKRouter},
- * {@link moeExperts} (only routed tokens reach an expert). Differentiable w.r.t. `x`, the router
- * weight and both expert weights; with packed expert weights (`PackedTensor`) w.r.t. `x` and the
- * router weight, the experts frozen. The router stays float32 (mixed precision: only experts pack).
+ * The sparse MoE feed-forward (model guide: Mixture of experts): router logits `x·Wrᵀ`,
+ * {@link topKRouter}, {@link moeExperts} (only routed tokens reach an expert). Differentiable
+ * w.r.t. `x`, the router weight and both expert weights; with packed expert weights
+ * (`PackedTensor`) w.r.t. `x` and the router weight, the experts frozen. The router stays float32
+ * (mixed precision: only experts pack).
  *
  * @param x [..., H]
  * @param routerWeight [E, H] (`router.layer.weight`)

@@ -4,7 +4,8 @@ import { checkDtype, fail, shapeStr } from './checks';
 
 /**
  * SwiGLU on a packed projection: `silu(a[..., :I]) ⊙ a[..., I:]` — first half gate (activated),
- * second half up, halves not interleaved (GRANITE.md §4.5, §4.6, P11). Differentiable.
+ * second half up, halves not interleaved (model guide: Mixture of experts; Pitfalls, P11).
+ * Differentiable.
  *
  * @param a [..., 2I] float32
  * @returns [..., I]

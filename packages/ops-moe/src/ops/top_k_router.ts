@@ -11,9 +11,9 @@ export interface TopKRouting {
 }
 
 /**
- * Top-k MoE routing (Granite / Mixtral style, GRANITE.md §4.5 and P11): picks the k largest raw
- * logits per token and turns **only those k** into weights with a softmax, so each token's weights
- * sum to 1. Equivalent to "softmax over all E, take top k, renormalise".
+ * Top-k MoE routing (Granite / Mixtral style; model guide: Mixture of experts, and Pitfalls, P11):
+ * picks the k largest raw logits per token and turns **only those k** into weights with a softmax,
+ * so each token's weights sum to 1. Equivalent to "softmax over all E, take top k, renormalise".
  *
  * Order and ties: `indices[..., 0]` is the largest logit. Equal logits are ordered by expert index,
  * lowest first, so a tie at the k-th place selects the lower-numbered expert — deterministic on

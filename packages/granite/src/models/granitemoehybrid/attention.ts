@@ -13,8 +13,8 @@ export interface AttentionContext {
 }
 
 /**
- * GQA softmax attention (GRANITE.md §4.4): the scale is `attention_multiplier` itself, query head j
- * reads KV head floor(j / rep), no positional encoding unless the config asks for RoPE.
+ * GQA softmax attention (model guide: Attention): the scale is `attention_multiplier` itself, query
+ * head j reads KV head floor(j / rep), no positional encoding unless the config asks for RoPE.
  */
 export class GraniteAttention extends Module {
   readonly q_proj: Linear;

@@ -2,7 +2,8 @@ import { previewJson } from '@graniteflow/core';
 
 /**
  * `config.json` of a `granitemoehybrid` checkpoint, typed with the Hugging Face keys verbatim
- * (GRANITE.md §2). {@link parseConfig} applies HF's documented defaults and validates.
+ * (model guide: Configuration fields). {@link parseConfig} applies HF's documented defaults and
+ * validates.
  */
 export interface GraniteMoeHybridConfig {
   model_type: 'granitemoehybrid';
@@ -71,7 +72,10 @@ export class ConfigError extends Error {
   }
 }
 
-/** HF `GraniteMoeHybridConfig` defaults (GRANITE.md §2); released checkpoints override many. */
+/**
+ * HF `GraniteMoeHybridConfig` defaults (model guide: Configuration fields); released checkpoints
+ * override many.
+ */
 const DEFAULTS = {
   vocab_size: 32000,
   hidden_size: 4096,

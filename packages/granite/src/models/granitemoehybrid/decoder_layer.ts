@@ -35,8 +35,8 @@ export interface LayerContext {
 }
 
 /**
- * One pre-norm block (GRANITE.md §3): a Mamba-2 or attention mixer, then the shared MLP plus the
- * routed experts, each branch scaled by `residual_multiplier` before its residual add.
+ * One pre-norm block (model guide: The forward pass): a Mamba-2 or attention mixer, then the shared
+ * MLP plus the routed experts, each branch scaled by `residual_multiplier` before its residual add.
  */
 export class GraniteMoeHybridDecoderLayer extends Module {
   readonly input_layernorm: RMSNorm;

@@ -63,8 +63,9 @@ export interface CausalLMOptions {
 }
 
 /**
- * `GraniteMoeHybridForCausalLM`: the Granite 4.0 hybrid language model (GRANITE.md §3). Parameter
- * names equal the checkpoint keys (`model.layers.3.mamba.A_log`), so loading is a strict tree walk.
+ * `GraniteMoeHybridForCausalLM`: the Granite 4.0 hybrid language model
+ * (model guide: The forward pass). Parameter names equal the checkpoint keys
+ * (`model.layers.3.mamba.A_log`), so loading is a strict tree walk.
  */
 export class GraniteMoeHybridForCausalLM extends Module {
   readonly model: GraniteMoeHybridModel;

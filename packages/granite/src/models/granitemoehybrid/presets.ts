@@ -1,9 +1,10 @@
 import { parseConfig, type GraniteMoeHybridConfig } from './config';
 
 /**
- * Configs of the released Granite 4.0 models (GRANITE.md §8), for sizing, `inspect` and random-weight
- * benchmarks. Loading a checkpoint always reads its own config.json; values marked UNCONFIRMED in
- * GRANITE.md are the likely ones and only matter when a preset is used without a checkpoint.
+ * Configs of the released Granite 4.0 models (model guide: Released models), for sizing, `inspect`
+ * and random-weight benchmarks. Loading a checkpoint always reads its own config.json; the few values
+ * no published config confirms (H-Small's attention layer positions, for one) are the likely ones and
+ * only matter when a preset is used without a checkpoint.
  */
 const SHARED = {
   model_type: 'granitemoehybrid',
@@ -182,7 +183,7 @@ const RAW_PRESETS = {
   },
 } as const;
 
-/** Names of the released models with a preset. */
+/** Names of the released models with a preset. @useDeclaredType */
 export type PresetName = keyof typeof RAW_PRESETS;
 
 export const PRESET_NAMES = Object.keys(RAW_PRESETS) as PresetName[];

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
- * Rotary embedding angles for positions [B, T] (HF "rotate half" convention, GRANITE.md §4.7):
+ * Rotary embedding angles for positions [B, T] (HF "rotate half" convention; model guide: Attention):
  * returns cos and sin of shape [B, T, 1, hd], the angle vector repeated twice.
  */
 export function ropeAngles(positions: tf.Tensor2D, headDim: number, theta: number): [tf.Tensor, tf.Tensor] {
