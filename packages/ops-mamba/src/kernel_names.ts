@@ -2,7 +2,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 
 /**
  * Kernel identities of @graniteflow/ops-mamba: one PascalCase name per kernel with its `Inputs` and
- * `Attrs` types, and a {@link KernelSpecs} map tying them together (STYLE §3.1). Input names follow
+ * `Attrs` types, and a {@link KernelSpecs} map tying them together. Input names follow
  * the checkpoint keys (`A_log`, `dt_bias`, `D`) so nothing has to be translated on the way in.
  */
 

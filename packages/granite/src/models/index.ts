@@ -1,7 +1,7 @@
 import { previewJson, type Module } from '@graniteflow/core';
 import * as granitemoehybrid from './granitemoehybrid';
 
-/** What every supported `model_type` provides (one folder per type; STYLE §9). */
+/** What every supported `model_type` provides (one folder per type). */
 export interface ModelTypeModule<C, M extends Module> {
   parseConfig(raw: unknown, source?: string): C;
   createModel(config: C): M;

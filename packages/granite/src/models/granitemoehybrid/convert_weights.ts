@@ -1,7 +1,7 @@
 import type { GraniteMoeHybridConfig } from './config';
 
 /**
- * Checkpoint surgery, in one pure function run before loading (STYLE §11). Granite checkpoints need
+ * Checkpoint surgery, in one pure function run before loading. Granite checkpoints need
  * almost none: module names equal checkpoint keys and graniteflow keeps PyTorch layouts ([out, in]
  * linear weights, [C, 1, K] conv weights). What remains: a tied head is the embedding, so a stray
  * `lm_head.weight` in a tied checkpoint is dropped, as Hugging Face does when it ties the weights.
