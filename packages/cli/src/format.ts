@@ -16,3 +16,10 @@ export function formatCount(n: number): string {
 export function rate(tokens: number, ms: number): string {
   return ms > 0 && tokens > 0 ? `${((tokens * 1000) / ms).toFixed(1)} tok/s` : '-';
 }
+
+/** `part` as a whole percentage of `whole`: `3%`; `<1%` for a small part that is not none. */
+export function percent(part: number, whole: number): string {
+  if (!(whole > 0)) return '-';
+  const p = (part * 100) / whole;
+  return p > 0 && p < 1 ? '<1%' : `${Math.round(p)}%`;
+}

@@ -82,3 +82,28 @@ test('unknown slash commands and bad /load files are reported, and the chat goes
   expect(r.stdout.length).toBeGreaterThan(1); // the reply to "Hi"
   expect(r.stdout.endsWith('\n')).toBe(true);
 });
+
+test('piped output is the replies alone: no labels, colour or status line, whatever the environment asks', async () => {
+  const first = chatCases[0];
+  const env = { FORCE_COLOR: '1', NO_COLOR: '', TERM: 'xterm-256color' };
+  const r = await runCli(['chat', '--model', CHAT_TINY, '--temperature', '0', '--max-tokens', '8'], { input: `/frob\n${first.messages![0].content}\n`, env });
+  expect(r.code).toBe(0);
+  expect(r.stdout).toBe(`${first.text}\n`);
+  expect(r.stderr).toMatch(/\nerror: Unknown command \/frob/);
+  expect(r.stderr).not.toMatch(/\x1b\[[0-9;]*m/);
+  expect(r.stderr).not.toMatch(/\[context /);
+});
+
+test('piped messages of several lines (\\ at the end of a line, """ blocks, one left open at the end); /stats', async () => {
+  const file = path.join(tmp, 'multiline.json');
+  const input = ['line one\\', 'line two', '"""', '  block', '/not a command', '"""', '/stats', `/save ${file}`, '"""', 'left open'].join('\n');
+  const r = await runCli(['chat', '--model', CHAT_TINY, '--temperature', '0', '--max-tokens', '4', '--verbose'], { input });
+  expect(r.code).toBe(0);
+  const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as { messages: { role: string; content: string }[] };
+  expect(saved.messages.filter((m) => m.role === 'user').map((m) => m.content)).toEqual(['line one\nline two', '  block\n/not a command']);
+  const t = turns(r.stderr);
+  expect(t).toHaveLength(3); // the block left open at the end of the input is a message too
+  const stats = /turns +(\d+)\nprompt +(\d+) tokens fed, (\d+) reused from the state\ngenerated +(\d+) tokens\ncontext +(\d+)\/(\d+) tokens/.exec(r.stderr);
+  expect(stats?.slice(1).map(Number)).toEqual([2, t[0].prefill + t[1].prefill, t[1].reused, t[0].decode + t[1].decode, t[1].context, 4096]);
+  expect(r.stderr).not.toMatch(/\x1b\[[0-9;]*m/);
+});

@@ -102,7 +102,7 @@ test('download fills the Hugging Face cache with a progress bar; the model then 
   expect(folder).toBe(path.join(tmp, 'hub', 'models--test-org--tiny-granite', 'snapshots', COMMIT));
   for (const f of FILES) expect(fs.existsSync(path.join(folder, f))).toBe(true);
   expect(r.stderr).toMatch(/^Downloading test-org\/tiny-granite \(\d+(\.\d)? KiB\)…$/m);
-  expect(r.stderr).toMatch(/^Downloading test-org\/tiny-granite: \d+(\.\d)? KiB in [\d.]+ s$/m);
+  expect(r.stderr).toMatch(/^Downloading test-org\/tiny-granite: \d+(\.\d)? KiB in [\d.]+ s \([\d.]+ [KMG]?i?B\/s\)$/m); // average speed
 
   // A second download finds everything in the cache and fetches no file again.
   const gets = requests.filter((q) => q.startsWith('GET')).length;

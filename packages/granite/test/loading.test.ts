@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, SafetensorsError, StateDictError, writeSafetensors } from '@graniteflow/core';
-import { expectNoTensorLeak } from '@graniteflow/core/testing';
+import { describeBackends, expectNoTensorLeak } from '@graniteflow/core/testing';
 import {
   ConfigError,
   GraniteMoeHybridForCausalLM,
@@ -187,59 +187,6 @@ describe('fromPretrained', () => {
     granite.dispose();
   });
 
-  it('applies overrides while loading: the embedding at q8_0, one in_proj float32, the rest q4_0', async () => {
-    const granite = await fromPretrained(CHAT_TINY_DIR, {
-      dtype: 'q4_0',
-      dtypeOverrides: { 'model.embed_tokens.weight': 'q8_0', 'model.layers.0.mamba.in_proj.weight': 'f32' },
-    });
-    const dtypes = new Map([...granite.model.namedParameters()].map(([n, p]) => [n, p.dtype]));
-    expect(dtypes.get('model.embed_tokens.weight')).toBe('q8_0');
-    expect(dtypes.get('model.layers.0.mamba.in_proj.weight')).toBe('f32');
-    expect(dtypes.get('model.layers.2.mamba.in_proj.weight')).toBe('q4_0');
-    expect(dtypes.get('model.layers.0.mamba.A_log')).toBe('f32');
-    // A float32 Linear weight is held transposed, as a q4_0-free load holds it: same logits there.
-    const plain = await fromPretrained(CHAT_TINY_DIR);
-    const layer = (g: typeof granite) => g.model.model.layers[0].mamba!.in_proj;
-    const x = tf.randomNormal([2, 64], 0, 1, 'float32', 7);
-    expect(Array.from(tf.tidy(() => layer(granite).forward(x).dataSync()))).toEqual(Array.from(tf.tidy(() => layer(plain).forward(x).dataSync())));
-    x.dispose();
-    granite.dispose();
-    plain.dispose();
-  });
-
-  it('loads a generated random checkpoint with RoPE, sharded, and keeps cached decoding exact', async () => {
-    const cfg = parseConfig({
-      ...preset('granite-4.0-350m'),
-      time_step_limit: null,
-      hidden_size: 32,
-      num_hidden_layers: 2,
-      layer_types: ['attention', 'attention'],
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      shared_intermediate_size: 16,
-      intermediate_size: 16,
-      vocab_size: 50,
-      mamba_n_heads: 4,
-    });
-    const dir = path.join(tmp, 'rope');
-    writeRandomCheckpoint(dir, cfg, { seed: 3, std: 0.5, maxShardBytes: 2000 });
-    expect(fs.existsSync(path.join(dir, 'model.safetensors.index.json'))).toBe(true);
-    const granite = await fromPretrained(dir);
-    await expectNoTensorLeak(() => {
-      const ids = [3, 9, 4, 1, 7];
-      const full = tf.tidy(() => granite.model.forward(tf.tensor2d([ids], undefined, 'int32')).logits!.dataSync());
-      const cache = granite.makeCache();
-      tf.tidy(() => { granite.model.forward(tf.tensor2d([ids.slice(0, 3)], undefined, 'int32'), { cache, logits: 'none' }); });
-      const step = tf.tidy(() => granite.model.forward(tf.tensor2d([ids.slice(3)], undefined, 'int32'), { cache }).logits!.dataSync());
-      cache.dispose();
-      for (let i = 0; i < step.length; i++) expect(Math.abs(step[i] - full[3 * 50 + i])).toBeLessThan(1e-5);
-      // RoPE moves logits: the same tokens in another order give other last-position logits.
-      const swapped = tf.tidy(() => granite.model.forward(tf.tensor2d([[9, 3, 4, 1, 7]], undefined, 'int32'), { logits: 'last' }).logits!.dataSync());
-      expect(Math.abs(swapped[0] - full[4 * 50])).toBeGreaterThan(1e-6);
-    });
-    granite.dispose();
-  });
-
   it('refuses a million layers by name within seconds, before allocating anything', async () => {
     const dir = copyModel(CHAT_TINY_DIR, 'million-layers');
     const configFile = path.join(dir, 'config.json');
@@ -322,5 +269,63 @@ describe('fromPretrained', () => {
       fs.writeFileSync(file, 'null');
       await expect(fromPretrained(dir)).rejects.toThrow(/generation_config\.json holds null, not a JSON object/);
     });
+  });
+});
+
+// What loading produced, computed on every test backend (cpu, wasm, native; tfjs-node when installed),
+// as the golden tests do; the checks above are about files, errors and memory, not numbers.
+describeBackends('fromPretrained: loaded weights compute as they should', (backend) => {
+  it('applies overrides while loading: the embedding at q8_0, one in_proj float32, the rest q4_0', async () => {
+    const granite = await fromPretrained(CHAT_TINY_DIR, {
+      backend,
+      dtype: 'q4_0',
+      dtypeOverrides: { 'model.embed_tokens.weight': 'q8_0', 'model.layers.0.mamba.in_proj.weight': 'f32' },
+    });
+    const dtypes = new Map([...granite.model.namedParameters()].map(([n, p]) => [n, p.dtype]));
+    expect(dtypes.get('model.embed_tokens.weight')).toBe('q8_0');
+    expect(dtypes.get('model.layers.0.mamba.in_proj.weight')).toBe('f32');
+    expect(dtypes.get('model.layers.2.mamba.in_proj.weight')).toBe('q4_0');
+    expect(dtypes.get('model.layers.0.mamba.A_log')).toBe('f32');
+    // A float32 Linear weight is held transposed, as a q4_0-free load holds it: same logits there.
+    const plain = await fromPretrained(CHAT_TINY_DIR, { backend });
+    const layer = (g: typeof granite) => g.model.model.layers[0].mamba!.in_proj;
+    const x = tf.randomNormal([2, 64], 0, 1, 'float32', 7);
+    expect(Array.from(tf.tidy(() => layer(granite).forward(x).dataSync()))).toEqual(Array.from(tf.tidy(() => layer(plain).forward(x).dataSync())));
+    x.dispose();
+    granite.dispose();
+    plain.dispose();
+  });
+
+  it('loads a generated random checkpoint with RoPE, sharded, and keeps cached decoding exact', async () => {
+    const cfg = parseConfig({
+      ...preset('granite-4.0-350m'),
+      time_step_limit: null,
+      hidden_size: 32,
+      num_hidden_layers: 2,
+      layer_types: ['attention', 'attention'],
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      shared_intermediate_size: 16,
+      intermediate_size: 16,
+      vocab_size: 50,
+      mamba_n_heads: 4,
+    });
+    const dir = path.join(tmp, `rope-${backend}`);
+    writeRandomCheckpoint(dir, cfg, { seed: 3, std: 0.5, maxShardBytes: 2000 });
+    expect(fs.existsSync(path.join(dir, 'model.safetensors.index.json'))).toBe(true);
+    const granite = await fromPretrained(dir, { backend });
+    await expectNoTensorLeak(() => {
+      const ids = [3, 9, 4, 1, 7];
+      const full = tf.tidy(() => granite.model.forward(tf.tensor2d([ids], undefined, 'int32')).logits!.dataSync());
+      const cache = granite.makeCache();
+      tf.tidy(() => { granite.model.forward(tf.tensor2d([ids.slice(0, 3)], undefined, 'int32'), { cache, logits: 'none' }); });
+      const step = tf.tidy(() => granite.model.forward(tf.tensor2d([ids.slice(3)], undefined, 'int32'), { cache }).logits!.dataSync());
+      cache.dispose();
+      for (let i = 0; i < step.length; i++) expect(Math.abs(step[i] - full[3 * 50 + i])).toBeLessThan(1e-5);
+      // RoPE moves logits: the same tokens in another order give other last-position logits.
+      const swapped = tf.tidy(() => granite.model.forward(tf.tensor2d([[9, 3, 4, 1, 7]], undefined, 'int32'), { logits: 'last' }).logits!.dataSync());
+      expect(Math.abs(swapped[0] - full[4 * 50])).toBeGreaterThan(1e-6);
+    });
+    granite.dispose();
   });
 });

@@ -23,7 +23,7 @@ function tail(text: string): string {
 }
 
 export class TerminalSession {
-  private output = '';
+  private written = '';
   /** Where the next {@link waitFor} starts looking: waits match one after another, as in expect(1). */
   private cursor = 0;
   private waiters: (() => void)[] = [];
@@ -32,7 +32,8 @@ export class TerminalSession {
   readonly exit: Promise<number | null>;
   private readonly child;
 
-  constructor(args: readonly string[], { env, timeoutMs = 60_000 }: { env?: Record<string, string>; timeoutMs?: number } = {}) {
+  /** `env` adds to the test's environment; a variable set to undefined is left out. */
+  constructor(args: readonly string[], { env, timeoutMs = 60_000 }: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}) {
     assertBuilt();
     this.child = spawn('python3', [PROXY, String(timeoutMs / 1000), process.execPath, BIN, ...args], {
       cwd: REPO_DIR,
@@ -40,7 +41,7 @@ export class TerminalSession {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     this.child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      this.output += d;
+      this.written += d;
       this.notify();
     });
     this.exit = new Promise((resolve, reject) => {
@@ -53,9 +54,14 @@ export class TerminalSession {
     });
   }
 
+  /** Everything the command wrote to the terminal, escape sequences and all. */
+  get output(): string {
+    return this.written;
+  }
+
   /** Everything the terminal has shown, as text. */
   get screen(): string {
-    return plain(this.output);
+    return plain(this.written);
   }
 
   /** Types `keys` into the terminal. */
