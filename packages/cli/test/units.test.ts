@@ -196,3 +196,29 @@ describe('the embedded model folder', () => {
     expect(prompt).not.toContain('<|start_of_role|>'); // "Role: text" turns, no Granite role tokens
   });
 });
+
+describe('GenerationQueue with parallel places and a state budget', () => {
+  test('runs up to `parallel` at once while their bytes fit, first come first served', async () => {
+    const queue = new GenerationQueue(4, { parallel: 3, budgetBytes: 250 });
+    const a = queue.enter(undefined, 100);
+    const b = queue.enter(undefined, 100);
+    // 300 bytes would pass the budget: c waits although a place is free, and d waits behind it.
+    const c = queue.enter(undefined, 100);
+    const d = queue.enter(undefined, 10);
+    const started: string[] = [];
+    void c.ready.then(() => started.push('c'));
+    void d.ready.then(() => started.push('d'));
+    await Promise.resolve();
+    expect([queue.running, queue.bytesInUse, queue.waitingCount, started]).toEqual([2, 200, 2, []]);
+    a.release();
+    await new Promise((r) => setImmediate(r));
+    expect([queue.running, queue.bytesInUse, started]).toEqual([3, 210, ['c', 'd']]);
+    for (const t of [b, c, d]) t.release();
+    expect([queue.running, queue.bytesInUse]).toEqual([0, 0]);
+    // One alone always runs, even past the budget (the server refuses such requests before).
+    const big = queue.enter(undefined, 1000);
+    await big.ready;
+    expect(queue.running).toBe(1);
+    big.release();
+  });
+});

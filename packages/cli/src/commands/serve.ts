@@ -12,7 +12,20 @@ const OPTIONS: OptionTable = {
   port: { type: 'string', short: 'p', value: 'PORT', description: 'port (default 8000; 0 picks a free one)' },
   'served-model-name': { type: 'string', value: 'NAME', description: 'model id reported by /v1/models (default: the --model value)' },
   'context-length': { type: 'string', value: 'N', description: 'tokens a request may span, prompt + completion (default 4096)' },
-  'max-queue': { type: 'string', value: 'N', description: 'requests that may wait while one generates; more get 503 (default 8)' },
+  'max-queue': { type: 'string', value: 'N', description: 'requests that may wait while others generate; more get 503 with Retry-After (default 8)' },
+  parallel: {
+    type: 'string',
+    value: 'N',
+    description: 'generations decoded together as one batch (default 8, or fewer when --max-state-bytes holds fewer full-context states)',
+  },
+  'prefill-chunk': { type: 'string', value: 'N', description: 'prompt tokens fed per step between decode steps, so a long prompt does not stall the others (default 256)' },
+  'max-state-bytes': {
+    type: 'string',
+    value: 'BYTES',
+    description: 'model state (Mamba states + attention KV) the running generations may hold together, a full context each; more wait (default: a quarter of free memory; 2G, 512M accepted)',
+  },
+  'snapshot-cache-bytes': { type: 'string', value: 'BYTES', description: 'saved conversation states kept for resuming, least recently used dropped first (default 2G)' },
+  'log-format': { type: 'string', value: 'FORMAT', description: 'text (default) or json: one JSON object per request on stderr' },
   'max-tokens': { type: 'string', value: 'N', description: 'completion length when a request sets no max_tokens (default 512)' },
   'cache-entries': { type: 'string', value: 'N', description: 'saved conversation states for resuming (default 8; 0 = off)' },
   'api-key': {
@@ -42,8 +55,9 @@ export const serveCommand: Command = {
   help: () =>
     formatHelp(
       'graniteflow serve [options]',
-      'Serves POST /v1/chat/completions (streaming, tools), POST /v1/completions, GET /v1/models and GET /health. ' +
-        'One generation runs at a time; others wait in a bounded queue. A request that extends an earlier conversation resumes from its saved state. ' +
+      'Serves POST /v1/chat/completions (streaming, tools), POST /v1/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health and GET /metrics (Prometheus). ' +
+        'Up to --parallel generations run at once, each decode step one batched forward pass for all of them; prompts are prefilled in chunks between decode steps; others wait in a bounded queue. ' +
+        'A request that extends an earlier conversation resumes from its saved state. ' +
         'Web pages cannot use it unless allowed: requests carrying another site\'s Origin get 403 (see --cors), a Host header that is not localhost or one of the server\'s addresses gets 403 (see --allowed-hosts), ' +
         'and POST bodies must be sent as Content-Type: application/json (415 otherwise). ' +
         'Prompts longer than the context length get 400 before they are tokenized; request JSON may nest 64 levels deep. ' +
@@ -69,6 +83,12 @@ export const serveCommand: Command = {
     const maxQueue = numberOption('serve', values, 'max-queue', { min: 0, integer: true }) ?? 8;
     const defaultMaxTokens = numberOption('serve', values, 'max-tokens', { min: 1, integer: true }) ?? 512;
     const cacheEntries = numberOption('serve', values, 'cache-entries', { min: 0, integer: true }) ?? 8;
+    const parallel = numberOption('serve', values, 'parallel', { min: 1, max: 256, integer: true });
+    const prefillChunk = numberOption('serve', values, 'prefill-chunk', { min: 1, integer: true });
+    const maxStateBytes = byteSizeOption(values, 'max-state-bytes');
+    const cacheBytes = byteSizeOption(values, 'snapshot-cache-bytes');
+    const logFormat = stringOption(values, 'log-format') ?? 'text';
+    if (logFormat !== 'text' && logFormat !== 'json') throw new UsageError(`--log-format must be text or json, got "${logFormat}".`, 'serve');
     const quiet = flag(values, 'quiet');
     const apiKey = apiKeyOption(values);
     const corsOrigins = listOption(values, 'cors').map(checkOrigin);
@@ -77,17 +97,29 @@ export const serveCommand: Command = {
     if (allowAnyHost && allowedHosts.length) throw new UsageError('Give either --allowed-hosts or --allow-any-host, not both.', 'serve');
 
     const { model, source } = await loadFromArgs(values, io, { command: 'serve', contextLength });
-    const server = createServer(model, {
-      modelId: stringOption(values, 'served-model-name') ?? source.name,
-      contextLength,
-      maxQueue,
-      defaultMaxTokens,
-      cacheEntries,
-      apiKey,
-      corsOrigins,
-      allowedHosts: allowAnyHost ? 'any' : allowedHosts,
-      log: quiet ? undefined : (line) => io.stderr.write(`${new Date().toISOString()} ${line}\n`),
-    });
+    let server;
+    try {
+      server = createServer(model, {
+        modelId: stringOption(values, 'served-model-name') ?? source.name,
+        contextLength,
+        maxQueue,
+        parallel,
+        prefillChunk,
+        maxStateBytes,
+        cacheBytes,
+        logFormat,
+        defaultMaxTokens,
+        cacheEntries,
+        apiKey,
+        corsOrigins,
+        allowedHosts: allowAnyHost ? 'any' : allowedHosts,
+        log: quiet ? undefined : (line) => io.stderr.write(logFormat === 'json' ? `${line}\n` : `${new Date().toISOString()} ${line}\n`),
+      });
+    } catch (err) {
+      model.dispose();
+      if (err instanceof RangeError) throw new UsageError(err.message, 'serve');
+      throw err;
+    }
     let address;
     try {
       address = await server.listen(port, host);
@@ -155,4 +187,17 @@ function checkHostname(host: string): string {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+const BYTE_SUFFIXES: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** A byte size option: a number of bytes, or with a K, M, G or T suffix (powers of 1024; `2G`, `512MiB`). */
+function byteSizeOption(values: ParsedArgs['values'], name: string): number | undefined {
+  const raw = stringOption(values, name);
+  if (raw === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(raw.trim());
+  if (!m) throw new UsageError(`--${name} must be a size such as 2G, 512M or 1073741824, got "${raw}".`, 'serve');
+  const bytes = Math.floor(Number(m[1]) * BYTE_SUFFIXES[m[2].toLowerCase()]);
+  if (bytes < 1) throw new UsageError(`--${name} must be at least 1 byte, got "${raw}".`, 'serve');
+  return bytes;
 }

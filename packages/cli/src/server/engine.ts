@@ -2,7 +2,7 @@
  * What the HTTP server needs of a model, as an interface: a {@link GraniteModel} behind
  * {@link graniteEngine}, or a scripted stand-in in tests (tool calls, slow generations).
  */
-import type { GraniteModel, GraniteTokenizer, HybridCache } from '@graniteflow/granite';
+import { BatchGenerator, estimateMemory, type GraniteModel, type GraniteTokenizer, type HybridCache } from '@graniteflow/granite';
 import { renderChat, requireTokenizer, type ChatMessage, type TextEvent } from '../text_generation';
 
 /** A model state the server can copy and resume from (granite's `HybridCache` fits). */
@@ -46,14 +46,32 @@ export interface Engine {
   encode(text: string): number[];
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   makeCache(): EngineCache;
-  /** Text events for the new ids `promptIds`, continuing from `options.cache`. */
+  /** Bytes of state one sequence of `tokens` positions holds (Mamba states, attention keys and values). */
+  stateBytes(tokens: number): number;
+  /**
+   * Text events for the new ids `promptIds`, continuing from `options.cache`. Several may run at
+   * once: their decode steps are batched.
+   */
   generate(promptIds: readonly number[], options: EngineGenerateOptions): AsyncGenerator<TextEvent>;
+  /** What the batch is doing, for /metrics. */
+  batchStats?(): { active: number; waiting: number; decodeSteps: number; decodeTokens: number; prefillTokens: number; stateBytes: number };
+}
+
+/** Options of {@link graniteEngine}. */
+export interface GraniteEngineOptions {
+  id: string;
+  /** Tokens a request may span (default 4096). */
+  contextLength?: number;
+  /** Sequences decoded together at most (default 8). */
+  parallel?: number;
+  /** Prompt tokens fed per prefill step between decode steps (default 256). */
+  prefillChunk?: number;
 }
 
 /**
- * Prompts are fed to the model at most this many tokens at a time, with a turn of the event loop
- * between pieces: one forward pass over a long prompt would hold the loop (and `/health`, and every
- * other client) for seconds. Feeding pieces through the cache gives the same state, and is faster.
+ * Prompts are fed to the model at most this many tokens at a time, between decode steps of the
+ * other sequences: one forward pass over a long prompt would hold the loop (and `/health`, and
+ * every other client) for seconds. Feeding pieces through the cache gives the same state.
  */
 const PREFILL_CHUNK_TOKENS = 256;
 
@@ -83,33 +101,25 @@ function longestTokenBytes(tokenizer: GraniteTokenizer): number {
   return longest;
 }
 
-/** An {@link Engine} over a loaded Granite model. */
-export function graniteEngine(model: GraniteModel, { id, contextLength = 4096 }: { id: string; contextLength?: number }): Engine {
+/** An {@link Engine} over a loaded Granite model: concurrent generations run as one batch ({@link BatchGenerator}). */
+export function graniteEngine(model: GraniteModel, options: GraniteEngineOptions): Engine {
+  const { id, contextLength = 4096, parallel = 8, prefillChunk = PREFILL_CHUNK_TOKENS } = options;
   const tokenizer = requireTokenizer(model);
+  const batcher = new BatchGenerator(model, { maxBatch: parallel, prefillChunk });
+  // The same model, its generations joining the batch: streamText (stop strings, UTF-8) runs on top.
+  const batched = Object.create(model) as GraniteModel;
+  batched.generate = (promptIds, generateOptions) => batcher.generate(promptIds, generateOptions);
+  const sizes = estimateMemory(model.config, { contextLength: 1 });
   return {
     id,
     contextLength,
     maxTokenBytes: longestTokenBytes(tokenizer),
-    renderChat: (messages, options) => renderChat(tokenizer, messages, options),
+    renderChat: (messages, renderOptions) => renderChat(tokenizer, messages, renderOptions),
     encode: (text) => tokenizer.encode(text),
-    decode: (ids, options) => tokenizer.decode(ids, options),
+    decode: (ids, decodeOptions) => tokenizer.decode(ids, decodeOptions),
     makeCache: () => model.makeCache(),
-    async *generate(promptIds, options) {
-      const cache = options.cache as HybridCache;
-      let start = 0;
-      // The repetition penalty counts the prompt ids of the last call, so a prompt it applies to
-      // is fed whole.
-      if (options.repetitionPenalty === undefined || options.repetitionPenalty === 1) {
-        for (; promptIds.length - start > PREFILL_CHUNK_TOKENS; start += PREFILL_CHUNK_TOKENS) {
-          const piece = promptIds.slice(start, start + PREFILL_CHUNK_TOKENS);
-          for await (const _ of model.generate(piece, { maxNewTokens: 1, temperature: 0, cache, signal: options.signal })) {
-            // One greedy token, discarded: the cache then holds exactly the piece fed.
-          }
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          options.signal?.throwIfAborted();
-        }
-      }
-      yield* model.streamText(start === 0 ? promptIds : promptIds.slice(start), { ...options, cache });
-    },
+    stateBytes: (tokens) => sizes.stateBytesPerSequence + tokens * sizes.kvBytesPerToken,
+    generate: (promptIds, generateOptions) => batched.streamText(promptIds, { ...generateOptions, cache: generateOptions.cache as HybridCache }),
+    batchStats: () => batcher.stats,
   };
 }

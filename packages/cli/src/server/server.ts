@@ -1,7 +1,9 @@
 /**
  * The OpenAI-compatible HTTP server: `POST /v1/chat/completions`, `POST /v1/completions`,
- * `GET /v1/models`, `GET /health`. One generation runs at a time; others wait in a bounded queue.
- * A request whose prompt extends an earlier one resumes from that request's saved model state.
+ * `GET /v1/models`, `POST /tokenize`, `POST /detokenize`, `GET /health`, `GET /metrics`. Up to
+ * `parallel` generations run at once, decoded together as one batch, while their state fits the
+ * memory budget; others wait in a bounded queue. A request whose prompt extends an earlier one
+ * resumes from that request's saved model state.
  *
  * Web pages the user opens can reach a localhost server too, so by default it answers only
  * requests that name it by a local address in `Host` (against DNS rebinding), that carry no
@@ -9,24 +11,40 @@
  * `text/plain` form post needs no preflight). An API key can be required on top.
  */
 import * as http from 'node:http';
+import * as os from 'node:os';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { ToolCallStreamParser } from '@graniteflow/granite';
+import { estimateMemory, formatBytes, ToolCallStreamParser } from '@graniteflow/granite';
 import type { GraniteModel } from '@graniteflow/granite';
 import { plainMessage } from '../errors';
 import type { TextEvent } from '../text_generation';
 import { graniteEngine, type Engine, type EngineCache } from './engine';
 import { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type SamplingParams } from './openai_protocol';
+import { RATE_WINDOW_MS, renderPrometheus, ServerMetrics, type MetricFamily } from './metrics';
 import { PrefixCache } from './prefix_cache';
 import { GenerationQueue, QueueFullError } from './queue';
 
 /** Options of {@link createServer}. */
 export interface ServerOptions {
-  /** Requests that may wait while one generates; more get 503 (default 8). */
+  /** Requests that may wait while others generate; more get 503 with Retry-After (default 8). */
   maxQueue?: number;
+  /**
+   * Generations run at once (decoded together as one batch for a GraniteModel). Default for a
+   * GraniteModel: 8, or fewer when `maxStateBytes` holds fewer full-context states; for an
+   * {@link Engine}: 1.
+   */
+  parallel?: number;
+  /** Prompt tokens fed per prefill step between decode steps (default 256). Used only when a GraniteModel is passed. */
+  prefillChunk?: number;
+  /**
+   * Bytes of model state the running generations may hold together: each is admitted with the
+   * state of a full context (Mamba states plus attention keys and values), and waits while the
+   * budget is spent (default: a quarter of the free memory at start).
+   */
+  maxStateBytes?: number;
   /** Saved conversation states kept (default 8; 0 disables resuming). */
   cacheEntries?: number;
-  /** Bytes of saved state kept at most (default 2 GiB). */
+  /** Bytes of saved conversation states kept at most, least recently used dropped first (default 2 GiB). */
   cacheBytes?: number;
   /** Completion length when a request sets no max_tokens (default 512, capped by the context left). */
   defaultMaxTokens?: number;
@@ -55,6 +73,8 @@ export interface ServerOptions {
   contextLength?: number;
   /** One line per request (method, path, status, tokens, time). */
   log?: (line: string) => void;
+  /** `text` (default): `POST /v1/completions 200 prompt=5 … 0.12s`; `json`: one JSON object a line, for log collectors. */
+  logFormat?: 'text' | 'json';
 }
 
 /** Counters reported by `/health`, for monitoring and tests. */
@@ -93,6 +113,26 @@ interface GenerationResult {
   text: string;
   finishReason: 'stop' | 'length';
   usage: Usage;
+}
+
+/** State of one full-context sequence of a Granite model. */
+function granitePerSequenceBytes(model: GraniteModel, contextLength: number): number {
+  const e = estimateMemory(model.config, { contextLength: 1 });
+  return e.stateBytesPerSequence + contextLength * e.kvBytesPerToken;
+}
+
+/** Sequences to batch by default: 8, or as many full-context states as the budget holds (at least 1). */
+function defaultParallel(perSequenceBytes: number, budgetBytes: number): number {
+  return Math.max(1, Math.min(8, Math.floor(budgetBytes / perSequenceBytes)));
+}
+
+const ROUTES = new Set(['/v1/chat/completions', '/v1/completions', '/v1/models', '/tokenize', '/detokenize', '/health', '/v1/health', '/metrics']);
+
+/** A request's route as a metric label: known routes by name, the rest as "other" (labels must stay few). */
+function routeLabel(url: string | undefined): string {
+  const path = (url ?? '/').split('?')[0].replace(/\/+$/, '') || '/';
+  if (ROUTES.has(path)) return path;
+  return path.startsWith('/v1/models/') ? '/v1/models/{id}' : 'other';
 }
 
 function isEngine(x: GraniteModel | Engine): x is Engine {
@@ -202,10 +242,21 @@ async function readBody(req: http.IncomingMessage, limit: number, maxDepth: numb
  * ```
  */
 export function createServer(model: GraniteModel | Engine, options: ServerOptions = {}): GraniteServer {
+  const maxStateBytes = options.maxStateBytes ?? Math.floor(os.freemem() / 4);
+  const contextLength = options.contextLength ?? (isEngine(model) ? model.contextLength : 4096);
+  // A custom engine's generate may not be reentrant: one at a time unless told otherwise.
+  const parallel = options.parallel ?? (isEngine(model) ? 1 : defaultParallel(granitePerSequenceBytes(model, contextLength), maxStateBytes));
   const engine = isEngine(model)
     ? model
-    : graniteEngine(model, { id: options.modelId ?? 'granite', contextLength: options.contextLength });
-  const queue = new GenerationQueue(options.maxQueue ?? 8);
+    : graniteEngine(model, { id: options.modelId ?? 'granite', contextLength, parallel, prefillChunk: options.prefillChunk });
+  const fullStateBytes = engine.stateBytes(engine.contextLength);
+  if (fullStateBytes > maxStateBytes) {
+    throw new RangeError(
+      `One sequence of ${engine.contextLength} tokens holds ${formatBytes(fullStateBytes)} of state, more than the state budget of ${formatBytes(maxStateBytes)}: raise the budget or lower the context length.`,
+    );
+  }
+  const queue = new GenerationQueue(options.maxQueue ?? 8, { parallel, budgetBytes: maxStateBytes });
+  const metrics = new ServerMetrics();
   const prefixes = new PrefixCache({ maxEntries: options.cacheEntries, maxBytes: options.cacheBytes });
   const defaultMaxTokens = options.defaultMaxTokens ?? 512;
   const maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
@@ -231,6 +282,9 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     onEvent: (event: TextEvent) => void,
   ): Promise<GenerationResult> {
     const match = prefixes.find(prompt.ids, prompt.text);
+    if (match) metrics.snapshotHits++;
+    else metrics.snapshotMisses++;
+    const started = performance.now();
     let cache: EngineCache;
     let fedIds: number[];
     let newIds: number[];
@@ -259,9 +313,19 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         signal,
         cache,
       });
+      let first = true;
       for await (const event of events) {
         signal.throwIfAborted();
         if (event.type === 'done') done = event;
+        else if (event.tokenIds.length) {
+          if (first) {
+            metrics.firstTokenSeconds += (performance.now() - started) / 1000;
+            metrics.firstTokens++;
+            metrics.countTokens(newIds.length, 0);
+            first = false;
+          }
+          metrics.countTokens(0, event.tokenIds.length);
+        }
         onEvent(event);
         await nextTurn();
         signal.throwIfAborted();
@@ -274,6 +338,9 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     stats.prefillTokens += newIds.length;
     stats.cachedTokens += reused;
     stats.generatedTokens += generated.length;
+    metrics.promptTokens += fedIds.length;
+    metrics.cachedTokens += reused;
+    metrics.generatedTokens += generated.length;
     // The state now holds the prompt and every generated token but the last.
     const heldIds = [...fedIds, ...generated.slice(0, -1)];
     const heldText = prompt.text + engine.decode(generated.slice(0, -1), { skipSpecialTokens: false });
@@ -294,7 +361,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
    * Refuses, before it is tokenized, a prompt whose text is longer than the context could hold
    * whatever its tokens: a token stands for at most `engine.maxTokenBytes` bytes.
    */
-  function checkPromptBytes(text: string, params: SamplingParams, param: string): void {
+  function checkPromptBytes(text: string, params: Pick<SamplingParams, 'maxTokens'>, param: string): void {
     const tokensLeft = engine.contextLength - (params.maxTokens ?? 1);
     const limit = tokensLeft * engine.maxTokenBytes;
     const bytes = Buffer.byteLength(text, 'utf8');
@@ -358,11 +425,12 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     res.on('close', onClose);
     let ticket;
     try {
-      ticket = queue.enter(controller.signal);
+      ticket = queue.enter(controller.signal, fullStateBytes);
     } catch (err) {
       res.off('close', onClose);
       if (err instanceof QueueFullError) {
         stats.rejected++;
+        res.setHeader('Retry-After', '1');
         throw new ApiError(503, `${err.message} Retry later.`, 'server_error', null, 'queue_full');
       }
       throw err;
@@ -506,10 +574,78 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       status: closing ? 'closing' : 'ok',
       model: engine.id,
       contextLength: engine.contextLength,
-      queue: { running: queue.active ? 1 : 0, waiting: queue.waitingCount, maxWaiting: queue.maxWaiting, maxWaitingSeen: queue.maxWaitingSeen },
-      cache: { entries: prefixes.size, bytes: prefixes.byteSize },
+      queue: { running: queue.running, parallel: queue.parallel, waiting: queue.waitingCount, maxWaiting: queue.maxWaiting, maxWaitingSeen: queue.maxWaitingSeen },
+      state: { budgetBytes: queue.budgetBytes, reservedBytes: queue.bytesInUse, perSequenceBytes: fullStateBytes, batchBytes: engine.batchStats?.().stateBytes ?? 0 },
+      cache: { entries: prefixes.size, bytes: prefixes.byteSize, hits: metrics.snapshotHits, misses: metrics.snapshotMisses },
+      throughput: metrics.rates(),
       stats,
     };
+  }
+
+  /** Every figure of {@link health}, and counters since start, for Prometheus. */
+  function prometheus(): string {
+    const rates = metrics.rates();
+    const batch = engine.batchStats?.();
+    const lookups = metrics.snapshotHits + metrics.snapshotMisses;
+    const gauge = (name: string, help: string, value: number): MetricFamily => ({ name: `graniteflow_${name}`, help, type: 'gauge', samples: [{ value }] });
+    const counter = (name: string, help: string, value: number): MetricFamily => ({ name: `graniteflow_${name}`, help, type: 'counter', samples: [{ value }] });
+    return renderPrometheus([
+      {
+        name: 'graniteflow_requests_total',
+        help: 'HTTP requests answered, by route and status.',
+        type: 'counter',
+        samples: [...metrics.responses].map(([key, value]) => {
+          const [route, status] = key.split(' ');
+          return { labels: { route, status }, value };
+        }),
+      },
+      counter('prompt_tokens_total', 'Prompt tokens of finished generations, cached ones included.', metrics.promptTokens),
+      counter('cached_prompt_tokens_total', 'Prompt tokens resumed from saved states instead of being fed.', metrics.cachedTokens),
+      counter('prefill_tokens_total', 'Prompt tokens fed to the model.', stats.prefillTokens),
+      counter('generated_tokens_total', 'Tokens generated.', metrics.generatedTokens),
+      counter('decode_steps_total', 'Batched decode steps run.', batch?.decodeSteps ?? 0),
+      counter('time_to_first_token_seconds_sum', 'Seconds from the start of generations to their first token, summed.', metrics.firstTokenSeconds),
+      counter('time_to_first_token_seconds_count', 'Generations that produced a first token.', metrics.firstTokens),
+      gauge('prefill_tokens_per_second', `Prompt tokens fed per second, over the last ${RATE_WINDOW_MS / 1000} s.`, rates.prefill),
+      gauge('decode_tokens_per_second', `Tokens generated per second by all sequences together, over the last ${RATE_WINDOW_MS / 1000} s.`, rates.decode),
+      gauge('active_sequences', 'Generations running.', queue.running),
+      gauge('queued_requests', 'Requests waiting for a place.', queue.waitingCount),
+      gauge('parallel_sequences', 'Generations that may run at once.', queue.parallel),
+      gauge('state_budget_bytes', 'Bytes of model state the running generations may hold.', queue.budgetBytes),
+      gauge('state_reserved_bytes', 'Bytes of state reserved by the running generations (a full context each).', queue.bytesInUse),
+      gauge('state_per_sequence_bytes', 'Bytes of state one full-context sequence holds (Mamba states + attention KV).', fullStateBytes),
+      gauge('batch_state_bytes', 'Bytes of state the decode batch holds now.', batch?.stateBytes ?? 0),
+      gauge('snapshot_bytes', 'Bytes of saved conversation states.', prefixes.byteSize),
+      gauge('snapshot_entries', 'Saved conversation states.', prefixes.size),
+      counter('snapshot_hits_total', 'Requests that resumed from a saved state.', metrics.snapshotHits),
+      counter('snapshot_misses_total', 'Requests that found no saved state to resume.', metrics.snapshotMisses),
+      gauge('snapshot_hit_ratio', 'Hits over lookups of saved states (0 before any).', lookups ? metrics.snapshotHits / lookups : 0),
+    ]);
+  }
+
+  /** llama-server's /tokenize: {content, with_pieces?} → {tokens}. */
+  function tokenize(body: unknown): unknown {
+    const request = body as { content?: unknown; with_pieces?: unknown };
+    if (typeof body !== 'object' || body === null || typeof request.content !== 'string') {
+      throw new ApiError(400, "/tokenize takes {\"content\": \"text\"}: 'content' must be a string.", 'invalid_request_error', 'content');
+    }
+    checkPromptBytes(request.content, { maxTokens: 0 }, 'content');
+    const ids = engine.encode(request.content);
+    if (request.with_pieces === true) return { tokens: ids.map((id) => ({ id, piece: engine.decode([id], { skipSpecialTokens: false }) })) };
+    return { tokens: ids };
+  }
+
+  /** llama-server's /detokenize: {tokens} → {content}. */
+  function detokenize(body: unknown): unknown {
+    const tokens = (body as { tokens?: unknown })?.tokens;
+    if (!Array.isArray(tokens) || !tokens.every((t) => Number.isInteger(t))) {
+      throw new ApiError(400, "/detokenize takes {\"tokens\": [ids]}: 'tokens' must be an array of integer token ids.", 'invalid_request_error', 'tokens');
+    }
+    try {
+      return { content: engine.decode(tokens as number[], { skipSpecialTokens: false }) };
+    } catch (err) {
+      throw new ApiError(400, `'tokens' holds an invalid token id: ${plainMessage(err)}`, 'invalid_request_error', 'tokens');
+    }
   }
 
   /** 403 unless the `Host` header names this server by a local address or an allowed name. */
@@ -595,7 +731,8 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     checkHost(req);
     if (checkOrigin(req, res, method)) return '';
     const isHealth = path === '/health' || path === '/v1/health';
-    if (path.startsWith('/v1/') && !isHealth) checkApiKey(req, res);
+    const isMetrics = path === '/metrics';
+    if ((path.startsWith('/v1/') && !isHealth) || path === '/tokenize' || path === '/detokenize') checkApiKey(req, res);
     const allow = (methods: string[]) => {
       if (!methods.includes(method)) {
         res.setHeader('Allow', methods.join(', '));
@@ -605,6 +742,20 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     if (isHealth) {
       allow(['GET', 'HEAD']);
       sendJson(res, 200, health());
+      return '';
+    }
+    if (isMetrics) {
+      allow(['GET', 'HEAD']);
+      const text = prometheus();
+      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+      res.end(method === 'HEAD' ? undefined : text);
+      return '';
+    }
+    if (path === '/tokenize' || path === '/detokenize') {
+      allow(['POST']);
+      checkJsonBody(req);
+      const body = await readBody(req, maxBodyBytes, maxJsonDepth);
+      sendJson(res, 200, path === '/tokenize' ? tokenize(body) : detokenize(body));
       return '';
     }
     if (path === '/v1/models') {
@@ -633,13 +784,23 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       stats.requests++;
       return path === '/v1/chat/completions' ? chatCompletions(res, body) : completions(res, body);
     }
-    throw new ApiError(404, `No route ${method} ${path}. This server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.`, 'invalid_request_error', null, 'not_found');
+    throw new ApiError(404, `No route ${method} ${path}. This server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health and GET /metrics.`, 'invalid_request_error', null, 'not_found');
   }
 
   const server = http.createServer((req, res) => {
     const start = performance.now();
-    const finish = (status: number, detail: string) => {
-      log(`${req.method} ${req.url} ${status} ${detail ? `${detail} ` : ''}${((performance.now() - start) / 1000).toFixed(2)}s`);
+    const finish = (status: number, detail: string, error?: string) => {
+      metrics.countResponse(routeLabel(req.url), status);
+      const seconds = (performance.now() - start) / 1000;
+      if (options.logFormat === 'json') {
+        const fields = Object.fromEntries(detail.split(' ').filter((kv) => kv.includes('=')).map((kv) => {
+          const [k, v] = kv.split('=');
+          return [k, /^\d+$/.test(v) ? Number(v) : v];
+        }));
+        log(JSON.stringify({ time: new Date().toISOString(), method: req.method, path: req.url, status, seconds: Number(seconds.toFixed(3)), ...fields, ...(error ? { error } : {}) }));
+      } else {
+        log(`${req.method} ${req.url} ${status} ${error ?? detail ? `${error ?? detail} ` : ''}${seconds.toFixed(2)}s`);
+      }
     };
     route(req, res).then(
       (detail) => {
@@ -663,7 +824,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
           sse(res, apiError.body);
           res.end('data: [DONE]\n\n');
         }
-        finish(apiError.status, `${apiError.code ?? apiError.type}: ${apiError.message}`);
+        finish(apiError.status, '', `${apiError.code ?? apiError.type}: ${apiError.message}`);
       },
     );
   });

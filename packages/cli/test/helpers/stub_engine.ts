@@ -57,6 +57,11 @@ export class StubEngine implements Engine {
     this.contextLength = options.contextLength ?? 4096;
   }
 
+  /** A made-up size: 1 KiB plus 16 bytes a position. */
+  stateBytes(tokens: number): number {
+    return 1024 + 16 * tokens;
+  }
+
   renderChat(messages: readonly ChatMessage[], options: { tools?: readonly unknown[] }): string {
     const tools = options.tools?.length ? `<tools>${JSON.stringify(options.tools)}</tools>` : '';
     return tools + messages.map((m) => `<${m.role}>${textOf(m.content)}${m.tool_calls ? JSON.stringify(m.tool_calls) : ''}`).join('') + '<assistant>';
