@@ -96,3 +96,12 @@ export {
   type BatchGeneratorStats,
   type BatchSequenceOptions,
 } from './generation/batch_generator';
+export { JsonSchemaError } from './generation/json_schema_error';
+export { compileJsonSchema, JsonAutomaton, type JsonAutomatonOptions, type JsonState } from './generation/json_schema_automaton';
+export type { JsonSchema } from './generation/json_schema_nodes';
+export { JsonConstraint } from './generation/json_constraint';
+export { TokenTrie, type TokenTrieOptions } from './generation/token_trie';
+export { maskLogits } from './generation/mask_logits';
+export { compileResponseFormat, responseFormatSchema, type ResponseFormat } from './generation/response_format';
+export { chooseToken, type TokenChoiceOptions, type TokenConstraint, type TokenLogprob } from './generation/token_choice';
+export { jsonConstraint, tokenTrieOf } from './generation/json_mode';

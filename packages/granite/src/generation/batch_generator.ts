@@ -13,9 +13,10 @@ import type { GraniteModel } from '../granite_model';
 import { nextEventLoopTurn } from './event_loop';
 import { DEFAULT_PREFILL_CHUNK, roomInContext } from './generate';
 import { makeSampler, type Sampler, type SamplingOptions } from './sampling';
+import { chooseToken, type TokenChoiceOptions } from './token_choice';
 
 /** Options of one sequence of a {@link BatchGenerator}. */
-export interface BatchSequenceOptions extends SamplingOptions {
+export interface BatchSequenceOptions extends SamplingOptions, TokenChoiceOptions {
   /** Stop after this many new tokens (default 256). */
   maxNewTokens?: number;
   /** Stop when one of these is produced (default: the model's); it is yielded. */
@@ -266,7 +267,7 @@ export class BatchGenerator {
 
   /** Samples a sequence's next token from its logits and hands it over; true when the sequence has ended. */
   private emit(sequence: Sequence, logits: Float32Array): boolean {
-    const id = sequence.sampler.sample(logits, sequence.history);
+    const id = chooseToken(sequence.sampler, logits, sequence.history, this.model.vocabLimit, sequence.options);
     sequence.history.push(id);
     sequence.produced++;
     sequence.queue.push(id);

@@ -5,9 +5,10 @@ import { eosTokenIds } from '../models/granitemoehybrid/config';
 import { nextEventLoopTurn } from './event_loop';
 import { leftPad } from './left_pad';
 import { makeSampler, type SamplingOptions } from './sampling';
+import { chooseToken, type TokenChoiceOptions } from './token_choice';
 
 /** Options of {@link generateTokens} and {@link generateBatch}. */
-export interface GenerateOptions extends SamplingOptions {
+export interface GenerateOptions extends SamplingOptions, TokenChoiceOptions {
   /** Stop after this many new tokens (default 256). */
   maxNewTokens?: number;
   /** Stop when one of these is produced (default: the config's `eos_token_id`). It is yielded. */
@@ -93,6 +94,9 @@ export async function* generateBatch(
     }
   }
   const batch = prompts.length;
+  if ((options.constraint || options.logprobs) && batch > 1) {
+    throw new RangeError('constraint and logprobs apply to one sequence: generate one prompt at a time with them, or use a BatchGenerator.');
+  }
   const samplers = prompts.map((_, row) =>
     makeSampler({ ...options, seed: options.seed === undefined ? undefined : options.seed + row }, { vocabLimit }),
   );
@@ -140,7 +144,7 @@ export async function* generateBatch(
           step.push(null);
           continue;
         }
-        const id = samplers[row].sample(values.subarray(row * vocab, (row + 1) * vocab), history[row]);
+        const id = chooseToken(samplers[row], values.subarray(row * vocab, (row + 1) * vocab), history[row], vocabLimit, options);
         history[row].push(id);
         step.push(id);
         if (eos.has(id)) finished[row] = true;
