@@ -75,7 +75,7 @@ export interface LoadModelOptions {
   quiet?: boolean;
   /**
    * Also print the notes on weights kept float32 by the dtype policy (memory notes print unless
-   * quiet), and once loaded how the weights are held ({@link describeWeights}).
+   * quiet), and once loaded how the weights are held (`describeWeights`).
    */
   verbose?: boolean;
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-/** A named tensor, as tfjs optimizers exchange weights (tfjs-core does not export the type). */
+/** A named tensor, as tfjs optimizers exchange weights (tfjs-core does not export the type). @inline */
 type NamedTensor = { name: string; tensor: tf.Tensor };
 
 /** Options of {@link AdamW}; the defaults are PyTorch's `torch.optim.AdamW`. */

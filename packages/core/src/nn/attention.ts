@@ -9,7 +9,7 @@ export interface AttentionOptions {
   causal?: boolean;
   /** Filled positions of k and v (default all of them: k.shape[1]). */
   keyLength?: number;
-  /** [B, keyLength]: 0 where a key is padding, which no query attends. */
+  /** \[B, keyLength]: 0 where a key is padding, which no query attends. */
   keyMask?: tf.Tensor | null;
   /**
    * k and v are [B, Hkv, capacity, hd]: each KV head's positions contiguous, the layout a KV

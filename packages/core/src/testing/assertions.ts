@@ -6,6 +6,7 @@ export interface Tolerance {
   rtol?: number;
 }
 
+/** @inline */
 type ArrayLikeOrTensor = tf.Tensor | ArrayLike<number>;
 
 function valuesOf(x: ArrayLikeOrTensor): ArrayLike<number> {

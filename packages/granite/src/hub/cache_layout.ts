@@ -44,7 +44,7 @@ export function repoFolderName(repoId: string): string {
 
 /**
  * Paths inside one repo's cache folder. Each method checks the names it is given (repo id,
- * revision, commit hash, ETag, file path) and makes its path with {@link insideCache}, so no name,
+ * revision, commit hash, ETag, file path) and makes its path with `insideCache`, so no name,
  * whoever chose it, leads outside the cache.
  */
 export class RepoCache {

@@ -20,7 +20,7 @@ export class DepthwiseConv1d extends Module {
     if (options.bias) this.bias = new Parameter([channels]);
   }
 
-  /** [C, K]: tap K−1 multiplies the current token. */
+  /** \[C, K]: tap K−1 multiplies the current token. */
   taps(): tf.Tensor {
     return tf.reshape(this.weight.value, [this.channels, this.kernelSize]);
   }

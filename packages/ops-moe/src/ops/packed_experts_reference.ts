@@ -21,7 +21,7 @@ export function unpackExpert(storage: tf.Tensor, format: PackedFormat, expert: n
 }
 
 /**
- * The reference of the packed routed experts: the sorted-dispatch path ({@link groupedExpertsFrom})
+ * The reference of the packed routed experts: the sorted-dispatch path (`groupedExpertsFrom`)
  * with each routed expert's weights unpacked in JavaScript (never the unrouted ones), then stock
  * tfjs matMuls. Runs on every backend and differentiates with respect to `x` and `weights` by
  * autodiff (the unpacked expert weights are constants: the packed base is frozen).
