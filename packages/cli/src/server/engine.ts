@@ -2,7 +2,17 @@
  * What the HTTP server needs of a model, as an interface: a {@link GraniteModel} behind
  * {@link graniteEngine}, or a scripted stand-in in tests (tool calls, slow generations).
  */
-import { BatchGenerator, estimateMemory, type GraniteModel, type GraniteTokenizer, type HybridCache } from '@graniteflow/granite';
+import {
+  BatchGenerator,
+  estimateMemory,
+  jsonConstraint,
+  type GraniteModel,
+  type GraniteTokenizer,
+  type HybridCache,
+  type ResponseFormat,
+  type TokenConstraint,
+  type TokenLogprob,
+} from '@graniteflow/granite';
 import { renderChat, requireTokenizer, type ChatMessage, type TextEvent } from '../text_generation';
 
 /** A model state the server can copy and resume from (granite's `HybridCache` fits). */
@@ -28,6 +38,10 @@ export interface EngineGenerateOptions {
   signal?: AbortSignal;
   /** Continue from this state and leave it holding every token fed (prompt + generated but the last). */
   cache: EngineCache;
+  /** Only tokens it allows are generated (JSON mode). */
+  constraint?: TokenConstraint;
+  /** Called with each generated token's log-probability and the `top` most likely tokens. */
+  logprobs?: { top: number; onToken(entry: TokenLogprob): void };
 }
 
 /** A model as the server sees it. */
@@ -46,6 +60,11 @@ export interface Engine {
   encode(text: string): number[];
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   makeCache(): EngineCache;
+  /**
+   * A constraint making the output JSON as `format` asks, or null for free text. Throws (with a
+   * message naming what is unsupported) for a schema it cannot enforce. Absent: JSON mode is refused.
+   */
+  jsonConstraint?(format: ResponseFormat): TokenConstraint | null;
   /** Bytes of state one sequence of `tokens` positions holds (Mamba states, attention keys and values). */
   stateBytes(tokens: number): number;
   /**
@@ -118,6 +137,7 @@ export function graniteEngine(model: GraniteModel, options: GraniteEngineOptions
     encode: (text) => tokenizer.encode(text),
     decode: (ids, decodeOptions) => tokenizer.decode(ids, decodeOptions),
     makeCache: () => model.makeCache(),
+    jsonConstraint: (format) => jsonConstraint(model, format),
     stateBytes: (tokens) => sizes.stateBytesPerSequence + tokens * sizes.kvBytesPerToken,
     generate: (promptIds, generateOptions) => batched.streamText(promptIds, { ...generateOptions, cache: generateOptions.cache as HybridCache }),
     batchStats: () => batcher.stats,

@@ -2,6 +2,7 @@
  * The OpenAI wire format the server speaks: request validation (every problem a 400 naming the
  * parameter), error bodies, and the response objects of chat and text completions.
  */
+import type { ResponseFormat } from '@graniteflow/granite';
 import type { ChatMessage } from '../text_generation';
 
 /** An error answered as `{"error": {message, type, param, code}}` with an HTTP status. */
@@ -46,6 +47,10 @@ export interface SamplingParams {
   stop: string[];
   stream: boolean;
   includeUsage: boolean;
+  /** Report each token's log-probability and this many alternatives (0–20); undefined: no logprobs. */
+  logprobs: number | undefined;
+  /** JSON mode (`json_object` / `json_schema`), enforced by constrained decoding; undefined: free text. */
+  responseFormat: ResponseFormat | undefined;
 }
 
 /** A validated chat completion request. */
@@ -72,8 +77,6 @@ function optionalNumber(body: Json, name: string, check: (x: number) => boolean,
 /** Parameters this server does not implement: refused unless set to their no-op value. */
 const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
   n: (v) => v === 1,
-  logprobs: (v) => v === false || v === 0,
-  top_logprobs: (v) => v === 0,
   echo: (v) => v === false,
   best_of: (v) => v === 1,
   suffix: (v) => v === '',
@@ -82,7 +85,36 @@ const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
   logit_bias: (v) => isObject(v) && Object.keys(v).length === 0,
 };
 
-function samplingParams(body: Json, maxContext: number): SamplingParams {
+/** `logprobs` and `top_logprobs` of a chat request (a flag and a count), or `logprobs` of a completion (a count, 0–5). */
+function logprobsParam(body: Json, kind: 'chat' | 'completion'): number | undefined {
+  if (kind === 'completion') {
+    if (body.top_logprobs !== undefined && body.top_logprobs !== null) invalid('top_logprobs', "'top_logprobs' is a chat completions parameter; completions take 'logprobs' as a count.", 'unsupported_parameter');
+    return optionalNumber(body, 'logprobs', (x) => Number.isInteger(x) && x >= 0 && x <= 5, 'an integer from 0 to 5');
+  }
+  const flag = body.logprobs;
+  if (flag !== undefined && flag !== null && typeof flag !== 'boolean') invalid('logprobs', "'logprobs' must be a boolean.");
+  const top = optionalNumber(body, 'top_logprobs', (x) => Number.isInteger(x) && x >= 0 && x <= 20, 'an integer from 0 to 20');
+  if (top !== undefined && flag !== true) invalid('top_logprobs', "'top_logprobs' needs 'logprobs': true.");
+  return flag === true ? (top ?? 0) : undefined;
+}
+
+/** `response_format`: text, json_object, or json_schema with a schema object. */
+function responseFormatParam(body: Json): ResponseFormat | undefined {
+  const rf = body.response_format;
+  if (rf === undefined || rf === null) return undefined;
+  if (!isObject(rf) || typeof rf.type !== 'string') invalid('response_format', "'response_format' must be an object with a \"type\".");
+  if (rf.type === 'text') return undefined;
+  if (rf.type === 'json_object') return { type: 'json_object' };
+  if (rf.type === 'json_schema') {
+    const js = rf.json_schema;
+    if (!isObject(js)) invalid('response_format.json_schema', "'response_format.json_schema' must be an object holding the \"schema\".");
+    if (js.schema !== undefined && !isObject(js.schema) && typeof js.schema !== 'boolean') invalid('response_format.json_schema.schema', "'response_format.json_schema.schema' must be a JSON schema object.");
+    return { type: 'json_schema', json_schema: js as Extract<ResponseFormat, { type: 'json_schema' }>['json_schema'] };
+  }
+  return invalid('response_format.type', `'response_format.type' must be text, json_object or json_schema; got ${JSON.stringify(rf.type)}.`, 'unsupported_parameter');
+}
+
+function samplingParams(body: Json, maxContext: number, kind: 'chat' | 'completion'): SamplingParams {
   for (const [name, isNoop] of Object.entries(UNSUPPORTED)) {
     const v = body[name];
     if (v !== undefined && v !== null && !isNoop(v)) invalid(name, `'${name}' = ${JSON.stringify(v)} is not supported by this server.`, 'unsupported_parameter');
@@ -115,7 +147,9 @@ function samplingParams(body: Json, maxContext: number): SamplingParams {
     if (inc !== undefined && typeof inc !== 'boolean') invalid('stream_options.include_usage', "'stream_options.include_usage' must be a boolean.");
     includeUsage = inc === true;
   }
-  return { maxTokens, temperature, topP, topK: topK === -1 ? undefined : topK, minP, repetitionPenalty, seed, stop, stream, includeUsage };
+  const logprobs = logprobsParam(body, kind);
+  const responseFormat = responseFormatParam(body);
+  return { maxTokens, temperature, topP, topK: topK === -1 ? undefined : topK, minP, repetitionPenalty, seed, stop, stream, includeUsage, logprobs, responseFormat };
 }
 
 function modelParam(body: Json): string | undefined {
@@ -198,7 +232,7 @@ export function parseChatRequest(body: unknown, maxContext: number): ChatRequest
     if (!Array.isArray(body.documents)) invalid('documents', "'documents' must be an array.");
     documents = body.documents;
   }
-  return { model: modelParam(body), messages, tools, documents, ...samplingParams(body, maxContext) };
+  return { model: modelParam(body), messages, tools, documents, ...samplingParams(body, maxContext, 'chat') };
 }
 
 /** Validates a text completion body (one prompt: a string or a list of token ids). */
@@ -217,5 +251,5 @@ export function parseCompletionRequest(body: unknown, maxContext: number): Compl
   } else {
     return invalid('prompt', "'prompt' must be a non-empty string or an array of token ids.", 'missing_required_parameter');
   }
-  return { model: modelParam(body), prompt, ...samplingParams(body, maxContext) };
+  return { model: modelParam(body), prompt, ...samplingParams(body, maxContext, 'completion') };
 }

@@ -14,7 +14,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { estimateMemory, formatBytes, ToolCallStreamParser } from '@graniteflow/granite';
+import { estimateMemory, formatBytes, JsonSchemaError, ToolCallStreamParser, type TokenConstraint, type TokenLogprob } from '@graniteflow/granite';
 import type { GraniteModel } from '@graniteflow/granite';
 import { plainMessage } from '../errors';
 import type { TextEvent } from '../text_generation';
@@ -279,8 +279,12 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     prompt: { text: string; ids: number[] },
     params: SamplingParams,
     signal: AbortSignal,
-    onEvent: (event: TextEvent) => void,
+    onEvent: (event: TextEvent, logprobs: TokenLogprob[]) => void,
   ): Promise<GenerationResult> {
+    const constraint = constraintFor(params);
+    // Log-probabilities of the tokens generated and not yet handed on with a text event.
+    const entries: TokenLogprob[] = [];
+    const logprobs = params.logprobs === undefined ? undefined : { top: params.logprobs, onToken: (e: TokenLogprob) => entries.push(e) };
     const match = prefixes.find(prompt.ids, prompt.text);
     if (match) metrics.snapshotHits++;
     else metrics.snapshotMisses++;
@@ -312,10 +316,13 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         stopStrings: params.stop,
         signal,
         cache,
+        ...(constraint ? { constraint } : {}),
+        ...(logprobs ? { logprobs } : {}),
       });
       let first = true;
       for await (const event of events) {
         signal.throwIfAborted();
+        const eventLogprobs = event.type === 'text' ? entries.splice(0, event.tokenIds.length) : [];
         if (event.type === 'done') done = event;
         else if (event.tokenIds.length) {
           if (first) {
@@ -326,7 +333,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
           }
           metrics.countTokens(0, event.tokenIds.length);
         }
-        onEvent(event);
+        onEvent(event, eventLogprobs);
         await nextTurn();
         signal.throwIfAborted();
       }
@@ -354,6 +361,46 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         total_tokens: fedIds.length + generated.length,
         prompt_tokens_details: { cached_tokens: reused },
       },
+    };
+  }
+
+  /** The JSON-mode constraint of a request, or undefined; a schema the engine cannot enforce is a 400. */
+  function constraintFor(params: SamplingParams): TokenConstraint | undefined {
+    if (params.responseFormat === undefined) return undefined;
+    if (!engine.jsonConstraint) throw new ApiError(400, "'response_format' (JSON mode) is not supported by this engine.", 'invalid_request_error', 'response_format', 'unsupported_parameter');
+    try {
+      return engine.jsonConstraint(params.responseFormat) ?? undefined;
+    } catch (err) {
+      if (err instanceof JsonSchemaError) throw new ApiError(400, `'response_format' cannot be enforced: ${err.message}`, 'invalid_request_error', 'response_format', 'unsupported_schema');
+      throw err;
+    }
+  }
+
+  /** A token's text and UTF-8 bytes, as OpenAI's logprobs report them. */
+  function tokenInfo(id: number): { token: string; bytes: number[] } {
+    const token = engine.decode([id], { skipSpecialTokens: false });
+    return { token, bytes: [...Buffer.from(token, 'utf8')] };
+  }
+
+  /** Chat completions' `logprobs.content` entries. */
+  function chatLogprobs(entries: readonly TokenLogprob[]): { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[] {
+    return entries.map((e) => ({ ...tokenInfo(e.id), logprob: e.logprob, top_logprobs: e.top.map((t) => ({ ...tokenInfo(t.id), logprob: t.logprob })) }));
+  }
+
+  /** Legacy completions' `logprobs` object. */
+  function completionLogprobs(entries: readonly TokenLogprob[], textOffset: number): { tokens: string[]; token_logprobs: number[]; top_logprobs: Record<string, number>[]; text_offset: number[] } {
+    const tokens = entries.map((e) => tokenInfo(e.id).token);
+    const offsets: number[] = [];
+    let at = textOffset;
+    for (const t of tokens) {
+      offsets.push(at);
+      at += t.length;
+    }
+    return {
+      tokens,
+      token_logprobs: entries.map((e) => e.logprob),
+      top_logprobs: entries.map((e) => Object.fromEntries(e.top.map((t) => [tokenInfo(t.id).token, t.logprob]))),
+      text_offset: offsets,
     };
   }
 
@@ -496,14 +543,25 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       const finishOf = (r: GenerationResult) => (toolCalls.length ? 'tool_calls' : r.finishReason);
 
       if (request.stream) {
-        const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
-          sse(res, { ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
+        const chunk = (delta: Record<string, unknown>, finish: string | null = null, logprobs: TokenLogprob[] | null = null) =>
+          sse(res, {
+            ...base,
+            object: 'chat.completion.chunk',
+            choices: [{ index: 0, delta, logprobs: logprobs && logprobs.length ? { content: chatLogprobs(logprobs) } : null, finish_reason: finish }],
+          });
         // Accepted: the client learns it at once, and waits on an open stream.
         openStream(res);
         await place.turn();
         chunk({ role: 'assistant', content: '' });
-        const result = await generate({ text, ids }, request, place.signal, (ev) => {
-          if (ev.type === 'text') route(ev.text, (d) => chunk(d));
+        const result = await generate({ text, ids }, request, place.signal, (ev, logprobs) => {
+          if (ev.type !== 'text') return;
+          // A text event's tokens go with its first chunk (or a chunk of their own when the tool parser holds the text back).
+          let pending: TokenLogprob[] | null = request.logprobs === undefined ? null : logprobs;
+          route(ev.text, (d) => {
+            chunk(d, null, pending);
+            pending = null;
+          });
+          if (pending && pending.length) chunk({}, null, pending);
         });
         if (parser) handleToolEvents(parser.end(), (d) => chunk(d));
         chunk({}, finishOf(result));
@@ -512,13 +570,16 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         return summary(result);
       }
       await place.turn();
-      const result = await generate({ text, ids }, request, place.signal, (ev) => {
+      const allLogprobs: TokenLogprob[] = [];
+      const result = await generate({ text, ids }, request, place.signal, (ev, logprobs) => {
+        allLogprobs.push(...logprobs);
         if (ev.type === 'text') route(ev.text, () => {});
       });
       if (parser) handleToolEvents(parser.end(), () => {});
       const message: Record<string, unknown> = { role: 'assistant', content: toolCalls.length && content.trim() === '' ? null : toolCalls.length ? content.trim() : content };
       if (toolCalls.length) message.tool_calls = toolCalls;
-      sendJson(res, 200, { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs: null, finish_reason: finishOf(result) }], usage: result.usage });
+      const logprobs = request.logprobs === undefined ? null : { content: chatLogprobs(allLogprobs) };
+      sendJson(res, 200, { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs, finish_reason: finishOf(result) }], usage: result.usage });
       return summary(result);
     });
   }
@@ -545,12 +606,16 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       const id = newId('cmpl');
       const base = { id, created: Math.floor(Date.now() / 1000), model: engine.id };
       if (request.stream) {
-        const chunk = (text: string, finish: string | null) =>
-          sse(res, { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] });
+        let offset = 0;
+        const chunk = (text: string, finish: string | null, logprobs: TokenLogprob[] = []) => {
+          const lp = request.logprobs === undefined ? null : completionLogprobs(logprobs, offset);
+          offset += text.length;
+          sse(res, { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: lp, finish_reason: finish }] });
+        };
         openStream(res);
         await place.turn();
-        const result = await generate(prompt, request, place.signal, (ev) => {
-          if (ev.type === 'text') chunk(ev.text, null);
+        const result = await generate(prompt, request, place.signal, (ev, logprobs) => {
+          if (ev.type === 'text') chunk(ev.text, null, logprobs);
         });
         chunk('', result.finishReason);
         if (request.includeUsage) sse(res, { ...base, object: 'text_completion', choices: [], usage: result.usage });
@@ -558,8 +623,10 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         return summary(result);
       }
       await place.turn();
-      const result = await generate(prompt, request, place.signal, () => {});
-      sendJson(res, 200, { ...base, object: 'text_completion', choices: [{ index: 0, text: result.text, logprobs: null, finish_reason: result.finishReason }], usage: result.usage });
+      const allLogprobs: TokenLogprob[] = [];
+      const result = await generate(prompt, request, place.signal, (_ev, logprobs) => allLogprobs.push(...logprobs));
+      const logprobs = request.logprobs === undefined ? null : completionLogprobs(allLogprobs, 0);
+      sendJson(res, 200, { ...base, object: 'text_completion', choices: [{ index: 0, text: result.text, logprobs, finish_reason: result.finishReason }], usage: result.usage });
       return summary(result);
     });
   }
