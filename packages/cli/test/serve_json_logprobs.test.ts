@@ -91,3 +91,23 @@ test('completions logprobs (legacy shape): tokens, token_logprobs, top_logprobs,
   expect(lp.text_offset![0]).toBe(0);
   expect(lp.text_offset![1]).toBe(lp.tokens![0].length);
 });
+
+test('n > 1: the choices are generated side by side; choice i equals the request alone with seed + i; streamed by index', async () => {
+  const sampled = { model: 'chat-tiny', messages, max_tokens: 10, temperature: 1, seed: 40 };
+  const r = await client.chat.completions.create({ ...sampled, n: 3 });
+  expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+  const alone = await Promise.all([40, 41, 42].map((seed) => client.chat.completions.create({ ...sampled, seed })));
+  expect(r.choices.map((c) => c.message.content)).toEqual(alone.map((a) => a.choices[0].message.content));
+  expect(r.usage!.completion_tokens).toBe(alone.reduce((n, a) => n + a.usage!.completion_tokens, 0));
+  expect(new Set(r.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
+
+  const stream = await client.chat.completions.create({ ...sampled, n: 3, stream: true });
+  const texts = ['', '', ''];
+  for await (const chunk of stream) for (const c of chunk.choices) texts[c.index] += c.delta.content ?? '';
+  expect(texts).toEqual(r.choices.map((c) => c.message.content));
+
+  const completions = await client.completions.create({ model: 'chat-tiny', prompt: 'Once', max_tokens: 6, temperature: 0, n: 2 });
+  expect(completions.choices[0].text).toBe(completions.choices[1].text);
+  const tooMany = await client.chat.completions.create({ ...sampled, n: 9 }).catch((err: InstanceType<typeof OpenAI.APIError>) => err);
+  expect(tooMany).toMatchObject({ status: 400 });
+});

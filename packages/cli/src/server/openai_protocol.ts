@@ -51,6 +51,8 @@ export interface SamplingParams {
   logprobs: number | undefined;
   /** JSON mode (`json_object` / `json_schema`), enforced by constrained decoding; undefined: free text. */
   responseFormat: ResponseFormat | undefined;
+  /** Choices to generate, side by side in the batch (default 1). */
+  n: number;
 }
 
 /** A validated chat completion request. */
@@ -76,7 +78,6 @@ function optionalNumber(body: Json, name: string, check: (x: number) => boolean,
 
 /** Parameters this server does not implement: refused unless set to their no-op value. */
 const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
-  n: (v) => v === 1,
   echo: (v) => v === false,
   best_of: (v) => v === 1,
   suffix: (v) => v === '',
@@ -149,7 +150,8 @@ function samplingParams(body: Json, maxContext: number, kind: 'chat' | 'completi
   }
   const logprobs = logprobsParam(body, kind);
   const responseFormat = responseFormatParam(body);
-  return { maxTokens, temperature, topP, topK: topK === -1 ? undefined : topK, minP, repetitionPenalty, seed, stop, stream, includeUsage, logprobs, responseFormat };
+  const n = optionalNumber(body, 'n', (x) => Number.isInteger(x) && x >= 1 && x <= 16, 'an integer from 1 to 16') ?? 1;
+  return { maxTokens, temperature, topP, topK: topK === -1 ? undefined : topK, minP, repetitionPenalty, seed, stop, stream, includeUsage, logprobs, responseFormat, n };
 }
 
 function modelParam(body: Json): string | undefined {

@@ -464,7 +464,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
    * if the client goes away. The place is taken before the prompt is rendered and tokenized, so a
    * burst of big prompts is refused before it costs anything; `work` awaits `turn()` to generate.
    */
-  async function withQueuePlace<T>(res: http.ServerResponse, work: (place: { signal: AbortSignal; turn(): Promise<void> }) => Promise<T>): Promise<T> {
+  async function withQueuePlace<T>(res: http.ServerResponse, sequences: number, work: (place: { signal: AbortSignal; turn(): Promise<void> }) => Promise<T>): Promise<T> {
     const controller = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) controller.abort(new DOMException('The client disconnected.', 'AbortError'));
@@ -472,7 +472,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     res.on('close', onClose);
     let ticket;
     try {
-      ticket = queue.enter(controller.signal, fullStateBytes);
+      ticket = queue.enter(controller.signal, sequences * fullStateBytes);
     } catch (err) {
       res.off('close', onClose);
       if (err instanceof QueueFullError) {
@@ -507,86 +507,114 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     if (!res.writableEnded) res.write(`data: ${JSON.stringify(data)}\n\n`);
   };
 
+  /** The sampling of choice `index` of a request asking for several: its own seed, if one was given. */
+  function choiceParams<T extends SamplingParams>(request: T, index: number): T {
+    return request.seed === undefined || index === 0 ? request : { ...request, seed: request.seed + index };
+  }
+
+  /** `n` choices of one request, generated together (they join the same decode batch). */
+  function choices<R>(request: SamplingParams & { n: number }, run: (index: number) => Promise<R>): Promise<R[]> {
+    return Promise.all(Array.from({ length: request.n }, (_, index) => run(index)));
+  }
+
+  /** The usage of several choices: the prompt once, every choice's completion. */
+  function totalUsage(results: readonly GenerationResult[]): Usage {
+    const [first] = results;
+    const completion = results.reduce((n, r) => n + r.usage.completion_tokens, 0);
+    return { ...first.usage, completion_tokens: completion, total_tokens: first.usage.prompt_tokens + completion };
+  }
+
   async function chatCompletions(res: http.ServerResponse, body: unknown): Promise<string> {
     const request = parseChatRequest(body, engine.contextLength);
-    return withQueuePlace(res, async (place) => {
+    checkChoices(request.n);
+    return withQueuePlace(res, request.n, async (place) => {
       const text = renderPrompt(request);
       const ids = encodePrompt(text, request, 'messages');
       const id = newId('chatcmpl');
       const base = { id, created: Math.floor(Date.now() / 1000), model: engine.id };
-      const parser = request.tools ? new ToolCallStreamParser() : null;
-      const toolCalls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
-      let content = '';
+      const chunk = (index: number, delta: Record<string, unknown>, finish: string | null = null, logprobs: TokenLogprob[] | null = null) =>
+        sse(res, {
+          ...base,
+          object: 'chat.completion.chunk',
+          choices: [{ index, delta, logprobs: logprobs && logprobs.length ? { content: chatLogprobs(logprobs) } : null, finish_reason: finish }],
+        });
 
-      // Text deltas → content and tool calls (when the request offered tools).
-      const route = (delta: string, emit: (d: Record<string, unknown>) => void) => {
-        const events = parser ? parser.push(delta) : [{ type: 'text' as const, text: delta }];
-        handleToolEvents(events, emit);
-      };
-      const handleToolEvents = (events: ReturnType<ToolCallStreamParser['push']>, emit: (d: Record<string, unknown>) => void) => {
-        for (const ev of events) {
-          if (ev.type === 'text') {
-            content += ev.text;
-            emit({ content: ev.text });
-          } else if (ev.type === 'toolCall') {
-            const call = { id: newId('call'), type: 'function' as const, function: { name: ev.toolCall.name, arguments: JSON.stringify(ev.toolCall.arguments) } };
-            toolCalls.push(call);
-            emit({ tool_calls: [{ index: toolCalls.length - 1, ...call }] });
-          } else {
-            // A malformed block is passed on as text rather than lost.
-            const raw = `<tool_call>${ev.invalid.raw}</tool_call>`;
-            content += raw;
-            emit({ content: raw });
+      /** One choice: its text routed to content and tool calls, streamed as chunks of `index` when streaming. */
+      const runChoice = async (index: number) => {
+        const parser = request.tools ? new ToolCallStreamParser() : null;
+        const toolCalls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
+        const allLogprobs: TokenLogprob[] = [];
+        let content = '';
+        const emitOf = (logprobs: TokenLogprob[] | null) => {
+          let pending = logprobs;
+          return {
+            emit: (d: Record<string, unknown>) => {
+              if (request.stream) chunk(index, d, null, pending);
+              pending = null;
+            },
+            rest: () => {
+              if (request.stream && pending && pending.length) chunk(index, {}, null, pending);
+            },
+          };
+        };
+        // Text deltas → content and tool calls (when the request offered tools).
+        const handle = (events: ReturnType<ToolCallStreamParser['push']>, emit: (d: Record<string, unknown>) => void) => {
+          for (const ev of events) {
+            if (ev.type === 'text') {
+              content += ev.text;
+              emit({ content: ev.text });
+            } else if (ev.type === 'toolCall') {
+              const call = { id: newId('call'), type: 'function' as const, function: { name: ev.toolCall.name, arguments: JSON.stringify(ev.toolCall.arguments) } };
+              toolCalls.push(call);
+              emit({ tool_calls: [{ index: toolCalls.length - 1, ...call }] });
+            } else {
+              // A malformed block is passed on as text rather than lost.
+              const raw = `<tool_call>${ev.invalid.raw}</tool_call>`;
+              content += raw;
+              emit({ content: raw });
+            }
           }
-        }
+        };
+        if (request.stream) chunk(index, { role: 'assistant', content: '' });
+        const result = await generate({ text, ids }, choiceParams(request, index), place.signal, (ev, logprobs) => {
+          allLogprobs.push(...logprobs);
+          if (ev.type !== 'text') return;
+          // A text event's tokens go with its first chunk (or a chunk of their own when the tool parser holds the text back).
+          const out = emitOf(request.logprobs === undefined ? null : logprobs);
+          handle(parser ? parser.push(ev.text) : [{ type: 'text', text: ev.text }], out.emit);
+          out.rest();
+        });
+        if (parser) handle(parser.end(), emitOf(null).emit);
+        const finish = toolCalls.length ? 'tool_calls' : result.finishReason;
+        if (request.stream) chunk(index, {}, finish);
+        const message: Record<string, unknown> = { role: 'assistant', content: toolCalls.length && content.trim() === '' ? null : toolCalls.length ? content.trim() : content };
+        if (toolCalls.length) message.tool_calls = toolCalls;
+        const logprobs = request.logprobs === undefined ? null : { content: chatLogprobs(allLogprobs) };
+        return { result, choice: { index, message, logprobs, finish_reason: finish } };
       };
-      const finishOf = (r: GenerationResult) => (toolCalls.length ? 'tool_calls' : r.finishReason);
 
       if (request.stream) {
-        const chunk = (delta: Record<string, unknown>, finish: string | null = null, logprobs: TokenLogprob[] | null = null) =>
-          sse(res, {
-            ...base,
-            object: 'chat.completion.chunk',
-            choices: [{ index: 0, delta, logprobs: logprobs && logprobs.length ? { content: chatLogprobs(logprobs) } : null, finish_reason: finish }],
-          });
         // Accepted: the client learns it at once, and waits on an open stream.
         openStream(res);
         await place.turn();
-        chunk({ role: 'assistant', content: '' });
-        const result = await generate({ text, ids }, request, place.signal, (ev, logprobs) => {
-          if (ev.type !== 'text') return;
-          // A text event's tokens go with its first chunk (or a chunk of their own when the tool parser holds the text back).
-          let pending: TokenLogprob[] | null = request.logprobs === undefined ? null : logprobs;
-          route(ev.text, (d) => {
-            chunk(d, null, pending);
-            pending = null;
-          });
-          if (pending && pending.length) chunk({}, null, pending);
-        });
-        if (parser) handleToolEvents(parser.end(), (d) => chunk(d));
-        chunk({}, finishOf(result));
-        if (request.includeUsage) sse(res, { ...base, object: 'chat.completion.chunk', choices: [], usage: result.usage });
+        const runs = await choices(request, runChoice);
+        const usage = totalUsage(runs.map((r) => r.result));
+        if (request.includeUsage) sse(res, { ...base, object: 'chat.completion.chunk', choices: [], usage });
         res.end('data: [DONE]\n\n');
-        return summary(result);
+        return summary(runs[0].result, usage);
       }
       await place.turn();
-      const allLogprobs: TokenLogprob[] = [];
-      const result = await generate({ text, ids }, request, place.signal, (ev, logprobs) => {
-        allLogprobs.push(...logprobs);
-        if (ev.type === 'text') route(ev.text, () => {});
-      });
-      if (parser) handleToolEvents(parser.end(), () => {});
-      const message: Record<string, unknown> = { role: 'assistant', content: toolCalls.length && content.trim() === '' ? null : toolCalls.length ? content.trim() : content };
-      if (toolCalls.length) message.tool_calls = toolCalls;
-      const logprobs = request.logprobs === undefined ? null : { content: chatLogprobs(allLogprobs) };
-      sendJson(res, 200, { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs, finish_reason: finishOf(result) }], usage: result.usage });
-      return summary(result);
+      const runs = await choices(request, runChoice);
+      const usage = totalUsage(runs.map((r) => r.result));
+      sendJson(res, 200, { ...base, object: 'chat.completion', choices: runs.map((r) => r.choice), usage });
+      return summary(runs[0].result, usage);
     });
   }
 
   async function completions(res: http.ServerResponse, body: unknown): Promise<string> {
     const request = parseCompletionRequest(body, engine.contextLength);
-    return withQueuePlace(res, async (place) => {
+    checkChoices(request.n);
+    return withQueuePlace(res, request.n, async (place) => {
       let prompt: { text: string; ids: number[] };
       if ('text' in request.prompt) {
         prompt = { text: request.prompt.text, ids: encodePrompt(request.prompt.text, request, 'prompt') };
@@ -605,34 +633,47 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       if (prompt.ids.length === 0) throw new ApiError(400, "'prompt' encodes to no tokens.", 'invalid_request_error', 'prompt');
       const id = newId('cmpl');
       const base = { id, created: Math.floor(Date.now() / 1000), model: engine.id };
-      if (request.stream) {
+      const runChoice = async (index: number) => {
         let offset = 0;
         const chunk = (text: string, finish: string | null, logprobs: TokenLogprob[] = []) => {
           const lp = request.logprobs === undefined ? null : completionLogprobs(logprobs, offset);
           offset += text.length;
-          sse(res, { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: lp, finish_reason: finish }] });
+          sse(res, { ...base, object: 'text_completion', choices: [{ index, text, logprobs: lp, finish_reason: finish }] });
         };
+        const allLogprobs: TokenLogprob[] = [];
+        const result = await generate(prompt, choiceParams(request, index), place.signal, (ev, logprobs) => {
+          allLogprobs.push(...logprobs);
+          if (request.stream && ev.type === 'text') chunk(ev.text, null, logprobs);
+        });
+        if (request.stream) chunk('', result.finishReason);
+        const logprobs = request.logprobs === undefined ? null : completionLogprobs(allLogprobs, 0);
+        return { result, choice: { index, text: result.text, logprobs, finish_reason: result.finishReason } };
+      };
+      if (request.stream) {
         openStream(res);
         await place.turn();
-        const result = await generate(prompt, request, place.signal, (ev, logprobs) => {
-          if (ev.type === 'text') chunk(ev.text, null, logprobs);
-        });
-        chunk('', result.finishReason);
-        if (request.includeUsage) sse(res, { ...base, object: 'text_completion', choices: [], usage: result.usage });
+        const runs = await choices(request, runChoice);
+        const usage = totalUsage(runs.map((r) => r.result));
+        if (request.includeUsage) sse(res, { ...base, object: 'text_completion', choices: [], usage });
         res.end('data: [DONE]\n\n');
-        return summary(result);
+        return summary(runs[0].result, usage);
       }
       await place.turn();
-      const allLogprobs: TokenLogprob[] = [];
-      const result = await generate(prompt, request, place.signal, (_ev, logprobs) => allLogprobs.push(...logprobs));
-      const logprobs = request.logprobs === undefined ? null : completionLogprobs(allLogprobs, 0);
-      sendJson(res, 200, { ...base, object: 'text_completion', choices: [{ index: 0, text: result.text, logprobs, finish_reason: result.finishReason }], usage: result.usage });
-      return summary(result);
+      const runs = await choices(request, runChoice);
+      const usage = totalUsage(runs.map((r) => r.result));
+      sendJson(res, 200, { ...base, object: 'text_completion', choices: runs.map((r) => r.choice), usage });
+      return summary(runs[0].result, usage);
     });
   }
 
-  function summary(r: GenerationResult): string {
-    const u = r.usage;
+  /** `n` must fit the batch: its choices run side by side. */
+  function checkChoices(n: number): void {
+    if (n > queue.parallel) {
+      throw new ApiError(400, `'n' = ${n} is more than the ${queue.parallel} sequences this server runs at once (--parallel).`, 'invalid_request_error', 'n');
+    }
+  }
+
+  function summary(r: GenerationResult, u: Usage = r.usage): string {
     return `prompt=${u.prompt_tokens} cached=${u.prompt_tokens_details.cached_tokens} prefill=${u.prompt_tokens - u.prompt_tokens_details.cached_tokens} completion=${u.completion_tokens} finish=${r.finishReason}`;
   }
 
