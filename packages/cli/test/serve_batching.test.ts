@@ -1,5 +1,7 @@
 // The server batching concurrent requests on a real model (golden chat_tiny): each answer equals the
 // same request served alone, /metrics tells what happened, and a burst with disconnects loses nothing.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@graniteflow/core/testing';
@@ -164,5 +166,38 @@ describe('serve: admission, tokenize', () => {
     expect((await post('/tokenize', { text: 'x' })).status).toBe(400);
     await server.close();
     open.delete(server);
+  });
+
+  test('with --snapshot-dir, a conversation pushed out of memory by others resumes from disk; without, it is fed again', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-snapshots-'));
+    const chat = async (base: string, messages: { role: string; content: string }[]) => {
+      const res = await fetch(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ messages, max_tokens: 6, temperature: 0 }),
+      });
+      const body = (await res.json()) as { choices: { message: { content: string } }[]; usage: { prompt_tokens_details: { cached_tokens: number } } };
+      return { reply: body.choices[0].message.content, cached: body.usage.prompt_tokens_details.cached_tokens };
+    };
+    const returning = async (options: ServerOptions) => {
+      const { server, base } = await serve(granite, { cacheEntries: 1, ...options });
+      const a = [{ role: 'user', content: 'Hello' }];
+      const first = await chat(base, a);
+      await chat(base, [{ role: 'user', content: 'Something else entirely' }]); // takes the one place in memory
+      const again = await chat(base, [...a, { role: 'assistant', content: first.reply }, { role: 'user', content: 'Go on' }]);
+      const health = await jsonOf(fetch(`${base}/health`));
+      await server.close();
+      open.delete(server);
+      return { again, health };
+    };
+    const withDisk = await returning({ snapshotDir: dir });
+    expect(withDisk.again.cached).toBeGreaterThan(0);
+    expect(withDisk.health.cache.spilled).toMatchObject({ written: 3, readBack: 1, failed: 0 });
+    // Closing removes the files the server wrote, and only those.
+    expect(fs.readdirSync(dir)).toEqual([]);
+    const memoryOnly = await returning({});
+    expect(memoryOnly.again.cached).toBe(0);
+    expect(memoryOnly.again.reply).toBe(withDisk.again.reply);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -105,3 +105,4 @@ export { maskLogits } from './generation/mask_logits';
 export { compileResponseFormat, responseFormatSchema, type ResponseFormat } from './generation/response_format';
 export { chooseToken, type TokenChoiceOptions, type TokenConstraint, type TokenLogprob } from './generation/token_choice';
 export { jsonConstraint, tokenTrieOf } from './generation/json_mode';
+export { CacheFileError, cacheFileBytes, loadCacheFile, saveCacheFile } from './cache/cache_file';

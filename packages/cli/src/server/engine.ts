@@ -6,6 +6,8 @@ import {
   BatchGenerator,
   estimateMemory,
   jsonConstraint,
+  loadCacheFile,
+  saveCacheFile,
   type GraniteModel,
   type GraniteTokenizer,
   type HybridCache,
@@ -65,6 +67,9 @@ export interface Engine {
    * message naming what is unsupported) for a schema it cannot enforce. Absent: JSON mode is refused.
    */
   jsonConstraint?(format: ResponseFormat): TokenConstraint | null;
+  /** Writes a state to a file and reads it back (for `snapshotDir`); absent: states are never spilled. */
+  saveCache?(cache: EngineCache, file: string): void;
+  loadCache?(file: string): EngineCache;
   /** Bytes of state one sequence of `tokens` positions holds (Mamba states, attention keys and values). */
   stateBytes(tokens: number): number;
   /**
@@ -138,6 +143,8 @@ export function graniteEngine(model: GraniteModel, options: GraniteEngineOptions
     decode: (ids, decodeOptions) => tokenizer.decode(ids, decodeOptions),
     makeCache: () => model.makeCache(),
     jsonConstraint: (format) => jsonConstraint(model, format),
+    saveCache: (cache, file) => saveCacheFile(cache as HybridCache, file),
+    loadCache: (file) => loadCacheFile(file, model.config.layer_types),
     stateBytes: (tokens) => sizes.stateBytesPerSequence + tokens * sizes.kvBytesPerToken,
     generate: (promptIds, generateOptions) => batched.streamText(promptIds, { ...generateOptions, cache: generateOptions.cache as HybridCache }),
     batchStats: () => batcher.stats,

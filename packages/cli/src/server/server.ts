@@ -44,6 +44,12 @@ export interface ServerOptions {
   maxStateBytes?: number;
   /** Saved conversation states kept (default 8; 0 disables resuming). */
   cacheEntries?: number;
+  /**
+   * A directory where saved conversation states pushed out of memory are written (and read back when
+   * the conversation returns) instead of being dropped; `snapshotDirBytes` bounds it (default 16 GiB).
+   */
+  snapshotDir?: string;
+  snapshotDirBytes?: number;
   /** Bytes of saved conversation states kept at most, least recently used dropped first (default 2 GiB). */
   cacheBytes?: number;
   /** Completion length when a request sets no max_tokens (default 512, capped by the context left). */
@@ -257,7 +263,12 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   }
   const queue = new GenerationQueue(options.maxQueue ?? 8, { parallel, budgetBytes: maxStateBytes });
   const metrics = new ServerMetrics();
-  const prefixes = new PrefixCache({ maxEntries: options.cacheEntries, maxBytes: options.cacheBytes });
+  if (options.snapshotDir !== undefined && !(engine.saveCache && engine.loadCache)) throw new RangeError('snapshotDir needs an engine that can write its states to files (saveCache / loadCache).');
+  const spill =
+    options.snapshotDir !== undefined
+      ? { dir: options.snapshotDir, maxBytes: options.snapshotDirBytes, save: engine.saveCache!.bind(engine), load: engine.loadCache!.bind(engine) }
+      : undefined;
+  const prefixes = new PrefixCache({ maxEntries: options.cacheEntries, maxBytes: options.cacheBytes, spill });
   const defaultMaxTokens = options.defaultMaxTokens ?? 512;
   const maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
   const maxJsonDepth = options.maxJsonDepth ?? 64;
@@ -684,7 +695,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       contextLength: engine.contextLength,
       queue: { running: queue.running, parallel: queue.parallel, waiting: queue.waitingCount, maxWaiting: queue.maxWaiting, maxWaitingSeen: queue.maxWaitingSeen },
       state: { budgetBytes: queue.budgetBytes, reservedBytes: queue.bytesInUse, perSequenceBytes: fullStateBytes, batchBytes: engine.batchStats?.().stateBytes ?? 0 },
-      cache: { entries: prefixes.size, bytes: prefixes.byteSize, hits: metrics.snapshotHits, misses: metrics.snapshotMisses },
+      cache: { entries: prefixes.size, bytes: prefixes.byteSize, hits: metrics.snapshotHits, misses: metrics.snapshotMisses, spilled: { entries: prefixes.spilledSize, bytes: prefixes.spilledBytes, ...prefixes.spillStats } },
       throughput: metrics.rates(),
       stats,
     };
@@ -725,6 +736,9 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       gauge('batch_state_bytes', 'Bytes of state the decode batch holds now.', batch?.stateBytes ?? 0),
       gauge('snapshot_bytes', 'Bytes of saved conversation states.', prefixes.byteSize),
       gauge('snapshot_entries', 'Saved conversation states.', prefixes.size),
+      gauge('snapshot_spilled_entries', 'Saved conversation states spilled to the snapshot directory.', prefixes.spilledSize),
+      gauge('snapshot_spilled_bytes', 'Bytes of the spilled states on disk.', prefixes.spilledBytes),
+      counter('snapshot_read_back_total', 'Spilled states read back from disk to resume a conversation.', prefixes.spillStats.readBack),
       counter('snapshot_hits_total', 'Requests that resumed from a saved state.', metrics.snapshotHits),
       counter('snapshot_misses_total', 'Requests that found no saved state to resume.', metrics.snapshotMisses),
       gauge('snapshot_hit_ratio', 'Hits over lookups of saved states (0 before any).', lookups ? metrics.snapshotHits / lookups : 0),
