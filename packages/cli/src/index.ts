@@ -8,7 +8,7 @@ export { main } from './main';
 export { processIO, type CliIO, type OutputStream } from './io';
 export { createServer, type GraniteServer, type ServerOptions, type ServerStats } from './server/server';
 export { graniteEngine, type Engine, type EngineCache, type EngineGenerateOptions, type GraniteEngineOptions } from './server/engine';
-export { PrefixCache, type PrefixEntry, type PrefixMatch, type PrefixCacheOptions } from './server/prefix_cache';
+export { PrefixCache, type PrefixEntry, type PrefixMatch, type PrefixCacheOptions, type SnapshotSpill } from './server/prefix_cache';
 export { GenerationQueue, QueueFullError, type GenerationQueueOptions, type Ticket } from './server/queue';
 export { renderPrometheus, ServerMetrics, RATE_WINDOW_MS, type MetricFamily } from './server/metrics';
 export { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest, type Json, type SamplingParams } from './server/openai_protocol';
