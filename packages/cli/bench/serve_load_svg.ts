@@ -4,6 +4,7 @@
  * side, aggregate tokens per second against concurrent clients, and bytes of state per session
  * against the tokens a session holds.
  */
+import { escapeXml, ticks } from '../src/svg_text';
 
 /** One line (and/or its points) of a panel. */
 export interface Series {
@@ -26,20 +27,6 @@ export interface Panel {
   xTicks?: readonly number[];
 }
 
-/** Round numbers for axis ticks: about `count` of them across [lo, hi]. */
-function ticks(lo: number, hi: number, count: number): number[] {
-  const span = hi - lo || Math.abs(hi) || 1;
-  const raw = span / count;
-  const magnitude = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw)!;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
-  return out;
-}
-
-function escapeXml(text: string): string {
-  return text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
-}
 
 const tickLabel = (v: number) => (Math.abs(v) >= 1000 ? v.toLocaleString('en-US') : String(v));
 

@@ -1,3 +1,5 @@
+import { escapeXml, ticks } from '../svg_text';
+
 /** One point of a loss curve. */
 export interface LossPoint {
   step: number;
@@ -13,20 +15,6 @@ export interface LossCurveOptions {
   height?: number;
 }
 
-/** Round numbers for axis ticks: about `count` of them across [lo, hi]. */
-function ticks(lo: number, hi: number, count: number): number[] {
-  const span = hi - lo || Math.abs(hi) || 1;
-  const raw = span / count;
-  const magnitude = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw)!;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
-  return out;
-}
-
-function escapeXml(text: string): string {
-  return text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
-}
 
 /**
  * The training curve as a standalone SVG a browser or image viewer opens: the training loss at
