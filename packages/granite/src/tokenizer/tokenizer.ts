@@ -220,12 +220,17 @@ export class GraniteTokenizer {
         throw new TokenizerError(`${file} is not valid JSON: ${jsonErrorDetail(err)}`, { cause: err });
       }
     };
-    const [tokenizerJson, tokenizerConfig, generationConfig, specialTokensMap] = await Promise.all([
+    // Read together, reported in this order (and all at once): which read fails first is a race.
+    const settled = await Promise.allSettled([
       readJson('tokenizer.json', true),
       readJson('tokenizer_config.json', true),
       readJson('generation_config.json', false),
       readJson('special_tokens_map.json', false),
     ]);
+    const failures = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) throw new TokenizerError(failures.map((e) => e.message).join('; '), { cause: failures[0] });
+    const [tokenizerJson, tokenizerConfig, generationConfig, specialTokensMap] = settled.map((r) => (r as PromiseFulfilledResult<Json | undefined>).value);
     const templateFile = path.join(dir, 'chat_template.jinja');
     const templateText = await readText(templateFile, false);
     return GraniteTokenizer.fromJSON(tokenizerJson, tokenizerConfig, templateText, {
