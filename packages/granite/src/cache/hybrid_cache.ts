@@ -64,11 +64,26 @@ export class HybridCache {
         `Cannot restore a snapshot of ${snapshot.layers.length} layers × batch ${snapshot.batchSize} into a cache of ${this.layers.length} layers × batch ${this.batchSize}.`,
       );
     }
-    const copy = snapshot.clone();
+    this.takeFrom(snapshot.clone());
+  }
+
+  /**
+   * Replaces this cache's state by `other`'s without copying it: `other`'s tensors move here and it
+   * is left empty (disposing it afterwards frees nothing). For a state that was made only to end up
+   * here, such as a row taken out of a batch.
+   */
+  takeFrom(other: HybridCache): void {
+    if (other.layers.length !== this.layers.length || other.batchSize !== this.batchSize) {
+      throw new RangeError(
+        `Cannot move the state of ${other.layers.length} layers × batch ${other.batchSize} into a cache of ${this.layers.length} layers × batch ${this.batchSize}.`,
+      );
+    }
     this.disposeTensors();
-    this.layers.splice(0, this.layers.length, ...copy.layers);
-    this.seqLength = copy.seqLength;
-    this.maskTensor = copy.maskTensor;
+    this.layers.splice(0, this.layers.length, ...other.layers.splice(0));
+    this.seqLength = other.seqLength;
+    this.maskTensor = other.maskTensor;
+    other.maskTensor = null;
+    other.seqLength = 0;
   }
 
   /** Bytes of state held (float32). */

@@ -295,10 +295,10 @@ export class BatchGenerator {
     this.finish(sequence, sequence.cache, reason);
   }
 
-  /** Ends a sequence: `state` (its cache as it ends) goes to the caller's cache; ours is freed. */
+  /** Ends a sequence: `state` (its cache as it ends, made for it) moves into the caller's cache; ours is freed. */
   private finish(sequence: Sequence, state: HybridCache | null, reason?: unknown): void {
     const target = sequence.options.cache;
-    if (target && state && state !== target) target.restore(state);
+    if (target && state && state !== target) target.takeFrom(state);
     if (sequence.cache && sequence.cache !== target) sequence.cache.dispose();
     sequence.cache = null;
     sequence.queue.end(reason);
