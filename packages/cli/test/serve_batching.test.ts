@@ -200,4 +200,25 @@ describe('serve: admission, tokenize', () => {
     expect(memoryOnly.again.reply).toBe(withDisk.again.reply);
     fs.rmSync(dir, { recursive: true, force: true });
   });
+
+  test('one log line per request: key=value text, or a JSON object with --log-format json', async () => {
+    for (const logFormat of ['text', 'json'] as const) {
+      const lines: string[] = [];
+      const { server, base } = await serve(granite, { logFormat, log: (line) => lines.push(line) });
+      const { completion } = await complete(base, 'Hello', 4);
+      await fetch(`${base}/nowhere`);
+      await server.close();
+      open.delete(server);
+      expect(lines).toHaveLength(2);
+      if (logFormat === 'text') {
+        expect(lines[0]).toMatch(new RegExp(`^POST /v1/completions 200 prompt=\\d+ cached=0 prefill=\\d+ completion=${completion} finish=length \\d+\\.\\d\\ds$`));
+        expect(lines[1]).toMatch(/^GET \/nowhere 404 not_found: No route/);
+      } else {
+        const [done, missing] = lines.map((l) => JSON.parse(l));
+        expect(done).toMatchObject({ method: 'POST', path: '/v1/completions', status: 200, cached: 0, completion, finish: 'length' });
+        expect(done.prompt).toBe(done.prefill);
+        expect(missing).toMatchObject({ status: 404, error: expect.stringMatching(/^not_found: No route/) });
+      }
+    }
+  });
 });

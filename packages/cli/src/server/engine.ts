@@ -125,6 +125,12 @@ function longestTokenBytes(tokenizer: GraniteTokenizer): number {
   return longest;
 }
 
+/** Bytes of state one sequence of a Granite model holds at `tokens` positions: its Mamba states plus its attention keys and values. */
+export function graniteStateBytes(model: GraniteModel): (tokens: number) => number {
+  const sizes = estimateMemory(model.config, { contextLength: 1 });
+  return (tokens) => sizes.stateBytesPerSequence + tokens * sizes.kvBytesPerToken;
+}
+
 /** An {@link Engine} over a loaded Granite model: concurrent generations run as one batch ({@link BatchGenerator}). */
 export function graniteEngine(model: GraniteModel, options: GraniteEngineOptions): Engine {
   const { id, contextLength = 4096, parallel = 8, prefillChunk = PREFILL_CHUNK_TOKENS } = options;
@@ -133,7 +139,6 @@ export function graniteEngine(model: GraniteModel, options: GraniteEngineOptions
   // The same model, its generations joining the batch: streamText (stop strings, UTF-8) runs on top.
   const batched = Object.create(model) as GraniteModel;
   batched.generate = (promptIds, generateOptions) => batcher.generate(promptIds, generateOptions);
-  const sizes = estimateMemory(model.config, { contextLength: 1 });
   return {
     id,
     contextLength,
@@ -145,7 +150,7 @@ export function graniteEngine(model: GraniteModel, options: GraniteEngineOptions
     jsonConstraint: (format) => jsonConstraint(model, format),
     saveCache: (cache, file) => saveCacheFile(cache as HybridCache, file),
     loadCache: (file) => loadCacheFile(file, model.config.layer_types),
-    stateBytes: (tokens) => sizes.stateBytesPerSequence + tokens * sizes.kvBytesPerToken,
+    stateBytes: graniteStateBytes(model),
     generate: (promptIds, generateOptions) => batched.streamText(promptIds, { ...generateOptions, cache: generateOptions.cache as HybridCache }),
     batchStats: () => batcher.stats,
   };

@@ -39,9 +39,6 @@ export function renderPrometheus(families: readonly MetricFamily[]): string {
 export class ServerMetrics {
   /** Requests answered, by route and HTTP status. */
   readonly responses = new Map<string, number>();
-  promptTokens = 0;
-  cachedTokens = 0;
-  generatedTokens = 0;
   snapshotHits = 0;
   snapshotMisses = 0;
   /** Seconds from each generation's start to its first token, summed, and their count. */

@@ -14,11 +14,11 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { estimateMemory, formatBytes, JsonSchemaError, ToolCallStreamParser, type TokenConstraint, type TokenLogprob } from '@graniteflow/granite';
+import { formatBytes, JsonSchemaError, ToolCallStreamParser, type TokenConstraint, type TokenLogprob } from '@graniteflow/granite';
 import type { GraniteModel } from '@graniteflow/granite';
 import { plainMessage } from '../errors';
 import type { TextEvent } from '../text_generation';
-import { graniteEngine, type Engine, type EngineCache } from './engine';
+import { graniteEngine, graniteStateBytes, type Engine, type EngineCache } from './engine';
 import { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type SamplingParams } from './openai_protocol';
 import { RATE_WINDOW_MS, renderPrometheus, ServerMetrics, type MetricFamily } from './metrics';
 import { PrefixCache } from './prefix_cache';
@@ -114,17 +114,14 @@ interface Usage {
   prompt_tokens_details: { cached_tokens: number };
 }
 
+/** What a finished completion request is logged with: token counts and why it ended. */
+type RequestSummary = Record<string, string | number>;
+
 /** What one generation produced. */
 interface GenerationResult {
   text: string;
   finishReason: 'stop' | 'length';
   usage: Usage;
-}
-
-/** State of one full-context sequence of a Granite model. */
-function granitePerSequenceBytes(model: GraniteModel, contextLength: number): number {
-  const e = estimateMemory(model.config, { contextLength: 1 });
-  return e.stateBytesPerSequence + contextLength * e.kvBytesPerToken;
 }
 
 /** Sequences to batch by default: 8, or as many full-context states as the budget holds (at least 1). */
@@ -251,7 +248,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   const maxStateBytes = options.maxStateBytes ?? Math.floor(os.freemem() / 4);
   const contextLength = options.contextLength ?? (isEngine(model) ? model.contextLength : 4096);
   // A custom engine's generate may not be reentrant: one at a time unless told otherwise.
-  const parallel = options.parallel ?? (isEngine(model) ? 1 : defaultParallel(granitePerSequenceBytes(model, contextLength), maxStateBytes));
+  const parallel = options.parallel ?? (isEngine(model) ? 1 : defaultParallel(graniteStateBytes(model)(contextLength), maxStateBytes));
   const engine = isEngine(model)
     ? model
     : graniteEngine(model, { id: options.modelId ?? 'granite', contextLength, parallel, prefillChunk: options.prefillChunk });
@@ -356,9 +353,6 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     stats.prefillTokens += newIds.length;
     stats.cachedTokens += reused;
     stats.generatedTokens += generated.length;
-    metrics.promptTokens += fedIds.length;
-    metrics.cachedTokens += reused;
-    metrics.generatedTokens += generated.length;
     // The state now holds the prompt and every generated token but the last.
     const heldIds = [...fedIds, ...generated.slice(0, -1)];
     const heldText = prompt.text + engine.decode(generated.slice(0, -1), { skipSpecialTokens: false });
@@ -523,9 +517,30 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     return request.seed === undefined || index === 0 ? request : { ...request, seed: request.seed + index };
   }
 
-  /** `n` choices of one request, generated together (they join the same decode batch). */
-  function choices<R>(request: SamplingParams & { n: number }, run: (index: number) => Promise<R>): Promise<R[]> {
-    return Promise.all(Array.from({ length: request.n }, (_, index) => run(index)));
+  /**
+   * Runs a request's `n` choices side by side (they join the same decode batch) once its turn
+   * comes, and answers: one JSON body, or the end of the stream the choices wrote to.
+   */
+  async function answer(
+    res: http.ServerResponse,
+    request: SamplingParams,
+    place: { turn(): Promise<void> },
+    base: Record<string, unknown>,
+    objects: { whole: string; chunk: string },
+    runChoice: (index: number) => Promise<{ result: GenerationResult; choice: unknown }>,
+  ): Promise<RequestSummary> {
+    // Streamed: accepted at once, and the client waits on an open stream.
+    if (request.stream) openStream(res);
+    await place.turn();
+    const runs = await Promise.all(Array.from({ length: request.n }, (_, index) => runChoice(index)));
+    const usage = totalUsage(runs.map((r) => r.result));
+    if (request.stream) {
+      if (request.includeUsage) sse(res, { ...base, object: objects.chunk, choices: [], usage });
+      res.end('data: [DONE]\n\n');
+    } else {
+      sendJson(res, 200, { ...base, object: objects.whole, choices: runs.map((r) => r.choice), usage });
+    }
+    return summary(runs[0].result, usage);
   }
 
   /** The usage of several choices: the prompt once, every choice's completion. */
@@ -535,7 +550,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     return { ...first.usage, completion_tokens: completion, total_tokens: first.usage.prompt_tokens + completion };
   }
 
-  async function chatCompletions(res: http.ServerResponse, body: unknown): Promise<string> {
+  async function chatCompletions(res: http.ServerResponse, body: unknown): Promise<RequestSummary> {
     const request = parseChatRequest(body, engine.contextLength);
     checkChoices(request.n);
     return withQueuePlace(res, request.n, async (place) => {
@@ -604,25 +619,11 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         return { result, choice: { index, message, logprobs, finish_reason: finish } };
       };
 
-      if (request.stream) {
-        // Accepted: the client learns it at once, and waits on an open stream.
-        openStream(res);
-        await place.turn();
-        const runs = await choices(request, runChoice);
-        const usage = totalUsage(runs.map((r) => r.result));
-        if (request.includeUsage) sse(res, { ...base, object: 'chat.completion.chunk', choices: [], usage });
-        res.end('data: [DONE]\n\n');
-        return summary(runs[0].result, usage);
-      }
-      await place.turn();
-      const runs = await choices(request, runChoice);
-      const usage = totalUsage(runs.map((r) => r.result));
-      sendJson(res, 200, { ...base, object: 'chat.completion', choices: runs.map((r) => r.choice), usage });
-      return summary(runs[0].result, usage);
+      return answer(res, request, place, base, { whole: 'chat.completion', chunk: 'chat.completion.chunk' }, runChoice);
     });
   }
 
-  async function completions(res: http.ServerResponse, body: unknown): Promise<string> {
+  async function completions(res: http.ServerResponse, body: unknown): Promise<RequestSummary> {
     const request = parseCompletionRequest(body, engine.contextLength);
     checkChoices(request.n);
     return withQueuePlace(res, request.n, async (place) => {
@@ -660,20 +661,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         const logprobs = request.logprobs === undefined ? null : completionLogprobs(allLogprobs, 0);
         return { result, choice: { index, text: result.text, logprobs, finish_reason: result.finishReason } };
       };
-      if (request.stream) {
-        openStream(res);
-        await place.turn();
-        const runs = await choices(request, runChoice);
-        const usage = totalUsage(runs.map((r) => r.result));
-        if (request.includeUsage) sse(res, { ...base, object: 'text_completion', choices: [], usage });
-        res.end('data: [DONE]\n\n');
-        return summary(runs[0].result, usage);
-      }
-      await place.turn();
-      const runs = await choices(request, runChoice);
-      const usage = totalUsage(runs.map((r) => r.result));
-      sendJson(res, 200, { ...base, object: 'text_completion', choices: runs.map((r) => r.choice), usage });
-      return summary(runs[0].result, usage);
+      return answer(res, request, place, base, { whole: 'text_completion', chunk: 'text_completion' }, runChoice);
     });
   }
 
@@ -684,8 +672,9 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     }
   }
 
-  function summary(r: GenerationResult, u: Usage = r.usage): string {
-    return `prompt=${u.prompt_tokens} cached=${u.prompt_tokens_details.cached_tokens} prefill=${u.prompt_tokens - u.prompt_tokens_details.cached_tokens} completion=${u.completion_tokens} finish=${r.finishReason}`;
+  function summary(r: GenerationResult, u: Usage = r.usage): RequestSummary {
+    const cached = u.prompt_tokens_details.cached_tokens;
+    return { prompt: u.prompt_tokens, cached, prefill: u.prompt_tokens - cached, completion: u.completion_tokens, finish: r.finishReason };
   }
 
   function health(): unknown {
@@ -718,10 +707,10 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
           return { labels: { route, status }, value };
         }),
       },
-      counter('prompt_tokens_total', 'Prompt tokens of finished generations, cached ones included.', metrics.promptTokens),
-      counter('cached_prompt_tokens_total', 'Prompt tokens resumed from saved states instead of being fed.', metrics.cachedTokens),
+      counter('prompt_tokens_total', 'Prompt tokens of finished generations, cached ones included.', stats.prefillTokens + stats.cachedTokens),
+      counter('cached_prompt_tokens_total', 'Prompt tokens resumed from saved states instead of being fed.', stats.cachedTokens),
       counter('prefill_tokens_total', 'Prompt tokens fed to the model.', stats.prefillTokens),
-      counter('generated_tokens_total', 'Tokens generated.', metrics.generatedTokens),
+      counter('generated_tokens_total', 'Tokens generated.', stats.generatedTokens),
       counter('decode_steps_total', 'Batched decode steps run.', batch?.decodeSteps ?? 0),
       counter('time_to_first_token_seconds_sum', 'Seconds from the start of generations to their first token, summed.', metrics.firstTokenSeconds),
       counter('time_to_first_token_seconds_count', 'Generations that produced a first token.', metrics.firstTokens),
@@ -841,7 +830,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     );
   }
 
-  async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<string> {
+  async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<RequestSummary | null> {
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://localhost');
@@ -851,7 +840,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
     checkHost(req);
-    if (checkOrigin(req, res, method)) return '';
+    if (checkOrigin(req, res, method)) return null;
     const isHealth = path === '/health' || path === '/v1/health';
     const isMetrics = path === '/metrics';
     if ((path.startsWith('/v1/') && !isHealth) || path === '/tokenize' || path === '/detokenize') checkApiKey(req, res);
@@ -864,26 +853,26 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     if (isHealth) {
       allow(['GET', 'HEAD']);
       sendJson(res, 200, health());
-      return '';
+      return null;
     }
     if (isMetrics) {
       allow(['GET', 'HEAD']);
       const text = prometheus();
       res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
       res.end(method === 'HEAD' ? undefined : text);
-      return '';
+      return null;
     }
     if (path === '/tokenize' || path === '/detokenize') {
       allow(['POST']);
       checkJsonBody(req);
       const body = await readBody(req, maxBodyBytes, maxJsonDepth);
       sendJson(res, 200, path === '/tokenize' ? tokenize(body) : detokenize(body));
-      return '';
+      return null;
     }
     if (path === '/v1/models') {
       allow(['GET', 'HEAD']);
       sendJson(res, 200, { object: 'list', data: [{ id: engine.id, object: 'model', created, owned_by: 'graniteflow' }] });
-      return '';
+      return null;
     }
     if (path.startsWith('/v1/models/')) {
       allow(['GET', 'HEAD']);
@@ -896,7 +885,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       }
       if (wanted !== engine.id) throw new ApiError(404, `The model '${wanted}' does not exist; this server serves '${engine.id}'.`, 'invalid_request_error', 'model', 'model_not_found');
       sendJson(res, 200, { id: engine.id, object: 'model', created, owned_by: 'graniteflow' });
-      return '';
+      return null;
     }
     if (path === '/v1/chat/completions' || path === '/v1/completions') {
       allow(['POST']);
@@ -911,23 +900,20 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
 
   const server = http.createServer((req, res) => {
     const start = performance.now();
-    const finish = (status: number, detail: string, error?: string) => {
+    const finish = (status: number, summary: RequestSummary | null, error?: string) => {
       metrics.countResponse(routeLabel(req.url), status);
       const seconds = (performance.now() - start) / 1000;
       if (options.logFormat === 'json') {
-        const fields = Object.fromEntries(detail.split(' ').filter((kv) => kv.includes('=')).map((kv) => {
-          const [k, v] = kv.split('=');
-          return [k, /^\d+$/.test(v) ? Number(v) : v];
-        }));
-        log(JSON.stringify({ time: new Date().toISOString(), method: req.method, path: req.url, status, seconds: Number(seconds.toFixed(3)), ...fields, ...(error ? { error } : {}) }));
+        log(JSON.stringify({ time: new Date().toISOString(), method: req.method, path: req.url, status, seconds: Number(seconds.toFixed(3)), ...summary, ...(error ? { error } : {}) }));
       } else {
-        log(`${req.method} ${req.url} ${status} ${error ?? detail ? `${error ?? detail} ` : ''}${seconds.toFixed(2)}s`);
+        const detail = error ?? (summary ? Object.entries(summary).map(([k, v]) => `${k}=${v}`).join(' ') : '');
+        log(`${req.method} ${req.url} ${status} ${detail ? `${detail} ` : ''}${seconds.toFixed(2)}s`);
       }
     };
     route(req, res).then(
-      (detail) => {
-        stats.completed += detail ? 1 : 0;
-        finish(res.statusCode, detail);
+      (summary) => {
+        stats.completed += summary ? 1 : 0;
+        finish(res.statusCode, summary);
       },
       (err: unknown) => {
         const aborted = (err as Error)?.name === 'AbortError';
@@ -946,7 +932,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
           sse(res, apiError.body);
           res.end('data: [DONE]\n\n');
         }
-        finish(apiError.status, '', `${apiError.code ?? apiError.type}: ${apiError.message}`);
+        finish(apiError.status, null, `${apiError.code ?? apiError.type}: ${apiError.message}`);
       },
     );
   });
