@@ -23,3 +23,12 @@ export function percent(part: number, whole: number): string {
   const p = (part * 100) / whole;
   return p > 0 && p < 1 ? '<1%' : `${Math.round(p)}%`;
 }
+
+/** A time span the way the progress lines print it: `42s`, `1m05s`, `2h03m`; `?` when not finite. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '?';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}

@@ -5,6 +5,7 @@
  * is known, the time left; the last line gives the average speed and the time taken.
  */
 import { formatBytes, type DownloadProgress } from '@graniteflow/granite';
+import { formatDuration } from './format';
 
 /** Where the bar is drawn: a writable stream, TTY or not. */
 export interface ProgressStream {
@@ -32,15 +33,6 @@ export const SPEED_SAMPLE_MS = 250;
  * within a few seconds whatever the rate of updates, and one slow or fast burst does not swing it.
  */
 export const SPEED_TIME_CONSTANT_MS = 3000;
-
-/** A time span the way the progress lines print it: `42s`, `1m05s`, `2h03m`; `?` when not finite. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '?';
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-}
 
 /** Bytes per second for people: `12.3 MiB/s`. */
 export function formatSpeed(bytesPerSecond: number): string {

@@ -1,5 +1,6 @@
 // The progress bar's speed, time left and closing line, on a fake clock.
-import { downloadProgressBar, formatDuration, formatSpeed, ProgressBar, SPEED_SAMPLE_MS } from '../src/progress';
+import { formatDuration } from '../src/format';
+import { downloadProgressBar, formatSpeed, ProgressBar, SPEED_SAMPLE_MS } from '../src/progress';
 
 const MiB = 1024 * 1024;
 

@@ -3,16 +3,9 @@
  * loss, learning rate, tokens/s, ETA); elsewhere (a pipe, a log, CI) a line every 5% of the run.
  * Held-out measurements always get a line of their own.
  */
+import { formatDuration } from '../format';
 import type { ProgressStream } from '../progress';
 import type { EvalReport, StepReport } from './training_loop';
-
-function duration(ms: number): string {
-  if (!Number.isFinite(ms)) return '?';
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-}
 
 export class TrainingProgress {
   private lastLine = '';
@@ -28,7 +21,7 @@ export class TrainingProgress {
     const filled = Math.round((r.step / r.steps) * width);
     return (
       `step ${r.step}/${r.steps} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] loss ${r.loss.toFixed(3)} · lr ${r.learningRate.toExponential(1)} · ` +
-      `${Math.round(r.tokensPerSecond).toLocaleString('en-US')} tok/s · ETA ${duration(r.etaMs)}`
+      `${Math.round(r.tokensPerSecond).toLocaleString('en-US')} tok/s · ETA ${formatDuration(r.etaMs)}`
     );
   }
 
