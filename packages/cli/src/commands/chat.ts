@@ -6,7 +6,7 @@ import { describeError, UsageError } from '../errors';
 import { percent, rate } from '../format';
 import type { CliIO } from '../io';
 import { terminalStyle } from '../terminal_style';
-import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, withModelSampling, type Command } from './common';
+import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
@@ -168,15 +168,15 @@ export const chatCommand: Command = {
     const verbose = flag(values, 'verbose');
     const quiet = flag(values, 'quiet');
     const { model, source } = await loadFromArgs(values, io, { command: 'chat', contextLength: flags.maxContext, prefillChunk: flags.prefillChunk });
-    const sampling = withModelSampling(flags, values, model);
     let maxContext: number;
     try {
-      maxContext = contextOf('chat', model, sampling.maxContext);
+      maxContext = contextOf('chat', model, flags.maxContext);
     } catch (err) {
       model.dispose();
       throw err;
     }
-    const session = new ChatSession(model, sampling, source.name);
+    // The session fills in the model's generation_config.json sampling where no flag set it.
+    const session = new ChatSession(model, flags, source.name);
     const system = stringOption(values, 'system');
     if (system !== undefined) session.setSystem(system);
     const interactive = io.stdin.isTTY === true;

@@ -69,7 +69,8 @@ export async function loadFromArgs(
 export function samplingFromArgs(command: string, values: ParsedArgs['values']): GenerateOptions {
   return {
     maxNewTokens: numberOption(command, values, 'max-tokens', { min: 1, integer: true }) ?? 256,
-    temperature: numberOption(command, values, 'temperature', { min: 0 }) ?? 0,
+    // Unset without the flag (greedy), so that the model's generation_config.json can fill it in.
+    temperature: numberOption(command, values, 'temperature', { min: 0 }),
     topK: numberOption(command, values, 'top-k', { min: 0, integer: true }),
     topP: positive(command, 'top-p', numberOption(command, values, 'top-p', { min: 0, max: 1 })),
     minP: numberOption(command, values, 'min-p', { min: 0, max: 1 }),
@@ -78,20 +79,6 @@ export function samplingFromArgs(command: string, values: ParsedArgs['values']):
     prefillChunk: numberOption(command, values, 'prefill-chunk', { min: 1, integer: true }),
     maxContext: numberOption(command, values, 'ctx', { min: 2, integer: true }),
   };
-}
-
-/**
- * `sampling` with the model's generation_config.json defaults (do_sample, temperature, top_k,
- * top_p, repetition_penalty, as transformers applies them) where no flag set a value.
- */
-export function withModelSampling(sampling: GenerateOptions, values: ParsedArgs['values'], model: GraniteModel): GenerateOptions {
-  const defaults = model.generationConfig?.sampling ?? {};
-  const out = { ...sampling };
-  if (values.temperature === undefined && defaults.temperature !== undefined) out.temperature = defaults.temperature;
-  if (values['top-k'] === undefined && defaults.topK !== undefined) out.topK = defaults.topK;
-  if (values['top-p'] === undefined && defaults.topP !== undefined) out.topP = defaults.topP;
-  if (values['repetition-penalty'] === undefined && defaults.repetitionPenalty !== undefined) out.repetitionPenalty = defaults.repetitionPenalty;
-  return out;
 }
 
 /**

@@ -16,7 +16,7 @@ import { UsageError } from '../errors';
 import { rate } from '../format';
 import type { CliIO } from '../io';
 import { requireTokenizer } from '../text_generation';
-import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, withModelSampling, type Command } from './common';
+import { contextOf, DTYPE_OPTIONS, loadFromArgs, samplingFromArgs, type Command } from './common';
 
 const OPTIONS: OptionTable = {
   ...MODEL_OPTIONS,
@@ -89,7 +89,7 @@ export const generateCommand: Command = {
 
     const { model, source } = await loadFromArgs(values, io, { command: 'generate', contextLength: flags.maxContext, prefillChunk: flags.prefillChunk });
     try {
-      const sampling = withModelSampling(flags, values, model);
+      const sampling = model.withSamplingDefaults(flags);
       requireTokenizer(model);
       const context = contextOf('generate', model, sampling.maxContext);
       sampling.maxContext = context;
