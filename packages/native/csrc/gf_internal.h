@@ -176,6 +176,9 @@ void gf_qmm16_q4_0_scalar(const gf_qmm_args *args, int64_t g_begin, int64_t g_en
 #if GF_X86
 void gf_qmm16_q8_0_avx512(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
 void gf_qmm16_q4_0_avx512(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
+/* The same over whole groups of row-order weights (w_row_bytes apart), regrouped in registers. */
+void gf_qmm16_rows_q8_0_avx512(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
+void gf_qmm16_rows_q4_0_avx512(const gf_qmm_args *args, int64_t g_begin, int64_t g_end);
 #endif
 /* Whole 16-row groups of a matrix of `rows` rows (the rest stay row-major). */
 int64_t gf_interleaved_groups(int64_t rows);

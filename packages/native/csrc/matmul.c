@@ -17,9 +17,12 @@
 #define MIN_MACS_PER_THREAD (1 << 17)
 /* Up to this many activation rows the avx512 kernels use the weight-aligned layout. */
 #define ALIGNED_MAX_ROWS 2
-/* From this many activation rows the avx512 q8_0 / q4_0 kernels regroup row-order weights 16 rows
- * at a time into the interleaved layout (see regrouped_matmul). */
-#define REGROUP_MIN_ROWS 8
+/* Up to this many activation rows the avx512 q8_0 / q4_0 kernels read row-order weights 16 rows at
+ * a time, transposed into the interleaved layout in registers (rows16_matmul); more rows pay for
+ * regrouping them once into a scratch (regrouped_matmul). */
+#ifndef ROWS16_MAX_ROWS
+#define ROWS16_MAX_ROWS 32
+#endif
 /* Above this many activation rows the f32 / bf16 weights go through the packed gemm. */
 #define ROWDOT_MAX_ROWS 4
 
@@ -171,13 +174,19 @@ static int pack_activations(gf_format format, gf_level level, int lanes, bool al
   return GF_OK;
 }
 
+#if GF_X86
+static int rows16_matmul(gf_format format, const void *w, int64_t out, int64_t in, const float *x,
+                         int64_t n, float *y, bool accumulate);
 static int regrouped_matmul(gf_format format, gf_level level, const void *w, int64_t out, int64_t in,
                             const float *x, int64_t n, float *y, bool accumulate);
+#endif
 
 static int quantized_matmul(gf_format format, gf_level level, const void *w, int64_t out,
                             int64_t in, const float *x, int64_t n, float *y, bool accumulate) {
-  if (level == GF_LEVEL_AVX512 && n >= REGROUP_MIN_ROWS)
-    return regrouped_matmul(format, level, w, out, in, x, n, y, accumulate);
+#if GF_X86
+  if (level == GF_LEVEL_AVX512 && n > ROWS16_MAX_ROWS) return regrouped_matmul(format, level, w, out, in, x, n, y, accumulate);
+  if (level == GF_LEVEL_AVX512 && out >= GF_GROUP_ROWS) return rows16_matmul(format, w, out, in, x, n, y, accumulate);
+#endif
   const int lanes = lanes_of(level);
   const int64_t n_blocks = in / GF_BLOCK;
   /* Decode-sized calls on avx512 use the weight-aligned layout (no weight shuffles). */
@@ -211,10 +220,69 @@ static gf_qmm16_fn group_kernel(gf_format format, gf_level level) {
   return q4 ? gf_qmm16_q4_0_scalar : gf_qmm16_q8_0_scalar;
 }
 
-/* Row-order weights, many activation rows, avx512: each group of 16 weight rows is regrouped into
- * the interleaved layout in a per-thread scratch (the last, partial group zero-padded) and run by
- * the group kernel against every activation row. Regrouping 16 rows costs about as much as reading
- * them; the group kernel then multiplies them by all n rows 1.2-1.7x faster than the lane-chunk one. */
+/* Row-order weights, several activation rows, avx512: each whole group of 16 weight rows is
+ * transposed into the group layout in registers, block by block, by the rows group kernel, and
+ * multiplied by up to 8 activation rows per pass; the last, partial group (zero-padded in a
+ * per-thread scratch, so nothing past the matrix is read) is regrouped and run by the group
+ * kernel, which stores only its real rows. */
+#if GF_X86
+typedef struct {
+  gf_qmm_args args[GF_MAX_MATRICES]; /* count matrices of one shape */
+  int64_t count, groups, whole;      /* per matrix: groups, whole groups */
+  gf_format format;
+  gf_qmm16_fn rows_fn, group_fn;
+  uint8_t *scratch[GF_MAX_THREADS]; /* the padded rows, then their regrouped copy */
+} rows16_ctx;
+
+/* The partial last group of matrix a (valid rows of 16), through the thread's scratch. */
+static void rows16_partial_group(const rows16_ctx *c, const gf_qmm_args *a, int thread) {
+  const size_t row_bytes = a->w_row_bytes, group_bytes = GF_GROUP_ROWS * row_bytes;
+  const int valid = (int)(a->out - c->whole * GF_GROUP_ROWS);
+  uint8_t *padded = c->scratch[thread], *group = padded + group_bytes;
+  memset(padded, 0, group_bytes); /* zero rows: zero scales, zero products */
+  memcpy(padded, a->w + (size_t)c->whole * group_bytes, (size_t)valid * row_bytes);
+  gf_rows_to_group_avx512(c->format, padded, a->n_blocks, group);
+  gf_qmm_args part = *a;
+  part.w = group;
+  part.y = a->y + c->whole * GF_GROUP_ROWS;
+  part.group_rows = valid;
+  c->group_fn(&part, 0, 1);
+}
+
+/* Units [begin, end) of all matrices' groups, matrix after matrix. */
+static void rows16_task(void *p, int64_t begin, int64_t end, int thread) {
+  const rows16_ctx *c = (const rows16_ctx *)p;
+  for (int64_t u = begin; u < end;) {
+    const int64_t j = u / c->groups, first = u % c->groups, last = GF_MIN(c->groups, first + (end - u));
+    const gf_qmm_args *a = &c->args[j];
+    if (first < c->whole) c->rows_fn(a, first, GF_MIN(last, c->whole));
+    if (last > c->whole) rows16_partial_group(c, a, thread);
+    u += last - first;
+  }
+}
+
+/* Runs c (its args, count, format set) over every group of every matrix. */
+static int rows16_run(rows16_ctx *c, int64_t n) {
+  const gf_qmm_args *a = &c->args[0];
+  const bool q4 = c->format == GF_FMT_Q4_0;
+  c->rows_fn = q4 ? gf_qmm16_rows_q4_0_avx512 : gf_qmm16_rows_q8_0_avx512;
+  c->group_fn = group_kernel(c->format, GF_LEVEL_AVX512);
+  c->groups = (a->out + GF_GROUP_ROWS - 1) / GF_GROUP_ROWS;
+  c->whole = a->out / GF_GROUP_ROWS;
+  for (int t = 0; t < gf_threads(); t++) {
+    c->scratch[t] = NULL;
+    if (c->groups == c->whole) continue;
+    c->scratch[t] = (uint8_t *)gf_scratch(t, GF_SCRATCH_B, 2 * GF_GROUP_ROWS * a->w_row_bytes);
+    if (!c->scratch[t]) return GF_ERR_NOMEM;
+  }
+  gf_parallel_for(c->count * c->groups, 1, GF_MAX(1, min_rows_per_thread(a->in, n) / GF_GROUP_ROWS), rows16_task, c);
+  return GF_OK;
+}
+
+/* Row-order weights, many activation rows (prefill), avx512: each group of 16 weight rows is
+ * regrouped into the interleaved layout in a per-thread scratch (the last, partial group
+ * zero-padded) and run by the group kernel against every activation row, so the regrouping is
+ * paid once for all of them. */
 
 /* Groups regrouped at a time: their activation rows are streamed once per batch of this many. */
 #define REGROUP_BATCH 8
@@ -245,11 +313,7 @@ static void regroup_task(void *p, int64_t begin, int64_t end, int thread) {
         src = padded;
         last_rows = valid;
       }
-#if GF_X86
-      gf_rows_to_group_avx512(c->format, src, c->args.n_blocks, dst); /* regrouping runs at avx512 only */
-#else
-      gf_rows_to_group(c->format, src, c->args.n_blocks, dst);
-#endif
+      gf_rows_to_group_avx512(c->format, src, c->args.n_blocks, dst);
     }
     gf_qmm_args a = c->args;
     a.w = groups;
@@ -281,6 +345,21 @@ static int regrouped_matmul(gf_format format, gf_level level, const void *w, int
   gf_parallel_for(groups, 1, GF_MAX(1, min_rows_per_thread(in, n) / GF_GROUP_ROWS), regroup_task, &c);
   return GF_OK;
 }
+
+static int rows16_matmul(gf_format format, const void *w, int64_t out, int64_t in, const float *x,
+                         int64_t n, float *y, bool accumulate) {
+  act_ctx a;
+  int rc = pack_activations(format, GF_LEVEL_AVX512, 1, false, x, n, in, &a);
+  if (rc != GF_OK) return rc;
+  rows16_ctx c;
+  gf_qmm_args args = {(const uint8_t *)w, gf_row_bytes(format, in), out, in, a.n_blocks, a.act, a.act_row_bytes, n,
+                      GF_MAX(1, ACT_GROUP_BYTES / (int64_t)a.act_row_bytes), y, accumulate, false, 0};
+  c.args[0] = args;
+  c.count = 1;
+  c.format = format;
+  return rows16_run(&c, n);
+}
+#endif
 
 /* Interleaved weights: whole groups of 16 rows by the group kernel, the last rows % 16 rows
  * (row-major) by the scalar row kernel; both read activations in the lanes = 1 layout. */
@@ -341,6 +420,23 @@ static void qmm_matrices_task(void *p, int64_t begin, int64_t end, int thread) {
 int gf_qmm_matrices_nolock(gf_format format, gf_level level, const uint8_t *const *w, int64_t count,
                            int64_t out, int64_t in, const float *x, bool shared_x, float *y) {
   if (count > GF_MAX_MATRICES) return GF_ERR_NOMEM;
+#if GF_X86
+  if (level == GF_LEVEL_AVX512 && out >= GF_GROUP_ROWS) { /* as gf_matmul's one-row calls, bit for bit */
+    act_ctx a;
+    int rc = pack_activations(format, level, 1, false, x, shared_x ? 1 : count, in, &a);
+    if (rc != GF_OK) return rc;
+    rows16_ctx c;
+    for (int64_t j = 0; j < count; j++) {
+      gf_qmm_args args = {w[j], gf_row_bytes(format, in), out, in, a.n_blocks,
+                          a.act + (shared_x ? 0 : (size_t)j * a.act_row_bytes), a.act_row_bytes, 1, 1,
+                          y + j * out, false, false, 0};
+      c.args[j] = args;
+    }
+    c.count = count;
+    c.format = format;
+    return rows16_run(&c, 1);
+  }
+#endif
   const int lanes = lanes_of(level);
   const int64_t n_blocks = in / GF_BLOCK;
   const bool aligned = level == GF_LEVEL_AVX512;

@@ -14,21 +14,12 @@
 #if GF_X86
 #define GF_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
 #include "gf_target.h"
+#include "gf_transpose_avx512.h"
 
 #define LANES 16
 #define CHUNK_ACT_BYTES (LANES * 40)
 /* Software prefetch distance of the decode kernel: measured best of 2-16 KiB at H-Micro shapes. */
 #define PREFETCH 4096
-
-/* 4x4 dword transpose inside each 128-bit lane of a0..a3. */
-static inline void transpose4(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m512i t[4]) {
-  __m512i t0 = _mm512_unpacklo_epi32(a0, a1), t1 = _mm512_unpackhi_epi32(a0, a1);
-  __m512i t2 = _mm512_unpacklo_epi32(a2, a3), t3 = _mm512_unpackhi_epi32(a2, a3);
-  t[0] = _mm512_unpacklo_epi64(t0, t2);
-  t[1] = _mm512_unpackhi_epi64(t0, t2);
-  t[2] = _mm512_unpacklo_epi64(t1, t3);
-  t[3] = _mm512_unpackhi_epi64(t1, t3);
-}
 
 /* Register m gets the 16 bytes at `offset` of blocks 4m..4m+3. */
 static inline __m512i load4(const uint8_t *chunk, size_t block_bytes, int m, size_t offset) {

@@ -3,7 +3,9 @@ import { EPS32, firstViolation, matmulReference, quantize, randomFloats, type Re
 import { atLevel, availableLevels, calls, native } from './setup';
 
 /* [outFeatures, inFeatures, nRows]: ragged row counts (not multiples of the 4-row tiles), decode
- * (n = 1) and prefill sizes, one-block, few-block and H-Micro-width rows. */
+ * (n = 1) and prefill sizes, one-block, few-block and H-Micro-width rows; at avx512, whole and
+ * partial 16-row groups against decode batches (tiles of 8 and a 7-row rest, the largest batch
+ * read in registers: 32) and the smallest regrouped prefill (33). */
 const SHAPES: Array<[number, number, number]> = [
   [1, 32, 1],
   [7, 96, 2],
@@ -14,6 +16,10 @@ const SHAPES: Array<[number, number, number]> = [
   [130, 2048, 1],
   [64, 96, 64],
   [5, 2048, 17],
+  [48, 64, 8],
+  [40, 160, 31],
+  [17, 32, 32],
+  [17, 32, 33],
 ];
 
 interface Case {

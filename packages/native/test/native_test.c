@@ -190,8 +190,11 @@ static void test_matmul_empty(gf_level level) {
 
 static void test_matmul(gf_level level) {
   test_matmul_empty(level);
+  /* at avx512, 16-row groups read in registers (n <= 32, whole and partial groups, tiles of 8
+   * and rests) and regrouped for prefill (n = 33, 64) */
   const int64_t shapes[][3] = {{1, 32, 1},   {5, 96, 2},   {7, 64, 3},   {13, 160, 5},
-                               {33, 512, 17}, {64, 544, 9}, {9, 2048, 1}, {6, 96, 64}};
+                               {33, 512, 17}, {64, 544, 9}, {9, 2048, 1}, {6, 96, 64},
+                               {48, 64, 1},  {40, 160, 31}, {17, 96, 33}, {35, 64, 64}};
   for (size_t f = 0; f < 4; f++)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
       matmul_case(formats[f], level, shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
