@@ -31,9 +31,18 @@ export type { FlatArray, FusedKernel, TensorSpec } from './kernels/fused_kernel'
 export { vjp } from './kernels/vjp';
 export { nativeAddon, nativeUnavailableReason, type NativeAddon } from './native/native_addon';
 export { NATIVE_BACKEND, nativeKernel, recordingGradients, registerNativeBackend, type NativeInput, type NativeOutput } from './native/native_backend';
-export { wasmHeap, type WasmHeap } from './kernels/wasm_heap';
+export { heapScratch, reserveHeapScratch, wasmHeap, type WasmHeap } from './kernels/wasm_heap';
 export { unsharedFloat32Memory } from './kernels/tensor_memory';
-export { countSimdCall, simdCounters, simdKernels, simdModulePath, type SimdKernels } from './kernels/simd_module';
+export {
+  CORE_SIMD_MODULES,
+  countSimdCall,
+  simdCounters,
+  simdInstance,
+  simdKernels,
+  simdModulePath,
+  type SimdKernels,
+  type SimdModuleSource,
+} from './kernels/simd_module';
 export { isSimdEnabled, setSimdEnabled } from './kernels/simd_switch';
 export { webAssemblyApi, type WasmMemory, type WebAssemblyApi } from './kernels/webassembly_api';
 export {

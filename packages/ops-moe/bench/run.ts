@@ -5,8 +5,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { formatTable, initBackend, measure } from '@graniteflow/core';
-import { sparseMoe, sparseMoeReference, topKRouter, wasmSimdHeap, type MoeExpertsPath } from '../src';
+import { formatTable, initBackend, measure, simdKernels } from '@graniteflow/core';
+import { sparseMoe, sparseMoeReference, topKRouter, type MoeExpertsPath } from '../src';
+import { EXPERT_GEMV, OPS_MOE_SIMD_MODULES, type ExpertGemvExports } from '../src/kernels/simd/expert_gemv_simd';
 
 interface Shape {
   name: string;
@@ -26,17 +27,18 @@ const TOKENS = (process.env.BENCH_TOKENS ?? '1,16,512').split(',').map(Number);
 
 /** Reads the k selected experts' weights once with a WebAssembly SIMD sum over the heap bytes. */
 function readSelectedExperts(w1: tf.Tensor, w2: tf.Tensor, experts: number[]): number {
-  const heap = wasmSimdHeap();
-  if (heap === null) throw new Error('the read baseline needs the wasm backend with SIMD');
   const backend = tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array };
   const a = backend.typedArrayFromHeap(w1);
   const b = backend.typedArrayFromHeap(w2);
+  const simd = simdKernels<ExpertGemvExports>(EXPERT_GEMV, [a, b], OPS_MOE_SIMD_MODULES);
+  if (simd === null) throw new Error('the read baseline needs the wasm backend with SIMD');
+  const { sum } = simd.exports;
   const n1 = w1.size / w1.shape[0];
   const n2 = w2.size / w2.shape[0];
   let s = 0;
   for (const e of experts) {
-    s += heap.sum(a.byteOffset + e * n1 * 4, n1);
-    s += heap.sum(b.byteOffset + e * n2 * 4, n2);
+    s += sum(a.byteOffset + e * n1 * 4, n1);
+    s += sum(b.byteOffset + e * n2 * 4, n2);
   }
   return s;
 }

@@ -26,4 +26,4 @@ export { loadBalancingLoss } from './ops/load_balancing_loss';
 export { ExpertLinear, MoeRouter, SparseMoE, type SparseMoEConfig } from './modules/sparse_moe';
 export { SharedMLP, type SharedMLPConfig } from './modules/shared_mlp';
 export { MOE_KERNELS } from './register_kernels';
-export { wasmSimdHeap } from './kernels/simd/wasm_heap';
+export { EXPERT_GEMV_SIMD_CALL, OPS_MOE_SIMD_MODULES } from './kernels/simd/expert_gemv_simd';

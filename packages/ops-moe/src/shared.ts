@@ -9,4 +9,3 @@ export { moeCombineImpl } from './kernels/MoeCombine_impl';
 export { gatherRowsImpl, scatterRowsImpl } from './kernels/MoeRows_impl';
 export { silu, swigluImpl } from './kernels/MoeSwiGLU_impl';
 export { jsMatVec, moeExpertsGemvImpl, type ExpertDims, type MatVec } from './kernels/MoeExpertsGemv_impl';
-export { bindSimdHeap, type GemvFn, type SimdHeap, type SumFn } from './kernels/simd/gemv_simd';

@@ -9,6 +9,7 @@ import {
   quantizeRows,
   setSimdEnabled,
   simdCounters,
+  heapScratch,
   wasmHeap,
   type PackedFormat,
 } from '@graniteflow/core';
@@ -21,7 +22,6 @@ import {
   sparseMoeReference,
   SparseMoE,
   topKRouter,
-  wasmSimdHeap,
   type MoeExpertsPath,
   type SparseMoEConfig,
 } from '../src';
@@ -287,8 +287,7 @@ describeBackends('packed MoE experts', (backend) => {
     const { indices, weights } = topKRouter(tf.matMul(x, wr, false, true), 2);
     const oracle = expertsOracle(x, w1, w2, indices, weights, ['int16', 'none']);
     moe.forward(x).dispose(); // reserves the heap scratch
-    const heap = wasmSimdHeap()!;
-    heap.scratch(heap.scratchFloats).fill(NaN);
+    heapScratch(wasmHeap()!)!.fill(NaN);
     const before = [simdCounters()['MoePackedExperts/q4_0'] ?? 0, simdCounters()['MoePackedExperts/bf16'] ?? 0];
     const y = moe.forward(x);
     expectClose(y.dataSync(), oracle, TOL);

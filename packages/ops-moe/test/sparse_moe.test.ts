@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { setSimdEnabled, simdCounters } from '@graniteflow/core';
 import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
 import {
+  EXPERT_GEMV_SIMD_CALL,
   moeExperts,
   moeExpertsReference,
   sparseMoe,
@@ -162,5 +164,30 @@ describeBackends('sparse MoE block', (backend) => {
       /indices \[2,2\] does not match x \[3,16\]/,
     );
     expect(() => new SparseMoE({ hiddenSize: 16, intermediateSize: 8, numExperts: 4, topK: 5 })).toThrow(/topK \(5\) must not exceed config.numExperts \(4\)/);
+  });
+
+  (backend === 'wasm' ? it : it.skip)('wasm: the gemv path runs the SIMD expert routine, and the JS loops with SIMD off, to the same result', () => {
+    // 37 columns: two 16-wide SIMD steps and a 5-column tail in every row.
+    const config = { hiddenSize: 37, intermediateSize: 19, numExperts: 5, topK: 2 };
+    const moe = makeMoe(config, 21);
+    const x = randn([6, 37], 22);
+    const dense = moe.forwardDense(x);
+    const count = () => simdCounters()[EXPERT_GEMV_SIMD_CALL] ?? 0;
+    const before = count();
+    const simd = moe.forward(x, { path: 'gemv' });
+    expect(count()).toBeGreaterThan(before);
+    expectClose(simd, dense, TOL, 'SIMD');
+    const previous = setSimdEnabled(false);
+    try {
+      const off = count();
+      const js = moe.forward(x, { path: 'gemv' });
+      expect(count()).toBe(off);
+      expectClose(js, dense, TOL, 'JS');
+      tf.dispose(js);
+    } finally {
+      setSimdEnabled(previous);
+    }
+    tf.dispose([x, dense, simd]);
+    moe.dispose();
   });
 });

@@ -25,33 +25,46 @@ export function simdCounters(): Record<string, number> {
   return Object.fromEntries(calls);
 }
 
-/** The directory the built modules are in: `wasm/` at the package root, seen from `src/kernels` and `dist/kernels` alike. */
-const WASM_DIR = path.join(__dirname, '..', '..', 'wasm');
+/**
+ * Where a package's built SIMD modules are: `dir` holds `<family>.wasm` for each AssemblyScript
+ * source `assembly/<family>.ts` of the package `packageName` (built by the repository's
+ * `tools/build-wasm`, run by the package's `build:wasm` script).
+ */
+export interface SimdModuleSource {
+  readonly packageName: string;
+  readonly dir: string;
+}
+
+/** This package's modules: `wasm/` at the package root, seen from `src/kernels` and `dist/kernels` alike. */
+export const CORE_SIMD_MODULES: SimdModuleSource = {
+  packageName: '@graniteflow/core',
+  dir: path.join(__dirname, '..', '..', 'wasm'),
+};
 
 /** Where the built module of a kernel family is expected. */
-export function simdModulePath(family: string): string {
-  return path.join(WASM_DIR, `${family}.wasm`);
+export function simdModulePath(family: string, source: SimdModuleSource = CORE_SIMD_MODULES): string {
+  return path.join(source.dir, `${family}.wasm`);
 }
 
 const compiled = new Map<string, object>();
 
-function compile(family: string): object {
-  let mod = compiled.get(family);
+function compile(family: string, source: SimdModuleSource): object {
+  const file = simdModulePath(family, source);
+  let mod = compiled.get(file);
   if (mod === undefined) {
-    const file = simdModulePath(family);
     let bytes: Buffer;
     try {
       bytes = fs.readFileSync(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       throw new Error(
-        `The WebAssembly SIMD kernels "${family}" of @graniteflow/core are not built: ${file} is missing. ` +
-          'Build them with `npm run build:wasm -w @graniteflow/core` from the repository root (`npm run build` ' +
+        `The WebAssembly SIMD kernels "${family}" of ${source.packageName} are not built: ${file} is missing. ` +
+          `Build them with \`npm run build:wasm -w ${source.packageName}\` from the repository root (\`npm run build\` ` +
           'and `npm test` do it too), or set GRANITEFLOW_SIMD=0 to run the JavaScript kernels instead.',
       );
     }
     mod = new (webAssemblyApi()!.Module)(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    compiled.set(family, mod);
+    compiled.set(file, mod);
   }
   return mod;
 }
@@ -64,16 +77,17 @@ const instances = new WeakMap<WasmMemory, Map<string, Record<string, unknown>>>(
  * synchronously: the modules are small and have no start function). Throws, naming the file and the
  * command that builds it, when the module has not been built.
  */
-export function simdInstance<E>(family: string, memory: WasmMemory): E {
+export function simdInstance<E>(family: string, memory: WasmMemory, source: SimdModuleSource = CORE_SIMD_MODULES): E {
+  const key = simdModulePath(family, source);
   let byFamily = instances.get(memory);
   if (byFamily === undefined) {
     byFamily = new Map();
     instances.set(memory, byFamily);
   }
-  let exports = byFamily.get(family);
+  let exports = byFamily.get(key);
   if (exports === undefined) {
-    exports = new (webAssemblyApi()!.Instance)(compile(family), { env: { memory } }).exports;
-    byFamily.set(family, exports);
+    exports = new (webAssemblyApi()!.Instance)(compile(family, source), { env: { memory } }).exports;
+    byFamily.set(key, exports);
   }
   return exports as E;
 }
@@ -90,13 +104,17 @@ export interface SimdKernels<E> {
  * Kernel family `family` ready to run on the arrays `views`, or null (run the JS body) when SIMD is
  * switched off (`setSimdEnabled(false)`, `GRANITEFLOW_SIMD=0`), the active backend is not `wasm`,
  * the engine lacks WebAssembly SIMD, or any of `views` is not a view of the wasm heap (then its
- * byteOffset is no heap address). Read the views' byteOffsets before any `heap.malloc`: growing
+ * byteOffset is no heap address; `undefined` entries, absent optional arrays, are skipped). Read the views' byteOffsets before any `heap.malloc`: growing
  * the memory detaches them.
  */
-export function simdKernels<E>(family: string, views: readonly ArrayBufferView[]): SimdKernels<E> | null {
+export function simdKernels<E>(
+  family: string,
+  views: readonly (ArrayBufferView | undefined)[],
+  source: SimdModuleSource = CORE_SIMD_MODULES,
+): SimdKernels<E> | null {
   if (!isSimdEnabled()) return null;
   const heap = wasmHeap();
   if (heap === null) return null;
-  if (views.some((v) => v.buffer !== heap.memory.buffer)) return null;
-  return { heap, exports: simdInstance<E>(family, heap.memory) };
+  if (views.some((v) => v !== undefined && v.buffer !== heap.memory.buffer)) return null;
+  return { heap, exports: simdInstance<E>(family, heap.memory, source) };
 }

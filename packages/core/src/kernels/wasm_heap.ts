@@ -80,3 +80,33 @@ export function wasmHeap(): WasmHeap | null {
     free: (ptr) => module._free(ptr),
   };
 }
+
+/** The scratch area kept in each heap, by memory (a new wasm backend gets its own). */
+const scratchAreas = new WeakMap<WasmMemory, { ptr: number; floats: number }>();
+
+/**
+ * Makes sure the active wasm heap holds a scratch area of at least `floats` float32 that kernels
+ * can address ({@link heapScratch}), keeping it across calls. Reserving may grow the memory and so
+ * detach every view of it: call it before a kernel runs (e.g. when a module is built or before its
+ * forward pass), never while holding views. No-op when {@link wasmHeap} is null.
+ */
+export function reserveHeapScratch(floats: number): void {
+  const heap = wasmHeap();
+  if (heap === null) return;
+  const area = scratchAreas.get(heap.memory);
+  if (area !== undefined && area.floats >= floats) return;
+  if (area !== undefined) heap.free(area.ptr);
+  scratchAreas.set(heap.memory, { ptr: heap.malloc(floats * 4), floats });
+}
+
+/**
+ * A view of the first `floats` (default: all) of the scratch area of `heap` when
+ * {@link reserveHeapScratch} made it that long, else null (run the JS body: reserving now could
+ * detach the caller's views). Kernels run one at a time, so they share the area; none may keep the
+ * view past its own call.
+ */
+export function heapScratch(heap: WasmHeap, floats?: number): Float32Array | null {
+  const area = scratchAreas.get(heap.memory);
+  if (area === undefined || area.floats < (floats ?? 0)) return null;
+  return new Float32Array(heap.memory.buffer, area.ptr, floats ?? area.floats);
+}

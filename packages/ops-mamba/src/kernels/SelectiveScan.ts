@@ -3,8 +3,7 @@ import { SelectiveScan, type SelectiveScanAttrs, type SelectiveScanInputs } from
 import { selectiveScanGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveScanReference } from '../ops/selective_scan_reference';
 import { f32, f32Opt, pointersOf, f32Inputs, mapValues, SSM_INPUTS } from './flat';
-import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
-import { wasmHeapOf } from './wasm/wasm_heap';
+import { scanSimdKernels, selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
 import { selectiveScanImpl } from './SelectiveScan_impl';
 
 /**
@@ -31,9 +30,9 @@ export const selectiveScanKernel = defineKernel<SelectiveScanInputs, SelectiveSc
       const arrays = { ...f32Inputs(a, SSM_INPUTS), initialState: f32Opt(a.initialState, 'initialState') };
       const outs = { y: f32(y, 'y'), finalState: f32(finalState, 'finalState') };
       // On wasm, the register-tiled SIMD scan over the heap (measured ~10x the JS loop, bench/run.ts).
-      const heap = wasmHeapOf([...Object.values(arrays), outs.y, outs.finalState]);
-      if (heap !== null && simdScanSupports(dims)) {
-        selectiveScanSimd(heap, { ...pointersOf(arrays), ...pointersOf(outs) }, dims, attrs.dtMin, attrs.dtMax);
+      const simd = scanSimdKernels([...Object.values(arrays), outs.y, outs.finalState]);
+      if (simd !== null && simdScanSupports(dims)) {
+        selectiveScanSimd(simd, { ...pointersOf(arrays), ...pointersOf(outs) }, dims, attrs.dtMin, attrs.dtMax);
       } else {
         selectiveScanImpl(arrays, dims, attrs.dtMin, attrs.dtMax, outs);
       }

@@ -7,8 +7,7 @@ import {
 import { selectiveStateUpdateGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveStateUpdateReference } from '../ops/selective_state_update_reference';
 import { f32, pointersOf, f32Inputs, mapValues, SSM_INPUTS } from './flat';
-import { selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
-import { wasmHeapOf } from './wasm/wasm_heap';
+import { scanSimdKernels, selectiveScanSimd, simdScanSupports } from './wasm/scan_simd';
 import { selectiveStateUpdateImpl } from './SelectiveStateUpdate_impl';
 
 /** SelectiveStateUpdate: one decode step of the recurrence; fused on cpu and wasm, native SIMD on native. */
@@ -28,11 +27,11 @@ export const selectiveStateUpdateKernel = defineKernel<SelectiveStateUpdateInput
       const outs = { y: f32(y, 'y'), newState: f32(newState, 'newState') };
       const dims = { batch, heads: Hm, headDim: P, groups: G, stateSize: N };
       // A step is a scan of one token ([B, 1, Hm, P] = [B, Hm, P]): same SIMD path on wasm.
-      const heap = wasmHeapOf([...Object.values(arrays), outs.y, outs.newState]);
-      if (heap !== null && simdScanSupports({ ...dims, seqLen: 1 })) {
+      const simd = scanSimdKernels([...Object.values(arrays), outs.y, outs.newState]);
+      if (simd !== null && simdScanSupports({ ...dims, seqLen: 1 })) {
         const { state, ...rest } = pointersOf(arrays);
         const o = pointersOf(outs);
-        selectiveScanSimd(heap, { ...rest, initialState: state, y: o.y, finalState: o.newState }, { ...dims, seqLen: 1 }, attrs.dtMin, attrs.dtMax);
+        selectiveScanSimd(simd, { ...rest, initialState: state, y: o.y, finalState: o.newState }, { ...dims, seqLen: 1 }, attrs.dtMin, attrs.dtMax);
       } else {
         selectiveStateUpdateImpl(arrays, dims, attrs.dtMin, attrs.dtMax, outs);
       }

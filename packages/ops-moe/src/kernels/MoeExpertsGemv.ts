@@ -1,15 +1,8 @@
-import { defineKernel, vjp } from '@graniteflow/core';
+import { defineKernel, reserveHeapScratch, vjp } from '@graniteflow/core';
 import { MoeExpertsGemv, type MoeExpertsGemvAttrs, type MoeExpertsGemvInputs } from '../kernel_names';
 import { groupedExperts } from '../ops/grouped_experts';
-import { jsMatVec, moeExpertsGemvImpl, type MatVec } from './MoeExpertsGemv_impl';
-import type { SimdHeap } from './simd/gemv_simd';
-import { wasmSimdHeap } from './simd/wasm_heap';
-
-/** A {@link MatVec} over arrays that all live in `heap`: byte addresses into the SIMD routine. */
-function simdMatVec(heap: SimdHeap): MatVec {
-  return (w, wOff, x, xOff, y, yOff, rows, cols, alpha, beta) =>
-    heap.gemv(w.byteOffset + wOff * 4, x.byteOffset + xOff * 4, y.byteOffset + yOff * 4, rows, cols, alpha, beta);
-}
+import { jsMatVec, moeExpertsGemvImpl } from './MoeExpertsGemv_impl';
+import { expertGemvSimd } from './simd/expert_gemv_simd';
 
 /**
  * Routed experts from the packed weights, read in place: on wasm the rows of the selected experts
@@ -42,12 +35,10 @@ export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpert
         y as Float32Array,
         dims,
       ] as const;
-      const heap = wasmSimdHeap();
       // The scratch must already be reserved: reserving here could grow the heap under our views.
-      const onHeap = heap !== null && [x, inputLinear, outputLinear, y].every((a) => heap.owns(a));
-      if (heap !== null && onHeap && heap.scratchFloats >= 3 * i) {
-        const scratch = heap.scratch(3 * i);
-        moeExpertsGemvImpl(...args, scratch, scratch, simdMatVec(heap), 0, 2 * i);
+      const simd = expertGemvSimd([x, inputLinear, outputLinear, y], 3 * i);
+      if (simd !== null) {
+        moeExpertsGemvImpl(...args, simd.scratch, simd.scratch, simd.matVec, 0, 2 * i);
       } else {
         moeExpertsGemvImpl(...args, new Float32Array(2 * i), new Float32Array(i), jsMatVec);
       }
@@ -66,6 +57,5 @@ export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpert
 
 /** Reserves the wasm scratch the fused kernel needs for intermediate size `i` (call before running it). */
 export function reserveGemvScratch(i: number): void {
-  const heap = wasmSimdHeap();
-  if (heap !== null) heap.reserve(3 * i);
+  reserveHeapScratch(3 * i);
 }

@@ -1,8 +1,10 @@
 import {
   countSimdCall,
   defineKernel,
+  heapScratch,
   nativeKernel,
   packedRowBytes,
+  reserveHeapScratch,
   simdKernels,
   type FlatArray,
   type NativeAddon,
@@ -17,7 +19,6 @@ import {
   type PackedExpertsDims,
   type PackedRowsMatMul,
 } from './MoePackedExperts_impl';
-import { wasmSimdHeap } from './simd/wasm_heap';
 
 /**
  * Most tokens of one expert taken together by the cpu and wasm bodies: enough to spread the cost of
@@ -61,7 +62,7 @@ function heapScratchFloats(h: number, i: number): number {
  * kernel's views). Without it the kernel still runs, in plain JavaScript.
  */
 export function reservePackedExpertsScratch(h: number, i: number): void {
-  wasmSimdHeap()?.reserve(heapScratchFloats(h, i));
+  reserveHeapScratch(heapScratchFloats(h, i));
 }
 
 /**
@@ -177,14 +178,9 @@ export const moePackedExpertsKernel = defineKernel<MoePackedExpertsInputs, MoePa
         attrs,
       ] as const;
       // SIMD needs every array in the heap, the group buffers included: the reserved scratch.
-      const heap = wasmSimdHeap();
-      const floats = heapScratchFloats(dims.h, dims.i);
-      const simd =
-        heap !== null && heap.scratchFloats >= floats
-          ? simdKernels<PackedMatvecKernels>(PACKED_MATVEC, [x, inputLinear, outputLinear, y])
-          : null;
-      if (heap !== null && simd !== null) {
-        const space = heap.scratch(floats);
+      const simd = simdKernels<PackedMatvecKernels>(PACKED_MATVEC, [x, inputLinear, outputLinear, y]);
+      const space = simd === null ? null : heapScratch(simd.heap, heapScratchFloats(dims.h, dims.i));
+      if (simd !== null && space !== null) {
         const buffers = groupBuffersIn(space, GROUP_ROWS, dims.h, dims.i);
         const activations = space.subarray(groupBufferFloats(GROUP_ROWS, dims.h, dims.i));
         packedExpertsImpl(...args, simdPackedMatMul(simd.exports, activations), GROUP_ROWS, buffers);

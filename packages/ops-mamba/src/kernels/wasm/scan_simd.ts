@@ -1,27 +1,37 @@
-import { webAssemblyApi, type WasmHeap, type WasmMemory } from '@graniteflow/core';
+import * as path from 'node:path';
+import { countSimdCall, simdKernels, type SimdKernels, type SimdModuleSource } from '@graniteflow/core';
 import { discretizeDt } from '../discretize_impl';
 import type { ScanDims } from '../SelectiveScan_impl';
-import { SCAN_TILES, scanModuleBytes, type ScanTile } from './scan_simd_module';
 
+/** This package's WebAssembly SIMD modules: `wasm/` at the package root (built from `assembly/`). */
+export const OPS_MAMBA_SIMD_MODULES: SimdModuleSource = {
+  packageName: '@graniteflow/ops-mamba',
+  dir: path.join(__dirname, '..', '..', '..', 'wasm'),
+};
+const SELECTIVE_SCAN = 'selective_scan';
+
+/** Counter name of the SIMD scan in core's `simdCounters()` (one count per scan or state update). */
+export const SELECTIVE_SCAN_SIMD_CALL = 'SelectiveScan';
+
+/** Tile widths (in f32x4 vectors along N) of `assembly/selective_scan.ts`; the widest that divides N is used. */
+const SCAN_TILES = [8, 4, 2, 1] as const;
+type ScanTile = (typeof SCAN_TILES)[number];
+
+/** One head's scan; see `assembly/selective_scan.ts` for the arguments (byte addresses and strides). */
 type ScanHeadFn = (
   x: number, y: number, xyStride: number, B: number, C: number, bcStride: number,
   dt: number, decay: number, stateIn: number, stateOut: number, T: number, P: number, N: number, Dh: number,
 ) => void;
 
-let compiled: object | null = null;
-const instances = new WeakMap<WasmMemory, Record<ScanTile, ScanHeadFn>>();
+/** The functions of the built `selective_scan` module. */
+export type ScanExports = Record<`scan_v${ScanTile}`, ScanHeadFn>;
 
-/** The scan functions bound to `memory`: compiled once per process, instantiated once per memory. */
-function scanFunctions(memory: WasmMemory): Record<ScanTile, ScanHeadFn> {
-  let fns = instances.get(memory);
-  if (fns === undefined) {
-    const wasm = webAssemblyApi()!;
-    compiled ??= new wasm.Module(scanModuleBytes());
-    const exports = new wasm.Instance(compiled, { env: { memory } }).exports;
-    fns = Object.fromEntries(SCAN_TILES.map((V) => [V, exports[`scan_v${V}`] as ScanHeadFn])) as Record<ScanTile, ScanHeadFn>;
-    instances.set(memory, fns);
-  }
-  return fns;
+/**
+ * The SIMD scan bound to the heap when it can run on `views` (core's `simdKernels`: the wasm
+ * backend with SIMD on and every array a view of its heap), else null (run the JS loop).
+ */
+export function scanSimdKernels(views: readonly (ArrayBufferView | undefined)[]): SimdKernels<ScanExports> | null {
+  return simdKernels<ScanExports>(SELECTIVE_SCAN, views, OPS_MAMBA_SIMD_MODULES);
 }
 
 /** The widest tile that divides N, or null when N is not a multiple of 4. */
@@ -54,11 +64,12 @@ export interface ScanPointers {
  * per (b, t, h) in JS into scratch memory (B·Hm·T·2 floats), then one call per (b, h) scans all
  * tokens. Same math as `selectiveScanImpl`; `y` must arrive zero-filled.
  */
-export function selectiveScanSimd(heap: WasmHeap, ptr: ScanPointers, dims: ScanDims, dtMin: number, dtMax: number): void {
+export function selectiveScanSimd(simd: SimdKernels<ScanExports>, ptr: ScanPointers, dims: ScanDims, dtMin: number, dtMax: number): void {
   const { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N } = dims;
   const V = tileFor(N);
   if (V === null || T < 1) throw new RangeError(`selectiveScanSimd: unsupported sizes T = ${T}, N = ${N}`);
-  const scan = scanFunctions(heap.memory)[V];
+  const { heap } = simd;
+  const scan = simd.exports[`scan_v${V}`];
   const scratch = heap.malloc(2 * batch * Hm * T * 4);
   try {
     // Views made after malloc: it may have grown (and so detached) the heap's buffer.
@@ -106,4 +117,5 @@ export function selectiveScanSimd(heap: WasmHeap, ptr: ScanPointers, dims: ScanD
   } finally {
     heap.free(scratch);
   }
+  countSimdCall(SELECTIVE_SCAN_SIMD_CALL);
 }

@@ -1,13 +1,14 @@
-// Compiles the AssemblyScript kernels in assembly/ (one file per kernel family) to wasm/<family>.wasm,
-// which src/kernels/simd_module.ts loads. The modules are instantiated against the tfjs wasm
-// backend's own memory, so instantiating one must not write a byte of it: each built module is
-// checked to import nothing but env.memory and to have no data segments and no start function.
+// Compiles a package's AssemblyScript kernels, assembly/<family>.ts (one file per kernel family), to
+// wasm/<family>.wasm, which @graniteflow/core's simd_module.ts loads (simdKernels / simdInstance).
+// Run from the package's root (its `build:wasm` script): `node ../../tools/build-wasm/build-wasm.mjs`.
+// The modules are instantiated against the tfjs wasm backend's own memory, so instantiating one
+// must not write a byte of it: each built module is checked to import nothing but env.memory and to
+// have no data segments and no start function.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import asc from 'assemblyscript/asc';
 
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = process.cwd();
 const sourceDir = path.join(root, 'assembly');
 const outDir = path.join(root, 'wasm');
 
@@ -63,7 +64,7 @@ async function main() {
     if (error) {
       fs.rmSync(out, { force: true });
       console.error(stderr.toString());
-      throw new Error(`asc could not compile assembly/${source}: ${error.message}`);
+      throw new Error(`asc could not compile ${path.relative(process.cwd(), path.join(sourceDir, source))}: ${error.message}`);
     }
     const problems = check(out);
     if (problems.length > 0) {
