@@ -5,11 +5,15 @@ import { describeBackends, expectClose, expectNoTensorLeak } from '../src/testin
 type Inputs = { x: tf.Tensor; scale: tf.Tensor; bias?: tf.Tensor };
 type Attrs = { power: number };
 
+/** How often each implementation ran, so a test can tell which one `run` chose. */
+const calls = { reference: 0, fused: 0 };
+
 /** y = scale · x^power (+ bias), z = Σ y: two outputs, an optional input. */
 const ScaledPower = defineKernel<Inputs, Attrs>({
   name: 'TestScaledPower',
   inputNames: ['x', 'scale', 'bias'],
   reference: ({ x, scale, bias }, { power }) => {
+    calls.reference++;
     let y = tf.mul(tf.pow(x, power), scale);
     if (bias) y = tf.add(y, bias);
     return [y, tf.sum(y)];
@@ -17,6 +21,7 @@ const ScaledPower = defineKernel<Inputs, Attrs>({
   fused: {
     outputs: ({ x }) => [{ shape: x.shape, dtype: 'float32' }, { shape: [], dtype: 'float32' }],
     compute: ({ x, scale, bias }, [y, z], _shapes, { power }) => {
+      calls.fused++;
       for (let i = 0; i < x.length; i++) {
         y[i] = scale[0] * x[i] ** power + (bias ? bias[i] : 0);
         z[0] += y[i];
@@ -62,13 +67,32 @@ describeBackends('defineKernel', (backend) => {
 
   it('kernel mode forces the reference or the fused body', () => {
     const inputs = { x: x(), scale: scale() };
+    const ran = (run: () => tf.Tensor[]) => {
+      const before = { ...calls };
+      const outs = run();
+      expectClose(outs[0], [2, 4, 6]);
+      tf.dispose(outs);
+      return { reference: calls.reference - before.reference, fused: calls.fused - before.fused };
+    };
     const previous = setKernelMode('reference');
     try {
-      expectClose(ScaledPower.run(inputs, { power: 1 })[0], [2, 4, 6]);
+      expect(ran(() => ScaledPower.run(inputs, { power: 1 }))).toEqual({ reference: 1, fused: 0 });
     } finally {
       setKernelMode(previous);
     }
-    expectClose(ScaledPower.run(inputs, { power: 1 }, 'fused')[0], [2, 4, 6]);
+    const fast = ScaledPower.hasFused() ? { reference: 0, fused: 1 } : { reference: 1, fused: 0 };
+    expect(ran(() => ScaledPower.run(inputs, { power: 1 }))).toEqual(fast);
+    if (ScaledPower.hasFused()) {
+      expect(ran(() => ScaledPower.run(inputs, { power: 1 }, 'fused'))).toEqual({ reference: 0, fused: 1 });
+      setKernelMode('fused');
+      try {
+        expect(ran(() => ScaledPower.run(inputs, { power: 1 }))).toEqual({ reference: 0, fused: 1 });
+      } finally {
+        setKernelMode(previous);
+      }
+    } else {
+      expect(() => ScaledPower.run(inputs, { power: 1 }, 'fused')).toThrow(KernelError);
+    }
   });
 });
 

@@ -29,7 +29,8 @@ for (const name of GOLDEN_MODELS) {
       const perLayer = layers.map((h, i) =>
         maxDiffAtRealPositions(h, golden.hiddenStates.data.subarray(i * batch * seq * hidden, (i + 1) * batch * seq * hidden), mask, hidden),
       );
-      const firstBad = perLayer.findIndex((d) => d > 1e-3);
+      // `!(d <= …)` so that a NaN counts as differing.
+      const firstBad = perLayer.findIndex((d) => !(d <= 1e-3));
       expect({ firstDifferingLayer: firstBad, perLayer: perLayer.map((d) => d.toExponential(2)) }).toMatchObject({ firstDifferingLayer: -1 });
       const diff = maxDiffAtRealPositions(out.logits!.dataSync(), golden.logits.data, mask, vocab);
       expect(diff).toBeLessThanOrEqual(TOLERANCE);

@@ -296,6 +296,7 @@ describeBackends('fromPretrained: loaded weights compute as they should', (backe
     plain.dispose();
   });
 
+  // That RoPE itself is right is rope.test.ts's: against a float64 implementation, and in the model.
   it('loads a generated random checkpoint with RoPE, sharded, and keeps cached decoding exact', async () => {
     const cfg = parseConfig({
       ...preset('granite-4.0-350m'),
@@ -322,9 +323,6 @@ describeBackends('fromPretrained: loaded weights compute as they should', (backe
       const step = tf.tidy(() => granite.model.forward(tf.tensor2d([ids.slice(3)], undefined, 'int32'), { cache }).logits!.dataSync());
       cache.dispose();
       for (let i = 0; i < step.length; i++) expect(Math.abs(step[i] - full[3 * 50 + i])).toBeLessThan(1e-5);
-      // RoPE moves logits: the same tokens in another order give other last-position logits.
-      const swapped = tf.tidy(() => granite.model.forward(tf.tensor2d([[9, 3, 4, 1, 7]], undefined, 'int32'), { logits: 'last' }).logits!.dataSync());
-      expect(Math.abs(swapped[0] - full[4 * 50])).toBeGreaterThan(1e-6);
     });
     granite.dispose();
   });
