@@ -163,6 +163,9 @@ export interface MetricsSample {
   queued: number;
   batchStateBytes: number;
   decodeSteps: number;
+  /** Tokens of the batched decode steps, and the seconds spent in them (the server's counters). */
+  decodeStepTokens: number;
+  decodeSeconds: number;
   generatedTokens: number;
   rssBytes: number;
 }
@@ -188,6 +191,8 @@ export class MetricsSampler {
       queued: m.get('graniteflow_queued_requests') ?? 0,
       batchStateBytes: m.get('graniteflow_batch_state_bytes') ?? 0,
       decodeSteps: m.get('graniteflow_decode_steps_total') ?? 0,
+      decodeStepTokens: m.get('graniteflow_decode_step_tokens_total') ?? 0,
+      decodeSeconds: m.get('graniteflow_decode_seconds_total') ?? 0,
       generatedTokens: m.get('graniteflow_generated_tokens_total') ?? 0,
       rssBytes: procStatusBytes(this.pid, 'VmRSS'),
     };
@@ -211,21 +216,23 @@ export class MetricsSampler {
 }
 
 /**
- * Decode tokens per second while `full` sequences were in the batch: the batched steps counted by
- * the server between two readings that both saw `full` running, times `full`, over the time
- * between them. NaN when no two consecutive readings qualify.
+ * Decode throughput while `full` sequences were in the batch: the tokens of the batched decode
+ * steps the server ran between two readings that both saw `full` running, over the seconds the
+ * server spent in those steps (its counters, so the prompts prefilled between steps do not count:
+ * prefill is compute-bound and batching does not speed it up). NaN when no two consecutive
+ * readings qualify.
  */
 export function fullBatchDecodeRate(samples: readonly MetricsSample[], full: number): number {
-  let steps = 0;
-  let ms = 0;
+  let tokens = 0;
+  let seconds = 0;
   for (let i = 1; i < samples.length; i++) {
     const [a, b] = [samples[i - 1], samples[i]];
     if (a.active === full && b.active === full && b.decodeSteps > a.decodeSteps) {
-      steps += b.decodeSteps - a.decodeSteps;
-      ms += b.atMs - a.atMs;
+      tokens += b.decodeStepTokens - a.decodeStepTokens;
+      seconds += b.decodeSeconds - a.decodeSeconds;
     }
   }
-  return ms > 0 ? (full * steps) / (ms / 1000) : NaN;
+  return seconds > 0 ? tokens / seconds : NaN;
 }
 
 /** The `q`-quantile (0..1) of `values`, linearly interpolated; NaN for none. */

@@ -82,6 +82,10 @@ describeBackends('serve with continuous batching', (backend) => {
     expect(metrics.get('graniteflow_generated_tokens_total')).toBe(generated);
     // Batched: fewer decode steps than tokens decoded after the first of each request.
     expect(metrics.get('graniteflow_decode_steps_total')).toBeLessThan(generated - PROMPTS.length);
+    // Every token but each request's first (sampled at the end of its prefill) came from a decode step.
+    expect(metrics.get('graniteflow_decode_step_tokens_total')).toBe(generated - PROMPTS.length);
+    expect(metrics.get('graniteflow_decode_seconds_total')).toBeGreaterThan(0);
+    expect(metrics.get('graniteflow_prefill_seconds_total')).toBeGreaterThan(0);
     expect(metrics.get('graniteflow_parallel_sequences')).toBe(4);
     expect(metrics.get('graniteflow_active_sequences')).toBe(0);
     expect(metrics.get('graniteflow_batch_state_bytes')).toBe(0);

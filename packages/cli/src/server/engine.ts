@@ -5,6 +5,7 @@
 import {
   BatchGenerator,
   estimateMemory,
+  type BatchGeneratorStats,
   jsonConstraint,
   loadCacheFile,
   saveCacheFile,
@@ -78,7 +79,7 @@ export interface Engine {
    */
   generate(promptIds: readonly number[], options: EngineGenerateOptions): AsyncGenerator<TextEvent>;
   /** What the batch is doing, for /metrics. */
-  batchStats?(): { active: number; waiting: number; decodeSteps: number; decodeTokens: number; prefillTokens: number; stateBytes: number };
+  batchStats?(): BatchGeneratorStats;
 }
 
 /** Options of {@link graniteEngine}. */

@@ -686,6 +686,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       state: { budgetBytes: queue.budgetBytes, reservedBytes: queue.bytesInUse, perSequenceBytes: fullStateBytes, batchBytes: engine.batchStats?.().stateBytes ?? 0 },
       cache: { entries: prefixes.size, bytes: prefixes.byteSize, hits: metrics.snapshotHits, misses: metrics.snapshotMisses, spilled: { entries: prefixes.spilledSize, bytes: prefixes.spilledBytes, ...prefixes.spillStats } },
       throughput: metrics.rates(),
+      batch: engine.batchStats?.() ?? null,
       stats,
     };
   }
@@ -712,6 +713,9 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       counter('prefill_tokens_total', 'Prompt tokens fed to the model.', stats.prefillTokens),
       counter('generated_tokens_total', 'Tokens generated.', stats.generatedTokens),
       counter('decode_steps_total', 'Batched decode steps run.', batch?.decodeSteps ?? 0),
+      counter('decode_step_tokens_total', 'Tokens the batched decode steps produced.', batch?.decodeTokens ?? 0),
+      counter('decode_seconds_total', 'Seconds spent in batched decode steps (tokens ÷ this: the batch\'s decode throughput).', batch?.decodeSeconds ?? 0),
+      counter('prefill_seconds_total', 'Seconds spent feeding prompts between decode steps.', batch?.prefillSeconds ?? 0),
       counter('time_to_first_token_seconds_sum', 'Seconds from the start of generations to their first token, summed.', metrics.firstTokenSeconds),
       counter('time_to_first_token_seconds_count', 'Generations that produced a first token.', metrics.firstTokens),
       gauge('prefill_tokens_per_second', `Prompt tokens fed per second, over the last ${RATE_WINDOW_MS / 1000} s.`, rates.prefill),

@@ -51,6 +51,13 @@ export interface BatchGeneratorStats {
   decodeTokens: number;
   /** Prompt tokens fed. */
   prefillTokens: number;
+  /**
+   * Seconds spent in decode steps and in prefill steps (each from the forward pass to its tokens
+   * handed over): decodeTokens / decodeSeconds is the batch's decode throughput, what batching
+   * raises, apart from the prompts' prefill, which is compute-bound and does not batch.
+   */
+  decodeSeconds: number;
+  prefillSeconds: number;
   /** Bytes of state of the decode batch (Mamba states, attention keys and values, padding included). */
   stateBytes: number;
 }
@@ -132,7 +139,7 @@ export class BatchGenerator {
   private running: Promise<void> | null = null;
   private readonly maxBatch: number;
   private readonly prefillChunk: number;
-  private counters = { decodeSteps: 0, decodeTokens: 0, prefillTokens: 0 };
+  private counters = { decodeSteps: 0, decodeTokens: 0, prefillTokens: 0, decodeSeconds: 0, prefillSeconds: 0 };
 
   constructor(
     readonly model: GraniteModel,
@@ -196,8 +203,16 @@ export class BatchGenerator {
       await nextEventLoopTurn();
       try {
         this.dropCancelled();
-        if (this.prefilling || (this.waiting.length && this.active.length < this.maxBatch)) await this.prefillStep();
-        if (this.active.length) await this.decodeStep();
+        if (this.prefilling || (this.waiting.length && this.active.length < this.maxBatch)) {
+          const t0 = performance.now();
+          await this.prefillStep();
+          this.counters.prefillSeconds += (performance.now() - t0) / 1000;
+        }
+        if (this.active.length) {
+          const t0 = performance.now();
+          await this.decodeStep();
+          this.counters.decodeSeconds += (performance.now() - t0) / 1000;
+        }
       } catch (err) {
         // A failure of the model itself ends every sequence with it, rather than hanging them.
         this.failAll(err);
