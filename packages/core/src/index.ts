@@ -65,6 +65,7 @@ export {
 } from './module/module';
 export { Parameter, type ParameterLayout, type ParameterOptions } from './module/parameter';
 export { StateDictError, type ShapeMismatch } from './module/state_dict_error';
+export { ShapeError } from './shape_error';
 export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, DEFAULT_LORA_EXPERT_TARGETS, DEFAULT_LORA_TARGETS, LoraAdapter, LoraAdapters, type LoraOptions } from './nn/lora';
 export { ExpertLoraAdapter, isExpertAdaptable, LoraFactor, type ExpertAdaptable } from './nn/expert_lora';
 export { Linear, type LinearOptions } from './nn/linear';

@@ -1,8 +1,9 @@
 /**
  * Granite benchmark: random-weight models with the real H-Micro and H-Tiny layer shapes (fewer
  * layers than released, so the weights fit the wasm heap), loaded from a BF16 checkpoint written
- * here: load time, prefill tokens/s at 128 and 512 tokens, decode tokens/s, peak RSS, on wasm and
- * cpu. Writes bench-results/granite.json next to the printed table.
+ * here: load time, prefill tokens/s at 128 and 512 tokens, decode tokens/s, peak RSS, on native
+ * (when built), wasm and cpu, with ratios against wasm. Writes bench-results/granite.json next to
+ * the printed table.
  *
  * `--llamacpp` instead compares graniteflow with llama.cpp on the same weights (see llamacpp.ts):
  * `--preset NAME` (default granite-4.0-h-micro), `--layers` a count (the preset's first N layers;
@@ -18,7 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Checkpoint, formatTable, initBackend, isBackendAvailable, quantizeCheckpoint, type PackedFormat, type WeightDtype } from '@graniteflow/core';
+import { Checkpoint, formatTable, initBackend, isBackendAvailable, measure, quantizeCheckpoint, type PackedFormat, type WeightDtype } from '@graniteflow/core';
 import { fromPretrained, parseConfig, planWeightDtypes, preset, writeRandomCheckpoint, type GgufExportFormat, type GraniteMoeHybridConfig } from '../src';
 import { benchLlamaCpp, llamaCppDir } from './llamacpp';
 import { longContextBench, measureLength } from './long_context';
@@ -67,38 +68,44 @@ async function measureOne(dir: string, backend: string, dtype: WeightDtype = 'f3
   const loadStart = performance.now();
   const granite = await fromPretrained(dir, { backend, dtype });
   const loadSeconds = (performance.now() - loadStart) / 1000;
-  // The first product with each weight makes XNNPACK pack it; time steady state, not that.
-  tf.tidy(() => {
-    granite.model.forward(tf.tensor2d([[1, 2, 3, 4]], undefined, 'int32'), { logits: 'last' }).logits!.dataSync();
-  });
+  // Every timed path is warmed up at its own shape first (XNNPACK packs each weight on its first
+  // product, shapes get their kernels), then timed 3 times: the median is reported.
+  const timing = { warmup: 1, minRuns: 3, maxRuns: 3, minMs: 0 };
   const prefill: Record<number, number> = {};
   for (const n of PREFILL[backend]) {
     const ids = Array.from({ length: n }, (_, i) => (i * 7919) % 100000);
-    const start = performance.now();
-    tf.tidy(() => {
-      granite.model.forward(tf.tensor2d([ids], undefined, 'int32'), { logits: 'last' }).logits!.dataSync();
-    });
-    prefill[n] = n / ((performance.now() - start) / 1000);
+    const t = await measure(() => {
+      tf.tidy(() => {
+        granite.model.forward(tf.tensor2d([ids], undefined, 'int32'), { logits: 'last' }).logits!.dataSync();
+      });
+    }, timing);
+    prefill[n] = n / (t.medianMs / 1000);
   }
   const steps = DECODE_STEPS[backend];
   const cache = granite.makeCache(1);
   tf.tidy(() => {
     granite.model.forward(tf.tensor2d([[1, 2, 3, 4]], undefined, 'int32'), { cache, logits: 'none' });
   });
-  const start = performance.now();
-  for (let s = 0; s < steps; s++) {
-    tf.tidy(() => {
-      granite.model.forward(tf.tensor2d([[5 + s]], undefined, 'int32'), { cache, logits: 'last' }).logits!.dataSync();
-    });
-  }
-  const decode = steps / ((performance.now() - start) / 1000);
+  let token = 5;
+  const t = await measure(() => {
+    for (let s = 0; s < steps; s++) {
+      tf.tidy(() => {
+        granite.model.forward(tf.tensor2d([[token++]], undefined, 'int32'), { cache, logits: 'last' }).logits!.dataSync();
+      });
+    }
+  }, timing);
+  const decode = steps / (t.medianMs / 1000);
   cache.dispose();
   granite.dispose();
   return { loadSeconds, prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode, peakRssBytes: peakRssBytes() };
 }
 
 async function main() {
-  const rows: (string | number)[][] = [['model', 'backend', 'load s', 'prefill 128 tok/s', 'prefill 512 tok/s', 'decode tok/s', 'peak RSS GiB']];
+  // wasm is the baseline every other backend's figures are divided by (measured in the same run).
+  const backends = [...(isBackendAvailable('native') ? ['native'] : []), 'wasm', 'cpu'];
+  const rows: (string | number)[][] = [[
+    'model', 'backend', 'load s', 'prefill 128 tok/s', '× wasm', 'prefill 512 tok/s', '× wasm', 'decode tok/s', '× wasm', 'peak RSS GiB',
+  ]];
   const results: unknown[] = [];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-bench-'));
   try {
@@ -108,15 +115,18 @@ async function main() {
       const t0 = performance.now();
       writeRandomCheckpoint(dir, cfg, { seed: 1 });
       console.error(`${c.label}: wrote a random BF16 checkpoint in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      for (const backend of ['wasm', 'cpu']) {
-        const child = spawnSync(process.execPath, [...process.execArgv, __filename, '--one', dir, backend], {
-          encoding: 'utf8',
-          stdio: ['ignore', 'pipe', 'inherit'],
-          maxBuffer: 1 << 20,
-        });
-        if (child.status !== 0) throw new Error(`${c.label} on ${backend} failed (exit ${child.status})`);
-        const m = JSON.parse(child.stdout.trim().split('\n').pop()!) as Measurement;
-        rows.push([c.label, backend, m.loadSeconds, m.prefillTokensPerSecond[128] ?? 'skipped', m.prefillTokensPerSecond[512] ?? 'skipped (cpu)', m.decodeTokensPerSecond, m.peakRssBytes / 1024 ** 3]);
+      const measured = new Map<string, Measurement>();
+      for (const backend of backends) measured.set(backend, measureInChild(dir, backend, 'f32', 2));
+      const base = measured.get('wasm')!;
+      const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '-' : a / b);
+      for (const [backend, m] of measured) {
+        rows.push([
+          c.label, backend, m.loadSeconds,
+          m.prefillTokensPerSecond[128] ?? 'skipped', ratio(m.prefillTokensPerSecond[128], base.prefillTokensPerSecond[128]),
+          m.prefillTokensPerSecond[512] ?? `skipped (${backend})`, ratio(m.prefillTokensPerSecond[512], base.prefillTokensPerSecond[512]),
+          m.decodeTokensPerSecond, m.decodeTokensPerSecond / base.decodeTokensPerSecond,
+          m.peakRssBytes / 1024 ** 3,
+        ]);
         results.push({ model: c.label, base: c.base, layers: c.layerTypes, backend, ...m });
       }
     }
@@ -124,7 +134,10 @@ async function main() {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
   console.log(formatTable(rows));
-  console.log('Random weights; the real layer shapes (hidden size, heads, experts, vocab 100352) with fewer layers than released: the full models do not fit the wasm heap in float32.');
+  console.log(
+    'Random weights; the real layer shapes (hidden size, heads, experts, vocab 100352) with fewer layers than released: the full models do not fit the wasm heap in float32. ' +
+      'Each figure: the median of 3 timed runs after a warm-up at the same shape; × wasm: against the wasm row of the same model in this run.',
+  );
   const out = path.join(__dirname, '..', 'bench-results');
   fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, 'granite.json'), JSON.stringify({ date: new Date().toISOString(), results }, null, 2));

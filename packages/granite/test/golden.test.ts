@@ -96,7 +96,7 @@ for (const name of GOLDEN_MODELS) {
       const prompt = golden.inputs.prompts[0];
       const cache = granite.makeCache(1);
       tf.tidy(() => { granite.model.forward(tf.tensor2d([prompt.slice(0, 5)], undefined, 'int32'), { cache, logits: 'none' }); });
-      const snapshot = cache.snapshot();
+      const snapshot = cache.clone();
       const first = tf.tidy(() => granite.model.forward(tf.tensor2d([prompt.slice(5, 9)], undefined, 'int32'), { cache }).logits!.dataSync());
       cache.restore(snapshot);
       const again = tf.tidy(() => granite.model.forward(tf.tensor2d([prompt.slice(5, 9)], undefined, 'int32'), { cache }).logits!.dataSync());

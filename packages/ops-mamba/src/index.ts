@@ -14,7 +14,8 @@ export { selectiveScanReference } from './ops/selective_scan_reference';
 export { selectiveStateUpdateReference } from './ops/selective_state_update_reference';
 export { causalConv1dReference } from './ops/causal_conv1d_reference';
 export { gatedRmsNormReference } from './ops/gated_rms_norm_reference';
-export { ShapeError } from './ops/validate';
+/** Core's, re-exported: the shape errors of every graniteflow package are one class. */
+export { ShapeError } from '@graniteflow/core';
 export { selectiveScanKernel } from './kernels/SelectiveScan';
 export { selectiveScanGradKernel } from './kernels/SelectiveScanGrad';
 export { selectiveStateUpdateKernel } from './kernels/SelectiveStateUpdate';

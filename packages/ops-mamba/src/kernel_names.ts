@@ -2,8 +2,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 
 /**
  * Kernel identities of @graniteflow/ops-mamba: one PascalCase name per kernel with its `Inputs` and
- * `Attrs` types, and a {@link KernelSpecs} map tying them together. Input names follow
- * the checkpoint keys (`A_log`, `dt_bias`, `D`) so nothing has to be translated on the way in.
+ * `Attrs` types. Input names follow the checkpoint keys (`A_log`, `dt_bias`, `D`) so nothing has to be translated on the way in.
  */
 
 /** Time-step clamp applied after softplus (`time_step_limit`; model guide: The Mamba-2 mixer, step 4). */
@@ -105,12 +104,3 @@ export type GatedRmsNormAttrs = {
   /** Channels normalised together; D (the default) is HF's full-width norm. */
   groupSize: number;
 };
-
-/** Every kernel of this package: name → inputs and attrs. */
-export interface KernelSpecs {
-  [SelectiveScan]: { inputs: SelectiveScanInputs; attrs: SelectiveScanAttrs };
-  [SelectiveScanGrad]: { inputs: SelectiveScanGradInputs; attrs: SelectiveScanGradAttrs };
-  [SelectiveStateUpdate]: { inputs: SelectiveStateUpdateInputs; attrs: SelectiveStateUpdateAttrs };
-  [CausalConv1d]: { inputs: CausalConv1dInputs; attrs: CausalConv1dAttrs };
-  [GatedRmsNorm]: { inputs: GatedRmsNormInputs; attrs: GatedRmsNormAttrs };
-}

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { formatTable, initBackend, measure, simdKernels } from '@graniteflow/core';
-import { sparseMoe, sparseMoeReference, topKRouter, type MoeExpertsPath } from '../src';
+import { resolveMoeExpertsPath, sparseMoe, sparseMoeReference, topKRouter, type MoeExpertsPath } from '../src';
 import { EXPERT_GEMV, OPS_MOE_SIMD_MODULES, type ExpertGemvExports } from '../src/kernels/simd/expert_gemv_simd';
 
 interface Shape {
@@ -24,6 +24,11 @@ const SHAPES: Shape[] = [
   { name: 'H-Small', hidden: 4096, inter: 768, experts: 72, topK: 10, benchExperts: 24 },
 ];
 const TOKENS = (process.env.BENCH_TOKENS ?? '1,16,512').split(',').map(Number);
+
+/** Timing of every path: one warm-up run, then the median of at least 3 (up to 20 in 200 ms). */
+const FAST_TIMING = { warmup: 1, minRuns: 3, minMs: 200, maxRuns: 20 };
+/** Runs that take seconds: one warm-up, then the median of exactly 3. */
+const SLOW_TIMING = { warmup: 1, minRuns: 3, maxRuns: 3, minMs: 0 };
 
 /** Reads the k selected experts' weights once with a WebAssembly SIMD sum over the heap bytes. */
 function readSelectedExperts(w1: tf.Tensor, w2: tf.Tensor, experts: number[]): number {
@@ -64,7 +69,7 @@ function denseMatMulFriendly(x: tf.Tensor, wrT: tf.Tensor, w1T: tf.Tensor, w2T: 
 async function main(): Promise<void> {
   await initBackend('wasm');
   const rows: (string | number)[][] = [
-    ['model', 'E used', 'tokens', 'path', 'sparse ms', 'other path ms', 'dense ms', 'dense/sparse', 'fast dense ms', 'fast dense/sparse', 'ideal ms', 'sparse/ideal', 'read k ms', 'sparse/read'],
+    ['model', 'E used', 'tokens', "path ('auto')", 'sparse ms', 'other path', 'other path ms', 'dense ms', 'dense/sparse', 'fast dense ms', 'fast dense/sparse', 'ideal ms', 'sparse/ideal', 'read k ms', 'sparse/read'],
   ];
   const results: object[] = [];
   const notes: string[] = [];
@@ -91,36 +96,31 @@ async function main(): Promise<void> {
         output.dataSync();
         tf.dispose([output, routerLogits]);
       };
-      const auto: MoeExpertsPath = 'gemv'; // what 'auto' picks on wasm
-      const other: MoeExpertsPath = 'grouped';
+      // What 'auto' resolves to here is timed as 'auto' and named by the library, not by this file.
+      const auto = resolveMoeExpertsPath('auto');
+      const other: MoeExpertsPath = auto === 'gemv' ? 'grouped' : 'gemv';
+      // Every path, baselines included, is warmed up once and timed at least 3 times (median); the
+      // slow ones (256+ tokens) exactly 3.
+      const timing = n >= 256 ? SLOW_TIMING : FAST_TIMING;
       const t0 = performance.now();
-      const sparse = await measure(run(auto), { warmup: 1, minRuns: 3, minMs: 200, maxRuns: 20 });
-      // The grouped path at 512 tokens is timed once on H-Tiny only (≈45 s on H-Small).
+      const sparse = await measure(run('auto'), FAST_TIMING);
+      // The other path at 512 tokens runs on H-Tiny only (≈45 s a run on H-Small).
       const skipAlt = n >= 256 && s.benchExperts !== s.experts;
-      const alt = skipAlt
-        ? null
-        : await measure(run(other), n >= 256 ? { warmup: 0, minRuns: 1, maxRuns: 1 } : { warmup: 1, minRuns: 3, minMs: 200, maxRuns: 10 });
-      const denseOnce = n >= 256;
-      // H-Small's dense baseline at 512 tokens would take ~2 min: time 128 tokens, scale linearly.
-      const denseTokens = denseOnce && s.benchExperts !== s.experts ? 128 : n;
+      const alt = skipAlt ? null : await measure(run(other), timing);
+      // H-Small's dense baseline at 512 tokens would take ~2 min a run: time 128 tokens, scale linearly.
+      const denseTokens = n >= 256 && s.benchExperts !== s.experts ? 128 : n;
       const xDense = denseTokens === n ? x : tf.slice(x, [0, 0], [denseTokens, s.hidden]);
       if (denseTokens !== n) notes.push(`${s.name} ${n} tokens: dense timed on ${denseTokens} tokens and scaled ×${n / denseTokens} (dense cost is linear in tokens).`);
-      const dense = await measure(
-        () => {
-          const { output, routerLogits } = sparseMoeReference(xDense, wr, w1, w2, s.topK);
-          output.dataSync();
-          tf.dispose([output, routerLogits]);
-        },
-        denseOnce ? { warmup: 0, minRuns: 1, maxRuns: 1 } : { warmup: 1, minRuns: 3, minMs: 200, maxRuns: 10 },
-      );
-      const fastDense = await measure(
-        () => {
-          const out = denseMatMulFriendly(xDense, wrT, w1T, w2T, e, s.inter, s.topK);
-          out.dataSync();
-          out.dispose();
-        },
-        denseOnce ? { warmup: 0, minRuns: 1, maxRuns: 1 } : { warmup: 1, minRuns: 3, minMs: 200, maxRuns: 10 },
-      );
+      const dense = await measure(() => {
+        const { output, routerLogits } = sparseMoeReference(xDense, wr, w1, w2, s.topK);
+        output.dataSync();
+        tf.dispose([output, routerLogits]);
+      }, timing);
+      const fastDense = await measure(() => {
+        const out = denseMatMulFriendly(xDense, wrT, w1T, w2T, e, s.inter, s.topK);
+        out.dataSync();
+        out.dispose();
+      }, timing);
       console.error(`  measured in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       if (xDense !== x) xDense.dispose();
       const denseMs = dense.medianMs * scale * (n / denseTokens);
@@ -131,17 +131,18 @@ async function main(): Promise<void> {
         const selected = tf.tidy(() => topKRouter(tf.matMul(x, wr, false, true), s.topK).indices);
         const experts = Array.from(selected.dataSync());
         selected.dispose();
-        readMs = (await measure(() => readSelectedExperts(w1, w2, experts), { warmup: 1, minRuns: 5, minMs: 200 })).medianMs;
+        readMs = (await measure(() => readSelectedExperts(w1, w2, experts), FAST_TIMING)).medianMs;
       }
       rows.push([
-        s.name, e, n, auto, sparse.medianMs, alt ? alt.medianMs : '-', denseMs, denseMs / sparse.medianMs,
+        s.name, e, n, auto, sparse.medianMs, other, alt ? alt.medianMs : 'skipped', denseMs, denseMs / sparse.medianMs,
         fastDenseMs, fastDenseMs / sparse.medianMs, idealMs, sparse.medianMs / idealMs, Number.isNaN(readMs) ? '-' : readMs,
         Number.isNaN(readMs) ? '-' : sparse.medianMs / readMs,
       ]);
       results.push({
         model: s.name, hidden: s.hidden, intermediate: s.inter, experts: s.experts, expertsAllocated: e, topK: s.topK,
-        tokens: n, path: auto, sparseMs: sparse.medianMs, otherPath: alt ? { path: other, ms: alt.medianMs } : null,
-        denseMs, denseMeasuredMs: dense.medianMs, denseTokens, denseRuns: dense.runs, denseScale: scale,
+        tokens: n, path: auto, sparseMs: sparse.medianMs, sparseRuns: sparse.runs,
+        otherPath: alt ? { path: other, ms: alt.medianMs, runs: alt.runs } : null,
+        denseMs, denseMeasuredMs: dense.medianMs, denseTokens, denseRuns: dense.runs, denseScale: scale, fastDenseRuns: fastDense.runs,
         fastDenseMs, idealMs,
         readSelectedExpertsMs: Number.isNaN(readMs) ? null : readMs,
         readBytes: n === 1 ? s.topK * 3 * s.hidden * s.inter * 4 : null,

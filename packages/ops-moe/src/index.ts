@@ -7,6 +7,8 @@
 import './register_kernels';
 
 export * from './kernel_names';
+/** Core's, re-exported: what the ops throw for arguments of the wrong shape. */
+export { ShapeError } from '@graniteflow/core';
 export { topKRouter, type TopKRouting } from './ops/top_k_router';
 export { topKRouterReference } from './ops/top_k_router_reference';
 export { moeDispatch, type MoeDispatchResult } from './ops/moe_dispatch';
@@ -15,7 +17,7 @@ export { moeCombine } from './ops/moe_combine';
 export { moeCombineReference } from './ops/moe_combine_reference';
 export { swiglu } from './ops/swiglu';
 export { swigluReference } from './ops/swiglu_reference';
-export { moeExperts, type ExpertWeight, type MoeExpertsOptions, type MoeExpertsPath } from './ops/moe_experts';
+export { moeExperts, resolveMoeExpertsPath, type ExpertWeight, type MoeExpertsOptions, type MoeExpertsPath } from './ops/moe_experts';
 export { moeExpertsReference } from './ops/moe_experts_reference';
 export { groupedExperts } from './ops/grouped_experts';
 export { moeExpertsWithDeltas, type ExpertDelta } from './ops/adapted_experts';

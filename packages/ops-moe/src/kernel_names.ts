@@ -1,6 +1,6 @@
 /**
  * Kernel identities of @graniteflow/ops-moe: one PascalCase name per kernel with its typed inputs
- * and attrs, gathered in {@link MoeKernelSpecs}.
+ * and attrs.
  */
 import type { Tensor } from '@tensorflow/tfjs-core';
 import type { PackedFormat } from '@graniteflow/core';
@@ -93,19 +93,3 @@ export const MoeTakeRows = 'MoeTakeRows';
 /** `x` [R, ...]. */
 export type MoeTakeRowsInputs = { x: Tensor };
 export type MoeTakeRowsAttrs = { start: number; count: number };
-
-/** Every kernel of this package with its inputs and attrs. */
-export interface MoeKernelSpecs {
-  [MoeTopKRouter]: { inputs: MoeTopKRouterInputs; attrs: MoeTopKRouterAttrs };
-  [MoeDispatch]: { inputs: MoeDispatchInputs; attrs: MoeDispatchAttrs };
-  [MoeCombine]: { inputs: MoeCombineInputs; attrs: MoeCombineAttrs };
-  [MoeSwiGLU]: { inputs: MoeSwiGLUInputs; attrs: MoeSwiGLUAttrs };
-  [MoeExpertsGemv]: { inputs: MoeExpertsGemvInputs; attrs: MoeExpertsGemvAttrs };
-  [MoePackedExperts]: { inputs: MoePackedExpertsInputs; attrs: MoePackedExpertsAttrs };
-  [MoeGatherRows]: { inputs: MoeGatherRowsInputs; attrs: MoeGatherRowsAttrs };
-  [MoeScatterRows]: { inputs: MoeScatterRowsInputs; attrs: MoeScatterRowsAttrs };
-  [MoeTakeRows]: { inputs: MoeTakeRowsInputs; attrs: MoeTakeRowsAttrs };
-}
-
-/** Names of the kernels in {@link MoeKernelSpecs}. */
-export type MoeKernelName = keyof MoeKernelSpecs;

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { setSimdEnabled, simdCounters } from '@graniteflow/core';
+import { setSimdEnabled, ShapeError, simdCounters } from '@graniteflow/core';
 import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
 import {
   EXPERT_GEMV_SIMD_CALL,
@@ -150,6 +150,7 @@ describeBackends('sparse MoE block', (backend) => {
 
   it('shape errors name the argument and both shapes', () => {
     const moe = new SparseMoE({ hiddenSize: 16, intermediateSize: 8, numExperts: 4, topK: 2 });
+    expect(() => moe.forward(tf.zeros([2, 5]))).toThrow(ShapeError);
     expect(() => moe.forward(tf.zeros([2, 5]))).toThrow(/SparseMoE: x must be \[\.\.\., 16\] to match router\.layer\.weight \[4,16\], got \[2,5\]/);
     const x = tf.zeros([3, 16]);
     const idx = tf.zeros([3, 2], 'int32');

@@ -52,11 +52,6 @@ export class HybridCache {
     );
   }
 
-  /** Same as {@link HybridCache.clone}; named for intent. */
-  snapshot(): HybridCache {
-    return this.clone();
-  }
-
   /** Replaces this cache's state by a copy of `snapshot` (which stays usable). */
   restore(snapshot: HybridCache): void {
     if (snapshot.layers.length !== this.layers.length || snapshot.batchSize !== this.batchSize) {

@@ -21,15 +21,12 @@ const MODEL_TYPES = {
   },
 } satisfies Record<string, ModelTypeModule<granitemoehybrid.GraniteMoeHybridConfig, granitemoehybrid.GraniteMoeHybridForCausalLM>>;
 
-/** Older or sibling names of supported types. */
-const MODEL_TYPE_ALIASES: Record<string, keyof typeof MODEL_TYPES> = {};
-
 /** Supported `model_type` values. */
 export const SUPPORTED_MODEL_TYPES = Object.keys(MODEL_TYPES);
 
 /** The implementation of a `model_type`, or a clear error naming what is supported. */
 export function modelTypeModule(modelType: unknown, source?: string) {
-  const key = typeof modelType === 'string' ? (MODEL_TYPE_ALIASES[modelType] ?? modelType) : undefined;
+  const key = typeof modelType === 'string' ? modelType : undefined;
   if (key === undefined || !(key in MODEL_TYPES)) {
     throw new UnsupportedModelError(
       `${source ? `${source}: ` : ''}model_type ${previewJson(modelType)} is not supported; graniteflow runs ${SUPPORTED_MODEL_TYPES.map((t) => `"${t}"`).join(', ')} (IBM Granite 4.0 hybrid models).`,

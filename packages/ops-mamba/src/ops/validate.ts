@@ -1,9 +1,7 @@
+import { ShapeError } from '@graniteflow/core';
 import type * as tf from '@tensorflow/tfjs-core';
 
-/** Argument errors of the public ops: the op, the argument, and both shapes. */
-export class ShapeError extends RangeError {
-  override name = 'ShapeError';
-}
+export { ShapeError };
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 

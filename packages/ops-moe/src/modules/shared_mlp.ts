@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Linear, Module } from '@graniteflow/core';
-import { fail, shapeStr } from '../ops/checks';
+import { fail, failShape, shapeStr } from '../ops/checks';
 import { swiglu } from '../ops/swiglu';
 
 /** Sizes of a {@link SharedMLP} (Granite: `hidden_size`, `shared_intermediate_size`). */
@@ -39,7 +39,7 @@ export class SharedMLP extends Module {
   forward(x: tf.Tensor): tf.Tensor {
     const h = this.config.hiddenSize;
     if (x.rank < 1 || x.shape[x.rank - 1] !== h) {
-      fail('SharedMLP', `x must be [..., ${h}] to match input_linear.weight ${shapeStr(this.input_linear.weight.shape)}, got ${shapeStr(x.shape)}.`);
+      failShape('SharedMLP', `x must be [..., ${h}] to match input_linear.weight ${shapeStr(this.input_linear.weight.shape)}, got ${shapeStr(x.shape)}.`);
     }
     return tf.tidy(() => this.output_linear.forward(swiglu(this.input_linear.forward(x))));
   }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Linear, Module, normalInit, Parameter, type ExpertAdaptable, type ExpertLoraAdapter } from '@graniteflow/core';
 import { moeExpertsWithDeltas } from '../ops/adapted_experts';
-import { fail, shapeStr } from '../ops/checks';
+import { fail, failShape, shapeStr } from '../ops/checks';
 import type { ExpertWeight, MoeExpertsOptions } from '../ops/moe_experts';
 import { sparseMoeFromRouterLogits, type SparseMoeResult } from '../ops/sparse_moe';
 import { topKRouter } from '../ops/top_k_router';
@@ -163,7 +163,7 @@ export class SparseMoE extends Module {
   private checkInput(x: tf.Tensor): void {
     const h = this.config.hiddenSize;
     if (x.rank < 1 || x.shape[x.rank - 1] !== h) {
-      fail('SparseMoE', `x must be [..., ${h}] to match router.layer.weight ${shapeStr(this.router.layer.weight.shape)}, got ${shapeStr(x.shape)}.`);
+      failShape('SparseMoE', `x must be [..., ${h}] to match router.layer.weight ${shapeStr(this.router.layer.weight.shape)}, got ${shapeStr(x.shape)}.`);
     }
   }
 }

@@ -3,7 +3,7 @@ import { PackedTensor } from '@graniteflow/core';
 import { moeExpertsGemvKernel, reserveGemvScratch } from '../kernels/MoeExpertsGemv';
 import { moePackedExpertsKernel, reservePackedExpertsScratch } from '../kernels/MoePackedExperts';
 import { groupedExperts } from './grouped_experts';
-import { checkDim, checkDtype, checkRank, fail, shapeStr } from './checks';
+import { checkDim, checkDtype, checkRank, fail, failShape, shapeStr } from './checks';
 
 /**
  * Stacked expert weights as the routed-experts op takes them: a float32 tensor, or a weight held
@@ -91,7 +91,7 @@ export function moeExperts(
   checkDtype(op, 'indices', indices, 'int32');
   const [n, h] = x.shape;
   const [e, twoI] = inputLinear.shape;
-  if (twoI % 2 !== 0) fail(op, `inputLinear must be [E, 2I, H] with an even second axis, got [${inputLinear.shape}].`);
+  if (twoI % 2 !== 0) failShape(op, `inputLinear must be [E, 2I, H] with an even second axis, got [${inputLinear.shape}].`);
   const i = twoI / 2;
   checkDim(op, 'inputLinear', inputLinear, 2, h, 'x', x, '[E, 2I, H]');
   checkDim(op, 'outputLinear', outputLinear, 0, e, 'inputLinear', inputLinear, '[E, H, I]');
@@ -117,10 +117,18 @@ export function moeExperts(
     return moePackedExpertsKernel.run(inputs, attrs)[0];
   }
   const [w1, w2] = [inputLinear as tf.Tensor, outputLinear as tf.Tensor];
-  const useGemv = path === 'gemv' || (path === 'auto' && moeExpertsGemvKernel.hasFused());
-  if (useGemv) {
+  if (resolveMoeExpertsPath(path) === 'gemv') {
     reserveGemvScratch(i);
     return moeExpertsGemvKernel.run({ x, inputLinear: w1, outputLinear: w2, indices, weights }, {})[0];
   }
   return groupedExperts(x, w1, w2, indices, weights);
+}
+
+/**
+ * The path {@link moeExperts} takes for float expert weights on the active backend: `path` itself,
+ * or for `'auto'` the fused in-place kernel where the backend has it (cpu, wasm), else grouped.
+ */
+export function resolveMoeExpertsPath(path: MoeExpertsPath = 'auto'): Exclude<MoeExpertsPath, 'auto'> {
+  if (path !== 'auto') return path;
+  return moeExpertsGemvKernel.hasFused() ? 'gemv' : 'grouped';
 }

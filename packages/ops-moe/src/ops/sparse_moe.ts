@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { checkDim, checkRank, fail, shapeStr } from './checks';
+import { checkDim, checkRank, failShape, shapeStr } from './checks';
 import { moeExperts, type ExpertWeight, type MoeExpertsOptions } from './moe_experts';
 import { topKRouter } from './top_k_router';
 
@@ -41,7 +41,7 @@ export function sparseMoe(
   options: MoeExpertsOptions = {},
 ): SparseMoeResult {
   const op = 'sparseMoe';
-  if (x.rank < 1) fail(op, `x must be [..., H], got ${shapeStr(x.shape)}.`);
+  if (x.rank < 1) failShape(op, `x must be [..., H], got ${shapeStr(x.shape)}.`);
   checkRank(op, 'routerWeight', routerWeight, 2, '[E, H]');
   const h = x.shape[x.rank - 1];
   checkDim(op, 'routerWeight', routerWeight, 1, h, 'x', x, '[E, H]');

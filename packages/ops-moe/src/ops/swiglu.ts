@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { moeSwiGLUKernel } from '../kernels/MoeSwiGLU';
-import { checkDtype, fail, shapeStr } from './checks';
+import { checkDtype, failShape, shapeStr } from './checks';
 
 /**
  * SwiGLU on a packed projection: `silu(a[..., :I]) ⊙ a[..., I:]` — first half gate (activated),
@@ -19,6 +19,6 @@ export function swiglu(a: tf.Tensor): tf.Tensor {
   const op = 'swiglu';
   checkDtype(op, 'a', a, 'float32');
   const last = a.shape[a.rank - 1];
-  if (a.rank < 1 || last % 2 !== 0) fail(op, `a must be [..., 2I] with an even last axis, got ${shapeStr(a.shape)}.`);
+  if (a.rank < 1 || last % 2 !== 0) failShape(op, `a must be [..., 2I] with an even last axis, got ${shapeStr(a.shape)}.`);
   return moeSwiGLUKernel.run({ a }, {})[0];
 }

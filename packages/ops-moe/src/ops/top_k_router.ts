@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { moeTopKRouterKernel } from '../kernels/MoeTopKRouter';
-import { checkDtype, fail, shapeStr } from './checks';
+import { checkDtype, fail, failShape, shapeStr } from './checks';
 
 /** Result of {@link topKRouter}. */
 export interface TopKRouting {
@@ -35,7 +35,7 @@ export interface TopKRouting {
  */
 export function topKRouter(logits: tf.Tensor, k: number): TopKRouting {
   const op = 'topKRouter';
-  if (logits.rank < 1) fail(op, `logits must be [..., E] (rank ≥ 1), got ${shapeStr(logits.shape)}.`);
+  if (logits.rank < 1) failShape(op, `logits must be [..., E] (rank ≥ 1), got ${shapeStr(logits.shape)}.`);
   checkDtype(op, 'logits', logits, 'float32');
   const e = logits.shape[logits.rank - 1];
   if (!Number.isInteger(k) || k < 1 || k > e) {
