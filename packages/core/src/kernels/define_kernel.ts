@@ -5,6 +5,7 @@ import type { FusedKernel } from './fused_kernel';
 import { cpuKernelFunc, wasmKernelFunc } from './backend_adapters';
 import { PRESENT_INPUTS_ATTR, presentInputNames } from './present_inputs';
 import { vjp } from './vjp';
+import { environmentVariable } from '../environment';
 
 /** Inputs of a kernel: named tensors, some possibly optional. */
 export type KernelInputs = { [name: string]: tf.Tensor | undefined };
@@ -54,7 +55,7 @@ export interface KernelDefinition<I extends KernelInputs, A extends KernelAttrs>
 export type KernelMode = 'auto' | 'reference' | 'fused';
 
 let globalMode: KernelMode = (() => {
-  const env = process.env.GRANITEFLOW_KERNELS;
+  const env = environmentVariable('GRANITEFLOW_KERNELS');
   return env === 'reference' || env === 'fused' ? env : 'auto';
 })();
 
@@ -95,15 +96,12 @@ export interface Kernel<I extends KernelInputs, A extends KernelAttrs> {
   register(): void;
 }
 
-
 function gradientFromReference<I extends KernelInputs, A extends KernelAttrs>(
   def: KernelDefinition<I, A>,
 ): NonNullable<Exclude<KernelGradient<I, A>, 'reference'>> {
   return (dys, inputs, _outputs, attrs) => {
     const frozen = new Set<string>(def.nonDifferentiable ?? []);
-    const names = def.inputNames.filter(
-      (n) => inputs[n] != null && !frozen.has(n) && inputs[n]!.dtype === 'float32',
-    );
+    const names = def.inputNames.filter((n) => inputs[n] != null && !frozen.has(n) && inputs[n]!.dtype === 'float32');
     const grads = vjp(
       (...xs: tf.Tensor[]) => {
         const replaced = { ...inputs } as I;
@@ -119,9 +117,7 @@ function gradientFromReference<I extends KernelInputs, A extends KernelAttrs>(
   };
 }
 
-function registerGradientOnce<I extends KernelInputs, A extends KernelAttrs>(
-  def: KernelDefinition<I, A>,
-): void {
+function registerGradientOnce<I extends KernelInputs, A extends KernelAttrs>(def: KernelDefinition<I, A>): void {
   if (def.gradient === undefined || tf.getGradient(def.name) != null) return;
   const grad = def.gradient === 'reference' ? gradientFromReference(def) : def.gradient;
   tf.registerGradient({
@@ -168,21 +164,17 @@ function registerGradientOnce<I extends KernelInputs, A extends KernelAttrs>(
  * const [y] = Square.run({ x: tf.tensor([1, 2]) }, {});
  * ```
  */
-export function defineKernel<I extends KernelInputs, A extends KernelAttrs>(
-  def: KernelDefinition<I, A>,
-): Kernel<I, A> {
+export function defineKernel<I extends KernelInputs, A extends KernelAttrs>(def: KernelDefinition<I, A>): Kernel<I, A> {
   const fusedBackends = def.fused ? (def.fusedBackends ?? FUSED_BACKENDS) : [];
 
-  const hasFused = (backend: string = tf.getBackend()) =>
-    def.fused !== undefined && fusedBackends.includes(backend as FusedBackend);
+  const hasFused = (backend: string = tf.getBackend()) => def.fused !== undefined && fusedBackends.includes(backend as FusedBackend);
 
   const register = () => {
     if (def.fused) {
       for (const backendName of fusedBackends) {
         if (tf.getKernel(def.name, backendName) != null) continue;
         const kernelFunc =
-          def.backendKernels?.[backendName]?.() ??
-          (backendName === 'wasm' ? wasmKernelFunc(def.fused) : cpuKernelFunc(def.fused));
+          def.backendKernels?.[backendName]?.() ?? (backendName === 'wasm' ? wasmKernelFunc(def.fused) : cpuKernelFunc(def.fused));
         tf.registerKernel({ kernelName: def.name, backendName, kernelFunc });
       }
     }

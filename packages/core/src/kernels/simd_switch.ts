@@ -1,4 +1,6 @@
-let simdEnabled = process.env.GRANITEFLOW_SIMD !== '0';
+import { environmentVariable } from '../environment';
+
+let simdEnabled = environmentVariable('GRANITEFLOW_SIMD') !== '0';
 
 /**
  * Turns graniteflow's WebAssembly SIMD kernels off (`false`: the fused wasm kernels run their plain
