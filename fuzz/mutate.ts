@@ -4,12 +4,75 @@ import type { Random } from './random';
 
 /** Numbers that sit on or just past limits: int32, 2^53, float range, the config limits. */
 const EDGE_NUMBERS = [
-  0, 1, 2, 3, 7, 8, 16, 255, 256, 1023, 1024, 1025, 4095, 4096, 4097, 16_384, 16_385, 65_535, 65_536, 65_537,
-  262_144, 262_145, 4_194_304, 4_194_305, 1e6, 2 ** 30, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 32 + 1, 2 ** 53 - 1, 2 ** 53,
-  2 ** 53 + 2, 1e15, 1e21, 1e300, Number.MAX_VALUE, -1, -2, -(2 ** 31), -(2 ** 53), -1e300, 0.5, 1.5, 1e-7, 1e-300, 5e-324,
+  0,
+  1,
+  2,
+  3,
+  7,
+  8,
+  16,
+  255,
+  256,
+  1023,
+  1024,
+  1025,
+  4095,
+  4096,
+  4097,
+  16_384,
+  16_385,
+  65_535,
+  65_536,
+  65_537,
+  262_144,
+  262_145,
+  4_194_304,
+  4_194_305,
+  1e6,
+  2 ** 30,
+  2 ** 31 - 1,
+  2 ** 31,
+  2 ** 32,
+  2 ** 32 + 1,
+  2 ** 53 - 1,
+  2 ** 53,
+  2 ** 53 + 2,
+  1e15,
+  1e21,
+  1e300,
+  Number.MAX_VALUE,
+  -1,
+  -2,
+  -(2 ** 31),
+  -(2 ** 53),
+  -1e300,
+  0.5,
+  1.5,
+  1e-7,
+  1e-300,
+  5e-324,
 ];
 
-const EDGE_STRINGS = ['', 'auto', 'mamba', 'attention', 'rope', 'nope', 'silu', 'inf', 'Infinity', 'NaN', '1e9', '0', '-1', '__proto__', 'constructor', '\u0000', '\ud800', '☃'.repeat(3)];
+const EDGE_STRINGS = [
+  '',
+  'auto',
+  'mamba',
+  'attention',
+  'rope',
+  'nope',
+  'silu',
+  'inf',
+  'Infinity',
+  'NaN',
+  '1e9',
+  '0',
+  '-1',
+  '__proto__',
+  'constructor',
+  '\u0000',
+  '\ud800',
+  '☃'.repeat(3),
+];
 
 /** A value a hostile or damaged JSON file could hold where a number, string or list belongs. */
 export function hostileValue(rng: Random, depth = 0): unknown {
@@ -28,7 +91,9 @@ export function hostileValue(rng: Random, depth = 0): unknown {
     case 6:
       return Array.from({ length: rng.pick([0, 1, 2, 3, 6]) }, () => hostileValue(rng, depth + 1));
     case 7:
-      return new Pairs(Array.from({ length: rng.below(3) }, () => [rng.pick(EDGE_STRINGS), hostileValue(rng, depth + 1)] as [string, unknown]));
+      return new Pairs(
+        Array.from({ length: rng.below(3) }, () => [rng.pick(EDGE_STRINGS), hostileValue(rng, depth + 1)] as [string, unknown]),
+      );
     case 8:
       return nested(rng);
     default:
@@ -39,7 +104,9 @@ export function hostileValue(rng: Random, depth = 0): unknown {
 /** Deeply nested lists or objects, which break recursive walkers. */
 function nested(rng: Random): RawJson {
   const depth = rng.pick([50, 1000, 20_000]);
-  return rng.chance(0.5) ? new RawJson('['.repeat(depth) + ']'.repeat(depth)) : new RawJson('{"a":'.repeat(depth) + '1' + '}'.repeat(depth));
+  return rng.chance(0.5)
+    ? new RawJson('['.repeat(depth) + ']'.repeat(depth))
+    : new RawJson(`${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`);
 }
 
 /** Byte-level damage to a file: flips, overwrites, cuts, insertions, appended bytes. */
@@ -55,7 +122,10 @@ export function damageBytes(rng: Random, bytes: Buffer, focus?: { start: number;
     }
     case 1: {
       const out = Buffer.from(bytes);
-      const token = Buffer.from(rng.pick(['{', '}', '[', ']', '"', ',', ':', '\\', '0', '-', 'e', ' ', '\n', '\t', '\u00ff', '\u0000']), 'latin1');
+      const token = Buffer.from(
+        rng.pick(['{', '}', '[', ']', '"', ',', ':', '\\', '0', '-', 'e', ' ', '\n', '\t', '\u00ff', '\u0000']),
+        'latin1',
+      );
       token.copy(out, Math.min(out.length - token.length, at()));
       return out;
     }

@@ -75,9 +75,10 @@ function runTarget(target: FuzzTarget, seed: number, seconds: number, inputBudge
     });
     const watchdog = setInterval(() => {
       if (Date.now() - lastSign > budget && crash === undefined) {
-        crash = current < 0
-          ? { kind: 'died', index: -1, detail: `the worker did not start within ${budget} ms` }
-          : { kind: 'hang', index: current, detail: `input ${current} ran longer than ${budget} ms` };
+        crash =
+          current < 0
+            ? { kind: 'died', index: -1, detail: `the worker did not start within ${budget} ms` }
+            : { kind: 'hang', index: current, detail: `input ${current} ran longer than ${budget} ms` };
         child.kill('SIGKILL');
       }
     }, 100);
@@ -93,14 +94,25 @@ function runTarget(target: FuzzTarget, seed: number, seconds: number, inputBudge
       }
       if (crash !== undefined) {
         const file = crash.index >= 0 ? saveCrash(target, seed, crash) : undefined;
-        console.log(`fuzz ${target.name}: CRASH (${crash.kind}) on input ${crash.index} of seed ${seed}${file ? `; input saved to ${path.relative(REPO, file)}` : ''}`);
-        console.log(crash.detail.split('\n').slice(0, 12).map((l) => `  ${l}`).join('\n'));
+        console.log(
+          `fuzz ${target.name}: CRASH (${crash.kind}) on input ${crash.index} of seed ${seed}${file ? `; input saved to ${path.relative(REPO, file)}` : ''}`,
+        );
+        console.log(
+          crash.detail
+            .split('\n')
+            .slice(0, 12)
+            .map((l) => `  ${l}`)
+            .join('\n'),
+        );
         if (file) console.log(`  replay: npm run fuzz -- --replay ${path.relative(REPO, file)} --target ${target.name}`);
         resolve(false);
         return;
       }
       const done = finished as Extract<WorkerMessage, { kind: 'done' }>;
-      const rejected = Object.entries(done.rejected).map(([k, v]) => `${v} ${k}`).join(', ') || 'none';
+      const rejected =
+        Object.entries(done.rejected)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ') || 'none';
       console.log(
         `fuzz ${target.name}: seed ${seed}, ${seconds} s: ${done.inputs} inputs, ${done.accepted} accepted, rejected: ${rejected} ` +
           `(${done.distinctMessages} distinct messages); no crash`,

@@ -109,7 +109,9 @@ function loadSafetensorsSeeds(): SafetensorsSeed[] {
   if (safetensorsSeeds) return safetensorsSeeds;
   const files = fs
     .readdirSync(GOLDEN)
-    .flatMap((d) => (fs.statSync(path.join(GOLDEN, d)).isDirectory() ? fs.readdirSync(path.join(GOLDEN, d)).map((f) => path.join(GOLDEN, d, f)) : []))
+    .flatMap((d) =>
+      fs.statSync(path.join(GOLDEN, d)).isDirectory() ? fs.readdirSync(path.join(GOLDEN, d)).map((f) => path.join(GOLDEN, d, f)) : [],
+    )
     .filter((f) => f.endsWith('.safetensors'))
     .sort();
   const full = files.map((f) => splitSafetensors(fs.readFileSync(f)));
@@ -142,7 +144,24 @@ function mutateSafetensorsHeader(rng: Random, entries: [string, unknown][], data
       if (!t || !Array.isArray(t.data_offsets)) return;
       const i = rng.below(2);
       const v = t.data_offsets[i] as number;
-      t.data_offsets[i] = rng.pick<unknown>([v + 1, v - 1, v + 2, v - 4, v + 8, dataSize, dataSize + 1, 0, -1, 2 ** 53, 2 ** 64, 1.5, '8', null, new RawJson(rng.pick(RAW_NUMBERS)), hostileValue(rng)]);
+      t.data_offsets[i] = rng.pick<unknown>([
+        v + 1,
+        v - 1,
+        v + 2,
+        v - 4,
+        v + 8,
+        dataSize,
+        dataSize + 1,
+        0,
+        -1,
+        2 ** 53,
+        2 ** 64,
+        1.5,
+        '8',
+        null,
+        new RawJson(rng.pick(RAW_NUMBERS)),
+        hostileValue(rng),
+      ]);
       return;
     }
     case 2: {
@@ -165,7 +184,19 @@ function mutateSafetensorsHeader(rng: Random, entries: [string, unknown][], data
           shape.pop();
           break;
         case 2:
-          if (shape.length) shape[rng.below(shape.length)] = rng.pick<unknown>([0, -1, 1.5, '2', null, 2 ** 31, 2 ** 53, 2 ** 53 + 2, 1e300, new RawJson('1e400')]);
+          if (shape.length)
+            shape[rng.below(shape.length)] = rng.pick<unknown>([
+              0,
+              -1,
+              1.5,
+              '2',
+              null,
+              2 ** 31,
+              2 ** 53,
+              2 ** 53 + 2,
+              1e300,
+              new RawJson('1e400'),
+            ]);
           break;
         case 3:
           shape.reverse();
@@ -197,7 +228,18 @@ function mutateSafetensorsHeader(rng: Random, entries: [string, unknown][], data
       return;
     case 7: {
       const e = anyTensor();
-      if (e) e[0] = rng.pick(['', '__metadata__', '__proto__', 'constructor', 'a'.repeat(10_000), '\u0000', '\ud800', 'model.layers.0.mamba.A_log', entries[rng.below(entries.length)][0]]);
+      if (e)
+        e[0] = rng.pick([
+          '',
+          '__metadata__',
+          '__proto__',
+          'constructor',
+          'a'.repeat(10_000),
+          '\u0000',
+          '\ud800',
+          'model.layers.0.mamba.A_log',
+          entries[rng.below(entries.length)][0],
+        ]);
       return;
     }
     case 8: {
@@ -209,7 +251,10 @@ function mutateSafetensorsHeader(rng: Random, entries: [string, unknown][], data
     }
     case 9: {
       const e = anyTensor();
-      if (e) e[1] = rng.chance(0.5) ? hostileValue(rng) : new Pairs([...pairsOf(e[1]).entries, [rng.pick(['dtype', 'shape', 'data_offsets', 'extra']), hostileValue(rng)]]);
+      if (e)
+        e[1] = rng.chance(0.5)
+          ? hostileValue(rng)
+          : new Pairs([...pairsOf(e[1]).entries, [rng.pick(['dtype', 'shape', 'data_offsets', 'extra']), hostileValue(rng)]]);
       return;
     }
     case 10: {
@@ -240,7 +285,18 @@ export const safetensorsTarget: FuzzTarget = {
     if (rng.chance(0.25)) {
       // The header length field.
       const length = file.readBigUInt64LE(0);
-      const changed = rng.pick([length + 1n, length - 1n, length + 8n, length - 8n, 0n, 2n ** 63n, 2n ** 64n - 1n, BigInt(file.length), BigInt(file.length - 8), BigInt(rng.uint32())]);
+      const changed = rng.pick([
+        length + 1n,
+        length - 1n,
+        length + 8n,
+        length - 8n,
+        0n,
+        2n ** 63n,
+        2n ** 64n - 1n,
+        BigInt(file.length),
+        BigInt(file.length - 8),
+        BigInt(rng.uint32()),
+      ]);
       file.writeBigUInt64LE(BigInt.asUintN(64, changed));
     }
     if (rng.chance(0.3)) {
@@ -267,7 +323,8 @@ export const safetensorsTarget: FuzzTarget = {
       // Accepted files have every data byte in exactly one tensor.
       let covered = 0;
       for (const info of infos) {
-        if (info.offset !== 8 + headerLength + covered) throw new OracleViolation(`tensor "${info.name}" starts at ${info.offset}, expected ${8 + headerLength + covered}`);
+        if (info.offset !== 8 + headerLength + covered)
+          throw new OracleViolation(`tensor "${info.name}" starts at ${info.offset}, expected ${8 + headerLength + covered}`);
         covered += info.byteLength;
       }
       if (covered !== dataSize) throw new OracleViolation(`the tensors cover ${covered} of ${dataSize} data bytes`);
@@ -280,7 +337,8 @@ export const safetensorsTarget: FuzzTarget = {
           continue;
         }
         const elements = info.shape.reduce((a, b) => a * b, 1);
-        if (decoded.data.length !== elements) throw new OracleViolation(`tensor "${info.name}" decoded ${decoded.data.length} values for shape [${info.shape}]`);
+        if (decoded.data.length !== elements)
+          throw new OracleViolation(`tensor "${info.name}" decoded ${decoded.data.length} values for shape [${info.shape}]`);
       }
     } finally {
       reader.close();
@@ -294,10 +352,30 @@ export const safetensorsTarget: FuzzTarget = {
 
 const CONFIG_KEYS = [
   ...Object.keys(CONFIG_LIMITS),
-  'model_type', 'layer_types', 'layers_block_type', 'attention_bias', 'attention_multiplier', 'position_embedding_type',
-  'rope_theta', 'rope_parameters', 'hidden_act', 'rms_norm_eps', 'embedding_multiplier', 'residual_multiplier',
-  'logits_scaling', 'router_aux_loss_coef', 'initializer_range', 'mamba_conv_bias', 'mamba_proj_bias', 'time_step_limit',
-  'tie_word_embeddings', 'bos_token_id', 'eos_token_id', 'pad_token_id', 'torch_dtype', 'dtype',
+  'model_type',
+  'layer_types',
+  'layers_block_type',
+  'attention_bias',
+  'attention_multiplier',
+  'position_embedding_type',
+  'rope_theta',
+  'rope_parameters',
+  'hidden_act',
+  'rms_norm_eps',
+  'embedding_multiplier',
+  'residual_multiplier',
+  'logits_scaling',
+  'router_aux_loss_coef',
+  'initializer_range',
+  'mamba_conv_bias',
+  'mamba_proj_bias',
+  'time_step_limit',
+  'tie_word_embeddings',
+  'bos_token_id',
+  'eos_token_id',
+  'pad_token_id',
+  'torch_dtype',
+  'dtype',
 ];
 
 let configSeeds: Record<string, unknown>[] | undefined;
@@ -362,11 +440,17 @@ function mutateConfig(rng: Random, entries: [string, unknown][]): void {
         case 3: {
           const n = rng.pick([0, 1, 4096, 4097, 100_000]);
           set('num_hidden_layers', n);
-          set('layer_types', Array.from({ length: Math.min(n, 100_000) }, (_, i) => (i % 6 === 5 ? 'attention' : 'mamba')));
+          set(
+            'layer_types',
+            Array.from({ length: Math.min(n, 100_000) }, (_, i) => (i % 6 === 5 ? 'attention' : 'mamba')),
+          );
           return;
         }
         default:
-          set(rng.pick(['layer_types', 'layers_block_type']), rng.chance(0.5) ? types.map((t) => (t === 'mamba' ? 'attention' : 'mamba')) : hostileValue(rng));
+          set(
+            rng.pick(['layer_types', 'layers_block_type']),
+            rng.chance(0.5) ? types.map((t) => (t === 'mamba' ? 'attention' : 'mamba')) : hostileValue(rng),
+          );
           return;
       }
       set('layer_types', types);
@@ -384,14 +468,29 @@ function mutateConfig(rng: Random, entries: [string, unknown][]): void {
       return;
     }
     case 6:
-      set(rng.pick(['time_step_limit', 'rope_parameters', 'eos_token_id']), rng.pick<unknown>([
-        [0, 'inf'], [1, 0], [null, null], ['Infinity', 1], [0], [new RawJson('1e400'), new RawJson('-1e400')],
-        { rope_theta: rng.pick<unknown>([0, -1, new RawJson('1e400'), 'x', null]) }, [1, -1], [2 ** 53, 1.5], hostileValue(rng),
-      ]));
+      set(
+        rng.pick(['time_step_limit', 'rope_parameters', 'eos_token_id']),
+        rng.pick<unknown>([
+          [0, 'inf'],
+          [1, 0],
+          [null, null],
+          ['Infinity', 1],
+          [0],
+          [new RawJson('1e400'), new RawJson('-1e400')],
+          { rope_theta: rng.pick<unknown>([0, -1, new RawJson('1e400'), 'x', null]) },
+          [1, -1],
+          [2 ** 53, 1.5],
+          hostileValue(rng),
+        ]),
+      );
       return;
     default:
       // Rarely: most inputs should get past the model_type check to the fields behind it.
-      if (rng.chance(0.3)) set('model_type', rng.pick<unknown>(['granitemoehybrid', 'llama', '', null, 1, 'granitemoehybrid ', '__proto__', 'toString', hostileValue(rng)]));
+      if (rng.chance(0.3))
+        set(
+          'model_type',
+          rng.pick<unknown>(['granitemoehybrid', 'llama', '', null, 1, 'granitemoehybrid ', '__proto__', 'toString', hostileValue(rng)]),
+        );
   }
 }
 
@@ -423,7 +522,8 @@ export const configTarget: FuzzTarget = {
       return rejection(err, [ConfigError, ModelFileError, UnsupportedModelError], file);
     }
     const counts = countParameters(cfg);
-    if (!(counts.total >= counts.active && counts.active >= 0)) throw new OracleViolation(`parameters ${counts.total} total, ${counts.active} active`);
+    if (!(counts.total >= counts.active && counts.active >= 0))
+      throw new OracleViolation(`parameters ${counts.total} total, ${counts.active} active`);
     for (const options of [{}, { contextLength: 2 ** 30, batchSize: 2 ** 20 }]) {
       const e = estimateMemory(cfg, options);
       for (const key of ['weightBytes', 'stateBytesPerSequence', 'kvBytesPerToken', 'totalBytes'] as const) requireFinite(key, e[key]);

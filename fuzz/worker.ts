@@ -21,7 +21,11 @@ function send(message: WorkerMessage): void {
 
 /** A rejection message with its numbers and paths blanked, to count the distinct ways inputs fail. */
 function messageShape(message: string, file: string): string {
-  return message.split(file).join('FILE').replace(/-?\d+(\.\d+)?(e[+-]?\d+)?/gi, 'N').slice(0, 120);
+  return message
+    .split(file)
+    .join('FILE')
+    .replace(/-?\d+(\.\d+)?(e[+-]?\d+)?/gi, 'N')
+    .slice(0, 120);
 }
 
 function main(): void {

@@ -13,12 +13,15 @@ const sourceDir = path.join(root, 'assembly');
 const outDir = path.join(root, 'wasm');
 
 const ASC_OPTIONS = [
-  '--runtime', 'stub', // no garbage collector: the kernels allocate nothing
+  '--runtime',
+  'stub', // no garbage collector: the kernels allocate nothing
   '--importMemory', // env.memory: the tfjs heap
-  '--enable', 'simd',
+  '--enable',
+  'simd',
   '-O3',
   '--noAssert',
-  '--use', 'abort=', // no abort import (it would need strings in the heap)
+  '--use',
+  'abort=', // no abort import (it would need strings in the heap)
 ];
 
 /** Section ids of a WebAssembly binary, in order. */
@@ -39,7 +42,9 @@ function sectionIds(bytes) {
   return ids;
 }
 
-const START = 8, DATA = 11, DATA_COUNT = 12;
+const START = 8,
+  DATA = 11,
+  DATA_COUNT = 12;
 
 function check(file) {
   const bytes = fs.readFileSync(file);
@@ -55,7 +60,10 @@ function check(file) {
 }
 
 async function main() {
-  const sources = fs.readdirSync(sourceDir).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).sort();
+  const sources = fs
+    .readdirSync(sourceDir)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+    .sort();
   fs.mkdirSync(outDir, { recursive: true });
   for (const source of sources) {
     const family = source.slice(0, -3);

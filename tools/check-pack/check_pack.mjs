@@ -286,7 +286,9 @@ function main() {
   const rows = [];
   for (const w of publishable) {
     if (!expected.packages[w.pkg.name]) {
-      problems.push(`${w.pkg.name} (${w.dir}) is publishable but has no entry in ${path.relative(root, options.expected)}: say what its tarball must hold`);
+      problems.push(
+        `${w.pkg.name} (${w.dir}) is publishable but has no entry in ${path.relative(root, options.expected)}: say what its tarball must hold`,
+      );
       continue;
     }
     if (!fs.existsSync(path.join(root, w.dir, 'dist'))) {

@@ -142,10 +142,14 @@ async function checkServer(origin) {
     if (!ok(res)) problems.push(`server: ${p} answered ${res.status} ${res.headers.get('content-type')}, wanted ${what}`);
   };
   await expect('/index.html', (r) => r.status === 200 && r.headers.get('content-type').startsWith('text/html'), '200 text/html');
-  await expect('/assets/main.js', (r) => r.status === 200 && r.headers.get('content-type').startsWith('text/javascript'), '200 text/javascript');
+  await expect(
+    '/assets/main.js',
+    (r) => r.status === 200 && r.headers.get('content-type').startsWith('text/javascript'),
+    '200 text/javascript',
+  );
   await expect('/no-such-page.html', (r) => r.status === 404, '404');
-  for (const escape of ['/..%2fpackage.json', '/%2e%2e/package.json', '/assets/..%2f..%2fpackage.json']) {
-    await expect(escape, (r) => r.status === 403 || r.status === 404, '403 or 404');
+  for (const escaping of ['/..%2fpackage.json', '/%2e%2e/package.json', '/assets/..%2f..%2fpackage.json']) {
+    await expect(escaping, (r) => r.status === 403 || r.status === 404, '403 or 404');
   }
   return problems;
 }
@@ -322,9 +326,7 @@ async function checkSearch(context, origin, pages) {
   const found = {};
   const tab = await newTab(context, origin);
   const results = () =>
-    tab.page.$$eval('#tsd-search-results li a', (as) =>
-      as.map((a) => ({ href: a.href, text: a.textContent.replace(/\s+/g, ' ').trim() })),
-    );
+    tab.page.$$eval('#tsd-search-results li a', (as) => as.map((a) => ({ href: a.href, text: a.textContent.replace(/\s+/g, ' ').trim() })));
   for (const { query, name, under, screenshot } of SEARCHES) {
     const loaded = await load(tab, `${origin}/index.html`);
     const seen = loaded.problems;
@@ -408,11 +410,9 @@ try {
   server = await startServer();
   const origin = `http://127.0.0.1:${server.address().port}`;
   failures.push(...(await checkServer(origin)));
-  browser = await chromium
-    .launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], timeout: 60 * 1000 })
-    .catch((e) => {
-      throw new Error(`could not start ${CHROMIUM}: ${e.message.split('\n')[0]}`);
-    });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], timeout: 60 * 1000 }).catch((e) => {
+    throw new Error(`could not start ${CHROMIUM}: ${e.message.split('\n')[0]}`);
+  });
   console.log(`serving ${path.relative(process.cwd(), site) || '.'} at ${origin}; Chromium ${browser.version()}`);
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 

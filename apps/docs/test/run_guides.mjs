@@ -21,7 +21,12 @@ const TIMEOUT_MS = 10 * 60 * 1000;
 function frontMatter(text) {
   const m = /^---\n([\s\S]*?)\n---\n/.exec(text);
   if (!m) return {};
-  return Object.fromEntries(m[1].split('\n').map((line) => line.split(/:\s*/, 2)).filter((kv) => kv.length === 2));
+  return Object.fromEntries(
+    m[1]
+      .split('\n')
+      .map((line) => line.split(/:\s*/, 2))
+      .filter((kv) => kv.length === 2),
+  );
 }
 
 function codeOf(text) {
@@ -30,9 +35,19 @@ function codeOf(text) {
 
 /** Every markdown file whose runnable blocks are run: the guides, then the READMEs. */
 function documents() {
-  const guideFiles = fs.readdirSync(guides).filter((f) => f.endsWith('.md')).sort().map((f) => path.join(guides, f));
+  const guideFiles = fs
+    .readdirSync(guides)
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => path.join(guides, f));
   const packages = path.join(root, 'packages');
-  const readmes = [path.join(root, 'README.md'), ...fs.readdirSync(packages).sort().map((p) => path.join(packages, p, 'README.md'))];
+  const readmes = [
+    path.join(root, 'README.md'),
+    ...fs
+      .readdirSync(packages)
+      .sort()
+      .map((p) => path.join(packages, p, 'README.md')),
+  ];
   return [...guideFiles, ...readmes.filter((f) => fs.existsSync(f))];
 }
 

@@ -40,7 +40,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend } from '@graniteflow/core';
-import { estimateMemory, fromPretrained, parseConfig, preset, writeRandomPackedCheckpoint, type GraniteMoeHybridConfig } from '@graniteflow/granite';
+import {
+  estimateMemory,
+  fromPretrained,
+  parseConfig,
+  preset,
+  writeRandomPackedCheckpoint,
+  type GraniteMoeHybridConfig,
+} from '@graniteflow/granite';
 import { createServer, type ServerOptions } from '../src/server/server';
 import {
   ForeignCpu,
@@ -115,7 +122,10 @@ function sliceConfig(base: string, layers: number): GraniteMoeHybridConfig {
 }
 
 /** Bytes of state one sequence of `tokens` positions holds, by arithmetic on the config (float32). */
-export function stateArithmetic(cfg: GraniteMoeHybridConfig, tokens: number): { convBytes: number; ssmBytes: number; kvBytes: number; totalBytes: number } {
+export function stateArithmetic(
+  cfg: GraniteMoeHybridConfig,
+  tokens: number,
+): { convBytes: number; ssmBytes: number; kvBytes: number; totalBytes: number } {
   const mamba = cfg.layer_types.filter((t) => t === 'mamba').length;
   const attention = cfg.layer_types.filter((t) => t === 'attention').length;
   // Mamba-2: the causal conv keeps the last d_conv − 1 inputs of x, B and C; the SSM state is
@@ -132,8 +142,13 @@ function describe(cfg: GraniteMoeHybridConfig): string {
   const attentionAt = cfg.layer_types.flatMap((t, i) => (t === 'attention' ? [i] : []));
   const mamba = cfg.layer_types.length - attentionAt.length;
   const hd = cfg.hidden_size / cfg.num_attention_heads;
-  const kinds = mamba === 0 ? `${cfg.num_hidden_layers} attention (${cfg.position_embedding_type})` : `${mamba} Mamba + ${attentionAt.length} attention at ${attentionAt.join(', ')} (${cfg.position_embedding_type})`;
-  const mambaPart = mamba ? `, Mamba ${cfg.mamba_n_heads} heads × ${cfg.mamba_d_head}, d_state ${cfg.mamba_d_state}, d_conv ${cfg.mamba_d_conv}` : '';
+  const kinds =
+    mamba === 0
+      ? `${cfg.num_hidden_layers} attention (${cfg.position_embedding_type})`
+      : `${mamba} Mamba + ${attentionAt.length} attention at ${attentionAt.join(', ')} (${cfg.position_embedding_type})`;
+  const mambaPart = mamba
+    ? `, Mamba ${cfg.mamba_n_heads} heads × ${cfg.mamba_d_head}, d_state ${cfg.mamba_d_state}, d_conv ${cfg.mamba_d_conv}`
+    : '';
   return `hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers: ${kinds}; attention ${cfg.num_attention_heads} heads / ${cfg.num_key_value_heads} KV × ${hd}${mambaPart}; MLP ${cfg.shared_intermediate_size}; vocab ${cfg.vocab_size}`;
 }
 
@@ -173,7 +188,9 @@ process.on('exit', () => {
 });
 
 async function startServer(dir: string, options: ServerOptions): Promise<ServerHandle> {
-  const child = spawn(process.execPath, [...process.execArgv, __filename, '--serve', dir, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...process.execArgv, __filename, '--serve', dir, JSON.stringify(options)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   children.add(child);
   // A killed server's stdin may be written to (ended) after it is gone.
   child.stdin!.on('error', () => {});
@@ -216,7 +233,24 @@ async function startServer(dir: string, options: ServerOptions): Promise<ServerH
 // ---------------------------------------------------------------------------------------------
 // The load phases
 
-const TOPICS = ['the water cycle', 'how bridges carry loads', 'the history of the printing press', 'why the sky is blue', 'how vaccines work', 'sorting algorithms', 'the rules of chess', 'volcanoes', 'the migration of birds', 'compound interest', 'how a compiler works', 'the tides', 'photosynthesis', 'the Roman aqueducts', 'how batteries store energy', 'plate tectonics'];
+const TOPICS = [
+  'the water cycle',
+  'how bridges carry loads',
+  'the history of the printing press',
+  'why the sky is blue',
+  'how vaccines work',
+  'sorting algorithms',
+  'the rules of chess',
+  'volcanoes',
+  'the migration of birds',
+  'compound interest',
+  'how a compiler works',
+  'the tides',
+  'photosynthesis',
+  'the Roman aqueducts',
+  'how batteries store energy',
+  'plate tectonics',
+];
 
 function systemText(client: number): string {
   return `You are assistant number ${client + 1} in a load test of a chat server. Answer in a few short sentences and keep to the topic.`;
@@ -225,7 +259,9 @@ function systemText(client: number): string {
 function userTurns(client: number, rep: number, turns: number): string[] {
   return Array.from({ length: turns }, (_, t) => {
     const topic = TOPICS[(client * 3 + t + rep * 5) % TOPICS.length];
-    return t === 0 ? `Please explain ${topic} (client ${client + 1}, run ${rep + 1}).` : `Thank you. Now tell me more about ${topic}, turn ${t + 1}.`;
+    return t === 0
+      ? `Please explain ${topic} (client ${client + 1}, run ${rep + 1}).`
+      : `Thank you. Now tell me more about ${topic}, turn ${t + 1}.`;
   });
 }
 
@@ -282,13 +318,17 @@ function summarizePhase(
   }
   const ttft = turns.map((t) => t.ttftMs).filter((v): v is number => v !== null);
   const itl = turns.flatMap((t) => t.chunkMs.slice(1).map((at, i) => at - t.chunkMs[i]));
-  const tpot = turns.filter((t) => t.completionTokens > 1 && t.chunkMs.length > 1).map((t) => (t.chunkMs[t.chunkMs.length - 1] - t.chunkMs[0]) / (t.completionTokens - 1));
+  const tpot = turns
+    .filter((t) => t.completionTokens > 1 && t.chunkMs.length > 1)
+    .map((t) => (t.chunkMs[t.chunkMs.length - 1] - t.chunkMs[0]) / (t.completionTokens - 1));
   const completionTokens = turns.reduce((n, t) => n + t.completionTokens, 0);
   const laterPrompt = later.reduce((n, t) => n + t.promptTokens, 0);
   const maxActive = Math.max(0, ...samples.map((s) => s.active));
   const full = Math.min(clients, SETTINGS.parallel);
   const stateAt = samples.some((s) => s.active === full) ? full : maxActive;
-  const stateSamples = samples.filter((s) => s.active === stateAt && stateAt > 0 && s.batchStateBytes > 0).map((s) => s.batchStateBytes / s.active);
+  const stateSamples = samples
+    .filter((s) => s.active === stateAt && stateAt > 0 && s.batchStateBytes > 0)
+    .map((s) => s.batchStateBytes / s.active);
   const finishReasons: Record<string, number> = {};
   for (const t of turns) finishReasons[t.finishReason ?? 'none'] = (finishReasons[t.finishReason ?? 'none'] ?? 0) + 1;
   return {
@@ -319,7 +359,13 @@ function summarizePhase(
   };
 }
 
-async function runPhase(server: ServerHandle, model: ModelCase['key'], clients: number, rep: number, signal: AbortSignal): Promise<PhaseResult> {
+async function runPhase(
+  server: ServerHandle,
+  model: ModelCase['key'],
+  clients: number,
+  rep: number,
+  signal: AbortSignal,
+): Promise<PhaseResult> {
   // The machine is shared: wait a little for other work to pass, and measure what remains.
   const quiet = await waitForQuiet(ourPids, 0.25, SETTINGS.quietWaitMs);
   const foreign = new ForeignCpu(ourPids).start();
@@ -355,7 +401,10 @@ async function warmUp(server: ServerHandle): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // State of sessions at a long context
 
-const WORDS = 'the of and to in is that it for on was with as by at from this be are or an which not have has had but all were when there can more one their about would been into some could time these other than then only its over such also after many most made may well very where through long'.split(' ');
+const WORDS =
+  'the of and to in is that it for on was with as by at from this be are or an which not have has had but all were when there can more one their about would been into some could time these other than then only its over such also after many most made may well very where through long'.split(
+    ' ',
+  );
 
 /** `count` words of plain prose, the same every run. */
 function filler(count: number): string {
@@ -370,7 +419,11 @@ function filler(count: number): string {
 }
 
 async function tokenCount(baseUrl: string, content: string): Promise<number> {
-  const res = await fetch(`${baseUrl}/tokenize`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ content }) });
+  const res = await fetch(`${baseUrl}/tokenize`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ content }),
+  });
   if (!res.ok) throw new Error(`/tokenize: HTTP ${res.status}`);
   return ((await res.json()) as { tokens: number[] }).tokens.length;
 }
@@ -437,7 +490,8 @@ async function probeState(model: ModelCase, dir: string, cfg: GraniteMoeHybridCo
     // the batch gives each attention layer's storage.
     const system = await calibrateSystem(server.baseUrl, contextLength - 64 - SETTINGS.probeMaxTokens - 60);
     const health = (await (await fetch(`${server.baseUrl}/health`)).json()) as { state: { perSequenceBytes: number } };
-    const perSeqMetric = parsePrometheus(await (await fetch(`${server.baseUrl}/metrics`)).text()).get('graniteflow_state_per_sequence_bytes') ?? NaN;
+    const perSeqMetric =
+      parsePrometheus(await (await fetch(`${server.baseUrl}/metrics`)).text()).get('graniteflow_state_per_sequence_bytes') ?? NaN;
     const base = [
       { role: 'system', content: system.text },
       { role: 'user', content: 'Read the notes above.' },
@@ -446,7 +500,11 @@ async function probeState(model: ModelCase, dir: string, cfg: GraniteMoeHybridCo
       streamChat(
         server.baseUrl,
         {
-          messages: [...base, { role: 'assistant', content: seed.text }, { role: 'user', content: `Session ${i + 1}: summarise the notes in one line.` }],
+          messages: [
+            ...base,
+            { role: 'assistant', content: seed.text },
+            { role: 'user', content: `Session ${i + 1}: summarise the notes in one line.` },
+          ],
           max_tokens: SETTINGS.probeMaxTokens,
           temperature: 0,
         },
@@ -534,7 +592,9 @@ function copyTokenizer(from: string, to: string): void {
   const tokenizer = JSON.parse(fs.readFileSync(path.join(from, 'tokenizer.json'), 'utf8')) as { added_tokens?: { special?: boolean }[] };
   for (const t of tokenizer.added_tokens ?? []) t.special = false;
   fs.writeFileSync(path.join(to, 'tokenizer.json'), JSON.stringify(tokenizer));
-  const config = JSON.parse(fs.readFileSync(path.join(from, 'tokenizer_config.json'), 'utf8')) as { added_tokens_decoder?: Record<string, { special?: boolean }> };
+  const config = JSON.parse(fs.readFileSync(path.join(from, 'tokenizer_config.json'), 'utf8')) as {
+    added_tokens_decoder?: Record<string, { special?: boolean }>;
+  };
   for (const t of Object.values(config.added_tokens_decoder ?? {})) t.special = false;
   fs.writeFileSync(path.join(to, 'tokenizer_config.json'), JSON.stringify(config, null, 2));
 }
@@ -553,13 +613,24 @@ async function main(): Promise<void> {
   const elapsed = () => (performance.now() - started) / 1000;
   const log = (line: string) => console.error(`[serve_load ${elapsed().toFixed(0).padStart(4)} s] ${line}`);
   const loadAtStart = os.loadavg();
-  log(`${QUICK ? 'QUICK smoke run' : 'full run'}: ${JSON.stringify(SETTINGS)}; load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`);
+  log(
+    `${QUICK ? 'QUICK smoke run' : 'full run'}: ${JSON.stringify(SETTINGS)}; load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`,
+  );
   const maxRequests = SETTINGS.reps * MODELS.length * SETTINGS.clients.reduce((n, c) => n + c, 0) * SETTINGS.turns;
-  log(`at most ${maxRequests} timed chat requests (+ ${MODELS.length * (SETTINGS.probeSessions + 1)} for the state probe, + 3 warm-up each), capped at ${SETTINGS.seconds} s`);
+  log(
+    `at most ${maxRequests} timed chat requests (+ ${MODELS.length * (SETTINGS.probeSessions + 1)} for the state probe, + 3 warm-up each), capped at ${SETTINGS.seconds} s`,
+  );
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-serve-load-'));
   const tokenizerDir = path.join(__dirname, '..', '..', '..', 'fixtures', 'golden', 'chat_tiny');
-  const models: { model: ModelCase; cfg: GraniteMoeHybridConfig; dir: string; description: string; parameters: number; weightBytes: number }[] = [];
+  const models: {
+    model: ModelCase;
+    cfg: GraniteMoeHybridConfig;
+    dir: string;
+    description: string;
+    parameters: number;
+    weightBytes: number;
+  }[] = [];
   const probes: ProbeResult[] = [];
   const phases: PhaseResult[] = [];
   const skipped: string[] = [];
@@ -572,14 +643,18 @@ async function main(): Promise<void> {
       copyTokenizer(tokenizerDir, dir);
       const parameters = estimateMemory(cfg, { dtype: SETTINGS.format }).parameters;
       models.push({ model, cfg, dir, description: describe(cfg), parameters, weightBytes: weightFileBytes(dir) });
-      log(`${model.name}: wrote a random ${SETTINGS.format} checkpoint (${(parameters / 1e9).toFixed(2)} B parameters, ${(weightFileBytes(dir) / GiB).toFixed(2)} GiB) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${describe(cfg)}`);
+      log(
+        `${model.name}: wrote a random ${SETTINGS.format} checkpoint (${(parameters / 1e9).toFixed(2)} B parameters, ${(weightFileBytes(dir) / GiB).toFixed(2)} GiB) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${describe(cfg)}`,
+      );
     }
 
     for (const m of models) {
       log(`${m.model.name}: state probe, ${SETTINGS.probeSessions} sessions at ~${SETTINGS.probeTokens} tokens`);
       const p = await probeState(m.model, m.dir, m.cfg, capSignal);
       probes.push(p);
-      log(`${m.model.name}: seed prompt ${p.seedPromptTokens} tokens in ${p.seedSeconds.toFixed(1)} s; a session's prompt ${p.sessionPromptTokens} tokens, ${p.sessionCachedTokens} resumed; ${(p.measuredBytesPerSession / MiB).toFixed(2)} MiB a session measured (${p.measuredAtActive} active, ≤ ${p.sessionTokens} tokens), arithmetic ${(p.arithmetic.totalBytes / MiB).toFixed(2)} MiB at ${p.contextLength}, /health ${(p.healthPerSequenceBytes / MiB).toFixed(2)} MiB${p.errors.length ? `; errors: ${p.errors.join('; ')}` : ''}`);
+      log(
+        `${m.model.name}: seed prompt ${p.seedPromptTokens} tokens in ${p.seedSeconds.toFixed(1)} s; a session's prompt ${p.sessionPromptTokens} tokens, ${p.sessionCachedTokens} resumed; ${(p.measuredBytesPerSession / MiB).toFixed(2)} MiB a session measured (${p.measuredAtActive} active, ≤ ${p.sessionTokens} tokens), arithmetic ${(p.arithmetic.totalBytes / MiB).toFixed(2)} MiB at ${p.contextLength}, /health ${(p.healthPerSequenceBytes / MiB).toFixed(2)} MiB${p.errors.length ? `; errors: ${p.errors.join('; ')}` : ''}`,
+      );
     }
 
     const servers = new Map<ModelCase['key'], ServerHandle>();
@@ -652,55 +727,111 @@ function report({ models, probes, phases, skipped, loadAtStart, seconds }: Repor
       const runs = phases.filter((p) => p.model === model.key && p.clients === clients && p.failedConversations === 0);
       if (runs.length === 0) return [];
       const ratio = (field: 'aggregateTokensPerSecond' | 'fullBatchDecodeTokensPerSecond') =>
-        median(runs.map((r) => {
-          const base = phases.find((p) => p.model === model.key && p.clients === 1 && p.rep === r.rep && p.failedConversations === 0);
-          return base ? r[field] / base[field] : NaN;
-        }));
+        median(
+          runs.map((r) => {
+            const base = phases.find((p) => p.model === model.key && p.clients === 1 && p.rep === r.rep && p.failedConversations === 0);
+            return base ? r[field] / base[field] : NaN;
+          }),
+        );
       const m = (field: keyof PhaseResult) => median(runs.map((r) => r[field] as number));
-      return [{
-        model: model.key,
-        clients,
-        runs: runs.length,
-        requests: m('requests'),
-        completionTokens: m('completionTokens'),
-        aggregateTokensPerSecond: m('aggregateTokensPerSecond'),
-        aggregateVsOne: ratio('aggregateTokensPerSecond'),
-        fullBatchDecodeTokensPerSecond: m('fullBatchDecodeTokensPerSecond'),
-        fullBatchVsOne: ratio('fullBatchDecodeTokensPerSecond'),
-        ttftP50Ms: m('ttftP50Ms'),
-        ttftP95Ms: m('ttftP95Ms'),
-        itlP50Ms: m('itlP50Ms'),
-        itlP95Ms: m('itlP95Ms'),
-        laterTurnsCachedShare: m('laterTurnsCachedShare'),
-        stateBytesPerSession: m('stateBytesPerSession'),
-        peakRssBytes: m('peakRssBytes'),
-        failedConversations: runs.reduce((n, r) => n + r.failedConversations, 0),
-        /** The most CPU other processes took during any of the runs. */
-        foreignCoresMax: Math.max(...runs.map((r) => r.foreignCores)),
-      }];
+      return [
+        {
+          model: model.key,
+          clients,
+          runs: runs.length,
+          requests: m('requests'),
+          completionTokens: m('completionTokens'),
+          aggregateTokensPerSecond: m('aggregateTokensPerSecond'),
+          aggregateVsOne: ratio('aggregateTokensPerSecond'),
+          fullBatchDecodeTokensPerSecond: m('fullBatchDecodeTokensPerSecond'),
+          fullBatchVsOne: ratio('fullBatchDecodeTokensPerSecond'),
+          ttftP50Ms: m('ttftP50Ms'),
+          ttftP95Ms: m('ttftP95Ms'),
+          itlP50Ms: m('itlP50Ms'),
+          itlP95Ms: m('itlP95Ms'),
+          laterTurnsCachedShare: m('laterTurnsCachedShare'),
+          stateBytesPerSession: m('stateBytesPerSession'),
+          peakRssBytes: m('peakRssBytes'),
+          failedConversations: runs.reduce((n, r) => n + r.failedConversations, 0),
+          /** The most CPU other processes took during any of the runs. */
+          foreignCoresMax: Math.max(...runs.map((r) => r.foreignCores)),
+        },
+      ];
     }),
   );
 
-  const loadRows: (string | number)[][] = [[
-    'model', 'clients', 'runs', 'requests / run', 'tokens / run', 'aggregate tok/s', '× 1 client', 'decode tok/s in decode steps, batch full', '× 1 client',
-    'TTFT p50 ms', 'TTFT p95 ms', 'per-token p50 ms', 'per-token p95 ms', 'later turns resumed', 'state / session MiB', 'peak RSS GiB', 'other processes, cores',
-  ]];
+  const loadRows: (string | number)[][] = [
+    [
+      'model',
+      'clients',
+      'runs',
+      'requests / run',
+      'tokens / run',
+      'aggregate tok/s',
+      '× 1 client',
+      'decode tok/s in decode steps, batch full',
+      '× 1 client',
+      'TTFT p50 ms',
+      'TTFT p95 ms',
+      'per-token p50 ms',
+      'per-token p95 ms',
+      'later turns resumed',
+      'state / session MiB',
+      'peak RSS GiB',
+      'other processes, cores',
+    ],
+  ];
   for (const s of summary) {
     loadRows.push([
-      nameOf(s.model), s.clients, s.runs, s.requests, s.completionTokens, s.aggregateTokensPerSecond, `${s.aggregateVsOne.toFixed(2)}×`, s.fullBatchDecodeTokensPerSecond, `${s.fullBatchVsOne.toFixed(2)}×`,
-      s.ttftP50Ms, s.ttftP95Ms, s.itlP50Ms, s.itlP95Ms, Number.isNaN(s.laterTurnsCachedShare) ? '–' : `${(100 * s.laterTurnsCachedShare).toFixed(0)}%`, s.stateBytesPerSession / MiB, s.peakRssBytes / GiB, s.foreignCoresMax,
+      nameOf(s.model),
+      s.clients,
+      s.runs,
+      s.requests,
+      s.completionTokens,
+      s.aggregateTokensPerSecond,
+      `${s.aggregateVsOne.toFixed(2)}×`,
+      s.fullBatchDecodeTokensPerSecond,
+      `${s.fullBatchVsOne.toFixed(2)}×`,
+      s.ttftP50Ms,
+      s.ttftP95Ms,
+      s.itlP50Ms,
+      s.itlP95Ms,
+      Number.isNaN(s.laterTurnsCachedShare) ? '–' : `${(100 * s.laterTurnsCachedShare).toFixed(0)}%`,
+      s.stateBytesPerSession / MiB,
+      s.peakRssBytes / GiB,
+      s.foreignCoresMax,
     ]);
   }
 
-  const stateRows: (string | number)[][] = [[
-    'model', 'conv + SSM state MiB', `KV at ${SETTINGS.probeTokens} MiB`, 'arithmetic MiB', '/health perSequenceBytes MiB', '/health ÷ arithmetic',
-    `measured: batch state ÷ active MiB`, 'sessions in batch', 'tokens a session', 'measured ÷ arithmetic', 'probe peak RSS GiB',
-  ]];
+  const stateRows: (string | number)[][] = [
+    [
+      'model',
+      'conv + SSM state MiB',
+      `KV at ${SETTINGS.probeTokens} MiB`,
+      'arithmetic MiB',
+      '/health perSequenceBytes MiB',
+      '/health ÷ arithmetic',
+      `measured: batch state ÷ active MiB`,
+      'sessions in batch',
+      'tokens a session',
+      'measured ÷ arithmetic',
+      'probe peak RSS GiB',
+    ],
+  ];
   for (const p of probes) {
     const a = p.arithmetic;
     stateRows.push([
-      nameOf(p.model), (a.convBytes + a.ssmBytes) / MiB, a.kvBytes / MiB, a.totalBytes / MiB, p.healthPerSequenceBytes / MiB, p.healthPerSequenceBytes / a.totalBytes,
-      p.measuredBytesPerSession / MiB, p.measuredAtActive, p.sessionTokens, p.measuredBytesPerSession / a.totalBytes, p.peakRssBytes / GiB,
+      nameOf(p.model),
+      (a.convBytes + a.ssmBytes) / MiB,
+      a.kvBytes / MiB,
+      a.totalBytes / MiB,
+      p.healthPerSequenceBytes / MiB,
+      p.healthPerSequenceBytes / a.totalBytes,
+      p.measuredBytesPerSession / MiB,
+      p.measuredAtActive,
+      p.sessionTokens,
+      p.measuredBytesPerSession / a.totalBytes,
+      p.peakRssBytes / GiB,
     ]);
   }
   const hybridProbe = probes.find((p) => p.model === 'hybrid');
@@ -709,7 +840,9 @@ function report({ models, probes, phases, skipped, loadAtStart, seconds }: Repor
   // The released depths, by the same arithmetic.
   const fullHybrid = preset('granite-4.0-h-micro');
   const fullAttention = preset('granite-4.0-micro');
-  const depthRows: (string | number)[][] = [['context tokens', 'H-Micro, 40 layers (36 Mamba + 4 attention) MiB', 'Micro, 40 attention layers MiB', 'all-attention ÷ hybrid']];
+  const depthRows: (string | number)[][] = [
+    ['context tokens', 'H-Micro, 40 layers (36 Mamba + 4 attention) MiB', 'Micro, 40 attention layers MiB', 'all-attention ÷ hybrid'],
+  ];
   for (const tokens of [1024, 4096, 8192, 32768, 131072]) {
     const h = stateArithmetic(fullHybrid, tokens).totalBytes;
     const a = stateArithmetic(fullAttention, tokens).totalBytes;
@@ -720,32 +853,71 @@ function report({ models, probes, phases, skipped, loadAtStart, seconds }: Repor
   const at8 = summary.find((s) => s.model === 'hybrid' && s.clients === 8);
   const targets: { target: string; value: string; met: boolean | null }[] = [];
   if (at8) {
-    targets.push({ target: 'hybrid: aggregate tok/s at 8 streams ≥ 4× one stream (end to end, prefill of the turns included)', value: `${at8.aggregateVsOne.toFixed(2)}×`, met: at8.aggregateVsOne >= 4 });
-    targets.push({ target: 'hybrid: decode throughput with all 8 in the batch ≥ 4× one stream (tokens ÷ seconds in batched decode steps, server counters)', value: `${at8.fullBatchVsOne.toFixed(2)}×`, met: at8.fullBatchVsOne >= 4 });
+    targets.push({
+      target: 'hybrid: aggregate tok/s at 8 streams ≥ 4× one stream (end to end, prefill of the turns included)',
+      value: `${at8.aggregateVsOne.toFixed(2)}×`,
+      met: at8.aggregateVsOne >= 4,
+    });
+    targets.push({
+      target:
+        'hybrid: decode throughput with all 8 in the batch ≥ 4× one stream (tokens ÷ seconds in batched decode steps, server counters)',
+      value: `${at8.fullBatchVsOne.toFixed(2)}×`,
+      met: at8.fullBatchVsOne >= 4,
+    });
   }
   if (hybridProbe) {
     const a = hybridProbe.arithmetic.totalBytes;
     const health = hybridProbe.healthPerSequenceBytes / a - 1;
     const measured = hybridProbe.measuredBytesPerSession / a - 1;
-    targets.push({ target: `hybrid: /health state per session at ${SETTINGS.probeTokens} tokens within 10% of the arithmetic`, value: `${(100 * health).toFixed(2)}%`, met: Math.abs(health) <= 0.1 });
-    targets.push({ target: `hybrid: measured batch state ÷ ${hybridProbe.measuredAtActive} active within 10% of the arithmetic at ${SETTINGS.probeTokens} tokens (sessions at ${hybridProbe.sessionTokens})`, value: `${(100 * measured).toFixed(2)}%`, met: Math.abs(measured) <= 0.1 });
+    targets.push({
+      target: `hybrid: /health state per session at ${SETTINGS.probeTokens} tokens within 10% of the arithmetic`,
+      value: `${(100 * health).toFixed(2)}%`,
+      met: Math.abs(health) <= 0.1,
+    });
+    targets.push({
+      target: `hybrid: measured batch state ÷ ${hybridProbe.measuredAtActive} active within 10% of the arithmetic at ${SETTINGS.probeTokens} tokens (sessions at ${hybridProbe.sessionTokens})`,
+      value: `${(100 * measured).toFixed(2)}%`,
+      met: Math.abs(measured) <= 0.1,
+    });
   }
   if (hybridProbe && attentionProbe) {
     const measured = attentionProbe.measuredBytesPerSession / hybridProbe.measuredBytesPerSession;
     const arithmetic = attentionProbe.arithmetic.totalBytes / hybridProbe.arithmetic.totalBytes;
-    targets.push({ target: `hybrid state per session ≥ 5× smaller than all-attention at ${SETTINGS.probeTokens} tokens (measured)`, value: `${measured.toFixed(2)}× (arithmetic ${arithmetic.toFixed(2)}×)`, met: measured >= 5 });
+    targets.push({
+      target: `hybrid state per session ≥ 5× smaller than all-attention at ${SETTINGS.probeTokens} tokens (measured)`,
+      value: `${measured.toFixed(2)}× (arithmetic ${arithmetic.toFixed(2)}×)`,
+      met: measured >= 5,
+    });
   }
-  const targetRows: (string | number)[][] = [['target', 'value', 'met'], ...targets.map((t) => [t.target, t.value, t.met === null ? '–' : t.met ? 'yes' : 'no'])];
+  const targetRows: (string | number)[][] = [
+    ['target', 'value', 'met'],
+    ...targets.map((t) => [t.target, t.value, t.met === null ? '–' : t.met ? 'yes' : 'no']),
+  ];
 
   const out: string[] = [];
-  out.push(`## Load test (${SETTINGS.clients.join(', ')} clients × ${SETTINGS.turns} turns × ${SETTINGS.maxTokens} tokens, median of ${SETTINGS.reps} run(s))`);
-  for (const m of models) out.push(`- ${m.model.name}: ${m.description}; ${(m.parameters / 1e9).toFixed(2)} B parameters, ${SETTINGS.format} ${(m.weightBytes / GiB).toFixed(2)} GiB`);
+  out.push(
+    `## Load test (${SETTINGS.clients.join(', ')} clients × ${SETTINGS.turns} turns × ${SETTINGS.maxTokens} tokens, median of ${SETTINGS.reps} run(s))`,
+  );
+  for (const m of models)
+    out.push(
+      `- ${m.model.name}: ${m.description}; ${(m.parameters / 1e9).toFixed(2)} B parameters, ${SETTINGS.format} ${(m.weightBytes / GiB).toFixed(2)} GiB`,
+    );
   out.push('', markdownTable(loadRows), '');
-  out.push(`## State per session at ${SETTINGS.probeTokens} tokens (${SETTINGS.probeSessions} sessions resuming one ${hybridProbe?.seedPromptTokens ?? '?'}-token conversation)`, '', markdownTable(stateRows), '');
+  out.push(
+    `## State per session at ${SETTINGS.probeTokens} tokens (${SETTINGS.probeSessions} sessions resuming one ${hybridProbe?.seedPromptTokens ?? '?'}-token conversation)`,
+    '',
+    markdownTable(stateRows),
+    '',
+  );
   out.push('## Released depths, by the same arithmetic', '', markdownTable(depthRows), '');
   out.push('## Targets', '', markdownTable(targetRows), '');
   if (skipped.length) out.push(`Skipped by the ${SETTINGS.seconds} s cap: ${skipped.join(', ')}`, '');
-  out.push(`Whole bench: ${seconds.toFixed(0)} s; load average at start ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}, at end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`);
+  out.push(
+    `Whole bench: ${seconds.toFixed(0)} s; load average at start ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}, at end ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}.`,
+  );
   console.log(out.join('\n'));
 
   const resultsDir = path.join(__dirname, '..', 'bench-results');
@@ -759,7 +931,15 @@ function report({ models, probes, phases, skipped, loadAtStart, seconds }: Repor
         loadAverage: { start: loadAtStart, end: os.loadavg() },
         seconds,
         settings: SETTINGS,
-        models: models.map((m) => ({ key: m.model.key, name: m.model.name, base: m.model.base, description: m.description, parameters: m.parameters, weightBytes: m.weightBytes, layerTypes: m.cfg.layer_types })),
+        models: models.map((m) => ({
+          key: m.model.key,
+          name: m.model.name,
+          base: m.model.base,
+          description: m.description,
+          parameters: m.parameters,
+          weightBytes: m.weightBytes,
+          layerTypes: m.cfg.layer_types,
+        })),
         summary,
         probes,
         phases,
@@ -776,29 +956,69 @@ function report({ models, probes, phases, skipped, loadAtStart, seconds }: Repor
 
 const COLORS: Record<ModelCase['key'], string> = { hybrid: '#1f77b4', attention: '#d62728' };
 
-function plot(summary: { model: ModelCase['key']; clients: number; aggregateTokensPerSecond: number; fullBatchDecodeTokensPerSecond: number }[], probes: ProbeResult[], models: ReportInput['models']): string {
+function plot(
+  summary: { model: ModelCase['key']; clients: number; aggregateTokensPerSecond: number; fullBatchDecodeTokensPerSecond: number }[],
+  probes: ProbeResult[],
+  models: ReportInput['models'],
+): string {
   const throughput: Series[] = MODELS.flatMap((m) => [
-    { label: `${m.name}: aggregate`, color: COLORS[m.key], marker: 'circle' as const, points: summary.filter((s) => s.model === m.key).map((s) => ({ x: s.clients, y: s.aggregateTokensPerSecond })) },
-    { label: `${m.name}: decode steps, batch full`, color: COLORS[m.key], dashed: true, points: summary.filter((s) => s.model === m.key).map((s) => ({ x: s.clients, y: s.fullBatchDecodeTokensPerSecond })) },
+    {
+      label: `${m.name}: aggregate`,
+      color: COLORS[m.key],
+      marker: 'circle' as const,
+      points: summary.filter((s) => s.model === m.key).map((s) => ({ x: s.clients, y: s.aggregateTokensPerSecond })),
+    },
+    {
+      label: `${m.name}: decode steps, batch full`,
+      color: COLORS[m.key],
+      dashed: true,
+      points: summary.filter((s) => s.model === m.key).map((s) => ({ x: s.clients, y: s.fullBatchDecodeTokensPerSecond })),
+    },
   ]);
   const maxTokens = Math.max(8192, 2 * SETTINGS.probeTokens);
   const steps = Array.from({ length: 17 }, (_, i) => (i * maxTokens) / 16);
   const state: Series[] = models.flatMap(({ model, cfg }) => {
     const p = probes.find((q) => q.model === model.key);
     return [
-      { label: `${model.name}: arithmetic`, color: COLORS[model.key], points: steps.map((t) => ({ x: t, y: stateArithmetic(cfg, t).totalBytes / MiB })) },
-      ...(p ? [
-        { label: `measured (batch ÷ ${p.measuredAtActive} active)`, color: COLORS[model.key], line: false, marker: 'circle' as const, points: [{ x: p.sessionTokens, y: p.measuredBytesPerSession / MiB }] },
-        { label: '/health perSequenceBytes', color: COLORS[model.key], line: false, marker: 'square' as const, points: [{ x: p.contextLength, y: p.healthPerSequenceBytes / MiB }] },
-      ] : []),
+      {
+        label: `${model.name}: arithmetic`,
+        color: COLORS[model.key],
+        points: steps.map((t) => ({ x: t, y: stateArithmetic(cfg, t).totalBytes / MiB })),
+      },
+      ...(p
+        ? [
+            {
+              label: `measured (batch ÷ ${p.measuredAtActive} active)`,
+              color: COLORS[model.key],
+              line: false,
+              marker: 'circle' as const,
+              points: [{ x: p.sessionTokens, y: p.measuredBytesPerSession / MiB }],
+            },
+            {
+              label: '/health perSequenceBytes',
+              color: COLORS[model.key],
+              line: false,
+              marker: 'square' as const,
+              points: [{ x: p.contextLength, y: p.healthPerSequenceBytes / MiB }],
+            },
+          ]
+        : []),
     ];
   });
   return panelsSvg(
     [
-      { title: 'graniteflow serve: aggregate tokens/s', xLabel: 'concurrent streaming clients', yLabel: 'tokens / s', series: throughput, xTicks: SETTINGS.clients },
+      {
+        title: 'graniteflow serve: aggregate tokens/s',
+        xLabel: 'concurrent streaming clients',
+        yLabel: 'tokens / s',
+        series: throughput,
+        xTicks: SETTINGS.clients,
+      },
       { title: 'State per session', xLabel: 'tokens the session holds', yLabel: 'MiB (float32)', series: state },
     ],
-    { caption: `Random weights, first ${SETTINGS.layers} of 40 layers at the real widths, ${SETTINGS.format}, native backend, ${os.cpus().length} cores; ${SETTINGS.turns} turns × ${SETTINGS.maxTokens} tokens a client; median of ${SETTINGS.reps}.` },
+    {
+      caption: `Random weights, first ${SETTINGS.layers} of 40 layers at the real widths, ${SETTINGS.format}, native backend, ${os.cpus().length} cores; ${SETTINGS.turns} turns × ${SETTINGS.maxTokens} tokens a client; median of ${SETTINGS.reps}.`,
+    },
   );
 }
 
@@ -821,7 +1041,12 @@ function replot(): void {
 }
 
 const serveAt = process.argv.indexOf('--serve');
-(serveAt >= 0 ? serveChild(process.argv[serveAt + 1], process.argv[serveAt + 2]) : process.argv.includes('--plot') ? Promise.resolve(replot()) : main()).catch((err) => {
+(serveAt >= 0
+  ? serveChild(process.argv[serveAt + 1], process.argv[serveAt + 2])
+  : process.argv.includes('--plot')
+    ? Promise.resolve(replot())
+    : main()
+).catch((err) => {
   console.error(err);
   process.exit(1);
 });

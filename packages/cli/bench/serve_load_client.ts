@@ -45,7 +45,17 @@ export async function streamChat(baseUrl: string, body: Record<string, unknown>,
     signal,
   });
   if (!res.ok || res.body === null) throw new RequestError(`HTTP ${res.status}: ${(await res.text()).slice(0, 500)}`);
-  const result: TurnResult = { startMs, endMs: 0, ttftMs: null, chunkMs: [], text: '', promptTokens: 0, completionTokens: 0, cachedTokens: 0, finishReason: null };
+  const result: TurnResult = {
+    startMs,
+    endMs: 0,
+    ttftMs: null,
+    chunkMs: [],
+    text: '',
+    promptTokens: 0,
+    completionTokens: 0,
+    cachedTokens: 0,
+    finishReason: null,
+  };
   const decoder = new TextDecoder();
   let buffer = '';
   let done = false;
@@ -245,7 +255,11 @@ export function quantile(values: readonly number[], q: number): number {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
 }
 
-export const median = (values: readonly number[]): number => quantile(values.filter((v) => Number.isFinite(v)), 0.5);
+export const median = (values: readonly number[]): number =>
+  quantile(
+    values.filter((v) => Number.isFinite(v)),
+    0.5,
+  );
 
 /** A markdown table: numbers rounded to 3 significant digits (integers kept). */
 export function markdownTable(rows: readonly (readonly (string | number)[])[]): string {
@@ -325,13 +339,18 @@ export class ForeignCpu {
  * Waits, up to `maxMs`, for a second in which other processes use less than `threshold` cores;
  * returns the milliseconds waited and the last reading.
  */
-export async function waitForQuiet(pids: () => readonly number[], threshold: number, maxMs: number): Promise<{ waitedMs: number; foreignCores: number }> {
+export async function waitForQuiet(
+  pids: () => readonly number[],
+  threshold: number,
+  maxMs: number,
+): Promise<{ waitedMs: number; foreignCores: number }> {
   const start = performance.now();
   let foreignCores = NaN;
   for (;;) {
     const probe = new ForeignCpu(pids).start();
     await new Promise((r) => setTimeout(r, 1000));
     foreignCores = probe.read();
-    if (!(foreignCores >= threshold) || performance.now() - start >= maxMs) return { waitedMs: performance.now() - start - 1000, foreignCores };
+    if (!(foreignCores >= threshold) || performance.now() - start >= maxMs)
+      return { waitedMs: performance.now() - start - 1000, foreignCores };
   }
 }

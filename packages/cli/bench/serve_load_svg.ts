@@ -27,7 +27,6 @@ export interface Panel {
   xTicks?: readonly number[];
 }
 
-
 const tickLabel = (v: number) => (Math.abs(v) >= 1000 ? v.toLocaleString('en-US') : String(v));
 
 /** The SVG elements of one panel drawn in the box [left, top, width, height]. */
@@ -57,25 +56,36 @@ function panelParts(panel: Panel, box: { left: number; top: number; width: numbe
   }
   parts.push(`<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="black"/>`);
   parts.push(`<text x="${left + plotW / 2}" y="${box.top + box.height - 10}" text-anchor="middle">${escapeXml(panel.xLabel)}</text>`);
-  parts.push(`<text transform="translate(${box.left + 16} ${top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(panel.yLabel)}</text>`);
+  parts.push(
+    `<text transform="translate(${box.left + 16} ${top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(panel.yLabel)}</text>`,
+  );
   panel.series.forEach((s, i) => {
     const pts = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
     const drawLine = s.line ?? true;
     if (drawLine && pts.length > 1) {
       const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
-      parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2"${dash} points="${pts.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(' ')}"/>`);
+      parts.push(
+        `<polyline fill="none" stroke="${s.color}" stroke-width="2"${dash} points="${pts.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(' ')}"/>`,
+      );
     }
     const marker = s.marker ?? (drawLine ? 'none' : 'circle');
     for (const p of pts) {
       if (marker === 'circle') parts.push(`<circle cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="4" fill="${s.color}"/>`);
-      else if (marker === 'square') parts.push(`<rect x="${(x(p.x) - 4).toFixed(1)}" y="${(y(p.y) - 4).toFixed(1)}" width="8" height="8" fill="none" stroke="${s.color}" stroke-width="2"/>`);
+      else if (marker === 'square')
+        parts.push(
+          `<rect x="${(x(p.x) - 4).toFixed(1)}" y="${(y(p.y) - 4).toFixed(1)}" width="8" height="8" fill="none" stroke="${s.color}" stroke-width="2"/>`,
+        );
     }
     // Legend, top left inside the plot.
     const ly = top + 14 + i * 17;
     const lx = left + 10;
-    if (drawLine) parts.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
+    if (drawLine)
+      parts.push(
+        `<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`,
+      );
     if (marker === 'circle') parts.push(`<circle cx="${lx + 11}" cy="${ly}" r="4" fill="${s.color}"/>`);
-    else if (marker === 'square') parts.push(`<rect x="${lx + 7}" y="${ly - 4}" width="8" height="8" fill="none" stroke="${s.color}" stroke-width="2"/>`);
+    else if (marker === 'square')
+      parts.push(`<rect x="${lx + 7}" y="${ly - 4}" width="8" height="8" fill="none" stroke="${s.color}" stroke-width="2"/>`);
     parts.push(`<text x="${lx + 28}" y="${ly + 4}">${escapeXml(s.label)}</text>`);
   });
   return parts;
@@ -89,10 +99,15 @@ export function panelsSvg(panels: readonly Panel[], options: { caption?: string;
   const width = panelWidth * panels.length;
   const total = height + captionHeight;
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${total}" viewBox="0 0 ${width} ${total}" font-family="sans-serif" font-size="12">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${total}" viewBox="0 0 ${width} ${total}" font-family="sans-serif" font-size="12">`,
+  );
   parts.push(`<rect width="${width}" height="${total}" fill="white"/>`);
   panels.forEach((panel, i) => parts.push(...panelParts(panel, { left: i * panelWidth, top: 0, width: panelWidth, height })));
-  if (options.caption) parts.push(`<text x="${width / 2}" y="${height + 14}" text-anchor="middle" font-size="11" fill="#555">${escapeXml(options.caption)}</text>`);
+  if (options.caption)
+    parts.push(
+      `<text x="${width / 2}" y="${height + 14}" text-anchor="middle" font-size="11" fill="#555">${escapeXml(options.caption)}</text>`,
+    );
   parts.push('</svg>');
-  return parts.join('\n') + '\n';
+  return `${parts.join('\n')}\n`;
 }

@@ -33,7 +33,11 @@ export const MODEL_OPTIONS: OptionTable = {
       'wasm (the default otherwise), cpu or tensorflow (also GRANITEFLOW_BACKEND)',
   },
   revision: { type: 'string', value: 'REV', description: 'hub branch, tag or commit (default main)' },
-  'cache-dir': { type: 'string', value: 'DIR', description: 'Hugging Face cache (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)' },
+  'cache-dir': {
+    type: 'string',
+    value: 'DIR',
+    description: 'Hugging Face cache (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)',
+  },
   offline: { type: 'boolean', description: 'use only the Hugging Face cache, no network at all (also HF_HUB_OFFLINE=1)' },
 };
 
@@ -47,17 +51,28 @@ export const COMMON_OPTIONS: OptionTable = {
 /** Sampling options shared by generate and chat. */
 export const SAMPLING_OPTIONS: OptionTable = {
   'max-tokens': { type: 'string', short: 'n', value: 'N', description: 'new tokens at most (default 256)' },
-  temperature: { type: 'string', short: 't', value: 'T', description: "sampling temperature; 0 = greedy (default 0, or the model's generation_config.json: do_sample, temperature, top_k, top_p, repetition_penalty)" },
+  temperature: {
+    type: 'string',
+    short: 't',
+    value: 'T',
+    description:
+      "sampling temperature; 0 = greedy (default 0, or the model's generation_config.json: do_sample, temperature, top_k, top_p, repetition_penalty)",
+  },
   'top-k': { type: 'string', value: 'K', description: 'sample among the K most likely tokens (default off)' },
   'top-p': { type: 'string', value: 'P', description: 'nucleus sampling mass in (0, 1] (default 1 = off)' },
   'min-p': { type: 'string', value: 'P', description: 'drop tokens below P × the top probability (default off)' },
   'repetition-penalty': { type: 'string', value: 'R', description: 'penalty for tokens already seen (default 1 = off)' },
   seed: { type: 'string', value: 'S', description: 'random seed, for reproducible sampling' },
-  'prefill-chunk': { type: 'string', value: 'N', description: 'feed the prompt N tokens at a time (default 512; same result, one chunk of activations)' },
+  'prefill-chunk': {
+    type: 'string',
+    value: 'N',
+    description: 'feed the prompt N tokens at a time (default 512; same result, one chunk of activations)',
+  },
   ctx: {
     type: 'string',
     value: 'N',
-    description: "context length: positions the prompt and new tokens may fill, at most the model's max_position_embeddings (the default); memory is checked for it before loading",
+    description:
+      "context length: positions the prompt and new tokens may fill, at most the model's max_position_embeddings (the default); memory is checked for it before loading",
   },
 };
 
@@ -97,7 +112,7 @@ export function formatHelp(usage: string, description: string, table: OptionTabl
   const width = Math.max(...rows.map(([f]) => f.length));
   const lines = [`Usage: ${usage}`, '', description, '', 'Options:', ...rows.map(([f, d]) => `  ${f.padEnd(width)}  ${d}`)];
   if (examples.length) lines.push('', 'Examples:', ...examples.map((e) => `  ${e}`));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 function bad(command: string, name: string, expected: string, raw: string): never {

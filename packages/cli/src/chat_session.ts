@@ -18,7 +18,7 @@ export class ChatSession extends GraniteChatSession {
 
   /** Writes the conversation to `file` (JSON), as the screen showed it. */
   save(file: string): void {
-    fs.writeFileSync(file, JSON.stringify(this.toJSON(), null, 2) + '\n');
+    fs.writeFileSync(file, `${JSON.stringify(this.toJSON(), null, 2)}\n`);
   }
 
   /** Replaces the conversation by the one in `file`; the next turn feeds it to the model once. */

@@ -11,10 +11,25 @@ export { graniteEngine, type Engine, type EngineCache, type EngineGenerateOption
 export { PrefixCache, type PrefixEntry, type PrefixMatch, type PrefixCacheOptions, type SnapshotSpill } from './server/prefix_cache';
 export { GenerationQueue, QueueFullError, type GenerationQueueOptions, type Ticket } from './server/queue';
 export { renderPrometheus, ServerMetrics, RATE_WINDOW_MS, type MetricFamily } from './server/metrics';
-export { ApiError, parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest, type Json, type SamplingParams } from './server/openai_protocol';
+export {
+  ApiError,
+  parseChatRequest,
+  parseCompletionRequest,
+  type ChatRequest,
+  type CompletionRequest,
+  type Json,
+  type SamplingParams,
+} from './server/openai_protocol';
 export { ChatSession, type SavedChat, type TurnStats } from './chat_session';
 export { renderChat } from './text_generation';
-export { embeddedModelPath, EMBEDDED_MODEL_NAME, loadModel, resolveModelArg, type LoadModelOptions, type ModelSource } from './model_source';
+export {
+  embeddedModelPath,
+  EMBEDDED_MODEL_NAME,
+  loadModel,
+  resolveModelArg,
+  type LoadModelOptions,
+  type ModelSource,
+} from './model_source';
 export { inspectConfig, type InspectReport } from './commands/inspect';
 export { computeLogits } from './commands/logits';
 export { ProgressBar, type ProgressBarOptions, type ProgressStream } from './progress';

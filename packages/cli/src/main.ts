@@ -12,7 +12,17 @@ import { trainCommand } from './commands/train';
 import { describeError, EXIT_OK, EXIT_USAGE, exitCodeOf, UsageError } from './errors';
 import { processIO, type CliIO } from './io';
 
-const COMMANDS: readonly Command[] = [generateCommand, chatCommand, serveCommand, trainCommand, finetuneCommand, inspectCommand, logitsCommand, downloadCommand, quantizeCommand];
+const COMMANDS: readonly Command[] = [
+  generateCommand,
+  chatCommand,
+  serveCommand,
+  trainCommand,
+  finetuneCommand,
+  inspectCommand,
+  logitsCommand,
+  downloadCommand,
+  quantizeCommand,
+];
 
 function version(): string {
   return (require('../package.json') as { version: string }).version;

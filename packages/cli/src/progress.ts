@@ -132,7 +132,9 @@ export class ProgressBar {
     // An unknown total (0) shows the amount so far and an empty bar.
     const fraction = this.total > 0 ? Math.min(1, this.current / this.total) : 0;
     let numbers =
-      this.total > 0 ? `${(fraction * 100).toFixed(0).padStart(3)}% ${this.amount(this.current)}/${this.amount(this.total)}` : this.amount(this.current);
+      this.total > 0
+        ? `${(fraction * 100).toFixed(0).padStart(3)}% ${this.amount(this.current)}/${this.amount(this.total)}`
+        : this.amount(this.current);
     const speed = this.speedAndEta();
     if (speed) numbers += ` ${speed}`;
     const width = Math.max(10, Math.min(30, columns - this.label.length - numbers.length - 8));

@@ -58,11 +58,11 @@ onPosix('Ctrl-C during a reply stops it at once and keeps the conversation; Ctrl
   const chat = terminal(LONG_REPLY);
   await chat.waitFor(/Ctrl-D quits\.\nyou> $/);
   chat.type('Hello\r');
-  await chat.waitFor(/^Hello\n[^]{300}/);
+  await chat.waitFor(/^Hello\n[\s\S]{300}/);
   chat.type(CTRL_C);
   await chat.waitFor(/\n\(cancelled\)\n\[context [^\n]*\]\nyou> $/, 10_000);
   // What was shown is the start of the reply, cut off well before its end.
-  const shown = /you> Hello\ngranite> ([^]*)\n\(cancelled\)\n/.exec(chat.screen)![1];
+  const shown = /you> Hello\ngranite> ([\s\S]*)\n\(cancelled\)\n/.exec(chat.screen)![1];
   expect(fullReply.startsWith(shown)).toBe(true);
   expect(shown.length).toBeLessThan(fullReply.length / 2);
 
@@ -88,13 +88,16 @@ onPosix('the turn after a cancelled one resumes from the state it left', async (
   const chat = terminal([...LONG_REPLY, '--verbose']);
   await chat.waitFor(PROMPT);
   chat.type('Hello\r');
-  await chat.waitFor(/^Hello\n[^]{300}/);
+  await chat.waitFor(/^Hello\n[\s\S]{300}/);
   chat.type(CTRL_C);
-  const first = await chat.waitFor(/\(cancelled\)\n\[prefill (\d+) tokens \(0 reused from the previous turn\).*; context (\d+) tokens\]\nyou> $/, 10_000);
+  const first = await chat.waitFor(
+    /\(cancelled\)\n\[prefill (\d+) tokens \(0 reused from the previous turn\).*; context (\d+) tokens\]\nyou> $/,
+    10_000,
+  );
   expect(Number(first[2])).toBeGreaterThan(Number(first[1]));
 
   chat.type('Go on\r');
-  await chat.waitFor(/^Go on\n[^]{300}/);
+  await chat.waitFor(/^Go on\n[\s\S]{300}/);
   chat.type(CTRL_C);
   // Only the new message was fed: everything before it came from the state the cancelled turn left.
   const second = await chat.waitFor(/\(cancelled\)\n\[prefill (\d+) tokens \((\d+) reused from the previous turn\)/, 10_000);
@@ -115,40 +118,43 @@ onPosix('Ctrl-D at the prompt quits', async () => {
   expect(chat.screen).not.toMatch(/error/i);
 });
 
-onPosix('on a terminal, messages and replies are labelled and coloured; a status line shows the context and speeds; /stats adds the turns up', async () => {
-  const chat = terminal([...SHORT_REPLY, '--ctx', '2048'], COLOUR);
-  await chat.waitFor(/Ctrl-D quits\.\nyou> $/);
-  chat.type('Hello\r');
-  const first = await chat.waitFor(new RegExp(`^Hello\\ngranite> [^]*\\n${STATUS.source}you> $`), 30_000);
-  // The context is the one --ctx asked for, not the model's 4096 positions.
-  expect(Number(first[2])).toBe(2048);
-  const [context1, prefill1, decode1] = [Number(first[1]), Number(first[3]), Number(first[4])];
-  expect(decode1).toBe(8);
-  expect(context1).toBe(prefill1 + decode1 - 1); // the last token is fed next turn
-  // The labels, bold green and bold cyan; the status line dim.
-  expect(chat.output).toContain('\x1b[1;32myou> \x1b[39;22m');
-  expect(chat.output).toContain('\x1b[1;36mgranite> \x1b[39;22m');
-  expect(chat.output).toMatch(/\x1b\[2m\[context \d+\/2048 /);
+onPosix(
+  'on a terminal, messages and replies are labelled and coloured; a status line shows the context and speeds; /stats adds the turns up',
+  async () => {
+    const chat = terminal([...SHORT_REPLY, '--ctx', '2048'], COLOUR);
+    await chat.waitFor(/Ctrl-D quits\.\nyou> $/);
+    chat.type('Hello\r');
+    const first = await chat.waitFor(new RegExp(`^Hello\\ngranite> [\\s\\S]*\\n${STATUS.source}you> $`), 30_000);
+    // The context is the one --ctx asked for, not the model's 4096 positions.
+    expect(Number(first[2])).toBe(2048);
+    const [context1, prefill1, decode1] = [Number(first[1]), Number(first[3]), Number(first[4])];
+    expect(decode1).toBe(8);
+    expect(context1).toBe(prefill1 + decode1 - 1); // the last token is fed next turn
+    // The labels, bold green and bold cyan; the status line dim.
+    expect(chat.output).toContain('\x1b[1;32myou> \x1b[39;22m');
+    expect(chat.output).toContain('\x1b[1;36mgranite> \x1b[39;22m');
+    expect(chat.output).toMatch(/\x1b\[2m\[context \d+\/2048 /);
 
-  chat.type('Tell me more\r');
-  const second = await chat.waitFor(new RegExp(`^Tell me more\\ngranite> [^]*\\n${STATUS.source}you> $`), 30_000);
-  const [context2, prefill2, decode2] = [Number(second[1]), Number(second[3]), Number(second[4])];
-  expect(context2).toBe(context1 + prefill2 + decode2 - 1);
+    chat.type('Tell me more\r');
+    const second = await chat.waitFor(new RegExp(`^Tell me more\\ngranite> [\\s\\S]*\\n${STATUS.source}you> $`), 30_000);
+    const [context2, prefill2, decode2] = [Number(second[1]), Number(second[3]), Number(second[4])];
+    expect(context2).toBe(context1 + prefill2 + decode2 - 1);
 
-  chat.type('/stats\r');
-  const stats = await chat.waitFor(
-    /^\/stats\nturns +(\d+)\nprompt +(\d+) tokens fed, (\d+) reused from the state\ngenerated +(\d+) tokens\ncontext +(\d+)\/(\d+) tokens \((?:\d+|<1)%\)\nprefill +[\d.]+ tok\/s on average\ndecode +[\d.]+ tok\/s on average\nyou> $/,
-  );
-  expect(stats.slice(1).map(Number)).toEqual([2, prefill1 + prefill2, context1, decode1 + decode2, context2, 2048]);
+    chat.type('/stats\r');
+    const stats = await chat.waitFor(
+      /^\/stats\nturns +(\d+)\nprompt +(\d+) tokens fed, (\d+) reused from the state\ngenerated +(\d+) tokens\ncontext +(\d+)\/(\d+) tokens \((?:\d+|<1)%\)\nprefill +[\d.]+ tok\/s on average\ndecode +[\d.]+ tok\/s on average\nyou> $/,
+    );
+    expect(stats.slice(1).map(Number)).toEqual([2, prefill1 + prefill2, context1, decode1 + decode2, context2, 2048]);
 
-  chat.type('/reset\r');
-  await chat.waitFor(/conversation cleared\)\nyou> $/);
-  chat.type('/stats\r');
-  // The totals stay; the state is gone.
-  await chat.waitFor(/^\/stats\nturns +2\n[^]*\ncontext +0\/2048 tokens \(0%\)\n[^]*you> $/);
-  chat.type(CTRL_D);
-  expect(await chat.exit).toBe(0);
-});
+    chat.type('/reset\r');
+    await chat.waitFor(/conversation cleared\)\nyou> $/);
+    chat.type('/stats\r');
+    // The totals stay; the state is gone.
+    await chat.waitFor(/^\/stats\nturns +2\n[\s\S]*\ncontext +0\/2048 tokens \(0%\)\n[\s\S]*you> $/);
+    chat.type(CTRL_D);
+    expect(await chat.exit).toBe(0);
+  },
+);
 
 onPosix.each([
   ['NO_COLOR=1', { NO_COLOR: '1' }],
@@ -158,7 +164,7 @@ onPosix.each([
   const chat = terminal(SHORT_REPLY, { ...COLOUR, ...env });
   await chat.waitFor(/Ctrl-D quits\.\nyou> $/);
   chat.type('Hello\r');
-  await chat.waitFor(new RegExp(`^Hello\\ngranite> [^]*\\n${STATUS.source}you> $`), 30_000);
+  await chat.waitFor(new RegExp(`^Hello\\ngranite> [\\s\\S]*\\n${STATUS.source}you> $`), 30_000);
   chat.type('/stats\r');
   await chat.waitFor(/decode +[\d.]+ tok\/s on average\nyou> $/);
   chat.type('/frob\r');
@@ -172,7 +178,7 @@ onPosix('--quiet: no status line', async () => {
   const chat = terminal([...SHORT_REPLY, '--quiet'], COLOUR);
   await chat.waitFor(/you> $/); // no notice before it
   chat.type('Hello\r');
-  await chat.waitFor(/^Hello\ngranite> [^]*\nyou> $/, 30_000);
+  await chat.waitFor(/^Hello\ngranite> [\s\S]*\nyou> $/, 30_000);
   chat.type(CTRL_D);
   expect(await chat.exit).toBe(0);
   expect(chat.screen).not.toMatch(/\[context /);
@@ -184,29 +190,29 @@ onPosix('a message of several lines: a line ending with \\ goes on, """ opens an
   await chat.waitFor(PROMPT);
   chat.type('first line\\\r');
   // A prompt of its own while the message goes on, and no reply yet.
-  await chat.waitFor(/^first line\\\n\.\.\.  $/);
+  await chat.waitFor(/^first line\\\n\.\.\. {2}$/);
   chat.type('second line\r');
-  await chat.waitFor(new RegExp(`^second line\\ngranite> [^]*\\n${STATUS.source}you> $`), 30_000);
+  await chat.waitFor(new RegExp(`^second line\\ngranite> [\\s\\S]*\\n${STATUS.source}you> $`), 30_000);
 
   chat.type('"""\r');
-  await chat.waitFor(/^"""\n\.\.\.  $/);
+  await chat.waitFor(/^"""\n\.\.\. {2}$/);
   chat.type('  indented\\\r');
-  await chat.waitFor(/\n\.\.\.  $/);
+  await chat.waitFor(/\n\.\.\. {2}$/);
   chat.type('/not a command\r');
-  await chat.waitFor(/\n\.\.\.  $/);
+  await chat.waitFor(/\n\.\.\. {2}$/);
   chat.type('\r');
-  await chat.waitFor(/\n\.\.\.  $/);
+  await chat.waitFor(/\n\.\.\. {2}$/);
   chat.type('end"""\r');
-  await chat.waitFor(new RegExp(`^end"""\\ngranite> [^]*\\n${STATUS.source}you> $`), 30_000);
+  await chat.waitFor(new RegExp(`^end"""\\ngranite> [\\s\\S]*\\n${STATUS.source}you> $`), 30_000);
 
   chat.type('dropped\\\r');
-  await chat.waitFor(/\n\.\.\.  $/);
+  await chat.waitFor(/\n\.\.\. {2}$/);
   chat.type('also dropped');
   await chat.waitFor(/also dropped$/);
   chat.type(CTRL_C);
   await chat.waitFor(/\^C\nyou> $/);
   chat.type('not sent either\\\r');
-  await chat.waitFor(/\n\.\.\.  $/);
+  await chat.waitFor(/\n\.\.\. {2}$/);
   chat.type(CTRL_C); // on the empty line of a message begun: drops it, does not quit
   await chat.waitFor(/\^C\nyou> $/);
 

@@ -111,9 +111,14 @@ test('download fills the Hugging Face cache with a progress bar; the model then 
   expect(again.stdout.trim()).toBe(folder);
   expect(requests.filter((q) => q.startsWith('GET')).length).toBe(gets);
 
-  const expectations = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'chat_tiny', 'text_expectations.json'), 'utf8')) as { cases: { prompt: string; text: string }[] };
+  const expectations = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'chat_tiny', 'text_expectations.json'), 'utf8')) as {
+    cases: { prompt: string; text: string }[];
+  };
   const c = expectations.cases[0];
-  const generated = await runCli(['generate', '--offline', '--quiet', '--model', REPO, '--temperature', '0', '--max-tokens', '8', c.prompt], { env: { HF_HUB_CACHE: env.HF_HUB_CACHE } });
+  const generated = await runCli(
+    ['generate', '--offline', '--quiet', '--model', REPO, '--temperature', '0', '--max-tokens', '8', c.prompt],
+    { env: { HF_HUB_CACHE: env.HF_HUB_CACHE } },
+  );
   expect(generated.code).toBe(0);
   expect(generated.stdout).toBe(`${c.text}\n`);
 

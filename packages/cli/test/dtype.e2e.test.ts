@@ -27,7 +27,19 @@ test('generate --dtype q4_0 runs the embedded model with 4-bit weights, and says
 });
 
 test('generate --dtype bf16 of a bf16 checkpoint loses nothing: the golden greedy text', async () => {
-  const r = await runCli(['generate', '--model', CHAT_TINY, '--dtype', 'bf16', '--quiet', '--temperature', '0', '--max-tokens', String(expectations.max_new_tokens), plain.prompt]);
+  const r = await runCli([
+    'generate',
+    '--model',
+    CHAT_TINY,
+    '--dtype',
+    'bf16',
+    '--quiet',
+    '--temperature',
+    '0',
+    '--max-tokens',
+    String(expectations.max_new_tokens),
+    plain.prompt,
+  ]);
   expect(r.code).toBe(0);
   expect(r.stdout).toBe(`${plain.text}\n`);
 });

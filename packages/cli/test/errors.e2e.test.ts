@@ -99,7 +99,9 @@ describe('runtime errors exit 1 with one clear paragraph', () => {
   });
 
   test('corrupt safetensors (garbage header)', async () => {
-    const folder = brokenCopy('garbage', (f) => fs.writeFileSync(path.join(f, 'model.safetensors'), Buffer.from('this is not a safetensors file at all')));
+    const folder = brokenCopy('garbage', (f) =>
+      fs.writeFileSync(path.join(f, 'model.safetensors'), Buffer.from('this is not a safetensors file at all')),
+    );
     const r = await runCli(['logits', '--model', folder, '--ids', '1,2']);
     expectCleanError(r, 1);
     expect(r.stderr).toMatch(/corrupt or incomplete/);
@@ -140,7 +142,9 @@ describe('runtime errors exit 1 with one clear paragraph', () => {
   });
 
   test('offline with a repo that is not cached', async () => {
-    const r = await runCli(['generate', '--offline', '--model', 'nobody-here/no-such-model', 'Hi'], { env: { HF_HUB_CACHE: path.join(tmp, 'hub-cache') } });
+    const r = await runCli(['generate', '--offline', '--model', 'nobody-here/no-such-model', 'Hi'], {
+      env: { HF_HUB_CACHE: path.join(tmp, 'hub-cache') },
+    });
     expectCleanError(r, 1);
     expect(r.stderr).toMatch(/[Oo]ffline/);
   });

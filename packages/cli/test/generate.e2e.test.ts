@@ -26,17 +26,43 @@ describe('golden greedy generations of fixtures/golden/chat_tiny', () => {
     expect(r.stdout).toBe(`${c.text}\n`);
   });
 
-  test.each(expectations.cases.filter((c) => c.kind === 'chat').map((c) => [c.messages![0].content, c] as const))('--chat %j', async (_, c) => {
-    const r = await runCli(['generate', '--model', CHAT_TINY, '--chat', '--temperature', '0', '--max-tokens', maxTokens, '--quiet', c.messages![0].content]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`${c.text}\n`);
-    expect(r.stderr).toBe(''); // --quiet: no progress bar
-  });
+  test.each(expectations.cases.filter((c) => c.kind === 'chat').map((c) => [c.messages![0].content, c] as const))(
+    '--chat %j',
+    async (_, c) => {
+      const r = await runCli([
+        'generate',
+        '--model',
+        CHAT_TINY,
+        '--chat',
+        '--temperature',
+        '0',
+        '--max-tokens',
+        maxTokens,
+        '--quiet',
+        c.messages![0].content,
+      ]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(`${c.text}\n`);
+      expect(r.stderr).toBe(''); // --quiet: no progress bar
+    },
+  );
 });
 
 test('--prefill-chunk feeds the prompt in chunks with the same text; a bad value is a usage error', async () => {
   const c = expectations.cases.find((x) => x.kind === 'plain')!;
-  const r = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '--prefill-chunk', '2', c.prompt]);
+  const r = await runCli([
+    'generate',
+    '--model',
+    CHAT_TINY,
+    '--quiet',
+    '--temperature',
+    '0',
+    '--max-tokens',
+    maxTokens,
+    '--prefill-chunk',
+    '2',
+    c.prompt,
+  ]);
   expect(r.code).toBe(0);
   expect(r.stdout).toBe(`${c.text}\n`);
   const bad = await runCli(['generate', '--quiet', '--prefill-chunk', '0', 'Hello']);
@@ -51,16 +77,31 @@ test('--prompt-file reads the prompt; --ctx bounds the context; --truncate cuts 
   try {
     const file = path.join(dir, 'long.txt');
     fs.writeFileSync(file, c.prompt);
-    const fromFile = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--max-tokens', maxTokens, '--ctx', '4096', '--prompt-file', file]);
+    const fromFile = await runCli([
+      'generate',
+      '--model',
+      CHAT_TINY,
+      '--quiet',
+      '--max-tokens',
+      maxTokens,
+      '--ctx',
+      '4096',
+      '--prompt-file',
+      file,
+    ]);
     expect([fromFile.code, fromFile.stdout]).toEqual([0, `${c.text}\n`]);
 
     const tooLong = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--ctx', '3', '--prompt-file', file]);
     expect(tooLong.code).toBe(2);
-    expect(tooLong.stderr).toMatch(/The prompt has \d+ tokens but the context holds 3 \(--ctx, at most max_position_embeddings = 4096\): shorten it, raise --ctx, or pass --truncate/);
+    expect(tooLong.stderr).toMatch(
+      /The prompt has \d+ tokens but the context holds 3 \(--ctx, at most max_position_embeddings = 4096\): shorten it, raise --ctx, or pass --truncate/,
+    );
 
     const cut = await runCli(['generate', '--model', CHAT_TINY, '--ctx', '4', '--max-tokens', '2', '--truncate', '--prompt-file', file]);
     expect(cut.code).toBe(0);
-    expect(cut.stderr).toMatch(/--truncate: the prompt has \d+ tokens; kept its last 2 so that they and --max-tokens 2 fit the context of 4\./);
+    expect(cut.stderr).toMatch(
+      /--truncate: the prompt has \d+ tokens; kept its last 2 so that they and --max-tokens 2 fit the context of 4\./,
+    );
 
     const pastLimit = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--ctx', '5000', 'Hello']);
     expect(pastLimit.code).toBe(2);
@@ -99,9 +140,24 @@ describe('the embedded default model', () => {
 
 test('--json prints one JSON object per line: start, text events, done', async () => {
   const c = expectations.cases.find((x) => x.kind === 'chat')!;
-  const r = await runCli(['generate', '--model', CHAT_TINY, '--chat', '--json', '--quiet', '--temperature', '0', '--max-tokens', maxTokens, c.messages![0].content]);
+  const r = await runCli([
+    'generate',
+    '--model',
+    CHAT_TINY,
+    '--chat',
+    '--json',
+    '--quiet',
+    '--temperature',
+    '0',
+    '--max-tokens',
+    maxTokens,
+    c.messages![0].content,
+  ]);
   expect(r.code).toBe(0);
-  const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; text?: string; tokenIds?: number[]; finishReason?: string; promptTokens?: number });
+  const events = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { type: string; text?: string; tokenIds?: number[]; finishReason?: string; promptTokens?: number });
   expect(events[0]).toMatchObject({ type: 'start', promptTokens: expect.any(Number) });
   const done = events[events.length - 1];
   expect(done).toMatchObject({ type: 'done', text: c.text, tokenIds: c.new_ids, finishReason: 'length' });
@@ -112,25 +168,67 @@ test('--json prints one JSON object per line: start, text events, done', async (
 });
 
 test('sampling: the same --seed gives the same text; --stop cuts before the stop text', async () => {
-  const args = ['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0.9', '--top-k', '50', '--top-p', '0.95', '--seed', '123', '--max-tokens', '12', 'Hello'];
+  const args = [
+    'generate',
+    '--model',
+    CHAT_TINY,
+    '--quiet',
+    '--temperature',
+    '0.9',
+    '--top-k',
+    '50',
+    '--top-p',
+    '0.95',
+    '--seed',
+    '123',
+    '--max-tokens',
+    '12',
+    'Hello',
+  ];
   const [a, b] = [await runCli(args), await runCli(args)];
   expect(a.code).toBe(0);
   expect(a.stdout).toBe(b.stdout);
   const c = expectations.cases[0];
-  const stopped = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '--stop', 'AMAG', c.prompt]);
+  const stopped = await runCli([
+    'generate',
+    '--model',
+    CHAT_TINY,
+    '--quiet',
+    '--temperature',
+    '0',
+    '--max-tokens',
+    maxTokens,
+    '--stop',
+    'AMAG',
+    c.prompt,
+  ]);
   expect(stopped.stdout).toBe(`${c.text.slice(0, c.text.indexOf('AMAG'))}\n`);
 });
 
 test('--backend cpu gives the same golden text as the default wasm backend', async () => {
   const c = expectations.cases[0];
-  const r = await runCli(['generate', '--backend', 'cpu', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, c.prompt]);
+  const r = await runCli([
+    'generate',
+    '--backend',
+    'cpu',
+    '--model',
+    CHAT_TINY,
+    '--quiet',
+    '--temperature',
+    '0',
+    '--max-tokens',
+    maxTokens,
+    c.prompt,
+  ]);
   expect(r.code).toBe(0);
   expect(r.stdout).toBe(`${c.text}\n`);
 });
 
 test('a prompt from standard input with "-"', async () => {
   const c = expectations.cases[0];
-  const r = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '-'], { input: c.prompt });
+  const r = await runCli(['generate', '--model', CHAT_TINY, '--quiet', '--temperature', '0', '--max-tokens', maxTokens, '-'], {
+    input: c.prompt,
+  });
   expect(r.stdout).toBe(`${c.text}\n`);
 });
 
@@ -139,7 +237,10 @@ test("the model's generation_config.json sets the sampling defaults (do_sample, 
   try {
     for (const f of fs.readdirSync(CHAT_TINY)) fs.copyFileSync(path.join(CHAT_TINY, f), path.join(dir, f));
     const config = JSON.parse(fs.readFileSync(path.join(CHAT_TINY, 'generation_config.json'), 'utf8'));
-    fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ ...config, do_sample: true, temperature: 1.5, top_p: 0.99 }));
+    fs.writeFileSync(
+      path.join(dir, 'generation_config.json'),
+      JSON.stringify({ ...config, do_sample: true, temperature: 1.5, top_p: 0.99 }),
+    );
     const c = expectations.cases.find((x) => x.kind === 'plain')!;
     const run = (...flags: string[]) => runCli(['generate', '--model', dir, '--quiet', '--max-tokens', maxTokens, ...flags, c.prompt]);
     // Sampled by default now: seeded draws repeat, different seeds differ, neither is the greedy text.

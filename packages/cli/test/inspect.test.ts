@@ -55,7 +55,9 @@ test('--json: counts and memory figures follow from the config', async () => {
   expect(report.layers.map((l) => l.type)).toEqual(['mamba', 'attention', 'mamba', 'mamba']);
   // Routed experts not chosen per token are the difference between total and active.
   const perExpert = 3 * c.hidden_size * c.intermediate_size;
-  expect(report.parameters.total - report.parameters.active).toBe(c.num_hidden_layers * (c.num_local_experts - c.num_experts_per_tok) * perExpert);
+  expect(report.parameters.total - report.parameters.active).toBe(
+    c.num_hidden_layers * (c.num_local_experts - c.num_experts_per_tok) * perExpert,
+  );
   const [fp32, bf16, q8, q4] = report.memory;
   expect(report.memory.map((m) => m.dtype)).toEqual(['f32', 'bf16', 'q8_0', 'q4_0']);
   expect(fp32.weightBytes).toBe(4 * report.parameters.total);
@@ -76,8 +78,12 @@ test('--json: counts and memory figures follow from the config', async () => {
   const headDim = c.hidden_size / c.num_attention_heads;
   expect(fp32.kvCacheBytesPerToken).toBe(4 * 1 * 2 * c.num_key_value_heads * headDim);
   const convDim = c.mamba_n_heads * c.mamba_d_head + 2 * c.mamba_n_groups * c.mamba_d_state;
-  expect(fp32.mambaStateBytesPerSequence).toBe(4 * 3 * ((c.mamba_d_conv - 1) * convDim + c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state));
-  expect(fp32.totalBytes).toBe(fp32.weightBytes + fp32.mambaStateBytesPerSequence + 1000 * fp32.kvCacheBytesPerToken + fp32.activationBytes);
+  expect(fp32.mambaStateBytesPerSequence).toBe(
+    4 * 3 * ((c.mamba_d_conv - 1) * convDim + c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state),
+  );
+  expect(fp32.totalBytes).toBe(
+    fp32.weightBytes + fp32.mambaStateBytesPerSequence + 1000 * fp32.kvCacheBytesPerToken + fp32.activationBytes,
+  );
   expect(fp32.activationBytes).toBeGreaterThan(512 * 4 * c.hidden_size); // a chunk's residual stream at least
 });
 
@@ -103,7 +109,9 @@ test('a million layers is refused at once, naming the field and its range', asyn
   expect(Date.now() - started).toBeLessThan(5000);
   expect(r.code).toBe(1);
   expect(r.stdout).toBe('');
-  expect(r.stderr).toContain(`${path.join(folder, 'config.json')}: config field "num_hidden_layers" must be an integer from 1 to 4096, got 1000000`);
+  expect(r.stderr).toContain(
+    `${path.join(folder, 'config.json')}: config field "num_hidden_layers" must be an integer from 1 to 4096, got 1000000`,
+  );
 });
 
 test('the largest sizes print in bounded words, never Infinity or NaN', async () => {

@@ -34,13 +34,20 @@ test.each([['generate', 'Hi'], ['inspect']])('%s with num_hidden_layers 1000000 
   const r = await runCli([args[0], '--model', folder, ...args.slice(1)], { timeoutMs: 30_000 });
   expect(Date.now() - started).toBeLessThan(15_000);
   expectCleanError(r, 1);
-  expect(r.stderr).toContain(`${path.join(folder, 'config.json')}: config field "num_hidden_layers" must be an integer from 1 to 4096, got 1000000`);
+  expect(r.stderr).toContain(
+    `${path.join(folder, 'config.json')}: config field "num_hidden_layers" must be an integer from 1 to 4096, got 1000000`,
+  );
 });
 
 test.each([
   ['model.safetensors', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), 'is a FIFO (named pipe), expected a regular file'],
   ['model.safetensors', 'a directory', (f: string) => fs.mkdirSync(f), 'is a directory, expected a regular file'],
-  ['model.safetensors', 'a symbolic link loop', (f: string) => fs.symlinkSync('model.safetensors', f), 'is a symbolic link loop (ELOOP), expected a regular file'],
+  [
+    'model.safetensors',
+    'a symbolic link loop',
+    (f: string) => fs.symlinkSync('model.safetensors', f),
+    'is a symbolic link loop (ELOOP), expected a regular file',
+  ],
   ['config.json', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), 'is a FIFO (named pipe), expected a regular file'],
   ['tokenizer.json', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), 'is a FIFO (named pipe), expected a regular file'],
 ])('generate with %s that is %s is refused at once, naming the path', async (name, kind, make, what) => {

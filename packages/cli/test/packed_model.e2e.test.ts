@@ -32,7 +32,18 @@ test('generate --model <packed folder> "Hi" runs end to end, as chat_tiny quanti
   if (nativeAddon() === null) return;
   // Native: the weights are views of the mapping, run by the packed SIMD kernels.
   const mapped = await runCli(['generate', '--model', packed, '--backend', 'native', '--quiet', ...GREEDY, 'Hi']);
-  const nativeAtLoad = await runCli(['generate', '--model', CHAT_TINY, '--backend', 'native', '--dtype', 'q4_0', '--quiet', ...GREEDY, 'Hi']);
+  const nativeAtLoad = await runCli([
+    'generate',
+    '--model',
+    CHAT_TINY,
+    '--backend',
+    'native',
+    '--dtype',
+    'q4_0',
+    '--quiet',
+    ...GREEDY,
+    'Hi',
+  ]);
   expect([mapped.code, mapped.stderr]).toEqual([0, '']);
   expect(mapped.stdout).toBe(nativeAtLoad.stdout);
 });
@@ -48,7 +59,9 @@ test('generate --verbose says how the weights are held: q4_0 from the packed fol
   const cpu = await weightsLine('cpu');
   if (nativeAddon() !== null) expect(cpu).toMatch(/packed checkpoint, memory-mapped: [\d.]+ \w?i?B are pages of its files/);
   else expect(cpu).toMatch(/packed checkpoint, read into memory \(not mapped: the native addon is unavailable/);
-  expect(await weightsLine('wasm')).toMatch(/packed checkpoint, read into memory \(not mapped: the wasm backend keeps tensors in its own memory/);
+  expect(await weightsLine('wasm')).toMatch(
+    /packed checkpoint, read into memory \(not mapped: the wasm backend keeps tensors in its own memory/,
+  );
   const plain = await runCli(['generate', '--model', CHAT_TINY, '--verbose', ...GREEDY, 'Hi']);
   expect(plain.stderr).toMatch(/^Weights: f32 \d+ tensors [^\n]*; read from a float checkpoint\.$/m);
 });

@@ -48,7 +48,7 @@ describe.each([
     expect(strays(tmp)).toEqual([]);
   });
 
-  it("packs the matrices bit-exactly as the JS quantizer does, and keeps the rest byte for byte", () => {
+  it('packs the matrices bit-exactly as the JS quantizer does, and keeps the rest byte for byte', () => {
     const source = Checkpoint.open(src);
     const packed = Checkpoint.open(out);
     expect(packed.names().sort()).toEqual(source.names().sort());
@@ -79,7 +79,9 @@ describe.each([
     const buf = fs.readFileSync(path.join(out, 'model.safetensors'));
     const headerLength = Number(buf.readBigUInt64LE(0));
     expect((8 + headerLength) % 32).toBe(0);
-    const header = JSON.parse(buf.subarray(8, 8 + headerLength).toString()) as Record<string, { dtype: string; shape: number[] }> & { __metadata__: Record<string, string> };
+    const header = JSON.parse(buf.subarray(8, 8 + headerLength).toString()) as Record<string, { dtype: string; shape: number[] }> & {
+      __metadata__: Record<string, string>;
+    };
     const metadata = header.__metadata__;
     expect(metadata['graniteflow.packed']).toBe('1');
     const source = Checkpoint.open(src);
@@ -88,7 +90,10 @@ describe.each([
       if (m === null) continue;
       const name = m[2];
       expect([key, value]).toEqual([key, m[1] === 'dtype' ? dtype : JSON.stringify(source.info(name).shape)]);
-      const rows = source.info(name).shape.slice(0, -1).reduce((a, b) => a * b, 1);
+      const rows = source
+        .info(name)
+        .shape.slice(0, -1)
+        .reduce((a, b) => a * b, 1);
       const cols = source.info(name).shape.at(-1)!;
       expect(header[name]).toMatchObject({ dtype: 'U8', shape: [rows, (cols / 32) * (dtype === 'q8_0' ? 34 : 18)] });
     }
@@ -96,7 +101,9 @@ describe.each([
   });
 
   it('copies config.json, the tokenizer files and generation_config.json as they are', () => {
-    const sideFiles = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'].filter((f) => fs.existsSync(path.join(src, f)));
+    const sideFiles = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'].filter((f) =>
+      fs.existsSync(path.join(src, f)),
+    );
     expect(sideFiles).toContain('config.json');
     for (const f of sideFiles) expect([f, sha(fs.readFileSync(path.join(out, f)))]).toEqual([f, sha(fs.readFileSync(path.join(src, f)))]);
     expect(fs.readdirSync(out).sort()).toEqual([...sideFiles, 'model.safetensors'].sort());
@@ -105,7 +112,18 @@ describe.each([
 
 it('shards past --max-shard-size, with an index, and the shards read back', async () => {
   const out = path.join(tmp, 'sharded');
-  const r = await runCli(['quantize', '-m', path.join(GOLDEN, 'tiny_moe'), '-d', 'q4_0', '-o', out, '--max-shard-size', '100KB', '--quiet']);
+  const r = await runCli([
+    'quantize',
+    '-m',
+    path.join(GOLDEN, 'tiny_moe'),
+    '-d',
+    'q4_0',
+    '-o',
+    out,
+    '--max-shard-size',
+    '100KB',
+    '--quiet',
+  ]);
   expect(r.code).toBe(0);
   expect(r.stderr).toBe('');
   const shards = fs.readdirSync(out).filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
@@ -170,12 +188,33 @@ describe('refusals', () => {
     expectCleanError(orphan, 1);
     expect(orphan.stderr).toContain(`${path.join(tmp, 'no', 'such')} does not exist (quantize creates only the --out folder itself)`);
     expect((await runCli(['quantize', '--model', src, '--dtype', 'q4_0', '--out', path.join(tmp, 'packed-source'), '-q'])).code).toBe(0);
-    const twice = await runCli(['quantize', '--model', path.join(tmp, 'packed-source'), '--dtype', 'q8_0', '--out', path.join(tmp, 'twice')]);
+    const twice = await runCli([
+      'quantize',
+      '--model',
+      path.join(tmp, 'packed-source'),
+      '--dtype',
+      'q8_0',
+      '--out',
+      path.join(tmp, 'twice'),
+    ]);
     expectCleanError(twice, 1);
-    expect(twice.stderr).toMatch(/packed-source is already a packed checkpoint \(.+ is q4_0\); quantize from the original float checkpoint instead\.\n/);
+    expect(twice.stderr).toMatch(
+      /packed-source is already a packed checkpoint \(.+ is q4_0\); quantize from the original float checkpoint instead\.\n/,
+    );
     expect(fs.existsSync(path.join(tmp, 'twice'))).toBe(false);
     const cache = fs.mkdtempSync(path.join(tmp, 'cache-'));
-    const hub = await runCli(['quantize', '--model', 'test-org/absent', '--dtype', 'q4_0', '--out', path.join(tmp, 'hub-out'), '--offline', '--cache-dir', cache]);
+    const hub = await runCli([
+      'quantize',
+      '--model',
+      'test-org/absent',
+      '--dtype',
+      'q4_0',
+      '--out',
+      path.join(tmp, 'hub-out'),
+      '--offline',
+      '--cache-dir',
+      cache,
+    ]);
     expectCleanError(hub, 1);
     expect(hub.stderr).toMatch(/Offline mode is on.*test-org\/absent/);
     expect(fs.existsSync(path.join(tmp, 'hub-out'))).toBe(false);

@@ -13,11 +13,15 @@ let baseURL: string;
 
 beforeAll(async () => {
   assertBuilt();
-  child = spawn(process.execPath, [BIN, 'serve', '--model', CHAT_TINY, '--port', '0', '--served-model-name', 'granite-test', '--max-queue', '2'], {
-    cwd: REPO_DIR,
-    env: { ...process.env, GRANITEFLOW_BACKEND: 'wasm' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--model', CHAT_TINY, '--port', '0', '--served-model-name', 'granite-test', '--max-queue', '2'],
+    {
+      cwd: REPO_DIR,
+      env: { ...process.env, GRANITEFLOW_BACKEND: 'wasm' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   baseURL = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -48,7 +52,13 @@ test('chat completions, streamed and not, and a conversation that resumes', asyn
   const plain = await client.chat.completions.create({ model: 'granite-test', messages, temperature: 0, max_tokens: 8 });
   expect(plain.choices[0].message.content).toBe('pt::<|fim_middle|>feri modifyso'); // the golden chat_tiny text
   let streamed = '';
-  for await (const chunk of await client.chat.completions.create({ model: 'granite-test', messages, temperature: 0, max_tokens: 8, stream: true })) {
+  for await (const chunk of await client.chat.completions.create({
+    model: 'granite-test',
+    messages,
+    temperature: 0,
+    max_tokens: 8,
+    stream: true,
+  })) {
     streamed += chunk.choices[0]?.delta.content ?? '';
   }
   expect(streamed).toBe(plain.choices[0].message.content);
@@ -56,7 +66,9 @@ test('chat completions, streamed and not, and a conversation that resumes', asyn
   const next = await client.chat.completions.create({ model: 'granite-test', messages, temperature: 0, max_tokens: 4 });
   expect(next.usage!.prompt_tokens_details!.cached_tokens).toBeGreaterThan(plain.usage!.prompt_tokens);
   // One log line per request on stderr (written just after the response), with the tokens resumed.
-  const line = new RegExp(`POST /v1/chat/completions 200 prompt=${next.usage!.prompt_tokens} cached=${next.usage!.prompt_tokens_details!.cached_tokens} prefill=\\d+ `);
+  const line = new RegExp(
+    `POST /v1/chat/completions 200 prompt=${next.usage!.prompt_tokens} cached=${next.usage!.prompt_tokens_details!.cached_tokens} prefill=\\d+ `,
+  );
   for (let i = 0; i < 100 && !line.test(stderr); i++) await new Promise((r) => setTimeout(r, 20));
   expect(stderr).toMatch(line);
 });
@@ -64,7 +76,9 @@ test('chat completions, streamed and not, and a conversation that resumes', asyn
 test('concurrent requests are queued and all answered; /health', async () => {
   const client = new OpenAI({ apiKey: 'unused', baseURL, maxRetries: 0, timeout: 30_000 });
   const prompts = ['one', 'two', 'three'];
-  const replies = await Promise.all(prompts.map((p) => client.completions.create({ model: 'granite-test', prompt: p, temperature: 0, max_tokens: 40 })));
+  const replies = await Promise.all(
+    prompts.map((p) => client.completions.create({ model: 'granite-test', prompt: p, temperature: 0, max_tokens: 40 })),
+  );
   for (const [i, r] of replies.entries()) {
     const alone = await client.completions.create({ model: 'granite-test', prompt: prompts[i], temperature: 0, max_tokens: 40 });
     expect(r.choices[0].text).toBe(alone.choices[0].text);

@@ -10,7 +10,13 @@ import { createServer, type GraniteServer, type ServerOptions } from '../src/ser
 import { GOLDEN } from './helpers/cli';
 
 const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
-const PROMPTS = ['Hello there', 'The quick brown fox', 'Once upon a time, in a land far away, there lived', 'Why', 'Tell me about the sea and the ships'];
+const PROMPTS = [
+  'Hello there',
+  'The quick brown fox',
+  'Once upon a time, in a land far away, there lived',
+  'Why',
+  'Tell me about the sea and the ships',
+];
 
 /** Servers still open: closed after each test, also when it failed (an open one keeps jest from exiting). */
 const open = new Set<GraniteServer>();
@@ -26,7 +32,13 @@ async function serve(model: GraniteModel, options: ServerOptions): Promise<{ ser
   return { server, base: `http://127.0.0.1:${port}` };
 }
 
-async function complete(base: string, prompt: string, maxTokens: number, extra: Record<string, unknown> = {}, signal?: AbortSignal): Promise<{ text: string; completion: number }> {
+async function complete(
+  base: string,
+  prompt: string,
+  maxTokens: number,
+  extra: Record<string, unknown> = {},
+  signal?: AbortSignal,
+): Promise<{ text: string; completion: number }> {
   const res = await fetch(`${base}/v1/completions`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
@@ -39,7 +51,6 @@ async function complete(base: string, prompt: string, maxTokens: number, extra: 
 }
 
 /** A response's JSON body, for reading fields in assertions. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const jsonOf = async (res: Response | Promise<Response>): Promise<any> => (await res).json();
 
 /** Prometheus text → { 'name{labels}': value }. */
@@ -100,7 +111,7 @@ describeBackends('serve with continuous batching', (backend) => {
     const tensorsBefore = tf.memory().numTensors;
     const { server, base } = await serve(granite, { parallel: 4, maxQueue: 64, prefillChunk: 4, cacheEntries: 4 });
     let seed = 12345;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const outcomes = await Promise.all(
       Array.from({ length: 64 }, async (_, i) => {
         const which = i % PROMPTS.length;
@@ -142,14 +153,21 @@ describe('serve: admission, tokenize', () => {
     const c = granite.config;
     const mamba = c.layer_types.filter((t) => t === 'mamba').length;
     const convDim = c.mamba_n_heads * c.mamba_d_head + 2 * c.mamba_n_groups * c.mamba_d_state;
-    const bytes = 4 * (mamba * ((c.mamba_d_conv - 1) * convDim + c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state) + (c.num_hidden_layers - mamba) * 2 * 256 * c.num_key_value_heads * (c.hidden_size / c.num_attention_heads));
+    const bytes =
+      4 *
+      (mamba * ((c.mamba_d_conv - 1) * convDim + c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state) +
+        (c.num_hidden_layers - mamba) * 2 * 256 * c.num_key_value_heads * (c.hidden_size / c.num_attention_heads));
     const { server, base } = await serve(granite, { contextLength: 256, maxStateBytes: 2 * bytes + 1, maxQueue: 0 });
     const health = await jsonOf(fetch(`${base}/health`));
     expect(health.state.perSequenceBytes).toBe(bytes);
     expect(health.queue.parallel).toBe(2);
     const long = [complete(base, 'Hello', 200), complete(base, 'Hi', 200)];
     await new Promise((r) => setTimeout(r, 50));
-    const refused = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt: 'x', max_tokens: 2 }) });
+    const refused = await fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'x', max_tokens: 2 }),
+    });
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('1');
     await Promise.all(long);
@@ -160,7 +178,8 @@ describe('serve: admission, tokenize', () => {
 
   test('/tokenize and /detokenize, as llama-server has them', async () => {
     const { server, base } = await serve(granite, {});
-    const post = (route: string, body: unknown) => fetch(`${base}${route}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const post = (route: string, body: unknown) =>
+      fetch(`${base}${route}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
     const { tokens } = await jsonOf(post('/tokenize', { content: 'Hello world' }));
     expect(tokens).toEqual(granite.tokenizer!.encode('Hello world'));
     const pieces = await jsonOf(post('/tokenize', { content: 'Hello world', with_pieces: true }));
@@ -180,7 +199,10 @@ describe('serve: admission, tokenize', () => {
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ messages, max_tokens: 6, temperature: 0 }),
       });
-      const body = (await res.json()) as { choices: { message: { content: string } }[]; usage: { prompt_tokens_details: { cached_tokens: number } } };
+      const body = (await res.json()) as {
+        choices: { message: { content: string } }[];
+        usage: { prompt_tokens_details: { cached_tokens: number } };
+      };
       return { reply: body.choices[0].message.content, cached: body.usage.prompt_tokens_details.cached_tokens };
     };
     const returning = async (options: ServerOptions) => {
@@ -215,7 +237,9 @@ describe('serve: admission, tokenize', () => {
       open.delete(server);
       expect(lines).toHaveLength(2);
       if (logFormat === 'text') {
-        expect(lines[0]).toMatch(new RegExp(`^POST /v1/completions 200 prompt=\\d+ cached=0 prefill=\\d+ completion=${completion} finish=length \\d+\\.\\d\\ds$`));
+        expect(lines[0]).toMatch(
+          new RegExp(`^POST /v1/completions 200 prompt=\\d+ cached=0 prefill=\\d+ completion=${completion} finish=length \\d+\\.\\d\\ds$`),
+        );
         expect(lines[1]).toMatch(/^GET \/nowhere 404 not_found: No route/);
       } else {
         const [done, missing] = lines.map((l) => JSON.parse(l));

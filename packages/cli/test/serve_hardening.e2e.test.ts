@@ -9,7 +9,8 @@ import { errorOf, request, slowestHealth, startServe, type ServeProcess } from '
 // Granite chat template (the embedded demo model's plain template renders no tools).
 const CHAT_TINY = path.join(GOLDEN, 'chat_tiny');
 const JSON_TYPE = { 'Content-Type': 'application/json' };
-const chat = (content: string, extra: Record<string, unknown> = {}) => JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 1, ...extra });
+const chat = (content: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 1, ...extra });
 const WORDS = 'the quick brown fox jumps over the lazy dog 12345 ';
 
 describe('default options: no key, no CORS, local host names only', () => {
@@ -23,7 +24,12 @@ describe('default options: no key, no CORS, local host names only', () => {
 
   test('a text/plain POST, which a web page may send without a preflight, gets 415 and runs nothing', async () => {
     const before = (await health()).stats.requests;
-    const res = await request(serve.port, { method: 'POST', path: '/v1/completions', headers: { 'Content-Type': 'text/plain' }, body: '{"prompt": "hi", "max_tokens": 1}' });
+    const res = await request(serve.port, {
+      method: 'POST',
+      path: '/v1/completions',
+      headers: { 'Content-Type': 'text/plain' },
+      body: '{"prompt": "hi", "max_tokens": 1}',
+    });
     expect(res.status).toBe(415);
     expect(errorOf(res)).toMatchObject({ type: 'invalid_request_error', code: 'unsupported_media_type' });
     expect(errorOf(res).message).toContain('Content-Type: application/json');
@@ -34,7 +40,12 @@ describe('default options: no key, no CORS, local host names only', () => {
 
   test('a request from another site (Origin header) gets 403 and no CORS headers; so does its preflight', async () => {
     const origin = 'http://evil.example';
-    const post = await request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: { ...JSON_TYPE, Origin: origin }, body: chat('hi') });
+    const post = await request(serve.port, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { ...JSON_TYPE, Origin: origin },
+      body: chat('hi'),
+    });
     expect(post.status).toBe(403);
     expect(errorOf(post).code).toBe('origin_not_allowed');
     expect(errorOf(post).message).toContain(origin);
@@ -47,7 +58,9 @@ describe('default options: no key, no CORS, local host names only', () => {
     expect(preflight.status).toBe(403);
     expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
     // Without an Origin, as curl and SDKs send it, the same request is served.
-    expect((await request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: JSON_TYPE, body: chat('hi') })).status).toBe(200);
+    expect((await request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: JSON_TYPE, body: chat('hi') })).status).toBe(
+      200,
+    );
   });
 
   test('a Host header naming another host (DNS rebinding) gets 403; localhost, 127.0.0.1 and [::1] are served', async () => {
@@ -69,7 +82,7 @@ describe('default options: no key, no CORS, local host names only', () => {
   });
 
   test('tools nested 5000 levels deep get 400 naming the nesting limit, not a 500 from the template; 20 levels are fine', async () => {
-    const nested = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+    const nested = (depth: number) => `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
     const withTools = (depth: number) =>
       `{"messages":[{"role":"user","content":"hi"}],"max_tokens":1,"tools":[{"type":"function","function":{"name":"f","parameters":${nested(depth)}}}]}`;
     const deep = await request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: JSON_TYPE, body: withTools(5000) });
@@ -82,7 +95,12 @@ describe('default options: no key, no CORS, local host names only', () => {
   });
 
   test('an invalid token id gets 400 with the API-relevant message only, no command-line advice', async () => {
-    const res = await request(serve.port, { method: 'POST', path: '/v1/completions', headers: JSON_TYPE, body: JSON.stringify({ prompt: [999999], max_tokens: 1 }) });
+    const res = await request(serve.port, {
+      method: 'POST',
+      path: '/v1/completions',
+      headers: JSON_TYPE,
+      body: JSON.stringify({ prompt: [999999], max_tokens: 1 }),
+    });
     expect(res.status).toBe(400);
     expect(errorOf(res).param).toBe('prompt');
     expect(errorOf(res).message).toContain('999999');
@@ -94,7 +112,12 @@ describe('default options: no key, no CORS, local host names only', () => {
     const started = performance.now();
     const replies = Promise.all(
       [1, 2, 3].map(async (i) => {
-        const res = await request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: JSON_TYPE, body: chat(`${i} ${huge}`) });
+        const res = await request(serve.port, {
+          method: 'POST',
+          path: '/v1/chat/completions',
+          headers: JSON_TYPE,
+          body: chat(`${i} ${huge}`),
+        });
         return { res, ms: performance.now() - started };
       }),
     );
@@ -112,7 +135,9 @@ describe('default options: no key, no CORS, local host names only', () => {
   test('while long prompts that fit are prefilled, /health still answers quickly', async () => {
     const long = WORDS.repeat(90); // about 2900 tokens each
     const replies = Promise.all(
-      ['a', 'b', 'c'].map((i) => request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: JSON_TYPE, body: chat(`${i} ${long}`) })),
+      ['a', 'b', 'c'].map((i) =>
+        request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: JSON_TYPE, body: chat(`${i} ${long}`) }),
+      ),
     );
     const slowest = await slowestHealth(serve.port, replies);
     for (const res of await replies) {
@@ -143,7 +168,12 @@ describe('--api-key, --cors and --allowed-hosts', () => {
     const wrong = new OpenAI({ apiKey: `${key}x`, baseURL: `${serve.origin}/v1`, maxRetries: 0, timeout: 30_000 });
     await expect(wrong.models.list()).rejects.toMatchObject({ status: 401 });
     const right = new OpenAI({ apiKey: key, baseURL: `${serve.origin}/v1`, maxRetries: 0, timeout: 30_000 });
-    const reply = await right.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, temperature: 0 });
+    const reply = await right.chat.completions.create({
+      model: 'm',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 2,
+      temperature: 0,
+    });
     expect(reply.choices[0].message.role).toBe('assistant');
     expect((await request(serve.port, { path: '/health' })).status).toBe(200);
   });
@@ -152,7 +182,11 @@ describe('--api-key, --cors and --allowed-hosts', () => {
     const preflight = await request(serve.port, {
       method: 'OPTIONS',
       path: '/v1/chat/completions',
-      headers: { Origin: app, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization, content-type, x-stainless-lang' },
+      headers: {
+        Origin: app,
+        'Access-Control-Request-Method': 'POST',
+        'Access-Control-Request-Headers': 'authorization, content-type, x-stainless-lang',
+      },
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers['access-control-allow-origin']).toBe(app);
@@ -162,7 +196,12 @@ describe('--api-key, --cors and --allowed-hosts', () => {
     expect(Number(preflight.headers['access-control-max-age'])).toBeGreaterThan(0);
     expect(preflight.headers.vary).toMatch(/\bOrigin\b/);
 
-    const post = await request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: { ...JSON_TYPE, Origin: app, Authorization: `Bearer ${key}` }, body: chat('hi') });
+    const post = await request(serve.port, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { ...JSON_TYPE, Origin: app, Authorization: `Bearer ${key}` },
+      body: chat('hi'),
+    });
     expect(post.status).toBe(200);
     expect(post.headers['access-control-allow-origin']).toBe(app);
     expect(post.headers.vary).toMatch(/\bOrigin\b/);
@@ -171,14 +210,21 @@ describe('--api-key, --cors and --allowed-hosts', () => {
     expect(unauthorized.status).toBe(401);
     expect(unauthorized.headers['access-control-allow-origin']).toBe(app);
 
-    const other = await request(serve.port, { method: 'POST', path: '/v1/chat/completions', headers: { ...JSON_TYPE, Origin: 'http://app.example:4000', Authorization: `Bearer ${key}` }, body: chat('hi') });
+    const other = await request(serve.port, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { ...JSON_TYPE, Origin: 'http://app.example:4000', Authorization: `Bearer ${key}` },
+      body: chat('hi'),
+    });
     expect(other.status).toBe(403);
     expect(errorOf(other).message).toContain(app);
   });
 
   test('the names given to --allowed-hosts are accepted in Host; other names still get 403', async () => {
     const auth = { Authorization: `Bearer ${key}` };
-    expect((await request(serve.port, { path: '/v1/models', headers: { ...auth, Host: `models.internal:${serve.port}` } })).status).toBe(200);
+    expect((await request(serve.port, { path: '/v1/models', headers: { ...auth, Host: `models.internal:${serve.port}` } })).status).toBe(
+      200,
+    );
     expect((await request(serve.port, { path: '/v1/models', headers: { ...auth, Host: 'other.internal' } })).status).toBe(200);
     expect((await request(serve.port, { path: '/v1/models', headers: { ...auth, Host: `evil.internal:${serve.port}` } })).status).toBe(403);
   });

@@ -47,7 +47,14 @@ test('response_format json_schema: every sampled reply parses and fits the schem
     expect(value.tags.every((t) => t === 'a' || t === 'b')).toBe(true);
     expect(r.choices[0].finish_reason).toBe('stop');
   }
-  const object = await client.chat.completions.create({ model: 'chat-tiny', messages, max_tokens: 300, temperature: 1, seed: 4, response_format: { type: 'json_object' } });
+  const object = await client.chat.completions.create({
+    model: 'chat-tiny',
+    messages,
+    max_tokens: 300,
+    temperature: 1,
+    seed: 4,
+    response_format: { type: 'json_object' },
+  });
   const parsed = JSON.parse(object.choices[0].message.content!);
   expect(typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)).toBe(true);
 });
@@ -56,14 +63,29 @@ test('what JSON mode cannot enforce is refused with a 400 naming it, not ignored
   const refused = (format: unknown) =>
     client.chat.completions.create({ model: 'chat-tiny', messages, max_tokens: 5, response_format: format as never }).then(
       () => null,
-      (err: InstanceType<typeof OpenAI.APIError>) => ({ status: err.status, param: (err.error as { param?: string })?.param, message: err.message }),
+      (err: InstanceType<typeof OpenAI.APIError>) => ({
+        status: err.status,
+        param: (err.error as { param?: string })?.param,
+        message: err.message,
+      }),
     );
-  expect(await refused({ type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '^a+$' } } })).toMatchObject({ status: 400, param: 'response_format', message: expect.stringMatching(/pattern/) });
+  expect(await refused({ type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '^a+$' } } })).toMatchObject({
+    status: 400,
+    param: 'response_format',
+    message: expect.stringMatching(/pattern/),
+  });
   expect(await refused({ type: 'xml' })).toMatchObject({ status: 400, param: 'response_format.type' });
 });
 
 test('chat logprobs: one entry per generated token, the tokens spell the reply, alternatives sorted; streamed the same', async () => {
-  const r = await client.chat.completions.create({ model: 'chat-tiny', messages, max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 3 });
+  const r = await client.chat.completions.create({
+    model: 'chat-tiny',
+    messages,
+    max_tokens: 12,
+    temperature: 0,
+    logprobs: true,
+    top_logprobs: 3,
+  });
   const content = r.choices[0].logprobs!.content!;
   expect(content).toHaveLength(r.usage!.completion_tokens);
   expect(content.map((c) => c.token).join('')).toBe(r.choices[0].message.content);
@@ -74,7 +96,15 @@ test('chat logprobs: one entry per generated token, the tokens spell the reply, 
     expect(c.top_logprobs[1].logprob).toBeLessThanOrEqual(c.top_logprobs[0].logprob);
     expect(c.logprob).toBeLessThanOrEqual(0);
   }
-  const stream = await client.chat.completions.create({ model: 'chat-tiny', messages, max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 3, stream: true });
+  const stream = await client.chat.completions.create({
+    model: 'chat-tiny',
+    messages,
+    max_tokens: 12,
+    temperature: 0,
+    logprobs: true,
+    top_logprobs: 3,
+    stream: true,
+  });
   const streamed: typeof content = [];
   for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
   expect(streamed).toEqual(content);

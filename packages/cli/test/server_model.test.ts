@@ -56,7 +56,13 @@ test.each(chatCases.map((c) => [c.messages![0].content, c] as const))('chat %j, 
 
 test('chat, streamed: the deltas add up to the golden text', async () => {
   const c = chatCases[1];
-  const stream = await client.chat.completions.create({ model: 'chat-tiny', messages: c.messages!, ...greedy, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({
+    model: 'chat-tiny',
+    messages: c.messages!,
+    ...greedy,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let text = '';
   let deltas = 0;
   let finish: string | null = null;
@@ -95,7 +101,9 @@ test('a second request extending the first conversation prefills only the new to
   const fed = server.stats.prefillTokens - prefillBefore;
   expect(fed).toBe(second.usage!.prompt_tokens - cached);
   // Only the tail is fed: the end of the reply, the user turn and the assistant header.
-  const newTurn = granite.tokenizer!.encode('<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>And what about patents?<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>');
+  const newTurn = granite.tokenizer!.encode(
+    '<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>And what about patents?<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>',
+  );
   expect(fed).toBeLessThanOrEqual(newTurn.length + 1);
   expect(fed).toBeLessThan(second.usage!.prompt_tokens / 3);
 });
@@ -135,7 +143,14 @@ test('a long prompt, fed to the model in pieces, continues exactly as when fed w
 
 test('a seed makes sampling reproducible', async () => {
   const ask = (seed: number) =>
-    client.chat.completions.create({ model: 'chat-tiny', messages: [{ role: 'user', content: 'Write a poem.' }], temperature: 1, top_p: 0.95, seed, max_tokens: 10 });
+    client.chat.completions.create({
+      model: 'chat-tiny',
+      messages: [{ role: 'user', content: 'Write a poem.' }],
+      temperature: 1,
+      top_p: 0.95,
+      seed,
+      max_tokens: 10,
+    });
   const [a, b] = [await ask(42), await ask(42)];
   expect(a.choices[0].message.content).toBe(b.choices[0].message.content);
 });

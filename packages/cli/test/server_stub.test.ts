@@ -8,10 +8,15 @@ import { gate, StubCache, StubEngine, type StubOptions } from './helpers/stub_en
 const TOOLS = [
   {
     type: 'function' as const,
-    function: { name: 'get_weather', description: 'Weather of a city', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
+    function: {
+      name: 'get_weather',
+      description: 'Weather of a city',
+      parameters: { type: 'object', properties: { city: { type: 'string' } } },
+    },
   },
 ];
-const TOOL_REPLY = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>';
+const TOOL_REPLY =
+  'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>';
 
 let server: GraniteServer;
 let engine: StubEngine;
@@ -38,7 +43,11 @@ const post = (path: string, body: string, headers: Record<string, string> = {}) 
 describe('tool calls', () => {
   test('non-streamed: <tool_call> blocks become tool_calls with JSON-string arguments', async () => {
     await start({ reply: () => TOOL_REPLY });
-    const r = await client.chat.completions.create({ model: 'stub-model', messages: [{ role: 'user', content: 'Weather?' }], tools: TOOLS });
+    const r = await client.chat.completions.create({
+      model: 'stub-model',
+      messages: [{ role: 'user', content: 'Weather?' }],
+      tools: TOOLS,
+    });
     const choice = r.choices[0];
     expect(choice.finish_reason).toBe('tool_calls');
     expect(choice.message.content).toBe('Let me check.');
@@ -58,7 +67,12 @@ describe('tool calls', () => {
 
   test('streamed: tool calls arrive as tool_calls deltas with indices, text as content deltas', async () => {
     await start({ reply: () => TOOL_REPLY });
-    const stream = await client.chat.completions.create({ model: 'stub-model', messages: [{ role: 'user', content: 'Weather?' }], tools: TOOLS, stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'stub-model',
+      messages: [{ role: 'user', content: 'Weather?' }],
+      tools: TOOLS,
+      stream: true,
+    });
     let content = '';
     const calls: { index: number; name?: string; arguments?: string; id?: string }[] = [];
     let finish: string | null = null;
@@ -66,7 +80,8 @@ describe('tool calls', () => {
       const c = chunk.choices[0];
       if (!c) continue;
       if (c.delta.content) content += c.delta.content;
-      for (const t of c.delta.tool_calls ?? []) calls.push({ index: t.index, name: t.function?.name, arguments: t.function?.arguments, id: t.id });
+      for (const t of c.delta.tool_calls ?? [])
+        calls.push({ index: t.index, name: t.function?.name, arguments: t.function?.arguments, id: t.id });
       if (c.finish_reason) finish = c.finish_reason;
     }
     expect(finish).toBe('tool_calls');
@@ -91,7 +106,11 @@ describe('tool calls', () => {
       model: 'm',
       messages: [
         { role: 'user', content: 'Weather in Paris?' },
-        { role: 'assistant', content: null, tool_calls: [{ id: 'call-1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'call-1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+        },
         { role: 'tool', tool_call_id: 'call-1', content: '{"temp": 21}' },
       ],
       tools: TOOLS,
@@ -117,7 +136,9 @@ describe('queue', () => {
         if (i === 3) running--;
       },
     });
-    const requests = ['a', 'b', 'c'].map((x) => client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: x }], max_tokens: 4 }));
+    const requests = ['a', 'b', 'c'].map((x) =>
+      client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: x }], max_tokens: 4 }),
+    );
     await waitFor(async () => (await health()).queue.waiting === 2);
     hold.open();
     const replies = await Promise.all(requests);
@@ -136,7 +157,9 @@ describe('queue', () => {
     expect(third.status).toBe(503);
     const body = (await third.json()) as { error: { type: string; code: string; message: string } };
     expect(body.error).toMatchObject({ type: 'server_error', code: 'queue_full' });
-    await expect(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: '4' }] })).rejects.toMatchObject({ status: 503 });
+    await expect(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: '4' }] })).rejects.toMatchObject({
+      status: 503,
+    });
     hold.open();
     expect((await first).choices[0].message.content).toBe('ok');
     expect((await second).choices[0].message.content).toBe('ok');
@@ -152,7 +175,9 @@ describe('queue places are taken before tokenizing', () => {
     const second = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'second' }] });
     try {
       await waitFor(async () => engine.calls.length === 1 && (await health()).queue.waiting === 1);
-      const burst = await Promise.all(['x1', 'x2', 'x3'].map((x) => post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: x }] }))));
+      const burst = await Promise.all(
+        ['x1', 'x2', 'x3'].map((x) => post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: x }] }))),
+      );
       expect(burst.map((r) => r.status)).toEqual([503, 503, 503]);
       expect(engine.encoded.filter((text) => /x[123]/.test(text))).toEqual([]);
     } finally {
@@ -196,12 +221,15 @@ describe('queue places are taken before tokenizing', () => {
 });
 
 describe('chat template failures', () => {
-  test('are 400s carrying the template\'s complaint, without server paths or command-line advice', async () => {
+  test("are 400s carrying the template's complaint, without server paths or command-line advice", async () => {
     await start();
     engine.renderChat = () => {
-      throw new ChatTemplateError('Rendering the chat template from /srv/models/x/tokenizer_config.json → chat_template failed: Conversation roles must alternate', {
-        cause: new Error('Conversation roles must alternate'),
-      });
+      throw new ChatTemplateError(
+        'Rendering the chat template from /srv/models/x/tokenizer_config.json → chat_template failed: Conversation roles must alternate',
+        {
+          cause: new Error('Conversation roles must alternate'),
+        },
+      );
     };
     const res = await post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'a' }] }));
     expect(res.status).toBe(400);
@@ -246,11 +274,19 @@ describe('cancellation', () => {
 
   test('a non-streamed request whose client goes away is cancelled, running or waiting', async () => {
     const hold = gate();
-    await start({ reply: (p) => (p.includes('first') ? 'done' : 'y'.repeat(1000)), beforeToken: (i) => (i === 0 ? hold.promise : new Promise((r) => setTimeout(r, 2))) });
+    await start({
+      reply: (p) => (p.includes('first') ? 'done' : 'y'.repeat(1000)),
+      beforeToken: (i) => (i === 0 ? hold.promise : new Promise((r) => setTimeout(r, 2))),
+    });
     const first = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'first' }] });
     await waitFor(() => engine.calls.length === 1);
     const waiting = new AbortController();
-    const queued = fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ messages: [{ role: 'user', content: 'queued' }] }), signal: waiting.signal });
+    const queued = fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'queued' }] }),
+      signal: waiting.signal,
+    });
     await waitFor(async () => (await health()).queue.waiting === 1);
     waiting.abort();
     await expect(queued).rejects.toThrow();
@@ -260,7 +296,12 @@ describe('cancellation', () => {
     expect(engine.calls).toHaveLength(1); // the queued request never ran
 
     const running = new AbortController();
-    const long = fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ messages: [{ role: 'user', content: 'long' }], max_tokens: 1000 }), signal: running.signal });
+    const long = fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'long' }], max_tokens: 1000 }),
+      signal: running.signal,
+    });
     await waitFor(() => engine.calls.length === 2);
     await new Promise((r) => setTimeout(r, 20));
     running.abort();
@@ -308,7 +349,10 @@ describe('errors', () => {
     [{ messages: [{ role: 'user', content: 'x' }], stream: 'yes' }, 'stream'],
     [{ messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function' }] }, 'tools[0]'],
     [{ messages: [{ role: 'user', content: 'x' }], tool_choice: 'required' }, 'tool_choice'],
-    [{ messages: [{ role: 'assistant', content: null, tool_calls: [{ function: { name: 'f', arguments: '{bad' } }] }] }, 'messages[0].tool_calls[0].function.arguments'],
+    [
+      { messages: [{ role: 'assistant', content: null, tool_calls: [{ function: { name: 'f', arguments: '{bad' } }] }] },
+      'messages[0].tool_calls[0].function.arguments',
+    ],
   ])('chat %j → 400 naming %s', async (body, param) => {
     await expectError(await post('/v1/chat/completions', JSON.stringify(body)), 400, param);
     expect(engine.calls).toHaveLength(0);
@@ -382,12 +426,26 @@ describe('resume and endpoints', () => {
 
   test('completions (plain and streamed), stop and sampling parameters reach the engine', async () => {
     await start({ reply: () => 'abc' });
-    const r = await client.completions.create({ model: 'm', prompt: 'Hi', max_tokens: 5, temperature: 0.5, top_p: 0.9, seed: 7, stop: ['\n'] });
+    const r = await client.completions.create({
+      model: 'm',
+      prompt: 'Hi',
+      max_tokens: 5,
+      temperature: 0.5,
+      top_p: 0.9,
+      seed: 7,
+      stop: ['\n'],
+    });
     expect(r.object).toBe('text_completion');
     expect(r.choices[0].text).toBe('abc');
     expect(r.choices[0].finish_reason).toBe('length');
     expect(engine.calls[0].options).toMatchObject({ maxNewTokens: 5, temperature: 0.5, topP: 0.9, seed: 7, stopStrings: ['\n'] });
-    const stream = await client.completions.create({ model: 'm', prompt: [72, 105], max_tokens: 2, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.completions.create({
+      model: 'm',
+      prompt: [72, 105],
+      max_tokens: 2,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let text = '';
     let usage: OpenAI.Completions.CompletionUsage | undefined;
     for await (const chunk of stream) {
@@ -409,7 +467,11 @@ describe('resume and endpoints', () => {
   });
 });
 
-async function health(): Promise<{ queue: { waiting: number; maxWaitingSeen: number; running: number }; cache: { entries: number }; [k: string]: unknown }> {
+async function health(): Promise<{
+  queue: { waiting: number; maxWaitingSeen: number; running: number };
+  cache: { entries: number };
+  [k: string]: unknown;
+}> {
   return (await (await fetch(`${base}/health`)).json()) as never;
 }
 

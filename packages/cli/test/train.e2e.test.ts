@@ -18,20 +18,45 @@ describe('graniteflow train', () => {
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gf-train-'));
     corpus = path.join(dir, 'corpus.txt');
-    fs.writeFileSync(corpus, Array.from({ length: 40 }, (_, i) => VERSES[i % VERSES.length]).join('\n') + '\n\n' + VERSES.join('\n') + '\n');
+    fs.writeFileSync(corpus, `${Array.from({ length: 40 }, (_, i) => VERSES[i % VERSES.length]).join('\n')}\n\n${VERSES.join('\n')}\n`);
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('trains, reports progress and the held-out loss, and writes a model folder that generate loads; --resume continues', async () => {
     const out = path.join(dir, 'model');
-    const args = ['train', '--config', CONFIG, '--data', corpus, '--out', out, '--batch', '2', '--seq', '32', '--eval-every', '4', '--held-out', '0.05'];
+    const args = [
+      'train',
+      '--config',
+      CONFIG,
+      '--data',
+      corpus,
+      '--out',
+      out,
+      '--batch',
+      '2',
+      '--seq',
+      '32',
+      '--eval-every',
+      '4',
+      '--held-out',
+      '0.05',
+    ];
     const r = await runCli([...args, '--steps', '12'], { timeoutMs: 240_000 });
     expect(r.stderr).not.toMatch(/error/i);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/^step 1\/12 \[#*-*\] loss \d+\.\d{3} · lr \S+ · [\d,]+ tok\/s · ETA \S+$/m);
     expect(r.stderr).toMatch(/^held-out loss at step 4: \d+\.\d{3} nats\/token, \d+\.\d{3} nats\/byte$/m);
     expect(r.stdout).toMatch(/: 12 steps on wasm in \d+ s; training loss \d+\.\d+, held-out \d+\.\d+ nats\/token/);
-    for (const f of ['model.safetensors', 'config.json', 'tokenizer.json', 'tokenizer_config.json', 'optimizer.safetensors', 'trainer_state.json', 'loss.svg', 'training_log.json']) {
+    for (const f of [
+      'model.safetensors',
+      'config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'optimizer.safetensors',
+      'trainer_state.json',
+      'loss.svg',
+      'training_log.json',
+    ]) {
       expect([f, fs.existsSync(path.join(out, f))]).toEqual([f, true]);
     }
     const log = JSON.parse(fs.readFileSync(path.join(out, 'training_log.json'), 'utf8'));
@@ -60,7 +85,24 @@ describe('graniteflow train', () => {
 
   it('--vocab-size learns a byte-level BPE tokenizer from the corpus', async () => {
     const out = path.join(dir, 'bpe');
-    const r = await runCli(['train', '--config', CONFIG, '--data', corpus, '--out', out, '--vocab-size', '300', '--steps', '3', '--batch', '2', '--seq', '16', '--quiet']);
+    const r = await runCli([
+      'train',
+      '--config',
+      CONFIG,
+      '--data',
+      corpus,
+      '--out',
+      out,
+      '--vocab-size',
+      '300',
+      '--steps',
+      '3',
+      '--batch',
+      '2',
+      '--seq',
+      '16',
+      '--quiet',
+    ]);
     expect(r.code).toBe(0);
     const tokenizer = JSON.parse(fs.readFileSync(path.join(out, 'tokenizer.json'), 'utf8'));
     expect(tokenizer.model.merges.length).toBe(300 - 257);

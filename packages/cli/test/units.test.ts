@@ -24,7 +24,7 @@ describe('ProgressBar', () => {
     bar.update(2048, 2048, 'b.weight');
     bar.done();
     const frames = s.text.split('\r').filter((f) => f !== '');
-    expect(frames[0]).toMatch(/^Loading m \[#+-+\]  25% 512 B\/2\.0 KiB a\.weight\x1b\[K$/);
+    expect(frames[0]).toMatch(/^Loading m \[#+-+\] {2}25% 512 B\/2\.0 KiB a\.weight\x1b\[K$/);
     expect(frames[1]).toMatch(/100% 2\.0 KiB\/2\.0 KiB/);
     expect(frames[2]).toMatch(/^Loading m: 2\.0 KiB in \d+\.\d s( \([\d.]+ [KMGT]?i?B\/s\))?\x1b\[K\n$/); // average speed unless no time passed
     expect(s.text.split('\n')).toHaveLength(2); // one line
@@ -35,7 +35,10 @@ describe('ProgressBar', () => {
     const bar = new ProgressBar(s, 'Downloading x');
     for (let i = 0; i <= 100; i++) bar.update(i * 1024, 100 * 1024);
     bar.done();
-    expect(s.text.split('\n').filter(Boolean)).toEqual(['Downloading x (100.0 KiB)…', expect.stringMatching(/^Downloading x: 100\.0 KiB in/)]);
+    expect(s.text.split('\n').filter(Boolean)).toEqual([
+      'Downloading x (100.0 KiB)…',
+      expect.stringMatching(/^Downloading x: 100\.0 KiB in/),
+    ]);
     expect(s.text).not.toContain('\r');
   });
 
@@ -74,7 +77,10 @@ describe('arguments', () => {
   });
 
   test('--quiet and --verbose together are a usage error, not one silently winning', () => {
-    const table = { quiet: { type: 'boolean' as const, short: 'q', description: '' }, verbose: { type: 'boolean' as const, short: 'v', description: '' } };
+    const table = {
+      quiet: { type: 'boolean' as const, short: 'q', description: '' },
+      verbose: { type: 'boolean' as const, short: 'v', description: '' },
+    };
     expect(() => parseCommandArgs('generate', ['-q', '-v'], table)).toThrow(/Give --quiet \(-q\) or --verbose \(-v\), not both/);
     expect(parseCommandArgs('generate', ['-v'], table).values.verbose).toBe(true);
   });
@@ -153,7 +159,9 @@ describe('GenerationQueue', () => {
 test('describeError adds advice by error kind and keeps one paragraph', () => {
   const err = new Error('x.safetensors: bad header\n  details');
   err.name = 'SafetensorsError';
-  expect(describeError(err)).toBe('x.safetensors: bad header details. The model files look corrupt or incomplete: download them again (graniteflow download <org/name>) or re-copy the folder.');
+  expect(describeError(err)).toBe(
+    'x.safetensors: bad header details. The model files look corrupt or incomplete: download them again (graniteflow download <org/name>) or re-copy the folder.',
+  );
   expect(describeError('plain')).toBe('plain');
 });
 
@@ -184,7 +192,7 @@ describe('the embedded model folder', () => {
     }
   });
 
-  test('its tokenizer fits the vocabulary, ends on the config\'s eos and renders a chat with the plain template', async () => {
+  test("its tokenizer fits the vocabulary, ends on the config's eos and renders a chat with the plain template", async () => {
     const { config } = readModelConfig(folder);
     const tokenizer = await GraniteTokenizer.fromFolder(folder);
     expect([config.eos_token_id].flat()).toContain(tokenizer.eosTokenId); // generation stops on the token training ended each text with

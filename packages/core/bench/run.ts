@@ -64,11 +64,21 @@ function timingFor(slow: boolean): Parameters<typeof measure>[1] {
  * `run` timed on enough copies of a weight (`makeCopy`) that together they exceed COLD_BYTES, one
  * copy per call in turn: the first pass (untimed) lets XNNPACK pack each float32 copy once.
  */
-async function timeBeyondCaches<T>(bytesPerCopy: number, makeCopy: () => T, run: (copy: T) => void, dispose: (copy: T) => void): Promise<Timing> {
+async function timeBeyondCaches<T>(
+  bytesPerCopy: number,
+  makeCopy: () => T,
+  run: (copy: T) => void,
+  dispose: (copy: T) => void,
+): Promise<Timing> {
   const copies = Array.from({ length: Math.ceil(COLD_BYTES / bytesPerCopy) }, makeCopy);
   let next = 0;
   try {
-    return await measure(() => run(copies[next++ % copies.length]), { warmup: copies.length, minRuns: 2 * copies.length, maxRuns: 3 * copies.length, minMs: 0 });
+    return await measure(() => run(copies[next++ % copies.length]), {
+      warmup: copies.length,
+      minRuns: 2 * copies.length,
+      maxRuns: 3 * copies.length,
+      minMs: 0,
+    });
   } finally {
     copies.forEach(dispose);
   }
@@ -103,8 +113,15 @@ async function main(): Promise<void> {
       const x = tf.randomNormal([n, shape.in], 0, 1, 'float32', 2 + n);
       const push = (path: string, bytes: number, t: Timing, f32Ms: number) => {
         rows.push({
-          shape: label, tokens: n, path, weightMB: bytes / 1e6, medianMs: t.medianMs, minMs: t.minMs, runs: t.runs,
-          speedupVsF32: f32Ms / t.medianMs, weightGBs: n === 1 ? bytes / t.medianMs / 1e6 : null,
+          shape: label,
+          tokens: n,
+          path,
+          weightMB: bytes / 1e6,
+          medianMs: t.medianMs,
+          minMs: t.minMs,
+          runs: t.runs,
+          speedupVsF32: f32Ms / t.medianMs,
+          weightGBs: n === 1 ? bytes / t.medianMs / 1e6 : null,
         });
         console.error(`${label}  n=${n}  ${path}  ${t.medianMs.toFixed(3)} ms`);
       };
@@ -138,7 +155,8 @@ async function main(): Promise<void> {
         };
         const calls = simdCounters()[`PackedMatMul/${format}`] ?? 0;
         push(`${format} SIMD`, w.byteLength, await measure(runPacked, timingFor(false)), f32.medianMs);
-        if ((simdCounters()[`PackedMatMul/${format}`] ?? 0) === calls) throw new Error(`PackedMatMul ${format} did not run its SIMD kernel`);
+        if ((simdCounters()[`PackedMatMul/${format}`] ?? 0) === calls)
+          throw new Error(`PackedMatMul ${format} did not run its SIMD kernel`);
         if (f32Cold !== null) {
           const bytes = quantizeRows(format, values, shape.out, shape.in);
           const t = await timeBeyondCaches(
@@ -155,7 +173,12 @@ async function main(): Promise<void> {
         }
         if (format !== 'bf16') {
           const y = tf.zeros([n, shape.out]);
-          push(`${format} SIMD, f32-widened weights (not used)`, w.byteLength, await measure(() => widened(format, x, w, y, shape.out, shape.in), timingFor(false)), f32.medianMs);
+          push(
+            `${format} SIMD, f32-widened weights (not used)`,
+            w.byteLength,
+            await measure(() => widened(format, x, w, y, shape.out, shape.in), timingFor(false)),
+            f32.medianMs,
+          );
           y.dispose();
         }
         setSimdEnabled(false);

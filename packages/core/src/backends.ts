@@ -51,9 +51,7 @@ registerWasmTransposedMatMul();
  * fetched over the network and the files match the JS glue of the same version.
  */
 function registerWasm(): boolean {
-  const wasm = tryRequire('@tensorflow/tfjs-backend-wasm') as
-    | { setWasmPaths(prefix: string): void }
-    | undefined;
+  const wasm = tryRequire('@tensorflow/tfjs-backend-wasm') as { setWasmPaths(prefix: string): void } | undefined;
   if (wasm === undefined) return false;
   const pkgJson = require.resolve('@tensorflow/tfjs-backend-wasm/package.json');
   wasm.setWasmPaths(path.join(path.dirname(pkgJson), 'dist') + path.sep);
@@ -63,10 +61,7 @@ function registerWasm(): boolean {
 
 function registerTensorflow(): boolean {
   // tfjs-node-gpu registers the same "tensorflow" backend name.
-  return (
-    tryRequire('@tensorflow/tfjs-node') !== undefined ||
-    tryRequire('@tensorflow/tfjs-node-gpu') !== undefined
-  );
+  return tryRequire('@tensorflow/tfjs-node') !== undefined || tryRequire('@tensorflow/tfjs-node-gpu') !== undefined;
 }
 
 /** Loads the package behind a backend (which registers it with tfjs); false when not installed. */
@@ -128,17 +123,13 @@ export function defaultBackendName(): BackendName {
 export async function initBackend(name?: BackendName | string): Promise<BackendName> {
   const wanted = name ?? defaultBackendName();
   if (!isBackendName(wanted)) {
-    throw new BackendError(
-      `Unknown backend "${wanted}"; expected one of ${KNOWN_BACKENDS.join(', ')}.`,
-    );
+    throw new BackendError(`Unknown backend "${wanted}"; expected one of ${KNOWN_BACKENDS.join(', ')}.`);
   }
   if (!loadBackendPackage(wanted)) {
     if (wanted === NATIVE_BACKEND) {
       throw new BackendError(`The "native" backend is not available: ${nativeUnavailableReason()}.`);
     }
-    throw new BackendError(
-      `The "${wanted}" backend is not installed. Install it with: npm install ${BACKEND_PACKAGES[wanted]}`,
-    );
+    throw new BackendError(`The "${wanted}" backend is not installed. Install it with: npm install ${BACKEND_PACKAGES[wanted]}`);
   }
   if (tf.getBackend() === wanted) return wanted;
   let ok: boolean;
@@ -157,7 +148,7 @@ export async function initBackend(name?: BackendName | string): Promise<BackendN
 }
 
 const ERROR_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
-type ErrorHandlers = Record<(typeof ERROR_EVENTS)[number], Function[]>;
+type ErrorHandlers = Record<(typeof ERROR_EVENTS)[number], readonly unknown[]>;
 
 function processErrorHandlers(): ErrorHandlers | null {
   if (typeof process === 'undefined' || typeof process.listeners !== 'function') return null;

@@ -30,7 +30,14 @@ export {
 export type { FlatArray, FusedKernel, TensorSpec } from './kernels/fused_kernel';
 export { vjp } from './kernels/vjp';
 export { nativeAddon, nativeUnavailableReason, type NativeAddon } from './native/native_addon';
-export { NATIVE_BACKEND, nativeKernel, recordingGradients, registerNativeBackend, type NativeInput, type NativeOutput } from './native/native_backend';
+export {
+  NATIVE_BACKEND,
+  nativeKernel,
+  recordingGradients,
+  registerNativeBackend,
+  type NativeInput,
+  type NativeOutput,
+} from './native/native_backend';
 export { heapScratch, reserveHeapScratch, wasmHeap, type WasmHeap } from './kernels/wasm_heap';
 export { unsharedFloat32Memory } from './kernels/tensor_memory';
 export {
@@ -66,7 +73,15 @@ export {
 export { Parameter, type ParameterLayout, type ParameterOptions } from './module/parameter';
 export { StateDictError, type ShapeMismatch } from './module/state_dict_error';
 export { ShapeError } from './shape_error';
-export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, DEFAULT_LORA_EXPERT_TARGETS, DEFAULT_LORA_TARGETS, LoraAdapter, LoraAdapters, type LoraOptions } from './nn/lora';
+export {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  DEFAULT_LORA_EXPERT_TARGETS,
+  DEFAULT_LORA_TARGETS,
+  LoraAdapter,
+  LoraAdapters,
+  type LoraOptions,
+} from './nn/lora';
 export { ExpertLoraAdapter, isExpertAdaptable, LoraFactor, type ExpertAdaptable } from './nn/expert_lora';
 export { Linear, type LinearOptions } from './nn/linear';
 export { Embedding, type EmbeddingOptions } from './nn/embedding';

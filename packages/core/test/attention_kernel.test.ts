@@ -72,7 +72,9 @@ function tensorsOf(c: Case, seed: number) {
     return out;
   };
   return {
-    qs, ks, vs,
+    qs,
+    ks,
+    vs,
     q: tf.tensor(qs, [c.batch, c.time, c.heads, c.hd]),
     k: kvTensor(ks),
     v: kvTensor(vs),
@@ -96,7 +98,10 @@ describeBackends('attention (fused kernel)', (backend) => {
         expect((simdCounters().Attention ?? 0) - simdBefore).toBe(simdRan);
         expect(y.shape).toEqual(q.shape);
         expectClose(y, naive(qs, ks, vs, c, SCALE), { atol: 1e-5, rtol: 1e-4 }, 'fused vs float64');
-        const r = attentionReference({ q, k, v, keyMask: keyMask ?? undefined }, { scale: SCALE, keyLength: c.keyLength, causal: c.causal, headsMajor: c.headsMajor ?? false });
+        const r = attentionReference(
+          { q, k, v, keyMask: keyMask ?? undefined },
+          { scale: SCALE, keyLength: c.keyLength, causal: c.causal, headsMajor: c.headsMajor ?? false },
+        );
         expectClose(y, r, { atol: 1e-5, rtol: 1e-4 }, 'fused vs composed');
         tf.dispose([y, r]);
       } finally {
@@ -112,7 +117,14 @@ describeBackends('attention (fused kernel)', (backend) => {
     const up = tf.tensor(randomFloats(q.size, 41, 1), q.shape);
     const attrs = { scale: SCALE, keyLength: c.keyLength, causal: true, headsMajor: true };
     const loss = (fused: boolean) => (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) =>
-      tf.sum(tf.mul(fused ? attention(a, b, d, { ...attrs, keyMask }) : attentionReference({ q: a, k: b, v: d, keyMask: keyMask ?? undefined }, attrs), up));
+      tf.sum(
+        tf.mul(
+          fused
+            ? attention(a, b, d, { ...attrs, keyMask })
+            : attentionReference({ q: a, k: b, v: d, keyMask: keyMask ?? undefined }, attrs),
+          up,
+        ),
+      );
     const got = tf.grads(loss(true))([q, k, v]);
     const want = tf.grads(loss(false))([q, k, v]);
     ['dq', 'dk', 'dv'].forEach((name, i) => expectClose(got[i], want[i], { atol: 1e-5, rtol: 1e-4 }, name));
@@ -130,13 +142,21 @@ describeBackends('attention (fused kernel)', (backend) => {
     const q = tf.zeros([1, 2, 4, 8]);
     const kv = tf.zeros([1, 5, 2, 8]);
     expect(() => attention(tf.zeros([2, 4, 8]), kv, kv)).toThrow('attention: q must be [batch, positions, heads, headDim], got [2,4,8].');
-    expect(() => attention(q, tf.zeros([1, 5, 3, 8]), tf.zeros([1, 5, 3, 8]))).toThrow('attention: the KV heads (3) must divide the query heads (4).');
+    expect(() => attention(q, tf.zeros([1, 5, 3, 8]), tf.zeros([1, 5, 3, 8]))).toThrow(
+      'attention: the KV heads (3) must divide the query heads (4).',
+    );
     expect(() => attention(q, kv, tf.zeros([1, 4, 2, 8]))).toThrow('attention: k [1,5,2,8] and v [1,4,2,8] must have the same shape.');
-    expect(() => attention(q, tf.zeros([1, 5, 2, 4]), tf.zeros([1, 5, 2, 4]))).toThrow('attention: k [1,5,2,4] must be [1, positions, kvHeads, 8] to match q [1,2,4,8].');
+    expect(() => attention(q, tf.zeros([1, 5, 2, 4]), tf.zeros([1, 5, 2, 4]))).toThrow(
+      'attention: k [1,5,2,4] must be [1, positions, kvHeads, 8] to match q [1,2,4,8].',
+    );
     expect(() => attention(q, kv, kv, { headsMajor: true })).toThrow('attention: the KV heads (5) must divide the query heads (4).');
-    expect(() => attention(q, kv, kv, { keyLength: 6 })).toThrow('attention: keyLength must be an integer in [0, 5] (the positions of k), got 6.');
+    expect(() => attention(q, kv, kv, { keyLength: 6 })).toThrow(
+      'attention: keyLength must be an integer in [0, 5] (the positions of k), got 6.',
+    );
     expect(() => attention(q, kv, kv, { keyLength: 1 })).toThrow('attention: causal attention needs keyLength ≥ the 2 queries, got 1.');
-    expect(() => attention(q, kv, kv, { keyLength: 3, keyMask: tf.ones([1, 5]) })).toThrow('attention: keyMask must be [1, 3] (batch, keyLength), got [1,5].');
+    expect(() => attention(q, kv, kv, { keyLength: 3, keyMask: tf.ones([1, 5]) })).toThrow(
+      'attention: keyMask must be [1, 3] (batch, keyLength), got [1,5].',
+    );
     expect(() => attention(tf.zeros([1, 2, 4, 8], 'int32'), kv, kv)).toThrow('attention: q must be float32, got int32.');
     tf.dispose([q, kv]);
   });

@@ -50,16 +50,36 @@ describe('writeGguf', () => {
     // (ours and the general.alignment the writer adds), the tensor info with dims in ggml order
     // (ne[0] = 3 first), padding to 32, the data, padding to 32.
     const parts: Buffer[] = [];
-    const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); parts.push(b); };
-    const u64 = (v: number) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); parts.push(b); };
-    const str = (s: string) => { u64(Buffer.byteLength(s)); parts.push(Buffer.from(s, 'utf8')); };
+    const u32 = (v: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(v);
+      parts.push(b);
+    };
+    const u64 = (v: number) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(BigInt(v));
+      parts.push(b);
+    };
+    const str = (s: string) => {
+      u64(Buffer.byteLength(s));
+      parts.push(Buffer.from(s, 'utf8'));
+    };
     parts.push(Buffer.from('GGUF', 'ascii'));
     u32(3);
     u64(1); // tensors
     u64(2); // kv pairs
-    str('a.count'); u32(4); u32(7);
-    str('general.alignment'); u32(4); u32(32);
-    str('w'); u32(2); u64(3); u64(2); u32(0); u64(0);
+    str('a.count');
+    u32(4);
+    u32(7);
+    str('general.alignment');
+    u32(4);
+    u32(32);
+    str('w');
+    u32(2);
+    u64(3);
+    u64(2);
+    u32(0);
+    u64(0);
     let expected = Buffer.concat(parts);
     expected = Buffer.concat([expected, Buffer.alloc((32 - (expected.length % 32)) % 32)]);
     expected = Buffer.concat([expected, Buffer.from(data), Buffer.alloc(32 - data.length)]);
@@ -114,9 +134,14 @@ describe('writeGguf', () => {
       ['blk.0.ssm_in.weight', 'Q8_0', [3, 64], quantizeRows('q8_0', q8Source, 3, 64)],
       ['blk.0.ssm_out.weight', 'Q4_0', [2, 32], randomBytes(36, 5)],
     ];
-    await writeGguf(file, [['general.architecture', ggufValue.string('test')]], specs.map(([n, t, s, b]) => tensorOf(n, t, s, b, 5)), {
-      alignment: 64,
-    });
+    await writeGguf(
+      file,
+      [['general.architecture', ggufValue.string('test')]],
+      specs.map(([n, t, s, b]) => tensorOf(n, t, s, b, 5)),
+      {
+        alignment: 64,
+      },
+    );
     const header = readGgufHeader(file);
     expect(header.alignment).toBe(64);
     expect(header.metadata.get('general.alignment')).toEqual(ggufValue.u32(64));
@@ -170,19 +195,24 @@ describe('writeGguf', () => {
       const tmp = fs.readdirSync(dir).find((f) => f.startsWith('stream.gguf.tmp-'));
       return tmp === undefined ? -1 : fs.statSync(path.join(dir, tmp)).size;
     };
-    await writeGguf(file, [], [
-      {
-        name: 'w',
-        type: 'F32',
-        shape: [64, 256],
-        write(dst) {
-          for (let r = 0; r < 64; r++) {
-            dst.write(new Uint8Array(1024));
-            sizesSeen.push(tmpSize());
-          }
+    await writeGguf(
+      file,
+      [],
+      [
+        {
+          name: 'w',
+          type: 'F32',
+          shape: [64, 256],
+          write(dst) {
+            for (let r = 0; r < 64; r++) {
+              dst.write(new Uint8Array(1024));
+              sizesSeen.push(tmpSize());
+            }
+          },
         },
-      },
-    ], { chunkBytes: 4096 });
+      ],
+      { chunkBytes: 4096 },
+    );
     // With a 4 KiB buffer the temporary file grows during the 64 KiB tensor...
     expect(sizesSeen[sizesSeen.length - 1]).toBeGreaterThan(32 * 1024);
     // ...and the result appears only at the end, under its name.
@@ -193,14 +223,20 @@ describe('writeGguf', () => {
     const file = path.join(dir, 'async.gguf');
     const a = randomBytes(40, 1);
     const b = randomBytes(8, 2);
-    const later = (bytes: Uint8Array): GgufTensor['write'] => async (dst) => {
-      await new Promise((r) => setTimeout(r, 5));
-      dst.write(bytes);
-    };
-    await writeGguf(file, [], [
-      { name: 'a', type: 'F32', shape: [10], write: later(a) },
-      { name: 'b', type: 'F32', shape: [2], write: later(b) },
-    ]);
+    const later =
+      (bytes: Uint8Array): GgufTensor['write'] =>
+      async (dst) => {
+        await new Promise((r) => setTimeout(r, 5));
+        dst.write(bytes);
+      };
+    await writeGguf(
+      file,
+      [],
+      [
+        { name: 'a', type: 'F32', shape: [10], write: later(a) },
+        { name: 'b', type: 'F32', shape: [2], write: later(b) },
+      ],
+    );
     const h = readGgufHeader(file);
     expect(Buffer.from(readGgufTensorBytes(file, h.tensors[0])).equals(Buffer.from(a))).toBe(true);
     expect(Buffer.from(readGgufTensorBytes(file, h.tensors[1])).equals(Buffer.from(b))).toBe(true);
@@ -209,19 +245,71 @@ describe('writeGguf', () => {
 
 describe('writeGguf refuses bad input and leaves nothing behind', () => {
   const cases: [string, () => Parameters<typeof writeGguf>, RegExp][] = [
-    ['too few bytes', () => ['', [], [tensorOf('w', 'F32', [4], new Uint8Array(12))]], /tensor "w": writing its data failed: it wrote 12 bytes; F32 \[4\] is 16 bytes/],
-    ['too many bytes', () => ['', [], [tensorOf('w', 'F32', [2], new Uint8Array(12))]], /tensor "w": writing its data failed: it was given more than its 8 bytes/],
-    ['a Q8_0 row that is not whole blocks', () => ['', [], [tensorOf('q', 'Q8_0', [2, 48], new Uint8Array(0))]], /tensor "q": a Q8_0 row holds whole blocks of 32 weights, but the row length .* is 48/],
-    ['a duplicate tensor', () => ['', [], [tensorOf('w', 'F32', [1], new Uint8Array(4)), tensorOf('w', 'F32', [1], new Uint8Array(4))]], /tensor "w": appears twice/],
-    ['a name of 64 bytes', () => ['', [], [tensorOf('n'.repeat(64), 'F32', [1], new Uint8Array(4))]], /the name is 64 bytes; ggml allows at most 63/],
+    [
+      'too few bytes',
+      () => ['', [], [tensorOf('w', 'F32', [4], new Uint8Array(12))]],
+      /tensor "w": writing its data failed: it wrote 12 bytes; F32 \[4\] is 16 bytes/,
+    ],
+    [
+      'too many bytes',
+      () => ['', [], [tensorOf('w', 'F32', [2], new Uint8Array(12))]],
+      /tensor "w": writing its data failed: it was given more than its 8 bytes/,
+    ],
+    [
+      'a Q8_0 row that is not whole blocks',
+      () => ['', [], [tensorOf('q', 'Q8_0', [2, 48], new Uint8Array(0))]],
+      /tensor "q": a Q8_0 row holds whole blocks of 32 weights, but the row length .* is 48/,
+    ],
+    [
+      'a duplicate tensor',
+      () => ['', [], [tensorOf('w', 'F32', [1], new Uint8Array(4)), tensorOf('w', 'F32', [1], new Uint8Array(4))]],
+      /tensor "w": appears twice/,
+    ],
+    [
+      'a name of 64 bytes',
+      () => ['', [], [tensorOf('n'.repeat(64), 'F32', [1], new Uint8Array(4))]],
+      /the name is 64 bytes; ggml allows at most 63/,
+    ],
     ['five dimensions', () => ['', [], [tensorOf('w', 'F32', [1, 1, 1, 1, 1], new Uint8Array(4))]], /1 to 4 dimensions/],
     ['an unknown type', () => ['', [], [tensorOf('w', 'Q4_K' as never, [32], new Uint8Array(4))]], /unknown tensor type "Q4_K"/],
     ['a u32 out of range', () => ['', [['k', ggufValue.u32(-1)]], []], /metadata key "k": -1 is outside the u32 range/],
     ['a non-integer i32', () => ['', [['k', ggufValue.i32(1.5)]], []], /metadata key "k": expected an integer, got 1.5/],
-    ['a bad array item', () => ['', [['toks', ggufValue.array('string', ['a', 3 as never])]], []], /metadata key "toks": item 1: expected a string/],
-    ['a duplicate key', () => ['', [['k', ggufValue.u32(1)], ['k', ggufValue.u32(2)]], []], /metadata key "k": appears twice/],
+    [
+      'a bad array item',
+      () => ['', [['toks', ggufValue.array('string', ['a', 3 as never])]], []],
+      /metadata key "toks": item 1: expected a string/,
+    ],
+    [
+      'a duplicate key',
+      () => [
+        '',
+        [
+          ['k', ggufValue.u32(1)],
+          ['k', ggufValue.u32(2)],
+        ],
+        [],
+      ],
+      /metadata key "k": appears twice/,
+    ],
     ['an alignment that is not a power of two', () => ['', [], [], { alignment: 24 }], /the alignment must be a power of two, got 24/],
-    ['a producer that throws', () => ['', [], [{ name: 'w', type: 'F32', shape: [1], write: () => { throw new Error('disk on fire'); } }]], /tensor "w": writing its data failed: disk on fire/],
+    [
+      'a producer that throws',
+      () => [
+        '',
+        [],
+        [
+          {
+            name: 'w',
+            type: 'F32',
+            shape: [1],
+            write: () => {
+              throw new Error('disk on fire');
+            },
+          },
+        ],
+      ],
+      /tensor "w": writing its data failed: disk on fire/,
+    ],
   ];
   test.each(cases)('%s', async (_label, make, message) => {
     const file = path.join(dir, 'bad.gguf');

@@ -19,7 +19,10 @@ const ScaledPower = defineKernel<Inputs, Attrs>({
     return [y, tf.sum(y)];
   },
   fused: {
-    outputs: ({ x }) => [{ shape: x.shape, dtype: 'float32' }, { shape: [], dtype: 'float32' }],
+    outputs: ({ x }) => [
+      { shape: x.shape, dtype: 'float32' },
+      { shape: [], dtype: 'float32' },
+    ],
     compute: ({ x, scale, bias }, [y, z], _shapes, { power }) => {
       calls.fused++;
       for (let i = 0; i < x.length; i++) {

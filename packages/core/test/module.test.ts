@@ -53,7 +53,9 @@ describe('Module', () => {
     expect(err!.missing).toEqual(['layers.1.A_log']);
     expect(err!.unexpected).toEqual(['layers.0.mamba.D']);
     expect(err!.mismatched).toEqual([{ name: 'layers.0.in_proj.weight', expected: [6, 4], actual: [4, 6] }]);
-    expect(err!.message).toMatch(/from ckpt\/.*missing 1: layers.1.A_log; unexpected 1: layers.0.mamba.D; wrong shape 1: layers.0.in_proj.weight expected \[6,4\] got \[4,6\]/);
+    expect(err!.message).toMatch(
+      /from ckpt\/.*missing 1: layers.1.A_log; unexpected 1: layers.0.mamba.D; wrong shape 1: layers.0.in_proj.weight expected \[6,4\] got \[4,6\]/,
+    );
     expect(m.layers[0].A_log.isSet).toBe(false);
     // Non-strict loading tolerates missing and unexpected names but never wrong shapes.
     dict.set('layers.0.in_proj.weight', tf.ones([6, 4]));
@@ -76,7 +78,14 @@ describe('Module', () => {
 describeBackends('layers', () => {
   it('Linear computes x·Wᵀ + b over leading axes', () => {
     const l = new Linear(2, 3, { bias: true });
-    l.loadStateDict({ weight: tf.tensor2d([[1, 0], [0, 1], [1, 1]]), bias: tf.tensor1d([0.5, 0, -1]) });
+    l.loadStateDict({
+      weight: tf.tensor2d([
+        [1, 0],
+        [0, 1],
+        [1, 1],
+      ]),
+      bias: tf.tensor1d([0.5, 0, -1]),
+    });
     const y = l.forward(tf.tensor3d([[[1, 2]], [[3, 4]]]));
     expect(y.shape).toEqual([2, 1, 3]);
     expectClose(y, tf.tensor3d([[[1.5, 2, 2]], [[3.5, 4, 6]]]));
@@ -93,7 +102,13 @@ describeBackends('layers', () => {
 
   it('Embedding looks rows up and rejects ids out of range', () => {
     const e = new Embedding(3, 2);
-    e.weight.assign(tf.tensor2d([[0, 1], [2, 3], [4, 5]]));
+    e.weight.assign(
+      tf.tensor2d([
+        [0, 1],
+        [2, 3],
+        [4, 5],
+      ]),
+    );
     expectClose(e.forward(tf.tensor2d([[2, 0]], undefined, 'int32')), [4, 5, 0, 1]);
     expect(() => e.forward(tf.tensor1d([3], 'int32'))).toThrow(/Token id 3 is outside the embedding table \[0, 3\)/);
     e.dispose();
@@ -103,7 +118,13 @@ describeBackends('layers', () => {
 describeBackends('parameter layouts', () => {
   it('a transposed parameter keeps its checkpoint shape for names and loading, [in, out] in memory', () => {
     const l = new Linear(2, 3);
-    l.weight.assign(tf.tensor2d([[1, 2], [3, 4], [5, 6]]));
+    l.weight.assign(
+      tf.tensor2d([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ]),
+    );
     expect(l.weight.shape).toEqual([3, 2]);
     expect(l.weight.value.shape).toEqual([2, 3]);
     expect(l.weight.storageShape).toEqual([2, 3]);
@@ -118,7 +139,12 @@ describeBackends('parameter layouts', () => {
   });
 
   it('a tied-head embedding looks up and projects like the plain one', async () => {
-    const table = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]];
+    const table = [
+      [0, 1, 2],
+      [3, 4, 5],
+      [6, 7, 8],
+      [9, 10, 11],
+    ];
     const plain = new Embedding(4, 3);
     const tied = new Embedding(4, 3, { tiedHead: true });
     plain.weight.assign(tf.tensor2d(table));
@@ -126,7 +152,12 @@ describeBackends('parameter layouts', () => {
     const ids = tf.tensor2d([[3, 0, 2]], undefined, 'int32');
     expectClose(tied.forward(ids), plain.forward(ids));
     expectClose(tied.forward(ids), [9, 10, 11, 0, 1, 2, 6, 7, 8]);
-    const h = tf.tensor3d([[[1, 0, -1], [0.5, 0.5, 0.5]]]);
+    const h = tf.tensor3d([
+      [
+        [1, 0, -1],
+        [0.5, 0.5, 0.5],
+      ],
+    ]);
     expect(tied.attend(h).shape).toEqual([1, 2, 4]);
     expectClose(tied.attend(h), plain.attend(h));
     expectClose(tied.attend(h), [-2, -2, -2, -2, 1.5, 6, 10.5, 15]);

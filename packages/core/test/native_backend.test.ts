@@ -34,10 +34,10 @@ describe('the native backend', () => {
     } finally {
       if (saved !== undefined) process.env.GRANITEFLOW_BACKEND = saved;
     }
-    const off = runFresh(
-      `console.log(core.defaultBackendName());\nawait core.initBackend('native');`,
-      { GRANITEFLOW_NATIVE: '0', GRANITEFLOW_BACKEND: '' },
-    );
+    const off = runFresh(`console.log(core.defaultBackendName());\nawait core.initBackend('native');`, {
+      GRANITEFLOW_NATIVE: '0',
+      GRANITEFLOW_BACKEND: '',
+    });
     expect(off.stdout).toContain('wasm\n');
     expect(off.stdout).toMatch(/ERR The "native" backend is not available: switched off with GRANITEFLOW_NATIVE=0/);
   });
@@ -104,8 +104,17 @@ describe('the native backend', () => {
       const shape = [2, 3, 5];
       const at = (i: number, j: number, k: number) => (i * 3 + j) * 5 + k;
       for (const dtype of ['float32', 'int32'] as const) {
-        const x = tf.tensor(Array.from({ length: 30 }, (_, i) => i), shape, dtype);
-        for (const [axis, sizes] of [[0, [1, 1]], [1, [1, 2]], [2, [2, 0, 3]], [-1, [4, 1]]] as [number, number[]][]) {
+        const x = tf.tensor(
+          Array.from({ length: 30 }, (_, i) => i),
+          shape,
+          dtype,
+        );
+        for (const [axis, sizes] of [
+          [0, [1, 1]],
+          [1, [1, 2]],
+          [2, [2, 0, 3]],
+          [-1, [4, 1]],
+        ] as [number, number[]][]) {
           const parts = tf.split(x, sizes, axis);
           const ax = axis < 0 ? axis + 3 : axis;
           let start = 0;
@@ -144,7 +153,28 @@ describe('the native backend', () => {
       for (const dtype of ['float32', 'int32', 'bool'] as const) {
         const flat = Array.from({ length: 120 }, (_, i) => (dtype === 'bool' ? i % 3 === 0 : i - 7)).map(Number);
         const x = tf.tensor(flat, shape, dtype);
-        for (const [begin, size] of [[[0, 0, 0, 0], [2, 3, 4, 5]], [[1, 1, 2, 3], [1, 2, 2, 2]], [[0, 2, 0, 1], [-1, 1, -1, 3]], [[1, 0, 3, 0], [1, 3, 1, 5]], [[0, 0, 0, 0], [2, 0, 4, 5]]] as [number[], number[]][]) {
+        for (const [begin, size] of [
+          [
+            [0, 0, 0, 0],
+            [2, 3, 4, 5],
+          ],
+          [
+            [1, 1, 2, 3],
+            [1, 2, 2, 2],
+          ],
+          [
+            [0, 2, 0, 1],
+            [-1, 1, -1, 3],
+          ],
+          [
+            [1, 0, 3, 0],
+            [1, 3, 1, 5],
+          ],
+          [
+            [0, 0, 0, 0],
+            [2, 0, 4, 5],
+          ],
+        ] as [number[], number[]][]) {
           const got = tf.slice(x, begin, size);
           const box = size.map((n, d) => (n === -1 ? shape[d] - begin[d] : n));
           expect(got.shape).toEqual(box);
@@ -152,7 +182,35 @@ describe('the native backend', () => {
           got.dispose();
           runs++;
         }
-        for (const [paddings, value] of [[[[0, 0], [1, 0], [0, 2], [3, 1]], 0], [[[7, 0], [0, 0], [0, 0], [0, 0]], 0], [[[1, 1], [1, 1], [1, 1], [1, 1]], dtype === 'float32' ? -2.5 : 1]] as [[number, number][], number][]) {
+        for (const [paddings, value] of [
+          [
+            [
+              [0, 0],
+              [1, 0],
+              [0, 2],
+              [3, 1],
+            ],
+            0,
+          ],
+          [
+            [
+              [7, 0],
+              [0, 0],
+              [0, 0],
+              [0, 0],
+            ],
+            0,
+          ],
+          [
+            [
+              [1, 1],
+              [1, 1],
+              [1, 1],
+              [1, 1],
+            ],
+            dtype === 'float32' ? -2.5 : 1,
+          ],
+        ] as [[number, number][], number][]) {
           const got = tf.pad(x, paddings, value);
           const padded = shape.map((n, d) => paddings[d][0] + n + paddings[d][1]);
           expect(got.shape).toEqual(padded);
@@ -195,12 +253,24 @@ describe('the native backend', () => {
 
     it.each([
       // a shape, b shape: same shape, a row vector, a column, a scalar, both broadcasting, rank 4
-      [[3, 20], [3, 20]],
+      [
+        [3, 20],
+        [3, 20],
+      ],
       [[2, 3, 20], [20]],
-      [[2, 3, 20], [2, 3, 1]],
+      [
+        [2, 3, 20],
+        [2, 3, 1],
+      ],
       [[1], [4, 17]],
-      [[3, 1, 16], [1, 5, 16]],
-      [[2, 1, 3, 16], [4, 1, 1]],
+      [
+        [3, 1, 16],
+        [1, 5, 16],
+      ],
+      [
+        [2, 1, 3, 16],
+        [4, 1, 1],
+      ],
       [[2, 3], [3]], // rows shorter than 16: the cpu kernel
     ])('Add, Sub, Multiply and RealDiv of %j and %j broadcast as numpy, element for element', (as, bs) => {
       for (const name of [tf.Add, tf.Sub, tf.Multiply, tf.RealDiv]) {
@@ -211,11 +281,13 @@ describe('the native backend', () => {
       const bv = Float32Array.from({ length: size(bs) }, (_, i) => Math.cos(i) + 1.5);
       const rank = Math.max(as.length, bs.length);
       const pad = (s: number[]) => [...new Array<number>(rank - s.length).fill(1), ...s];
-      const pa = pad(as), pb = pad(bs);
+      const pa = pad(as),
+        pb = pad(bs);
       const shape = pa.map((d, i) => Math.max(d, pb[i]));
       // The numpy rule from the definition: each operand's index is the output's, 0 on its size-1 axes.
       const flat = (s: number[], idx: number[]) => idx.reduce((acc, v, d) => acc * s[d] + (s[d] === 1 ? 0 : v), 0);
-      const a = tf.tensor(av, as), b = tf.tensor(bv, bs);
+      const a = tf.tensor(av, as),
+        b = tf.tensor(bv, bs);
       const ops: [(x: tf.Tensor, y: tf.Tensor) => tf.Tensor, (x: number, y: number) => number][] = [
         [tf.add, (x, y) => x + y],
         [tf.sub, (x, y) => x - y],
@@ -241,8 +313,14 @@ describe('the native backend', () => {
     });
 
     it('differentiates through the native matMul and leaks nothing', async () => {
-      const a = tf.tensor2d([[1, 2], [3, 4]]);
-      const b = tf.tensor2d([[5, 6], [7, 8]]);
+      const a = tf.tensor2d([
+        [1, 2],
+        [3, 4],
+      ]);
+      const b = tf.tensor2d([
+        [5, 6],
+        [7, 8],
+      ]);
       const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.matMul(x, y)))([a, b]);
       expectClose(ga, [11, 15, 11, 15]);
       expectClose(gb, [4, 4, 6, 6]);

@@ -13,8 +13,6 @@ import {
 } from '../src';
 import { describeBackends, expectClose, expectNoTensorLeak, maxAbsDiff, randomFloats, watchFastPath } from '../src/testing';
 
-
-
 const f16 = (bytes: Uint8Array, at: number) => bytes[at] | (bytes[at + 1] << 8);
 
 describe('packed block layouts (GGUF)', () => {
@@ -115,7 +113,15 @@ const FORMATS: PackedFormat[] = ['bf16', 'q8_0', 'q4_0'];
  * at most half its block's step amax/127, so y[r, o] moves by at most Σ_k |w[o, k]| · step(r, k) / 2.
  * wasm's SIMD kernels quantize to int16 (step amax/32767). Everything else is float32 rounding.
  */
-function matmulTolerance(backend: string, format: PackedFormat, x: Float32Array, n: number, w: Float32Array, out: number, inF: number): number {
+function matmulTolerance(
+  backend: string,
+  format: PackedFormat,
+  x: Float32Array,
+  n: number,
+  w: Float32Array,
+  out: number,
+  inF: number,
+): number {
   const levels = format === 'bf16' ? 0 : backend === 'native' ? 127 : backend === 'wasm' ? 32767 : 0;
   let worst = 0;
   for (let r = 0; r < n && levels; r++) {
@@ -135,7 +141,11 @@ function matmulTolerance(backend: string, format: PackedFormat, x: Float32Array,
 describeBackends('packed weights', (backend) => {
   it.each(FORMATS)('%s matmul: the fast path ran and agrees with the float64 oracle and the reference', (format) => {
     const watch = watchFastPath(backend, PackedMatMul, `matmul.${format}`);
-    for (const [n, out, inF] of [[1, 5, 64], [3, 17, 96], [7, 2, 32]]) {
+    for (const [n, out, inF] of [
+      [1, 5, 64],
+      [3, 17, 96],
+      [7, 2, 32],
+    ]) {
       const wf = randomFloats(out * inF, out + inF);
       const xf = randomFloats(n * inF, n);
       const w = PackedTensor.fromFloats(format, [out, inF], wf);

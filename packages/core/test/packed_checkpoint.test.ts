@@ -3,14 +3,14 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import {
   Checkpoint,
   floatToBf16,
   initBackend,
   nativeAddon,
   openMappedCheckpoint,
-  PackedTensor,
+  type PackedTensor,
   quantizeCheckpoint,
   quantizeRows,
   SafetensorsError,
@@ -23,7 +23,6 @@ import {
 } from '../src';
 import { expectNoTensorLeak, seededRandom } from '../src/testing';
 import { GOLDEN } from './fixtures';
-
 
 function randomFloats(n: number, seed: number): Float32Array {
   const next = seededRandom(seed);
@@ -41,7 +40,12 @@ function naiveParse(file: string) {
   const tensors = new Map<string, { dtype: string; shape: number[]; start: number; raw: Buffer }>();
   for (const [name, e] of Object.entries(header)) {
     if (name === '__metadata__') continue;
-    tensors.set(name, { dtype: e.dtype, shape: e.shape, start: 8 + n + e.data_offsets[0], raw: buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]) });
+    tensors.set(name, {
+      dtype: e.dtype,
+      shape: e.shape,
+      start: 8 + n + e.data_offsets[0],
+      raw: buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]),
+    });
   }
   return { dataStart: 8 + n, metadata: (header.__metadata__ ?? {}) as Record<string, string>, tensors };
 }
@@ -56,7 +60,10 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 /** A weight of `shape` with random values, and its bytes packed by the JS quantizer. */
 function weight(name: string, format: PackedFormat, shape: number[], seed: number) {
   const cols = shape[shape.length - 1];
-  const values = randomFloats(shape.reduce((a, b) => a * b, 1), seed);
+  const values = randomFloats(
+    shape.reduce((a, b) => a * b, 1),
+    seed,
+  );
   const packed = quantizeRows(format, values, values.length / cols, cols);
   return { name, format, shape, values, packed };
 }
@@ -72,13 +79,17 @@ describe('the packed safetensors layout', () => {
   const file = () => path.join(tmp, 'layout.safetensors');
 
   beforeAll(async () => {
-    await writePackedSafetensors(file(), [
-      { name: 'norm.weight', dtype: 'F32', shape: [3], bytes: bytesOf(norm) },
-      { name: 'odd', dtype: 'U8', shape: [5], bytes: odd },
-      { name: q4.name, dtype: 'q4_0', shape: q4.shape, bytes: q4.packed },
-      { name: q8.name, dtype: 'q8_0', shape: q8.shape, fill: (dst, offset) => dst.set(q8.packed.subarray(offset, offset + dst.length)) },
-      { name: bf.name, dtype: 'bf16', shape: bf.shape, bytes: bf.packed },
-    ], { metadata: { note: 'kept' } });
+    await writePackedSafetensors(
+      file(),
+      [
+        { name: 'norm.weight', dtype: 'F32', shape: [3], bytes: bytesOf(norm) },
+        { name: 'odd', dtype: 'U8', shape: [5], bytes: odd },
+        { name: q4.name, dtype: 'q4_0', shape: q4.shape, bytes: q4.packed },
+        { name: q8.name, dtype: 'q8_0', shape: q8.shape, fill: (dst, offset) => dst.set(q8.packed.subarray(offset, offset + dst.length)) },
+        { name: bf.name, dtype: 'bf16', shape: bf.shape, bytes: bf.packed },
+      ],
+      { metadata: { note: 'kept' } },
+    );
   });
 
   it('stores q8_0 / q4_0 as U8 [rows, rowBytes] of GGUF block rows, bf16 as BF16, described in __metadata__', () => {
@@ -132,7 +143,9 @@ describe('the packed safetensors layout', () => {
     const part = new Uint8Array(40);
     r.readBytesInto(q4.name, part, 100);
     expect([...part]).toEqual([...q4.packed.subarray(100, 140)]);
-    expect(() => r.readBytesInto(q4.name, part, q4.packed.length - 39)).toThrow(/tensor "layers\.0\.in_proj\.weight": cannot read bytes \[6873, 6913\) of a tensor of 6912 bytes/);
+    expect(() => r.readBytesInto(q4.name, part, q4.packed.length - 39)).toThrow(
+      /tensor "layers\.0\.in_proj\.weight": cannot read bytes \[6873, 6913\) of a tensor of 6912 bytes/,
+    );
     r.close();
   });
 });
@@ -152,17 +165,80 @@ describe('packed metadata that does not match the file', () => {
   const entry = { dtype: 'U8', shape: [2, 36], data_offsets: [0, 72] };
   const meta = (m: Record<string, string>) => ({ __metadata__: { 'graniteflow.packed': '1', ...m }, w: entry });
   const cases: [string, Record<string, unknown>, RegExp, string | undefined][] = [
-    ['an unknown format', meta({ 'graniteflow.dtype.w': 'q5_k', 'graniteflow.shape.w': '[2,64]' }), /__metadata__\."graniteflow\.dtype\.w" is "q5_k", not a packed format \(bf16, q8_0, q4_0\)/, 'w'],
-    ['a logical shape whose packed size is not the stored one', meta({ 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[3,64]' }), /is packed as q4_0 of logical shape \[3,64\], which is stored as U8 \[3,36\], but the header says U8 \[2,36\]/, 'w'],
-    ['wrong rowBytes for the format', meta({ 'graniteflow.dtype.w': 'q8_0', 'graniteflow.shape.w': '[2,64]' }), /is packed as q8_0 of logical shape \[2,64\], which is stored as U8 \[2,68\], but the header says U8 \[2,36\]/, 'w'],
-    ['metadata naming a tensor the file lacks', meta({ 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[2,64]', 'graniteflow.dtype.gone': 'q4_0', 'graniteflow.shape.gone': '[2,64]' }), /"graniteflow\.dtype\.gone" describes a packed tensor the file does not contain/, 'gone'],
-    ['no logical shape', meta({ 'graniteflow.dtype.w': 'q4_0' }), /is packed as q4_0 but __metadata__\."graniteflow\.shape\.w" \(its logical shape\) is missing/, 'w'],
-    ['a shape without a format', meta({ 'graniteflow.shape.w': '[2,64]' }), /"graniteflow\.shape\.w" gives a logical shape but __metadata__\."graniteflow\.dtype\.w" is missing/, 'w'],
-    ['a shape that is not a list of positive integers', meta({ 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[2,-64]' }), /"graniteflow\.shape\.w" is "\[2,-64\]", not a JSON list of positive integers/, 'w'],
-    ['rows that are not whole blocks', meta({ 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[4,36]' }), /36 is not a multiple of 32/, 'w'],
-    ['entries without the marker', { __metadata__: { 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[2,64]' }, w: entry }, /describes packed tensors but lacks the "graniteflow\.packed": "1" entry/, 'w'],
-    ['a marker of another version', { __metadata__: { 'graniteflow.packed': '2' }, w: entry }, /"graniteflow\.packed" is "2"; this graniteflow reads packed layout version 1/, undefined],
-    ['a packed F32 tensor', { __metadata__: { 'graniteflow.packed': '1', 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[2,64]' }, w: { dtype: 'F32', shape: [18], data_offsets: [0, 72] } }, /which is stored as U8 \[2,36\], but the header says F32 \[18\]/, 'w'],
+    [
+      'an unknown format',
+      meta({ 'graniteflow.dtype.w': 'q5_k', 'graniteflow.shape.w': '[2,64]' }),
+      /__metadata__\."graniteflow\.dtype\.w" is "q5_k", not a packed format \(bf16, q8_0, q4_0\)/,
+      'w',
+    ],
+    [
+      'a logical shape whose packed size is not the stored one',
+      meta({ 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[3,64]' }),
+      /is packed as q4_0 of logical shape \[3,64\], which is stored as U8 \[3,36\], but the header says U8 \[2,36\]/,
+      'w',
+    ],
+    [
+      'wrong rowBytes for the format',
+      meta({ 'graniteflow.dtype.w': 'q8_0', 'graniteflow.shape.w': '[2,64]' }),
+      /is packed as q8_0 of logical shape \[2,64\], which is stored as U8 \[2,68\], but the header says U8 \[2,36\]/,
+      'w',
+    ],
+    [
+      'metadata naming a tensor the file lacks',
+      meta({
+        'graniteflow.dtype.w': 'q4_0',
+        'graniteflow.shape.w': '[2,64]',
+        'graniteflow.dtype.gone': 'q4_0',
+        'graniteflow.shape.gone': '[2,64]',
+      }),
+      /"graniteflow\.dtype\.gone" describes a packed tensor the file does not contain/,
+      'gone',
+    ],
+    [
+      'no logical shape',
+      meta({ 'graniteflow.dtype.w': 'q4_0' }),
+      /is packed as q4_0 but __metadata__\."graniteflow\.shape\.w" \(its logical shape\) is missing/,
+      'w',
+    ],
+    [
+      'a shape without a format',
+      meta({ 'graniteflow.shape.w': '[2,64]' }),
+      /"graniteflow\.shape\.w" gives a logical shape but __metadata__\."graniteflow\.dtype\.w" is missing/,
+      'w',
+    ],
+    [
+      'a shape that is not a list of positive integers',
+      meta({ 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[2,-64]' }),
+      /"graniteflow\.shape\.w" is "\[2,-64\]", not a JSON list of positive integers/,
+      'w',
+    ],
+    [
+      'rows that are not whole blocks',
+      meta({ 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[4,36]' }),
+      /36 is not a multiple of 32/,
+      'w',
+    ],
+    [
+      'entries without the marker',
+      { __metadata__: { 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[2,64]' }, w: entry },
+      /describes packed tensors but lacks the "graniteflow\.packed": "1" entry/,
+      'w',
+    ],
+    [
+      'a marker of another version',
+      { __metadata__: { 'graniteflow.packed': '2' }, w: entry },
+      /"graniteflow\.packed" is "2"; this graniteflow reads packed layout version 1/,
+      undefined,
+    ],
+    [
+      'a packed F32 tensor',
+      {
+        __metadata__: { 'graniteflow.packed': '1', 'graniteflow.dtype.w': 'q4_0', 'graniteflow.shape.w': '[2,64]' },
+        w: { dtype: 'F32', shape: [18], data_offsets: [0, 72] },
+      },
+      /which is stored as U8 \[2,36\], but the header says F32 \[18\]/,
+      'w',
+    ],
   ];
   it.each(cases)('%s is a SafetensorsError naming the file and tensor', (label, header, message, tensor) => {
     const file = rawFile(`${label.replace(/\W+/g, '-')}.safetensors`, header, Buffer.alloc(72));
@@ -196,14 +272,28 @@ describe('streaming writes', () => {
     const file = path.join(tmp, 'chunks.safetensors');
     await writeSafetensorsStream(
       file,
-      [{ name: 'w', dtype: 'U8', shape: [rows, rowBytes], granularity: rowBytes, fill: (dst, offset) => {
-        pieces.push([offset, dst.length]);
-        dst.set(all.subarray(offset, offset + dst.length));
-      } }],
+      [
+        {
+          name: 'w',
+          dtype: 'U8',
+          shape: [rows, rowBytes],
+          granularity: rowBytes,
+          fill: (dst, offset) => {
+            pieces.push([offset, dst.length]);
+            dst.set(all.subarray(offset, offset + dst.length));
+          },
+        },
+      ],
       { chunkBytes: 400 },
     );
     // 400 bytes round down to 11 rows of 36 (396): five pieces, the last one of 6 rows.
-    expect(pieces).toEqual([[0, 396], [396, 396], [792, 396], [1188, 396], [1584, 216]]);
+    expect(pieces).toEqual([
+      [0, 396],
+      [396, 396],
+      [792, 396],
+      [1188, 396],
+      [1584, 216],
+    ]);
     expect(Buffer.compare(naiveParse(file).tensors.get('w')!.raw, all)).toBe(0);
     expect(leftovers(tmp)).toEqual([]);
   });
@@ -214,9 +304,16 @@ describe('streaming writes', () => {
     let calls = 0;
     const failing = writeSafetensorsStream(
       file,
-      [{ name: 'w', dtype: 'F32', shape: [1000], fill: () => {
-        if (++calls === 2) throw new Error('source went away');
-      } }],
+      [
+        {
+          name: 'w',
+          dtype: 'F32',
+          shape: [1000],
+          fill: () => {
+            if (++calls === 2) throw new Error('source went away');
+          },
+        },
+      ],
       { chunkBytes: 1024 },
     );
     await expect(failing).rejects.toThrow('source went away');
@@ -243,7 +340,9 @@ describe('streaming writes', () => {
     const file = path.join(tmp, 'refused.safetensors');
     const w = { name: 'w', dtype: 'F32' as const, shape: [2], bytes: new Uint8Array(8) };
     await expect(writeSafetensorsStream(file, [w, w])).rejects.toThrow(/tensor "w": is given twice/);
-    await expect(writeSafetensorsStream(file, [{ ...w, bytes: new Uint8Array(7) }])).rejects.toThrow(/shape \[2\] of F32 needs 8 bytes, got 7/);
+    await expect(writeSafetensorsStream(file, [{ ...w, bytes: new Uint8Array(7) }])).rejects.toThrow(
+      /shape \[2\] of F32 needs 8 bytes, got 7/,
+    );
     await expect(writePackedSafetensors(file, [{ name: 'q', dtype: 'q4_0', shape: [2, 48], bytes: new Uint8Array(0) }])).rejects.toThrow(
       /tensor "q": cannot be packed as q4_0: its rows of 48 weights are not whole blocks of 32/,
     );
@@ -280,7 +379,14 @@ describe('packed checkpoints in shards', () => {
   it('removes the shards it wrote when a later one fails', async () => {
     const dir = fs.mkdtempSync(path.join(tmp, 'shards-fail-'));
     const broken = tensors();
-    broken[4] = { name: 'layers.4.w', dtype: 'q4_0', shape: [16, 64], fill: () => { throw new Error('disk trouble'); } };
+    broken[4] = {
+      name: 'layers.4.w',
+      dtype: 'q4_0',
+      shape: [16, 64],
+      fill: () => {
+        throw new Error('disk trouble');
+      },
+    };
     await expect(writePackedCheckpoint(dir, broken, { maxShardBytes: 1700 })).rejects.toThrow('disk trouble');
     expect(fs.readdirSync(dir)).toEqual([]);
   });
@@ -295,12 +401,21 @@ describe('quantize → write → memory-map → read', () => {
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(tmp, 'mapped-'));
-    await writePackedCheckpoint(dir, [
-      { name: big.name, dtype: 'q4_0', shape: big.shape, fill: (dst, offset) => dst.set(big.packed.subarray(offset, offset + dst.length)) },
-      { name: q8.name, dtype: 'q8_0', shape: q8.shape, bytes: q8.packed },
-      { name: 'dense.weight', dtype: 'F32', shape: [8, 64], bytes: bytesOf(floats) },
-      { name: 'norm.weight', dtype: 'BF16', shape: [64], bytes: bytesOf(floatToBf16(floats.subarray(0, 64))) },
-    ], { chunkBytes: 64 << 10 });
+    await writePackedCheckpoint(
+      dir,
+      [
+        {
+          name: big.name,
+          dtype: 'q4_0',
+          shape: big.shape,
+          fill: (dst, offset) => dst.set(big.packed.subarray(offset, offset + dst.length)),
+        },
+        { name: q8.name, dtype: 'q8_0', shape: q8.shape, bytes: q8.packed },
+        { name: 'dense.weight', dtype: 'F32', shape: [8, 64], bytes: bytesOf(floats) },
+        { name: 'norm.weight', dtype: 'BF16', shape: [64], bytes: bytesOf(floatToBf16(floats.subarray(0, 64))) },
+      ],
+      { chunkBytes: 64 << 10 },
+    );
   });
 
   (native === null ? describe.skip.each : describe.each)(['cpu', 'native'])('mapped on %s', (backend) => {
@@ -324,7 +439,12 @@ describe('quantize → write → memory-map → read', () => {
         expect(process.memoryUsage().arrayBuffers - heapBuffers).toBeLessThan(256 << 10);
         expect(sha(w.readBytes())).toBe(sha(big.packed));
         expect(sha(q.readBytes())).toBe(sha(q8.packed));
-        expect(ckpt.stats()).toEqual({ inPlaceTensors: 2, inPlaceBytes: big.packed.length + q8.packed.length, copiedTensors: 0, copiedBytes: 0 });
+        expect(ckpt.stats()).toEqual({
+          inPlaceTensors: 2,
+          inPlaceBytes: big.packed.length + q8.packed.length,
+          copiedTensors: 0,
+          copiedBytes: 0,
+        });
         w.dispose();
         q.dispose();
         ckpt.close();
@@ -362,7 +482,7 @@ describe('quantize → write → memory-map → read', () => {
       ckpt.close();
     });
 
-    it('a tensor that starts unaligned (another writer\'s file) is copied, with the same bytes', () => {
+    it("a tensor that starts unaligned (another writer's file) is copied, with the same bytes", () => {
       const other = fs.mkdtempSync(path.join(tmp, 'unaligned-'));
       const odd = weight('w', 'q4_0', [4, 64], 31); // 144 bytes
       const header = {
@@ -420,7 +540,11 @@ describe('quantize → write → memory-map → read', () => {
   const hash = require('node:crypto').createHash('sha256').update(w.readBytes()).digest('hex');
   console.log(JSON.stringify({ mapped: ckpt.mapped, reason: ckpt.notMappedReason, hash }));
 })().catch((e) => console.log('ERR ' + e.message));`;
-    const r = spawnSync(process.execPath, [tsx, '-e', script], { env: { ...process.env, GRANITEFLOW_NATIVE: '0' }, encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, [tsx, '-e', script], {
+      env: { ...process.env, GRANITEFLOW_NATIVE: '0' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(JSON.parse(r.stdout)).toEqual({
       mapped: false,
       reason: 'the native addon is unavailable (switched off with GRANITEFLOW_NATIVE=0)',

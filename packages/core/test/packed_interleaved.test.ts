@@ -23,7 +23,13 @@ const describeInterleaving = avx512 ? describe : describe.skip;
 
 function dequantized(format: PackedFormat, bytes: Uint8Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
-  addon!.dequantizeRows(format, bytes, cols, Int32Array.from({ length: rows }, (_, i) => i), out);
+  addon!.dequantizeRows(
+    format,
+    bytes,
+    cols,
+    Int32Array.from({ length: rows }, (_, i) => i),
+    out,
+  );
   return out;
 }
 
@@ -60,10 +66,12 @@ describeInterleaving.each(['q8_0', 'q4_0'] as PackedFormat[])('%s weights on nat
         for (let k = 0; k < cols; k++) acc += xs[r * cols + k] * want[o * cols + k];
         expected[r * rows + o] = acc;
       }
-    expectClose(y, Array.from(expected), { atol: 0.05 * cols / 32 });
+    expectClose(y, Array.from(expected), { atol: (0.05 * cols) / 32 });
     const ids = tf.tensor1d([0, 37, 17, 15, 16], 'int32');
     const rowsOut = packedGather(w, ids).dataSync();
-    [0, 37, 17, 15, 16].forEach((r, i) => expect(Array.from(rowsOut.subarray(i * cols, (i + 1) * cols))).toEqual(Array.from(want.subarray(r * cols, (r + 1) * cols))));
+    [0, 37, 17, 15, 16].forEach((r, i) =>
+      expect(Array.from(rowsOut.subarray(i * cols, (i + 1) * cols))).toEqual(Array.from(want.subarray(r * cols, (r + 1) * cols))),
+    );
     expect(Array.from(w.dequantize().dataSync())).toEqual(Array.from(want));
     tf.dispose([x, y, ids]);
     w.dispose();
@@ -89,7 +97,9 @@ describeInterleaving.each(['q8_0', 'q4_0'] as PackedFormat[])('%s weights on nat
     expect(Buffer.from(mine).equals(Buffer.from(rowOrder))).toBe(false);
     const again = PackedTensor.fromBytes(format, [rows, cols], mine, { layout: 'interleaved' });
     expect(Buffer.from(again.readBytes()).equals(Buffer.from(rowOrder))).toBe(true);
-    expect(() => PackedTensor.fromBytes('bf16', [2, 32], new Uint8Array(128), { layout: 'interleaved' })).toThrow(/Only 2-D q8_0 \/ q4_0 weights have an interleaved layout, got bf16 \[2,32\]/);
+    expect(() => PackedTensor.fromBytes('bf16', [2, 32], new Uint8Array(128), { layout: 'interleaved' })).toThrow(
+      /Only 2-D q8_0 \/ q4_0 weights have an interleaved layout, got bf16 \[2,32\]/,
+    );
     [kept, regrouped, again].forEach((t) => t.dispose());
   });
 

@@ -18,8 +18,6 @@ import { simdInstance, simdKernels } from '../src/kernels/simd_module';
 import { ACTIVATION_QMAX, PACKED_MATVEC, type PackedMatvecExports } from '../src/packed/packed_matmul_simd';
 import { expectNoTensorLeak, randomFloats } from '../src/testing';
 
-
-
 /** The weight as the packed bytes hold it (the format's own decoding, tested in packed.test.ts). */
 function dequantized(format: PackedFormat, wf: Float32Array, out: number, inF: number): Float32Array {
   const values = new Float32Array(out * inF);
@@ -118,7 +116,9 @@ function placeOnHeap(heap: WasmHeap, arrays: ArrayBufferView[]): { at: number[];
     at.push(next);
     next += size;
   }
-  arrays.forEach((a, i) => new Uint8Array(heap.memory.buffer, at[i], a.byteLength).set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)));
+  arrays.forEach((a, i) =>
+    new Uint8Array(heap.memory.buffer, at[i], a.byteLength).set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)),
+  );
   return { at, free: () => heap.free(block) };
 }
 
@@ -135,42 +135,39 @@ describeSimd('packed matmul, WebAssembly SIMD kernels [wasm]', () => {
     await initBackend('wasm');
   });
 
-  it.each(FORMATS)(
-    '%s: every shape agrees with the float64 oracle and the JS body within the bound, and the SIMD path ran',
-    (format) => {
-      let seed = 1;
-      for (const n of [1, 2, 3, 7, 33]) {
-        // 160 = 5 blocks: the one-row loops take four blocks at a time, then the rest one by one.
-        for (const k of [32, 64, 96, 160, 2048]) {
-          for (const out of [1, 5, 64]) {
-            const shape = `n=${n} in=${k} out=${out}`;
-            const wf = randomFloats(out * k, seed++);
-            const xf = randomFloats(n * k, seed++, 2);
-            const w = PackedTensor.fromFloats(format, [out, k], wf);
-            const { y: oracle, bound } = oracleAndBound(format, xf, n, dequantized(format, wf, out, k), out, k);
+  it.each(FORMATS)('%s: every shape agrees with the float64 oracle and the JS body within the bound, and the SIMD path ran', (format) => {
+    let seed = 1;
+    for (const n of [1, 2, 3, 7, 33]) {
+      // 160 = 5 blocks: the one-row loops take four blocks at a time, then the rest one by one.
+      for (const k of [32, 64, 96, 160, 2048]) {
+        for (const out of [1, 5, 64]) {
+          const shape = `n=${n} in=${k} out=${out}`;
+          const wf = randomFloats(out * k, seed++);
+          const xf = randomFloats(n * k, seed++, 2);
+          const w = PackedTensor.fromFloats(format, [out, k], wf);
+          const { y: oracle, bound } = oracleAndBound(format, xf, n, dequantized(format, wf, out, k), out, k);
 
-            const before = calls(format);
-            const simd = runPacked(format, w, xf, n, out, k);
-            expect({ shape, calls: calls(format) }).toEqual({ shape, calls: before + 1 });
-            expectWithin(`${format} SIMD vs oracle, ${shape}`, simd, oracle, bound);
+          const before = calls(format);
+          const simd = runPacked(format, w, xf, n, out, k);
+          expect({ shape, calls: calls(format) }).toEqual({ shape, calls: before + 1 });
+          expectWithin(`${format} SIMD vs oracle, ${shape}`, simd, oracle, bound);
 
-            const previous = setSimdEnabled(false);
-            let js: Float32Array;
-            try {
-              js = runPacked(format, w, xf, n, out, k);
-            } finally {
-              setSimdEnabled(previous);
-            }
-            expect({ shape, calls: calls(format) }).toEqual({ shape, calls: before + 1 });
-            // The JS body sums in float64: only its final float32 store rounds.
-            const jsBound = bound.map((b, i) => b + U * Math.abs(oracle[i]));
-            expectWithin(`${format} SIMD vs JS body, ${shape}`, simd, js, jsBound);
-            w.dispose();
+          const previous = setSimdEnabled(false);
+          let js: Float32Array;
+          try {
+            js = runPacked(format, w, xf, n, out, k);
+          } finally {
+            setSimdEnabled(previous);
           }
+          expect({ shape, calls: calls(format) }).toEqual({ shape, calls: before + 1 });
+          // The JS body sums in float64: only its final float32 store rounds.
+          const jsBound = bound.map((b, i) => b + U * Math.abs(oracle[i]));
+          expectWithin(`${format} SIMD vs JS body, ${shape}`, simd, js, jsBound);
+          w.dispose();
         }
       }
-    },
-  );
+    }
+  });
 
   it.each(['q8_0', 'q4_0'] as const)('%s: subnormal, negative, zero and large f16 scales decode as the JS path does', (format) => {
     const k = 128;
@@ -198,7 +195,12 @@ describeSimd('packed matmul, WebAssembly SIMD kernels [wasm]', () => {
   });
 
   it('bf16 rows of any length: the vector loops and the scalar tail', () => {
-    for (const [n, k] of [[1, 5], [4, 13], [5, 40], [6, 33]]) {
+    for (const [n, k] of [
+      [1, 5],
+      [4, 13],
+      [5, 40],
+      [6, 33],
+    ]) {
       const wf = randomFloats(3 * k, k);
       const xf = randomFloats(n * k, n);
       const w = PackedTensor.fromFloats('bf16', [3, k], wf);
@@ -238,7 +240,10 @@ describeSimd('packed matmul, WebAssembly SIMD kernels [wasm]', () => {
 
   it.each(['q8_0', 'q4_0'] as const)('%s: the f32-widening kernels the benchmark compares against agree with the oracle', (format) => {
     const heap = wasmHeap()!;
-    for (const [n, k, out] of [[1, 64, 5], [7, 96, 3]]) {
+    for (const [n, k, out] of [
+      [1, 64, 5],
+      [7, 96, 3],
+    ]) {
       const wf = randomFloats(out * k, k + out);
       const xf = randomFloats(n * k, n);
       const { y: oracle, bound } = oracleAndBound('bf16', xf, n, dequantized(format, wf, out, k), out, k); // float32 math: the bf16 bound
@@ -273,7 +278,11 @@ describeSimd('packed matmul, WebAssembly SIMD kernels [wasm]', () => {
   it('GRANITEFLOW_SIMD=0 in the environment switches SIMD off when core loads', () => {
     const saved = process.env.GRANITEFLOW_SIMD;
     try {
-      for (const [value, enabled] of [['0', false], ['1', true], [undefined, true]] as const) {
+      for (const [value, enabled] of [
+        ['0', false],
+        ['1', true],
+        [undefined, true],
+      ] as const) {
         if (value === undefined) delete process.env.GRANITEFLOW_SIMD;
         else process.env.GRANITEFLOW_SIMD = value;
         jest.isolateModules(() => {

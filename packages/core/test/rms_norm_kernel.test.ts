@@ -26,7 +26,11 @@ describeBackends('rmsNorm (fused kernel)', (backend) => {
   for (const [shape, eps] of CASES) {
     it(`runs fused and equals the float64 definition and the composed reference: [${shape}], eps ${eps}`, () => {
       const dim = shape[shape.length - 1];
-      const xs = randomFloats(shape.reduce((a, b) => a * b, 1), 11, 3);
+      const xs = randomFloats(
+        shape.reduce((a, b) => a * b, 1),
+        11,
+        3,
+      );
       const ws = randomFloats(dim, 12, 2);
       const x = tf.tensor(xs, shape);
       const w = tf.tensor1d(ws);
@@ -69,7 +73,9 @@ describeBackends('rmsNorm (fused kernel)', (backend) => {
     const x = tf.ones([2, 4]);
     expect(() => rmsNorm(x, tf.ones([3]), 1e-5)).toThrow('rmsNorm: weight must be [4] (the last axis of x [2,4]), got [3].');
     expect(() => rmsNorm(tf.scalar(1), tf.ones([1]), 1e-5)).toThrow('rmsNorm: x must have at least one axis');
-    expect(() => rmsNorm(tf.ones([2, 4], 'int32'), tf.ones([4]), 1e-5)).toThrow('rmsNorm expects float32 x and weight, got int32 and float32.');
+    expect(() => rmsNorm(tf.ones([2, 4], 'int32'), tf.ones([4]), 1e-5)).toThrow(
+      'rmsNorm expects float32 x and weight, got int32 and float32.',
+    );
     x.dispose();
   });
 });

@@ -41,9 +41,11 @@ describeBackends('tensorFromWriter', () => {
       expectClose(total, [21]);
       tf.dispose([t, total]);
     });
-    expect(() => tensorFromWriter([2], () => {
-      throw new Error('bad bytes');
-    })).toThrow('bad bytes');
+    expect(() =>
+      tensorFromWriter([2], () => {
+        throw new Error('bad bytes');
+      }),
+    ).toThrow('bad bytes');
   });
 
   it('Parameter.writeValues fills the storage layout', () => {

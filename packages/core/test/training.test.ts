@@ -137,7 +137,9 @@ describeBackends('training', () => {
     expect(after.get('embed_tokens.weight')).toEqual(before.get('embed_tokens.weight'));
     expect(after.get('lm_head.weight')).toEqual(before.get('lm_head.weight'));
     expect(after.get('proj.weight')).not.toEqual(before.get('proj.weight'));
-    expect(() => m.freeze('layers.*.mamba')).toThrow(/freeze\(layers\.\*\.mamba\): no parameter matches; names look like embed_tokens\.weight, proj\.weight, proj\.bias/);
+    expect(() => m.freeze('layers.*.mamba')).toThrow(
+      /freeze\(layers\.\*\.mamba\): no parameter matches; names look like embed_tokens\.weight, proj\.weight, proj\.bias/,
+    );
     expect(m.unfreeze('**')).toBe(5);
     expect([...m.trainableParameters()]).toHaveLength(5);
     optimizer.dispose();

@@ -58,7 +58,11 @@ export function llamaCppDir(): { dir: string } | { reason: string } {
  * ones in that format) and measures each in llama.cpp, one after the other, in a child process
  * started in the node-llama-cpp folder.
  */
-export async function benchLlamaCpp(checkpointDir: string, formats: readonly GgufExportFormat[], options: LlamaCppBenchOptions = {}): Promise<LlamaCppRun[]> {
+export async function benchLlamaCpp(
+  checkpointDir: string,
+  formats: readonly GgufExportFormat[],
+  options: LlamaCppBenchOptions = {},
+): Promise<LlamaCppRun[]> {
   const found = options.llamaDir !== undefined ? { dir: options.llamaDir } : llamaCppDir();
   if ('reason' in found) throw new Error(found.reason);
   const threads = options.threads ?? 2;
@@ -81,7 +85,9 @@ export async function benchLlamaCpp(checkpointDir: string, formats: readonly Ggu
           maxBuffer: 16 << 20,
         });
         if (child.status !== 0) {
-          throw new Error(`llama.cpp (${format}) failed: exit ${child.status}${child.signal ? `, signal ${child.signal}` : ''}: ${(child.stderr ?? '').slice(-1500)}`);
+          throw new Error(
+            `llama.cpp (${format}) failed: exit ${child.status}${child.signal ? `, signal ${child.signal}` : ''}: ${(child.stderr ?? '').slice(-1500)}`,
+          );
         }
         const measured = JSON.parse(child.stdout.trim().split('\n').pop()!) as LlamaCppMeasurement;
         runs.push({ ...measured, format, ggufBytes: written.bytes, exportSeconds });

@@ -32,7 +32,8 @@ for (const n of [128, 512]) {
   const ctx = await m.createContext({ contextSize: 1024, batchSize: 512, threads });
   const seq = ctx.getSequence();
   const steps = 16;
-  let k = 0, s = 0;
+  let k = 0,
+    s = 0;
   for await (const _ of seq.evaluate(ids(4), { temperature: 0 })) {
     if (k === 0) s = performance.now(); // first sampled token ends the prompt's prefill
     if (++k > steps) break;

@@ -16,7 +16,7 @@ const m = await llama.loadModel({ modelPath: model, useMmap: true });
 const ids = Array.from({ length }, (_, i) => ((i * 7919) % 100000) + 1);
 const ctx = await m.createContext({ contextSize: length + steps + 16, batchSize: 512, threads });
 const seq = ctx.getSequence();
-let start = performance.now();
+const start = performance.now();
 await seq.evaluateWithoutGeneratingNewTokens(ids.slice(0, length - 1));
 let k = 0;
 let decodeStart = 0;

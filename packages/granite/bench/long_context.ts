@@ -16,7 +16,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Checkpoint, formatTable, initBackend, isBackendAvailable } from '@graniteflow/core';
-import { DEFAULT_PREFILL_CHUNK, exportGguf, fromPretrained, GraniteAttention, preset, writeRandomPackedCheckpoint, type GgufExportFormat } from '../src';
+import {
+  DEFAULT_PREFILL_CHUNK,
+  exportGguf,
+  fromPretrained,
+  GraniteAttention,
+  preset,
+  writeRandomPackedCheckpoint,
+  type GgufExportFormat,
+} from '../src';
 import { llamaCppDir } from './llamacpp';
 
 /** What llamacpp_long.mjs prints. */
@@ -45,15 +53,20 @@ function mainPackedFormat(dir: string): GgufExportFormat {
 
 /** One length through llama.cpp on `gguf`, in a child process started in the node-llama-cpp folder. */
 function llamaCppLength(llamaDir: string, gguf: string, length: number): LlamaCppLongMeasurement {
-  const child = spawnSync(process.execPath, ['--import', path.join(__dirname, 'llamacpp_resolve.mjs'), path.join(__dirname, 'llamacpp_long.mjs'), gguf, String(length), '2'], {
-    cwd: llamaDir,
-    env: { ...process.env, GRANITEFLOW_LLAMACPP_DIR: llamaDir },
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    timeout: 4 * 3600_000,
-    maxBuffer: 16 << 20,
-  });
-  if (child.status !== 0) throw new Error(`llama.cpp at ${length} tokens failed: exit ${child.status}: ${(child.stderr ?? '').slice(-1500)}`);
+  const child = spawnSync(
+    process.execPath,
+    ['--import', path.join(__dirname, 'llamacpp_resolve.mjs'), path.join(__dirname, 'llamacpp_long.mjs'), gguf, String(length), '2'],
+    {
+      cwd: llamaDir,
+      env: { ...process.env, GRANITEFLOW_LLAMACPP_DIR: llamaDir },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 4 * 3600_000,
+      maxBuffer: 16 << 20,
+    },
+  );
+  if (child.status !== 0)
+    throw new Error(`llama.cpp at ${length} tokens failed: exit ${child.status}: ${(child.stderr ?? '').slice(-1500)}`);
   return JSON.parse(child.stdout.trim().split('\n').pop()!) as LlamaCppLongMeasurement;
 }
 
@@ -138,17 +151,32 @@ export async function measureLength(dir: string, backend: string, length: number
   }
   cache.dispose();
   granite.dispose();
-  return { length, prefillSeconds, attentionSeconds, decodeTokensPerSecond, decodeAttentionMs, peakRssBytes: peakRssBytes(), weightBytes: weightFileBytes(dir), kvBytes, stateBytes };
+  return {
+    length,
+    prefillSeconds,
+    attentionSeconds,
+    decodeTokensPerSecond,
+    decodeAttentionMs,
+    peakRssBytes: peakRssBytes(),
+    weightBytes: weightFileBytes(dir),
+    kvBytes,
+    stateBytes,
+  };
 }
 
 function measureInChild(dir: string, backend: string, length: number): LongContextMeasurement {
-  const child = spawnSync(process.execPath, [...process.execArgv, path.join(__dirname, 'run.ts'), '--long-one', dir, backend, String(length)], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-    timeout: 4 * 3600_000,
-    maxBuffer: 1 << 20,
-  });
-  if (child.status !== 0) throw new Error(`--long: ${length} tokens on ${backend} failed (exit ${child.status}${child.signal ? `, ${child.signal}` : ''})`);
+  const child = spawnSync(
+    process.execPath,
+    [...process.execArgv, path.join(__dirname, 'run.ts'), '--long-one', dir, backend, String(length)],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      timeout: 4 * 3600_000,
+      maxBuffer: 1 << 20,
+    },
+  );
+  if (child.status !== 0)
+    throw new Error(`--long: ${length} tokens on ${backend} failed (exit ${child.status}${child.signal ? `, ${child.signal}` : ''})`);
   return JSON.parse(child.stdout.trim().split('\n').pop()!) as LongContextMeasurement;
 }
 
@@ -167,11 +195,30 @@ export async function longContextBench(argValue: (name: string) => string | unde
   }
   const GiB = 2 ** 30;
   const rows: (string | number)[][] = [
-    ['prompt tokens', 'prefill s', 'prefill ms/token', 'attention share', 'decode tok/s', 'attention ms/step', 'peak RSS GiB', 'weights + KV + state GiB', 'RSS − that GiB'],
+    [
+      'prompt tokens',
+      'prefill s',
+      'prefill ms/token',
+      'attention share',
+      'decode tok/s',
+      'attention ms/step',
+      'peak RSS GiB',
+      'weights + KV + state GiB',
+      'RSS − that GiB',
+    ],
   ];
   const results: LongContextMeasurement[] = [];
   const theirs: LlamaCppLongMeasurement[] = [];
-  const compare: (string | number)[][] = [['prompt tokens', 'prefill s (ours / llama.cpp)', 'ratio', 'decode tok/s (ours / llama.cpp)', 'ratio', 'peak RSS GiB (ours / llama.cpp)']];
+  const compare: (string | number)[][] = [
+    [
+      'prompt tokens',
+      'prefill s (ours / llama.cpp)',
+      'ratio',
+      'decode tok/s (ours / llama.cpp)',
+      'ratio',
+      'peak RSS GiB (ours / llama.cpp)',
+    ],
+  ];
   try {
     let gguf: string | undefined;
     let llamaDir: string | undefined;
@@ -188,12 +235,29 @@ export async function longContextBench(argValue: (name: string) => string | unde
       console.error(`${length} tokens: ${JSON.stringify(m)}`);
       results.push(m);
       const arithmetic = m.weightBytes + m.kvBytes + m.stateBytes;
-      rows.push([length, m.prefillSeconds, (1000 * m.prefillSeconds) / length, m.attentionSeconds / m.prefillSeconds, m.decodeTokensPerSecond, m.decodeAttentionMs, m.peakRssBytes / GiB, arithmetic / GiB, (m.peakRssBytes - arithmetic) / GiB]);
+      rows.push([
+        length,
+        m.prefillSeconds,
+        (1000 * m.prefillSeconds) / length,
+        m.attentionSeconds / m.prefillSeconds,
+        m.decodeTokensPerSecond,
+        m.decodeAttentionMs,
+        m.peakRssBytes / GiB,
+        arithmetic / GiB,
+        (m.peakRssBytes - arithmetic) / GiB,
+      ]);
       if (gguf !== undefined && llamaDir !== undefined) {
         const t = llamaCppLength(llamaDir, gguf, length);
         console.error(`${length} tokens, llama.cpp: ${JSON.stringify(t)}`);
         theirs.push(t);
-        compare.push([length, `${m.prefillSeconds.toFixed(1)} / ${t.prefillSeconds.toFixed(1)}`, t.prefillSeconds / m.prefillSeconds, `${m.decodeTokensPerSecond.toFixed(2)} / ${t.decodeTokensPerSecond.toFixed(2)}`, m.decodeTokensPerSecond / t.decodeTokensPerSecond, `${(m.peakRssBytes / GiB).toFixed(2)} / ${t.peakRssGiB.toFixed(2)}`]);
+        compare.push([
+          length,
+          `${m.prefillSeconds.toFixed(1)} / ${t.prefillSeconds.toFixed(1)}`,
+          t.prefillSeconds / m.prefillSeconds,
+          `${m.decodeTokensPerSecond.toFixed(2)} / ${t.decodeTokensPerSecond.toFixed(2)}`,
+          m.decodeTokensPerSecond / t.decodeTokensPerSecond,
+          `${(m.peakRssBytes / GiB).toFixed(2)} / ${t.peakRssGiB.toFixed(2)}`,
+        ]);
       }
     }
   } finally {
@@ -207,5 +271,8 @@ export async function longContextBench(argValue: (name: string) => string | unde
   }
   const out = path.join(__dirname, '..', 'bench-results');
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'granite-long.json'), JSON.stringify({ date: new Date().toISOString(), model: dir, backend, results, llamacpp: theirs }, null, 2));
+  fs.writeFileSync(
+    path.join(out, 'granite-long.json'),
+    JSON.stringify({ date: new Date().toISOString(), model: dir, backend, results, llamacpp: theirs }, null, 2),
+  );
 }

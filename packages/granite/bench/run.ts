@@ -19,8 +19,25 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Checkpoint, formatTable, initBackend, isBackendAvailable, measure, quantizeCheckpoint, type PackedFormat, type WeightDtype } from '@graniteflow/core';
-import { fromPretrained, parseConfig, planWeightDtypes, preset, writeRandomCheckpoint, type GgufExportFormat, type GraniteMoeHybridConfig } from '../src';
+import {
+  Checkpoint,
+  formatTable,
+  initBackend,
+  isBackendAvailable,
+  measure,
+  quantizeCheckpoint,
+  type PackedFormat,
+  type WeightDtype,
+} from '@graniteflow/core';
+import {
+  fromPretrained,
+  parseConfig,
+  planWeightDtypes,
+  preset,
+  writeRandomCheckpoint,
+  type GgufExportFormat,
+  type GraniteMoeHybridConfig,
+} from '../src';
 import { benchLlamaCpp, llamaCppDir } from './llamacpp';
 import { longContextBench, measureLength } from './long_context';
 
@@ -32,8 +49,16 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { label: 'h-micro shapes, 4 of 40 layers (3 mamba + 1 attention)', base: 'granite-4.0-h-micro', layerTypes: ['mamba', 'mamba', 'mamba', 'attention'] },
-  { label: 'h-tiny shapes, 3 of 40 layers (2 mamba + 1 attention)', base: 'granite-4.0-h-tiny', layerTypes: ['mamba', 'attention', 'mamba'] },
+  {
+    label: 'h-micro shapes, 4 of 40 layers (3 mamba + 1 attention)',
+    base: 'granite-4.0-h-micro',
+    layerTypes: ['mamba', 'mamba', 'mamba', 'attention'],
+  },
+  {
+    label: 'h-tiny shapes, 3 of 40 layers (2 mamba + 1 attention)',
+    base: 'granite-4.0-h-tiny',
+    layerTypes: ['mamba', 'attention', 'mamba'],
+  },
 ];
 
 /** cpu runs ~40x slower than wasm: fewer prefill lengths there keep the run short. */
@@ -103,9 +128,9 @@ async function measureOne(dir: string, backend: string, dtype: WeightDtype = 'f3
 async function main() {
   // wasm is the baseline every other backend's figures are divided by (measured in the same run).
   const backends = [...(isBackendAvailable('native') ? ['native'] : []), 'wasm', 'cpu'];
-  const rows: (string | number)[][] = [[
-    'model', 'backend', 'load s', 'prefill 128 tok/s', '× wasm', 'prefill 512 tok/s', '× wasm', 'decode tok/s', '× wasm', 'peak RSS GiB',
-  ]];
+  const rows: (string | number)[][] = [
+    ['model', 'backend', 'load s', 'prefill 128 tok/s', '× wasm', 'prefill 512 tok/s', '× wasm', 'decode tok/s', '× wasm', 'peak RSS GiB'],
+  ];
   const results: unknown[] = [];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graniteflow-bench-'));
   try {
@@ -121,10 +146,15 @@ async function main() {
       const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '-' : a / b);
       for (const [backend, m] of measured) {
         rows.push([
-          c.label, backend, m.loadSeconds,
-          m.prefillTokensPerSecond[128] ?? 'skipped', ratio(m.prefillTokensPerSecond[128], base.prefillTokensPerSecond[128]),
-          m.prefillTokensPerSecond[512] ?? `skipped (${backend})`, ratio(m.prefillTokensPerSecond[512], base.prefillTokensPerSecond[512]),
-          m.decodeTokensPerSecond, m.decodeTokensPerSecond / base.decodeTokensPerSecond,
+          c.label,
+          backend,
+          m.loadSeconds,
+          m.prefillTokensPerSecond[128] ?? 'skipped',
+          ratio(m.prefillTokensPerSecond[128], base.prefillTokensPerSecond[128]),
+          m.prefillTokensPerSecond[512] ?? `skipped (${backend})`,
+          ratio(m.prefillTokensPerSecond[512], base.prefillTokensPerSecond[512]),
+          m.decodeTokensPerSecond,
+          m.decodeTokensPerSecond / base.decodeTokensPerSecond,
           m.peakRssBytes / 1024 ** 3,
         ]);
         results.push({ model: c.label, base: c.base, layers: c.layerTypes, backend, ...m });
@@ -152,7 +182,8 @@ function measureInChild(dir: string, backend: string, dtype: WeightDtype, thread
     timeout: 30 * 60_000,
     maxBuffer: 1 << 20,
   });
-  if (child.status !== 0) throw new Error(`graniteflow on ${backend} (${dtype}) failed (exit ${child.status}${child.signal ? `, ${child.signal}` : ''})`);
+  if (child.status !== 0)
+    throw new Error(`graniteflow on ${backend} (${dtype}) failed (exit ${child.status}${child.signal ? `, ${child.signal}` : ''})`);
   return JSON.parse(child.stdout.trim().split('\n').pop()!) as Measurement;
 }
 
@@ -179,7 +210,10 @@ function layerTypesOf(base: GraniteMoeHybridConfig, spec: string): Case['layerTy
 async function writePacked(dir: string, format: PackedFormat, out: string): Promise<void> {
   const checkpoint = Checkpoint.open(dir);
   try {
-    const plan = planWeightDtypes(checkpoint.names().map((name) => [name, checkpoint.info(name).shape] as const), { dtype: format });
+    const plan = planWeightDtypes(
+      checkpoint.names().map((name) => [name, checkpoint.info(name).shape] as const),
+      { dtype: format },
+    );
     fs.mkdirSync(out, { recursive: true });
     await quantizeCheckpoint(checkpoint, out, { policy: (name) => plan.dtypes.get(name) ?? 'f32' });
     fs.copyFileSync(path.join(dir, 'config.json'), path.join(out, 'config.json'));
@@ -237,18 +271,27 @@ async function compareWithLlamaCpp() {
   }
   console.log(`${label}, random weights, ${threads} threads`);
   console.log(formatTable(rows));
-  console.log('Ratios above 1 favour graniteflow for tok/s, llama.cpp for load s and peak RSS. GGUF: the same weights, 2-D ones in the format (the tied embedding too), norms / conv / router / SSM vectors f32.');
+  console.log(
+    'Ratios above 1 favour graniteflow for tok/s, llama.cpp for load s and peak RSS. GGUF: the same weights, 2-D ones in the format (the tied embedding too), norms / conv / router / SSM vectors f32.',
+  );
   const out = path.join(__dirname, '..', 'bench-results');
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'granite-llamacpp.json'), JSON.stringify({ date: new Date().toISOString(), model: label, layers: layerTypes, results }, null, 2));
+  fs.writeFileSync(
+    path.join(out, 'granite-llamacpp.json'),
+    JSON.stringify({ date: new Date().toISOString(), model: label, layers: layerTypes, results }, null, 2),
+  );
 }
 
 const oneAt = process.argv.indexOf('--one');
 const longOneAt = process.argv.indexOf('--long-one');
 (oneAt >= 0
-  ? measureOne(process.argv[oneAt + 1], process.argv[oneAt + 2], (process.argv[oneAt + 3] ?? 'f32') as WeightDtype).then((m) => console.log(JSON.stringify(m)))
+  ? measureOne(process.argv[oneAt + 1], process.argv[oneAt + 2], (process.argv[oneAt + 3] ?? 'f32') as WeightDtype).then((m) =>
+      console.log(JSON.stringify(m)),
+    )
   : longOneAt >= 0
-    ? measureLength(process.argv[longOneAt + 1], process.argv[longOneAt + 2], Number(process.argv[longOneAt + 3])).then((m) => console.log(JSON.stringify(m)))
+    ? measureLength(process.argv[longOneAt + 1], process.argv[longOneAt + 2], Number(process.argv[longOneAt + 3])).then((m) =>
+        console.log(JSON.stringify(m)),
+      )
     : process.argv.includes('--long')
       ? longContextBench(argValue)
       : process.argv.includes('--llamacpp')

@@ -89,7 +89,8 @@ describeBackends('BatchGenerator', (backend) => {
       const controller = new AbortController();
       const cancelled = (async () => {
         let n = 0;
-        for await (const _ of batcher.generate(PROMPTS[2], { maxNewTokens: 200, temperature: 0, signal: controller.signal })) if (++n === 3) controller.abort();
+        for await (const _ of batcher.generate(PROMPTS[2], { maxNewTokens: 200, temperature: 0, signal: controller.signal }))
+          if (++n === 3) controller.abort();
       })();
       const [withCache, other] = await Promise.all([
         collect(batcher.generate(PROMPTS[0], { ...greedy, cache: ours })),

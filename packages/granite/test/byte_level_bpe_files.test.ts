@@ -18,7 +18,10 @@ describe('byteLevelBpeFiles', () => {
   });
 
   it('merges become tokens in order, after the bytes', () => {
-    const tok = load([['t', 'h'], ['th', 'e']]); // byte-level alphabet: plain letters are themselves
+    const tok = load([
+      ['t', 'h'],
+      ['th', 'e'],
+    ]); // byte-level alphabet: plain letters are themselves
     expect(tok.encode('the')).toEqual([257]);
     expect(tok.encode('th')).toEqual([256]);
     expect(tok.decode(tok.encode('then the'))).toBe('then the');

@@ -192,7 +192,15 @@ describe('ChatSession tools', () => {
   test('calls of a tool with a handler are answered and the model goes on; the stream carries only text', async () => {
     const prompts: number[][] = [];
     const seen: unknown[] = [];
-    const tools = [{ ...addTool, handler: (args: Record<string, unknown>) => (seen.push(args), (args.a as number) + (args.b as number)) }];
+    const tools = [
+      {
+        ...addTool,
+        handler: (args: Record<string, unknown>) => {
+          seen.push(args);
+          return (args.a as number) + (args.b as number);
+        },
+      },
+    ];
     const session = new ChatSession(scripted(granite, [CALL, 'The sum is 5.'], prompts), { tools });
     const response = session.prompt('What is 2 + 3?');
     const pieces: string[] = [];
@@ -230,7 +238,14 @@ describe('ChatSession tools', () => {
 
   test('a handler that throws sends the error back to the model', async () => {
     const prompts: number[][] = [];
-    const tools = [{ ...addTool, handler: () => { throw new Error('no numbers today'); } }];
+    const tools = [
+      {
+        ...addTool,
+        handler: () => {
+          throw new Error('no numbers today');
+        },
+      },
+    ];
     const session = new ChatSession(scripted(granite, [CALL, 'Sorry.'], prompts), { tools });
     const reply = await session.prompt('What is 2 + 3?').reply;
     expect(reply.toolCalls).toEqual([{ name: 'add', arguments: { a: 2, b: 3 }, error: 'no numbers today' }]);
@@ -285,11 +300,19 @@ describe('createTextGenerator', () => {
     const folder = path.join(tmp, 'sampling');
     fs.cpSync(CHAT_TINY_DIR, folder, { recursive: true });
     const config = JSON.parse(fs.readFileSync(path.join(folder, 'generation_config.json'), 'utf8'));
-    fs.writeFileSync(path.join(folder, 'generation_config.json'), JSON.stringify({ ...config, do_sample: true, temperature: 1.5, top_k: 50 }));
+    fs.writeFileSync(
+      path.join(folder, 'generation_config.json'),
+      JSON.stringify({ ...config, do_sample: true, temperature: 1.5, top_k: 50 }),
+    );
     const generate = await createTextGenerator(folder, { backend: 'wasm', generation: { maxNewTokens: 24, seed: 7 } });
     const sampled = await generate('Once');
     let expected = '';
-    for await (const e of granite.streamText(granite.tokenizer!.encode('Once'), { maxNewTokens: 24, seed: 7, temperature: 1.5, topK: 50 })) {
+    for await (const e of granite.streamText(granite.tokenizer!.encode('Once'), {
+      maxNewTokens: 24,
+      seed: 7,
+      temperature: 1.5,
+      topK: 50,
+    })) {
       if (e.type === 'done') expected = e.text;
     }
     expect(sampled).toBe(expected);

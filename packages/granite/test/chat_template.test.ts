@@ -67,8 +67,7 @@ describe('chat_tiny text expectations (the model folder the generation tests use
 });
 
 describe('tojson like transformers (json.dumps, ensure_ascii=False, insertion order)', () => {
-  const t = (src: string, vars: Record<string, unknown> = {}): string =>
-    ChatTemplate.parse(src, 'test template').apply([], vars);
+  const t = (src: string, vars: Record<string, unknown> = {}): string => ChatTemplate.parse(src, 'test template').apply([], vars);
 
   it('prints template float literals like Python', () => {
     expect(t('{{ 1.0 | tojson }} {{ [1.5, 2.0, -0.0] | tojson }} {{ {"a": 0.0000001, "b": 10000000000000000.0} | tojson }}')).toBe(
@@ -77,15 +76,11 @@ describe('tojson like transformers (json.dumps, ensure_ascii=False, insertion or
   });
 
   it('neither escapes HTML nor sorts keys; keeps non-ASCII', () => {
-    expect(t('{{ x | tojson }}', { x: { z: '<&>', a: 'é', n: null, b: true } })).toBe(
-      '{"z": "<&>", "a": "é", "n": null, "b": true}',
-    );
+    expect(t('{{ x | tojson }}', { x: { z: '<&>', a: 'é', n: null, b: true } })).toBe('{"z": "<&>", "a": "é", "n": null, "b": true}');
   });
 
   it('supports indent, sort_keys, separators and ensure_ascii', () => {
-    expect(t('{{ x | tojson(indent=2, sort_keys=true) }}', { x: { b: [1], a: {} } })).toBe(
-      '{\n  "a": {},\n  "b": [\n    1\n  ]\n}',
-    );
+    expect(t('{{ x | tojson(indent=2, sort_keys=true) }}', { x: { b: [1], a: {} } })).toBe('{\n  "a": {},\n  "b": [\n    1\n  ]\n}');
     expect(t('{{ x | tojson(separators=(",", ":")) }}', { x: { a: [1, 2] } })).toBe('{"a":[1,2]}');
     expect(t('{{ "é😀" | tojson(ensure_ascii=true) }}')).toBe('"\\u00e9\\ud83d\\ude00"');
   });
@@ -96,8 +91,16 @@ describe('tojson like transformers (json.dumps, ensure_ascii=False, insertion or
 
   it('pythonFloatRepr matches Python repr', () => {
     const cases: [number, string][] = [
-      [1, '1.0'], [0.1, '0.1'], [1e-4, '0.0001'], [1e-5, '1e-05'], [123456789012345.6, '123456789012345.6'],
-      [1e15, '1000000000000000.0'], [1.5e16, '1.5e+16'], [1e22, '1e+22'], [-2.5e-10, '-2.5e-10'], [NaN, 'NaN'],
+      [1, '1.0'],
+      [0.1, '0.1'],
+      [1e-4, '0.0001'],
+      [1e-5, '1e-05'],
+      [123456789012345.6, '123456789012345.6'],
+      [1e15, '1000000000000000.0'],
+      [1.5e16, '1.5e+16'],
+      [1e22, '1e+22'],
+      [-2.5e-10, '-2.5e-10'],
+      [NaN, 'NaN'],
     ];
     for (const [x, repr] of cases) expect(pythonFloatRepr(x)).toBe(repr);
   });
@@ -120,7 +123,11 @@ describe('template selection and errors', () => {
   });
 
   it('exposes bos/eos/pad/unk tokens and extra variables to the template', () => {
-    const tok = GraniteTokenizer.fromJSON(tokenizerJson, tokenizerConfig, '{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{{ unk_token }}|{{ thinking }}');
+    const tok = GraniteTokenizer.fromJSON(
+      tokenizerJson,
+      tokenizerConfig,
+      '{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{{ unk_token }}|{{ thinking }}',
+    );
     expect(tok.applyChatTemplate([], { thinking: true })).toBe('<|end_of_text|>|<|end_of_text|>|<|pad|>|<|unk|>|true');
   });
 

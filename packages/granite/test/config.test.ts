@@ -55,7 +55,13 @@ describe('parseConfig', () => {
   });
 
   it('applies HF defaults for missing keys (layer_types → all mamba)', () => {
-    const cfg = parseConfig({ model_type: 'granitemoehybrid', hidden_size: 64, num_hidden_layers: 2, mamba_n_heads: 8, num_attention_heads: 4 });
+    const cfg = parseConfig({
+      model_type: 'granitemoehybrid',
+      hidden_size: 64,
+      num_hidden_layers: 2,
+      mamba_n_heads: 8,
+      num_attention_heads: 4,
+    });
     expect(cfg.layer_types).toEqual(['mamba', 'mamba']);
     expect(cfg.rms_norm_eps).toBe(1e-6);
     expect(cfg.num_key_value_heads).toBe(4);
@@ -71,6 +77,7 @@ describe('parseConfig', () => {
     [{ model_type: 'llama' }, 'model_type', /handles "granitemoehybrid"/],
     [{ hidden_act: 'gelu' }, 'hidden_act', /only "silu"/],
     [{ num_local_experts: 4, num_experts_per_tok: 5 }, 'num_experts_per_tok', /between 1 and num_local_experts/],
+    // biome-ignore lint/correctness/noPrecisionLoss: a literal that overflows to Infinity is the case under test
     [{ rope_parameters: { rope_theta: 1e400 } }, 'rope_parameters.rope_theta', /must be a positive finite number, got Infinity/],
   ])('rejects %j naming the field', (patch, field, message) => {
     expectRejected(patch, field, message);
@@ -78,9 +85,19 @@ describe('parseConfig', () => {
 
   // Values found by the fuzzer (npm run fuzz): messages used JSON.stringify, which overflows the stack.
   it.each([
-    ['a hidden_size nested 20,000 deep', { hidden_size: DEEP }, 'hidden_size', /must be an integer from 1 to 65536, got \[\[\[\[\[\.\.\.\]\]\]\]\]$/],
+    [
+      'a hidden_size nested 20,000 deep',
+      { hidden_size: DEEP },
+      'hidden_size',
+      /must be an integer from 1 to 65536, got \[\[\[\[\[\.\.\.\]\]\]\]\]$/,
+    ],
     ['a model_type nested 20,000 deep', { model_type: DEEP }, 'model_type', /is \[\[\[\[\[\.\.\.\]\]\]\]\]; this loader handles/],
-    ['a layer_types entry nested 20,000 deep', { layer_types: [DEEP, 1, 2, 3, 4, 5] }, 'layer_types', /entry 0 is \[\[\[\[\[\.\.\.\]\]\]\]\]; expected "mamba"/],
+    [
+      'a layer_types entry nested 20,000 deep',
+      { layer_types: [DEEP, 1, 2, 3, 4, 5] },
+      'layer_types',
+      /entry 0 is \[\[\[\[\[\.\.\.\]\]\]\]\]; expected "mamba"/,
+    ],
     ['an eos_token_id of 100,000 characters', { eos_token_id: 'x'.repeat(100_000) }, 'eos_token_id', /got "x{76}\.\.\.$/],
   ])('rejects %s in a short message naming the field', (_label, patch, field, message) => {
     expectRejected(patch, field, message);
@@ -159,7 +176,9 @@ describe('size limits', () => {
 
   it('an unsupported model_type of any shape is named in a short message', () => {
     expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(UnsupportedModelError);
-    expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(/^x\/config\.json: model_type \[\[\[\[\[\.\.\.\]\]\]\]\] is not supported/);
+    expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(
+      /^x\/config\.json: model_type \[\[\[\[\[\.\.\.\]\]\]\]\] is not supported/,
+    );
   });
 
   it('an "auto" mamba_d_head is bounded like an explicit one', () => {

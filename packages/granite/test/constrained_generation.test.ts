@@ -2,7 +2,16 @@
 // real (random-weight) model whose unconstrained output is nothing like JSON.
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@graniteflow/core/testing';
-import { BatchGenerator, compileJsonSchema, fromPretrained, jsonConstraint, JsonConstraint, tokenTrieOf, type GraniteModel, type TokenLogprob } from '../src';
+import {
+  BatchGenerator,
+  compileJsonSchema,
+  fromPretrained,
+  jsonConstraint,
+  JsonConstraint,
+  tokenTrieOf,
+  type GraniteModel,
+  type TokenLogprob,
+} from '../src';
 import { CHAT_TINY_DIR } from './helpers/golden';
 
 const SCHEMA = {
@@ -44,11 +53,13 @@ describeBackends('constrained generation', (backend) => {
     }
     // The same through the batch, several at once.
     const batcher = new BatchGenerator(model, { maxBatch: 3 });
-    const outs = await Promise.all([4, 5, 6].map(async (seed) => {
-      const out: number[] = [];
-      for await (const id of batcher.generate(ids, { maxNewTokens: 200, temperature: 1, seed, constraint: constraint() })) out.push(id);
-      return decode(out);
-    }));
+    const outs = await Promise.all(
+      [4, 5, 6].map(async (seed) => {
+        const out: number[] = [];
+        for await (const id of batcher.generate(ids, { maxNewTokens: 200, temperature: 1, seed, constraint: constraint() })) out.push(id);
+        return decode(out);
+      }),
+    );
     outs.forEach(check);
     // json_object through the request-level helper: some object.
     const c = jsonConstraint(model, { type: 'json_object' })!;
@@ -56,7 +67,9 @@ describeBackends('constrained generation', (backend) => {
     for await (const id of model.generate(ids, { maxNewTokens: 200, temperature: 1, seed: 9, constraint: c })) out.push(id);
     expect(typeof JSON.parse(decode(out))).toBe('object');
     expect(jsonConstraint(model, { type: 'text' })).toBeNull();
-    expect(() => jsonConstraint(model, { type: 'json_schema', json_schema: { schema: { type: 'string', pattern: 'a+' } } })).toThrow(/pattern/);
+    expect(() => jsonConstraint(model, { type: 'json_schema', json_schema: { schema: { type: 'string', pattern: 'a+' } } })).toThrow(
+      /pattern/,
+    );
   });
 
   test('logprobs: the log-softmax of the logits at each generated token, and the most likely tokens', async () => {
@@ -64,7 +77,8 @@ describeBackends('constrained generation', (backend) => {
     const ids = model.encodePrompt('Once upon');
     const entries: TokenLogprob[] = [];
     const out: number[] = [];
-    for await (const id of model.generate(ids, { maxNewTokens: 3, temperature: 0, logprobs: { top: 5, onToken: (e) => entries.push(e) } })) out.push(id);
+    for await (const id of model.generate(ids, { maxNewTokens: 3, temperature: 0, logprobs: { top: 5, onToken: (e) => entries.push(e) } }))
+      out.push(id);
     expect(entries.map((e) => e.id)).toEqual(out);
     // Independently: the full forward's last logits, log-softmax in float64.
     for (let step = 0; step < out.length; step++) {

@@ -116,7 +116,15 @@ describe('exportGguf tensors', () => {
     const src = Checkpoint.open(TINY_MOE_DIR);
     try {
       const read = (n: string) => src.read(n).data as Float32Array;
-      const [H, E, I, S, G, Hm, K] = [cfg.hidden_size, cfg.num_local_experts, cfg.intermediate_size, cfg.shared_intermediate_size, cfg.mamba_n_groups, cfg.mamba_n_heads, cfg.mamba_d_conv];
+      const [H, E, I, S, G, Hm, K] = [
+        cfg.hidden_size,
+        cfg.num_local_experts,
+        cfg.intermediate_size,
+        cfg.shared_intermediate_size,
+        cfg.mamba_n_groups,
+        cfg.mamba_n_heads,
+        cfg.mamba_d_conv,
+      ];
       const dIn = Hm * cfg.mamba_d_head;
       const convDim = dIn + 2 * G * cfg.mamba_d_state;
 
@@ -130,7 +138,10 @@ describe('exportGguf tensors', () => {
       // Mamba layer 0: A = −exp(A_log) as [Hm, 1]; D as [Hm, 1]; conv squeezed to [C, K]; norm [G, D/G].
       const a = ggufF32(out, h, 'blk.0.ssm_a');
       expect(a.shape).toEqual([Hm, 1]);
-      expectClose(a.data, Array.from(read('model.layers.0.mamba.A_log'), (v) => Math.fround(-Math.exp(v))));
+      expectClose(
+        a.data,
+        Array.from(read('model.layers.0.mamba.A_log'), (v) => Math.fround(-Math.exp(v))),
+      );
       expect(ggufF32(out, h, 'blk.0.ssm_d').shape).toEqual([Hm, 1]);
       const conv = ggufF32(out, h, 'blk.0.ssm_conv1d.weight');
       expect(conv.shape).toEqual([convDim, K]);
@@ -167,7 +178,12 @@ describe('exportGguf tensors', () => {
       expectClose(ggufF32(out, h, 'blk.0.ffn_down_shexp.weight').data, read('model.layers.0.shared_mlp.output_linear.weight'));
 
       // Attention layer 2.
-      for (const [hf, gg] of [['q_proj', 'attn_q'], ['k_proj', 'attn_k'], ['v_proj', 'attn_v'], ['o_proj', 'attn_output']]) {
+      for (const [hf, gg] of [
+        ['q_proj', 'attn_q'],
+        ['k_proj', 'attn_k'],
+        ['v_proj', 'attn_v'],
+        ['o_proj', 'attn_output'],
+      ]) {
         expectClose(ggufF32(out, h, `blk.2.${gg}.weight`).data, read(`model.layers.2.self_attn.${hf}.weight`));
       }
       expect(h.tensors.some((t) => t.name.startsWith('blk.2.ssm'))).toBe(false);
@@ -188,16 +204,35 @@ describe('exportGguf tensors', () => {
         expect(value(h, 'general.file_type')).toBe({ q8_0: 7, q4_0: 2, bf16: 32 }[format]);
         const typeOf = (n: string) => h.tensors.find((t) => t.name === n)?.type;
         const packed = format.toUpperCase();
-        for (const n of ['token_embd.weight', 'blk.0.ssm_in.weight', 'blk.0.ssm_out.weight', 'blk.1.attn_q.weight', 'blk.0.ffn_gate_exps.weight', 'blk.0.ffn_down_shexp.weight']) {
+        for (const n of [
+          'token_embd.weight',
+          'blk.0.ssm_in.weight',
+          'blk.0.ssm_out.weight',
+          'blk.1.attn_q.weight',
+          'blk.0.ffn_gate_exps.weight',
+          'blk.0.ffn_down_shexp.weight',
+        ]) {
           expect([n, typeOf(n)]).toEqual([n, packed]);
         }
-        for (const n of ['blk.0.attn_norm.weight', 'blk.0.ssm_norm.weight', 'blk.0.ssm_conv1d.weight', 'blk.0.ssm_conv1d.bias', 'blk.0.ssm_a', 'blk.0.ssm_d', 'blk.0.ssm_dt.bias', 'blk.0.ffn_gate_inp.weight', 'output_norm.weight']) {
+        for (const n of [
+          'blk.0.attn_norm.weight',
+          'blk.0.ssm_norm.weight',
+          'blk.0.ssm_conv1d.weight',
+          'blk.0.ssm_conv1d.bias',
+          'blk.0.ssm_a',
+          'blk.0.ssm_d',
+          'blk.0.ssm_dt.bias',
+          'blk.0.ffn_gate_inp.weight',
+          'output_norm.weight',
+        ]) {
           expect([n, typeOf(n)]).toEqual([n, 'F32']);
         }
         const info = h.tensors.find((t) => t.name === 'blk.0.ssm_in.weight')!;
         const weight = src.read('model.layers.0.mamba.in_proj.weight');
         const [rows, cols] = weight.shape;
-        expect(Buffer.from(readGgufTensorBytes(out, info)).equals(Buffer.from(quantizeRows(format, weight.data as Float32Array, rows, cols)))).toBe(true);
+        expect(
+          Buffer.from(readGgufTensorBytes(out, info)).equals(Buffer.from(quantizeRows(format, weight.data as Float32Array, rows, cols))),
+        ).toBe(true);
         expect(result.bytes).toBe(fs.statSync(out).size);
       }
     } finally {
@@ -231,7 +266,7 @@ describe('exportGguf tensors', () => {
 });
 
 describe('exportGguf from a graniteflow packed checkpoint', () => {
-  test("copies q4_0 block rows as they are when the format is theirs, dequantizes them for another", async () => {
+  test('copies q4_0 block rows as they are when the format is theirs, dequantizes them for another', async () => {
     const dir = path.join(tmp, 'packed');
     fs.mkdirSync(dir);
     const source = Checkpoint.open(CHAT_TINY_DIR);
@@ -242,7 +277,8 @@ describe('exportGguf from a graniteflow packed checkpoint', () => {
     } finally {
       source.close();
     }
-    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(CHAT_TINY_DIR, f), path.join(dir, f));
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
+      fs.copyFileSync(path.join(CHAT_TINY_DIR, f), path.join(dir, f));
     const packed = Checkpoint.open(dir);
     try {
       const name = 'model.layers.0.mamba.in_proj.weight';
@@ -274,9 +310,10 @@ describe('exportGguf vocabulary', () => {
     const result = await exportGguf(CHAT_TINY_DIR, out, { format: 'f32' });
     expect(result.tokenizer).toBe('tokenizer.json');
     const h = readGgufHeader(out);
-    const tok = readJson<{ model: { vocab: Record<string, number>; merges: [string, string][] | string[] }; added_tokens: { id: number; content: string; special: boolean }[] }>(
-      path.join(CHAT_TINY_DIR, 'tokenizer.json'),
-    );
+    const tok = readJson<{
+      model: { vocab: Record<string, number>; merges: [string, string][] | string[] };
+      added_tokens: { id: number; content: string; special: boolean }[];
+    }>(path.join(CHAT_TINY_DIR, 'tokenizer.json'));
     const cfg = readJson<{ vocab_size: number }>(path.join(CHAT_TINY_DIR, 'config.json'));
     const tcfg = readJson<{ chat_template: string; add_bos_token: boolean }>(path.join(CHAT_TINY_DIR, 'tokenizer_config.json'));
     expect(value(h, 'tokenizer.ggml.model')).toBe('gpt2');
@@ -309,7 +346,9 @@ describe('exportGguf vocabulary', () => {
     const result = await exportGguf(MICRO_DENSE_DIR, out, { format: 'f32' });
     expect(result.tokenizer).toBe('bytes');
     const h = readGgufHeader(out);
-    const cfg = readJson<{ vocab_size: number; bos_token_id: number; eos_token_id: number; pad_token_id: number }>(path.join(MICRO_DENSE_DIR, 'config.json'));
+    const cfg = readJson<{ vocab_size: number; bos_token_id: number; eos_token_id: number; pad_token_id: number }>(
+      path.join(MICRO_DENSE_DIR, 'config.json'),
+    );
     const tokens = value(h, 'tokenizer.ggml.tokens') as string[];
     const types = value(h, 'tokenizer.ggml.token_type') as number[];
     expect(tokens.length).toBe(cfg.vocab_size);
@@ -343,7 +382,10 @@ describe('exportGguf refuses what llama.cpp would compute differently, and write
   }
 
   test('more than one Mamba group, unless asked', async () => {
-    await expectRefusal(TINY_MOE_DIR, /tiny_moe\/config\.json: this checkpoint has mamba_n_groups = 2: llama\.cpp normalises the Mamba gated norm per group.*allowGroupedNorm/);
+    await expectRefusal(
+      TINY_MOE_DIR,
+      /tiny_moe\/config\.json: this checkpoint has mamba_n_groups = 2: llama\.cpp normalises the Mamba gated norm per group.*allowGroupedNorm/,
+    );
   });
 
   test('RoPE, a dt clamp, projection biases', async () => {
@@ -356,7 +398,12 @@ describe('exportGguf refuses what llama.cpp would compute differently, and write
     const missing = variant('missing', {});
     const st = path.join(missing, 'model.safetensors');
     const src = Checkpoint.open(MICRO_DENSE_DIR);
-    const tensors = new Map(src.names().filter((n) => n !== 'model.layers.1.mamba.D').map((n) => [n, { shape: src.info(n).shape, data: src.read(n).data as Float32Array }]));
+    const tensors = new Map(
+      src
+        .names()
+        .filter((n) => n !== 'model.layers.1.mamba.D')
+        .map((n) => [n, { shape: src.info(n).shape, data: src.read(n).data as Float32Array }]),
+    );
     src.close();
     writeSafetensors(st, tensors);
     await expectRefusal(missing, /the weights do not match config\.json; missing "model\.layers\.1\.mamba\.D"/);

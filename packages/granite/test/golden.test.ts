@@ -27,11 +27,18 @@ for (const name of GOLDEN_MODELS) {
       const out = granite.model.forward(ids, { attentionMask: m, hiddenStates: true });
       const layers = out.hiddenStates!.map((h) => h.dataSync());
       const perLayer = layers.map((h, i) =>
-        maxDiffAtRealPositions(h, golden.hiddenStates.data.subarray(i * batch * seq * hidden, (i + 1) * batch * seq * hidden), mask, hidden),
+        maxDiffAtRealPositions(
+          h,
+          golden.hiddenStates.data.subarray(i * batch * seq * hidden, (i + 1) * batch * seq * hidden),
+          mask,
+          hidden,
+        ),
       );
       // `!(d <= …)` so that a NaN counts as differing.
       const firstBad = perLayer.findIndex((d) => !(d <= 1e-3));
-      expect({ firstDifferingLayer: firstBad, perLayer: perLayer.map((d) => d.toExponential(2)) }).toMatchObject({ firstDifferingLayer: -1 });
+      expect({ firstDifferingLayer: firstBad, perLayer: perLayer.map((d) => d.toExponential(2)) }).toMatchObject({
+        firstDifferingLayer: -1,
+      });
       const diff = maxDiffAtRealPositions(out.logits!.dataSync(), golden.logits.data, mask, vocab);
       expect(diff).toBeLessThanOrEqual(TOLERANCE);
       tf.dispose([ids, m, out.logits!, ...out.hiddenStates!]);
@@ -57,7 +64,11 @@ for (const name of GOLDEN_MODELS) {
             }
           }
           if (s + 1 < steps) {
-            const next = tf.tensor2d(greedy.map((row) => [row[s]]), [batch, 1], 'int32');
+            const next = tf.tensor2d(
+              greedy.map((row) => [row[s]]),
+              [batch, 1],
+              'int32',
+            );
             logits = granite.model.forward(next, { cache, logits: 'last' }).logits!;
           }
         }
@@ -68,7 +79,10 @@ for (const name of GOLDEN_MODELS) {
 
     it('reproduces the greedy continuations of the batch, eos ignored', async () => {
       const rows: number[][] = golden.inputs.prompts.map(() => []);
-      for await (const step of granite.generateBatch(golden.inputs.prompts, { maxNewTokens: golden.expected.greedy.max_new_tokens, eosTokenIds: [] })) {
+      for await (const step of granite.generateBatch(golden.inputs.prompts, {
+        maxNewTokens: golden.expected.greedy.max_new_tokens,
+        eosTokenIds: [],
+      })) {
         step.forEach((id, b) => id !== null && rows[b].push(id));
       }
       expect(rows).toEqual(golden.expected.greedy.tokens);
@@ -79,7 +93,10 @@ for (const name of GOLDEN_MODELS) {
       const full = tf.tidy(() => granite.model.forward(tf.tensor2d([prompt], undefined, 'int32')).logits!.dataSync());
       for (const split of [prompt.length - 3, Math.floor(prompt.length / 2)]) {
         const cache = granite.makeCache(1);
-        const pieces = [prompt.slice(0, split), ...(split === prompt.length - 3 ? prompt.slice(split).map((t) => [t]) : [prompt.slice(split)])];
+        const pieces = [
+          prompt.slice(0, split),
+          ...(split === prompt.length - 3 ? prompt.slice(split).map((t) => [t]) : [prompt.slice(split)]),
+        ];
         let offset = 0;
         for (const piece of pieces) {
           const got = tf.tidy(() => granite.model.forward(tf.tensor2d([piece], undefined, 'int32'), { cache }).logits!.dataSync());
@@ -95,11 +112,17 @@ for (const name of GOLDEN_MODELS) {
     it('a restored snapshot continues exactly like recomputation', () => {
       const prompt = golden.inputs.prompts[0];
       const cache = granite.makeCache(1);
-      tf.tidy(() => { granite.model.forward(tf.tensor2d([prompt.slice(0, 5)], undefined, 'int32'), { cache, logits: 'none' }); });
+      tf.tidy(() => {
+        granite.model.forward(tf.tensor2d([prompt.slice(0, 5)], undefined, 'int32'), { cache, logits: 'none' });
+      });
       const snapshot = cache.clone();
-      const first = tf.tidy(() => granite.model.forward(tf.tensor2d([prompt.slice(5, 9)], undefined, 'int32'), { cache }).logits!.dataSync());
+      const first = tf.tidy(() =>
+        granite.model.forward(tf.tensor2d([prompt.slice(5, 9)], undefined, 'int32'), { cache }).logits!.dataSync(),
+      );
       cache.restore(snapshot);
-      const again = tf.tidy(() => granite.model.forward(tf.tensor2d([prompt.slice(5, 9)], undefined, 'int32'), { cache }).logits!.dataSync());
+      const again = tf.tidy(() =>
+        granite.model.forward(tf.tensor2d([prompt.slice(5, 9)], undefined, 'int32'), { cache }).logits!.dataSync(),
+      );
       expect(Array.from(again)).toEqual(Array.from(first));
       snapshot.dispose();
       cache.dispose();

@@ -30,12 +30,7 @@ export function loadGolden(name: string): GoldenCase {
 }
 
 /** Max |a − b| over the rows (b, t) where `mask[b][t] == 1`, each row `width` wide. */
-export function maxDiffAtRealPositions(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  mask: number[][],
-  width: number,
-): number {
+export function maxDiffAtRealPositions(actual: ArrayLike<number>, expected: ArrayLike<number>, mask: number[][], width: number): number {
   let worst = 0;
   const seq = mask[0].length;
   mask.forEach((row, b) =>

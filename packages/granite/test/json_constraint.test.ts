@@ -28,7 +28,11 @@ const same = (a: unknown, b: unknown): boolean => canonicalText(a) === canonical
 
 function pointer(root: Schema, ref: string): Schema {
   let at: any = root;
-  for (const part of ref.replace(/^#\/?/, '').split('/').filter((p) => p !== '')) at = at[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+  for (const part of ref
+    .replace(/^#\/?/, '')
+    .split('/')
+    .filter((p) => p !== ''))
+    at = at[part.replace(/~1/g, '/').replace(/~0/g, '~')];
   return at;
 }
 
@@ -67,15 +71,15 @@ function valid(schema: Schema, v: Json, root: Schema = schema): boolean {
     const o = v as Record<string, Json>;
     for (const r of s.required ?? []) if (!(r in o)) return false;
     for (const [k, x] of Object.entries(o)) {
-      const sub = s.properties && k in s.properties ? s.properties[k] : s.additionalProperties ?? true;
+      const sub = s.properties && k in s.properties ? s.properties[k] : (s.additionalProperties ?? true);
       if (!valid(sub, x, root)) return false;
     }
   }
   if (Array.isArray(v)) {
     if (s.minItems !== undefined && v.length < s.minItems) return false;
     if (s.maxItems !== undefined && v.length > s.maxItems) return false;
-    const prefix: Schema[] = Array.isArray(s.items) ? s.items : s.prefixItems ?? [];
-    const rest = Array.isArray(s.items) ? s.additionalItems ?? true : s.items ?? true;
+    const prefix: Schema[] = Array.isArray(s.items) ? s.items : (s.prefixItems ?? []);
+    const rest = Array.isArray(s.items) ? (s.additionalItems ?? true) : (s.items ?? true);
     if (!v.every((x, i) => valid(i < prefix.length ? prefix[i] : rest, x, root))) return false;
   }
   if (typeof v === 'string') {
@@ -135,13 +139,15 @@ const TREE: JsonSchema = {
   },
 };
 
-const OPEN: JsonSchema = { type: 'object', properties: { a: { type: 'string' } }, additionalProperties: { type: 'integer' }, required: ['a'] };
+const OPEN: JsonSchema = {
+  type: 'object',
+  properties: { a: { type: 'string' } },
+  additionalProperties: { type: 'integer' },
+  required: ['a'],
+};
 
 const MERGED: JsonSchema = {
-  allOf: [
-    { $ref: '#/definitions/base' },
-    { properties: { b: { enum: [1, 2.5, 'x', null, [1], { k: true }] } }, required: ['b'] },
-  ],
+  allOf: [{ $ref: '#/definitions/base' }, { properties: { b: { enum: [1, 2.5, 'x', null, [1], { k: true }] } }, required: ['b'] }],
   definitions: { base: { type: 'object', properties: { a: { type: 'string', maxLength: 2 } }, required: ['a'] } },
 };
 
@@ -273,12 +279,38 @@ describe('compileJsonSchema: acceptance', () => {
     );
     expectAccepts(
       MERGED,
-      ['{"a":"xy","b":1}', '{"a":"","b":2.5}', '{"b":"x","a":"q"}', '{"a":"","b":null}', '{"a":"","b":[ 1 ]}', '{"a":"","b":{ "k" : true }}', '{"a":"","b":1,"c":[]}'],
-      ['{"a":"xyz","b":1}', '{"a":"x"}', '{"a":"","b":2}', '{"a":"","b":"y"}', '{"a":"","b":[1,1]}', '{"a":"","b":{"k":false}}', '{"a":"","b":1.0}'],
+      [
+        '{"a":"xy","b":1}',
+        '{"a":"","b":2.5}',
+        '{"b":"x","a":"q"}',
+        '{"a":"","b":null}',
+        '{"a":"","b":[ 1 ]}',
+        '{"a":"","b":{ "k" : true }}',
+        '{"a":"","b":1,"c":[]}',
+      ],
+      [
+        '{"a":"xyz","b":1}',
+        '{"a":"x"}',
+        '{"a":"","b":2}',
+        '{"a":"","b":"y"}',
+        '{"a":"","b":[1,1]}',
+        '{"a":"","b":{"k":false}}',
+        '{"a":"","b":1.0}',
+      ],
     );
     expectAccepts({ $ref: '#/definitions/x', definitions: { x: { const: 'hi' } } }, ['"hi"', '"h\\u0069"'], ['"ho"', '"h"']);
     expectAccepts({ enum: [12, 1, -0.5, true] }, ['1', '12', '-0.5', 'true'], ['2', '123', '1.0', '-0.50', 'false']);
-    const list: JsonSchema = { $ref: '#/$defs/list', $defs: { list: { anyOf: [{ type: 'null' }, { type: 'array', prefixItems: [{ type: 'integer' }, { $ref: '#/$defs/list' }], items: false, minItems: 2 }] } } };
+    const list: JsonSchema = {
+      $ref: '#/$defs/list',
+      $defs: {
+        list: {
+          anyOf: [
+            { type: 'null' },
+            { type: 'array', prefixItems: [{ type: 'integer' }, { $ref: '#/$defs/list' }], items: false, minItems: 2 },
+          ],
+        },
+      },
+    };
     expectAccepts(list, ['null', '[1,null]', '[1,[2,[3,null]]]'], ['[1]', '[1,[2]]', '[null,1]']);
     // Recursion through keywords next to anyOf / $ref (merged schemas) is finite too.
     const linked: JsonSchema = {
@@ -286,7 +318,10 @@ describe('compileJsonSchema: acceptance', () => {
       $defs: {
         node: {
           type: 'object',
-          properties: { v: { type: 'integer' }, next: { type: ['object', 'null'], anyOf: [{ $ref: '#/$defs/node', maxLength: 3 }, { type: 'null' }] } },
+          properties: {
+            v: { type: 'integer' },
+            next: { type: ['object', 'null'], anyOf: [{ $ref: '#/$defs/node', maxLength: 3 }, { type: 'null' }] },
+          },
           required: ['v'],
           additionalProperties: false,
         },
@@ -305,15 +340,25 @@ describe('compileJsonSchema: acceptance', () => {
       $ref: '#/$defs/Node',
     };
     expectAccepts(optional, ['{"v":1,"next":{"v":2,"next":{"v":3}}}', '{"v":1,"next":null}'], ['{"v":1,"next":{}}', '{"v":1,"next":"x"}']);
-    const mutual: JsonSchema = { $ref: '#/$defs/a', $defs: { a: { anyOf: [{ $ref: '#/$defs/b' }, { type: 'null' }] }, b: { anyOf: [{ $ref: '#/$defs/a' }, { type: 'string' }] } } };
+    const mutual: JsonSchema = {
+      $ref: '#/$defs/a',
+      $defs: { a: { anyOf: [{ $ref: '#/$defs/b' }, { type: 'null' }] }, b: { anyOf: [{ $ref: '#/$defs/a' }, { type: 'string' }] } },
+    };
     // (A naive validator loops on this one, so check the automaton alone.)
     const m = compileJsonSchema(mutual);
     expect([m.accepts('null'), m.accepts('"s"'), m.accepts('1'), m.accepts('[]')]).toEqual([true, true, false, false]);
-    expectAccepts(linked, ['{"v":1}', '{"v":1,"next":{"v":2,"next":null}}', '{"next":{"v":2},"v":0}'], ['{"v":1,"next":{}}', '{"v":1,"next":1}']);
+    expectAccepts(
+      linked,
+      ['{"v":1}', '{"v":1,"next":{"v":2,"next":null}}', '{"next":{"v":2},"v":0}'],
+      ['{"v":1,"next":{}}', '{"v":1,"next":1}'],
+    );
   });
 
   it('overlapping union alternatives do not multiply threads over a long array', () => {
-    const a = compileJsonSchema({ type: 'array', items: { anyOf: [{ type: 'string' }, { type: 'string', maxLength: 3 }, { enum: ['ab', 1] }] } });
+    const a = compileJsonSchema({
+      type: 'array',
+      items: { anyOf: [{ type: 'string' }, { type: 'string', maxLength: 3 }, { enum: ['ab', 1] }] },
+    });
     const text = `[${Array.from({ length: 2000 }, (_, i) => (i % 2 ? '"ab"' : '1')).join(',')}]`;
     const t0 = performance.now();
     expect(a.accepts(text)).toBe(true);
@@ -334,7 +379,11 @@ describe('compileJsonSchema: acceptance', () => {
   });
 
   it('additionalProperties as a schema; required names outside properties', () => {
-    expectAccepts(OPEN, ['{"a":"x"}', '{"a":"x","b":1,"c":2}', '{"b":3,"a":""}'], ['{"b":1}', '{"a":"x","b":"y"}', '{"a":"x","b":1,"b":2}', '{"a":1}']);
+    expectAccepts(
+      OPEN,
+      ['{"a":"x"}', '{"a":"x","b":1,"c":2}', '{"b":3,"a":""}'],
+      ['{"b":1}', '{"a":"x","b":"y"}', '{"a":"x","b":1,"b":2}', '{"a":1}'],
+    );
     expectAccepts(
       { type: 'object', required: ['id'], additionalProperties: { type: 'boolean' } },
       ['{"id":true}', '{"x":false,"id":true}'],
@@ -407,6 +456,7 @@ describe('compileJsonSchema: refusing what it cannot enforce', () => {
     [{ type: 'number', exclusiveMinimum: 0 }, 'exclusiveMinimum', '#'],
     [{ type: 'integer', multipleOf: 2 }, 'multipleOf', '#'],
     [{ type: 'object', patternProperties: { '^x': {} } }, 'patternProperties', '#'],
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if / then keywords, the case under test
     [{ if: { type: 'string' }, then: { maxLength: 2 } }, 'if', '#'],
     [{ type: 'object', dependentSchemas: { a: {} } }, 'dependentSchemas', '#'],
     [{ type: 'array', uniqueItems: true }, 'uniqueItems', '#'],
@@ -557,7 +607,33 @@ const SMALL_VOCAB: string[] = [
 // Every printable ASCII character as a token, so any character the automaton allows is reachable.
 for (let c = 0x20; c < 0x7f; c++) if (!SMALL_VOCAB.includes(String.fromCharCode(c))) SMALL_VOCAB.push(String.fromCharCode(c));
 const EOS = 1;
-const WORDS = new Set(['"a":', '"b":', '"name":', '"age":', '"kind":', '"id":', 'a', 'b', 'k', 'v', 'n', 'x', 'name', 'age', 'tags', 'city', 'zip', 'kind', 'id', 'children', 'red', 'blue', 'gr', 'een', 'é']);
+const WORDS = new Set([
+  '"a":',
+  '"b":',
+  '"name":',
+  '"age":',
+  '"kind":',
+  '"id":',
+  'a',
+  'b',
+  'k',
+  'v',
+  'n',
+  'x',
+  'name',
+  'age',
+  'tags',
+  'city',
+  'zip',
+  'kind',
+  'id',
+  'children',
+  'red',
+  'blue',
+  'gr',
+  'een',
+  'é',
+]);
 
 /** Nesting level of a JSON prefix: open brackets, plus one inside a string. */
 function level(text: string): { depth: number; str: boolean; esc: boolean } {
@@ -595,7 +671,12 @@ const maskIds = (mask: Uint8Array): number[] => Array.from(mask.keys()).filter((
  * A "model": picks uniformly among the allowed tokens, but often prefers one that closes a string
  * or bracket, or a word from the schemas, so that runs finish.
  */
-function randomRun(constraint: JsonConstraint, vocab: readonly string[], rng: Prng, maxSteps: number): { text: string; steps: number; empty: boolean } {
+function randomRun(
+  constraint: JsonConstraint,
+  vocab: readonly string[],
+  rng: Prng,
+  maxSteps: number,
+): { text: string; steps: number; empty: boolean } {
   let steps = 0;
   while (!constraint.done && steps < maxSteps) {
     const allowed = maskIds(constraint.allowedTokens());
@@ -753,14 +834,41 @@ describe('allowedTokens at 100k vocabulary', () => {
       for (let i = 0; i < n; i++) s += letters[Math.min(letters.length - 1, Math.floor(rng.nextFloat() ** 2 * letters.length))];
       return s;
     };
-    const texts = new Set<string>(['{', '}', '{"', '"', '":', ' "', '",', '"}', ':', ',', ' ', '[', ']', '1', '23', '.', 'e', '-', 'n', 'name', 'hello', ' world', 'true']);
+    const texts = new Set<string>([
+      '{',
+      '}',
+      '{"',
+      '"',
+      '":',
+      ' "',
+      '",',
+      '"}',
+      ':',
+      ',',
+      ' ',
+      '[',
+      ']',
+      '1',
+      '23',
+      '.',
+      'e',
+      '-',
+      'n',
+      'name',
+      'hello',
+      ' world',
+      'true',
+    ]);
     while (texts.size < 99_990) {
       const r = rng.nextFloat();
       let t: string;
       if (r < 0.6) t = (rng.nextFloat() < 0.6 ? ' ' : '') + syllable() + syllable() + (rng.nextFloat() < 0.5 ? syllable() : '');
       else if (r < 0.7) t = (rng.nextFloat() < 0.5 ? ' ' : '') + syllable()[0].toUpperCase() + syllable() + syllable();
       else if (r < 0.8) t = String(rng.nextUint32() % 100_000);
-      else if (r < 0.9) t = ['"', '",', '":', '{', '}', '[', ']', '\n', '  ', '    ', '.', ',', '(', ')', "'", '\\n', ':"'][rng.nextUint32() % 17] + syllable();
+      else if (r < 0.9)
+        t =
+          ['"', '",', '":', '{', '}', '[', ']', '\n', '  ', '    ', '.', ',', '(', ')', "'", '\\n', ':"'][rng.nextUint32() % 17] +
+          syllable();
       else t = ' '.repeat(1 + (rng.nextUint32() % 8)) + (rng.nextFloat() < 0.5 ? '' : syllable());
       texts.add(t);
     }
@@ -772,7 +880,11 @@ describe('allowedTokens at 100k vocabulary', () => {
     let t0 = performance.now();
     const trie = new TokenTrie(vocab, { exclude: [0, 1] });
     const buildMs = performance.now() - t0;
-    const automaton = compileJsonSchema({ type: 'object', properties: { name: { type: 'string' }, n: { type: 'integer' } }, additionalProperties: true });
+    const automaton = compileJsonSchema({
+      type: 'object',
+      properties: { name: { type: 'string' }, n: { type: 'integer' } },
+      additionalProperties: true,
+    });
 
     const timed = (label: string, prefix: string[]): number => {
       const c = new JsonConstraint(automaton, trie, [0]);

@@ -15,7 +15,9 @@ function rows(batch: number, from: number, time: number, kvHeads: number, hd: nu
 /** The filled positions of a storage tensor [B, nKV, capacity, hd], as [B, length, nKV, hd] nested arrays. */
 function filled(storage: tf.Tensor4D, length: number): number[][][][] {
   const [batch, kvHeads, , hd] = storage.shape;
-  return tf.tidy(() => tf.transpose(tf.slice(storage, [0, 0, 0, 0], [batch, kvHeads, length, hd]), [0, 2, 1, 3]).arraySync() as number[][][][]);
+  return tf.tidy(
+    () => tf.transpose(tf.slice(storage, [0, 0, 0, 0], [batch, kvHeads, length, hd]), [0, 2, 1, 3]).arraySync() as number[][][][],
+  );
 }
 
 describeBackends('KVCache', (backend) => {
@@ -95,8 +97,12 @@ describeBackends('KVCache', (backend) => {
     const a = rows(1, 0, 2, 2, 8);
     cache.append(a, a);
     const wrongHeads = rows(1, 0, 1, 3, 8);
-    expect(() => cache.append(wrongHeads, wrongHeads)).toThrow('KVCache.append: the cache holds keys of 1 sequences × 2 heads × 8, got [1,1,3,8] ([B, T, nKV, hd]).');
-    expect(() => cache.append(a, rows(1, 0, 3, 2, 8))).toThrow('KVCache.append: keys [1,2,2,8] and values [1,3,2,8] must have the same shape.');
+    expect(() => cache.append(wrongHeads, wrongHeads)).toThrow(
+      'KVCache.append: the cache holds keys of 1 sequences × 2 heads × 8, got [1,1,3,8] ([B, T, nKV, hd]).',
+    );
+    expect(() => cache.append(a, rows(1, 0, 3, 2, 8))).toThrow(
+      'KVCache.append: keys [1,2,2,8] and values [1,3,2,8] must have the same shape.',
+    );
     tf.dispose([a, wrongHeads]);
     cache.dispose();
   });

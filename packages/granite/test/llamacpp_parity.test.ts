@@ -90,13 +90,17 @@ function goldenRows(golden: GoldenCase, b: number): { prompt: number[][]; decode
     if (m) prompt.push(logSoftmax(golden.logits.data.subarray((b * seq + t) * vocab, (b * seq + t + 1) * vocab)));
   });
   const steps = golden.decodeLogits.shape[1];
-  const decode = Array.from({ length: steps }, (_, s) => logSoftmax(golden.decodeLogits.data.subarray((b * steps + s) * vocab, (b * steps + s + 1) * vocab)));
+  const decode = Array.from({ length: steps }, (_, s) =>
+    logSoftmax(golden.decodeLogits.data.subarray((b * steps + s) * vocab, (b * steps + s + 1) * vocab)),
+  );
   return { prompt, decode };
 }
 
 /** graniteflow's log-probabilities at every position of `ids` (one sequence, no cache). */
 function graniteLogProbs(granite: GraniteModel, ids: number[]): number[][] {
-  const logits = tf.tidy(() => tf.squeeze(granite.model.forward(tf.tensor2d([ids], undefined, 'int32')).logits!, [0]).arraySync() as number[][]);
+  const logits = tf.tidy(
+    () => tf.squeeze(granite.model.forward(tf.tensor2d([ids], undefined, 'int32')).logits!, [0]).arraySync() as number[][],
+  );
   return logits.map(logSoftmax);
 }
 
@@ -128,7 +132,9 @@ if (unavailable !== null) {
           greedy: r.greedy,
         };
       });
-      console.log(`${name} f32: llama.cpp vs reference, max |Δ log p| ${report.map((r) => `prompt ${r.prompt.toExponential(2)} decode ${r.decode.toExponential(2)}`).join('; ')}`);
+      console.log(
+        `${name} f32: llama.cpp vs reference, max |Δ log p| ${report.map((r) => `prompt ${r.prompt.toExponential(2)} decode ${r.decode.toExponential(2)}`).join('; ')}`,
+      );
       report.forEach((r, b) => {
         expect(r.prompt).toBeLessThanOrEqual(F32_TOLERANCE);
         expect(r.decode).toBeLessThanOrEqual(F32_TOLERANCE);
@@ -166,7 +172,9 @@ if (unavailable !== null) {
           const promptDiff = Math.max(...r.logProbs.map((row, t) => maxAbsDiff(row, mine[t])));
           const decodeDiff = Math.max(...r.decodeLogProbs.map((row, s) => maxAbsDiff(row, mine[T - 1 + s])));
           const fromReference = Math.max(...r.logProbs.map((row, t) => maxAbsDiff(row, goldenRows(golden, b).prompt[t])));
-          console.log(`tiny_moe prompt ${b}: llama.cpp vs per-group graniteflow ${promptDiff.toExponential(2)} (decode ${decodeDiff.toExponential(2)}); vs the full-width reference ${fromReference.toFixed(2)}`);
+          console.log(
+            `tiny_moe prompt ${b}: llama.cpp vs per-group graniteflow ${promptDiff.toExponential(2)} (decode ${decodeDiff.toExponential(2)}); vs the full-width reference ${fromReference.toFixed(2)}`,
+          );
           expect(promptDiff).toBeLessThanOrEqual(F32_TOLERANCE);
           expect(decodeDiff).toBeLessThanOrEqual(F32_TOLERANCE);
           expect(r.greedy).toEqual(Array.from({ length: steps }, (_, s) => argmax(mine[T - 1 + s])));
@@ -182,8 +190,12 @@ if (unavailable !== null) {
       const gguf = path.join(tmp, 'chat_tiny-tok.gguf');
       await exportGguf(CHAT_TINY_DIR, gguf, { format: 'f32' });
       const cases = readJson<{ cases: { name: string; text: string; ids: number[] }[] }>(path.join(TOKENIZER_DIR, 'cases.json')).cases;
-      const prompts = readJson<{ cases: { prompt: string; prompt_ids: number[] }[] }>(path.join(CHAT_TINY_DIR, 'text_expectations.json')).cases;
-      expect(fs.readFileSync(path.join(TOKENIZER_DIR, 'tokenizer.json')).equals(fs.readFileSync(path.join(CHAT_TINY_DIR, 'tokenizer.json')))).toBe(true);
+      const prompts = readJson<{ cases: { prompt: string; prompt_ids: number[] }[] }>(
+        path.join(CHAT_TINY_DIR, 'text_expectations.json'),
+      ).cases;
+      expect(
+        fs.readFileSync(path.join(TOKENIZER_DIR, 'tokenizer.json')).equals(fs.readFileSync(path.join(CHAT_TINY_DIR, 'tokenizer.json'))),
+      ).toBe(true);
       const texts = [...cases.map((c) => c.text), ...prompts.map((p) => p.prompt)];
       const want = [...cases.map((c) => c.ids), ...prompts.map((p) => p.prompt_ids)];
       const { tokenized } = runLlamaCpp(gguf, { texts });
@@ -215,7 +227,8 @@ if (unavailable !== null) {
           // in gguf_export.test.ts), the rest as is.
           const dir = path.join(tmp, `chat_tiny-${format}-dequantized`);
           fs.mkdirSync(dir);
-          for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) fs.copyFileSync(path.join(CHAT_TINY_DIR, f), path.join(dir, f));
+          for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'])
+            fs.copyFileSync(path.join(CHAT_TINY_DIR, f), path.join(dir, f));
           const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
           for (const name of src.names()) {
             const { shape, data } = src.read(name) as { shape: number[]; data: Float32Array };
@@ -237,7 +250,9 @@ if (unavailable !== null) {
               const mine = graniteLogProbs(granite, golden.inputs.prompts[b]);
               const toSameWeights = Math.max(...r.logProbs.map((row, t) => maxAbsDiff(row, mine[t])));
               const toReference = Math.max(...r.logProbs.map((row, t) => maxAbsDiff(row, goldenRows(golden, b).prompt[t])));
-              console.log(`chat_tiny ${format} prompt ${b}: llama.cpp vs float32 on the same weights ${toSameWeights.toFixed(3)}, vs the unquantized reference ${toReference.toFixed(3)}`);
+              console.log(
+                `chat_tiny ${format} prompt ${b}: llama.cpp vs float32 on the same weights ${toSameWeights.toFixed(3)}, vs the unquantized reference ${toReference.toFixed(3)}`,
+              );
               // What is left is llama.cpp rounding activations to 8 bits for its quantized dot
               // products (measured ≤ 0.44 on this deliberately sensitive model): a weight stored
               // in the wrong layout is off by 2 and more.

@@ -122,7 +122,9 @@ describe('fromPretrained', () => {
     const GiB = 1024 ** 3;
     expect(() => assertFitsInMemory(estimate, 'wasm', 64 * GiB, 64 * GiB)).toThrow(InsufficientMemoryError);
     expect(() => assertFitsInMemory(estimate, 'wasm', 64 * GiB, 64 * GiB)).toThrow(/at dtype f32 .*wasm backend can hold .*--backend cpu/);
-    expect(assertFitsInMemory(estimate, 'cpu', 4 * GiB, 64 * GiB)).toMatch(/only 4\.0 GiB of this machine's 64\.0 GiB of memory is free now/);
+    expect(assertFitsInMemory(estimate, 'cpu', 4 * GiB, 64 * GiB)).toMatch(
+      /only 4\.0 GiB of this machine's 64\.0 GiB of memory is free now/,
+    );
     expect(() => assertFitsInMemory(estimateMemory(preset('granite-4.0-h-350m')), 'wasm', 64 * GiB, 64 * GiB)).not.toThrow();
     // A folder whose config is h-tiny-sized is refused from its config alone (no weights exist).
     const dir = path.join(tmp, 'huge');
@@ -133,11 +135,13 @@ describe('fromPretrained', () => {
   });
 
   it('refuses a context that cannot fit a loaded model before any work, naming the context', async () => {
-    const granite = await fromPretrained(TINY_MOE_DIR, { backend: "wasm" });
+    const granite = await fromPretrained(TINY_MOE_DIR, { backend: 'wasm' });
     try {
       expect(granite.assertContextFits(4096).contextLength).toBe(4096);
       expect(() => granite.assertContextFits(1e9)).toThrow(InsufficientMemoryError);
-      expect(() => granite.assertContextFits(1e9)).toThrow(/state and KV cache for 1 × 1000000000 tokens \+ .* of activations for a prefill chunk of 512 tokens\), more than the wasm backend can hold/);
+      expect(() => granite.assertContextFits(1e9)).toThrow(
+        /state and KV cache for 1 × 1000000000 tokens \+ .* of activations for a prefill chunk of 512 tokens\), more than the wasm backend can hold/,
+      );
     } finally {
       granite.dispose();
     }
@@ -149,9 +153,13 @@ describe('fromPretrained', () => {
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...preset('granite-4.0-h-micro'), time_step_limit: null }));
     const refused = await fromPretrained(dir, { backend: 'wasm', dtype: 'f32' }).catch((e) => e);
     expect(refused).toBeInstanceOf(InsufficientMemoryError);
-    expect(refused.message).toMatch(/^This model at dtype f32 needs about 12\.2 GiB .* more than the wasm backend can hold .* At dtype q4_0 it needs about 1\.9 GiB, which fits: load it with dtype 'q4_0' \(--dtype q4_0\)\./);
+    expect(refused.message).toMatch(
+      /^This model at dtype f32 needs about 12\.2 GiB .* more than the wasm backend can hold .* At dtype q4_0 it needs about 1\.9 GiB, which fits: load it with dtype 'q4_0' \(--dtype q4_0\)\./,
+    );
     // At q4_0 the check passes and loading goes on, to the weights this folder does not have.
-    await expect(fromPretrained(dir, { backend: 'wasm', dtype: 'q4_0' })).rejects.toThrow(/no model\.safetensors or model\.safetensors\.index\.json in this folder/);
+    await expect(fromPretrained(dir, { backend: 'wasm', dtype: 'q4_0' })).rejects.toThrow(
+      /no model\.safetensors or model\.safetensors\.index\.json in this folder/,
+    );
     await initBackend('cpu');
   });
 
@@ -160,14 +168,17 @@ describe('fromPretrained', () => {
       new WeightPolicyError('dtype must be one of f32, bf16, q8_0, q4_0; got "q5".'),
     );
     const before = tf.memory().numTensors;
-    await expect(fromPretrained(CHAT_TINY_DIR, { dtype: 'q8_0', dtypeOverrides: { 'model.layers.*.mamba.x_proj.weight': 'f32' } })).rejects.toThrow(
-      /dtypeOverrides "model\.layers\.\*\.mamba\.x_proj\.weight" matches no parameter of this model/,
-    );
+    await expect(
+      fromPretrained(CHAT_TINY_DIR, { dtype: 'q8_0', dtypeOverrides: { 'model.layers.*.mamba.x_proj.weight': 'f32' } }),
+    ).rejects.toThrow(/dtypeOverrides "model\.layers\.\*\.mamba\.x_proj\.weight" matches no parameter of this model/);
     expect(tf.memory().numTensors).toBe(before);
   });
 
   it('keeps float32, and says so, the weights whose rows are not whole blocks (a shared MLP of 40)', async () => {
-    const cfg = parseConfig({ ...JSON.parse(fs.readFileSync(path.join(CHAT_TINY_DIR, 'config.json'), 'utf8')), shared_intermediate_size: 40 });
+    const cfg = parseConfig({
+      ...JSON.parse(fs.readFileSync(path.join(CHAT_TINY_DIR, 'config.json'), 'utf8')),
+      shared_intermediate_size: 40,
+    });
     const dir = path.join(tmp, 'shared-40');
     writeRandomCheckpoint(dir, cfg, { seed: 5, std: 0.2 });
     const notes: LoadNote[] = [];
@@ -225,20 +236,76 @@ describe('fromPretrained', () => {
     const err = await fromPretrained(dir, { backend: 'cpu' }).catch((e) => e);
     expect(Date.now() - started).toBeLessThan(5000);
     expect(err).toBeInstanceOf(InsufficientMemoryError);
-    expect(err.message).toMatch(/at dtype f32 needs about [\d.]+ EiB .* more than the cpu backend can hold \(80% of this machine's [\d.]+ [KMGT]iB of memory/);
+    expect(err.message).toMatch(
+      /at dtype f32 needs about [\d.]+ EiB .* more than the cpu backend can hold \(80% of this machine's [\d.]+ [KMGT]iB of memory/,
+    );
   });
 
   describe('model files that are not regular files, or not valid', () => {
     it.each([
-      ['config.json', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), ModelFileError, /config\.json is a FIFO \(named pipe\), expected a regular file\.$/],
-      ['config.json', 'a directory', (f: string) => fs.mkdirSync(f), ModelFileError, /config\.json is a directory, expected a regular file\.$/],
-      ['config.json', 'a symbolic link loop', (f: string) => fs.symlinkSync('config.json', f), ModelFileError, /config\.json is a symbolic link loop \(ELOOP\), expected a regular file\.$/],
-      ['generation_config.json', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), ModelFileError, /generation_config\.json is a FIFO \(named pipe\), expected a regular file\.$/],
-      ['tokenizer.json', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), TokenizerError, /Cannot read .*tokenizer\.json: it is a FIFO \(named pipe\), expected a regular file$/],
-      ['tokenizer_config.json', 'a directory', (f: string) => fs.mkdirSync(f), TokenizerError, /Cannot read .*tokenizer_config\.json: it is a directory, expected a regular file$/],
-      ['tokenizer.json', 'a symbolic link loop', (f: string) => fs.symlinkSync('tokenizer.json', f), TokenizerError, /tokenizer\.json: it is a symbolic link loop \(ELOOP\)/],
-      ['model.safetensors', 'a FIFO', (f: string) => execFileSync('mkfifo', [f]), SafetensorsError, /model\.safetensors: is a FIFO \(named pipe\), expected a regular file$/],
-      ['model.safetensors', 'a symbolic link loop', (f: string) => fs.symlinkSync('model.safetensors', f), SafetensorsError, /model\.safetensors: is a symbolic link loop \(ELOOP\), expected a regular file$/],
+      [
+        'config.json',
+        'a FIFO',
+        (f: string) => execFileSync('mkfifo', [f]),
+        ModelFileError,
+        /config\.json is a FIFO \(named pipe\), expected a regular file\.$/,
+      ],
+      [
+        'config.json',
+        'a directory',
+        (f: string) => fs.mkdirSync(f),
+        ModelFileError,
+        /config\.json is a directory, expected a regular file\.$/,
+      ],
+      [
+        'config.json',
+        'a symbolic link loop',
+        (f: string) => fs.symlinkSync('config.json', f),
+        ModelFileError,
+        /config\.json is a symbolic link loop \(ELOOP\), expected a regular file\.$/,
+      ],
+      [
+        'generation_config.json',
+        'a FIFO',
+        (f: string) => execFileSync('mkfifo', [f]),
+        ModelFileError,
+        /generation_config\.json is a FIFO \(named pipe\), expected a regular file\.$/,
+      ],
+      [
+        'tokenizer.json',
+        'a FIFO',
+        (f: string) => execFileSync('mkfifo', [f]),
+        TokenizerError,
+        /Cannot read .*tokenizer\.json: it is a FIFO \(named pipe\), expected a regular file$/,
+      ],
+      [
+        'tokenizer_config.json',
+        'a directory',
+        (f: string) => fs.mkdirSync(f),
+        TokenizerError,
+        /Cannot read .*tokenizer_config\.json: it is a directory, expected a regular file$/,
+      ],
+      [
+        'tokenizer.json',
+        'a symbolic link loop',
+        (f: string) => fs.symlinkSync('tokenizer.json', f),
+        TokenizerError,
+        /tokenizer\.json: it is a symbolic link loop \(ELOOP\)/,
+      ],
+      [
+        'model.safetensors',
+        'a FIFO',
+        (f: string) => execFileSync('mkfifo', [f]),
+        SafetensorsError,
+        /model\.safetensors: is a FIFO \(named pipe\), expected a regular file$/,
+      ],
+      [
+        'model.safetensors',
+        'a symbolic link loop',
+        (f: string) => fs.symlinkSync('model.safetensors', f),
+        SafetensorsError,
+        /model\.safetensors: is a symbolic link loop \(ELOOP\), expected a regular file$/,
+      ],
     ])('%s that is %s is refused at once, naming it', async (name, kind, make, errorClass, message) => {
       const dir = copyModel(CHAT_TINY_DIR, `${name}-${kind}`.replace(/\W+/g, '-'));
       const file = path.join(dir, name);
@@ -257,7 +324,9 @@ describe('fromPretrained', () => {
       const err = await fromPretrained(dir).catch((e) => e);
       expect(err).toBeInstanceOf(ModelFileError);
       expect(err.file).toBe(file);
-      expect(err.message).toMatch(/generation_config\.json is not valid JSON \(.*\); generation_config\.json holds the model's generation defaults/);
+      expect(err.message).toMatch(
+        /generation_config\.json is not valid JSON \(.*\); generation_config\.json holds the model's generation defaults/,
+      );
       // A pretty-printed file cut short: V8 quotes the text, newlines and all; the message stays one line.
       fs.writeFileSync(file, '{\n  "eos_token_id": [0,\n  tru\n}');
       const cut = await fromPretrained(dir).catch((e) => e);
@@ -290,7 +359,9 @@ describeBackends('fromPretrained: loaded weights compute as they should', (backe
     const plain = await fromPretrained(CHAT_TINY_DIR, { backend });
     const layer = (g: typeof granite) => g.model.model.layers[0].mamba!.in_proj;
     const x = tf.randomNormal([2, 64], 0, 1, 'float32', 7);
-    expect(Array.from(tf.tidy(() => layer(granite).forward(x).dataSync()))).toEqual(Array.from(tf.tidy(() => layer(plain).forward(x).dataSync())));
+    expect(Array.from(tf.tidy(() => layer(granite).forward(x).dataSync()))).toEqual(
+      Array.from(tf.tidy(() => layer(plain).forward(x).dataSync())),
+    );
     x.dispose();
     granite.dispose();
     plain.dispose();
@@ -319,7 +390,9 @@ describeBackends('fromPretrained: loaded weights compute as they should', (backe
       const ids = [3, 9, 4, 1, 7];
       const full = tf.tidy(() => granite.model.forward(tf.tensor2d([ids], undefined, 'int32')).logits!.dataSync());
       const cache = granite.makeCache();
-      tf.tidy(() => { granite.model.forward(tf.tensor2d([ids.slice(0, 3)], undefined, 'int32'), { cache, logits: 'none' }); });
+      tf.tidy(() => {
+        granite.model.forward(tf.tensor2d([ids.slice(0, 3)], undefined, 'int32'), { cache, logits: 'none' });
+      });
       const step = tf.tidy(() => granite.model.forward(tf.tensor2d([ids.slice(3)], undefined, 'int32'), { cache }).logits!.dataSync());
       cache.dispose();
       for (let i = 0; i < step.length; i++) expect(Math.abs(step[i] - full[3 * 50 + i])).toBeLessThan(1e-5);

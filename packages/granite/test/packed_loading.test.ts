@@ -5,7 +5,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Checkpoint, dequantizeRowsInto, nativeAddon, PackedTensor, quantizeCheckpoint, writePackedCheckpoint, type PackedFormat } from '@graniteflow/core';
+import {
+  Checkpoint,
+  dequantizeRowsInto,
+  nativeAddon,
+  PackedTensor,
+  quantizeCheckpoint,
+  writePackedCheckpoint,
+  type PackedFormat,
+} from '@graniteflow/core';
 import { describeBackends, expectNoTensorLeak } from '@graniteflow/core/testing';
 import { estimateMemory, fromPretrained, parseConfig, planWeightDtypes, type GraniteModel, type LoadNote } from '../src';
 import { GOLDEN_MODELS, loadGolden, maxDiffAtRealPositions } from './golden_fixtures';
@@ -24,7 +32,10 @@ async function quantizeFolder(source: string, format: PackedFormat, name: string
   fs.mkdirSync(out);
   const checkpoint = Checkpoint.open(source);
   try {
-    const plan = planWeightDtypes(checkpoint.names().map((n) => [n, checkpoint.info(n).shape] as const), { dtype: format });
+    const plan = planWeightDtypes(
+      checkpoint.names().map((n) => [n, checkpoint.info(n).shape] as const),
+      { dtype: format },
+    );
     await quantizeCheckpoint(checkpoint, out, { policy: (n) => plan.dtypes.get(n) ?? 'f32' });
   } finally {
     checkpoint.close();
@@ -105,7 +116,12 @@ for (const name of GOLDEN_MODELS) {
       });
 
       it('gives the logits of fromPretrained(original, { dtype }) (same bytes, same kernels)', () => {
-        const diff = maxDiffAtRealPositions(logitsOf(packed, inputIds, mask), logitsOf(atLoad, inputIds, mask), mask, packed.config.vocab_size);
+        const diff = maxDiffAtRealPositions(
+          logitsOf(packed, inputIds, mask),
+          logitsOf(atLoad, inputIds, mask),
+          mask,
+          packed.config.vocab_size,
+        );
         expect(diff).toBeLessThanOrEqual(1e-6);
       });
 
@@ -142,13 +158,24 @@ for (const name of GOLDEN_MODELS) {
       const repacked = await fromPretrained(folder, { backend, dtype: 'q4_0', onNote: (n) => notes.push(n) });
       const checkpoint = Checkpoint.open(folder);
       try {
-        const sorted = (dtypes: Map<string, string>, d: string) => [...dtypes].filter(([, x]) => x === d).map(([k]) => k).sort();
+        const sorted = (dtypes: Map<string, string>, d: string) =>
+          [...dtypes]
+            .filter(([, x]) => x === d)
+            .map(([k]) => k)
+            .sort();
         expect(sorted(repacked.weightDtypes(), 'q4_0')).toEqual(sorted(planFor(folder, 'q8_0'), 'q8_0'));
         for (const [param, p] of repacked.model.namedParameters()) {
           if (p.packed === null) continue;
           const info = checkpoint.info(param);
           const values = new Float32Array(p.size);
-          dequantizeRowsInto('q8_0', checkpoint.readBytes(param), p.shape[p.shape.length - 1], 0, values.length / p.shape[p.shape.length - 1], values);
+          dequantizeRowsInto(
+            'q8_0',
+            checkpoint.readBytes(param),
+            p.shape[p.shape.length - 1],
+            0,
+            values.length / p.shape[p.shape.length - 1],
+            values,
+          );
           const expected = PackedTensor.fromFloats('q4_0', info.packed!.shape, values);
           expect([param, Buffer.compare(Buffer.from(p.packed.readBytes()), Buffer.from(expected.readBytes()))]).toEqual([param, 0]);
           expected.dispose();
@@ -231,7 +258,12 @@ describe('packed checkpoint: memory estimate and errors', () => {
       .filter((n) => n !== dropped)
       .map((n) => {
         const shape = n === wrong ? [shapeOf(n)[0] * 2, shapeOf(n)[1]] : shapeOf(n);
-        return { name: n, dtype: n === wrong ? ('q8_0' as const) : ('F32' as const), shape, bytes: new Uint8Array(n === wrong ? (shape[0] * shape[1] * 34) / 32 : 4 * shape.reduce((a, b) => a * b, 1)) };
+        return {
+          name: n,
+          dtype: n === wrong ? ('q8_0' as const) : ('F32' as const),
+          shape,
+          bytes: new Uint8Array(n === wrong ? (shape[0] * shape[1] * 34) / 32 : 4 * shape.reduce((a, b) => a * b, 1)),
+        };
       });
     tensors.push({ name: 'model.extra.weight', dtype: 'F32', shape: [4], bytes: new Uint8Array(16) });
     source.close();

@@ -108,7 +108,9 @@ for (const name of GOLDEN_MODELS) {
         const maxDiff = maxDiffAtRealPositions(logits, golden.logits.data, mask, vocab);
         const top1 = top1Agreement(logits, golden.logits.data, mask, vocab);
         measured.set(dtype, { maxDiff, top1 });
-        figures.push(`  ${backend.padEnd(7)} ${name.padEnd(12)} ${dtype.padEnd(5)} max |Δlogit| ${maxDiff.toFixed(4)}  top-1 ${(100 * top1).toFixed(1)}%`);
+        figures.push(
+          `  ${backend.padEnd(7)} ${name.padEnd(12)} ${dtype.padEnd(5)} max |Δlogit| ${maxDiff.toFixed(4)}  top-1 ${(100 * top1).toFixed(1)}%`,
+        );
         const lossless = dtype === 'bf16' && granite.config.torch_dtype === 'bfloat16';
         expect(maxDiff).toBeLessThanOrEqual(lossless ? LOSSLESS : BOUNDS[dtype].maxDiff);
         expect(top1).toBeGreaterThanOrEqual(BOUNDS[dtype].top1);
@@ -150,7 +152,8 @@ for (const name of GOLDEN_MODELS) {
 
       it('leaks no tensor after a generation', async () => {
         await expectNoTensorLeak(async () => {
-          for await (const _ of granite.generate(golden.inputs.prompts[1], { maxNewTokens: 4, temperature: 0.8, topK: 20, seed: 1 })) void _;
+          for await (const _ of granite.generate(golden.inputs.prompts[1], { maxNewTokens: 4, temperature: 0.8, topK: 20, seed: 1 }))
+            void _;
         }, `generation at ${dtype}`);
       });
     });
@@ -172,7 +175,10 @@ describe('streaming quantization', () => {
     const checkpoint = Checkpoint.open(golden.dir);
     const model = new GraniteMoeHybridForCausalLM(config);
     try {
-      const plan = planWeightDtypes([...model.namedParameters()].map(([n, p]) => [n, p.shape] as const), { dtype });
+      const plan = planWeightDtypes(
+        [...model.namedParameters()].map(([n, p]) => [n, p.shape] as const),
+        { dtype },
+      );
       const keys = convertWeights(new Map(checkpoint.names().map((k) => [k, k])), config);
       loadWeights(model, checkpoint, keys, { dtypes: plan.dtypes, chunkBytes });
     } finally {

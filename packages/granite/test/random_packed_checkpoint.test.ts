@@ -78,7 +78,8 @@ describe('writeRandomPackedCheckpoint', () => {
     expect(files[files.length - 1]).toBe('model.safetensors.index.json');
     const [a, b] = [Checkpoint.open(one), Checkpoint.open(sharded)];
     try {
-      for (const name of a.names()) expect([name, Buffer.compare(Buffer.from(a.readBytes(name)), Buffer.from(b.readBytes(name)))]).toEqual([name, 0]);
+      for (const name of a.names())
+        expect([name, Buffer.compare(Buffer.from(a.readBytes(name)), Buffer.from(b.readBytes(name)))]).toEqual([name, 0]);
     } finally {
       a.close();
       b.close();
@@ -116,7 +117,9 @@ describe('writeRandomPackedCheckpoint', () => {
     });
     const writeMs = Date.now() - started;
     const bytes = folderBytes(dir);
-    console.log(`wrote ${(bytes / 2 ** 20).toFixed(1)} MiB in ${writeMs} ms; peak RSS growth ${((peak - before) / 2 ** 20).toFixed(1)} MiB`);
+    console.log(
+      `wrote ${(bytes / 2 ** 20).toFixed(1)} MiB in ${writeMs} ms; peak RSS growth ${((peak - before) / 2 ** 20).toFixed(1)} MiB`,
+    );
     expect(bytes).toBeGreaterThan(150e6);
     expect(peak - before).toBeLessThan(bytes / 4);
 
@@ -125,10 +128,14 @@ describe('writeRandomPackedCheckpoint', () => {
     const granite = await fromPretrained(dir, { backend });
     const loadMs = Date.now() - loadStarted;
     try {
-      console.log(`loaded on ${backend} in ${loadMs} ms: ${JSON.stringify(granite.weightsSource)}; RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`);
+      console.log(
+        `loaded on ${backend} in ${loadMs} ms: ${JSON.stringify(granite.weightsSource)}; RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
+      );
       expect(granite.weightSummary()[0]).toMatchObject({ dtype: 'q4_0' });
       await expectNoTensorLeak(() => {
-        const logits = tf.tidy(() => granite.model.forward(tf.tensor2d([[1, 2, 3]], undefined, 'int32'), { logits: 'last' }).logits!.dataSync());
+        const logits = tf.tidy(() =>
+          granite.model.forward(tf.tensor2d([[1, 2, 3]], undefined, 'int32'), { logits: 'last' }).logits!.dataSync(),
+        );
         expect(logits.length).toBe(32768);
         expect(logits.every((v) => Number.isFinite(v))).toBe(true);
       });

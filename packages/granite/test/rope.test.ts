@@ -17,7 +17,7 @@ function naiveRope(x: Float64Array, shape: readonly number[], positions: readonl
       for (let h = 0; h < H; h++) {
         const at = ((b * T + t) * H + h) * d;
         for (let i = 0; i < half; i++) {
-          const angle = positions[b][t] * Math.pow(theta, (-2 * i) / d);
+          const angle = positions[b][t] * theta ** ((-2 * i) / d);
           const [lo, hi] = [x[at + i], x[at + i + half]];
           out[at + i] = lo * Math.cos(angle) - hi * Math.sin(angle);
           out[at + i + half] = hi * Math.cos(angle) + lo * Math.sin(angle);
@@ -36,16 +36,28 @@ function randomValues(n: number, seed: number): Float64Array {
   return out;
 }
 
-describeBackends('RoPE', (backend) => {
+describeBackends('RoPE', () => {
   it('equals a float64 implementation of the definition, at small, offset and long-context positions', async () => {
     const shape = [2, 4, 3, 16];
     const theta = 10000;
     // Row 0 from 0, row 1 continuing a cached prefix; then positions deep in a 128K context.
     const cases: { positions: number[][]; tolerance: number }[] = [
-      { positions: [[0, 1, 2, 3], [37, 38, 39, 40]], tolerance: 2e-6 },
+      {
+        positions: [
+          [0, 1, 2, 3],
+          [37, 38, 39, 40],
+        ],
+        tolerance: 2e-6,
+      },
       // float32 holds a position near 131072 to 2^-7, so the angle of pair 0 carries ~0.004 of
       // rounding before cos/sin see it: the bound is that, not the arithmetic.
-      { positions: [[4093, 4094, 4095, 4096], [131068, 131069, 131070, 131071]], tolerance: 2e-2 },
+      {
+        positions: [
+          [4093, 4094, 4095, 4096],
+          [131068, 131069, 131070, 131071],
+        ],
+        tolerance: 2e-2,
+      },
     ];
     const x = randomValues(2 * 4 * 3 * 16, 7);
     await expectNoTensorLeak(() => {
@@ -83,12 +95,16 @@ describeBackends('RoPE', (backend) => {
     const without = new GraniteMoeHybridForCausalLM(parseConfig({ ...raw, position_embedding_type: null }), { seed: 5 });
     const ids = [3, 9, 4, 1, 7, 12];
     // Weights are allocated on first read; read them before counting tensors.
-    for (const m of [withRope, without]) tf.tidy(() => { m.forward(tf.tensor2d([ids], undefined, 'int32')); });
+    for (const m of [withRope, without])
+      tf.tidy(() => {
+        m.forward(tf.tensor2d([ids], undefined, 'int32'));
+      });
     await expectNoTensorLeak(() => {
       const a = tf.tidy(() => withRope.forward(tf.tensor2d([ids], undefined, 'int32')).logits!.dataSync());
       const b = tf.tidy(() => without.forward(tf.tensor2d([ids], undefined, 'int32')).logits!.dataSync());
       // Position 0 has angle 0 (no rotation), so the first token's logits agree; later ones must not.
-      let first = 0, later = 0;
+      let first = 0,
+        later = 0;
       for (let i = 0; i < a.length; i++) {
         const d = Math.abs(a[i] - b[i]);
         if (i < raw.vocab_size) first = Math.max(first, d);
@@ -98,7 +114,9 @@ describeBackends('RoPE', (backend) => {
       expect(later).toBeGreaterThan(1e-3);
       // The cached step's queries and keys sit at positions 4 and 5, not 0 and 1.
       const cache = withRope.makeCache(1);
-      tf.tidy(() => { withRope.forward(tf.tensor2d([ids.slice(0, 4)], undefined, 'int32'), { cache, logits: 'none' }); });
+      tf.tidy(() => {
+        withRope.forward(tf.tensor2d([ids.slice(0, 4)], undefined, 'int32'), { cache, logits: 'none' });
+      });
       const step = tf.tidy(() => withRope.forward(tf.tensor2d([ids.slice(4)], undefined, 'int32'), { cache }).logits!.dataSync());
       cache.dispose();
       let worst = 0;

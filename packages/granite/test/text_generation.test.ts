@@ -59,7 +59,13 @@ describeBackends('text generation on chat_tiny', (backend) => {
   it('samples reproducibly from a seed, never a padded vocabulary row', async () => {
     const run = async (seed: number) => {
       const out: number[] = [];
-      for await (const id of granite.generate(expectations.cases[1].prompt_ids, { maxNewTokens: 12, temperature: 1.5, seed, eosTokenIds: [] })) out.push(id);
+      for await (const id of granite.generate(expectations.cases[1].prompt_ids, {
+        maxNewTokens: 12,
+        temperature: 1.5,
+        seed,
+        eosTokenIds: [],
+      }))
+        out.push(id);
       return out;
     };
     const [a, b, c] = [await run(7), await run(7), await run(8)];
@@ -161,7 +167,13 @@ describeBackends('text generation on chat_tiny', (backend) => {
     await expectNoTensorLeak(async () => {
       const cache = granite.makeCache();
       const run = async () => {
-        for await (const _ of granite.generate(expectations.cases[1].prompt_ids, { maxNewTokens: 400, eosTokenIds: [], cache, signal: controller.signal })) produced++;
+        for await (const _ of granite.generate(expectations.cases[1].prompt_ids, {
+          maxNewTokens: 400,
+          eosTokenIds: [],
+          cache,
+          signal: controller.signal,
+        }))
+          produced++;
       };
       await expect(run()).rejects.toThrow(/abort/i);
       // The cache still holds what was fed: the prompt and every token but the last.

@@ -1,9 +1,5 @@
 import * as path from 'node:path';
-import {
-  ToolCallStreamParser,
-  parseToolCalls,
-  type ToolCallStreamEvent,
-} from '../src/tokenizer/tool_calls';
+import { ToolCallStreamParser, parseToolCalls, type ToolCallStreamEvent } from '../src/tokenizer/tool_calls';
 import { TOKENIZER_DIR, readJson } from './helpers/golden';
 
 describe('parseToolCalls', () => {

@@ -11,7 +11,10 @@ describe('trainByteLevelBpe', () => {
   });
 
   it('gives a tokenizer that round-trips its corpus in far fewer tokens than bytes, the same every time', () => {
-    const corpus = Array.from({ length: 30 }, (_, i) => `And God said, Let there be light: and there was light ${i}. And the evening and the morning were the day.`).join('\n');
+    const corpus = Array.from(
+      { length: 30 },
+      (_, i) => `And God said, Let there be light: and there was light ${i}. And the evening and the morning were the day.`,
+    ).join('\n');
     const merges = trainByteLevelBpe(corpus, { vocabSize: 400 });
     expect(merges.length).toBeGreaterThan(40);
     expect(merges.length).toBeLessThanOrEqual(400 - 257);

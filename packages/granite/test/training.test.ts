@@ -5,7 +5,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectClose } from '@graniteflow/core/testing';
 import { loadBalancingLoss } from '@graniteflow/ops-moe';
 import { initBackend, SafetensorsFile } from '@graniteflow/core';
-import { causalLmLoss, fromPretrained, GraniteMoeHybridForCausalLM, saveCheckpoint, IGNORE_INDEX, parseConfig, type GraniteMoeHybridConfig } from '../src';
+import {
+  causalLmLoss,
+  fromPretrained,
+  GraniteMoeHybridForCausalLM,
+  saveCheckpoint,
+  IGNORE_INDEX,
+  parseConfig,
+  type GraniteMoeHybridConfig,
+} from '../src';
 import { GOLDEN } from './golden_fixtures';
 
 /** tiny_moe: Mamba-2 and attention layers, 8 experts top-3 with a shared expert, tied head, initializer_range 0.1. */
@@ -48,7 +56,11 @@ describe('a new GraniteMoeHybridForCausalLM', () => {
     for (const w of [mamba.in_proj.weight, layer0.block_sparse_moe!.input_linear.weight, model.model.embed_tokens.weight]) {
       expect(Math.abs(stdOf(w.value) - std)).toBeLessThan(std * 0.08);
     }
-    expectClose(mamba.A_log.value, Array.from({ length: 8 }, (_, h) => Math.log(h + 1)), { atol: 1e-6 });
+    expectClose(
+      mamba.A_log.value,
+      Array.from({ length: 8 }, (_, h) => Math.log(h + 1)),
+      { atol: 1e-6 },
+    );
     expectClose(mamba.D.value, new Array(8).fill(1), { atol: 0 });
     expectClose(mamba.dt_bias.value, new Array(8).fill(1), { atol: 0 });
     expectClose(mamba.conv1d.bias!.value, new Array(mamba.conv1d.channels).fill(0), { atol: 0 });
@@ -187,7 +199,9 @@ describeBackends('causalLmLoss', () => {
     const withAux = routerGrad(10);
     expect(Math.max(...without.map((g, i) => Math.abs(g - withAux[i])))).toBeGreaterThan(1e-4);
     expect(() => causalLmLoss(model, { inputs, labels: [labels[0].map(() => IGNORE_INDEX)] })).toThrow(/every label is -100/);
-    expect(() => causalLmLoss(model, { inputs, labels: [labels[0].map(() => 320)] })).toThrow(/label 320 is outside the vocabulary \[0, 320\)/);
+    expect(() => causalLmLoss(model, { inputs, labels: [labels[0].map(() => 320)] })).toThrow(
+      /label 320 is outside the vocabulary \[0, 320\)/,
+    );
     expect(() => causalLmLoss(model, { inputs, labels: [labels[0].slice(1)] })).toThrow(/must both be 1 rows of 24 tokens/);
     model.dispose();
   });

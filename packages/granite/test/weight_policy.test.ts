@@ -51,22 +51,30 @@ function shapesOf(cfg: GraniteMoeHybridConfig): [string, number[]][] {
 
 describe('the dtype policy', () => {
   const untiedWithBiases = () =>
-    parseConfig({ ...JSON.parse(fs.readFileSync(path.join(GOLDEN_DIR, 'tiny_moe', 'config.json'), 'utf8')), attention_bias: true, mamba_proj_bias: true, tie_word_embeddings: false });
+    parseConfig({
+      ...JSON.parse(fs.readFileSync(path.join(GOLDEN_DIR, 'tiny_moe', 'config.json'), 'utf8')),
+      attention_bias: true,
+      mamba_proj_bias: true,
+      tie_word_embeddings: false,
+    });
 
-  it.each(['q4_0', 'q8_0', 'bf16'] as const)('%s packs the matrices and the (tied or untied) head; router, norms, A_log, D, dt_bias, conv1d and biases stay f32', (dtype) => {
-    for (const cfg of [goldenConfig('tiny_moe'), goldenConfig('micro_dense'), untiedWithBiases(), preset('granite-4.0-h-tiny')]) {
-      const plan = planWeightDtypes(shapesOf(cfg), { dtype });
-      for (const [name, held] of plan.dtypes) expect([name, held]).toEqual([name, expectedDtype(name, dtype)]);
-      const kept = [...plan.dtypes].filter(([n]) => /router|norm|A_log|\.D$|dt_bias|conv1d|\.bias$/.test(n));
-      expect(kept.length).toBeGreaterThan(0);
-      for (const [name, held] of kept) expect([name, held]).toEqual([name, 'f32']);
-      expect(plan.notes).toEqual([]);
-    }
-    const untied = planWeightDtypes(shapesOf(untiedWithBiases()), { dtype }).dtypes;
-    expect(untied.get('lm_head.weight')).toBe(dtype);
-    expect(untied.get('model.layers.0.mamba.in_proj.bias')).toBe('f32');
-    expect(untied.get('model.layers.2.self_attn.q_proj.bias')).toBe('f32');
-  });
+  it.each(['q4_0', 'q8_0', 'bf16'] as const)(
+    '%s packs the matrices and the (tied or untied) head; router, norms, A_log, D, dt_bias, conv1d and biases stay f32',
+    (dtype) => {
+      for (const cfg of [goldenConfig('tiny_moe'), goldenConfig('micro_dense'), untiedWithBiases(), preset('granite-4.0-h-tiny')]) {
+        const plan = planWeightDtypes(shapesOf(cfg), { dtype });
+        for (const [name, held] of plan.dtypes) expect([name, held]).toEqual([name, expectedDtype(name, dtype)]);
+        const kept = [...plan.dtypes].filter(([n]) => /router|norm|A_log|\.D$|dt_bias|conv1d|\.bias$/.test(n));
+        expect(kept.length).toBeGreaterThan(0);
+        for (const [name, held] of kept) expect([name, held]).toEqual([name, 'f32']);
+        expect(plan.notes).toEqual([]);
+      }
+      const untied = planWeightDtypes(shapesOf(untiedWithBiases()), { dtype }).dtypes;
+      expect(untied.get('lm_head.weight')).toBe(dtype);
+      expect(untied.get('model.layers.0.mamba.in_proj.bias')).toBe('f32');
+      expect(untied.get('model.layers.2.self_attn.q_proj.bias')).toBe('f32');
+    },
+  );
 
   it('f32 (the default) packs nothing', () => {
     const plan = planWeightDtypes(shapesOf(goldenConfig('tiny_moe')));
@@ -76,13 +84,19 @@ describe('the dtype policy', () => {
 
   it('keeps f32, with a note, a weight whose rows are not whole blocks, and the partner of such an expert weight', () => {
     // Shared MLP of 40: its output rows hold 40 weights. Experts of 40: output_linear [E, 64, 40].
-    const cfg = parseConfig({ ...JSON.parse(fs.readFileSync(path.join(GOLDEN_DIR, 'tiny_moe', 'config.json'), 'utf8')), shared_intermediate_size: 40, intermediate_size: 40 });
+    const cfg = parseConfig({
+      ...JSON.parse(fs.readFileSync(path.join(GOLDEN_DIR, 'tiny_moe', 'config.json'), 'utf8')),
+      shared_intermediate_size: 40,
+      intermediate_size: 40,
+    });
     const plan = planWeightDtypes(shapesOf(cfg), { dtype: 'q4_0' });
     expect(plan.dtypes.get('model.layers.0.shared_mlp.output_linear.weight')).toBe('f32');
     expect(plan.dtypes.get('model.layers.0.shared_mlp.input_linear.weight')).toBe('q4_0'); // rows of 64
     expect(plan.dtypes.get('model.layers.0.block_sparse_moe.output_linear.weight')).toBe('f32');
     expect(plan.dtypes.get('model.layers.0.block_sparse_moe.input_linear.weight')).toBe('f32');
-    expect(plan.notes).toContain('model.layers.0.shared_mlp.output_linear.weight [64,40] stays f32: its rows of 40 weights are not whole q4_0 blocks of 32.');
+    expect(plan.notes).toContain(
+      'model.layers.0.shared_mlp.output_linear.weight [64,40] stays f32: its rows of 40 weights are not whole q4_0 blocks of 32.',
+    );
     expect(plan.notes).toContain(
       'model.layers.0.block_sparse_moe.input_linear.weight [8,80,64] stays f32 like model.layers.0.block_sparse_moe.output_linear.weight: the experts run with both weights packed or both float32.',
     );
@@ -135,16 +149,20 @@ describe('parameterShapes', () => {
   beforeAll(() => initBackend('cpu'));
 
   // The estimate plans dtypes over these names; loading plans over the module tree. They must agree.
-  it.each([...PRESET_NAMES.map((n) => ['preset', n]), ...['micro_dense', 'tiny_moe', 'chat_tiny'].map((n) => ['golden', n]), ['untied with biases', 'tiny_moe']])(
-    'of %s %s equal the module tree, name for name and shape for shape',
-    (kind, name) => {
-      const base = kind === 'preset' ? preset(name) : goldenConfig(name);
-      const cfg = kind === 'untied with biases' ? { ...base, attention_bias: true, mamba_proj_bias: true, mamba_conv_bias: false, tie_word_embeddings: false } : base;
-      const model = new GraniteMoeHybridForCausalLM(cfg);
-      expect(shapesOf(cfg)).toEqual([...model.namedParameters()].map(([n, p]) => [n, [...p.shape]]));
-      model.dispose();
-    },
-  );
+  it.each([
+    ...PRESET_NAMES.map((n) => ['preset', n]),
+    ...['micro_dense', 'tiny_moe', 'chat_tiny'].map((n) => ['golden', n]),
+    ['untied with biases', 'tiny_moe'],
+  ])('of %s %s equal the module tree, name for name and shape for shape', (kind, name) => {
+    const base = kind === 'preset' ? preset(name) : goldenConfig(name);
+    const cfg =
+      kind === 'untied with biases'
+        ? { ...base, attention_bias: true, mamba_proj_bias: true, mamba_conv_bias: false, tie_word_embeddings: false }
+        : base;
+    const model = new GraniteMoeHybridForCausalLM(cfg);
+    expect(shapesOf(cfg)).toEqual([...model.namedParameters()].map(([n, p]) => [n, [...p.shape]]));
+    model.dispose();
+  });
 });
 
 describe('the memory estimate per dtype and backend', () => {
@@ -194,7 +212,10 @@ describe('the memory estimate per dtype and backend', () => {
 
   it('an override changes the estimate as it changes the load', () => {
     const plain = estimateMemory(preset('granite-4.0-h-micro'), { dtype: 'q4_0' });
-    const embeddingAtQ8 = estimateMemory(preset('granite-4.0-h-micro'), { dtype: 'q4_0', dtypeOverrides: { 'model.embed_tokens.weight': 'q8_0' } });
+    const embeddingAtQ8 = estimateMemory(preset('granite-4.0-h-micro'), {
+      dtype: 'q4_0',
+      dtypeOverrides: { 'model.embed_tokens.weight': 'q8_0' },
+    });
     expect(embeddingAtQ8.weightBytes - plain.weightBytes).toBe(q8(100352, H) - q4(100352, H));
   });
 
@@ -213,9 +234,13 @@ describe('the memory estimate per dtype and backend', () => {
       }
       return '';
     })();
-    expect(message).toMatch(/^This model at dtype f32 needs about 12\.2 GiB \(11\.9 GiB of float32 weights \(3\.19 B parameters\) \+ [\d.]+ MiB of state and KV cache for 1 × 4096 tokens \+ 130\.1 MiB of activations for a prefill chunk of 512 tokens\), more than the wasm backend can hold \(its heap stops at 4 GiB, about 3\.0 GiB of tensors\)\./);
+    expect(message).toMatch(
+      /^This model at dtype f32 needs about 12\.2 GiB \(11\.9 GiB of float32 weights \(3\.19 B parameters\) \+ [\d.]+ MiB of state and KV cache for 1 × 4096 tokens \+ 130\.1 MiB of activations for a prefill chunk of 512 tokens\), more than the wasm backend can hold \(its heap stops at 4 GiB, about 3\.0 GiB of tensors\)\./,
+    );
     expect(message).toMatch(/At dtype q4_0 it needs about 1\.9 GiB, which fits: load it with dtype 'q4_0' \(--dtype q4_0\)\./);
-    expect(message).toMatch(/At f32 it fits the (native backend \(--backend native\) or the )?cpu backend \(--backend cpu.*\), which may use up to 51\.2 GiB of this machine's memory\./);
+    expect(message).toMatch(
+      /At f32 it fits the (native backend \(--backend native\) or the )?cpu backend \(--backend cpu.*\), which may use up to 51\.2 GiB of this machine's memory\./,
+    );
     expect(assertFitsInMemory(estimateMemory(micro, { dtype: 'q4_0' }), 'wasm', 64 * GiB, 64 * GiB)).toBeUndefined();
   });
 
@@ -231,11 +256,15 @@ describe('the memory estimate per dtype and backend', () => {
       );
       // On 8 GiB (6.4 usable) f32 and nothing else is refused, and bf16 (6.1 GiB) is the dtype suggested.
       expect(() => assertFitsInMemory(micro, backend, 8 * GiB, 8 * GiB)).toThrow(
-        new RegExp(`more than the ${backend} backend can hold \\(80% of this machine's 8\\.0 GiB of memory, 6\\.4 GiB\\)\\. At dtype bf16 it needs about 6\\.2 GiB, which fits`),
+        new RegExp(
+          `more than the ${backend} backend can hold \\(80% of this machine's 8\\.0 GiB of memory, 6\\.4 GiB\\)\\. At dtype bf16 it needs about 6\\.2 GiB, which fits`,
+        ),
       );
     }
     // Nothing fits: say so, with the smallest figure.
     const small = estimateMemory(preset('granite-4.0-h-small'), { dtype: 'q8_0' });
-    expect(() => assertFitsInMemory(small, 'cpu', 8 * GiB, 8 * GiB)).toThrow(/at dtype q8_0 .*Even at q4_0 it needs about 1[67]\.\d GiB: choose a smaller model, lower the context length, or use a machine with more memory\./);
+    expect(() => assertFitsInMemory(small, 'cpu', 8 * GiB, 8 * GiB)).toThrow(
+      /at dtype q8_0 .*Even at q4_0 it needs about 1[67]\.\d GiB: choose a smaller model, lower the context length, or use a machine with more memory\./,
+    );
   });
 });

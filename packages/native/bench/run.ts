@@ -67,8 +67,12 @@ interface Row {
 const rows: Row[] = [];
 for (const [out, inF] of SHAPES) {
   const source = randomFloats(out * inF, out + inF);
-  const x1 = randomFloats(inF, 1), x8 = randomFloats(BATCH_ROWS * inF, 3), xp = randomFloats(PREFILL_ROWS * inF, 2);
-  const y1 = new Float32Array(out), y8 = new Float32Array(BATCH_ROWS * out), yp = new Float32Array(PREFILL_ROWS * out);
+  const x1 = randomFloats(inF, 1),
+    x8 = randomFloats(BATCH_ROWS * inF, 3),
+    xp = randomFloats(PREFILL_ROWS * inF, 2);
+  const y1 = new Float32Array(out),
+    y8 = new Float32Array(BATCH_ROWS * out),
+    yp = new Float32Array(PREFILL_ROWS * out);
   for (const format of FORMATS) {
     const packed = new Uint8Array(native.packedByteLength(format, out, inF));
     native.quantize(format, source, out, inF, packed);
@@ -80,32 +84,72 @@ for (const [out, inF] of SHAPES) {
       native.setLevel(level);
       const interleaved = layout === 'interleaved';
       if (interleaved) for (const c of copies) native.interleave(format, c, out, inF, true);
-      const decode = time((i) => native.matmul(format, copies[i % copies.length], out, inF, x1, 1, y1, { interleaved }), copies.length, Math.max(2 * copies.length, 9));
+      const decode = time(
+        (i) => native.matmul(format, copies[i % copies.length], out, inF, x1, 1, y1, { interleaved }),
+        copies.length,
+        Math.max(2 * copies.length, 9),
+      );
       const slow = level === 'scalar';
-      const batch = time((i) => native.matmul(format, copies[i % copies.length], out, inF, x8, BATCH_ROWS, y8, { interleaved }), slow ? 2 : copies.length, slow ? 5 : Math.max(2 * copies.length, 9));
+      const batch = time(
+        (i) => native.matmul(format, copies[i % copies.length], out, inF, x8, BATCH_ROWS, y8, { interleaved }),
+        slow ? 2 : copies.length,
+        slow ? 5 : Math.max(2 * copies.length, 9),
+      );
       const prefill = time(() => native.matmul(format, packed, out, inF, xp, PREFILL_ROWS, yp, { interleaved }), 1, slow ? 2 : 5);
       rows.push({
-        format, shape: `${out}x${inF}`, level, layout,
-        decodeGBs: packed.length / decode / 1e9, decodeMs: decode * 1e3, batchMs: batch * 1e3,
-        prefillGflops: (2 * PREFILL_ROWS * out * inF) / prefill / 1e9, prefillMs: prefill * 1e3,
+        format,
+        shape: `${out}x${inF}`,
+        level,
+        layout,
+        decodeGBs: packed.length / decode / 1e9,
+        decodeMs: decode * 1e3,
+        batchMs: batch * 1e3,
+        prefillGflops: (2 * PREFILL_ROWS * out * inF) / prefill / 1e9,
+        prefillMs: prefill * 1e3,
       });
       const r = rows[rows.length - 1];
-      console.error(`${format} ${r.shape} ${level} ${layout}: decode ${r.decodeGBs.toFixed(1)} GB/s, prefill ${r.prefillGflops.toFixed(1)} GFLOP/s`);
+      console.error(
+        `${format} ${r.shape} ${level} ${layout}: decode ${r.decodeGBs.toFixed(1)} GB/s, prefill ${r.prefillGflops.toFixed(1)} GFLOP/s`,
+      );
     }
     native.setLevel('avx512');
   }
 }
 
 const scalarOf = (r: Row) => rows.find((s) => s.format === r.format && s.shape === r.shape && s.level === 'scalar')!;
-const header = ['format', 'out x in', 'level', 'layout', 'decode GB/s', 'vs scalar', 'decode ms', `${BATCH_ROWS} rows ms`, 'vs 1 row', 'prefill GFLOP/s', 'vs scalar', 'prefill ms'];
+const header = [
+  'format',
+  'out x in',
+  'level',
+  'layout',
+  'decode GB/s',
+  'vs scalar',
+  'decode ms',
+  `${BATCH_ROWS} rows ms`,
+  'vs 1 row',
+  'prefill GFLOP/s',
+  'vs scalar',
+  'prefill ms',
+];
 const table = rows.map((r) => [
-  r.format, r.shape, r.level, r.layout,
-  r.decodeGBs.toFixed(1), `${(r.decodeGBs / scalarOf(r).decodeGBs).toFixed(1)}x`, r.decodeMs.toFixed(3),
-  r.batchMs.toFixed(3), `${(r.batchMs / r.decodeMs).toFixed(2)}x`,
-  r.prefillGflops.toFixed(1), `${(r.prefillGflops / scalarOf(r).prefillGflops).toFixed(1)}x`, r.prefillMs.toFixed(1),
+  r.format,
+  r.shape,
+  r.level,
+  r.layout,
+  r.decodeGBs.toFixed(1),
+  `${(r.decodeGBs / scalarOf(r).decodeGBs).toFixed(1)}x`,
+  r.decodeMs.toFixed(3),
+  r.batchMs.toFixed(3),
+  `${(r.batchMs / r.decodeMs).toFixed(2)}x`,
+  r.prefillGflops.toFixed(1),
+  `${(r.prefillGflops / scalarOf(r).prefillGflops).toFixed(1)}x`,
+  r.prefillMs.toFixed(1),
 ]);
 const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} CPUs, ${native.threads()} threads, best level ${native.cpuLevel()}, Node ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} CPUs, ${native.threads()} threads, best level ${native.cpuLevel()}, Node ${process.version}, load average ${os
+  .loadavg()
+  .map((l) => l.toFixed(2))
+  .join(' ')}`;
 console.log(`${new Date().toISOString().slice(0, 10)}: ${machine}\n`);
 console.log([line(header), line(header.map(() => '---')), ...table.map(line)].join('\n'));
 const outDir = path.join(__dirname, '..', 'bench-results');

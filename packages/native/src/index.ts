@@ -279,13 +279,7 @@ export interface Native {
    * `dt = clamp(softplus(dt + dt_bias), dtMin, dtMax)` and `A = −exp(A_log)`. Threads split the
    * (sequence, head) pairs. `out.finalState` may be `inputs.initialState` itself (updated in place).
    */
-  ssmScan(
-    inputs: SsmScanInputs,
-    dims: SsmScanDims,
-    dtMin: number,
-    dtMax: number,
-    out: { y: Float32Array; finalState: Float32Array },
-  ): void;
+  ssmScan(inputs: SsmScanInputs, dims: SsmScanDims, dtMin: number, dtMax: number, out: { y: Float32Array; finalState: Float32Array }): void;
   /**
    * The backward pass of {@link Native.ssmScan} (ops-mamba's `selectiveScanGradImpl`): the
    * gradients of every float input from `dy` and `dFinalState`, by a reverse sweep in double over
@@ -394,52 +388,138 @@ interface Binding {
   rowBytes(format: string, cols: number): number;
   quantize(format: string, src: Float32Array, rows: number, cols: number, dst: TypedArray): void;
   dequantize(format: string, src: TypedArray, rows: number, cols: number, dst: Float32Array): void;
-  dequantizeRows(
-    format: string, src: TypedArray, cols: number, rows: Int32Array, dst: Float32Array, interleaved: boolean,
-  ): void;
+  dequantizeRows(format: string, src: TypedArray, cols: number, rows: Int32Array, dst: Float32Array, interleaved: boolean): void;
   interleave(format: string, bytes: TypedArray, rows: number, cols: number, toInterleaved: boolean): void;
   matmul(
-    format: string, w: TypedArray, out: number, inF: number, x: Float32Array, n: number,
-    y: Float32Array, accumulate: boolean, interleaved: boolean,
+    format: string,
+    w: TypedArray,
+    out: number,
+    inF: number,
+    x: Float32Array,
+    n: number,
+    y: Float32Array,
+    accumulate: boolean,
+    interleaved: boolean,
   ): void;
   gemmF32(
-    a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number,
-    ta: boolean, tb: boolean, batch: number, sa: number, sb: number, sc: number, accumulate: boolean,
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    ta: boolean,
+    tb: boolean,
+    batch: number,
+    sa: number,
+    sb: number,
+    sc: number,
+    accumulate: boolean,
   ): void;
   mmapFile(filePath: string, offset: number, length: number | undefined, advice: string, writable: boolean): ArrayBuffer;
   ssmScan(
-    x: Float32Array, dt: Float32Array, aLog: Float32Array, b: Float32Array, c: Float32Array,
-    d: Float32Array, dtBias: Float32Array, initialState: Float32Array | null, batch: number,
-    seqLen: number, heads: number, headDim: number, groups: number, stateSize: number,
-    dtMin: number, dtMax: number, y: Float32Array, finalState: Float32Array,
+    x: Float32Array,
+    dt: Float32Array,
+    aLog: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    d: Float32Array,
+    dtBias: Float32Array,
+    initialState: Float32Array | null,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    groups: number,
+    stateSize: number,
+    dtMin: number,
+    dtMax: number,
+    y: Float32Array,
+    finalState: Float32Array,
   ): void;
   ssmScanGrad(
-    x: Float32Array, dt: Float32Array, aLog: Float32Array, b: Float32Array, c: Float32Array,
-    d: Float32Array, dtBias: Float32Array, initialState: Float32Array | null, dy: Float32Array,
-    dFinalState: Float32Array, batch: number, seqLen: number, heads: number, headDim: number,
-    groups: number, stateSize: number, dtMin: number, dtMax: number, dx: Float32Array,
-    ddt: Float32Array, dALog: Float32Array, dB: Float32Array, dC: Float32Array, dD: Float32Array,
-    dDtBias: Float32Array, dInitialState: Float32Array,
+    x: Float32Array,
+    dt: Float32Array,
+    aLog: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    d: Float32Array,
+    dtBias: Float32Array,
+    initialState: Float32Array | null,
+    dy: Float32Array,
+    dFinalState: Float32Array,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    groups: number,
+    stateSize: number,
+    dtMin: number,
+    dtMax: number,
+    dx: Float32Array,
+    ddt: Float32Array,
+    dALog: Float32Array,
+    dB: Float32Array,
+    dC: Float32Array,
+    dD: Float32Array,
+    dDtBias: Float32Array,
+    dInitialState: Float32Array,
   ): void;
   causalConv1d(
-    x: Float32Array, weight: Float32Array, bias: Float32Array | null, convState: Float32Array | null,
-    batch: number, seqLen: number, channels: number, kernelSize: number, silu: boolean,
-    y: Float32Array, newState: Float32Array,
+    x: Float32Array,
+    weight: Float32Array,
+    bias: Float32Array | null,
+    convState: Float32Array | null,
+    batch: number,
+    seqLen: number,
+    channels: number,
+    kernelSize: number,
+    silu: boolean,
+    y: Float32Array,
+    newState: Float32Array,
   ): void;
   gatedRmsNorm(
-    y: Float32Array, z: Float32Array, weight: Float32Array, rows: number, dim: number,
-    groupSize: number, eps: number, out: Float32Array,
+    y: Float32Array,
+    z: Float32Array,
+    weight: Float32Array,
+    rows: number,
+    dim: number,
+    groupSize: number,
+    eps: number,
+    out: Float32Array,
   ): void;
   swiglu(a: Float32Array, rows: number, inter: number, act: Float32Array): void;
   moeExperts(
-    inputFormat: string, inputLinear: TypedArray, outputFormat: string, outputLinear: TypedArray, x: Float32Array,
-    n: number, h: number, inter: number, experts: number, k: number, indices: Int32Array, weights: Float32Array,
+    inputFormat: string,
+    inputLinear: TypedArray,
+    outputFormat: string,
+    outputLinear: TypedArray,
+    x: Float32Array,
+    n: number,
+    h: number,
+    inter: number,
+    experts: number,
+    k: number,
+    indices: Int32Array,
+    weights: Float32Array,
     y: Float32Array,
   ): void;
   attention(
-    q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null, batch: number,
-    queryLength: number, queryHeads: number, kvHeads: number, headDim: number, keyLength: number,
-    capacity: number, causal: boolean, scale: number, out: Float32Array, headsMajor: boolean,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    keyMask: Float32Array | null,
+    batch: number,
+    queryLength: number,
+    queryHeads: number,
+    kvHeads: number,
+    headDim: number,
+    keyLength: number,
+    capacity: number,
+    causal: boolean,
+    scale: number,
+    out: Float32Array,
+    headsMajor: boolean,
   ): void;
   setThreads(n: number): void;
   threads(): number;
@@ -475,18 +555,14 @@ function formatOf(fn: string, format: unknown): Format {
 }
 
 function count(fn: string, name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value))
-    throw new TypeError(`${fn}: ${name} must be a number, got ${describe(value)}`);
-  if (!Number.isSafeInteger(value) || value < 0)
-    throw new RangeError(`${fn}: ${name} must be a non-negative integer, got ${value}`);
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`${fn}: ${name} must be a number, got ${describe(value)}`);
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${fn}: ${name} must be a non-negative integer, got ${value}`);
   return value;
 }
 
 function blockCols(fn: string, name: string, format: Format, cols: number): void {
   if ((format === 'q8_0' || format === 'q4_0') && cols % 32 !== 0)
-    throw new RangeError(
-      `${fn}: ${name} must be a multiple of 32 for ${format} (its blocks hold 32 values), got ${cols}`,
-    );
+    throw new RangeError(`${fn}: ${name} must be a multiple of 32 for ${format} (its blocks hold 32 values), got ${cols}`);
 }
 
 function rowBytesOf(format: Format, cols: number): number {
@@ -503,10 +579,8 @@ function rowBytesOf(format: Format, cols: number): number {
 }
 
 function float32(fn: string, name: string, value: unknown, length: number, what: string): Float32Array {
-  if (!(value instanceof Float32Array))
-    throw new TypeError(`${fn}: ${name} must be a Float32Array, got ${describe(value)}`);
-  if (value.length !== length)
-    throw new RangeError(`${fn}: ${name} must hold ${what} = ${length} elements, got ${value.length}`);
+  if (!(value instanceof Float32Array)) throw new TypeError(`${fn}: ${name} must be a Float32Array, got ${describe(value)}`);
+  if (value.length !== length) throw new RangeError(`${fn}: ${name} must hold ${what} = ${length} elements, got ${value.length}`);
   return value;
 }
 
@@ -528,15 +602,25 @@ function scanSizes(batch: number, T: number, H: number, P: number, G: number, N:
 
 /** ssmScan's and ssmScanGrad's shared checks: the dims, the time-step limits and every input array. */
 function checkedScan(fn: string, inputs: SsmScanInputs, dims: SsmScanDims, dtMin: number, dtMax: number) {
-  const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.seqLen', dims.seqLen);
-  const H = count(fn, 'dims.heads', dims.heads), P = count(fn, 'dims.headDim', dims.headDim);
-  const G = count(fn, 'dims.groups', dims.groups), N = count(fn, 'dims.stateSize', dims.stateSize);
+  const batch = count(fn, 'dims.batch', dims.batch),
+    T = count(fn, 'dims.seqLen', dims.seqLen);
+  const H = count(fn, 'dims.heads', dims.heads),
+    P = count(fn, 'dims.headDim', dims.headDim);
+  const G = count(fn, 'dims.groups', dims.groups),
+    N = count(fn, 'dims.stateSize', dims.stateSize);
   if (G === 0 || H % G !== 0) throw new RangeError(`${fn}: dims.groups must be positive and divide dims.heads = ${H}, got ${G}`);
-  const lo = number(fn, 'dtMin', dtMin), hi = number(fn, 'dtMax', dtMax);
+  const lo = number(fn, 'dtMin', dtMin),
+    hi = number(fn, 'dtMax', dtMax);
   const size = scanSizes(batch, T, H, P, G, N);
   const input = (k: Exclude<keyof SsmScanInputs, 'initialState'>) => float32(fn, `inputs.${k}`, inputs[k], ...size[k]);
   const checked = {
-    x: input('x'), dt: input('dt'), A_log: input('A_log'), B: input('B'), C: input('C'), D: input('D'), dt_bias: input('dt_bias'),
+    x: input('x'),
+    dt: input('dt'),
+    A_log: input('A_log'),
+    B: input('B'),
+    C: input('C'),
+    D: input('D'),
+    dt_bias: input('dt_bias'),
     initialState: inputs.initialState === undefined ? null : float32(fn, 'inputs.initialState', inputs.initialState, ...size.initialState),
   };
   return { batch, T, H, P, G, N, lo, hi, arrays: { size, checked } };
@@ -554,8 +638,7 @@ function isBigIntArray(value: ArrayBufferView): boolean {
 
 function packed(fn: string, name: string, value: unknown, bytes: number, what: string): TypedArray {
   const view = typed(fn, name, value);
-  if (view.byteLength !== bytes)
-    throw new RangeError(`${fn}: ${name} must hold ${what} = ${bytes} bytes, got ${view.byteLength}`);
+  if (view.byteLength !== bytes) throw new RangeError(`${fn}: ${name} must hold ${what} = ${bytes} bytes, got ${view.byteLength}`);
   return view;
 }
 
@@ -634,12 +717,10 @@ function wrap(binding: Binding, binaryPath: string): Native {
           `${fn}: src must hold whole rows of rowBytes('${f}', ${cols}) = ${rowBytes} bytes, got ${view.byteLength} bytes`,
         );
       const rows = view.byteLength / rowBytes;
-      if (!(rowIndices instanceof Int32Array))
-        throw new TypeError(`${fn}: rowIndices must be an Int32Array, got ${describe(rowIndices)}`);
+      if (!(rowIndices instanceof Int32Array)) throw new TypeError(`${fn}: rowIndices must be an Int32Array, got ${describe(rowIndices)}`);
       for (let i = 0; i < rowIndices.length; i++) {
         const r = rowIndices[i];
-        if (r < 0 || r >= rows)
-          throw new RangeError(`${fn}: rowIndices[${i}] = ${r} is outside the ${rows} rows of src`);
+        if (r < 0 || r >= rows) throw new RangeError(`${fn}: rowIndices[${i}] = ${r} is outside the ${rows} rows of src`);
       }
       float32(fn, 'dst', dst, rowIndices.length * cols, `rowIndices.length * cols = ${rowIndices.length} * ${cols}`);
       const interleaved = interleavedFlag(fn, f, options.interleaved);
@@ -663,7 +744,10 @@ function wrap(binding: Binding, binaryPath: string): Native {
       count(fn, 'nRows', nRows);
       blockCols(fn, 'inFeatures', f, inFeatures);
       packed(
-        fn, 'w', w, outFeatures * rowBytesOf(f, inFeatures),
+        fn,
+        'w',
+        w,
+        outFeatures * rowBytesOf(f, inFeatures),
         `packedByteLength('${f}', outFeatures, inFeatures) = packedByteLength('${f}', ${outFeatures}, ${inFeatures})`,
       );
       float32(fn, 'x', x, nRows * inFeatures, `nRows * inFeatures = ${nRows} * ${inFeatures}`);
@@ -688,14 +772,40 @@ function wrap(binding: Binding, binaryPath: string): Native {
       const dFinal = float32(fn, 'cotangents.dFinalState', cotangents.dFinalState, ...arrays.size.initialState);
       const grad = (k: keyof SsmScanGradients) => float32(fn, `out.${k}`, out[k], ...arrays.size[k]);
       binding.ssmScanGrad(
-        a.x, a.dt, a.A_log, a.B, a.C, a.D, a.dt_bias, a.initialState, dy, dFinal, batch, T, H, P, G, N, lo, hi,
-        grad('x'), grad('dt'), grad('A_log'), grad('B'), grad('C'), grad('D'), grad('dt_bias'), grad('initialState'),
+        a.x,
+        a.dt,
+        a.A_log,
+        a.B,
+        a.C,
+        a.D,
+        a.dt_bias,
+        a.initialState,
+        dy,
+        dFinal,
+        batch,
+        T,
+        H,
+        P,
+        G,
+        N,
+        lo,
+        hi,
+        grad('x'),
+        grad('dt'),
+        grad('A_log'),
+        grad('B'),
+        grad('C'),
+        grad('D'),
+        grad('dt_bias'),
+        grad('initialState'),
       );
     },
     causalConv1d(inputs, dims, activation, out) {
       const fn = 'causalConv1d';
-      const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.seqLen', dims.seqLen);
-      const C = count(fn, 'dims.channels', dims.channels), K = count(fn, 'dims.kernelSize', dims.kernelSize);
+      const batch = count(fn, 'dims.batch', dims.batch),
+        T = count(fn, 'dims.seqLen', dims.seqLen);
+      const C = count(fn, 'dims.channels', dims.channels),
+        K = count(fn, 'dims.kernelSize', dims.kernelSize);
       if (K === 0) throw new RangeError(`${fn}: dims.kernelSize must be at least 1, got 0`);
       if (activation !== 'silu' && activation !== 'none')
         throw new RangeError(`${fn}: activation must be 'silu' or 'none', got ${describe(activation)}`);
@@ -734,14 +844,27 @@ function wrap(binding: Binding, binaryPath: string): Native {
     },
     moeExperts(inputFormat, inputLinear, outputFormat, outputLinear, x, dims, indices, weights, y) {
       const fn = 'moeExperts';
-      const f1 = formatOf(fn, inputFormat), f2 = formatOf(fn, outputFormat);
-      for (const [name, f] of [['inputFormat', f1], ['outputFormat', f2]] as const)
+      const f1 = formatOf(fn, inputFormat),
+        f2 = formatOf(fn, outputFormat);
+      for (const [name, f] of [
+        ['inputFormat', f1],
+        ['outputFormat', f2],
+      ] as const)
         if (f !== 'q8_0' && f !== 'q4_0') throw new RangeError(`${fn}: ${name} must be q8_0 or q4_0, got ${f}`);
-      const n = count(fn, 'dims.n', dims.n), h = count(fn, 'dims.h', dims.h), inter = count(fn, 'dims.inter', dims.inter);
-      const experts = count(fn, 'dims.experts', dims.experts), k = count(fn, 'dims.k', dims.k);
+      const n = count(fn, 'dims.n', dims.n),
+        h = count(fn, 'dims.h', dims.h),
+        inter = count(fn, 'dims.inter', dims.inter);
+      const experts = count(fn, 'dims.experts', dims.experts),
+        k = count(fn, 'dims.k', dims.k);
       blockCols(fn, 'dims.h', f1, h);
       blockCols(fn, 'dims.inter', f2, inter);
-      packed(fn, 'inputLinear', inputLinear, experts * 2 * inter * rowBytesOf(f1, h), `experts * 2 * inter rows of rowBytes('${f1}', ${h})`);
+      packed(
+        fn,
+        'inputLinear',
+        inputLinear,
+        experts * 2 * inter * rowBytesOf(f1, h),
+        `experts * 2 * inter rows of rowBytes('${f1}', ${h})`,
+      );
       packed(fn, 'outputLinear', outputLinear, experts * h * rowBytesOf(f2, inter), `experts * h rows of rowBytes('${f2}', ${inter})`);
       float32(fn, 'x', x, n * h, `n * h = ${n} * ${h}`);
       if (!(indices instanceof Int32Array)) throw new TypeError(`${fn}: indices must be an Int32Array, got ${describe(indices)}`);
@@ -755,16 +878,18 @@ function wrap(binding: Binding, binaryPath: string): Native {
     },
     attention(q, k, v, keyMask, dims, options, out) {
       const fn = 'attention';
-      const batch = count(fn, 'dims.batch', dims.batch), T = count(fn, 'dims.queryLength', dims.queryLength);
-      const Hq = count(fn, 'dims.queryHeads', dims.queryHeads), Hkv = count(fn, 'dims.kvHeads', dims.kvHeads);
-      const hd = count(fn, 'dims.headDim', dims.headDim), S = count(fn, 'dims.keyLength', dims.keyLength);
+      const batch = count(fn, 'dims.batch', dims.batch),
+        T = count(fn, 'dims.queryLength', dims.queryLength);
+      const Hq = count(fn, 'dims.queryHeads', dims.queryHeads),
+        Hkv = count(fn, 'dims.kvHeads', dims.kvHeads);
+      const hd = count(fn, 'dims.headDim', dims.headDim),
+        S = count(fn, 'dims.keyLength', dims.keyLength);
       const capacity = count(fn, 'dims.capacity', dims.capacity);
       if (Hkv === 0 || Hq % Hkv !== 0)
         throw new RangeError(`${fn}: dims.kvHeads must be positive and divide dims.queryHeads = ${Hq}, got ${Hkv}`);
       if (S > capacity) throw new RangeError(`${fn}: dims.keyLength (${S}) must be at most dims.capacity (${capacity})`);
       const causal = flag(fn, 'options.causal', options.causal);
-      if (causal && S < T)
-        throw new RangeError(`${fn}: causal attention needs dims.keyLength >= dims.queryLength, got ${S} < ${T}`);
+      if (causal && S < T) throw new RangeError(`${fn}: causal attention needs dims.keyLength >= dims.queryLength, got ${S} < ${T}`);
       const scale = number(fn, 'options.scale', options.scale);
       const qs = `batch * queryLength * queryHeads * headDim = ${batch} * ${T} * ${Hq} * ${hd}`;
       const kvs = `batch * capacity * kvHeads * headDim = ${batch} * ${capacity} * ${Hkv} * ${hd}`; // either layout
@@ -781,7 +906,8 @@ function wrap(binding: Binding, binaryPath: string): Native {
       count(fn, 'M', M);
       count(fn, 'N', N);
       count(fn, 'K', K);
-      const ta = flag(fn, 'transposeA', transposeA), tb = flag(fn, 'transposeB', transposeB);
+      const ta = flag(fn, 'transposeA', transposeA),
+        tb = flag(fn, 'transposeB', transposeB);
       const batch = count(fn, 'options.batch', options.batch ?? 1);
       const strideA = count(fn, 'options.strideA', options.strideA ?? M * K);
       const strideB = count(fn, 'options.strideB', options.strideB ?? K * N);
@@ -793,20 +919,27 @@ function wrap(binding: Binding, binaryPath: string): Native {
         );
       const need = (stride: number, size: number) => (batch === 0 ? 0 : (batch - 1) * stride + size);
       const check = (name: string, v: unknown, n: number, shape: string) => {
-        if (!(v instanceof Float32Array))
-          throw new TypeError(`${fn}: ${name} must be a Float32Array, got ${describe(v)}`);
-        if (v.length < n)
-          throw new RangeError(`${fn}: ${name} must hold at least ${n} elements (${shape}), got ${v.length}`);
+        if (!(v instanceof Float32Array)) throw new TypeError(`${fn}: ${name} must be a Float32Array, got ${describe(v)}`);
+        if (v.length < n) throw new RangeError(`${fn}: ${name} must hold at least ${n} elements (${shape}), got ${v.length}`);
       };
-      check('a', a, need(strideA, M * K), `batch ${batch} of ${ta ? 'K x M' : 'M x K'} = ${ta ? `${K} x ${M}` : `${M} x ${K}`}, strideA ${strideA}`);
-      check('b', b, need(strideB, K * N), `batch ${batch} of ${tb ? 'N x K' : 'K x N'} = ${tb ? `${N} x ${K}` : `${K} x ${N}`}, strideB ${strideB}`);
+      check(
+        'a',
+        a,
+        need(strideA, M * K),
+        `batch ${batch} of ${ta ? 'K x M' : 'M x K'} = ${ta ? `${K} x ${M}` : `${M} x ${K}`}, strideA ${strideA}`,
+      );
+      check(
+        'b',
+        b,
+        need(strideB, K * N),
+        `batch ${batch} of ${tb ? 'N x K' : 'K x N'} = ${tb ? `${N} x ${K}` : `${K} x ${N}`}, strideB ${strideB}`,
+      );
       check('c', c, need(strideC, M * N), `batch ${batch} of M x N = ${M} x ${N}, strideC ${strideC}`);
       binding.gemmF32(a, b, c, M, N, K, ta, tb, batch, strideA, strideB, strideC, accumulate);
     },
     setThreads(n) {
       count('setThreads', 'n', n);
-      if (n < 1 || n > MAX_THREADS)
-        throw new RangeError(`setThreads: n must be between 1 and ${MAX_THREADS}, got ${n}`);
+      if (n < 1 || n > MAX_THREADS) throw new RangeError(`setThreads: n must be between 1 and ${MAX_THREADS}, got ${n}`);
       binding.setThreads(n);
     },
     threads: () => binding.threads(),
@@ -840,9 +973,7 @@ function wrap(binding: Binding, binaryPath: string): Native {
     cpuLevel: () => binding.cpuLevel() as Level,
     kernelLevel(kernel) {
       if (typeof kernel !== 'string' || !(KERNELS as readonly string[]).includes(kernel))
-        throw new RangeError(
-          `kernelLevel: kernel must be one of ${KERNELS.join(', ')}, got ${describe(kernel)}`,
-        );
+        throw new RangeError(`kernelLevel: kernel must be one of ${KERNELS.join(', ')}, got ${describe(kernel)}`);
       return binding.kernelLevel(kernel) as Level;
     },
     setLevel(level) {

@@ -43,7 +43,18 @@ function one(gate: number, up: number): number {
 /* Rows around the 8- and 16-lane steps and their masked tails, H-Micro's decode call (1 × 8192),
  * blocks two threads split at row ends (4 × 8192) and inside rows (2 × 9001), and empty ones. */
 const SHAPES: Array<[number, number]> = [
-  [1, 1], [1, 7], [2, 15], [3, 16], [1, 17], [2, 33], [5, 100], [1, 8192], [4, 8192], [2, 9001], [0, 5], [3, 0],
+  [1, 1],
+  [1, 7],
+  [2, 15],
+  [3, 16],
+  [1, 17],
+  [2, 33],
+  [5, 100],
+  [1, 8192],
+  [4, 8192],
+  [2, 9001],
+  [0, 5],
+  [3, 0],
 ];
 
 describe.each(availableLevels)('swiglu at %s', (level) => {
@@ -74,8 +85,21 @@ describe.each(availableLevels)('swiglu at %s', (level) => {
         expect(Math.abs(one(g, 1.5) - silu64(Math.fround(g)) * 1.5)).toBeLessThanOrEqual(3e-7 * Math.abs(silu64(Math.fround(g)) * 1.5));
       // Infinities and NaN, case by case as silu64 · up evaluates them.
       const cases: Array<[number, number]> = [
-        [Infinity, 1], [Infinity, -2], [Infinity, 0], [-Infinity, 1], [-Infinity, 0], [NaN, 1], [NaN, 0],
-        [0, Infinity], [-0, 1], [0, -1], [2, Infinity], [-2, -Infinity], [2, NaN], [1e4, Infinity], [-1e4, 0],
+        [Infinity, 1],
+        [Infinity, -2],
+        [Infinity, 0],
+        [-Infinity, 1],
+        [-Infinity, 0],
+        [NaN, 1],
+        [NaN, 0],
+        [0, Infinity],
+        [-0, 1],
+        [0, -1],
+        [2, Infinity],
+        [-2, -Infinity],
+        [2, NaN],
+        [1e4, Infinity],
+        [-1e4, 0],
       ];
       for (const [g, u] of cases) expect([g, u, one(g, u)]).toEqual([g, u, Math.fround(silu64(g) * u)]);
     });

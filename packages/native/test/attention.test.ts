@@ -16,8 +16,15 @@ function kvIndex(c: Case, b: number, s: number, h: number): number {
 }
 
 /** Softmax attention in float64 with the whole score row: the oracle. */
-function attentionReference(q: Float32Array, k: Float32Array, v: Float32Array, mask: Float32Array | null, c: Case, scale: number): Float64Array {
-  const { batch, queryLength: T, queryHeads: Hq, kvHeads: Hkv, headDim: hd, keyLength: S, capacity } = c;
+function attentionReference(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  mask: Float32Array | null,
+  c: Case,
+  scale: number,
+): Float64Array {
+  const { batch, queryLength: T, queryHeads: Hq, kvHeads: Hkv, headDim: hd, keyLength: S } = c;
   const rep = Hq / Hkv;
   const out = new Float64Array(batch * T * Hq * hd);
   for (let b = 0; b < batch; b++)
@@ -48,7 +55,13 @@ function attentionReference(q: Float32Array, k: Float32Array, v: Float32Array, m
 }
 
 const dims = (batch: number, T: number, Hq: number, Hkv: number, hd: number, S: number, capacity = S): AttentionDims => ({
-  batch, queryLength: T, queryHeads: Hq, kvHeads: Hkv, headDim: hd, keyLength: S, capacity,
+  batch,
+  queryLength: T,
+  queryHeads: Hq,
+  kvHeads: Hkv,
+  headDim: hd,
+  keyLength: S,
+  capacity,
 });
 
 /* Decode (one query) and prefill chunks against a cache with room to spare; head dims around the
@@ -59,14 +72,29 @@ const CASES: Case[] = [
   { ...dims(1, 1, 32, 8, 64, 300, 512), causal: true, masked: null },
   { ...dims(2, 5, 6, 2, 24, 37, 40), causal: true, masked: null },
   { ...dims(1, 19, 3, 3, 100, 19), causal: true, masked: null },
-  { ...dims(2, 17, 8, 2, 64, 50, 64), causal: true, masked: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37] },
+  {
+    ...dims(2, 17, 8, 2, 64, 50, 64),
+    causal: true,
+    masked: [
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
+      36, 37,
+    ],
+  },
   { ...dims(2, 3, 4, 4, 16, 33), causal: false, masked: [0, 16, 32] },
   { ...dims(1, 40, 12, 4, 64, 40), causal: true, masked: [0, 1, 2] },
   { ...dims(1, 2, 2, 1, 8, 0, 4), causal: false, masked: null },
   // The same shapes with each KV head's positions contiguous.
   { ...dims(1, 1, 32, 8, 64, 300, 512), causal: true, masked: null, headsMajor: true },
   { ...dims(2, 5, 6, 2, 24, 37, 40), causal: true, masked: null, headsMajor: true },
-  { ...dims(2, 17, 8, 2, 64, 50, 64), causal: true, masked: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37], headsMajor: true },
+  {
+    ...dims(2, 17, 8, 2, 64, 50, 64),
+    causal: true,
+    masked: [
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
+      36, 37,
+    ],
+    headsMajor: true,
+  },
   { ...dims(2, 3, 4, 4, 16, 33), causal: false, masked: [0, 16, 32], headsMajor: true },
 ];
 
@@ -83,7 +111,9 @@ function inputs(c: Case, seed: number) {
   const next = rng(seed);
   const uniform = (n: number, half: number) => Float32Array.from({ length: n }, () => (next() * 2 - 1) * half);
   // Scores of a few units (|q·k|·SCALE ≲ 2): softmax rows that are neither flat nor one-hot.
-  const q = uniform(nq, 2), k = uniform(nkv, 2), v = uniform(nkv, 1);
+  const q = uniform(nq, 2),
+    k = uniform(nkv, 2),
+    v = uniform(nkv, 1);
   // Positions past keyLength hold NaN: the kernel must never read them.
   for (let b = 0; b < c.batch; b++)
     for (let h = 0; h < c.kvHeads; h++)
@@ -105,7 +135,11 @@ describe.each(availableLevels)('attention at %s', (level) => {
       CASES.forEach((c, n) => {
         const { q, k, v, mask } = inputs(c, 100 + n);
         const out = new Float32Array(q.length).fill(12345);
-        atLevel(level, () => native.attention(q, k, v, mask, c, { scale: SCALE, causal: c.causal, headsMajor: c.headsMajor }, out), threads);
+        atLevel(
+          level,
+          () => native.attention(q, k, v, mask, c, { scale: SCALE, causal: c.causal, headsMajor: c.headsMajor }, out),
+          threads,
+        );
         // Case index beside the verdict, so a failure names its shape.
         expect([n, worst(out, attentionReference(q, k, v, mask, c, SCALE), 1e-6, 1e-5) <= 1]).toEqual([n, true]);
       });
@@ -130,7 +164,8 @@ test.each(availableLevels.filter((l) => l !== 'scalar'))('the %s body agrees wit
     { ...dims(1, 1, 8, 2, 64, 4099, 4100), causal: true, masked: null, headsMajor: true },
   ] as Case[]) {
     const { q, k, v } = inputs(c, 3);
-    const scalar = new Float32Array(q.length), simd = new Float32Array(q.length);
+    const scalar = new Float32Array(q.length),
+      simd = new Float32Array(q.length);
     const options = { scale: SCALE, causal: true, headsMajor: c.headsMajor };
     atLevel('scalar', () => native.attention(q, k, v, null, c, options, scalar));
     atLevel(level, () => native.attention(q, k, v, null, c, options, simd));
@@ -142,9 +177,13 @@ test.each(availableLevels.filter((l) => l !== 'scalar'))('the %s body agrees wit
 
 test('bad arguments are refused with the argument named', () => {
   const c = dims(1, 2, 4, 2, 8, 3, 4);
-  const q = new Float32Array(2 * 4 * 8), kv = new Float32Array(4 * 2 * 8), out = new Float32Array(q.length);
-  const run = (d: AttentionDims, o: { scale: number; causal: boolean }, mask: Float32Array | null = null, k = kv, dst = out) =>
-    () => native.attention(q, k, kv, mask, d, o, dst);
+  const q = new Float32Array(2 * 4 * 8),
+    kv = new Float32Array(4 * 2 * 8),
+    out = new Float32Array(q.length);
+  const run =
+    (d: AttentionDims, o: { scale: number; causal: boolean }, mask: Float32Array | null = null, k = kv, dst = out) =>
+    () =>
+      native.attention(q, k, kv, mask, d, o, dst);
   expect(run({ ...c, kvHeads: 3 }, { scale: 1, causal: false })).toThrow(/kvHeads must be positive and divide dims.queryHeads = 4, got 3/);
   expect(run({ ...c, keyLength: 5 }, { scale: 1, causal: false })).toThrow(/keyLength \(5\) must be at most dims.capacity \(4\)/);
   expect(run({ ...c, keyLength: 1 }, { scale: 1, causal: true })).toThrow(/keyLength >= dims.queryLength, got 1 < 2/);

@@ -82,7 +82,7 @@ describe('argument checks in the typed API', () => {
       'RangeError: gemmF32: a must hold at least 6 elements (batch 1 of K x M = 3 x 2, strideA 6), got 5',
     );
     expect(thrown(() => native.gemmF32(f32(12), f32(12), f32(8), 2, 4, 3, false, false, { batch: 2, strideC: 7 }))).toBe(
-      'RangeError: gemmF32: options.strideC must be at least M * N = 8 so that the batch\'s outputs do not overlap, got 7',
+      "RangeError: gemmF32: options.strideC must be at least M * N = 8 so that the batch's outputs do not overlap, got 7",
     );
     expect(thrown(() => native.gemmF32(f32(12), f32(24), f32(15), 2, 4, 3, false, false, { batch: 2 }))).toBe(
       'RangeError: gemmF32: c must hold at least 16 elements (batch 2 of M x N = 2 x 4, strideC 8), got 15',
@@ -96,13 +96,14 @@ describe('argument checks in the typed API', () => {
     expect(thrown(() => native.setLevel('sse' as never))).toBe(
       "RangeError: setLevel: level must be one of scalar, avx2, avx512, got the string 'sse'",
     );
-    expect(thrown(() => native.kernelLevel('matmul.q5_0' as never))).toMatch(/^RangeError: kernelLevel: kernel must be one of quantize.f32, .*gemmF32, ssmScan, causalConv1d, gatedRmsNorm, swiglu, moeExperts, attention, ssmScanGrad, got the string 'matmul.q5_0'$/);
+    expect(thrown(() => native.kernelLevel('matmul.q5_0' as never))).toMatch(
+      /^RangeError: kernelLevel: kernel must be one of quantize.f32, .*gemmF32, ssmScan, causalConv1d, gatedRmsNorm, swiglu, moeExperts, attention, ssmScanGrad, got the string 'matmul.q5_0'$/,
+    );
     expect(thrown(() => native.setThreads(0))).toBe('RangeError: setThreads: n must be between 1 and 256, got 0');
   });
 });
 
 describe('the C side checks again (the raw binding, bypassing the typed API)', () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const raw = require(native.binaryPath) as Record<string, (...args: unknown[]) => unknown>;
 
   test('types, sizes and formats', () => {
@@ -135,10 +136,9 @@ describe('the C side checks again (the raw binding, bypassing the typed API)', (
 
   test('an output sharing memory with an input is refused', () => {
     const buffer = new Float32Array(68);
-    const x = buffer.subarray(0, 64), y = buffer.subarray(60, 64);
-    expect(thrown(() => raw.matmul('f32', f32(4 * 64), 4, 64, x, 1, y, false))).toBe(
-      'RangeError: matmul: y must not share memory with x',
-    );
+    const x = buffer.subarray(0, 64),
+      y = buffer.subarray(60, 64);
+    expect(thrown(() => raw.matmul('f32', f32(4 * 64), 4, 64, x, 1, y, false))).toBe('RangeError: matmul: y must not share memory with x');
     const data = new Float32Array(64);
     expect(thrown(() => raw.quantize('bf16', data, 1, 64, new Uint8Array(data.buffer, 0, 128)))).toBe(
       'RangeError: quantize: dst must not share memory with src',

@@ -14,7 +14,8 @@ const SHAPES: Array<[number, number, number]> = [
 ];
 
 function check(M: number, N: number, K: number, ta: boolean, tb: boolean, level: (typeof availableLevels)[number]) {
-  const a = randomFloats(M * K, M * 31 + K), b = randomFloats(K * N, N * 17 + K);
+  const a = randomFloats(M * K, M * 31 + K),
+    b = randomFloats(K * N, N * 17 + K);
   const c = new Float32Array(M * N);
   atLevel(level, () => native.gemmF32(a, b, c, M, N, K, ta, tb));
   const ref = gemmReference(a, b, M, N, K, ta, tb);
@@ -36,16 +37,20 @@ describe.each(availableLevels)('gemmF32 at %s', (level) => {
   });
 
   test('batched with strides, a broadcast operand (stride 0) and accumulate', () => {
-    const M = 5, N = 37, K = 19, batch = 3;
-    const a = randomFloats(batch * M * K, 1), b = randomFloats(K * N, 2); // one B for every problem
+    const M = 5,
+      N = 37,
+      K = 19,
+      batch = 3;
+    const a = randomFloats(batch * M * K, 1),
+      b = randomFloats(K * N, 2); // one B for every problem
     const strideC = M * N + 3; // gaps between the outputs stay untouched
-    const c0 = randomFloats(batch * strideC, 3), c = c0.slice();
-    atLevel(level, () =>
-      native.gemmF32(a, b, c, M, N, K, false, false, { batch, strideA: M * K, strideB: 0, strideC, accumulate: true }),
-    );
+    const c0 = randomFloats(batch * strideC, 3),
+      c = c0.slice();
+    atLevel(level, () => native.gemmF32(a, b, c, M, N, K, false, false, { batch, strideA: M * K, strideB: 0, strideC, accumulate: true }));
     for (let p = 0; p < batch; p++) {
       const ref = gemmReference(a.subarray(p * M * K, (p + 1) * M * K), b, M, N, K, false, false);
-      const got = c.subarray(p * strideC, p * strideC + M * N), base = c0.subarray(p * strideC, p * strideC + M * N);
+      const got = c.subarray(p * strideC, p * strideC + M * N),
+        base = c0.subarray(p * strideC, p * strideC + M * N);
       const want = ref.value.map((v, i) => v + base[i]);
       const tol = ref.roundoff.map((r, i) => r + 2 * EPS32 * (Math.abs(base[i]) + Math.abs(ref.value[i])));
       const bad = firstViolation(got, want, tol);
@@ -69,8 +74,10 @@ test('gemmF32: 1 and 2 threads give identical results', () => {
     [1, 4096, 512, false],
     [1, 4096, 512, true],
   ] as const) {
-    const a = randomFloats(M * K, 11), b = randomFloats(K * N, 12);
-    const one = new Float32Array(M * N), two = new Float32Array(M * N);
+    const a = randomFloats(M * K, 11),
+      b = randomFloats(K * N, 12);
+    const one = new Float32Array(M * N),
+      two = new Float32Array(M * N);
     atLevel(native.level(), () => native.gemmF32(a, b, one, M, N, K, false, tb), 1);
     atLevel(native.level(), () => native.gemmF32(a, b, two, M, N, K, false, tb), 2);
     expect(Buffer.from(two.buffer).equals(Buffer.from(one.buffer))).toBe(true);

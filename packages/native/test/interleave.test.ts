@@ -39,9 +39,15 @@ describe.each(BLOCK_FORMATS)('interleaved %s weights', (format) => {
     const [rows, cols] = [16, 64];
     const w = quantize(format, randomFloats(rows * cols, 12));
     const il = interleaved(format, w, rows, cols);
-    const blockBytes = format === 'q4_0' ? 18 : 34, quantBytes = blockBytes - 2;
-    const rowBytes = native.rowBytes(format, cols), blocks = cols / 32;
-    for (const [p, b, t] of [[0, 0, 0], [5, 1, 7], [15, 1, quantBytes - 1]]) {
+    const blockBytes = format === 'q4_0' ? 18 : 34,
+      quantBytes = blockBytes - 2;
+    const rowBytes = native.rowBytes(format, cols),
+      blocks = cols / 32;
+    for (const [p, b, t] of [
+      [0, 0, 0],
+      [5, 1, 7],
+      [15, 1, quantBytes - 1],
+    ]) {
       const natural = w[p * rowBytes + b * blockBytes + 2 + t];
       expect(il[b * quantBytes * 16 + Math.floor(t / 4) * 64 + p * 4 + (t % 4)]).toBe(natural);
       const scale = blocks * quantBytes * 16 + (b * 16 + p) * 2;
@@ -72,10 +78,17 @@ describe.each(BLOCK_FORMATS)('interleaved %s weights', (format) => {
       const w = quantize(format, randomFloats(out * inF, 3));
       const x = randomFloats(n * inF, 4);
       const ref = matmulReference(format, w, out, inF, x, n);
-      const y0 = randomFloats(n * out, 5), y = y0.slice();
-      atLevel(level, () => native.matmul(format, interleaved(format, w, out, inF), out, inF, x, n, y, { accumulate: true, interleaved: true }));
+      const y0 = randomFloats(n * out, 5),
+        y = y0.slice();
+      atLevel(level, () =>
+        native.matmul(format, interleaved(format, w, out, inF), out, inF, x, n, y, { accumulate: true, interleaved: true }),
+      );
       const tol = ref.roundoff.map((r, i) => r + 2 * 1.2e-7 * (Math.abs(y0[i]) + Math.abs(ref.value[i])));
-      const bad = firstViolation(y, ref.value.map((v, i) => v + y0[i]), tol);
+      const bad = firstViolation(
+        y,
+        ref.value.map((v, i) => v + y0[i]),
+        tol,
+      );
       if (bad) throw new Error(`accumulate: ${bad}`);
     });
 
@@ -86,7 +99,9 @@ describe.each(BLOCK_FORMATS)('interleaved %s weights', (format) => {
       const idx = new Int32Array([0, 36, 17, 15, 16, 31, 32]);
       const got = new Float32Array(idx.length * cols);
       atLevel(level, () => native.dequantizeRows(format, interleaved(format, w, rows, cols), cols, idx, got, { interleaved: true }));
-      idx.forEach((r, i) => expect(Array.from(got.subarray(i * cols, (i + 1) * cols))).toEqual(Array.from(want.subarray(r * cols, (r + 1) * cols))));
+      idx.forEach((r, i) =>
+        expect(Array.from(got.subarray(i * cols, (i + 1) * cols))).toEqual(Array.from(want.subarray(r * cols, (r + 1) * cols))),
+      );
     });
   });
 
@@ -95,7 +110,8 @@ describe.each(BLOCK_FORMATS)('interleaved %s weights', (format) => {
     const il = interleaved(format, quantize(format, randomFloats(out * inF, 7)), out, inF);
     for (const n of [1, 64]) {
       const x = randomFloats(n * inF, n);
-      const one = new Float32Array(n * out), two = new Float32Array(n * out);
+      const one = new Float32Array(n * out),
+        two = new Float32Array(n * out);
       atLevel(native.level(), () => native.matmul(format, il, out, inF, x, n, one, { interleaved: true }), 1);
       atLevel(native.level(), () => native.matmul(format, il, out, inF, x, n, two, { interleaved: true }), 2);
       expect(Buffer.from(two.buffer).equals(Buffer.from(one.buffer))).toBe(true);
@@ -112,8 +128,21 @@ describe('interleave errors and mappings', () => {
 
   test('formats without blocks, wrong sizes and read-only mappings are refused by name', () => {
     const f32 = new Uint8Array(native.packedByteLength('f32', 16, 32));
-    expect(() => native.interleave('f32', f32, 16, 32, true)).toThrow(/interleave: only q8_0 and q4_0 weights have an interleaved layout, got f32/);
-    expect(() => native.matmul('bf16', new Uint8Array(native.packedByteLength('bf16', 16, 32)), 16, 32, new Float32Array(32), 1, new Float32Array(16), { interleaved: true })).toThrow(/matmul: only q8_0 and q4_0/);
+    expect(() => native.interleave('f32', f32, 16, 32, true)).toThrow(
+      /interleave: only q8_0 and q4_0 weights have an interleaved layout, got f32/,
+    );
+    expect(() =>
+      native.matmul(
+        'bf16',
+        new Uint8Array(native.packedByteLength('bf16', 16, 32)),
+        16,
+        32,
+        new Float32Array(32),
+        1,
+        new Float32Array(16),
+        { interleaved: true },
+      ),
+    ).toThrow(/matmul: only q8_0 and q4_0/);
     expect(() => native.interleave('q4_0', new Uint8Array(10), 16, 32, true)).toThrow(/interleave: bytes/);
     const w = quantize('q4_0', randomFloats(16 * 32, 8));
     const file = path.join(dir, 'w.bin');

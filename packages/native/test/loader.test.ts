@@ -6,7 +6,9 @@ import { native } from './setup';
  * shared by the process: its thread count and level cap are restored after each test). */
 function freshLoad(env: Record<string, string | undefined>, missingBinary = false): { api: typeof Api; result: Api.Native | null } {
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  for (const [k, v] of Object.entries(env))
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
   try {
     let api!: typeof Api;
     jest.isolateModules(() => {
@@ -20,11 +22,14 @@ function freshLoad(env: Record<string, string | undefined>, missingBinary = fals
     });
     return { api, result: api.loadNative() };
   } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 
-const threads = native.threads(), level = native.level();
+const threads = native.threads(),
+  level = native.level();
 afterEach(() => {
   native.setThreads(threads);
   native.setLevel(level);
@@ -55,9 +60,7 @@ test('GRANITEFLOW_THREADS and GRANITEFLOW_NATIVE_LEVEL are applied at load', () 
 });
 
 test('invalid GRANITEFLOW_THREADS / GRANITEFLOW_NATIVE_LEVEL are errors, not silently ignored', () => {
-  expect(() => freshLoad({ GRANITEFLOW_THREADS: 'many' })).toThrow(
-    "GRANITEFLOW_THREADS must be an integer between 1 and 256, got 'many'",
-  );
+  expect(() => freshLoad({ GRANITEFLOW_THREADS: 'many' })).toThrow("GRANITEFLOW_THREADS must be an integer between 1 and 256, got 'many'");
   expect(() => freshLoad({ GRANITEFLOW_NATIVE_LEVEL: 'avx9' })).toThrow(
     "GRANITEFLOW_NATIVE_LEVEL must be one of scalar, avx2, avx512, got 'avx9'",
   );

@@ -42,7 +42,12 @@ function caseFor(format: Format, out: number, inF: number, n: number): Case {
     const x = randomFloats(n * inF, n * 104729 + inF);
     let ref: Reference | undefined;
     c = {
-      format, out, inF, n, w, x,
+      format,
+      out,
+      inF,
+      n,
+      w,
+      x,
       get ref() {
         return (ref ??= matmulReference(format, w, out, inF, x, n));
       },
@@ -93,10 +98,15 @@ describe.each(availableLevels)('matmul at %s', (level) => {
     test.each(FORMATS)('%s: equals the scalar level within summation-order error', (format: Format) => {
       for (const [out, inF, n] of SHAPES) {
         const c = caseFor(format, out, inF, n);
-        const simd = new Float32Array(n * out), scalar = new Float32Array(n * out);
+        const simd = new Float32Array(n * out),
+          scalar = new Float32Array(n * out);
         run(c, level, simd);
         run(c, 'scalar', scalar);
-        const bad = firstViolation(simd, scalar, c.ref.roundoff.map((r) => 2 * r));
+        const bad = firstViolation(
+          simd,
+          scalar,
+          c.ref.roundoff.map((r) => 2 * r),
+        );
         if (bad) throw new Error(`${format} ${out}x${inF} n=${n}: ${bad}`);
       }
     });
@@ -106,7 +116,8 @@ describe('matmul threads', () => {
   test.each(FORMATS)('%s: 1 and 2 threads give identical results', (format: Format) => {
     for (const n of [1, 5, 64]) {
       const c = caseFor(format, 130, 2048, n === 64 ? 64 : n);
-      const one = new Float32Array(c.n * c.out), two = new Float32Array(c.n * c.out);
+      const one = new Float32Array(c.n * c.out),
+        two = new Float32Array(c.n * c.out);
       atLevel(native.level(), () => native.matmul(format, c.w, c.out, c.inF, c.x, c.n, one), 1);
       atLevel(native.level(), () => native.matmul(format, c.w, c.out, c.inF, c.x, c.n, two), 2);
       expect(Buffer.from(two.buffer).equals(Buffer.from(one.buffer))).toBe(true);

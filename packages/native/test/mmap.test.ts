@@ -19,7 +19,10 @@ function file(name: string, bytes: Uint8Array): string {
 }
 
 function mappedRegions(p: string): number {
-  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.endsWith(p)).length;
+  return fs
+    .readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => l.endsWith(p)).length;
 }
 
 function rssBytes(): number {
@@ -54,7 +57,8 @@ describe('mmapFile', () => {
     const fd = fs.openSync(p, 'w');
     fs.ftruncateSync(fd, 2 ** 30);
     fs.closeSync(fd);
-    const rss = rssBytes(), buffers = process.memoryUsage().arrayBuffers;
+    const rss = rssBytes(),
+      buffers = process.memoryUsage().arrayBuffers;
     const mapped = native.mmapFile(p);
     const view = new Uint8Array(mapped);
     expect(mapped.byteLength).toBe(2 ** 30);

@@ -3,7 +3,9 @@ import { quantize, randomFloats } from './reference';
 import { native } from './setup';
 
 test('overlapping calls from two JS threads are serialized and stay correct', async () => {
-  const out = 96, inF = 2048, n = 3;
+  const out = 96,
+    inF = 2048,
+    n = 3;
   const w = quantize('q4_0', randomFloats(out * inF, 1));
   const x = randomFloats(n * inF, 2);
   const want = new Float32Array(n * out);
@@ -24,10 +26,13 @@ test('overlapping calls from two JS threads are serialized and stay correct', as
   const workers = [0, 1].map(
     () => new Worker(source, { eval: true, workerData: { binaryPath: native.binaryPath, w, x, out, inF, n, want } }),
   );
-  const results = workers.map((worker) => new Promise<number>((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-  }));
+  const results = workers.map(
+    (worker) =>
+      new Promise<number>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      }),
+  );
   const y = new Float32Array(n * out);
   let mismatches = 0;
   for (let i = 0; i < 200; i++) {
@@ -40,9 +45,12 @@ test('overlapping calls from two JS threads are serialized and stay correct', as
 });
 
 test('setThreads changes the pool between calls without changing results', () => {
-  const out = 256, inF = 1024, n = 17;
+  const out = 256,
+    inF = 1024,
+    n = 17;
   const previous = native.threads();
-  const w = quantize('q8_0', randomFloats(out * inF, 3)), x = randomFloats(n * inF, 4);
+  const w = quantize('q8_0', randomFloats(out * inF, 3)),
+    x = randomFloats(n * inF, 4);
   const results = [1, 2, 3, 2, 1].map((t) => {
     native.setThreads(t);
     expect(native.threads()).toBe(t);

@@ -77,7 +77,8 @@ describe.each(availableLevels)('quantize / dequantize at %s', (level) => {
   });
 
   test.each(FORMATS)('%s: dequantizeRows gathers rows in any order, repeats included', (format: Format) => {
-    const rows = 9, cols = 96;
+    const rows = 9,
+      cols = 96;
     const packed = quantize(format, randomFloats(rows * cols, 7));
     const all = dequantize(format, packed, rows * cols);
     const indices = new Int32Array([8, 0, 3, 3, 8, 1]);
@@ -102,7 +103,8 @@ describe('dispatch', () => {
   });
 
   test('1 and 2 threads give identical bytes', () => {
-    const rows = 300, cols = 512; // 153600 values: above the single-thread threshold
+    const rows = 300,
+      cols = 512; // 153600 values: above the single-thread threshold
     const x = randomFloats(rows * cols, 99);
     for (const format of FORMATS) {
       const one = new Uint8Array(native.packedByteLength(format, rows, cols));

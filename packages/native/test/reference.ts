@@ -78,8 +78,10 @@ export function f32BitsToBf16(bits: number): number {
   if (mag === 0x7f800000) return sign | 0x7f80;
   const f = new Float32Array(new Uint32Array([mag]).buffer)[0];
   const t = mag >>> 16;
-  const lo = bf16Magnitude(t), hi = bf16Magnitude(t + 1);
-  const below = f - lo, above = hi - f;
+  const lo = bf16Magnitude(t),
+    hi = bf16Magnitude(t + 1);
+  const below = f - lo,
+    above = hi - f;
   const pick = below < above ? t : below > above ? t + 1 : t % 2 === 0 ? t : t + 1;
   return sign | pick;
 }
@@ -106,7 +108,8 @@ export function quantizeQ8_0(x: Float32Array): Uint8Array {
     let amax = 0;
     for (let j = 0; j < 32; j++) {
       const v = Math.abs(x[b * 32 + j]);
-      amax = amax > v ? amax : v; // ggml's MAX macro: a NaN is kept until the next element
+      // biome-ignore lint/complexity/useMathMinMax: ggml's MAX macro (a NaN is kept until the next element), which Math.max is not
+      amax = amax > v ? amax : v;
     }
     const d = Math.fround(amax / 127);
     const id = d !== 0 ? Math.fround(1 / d) : 0;
@@ -203,20 +206,15 @@ export interface Reference {
  * x quantized to q8_0 per block for the block formats (block dot products are exact integers,
  * then scaled by d_w * d_x).
  */
-export function matmulReference(
-  format: Format,
-  packed: Uint8Array,
-  out: number,
-  inF: number,
-  x: Float32Array,
-  n: number,
-): Reference {
+export function matmulReference(format: Format, packed: Uint8Array, out: number, inF: number, x: Float32Array, n: number): Reference {
   const w = dequantize(format, packed, out * inF);
-  const value = new Float64Array(n * out), roundoff = new Float64Array(n * out);
+  const value = new Float64Array(n * out),
+    roundoff = new Float64Array(n * out);
   if (format === 'f32' || format === 'bf16') {
     for (let r = 0; r < n; r++)
       for (let o = 0; o < out; o++) {
-        let s = 0, m = 0;
+        let s = 0,
+          m = 0;
         for (let k = 0; k < inF; k++) {
           const t = w[o * inF + k] * x[r * inF + k];
           s += t;
@@ -230,24 +228,24 @@ export function matmulReference(
   const nb = inF / 32;
   const blockBytes = format === 'q8_0' ? 34 : 18;
   const wview = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
-  const floatValue = new Float64Array(n * out), activationError = new Float64Array(n * out);
+  const floatValue = new Float64Array(n * out),
+    activationError = new Float64Array(n * out);
   for (let r = 0; r < n; r++) {
     const xr = x.subarray(r * inF, (r + 1) * inF);
     const xq = quantizeQ8_0(xr);
     const xview = new DataView(xq.buffer);
     const xhat = dequantize('q8_0', xq, inF);
     for (let o = 0; o < out; o++) {
-      let s = 0, m = 0;
+      let s = 0,
+        m = 0;
       for (let b = 0; b < nb; b++) {
         const wb = (o * nb + b) * blockBytes;
-        const dw = f16ToF32(wview.getUint16(wb, true)), dx = f16ToF32(xview.getUint16(b * 34, true));
+        const dw = f16ToF32(wview.getUint16(wb, true)),
+          dx = f16ToF32(xview.getUint16(b * 34, true));
         let isum = 0;
         for (let j = 0; j < 32; j++) {
           const qx = xview.getInt8(b * 34 + 2 + j);
-          const qw =
-            format === 'q8_0'
-              ? wview.getInt8(wb + 2 + j)
-              : ((wview.getUint8(wb + 2 + (j % 16)) >> (j < 16 ? 0 : 4)) & 15) - 8;
+          const qw = format === 'q8_0' ? wview.getInt8(wb + 2 + j) : ((wview.getUint8(wb + 2 + (j % 16)) >> (j < 16 ? 0 : 4)) & 15) - 8;
           isum += qw * qx;
         }
         s += dw * dx * isum;
@@ -255,7 +253,8 @@ export function matmulReference(
       }
       value[r * out + o] = s;
       roundoff[r * out + o] = (nb + 4) * 2 * EPS32 * m;
-      let f = 0, e = 0;
+      let f = 0,
+        e = 0;
       for (let k = 0; k < inF; k++) {
         f += w[o * inF + k] * xr[k];
         e += Math.abs(w[o * inF + k]) * Math.abs(xr[k] - xhat[k]);
@@ -277,10 +276,12 @@ export function gemmReference(
   ta: boolean,
   tb: boolean,
 ): { value: Float64Array; roundoff: Float64Array } {
-  const value = new Float64Array(M * N), roundoff = new Float64Array(M * N);
+  const value = new Float64Array(M * N),
+    roundoff = new Float64Array(M * N);
   for (let i = 0; i < M; i++)
     for (let j = 0; j < N; j++) {
-      let s = 0, m = 0;
+      let s = 0,
+        m = 0;
       for (let k = 0; k < K; k++) {
         const t = a[ta ? k * M + i : i * K + k] * b[tb ? j * K + k : k * N + j];
         s += t;
@@ -293,11 +294,7 @@ export function gemmReference(
 }
 
 /** Index and size of the worst violation of |got - want| <= tol, or null. */
-export function firstViolation(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  tol: ArrayLike<number>,
-): string | null {
+export function firstViolation(got: ArrayLike<number>, want: ArrayLike<number>, tol: ArrayLike<number>): string | null {
   for (let i = 0; i < got.length; i++) {
     const err = Math.abs(got[i] - want[i]);
     if (!(err <= tol[i] + 1e-37))

@@ -2,9 +2,7 @@ import { LEVELS, loadNative, nativeUnavailableReason, type Level, type Native } 
 
 const loaded = loadNative();
 if (!loaded)
-  throw new Error(
-    `@graniteflow/native did not load (run \`npm run build -w @graniteflow/native\` first): ${nativeUnavailableReason()}`,
-  );
+  throw new Error(`@graniteflow/native did not load (run \`npm run build -w @graniteflow/native\` first): ${nativeUnavailableReason()}`);
 export const native: Native = loaded;
 
 /** Levels this CPU can run, lowest first; the others are logged as skipped once. */
@@ -15,7 +13,8 @@ if (missing.length)
 
 /** Runs fn with every kernel capped at `level`, restoring the cap and thread count after. */
 export function atLevel<T>(level: Level, fn: () => T, threads?: number): T {
-  const previousLevel = native.level(), previousThreads = native.threads();
+  const previousLevel = native.level(),
+    previousThreads = native.threads();
   native.setLevel(level);
   if (threads !== undefined) native.setThreads(threads);
   try {

@@ -102,7 +102,14 @@ describe('ssmScanGrad', () => {
   const GRADS = ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias', 'initialState'] as const;
 
   /** L = Σ y·dy + Σ finalState·dFinal by the float64 recurrence, so dL/d(input) is the gradient. */
-  function lossOf(inputs: Record<string, ArrayLike<number>>, dy: Float32Array, dFinal: Float32Array, dims: SsmScanDims, lo: number, hi: number): number {
+  function lossOf(
+    inputs: Record<string, ArrayLike<number>>,
+    dy: Float32Array,
+    dFinal: Float32Array,
+    dims: SsmScanDims,
+    lo: number,
+    hi: number,
+  ): number {
     const { y, state } = scanReference(inputs as Parameters<typeof scanReference>[0], dims, lo, hi);
     let l = 0;
     for (let i = 0; i < y.length; i++) l += y[i] * dy[i];
@@ -114,45 +121,61 @@ describe('ssmScanGrad', () => {
     [{ batch: 2, seqLen: 150, heads: 4, headDim: 3, groups: 2, stateSize: 5 }, true], // across 64-token checkpoints
     [{ batch: 3, seqLen: 9, heads: 6, headDim: 4, groups: 3, stateSize: 8 }, false],
     [{ batch: 1, seqLen: 70, heads: 2, headDim: 2, groups: 1, stateSize: 3 }, true],
-  ] as [SsmScanDims, boolean][])('%j (initial state %s): every gradient equals central differences of the float64 recurrence; 1 and 2 threads agree', (dims, withState) => {
-    const { batch, seqLen: T, heads: H, headDim: P, stateSize: N } = dims;
-    const inputs = scanCase(dims, 11, withState);
-    const dy = uniform(batch * T * H * P, 21);
-    const dFinal = uniform(batch * H * P * N, 22);
-    const [lo, hi] = [0.001, 0.5]; // some dt clamped at 0.5: their gradient is zero
-    const outFor = () => Object.fromEntries(GRADS.map((k) => [k, new Float32Array(k === 'initialState' ? batch * H * P * N : inputs[k].length)])) as Record<(typeof GRADS)[number], Float32Array>;
-    const before = calls('ssmScanGrad', 'scalar');
-    const [one, two] = [1, 2].map((threads) => {
-      const out = outFor();
-      atLevel('scalar', () => native.ssmScanGrad(inputs, { dy, dFinalState: dFinal }, dims, lo, hi, out), threads);
-      return out;
-    });
-    expect(calls('ssmScanGrad', 'scalar')).toBe(before + 2);
-    for (const k of GRADS) expect([k, worst(two[k], one[k], 1e-6, 1e-5) <= 1]).toEqual([k, true]);
-    // Central differences at a spread of elements of every input, in float64.
-    const f64 = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, Float64Array.from(v)])) as Record<string, Float64Array>;
-    if (!withState) f64.initialState = new Float64Array(batch * H * P * N);
-    for (const k of GRADS) {
-      const v = f64[k];
-      for (const at of [0, Math.floor(v.length / 3), Math.floor((2 * v.length) / 3), v.length - 1]) {
-        const saved = v[at];
-        const eps = 1e-4;
-        v[at] = saved + eps;
-        const up = lossOf(f64, dy, dFinal, dims, lo, hi);
-        v[at] = saved - eps;
-        const down = lossOf(f64, dy, dFinal, dims, lo, hi);
-        v[at] = saved;
-        const fd = (up - down) / (2 * eps);
-        expect([k, at, Math.abs(two[k][at] - fd) <= 2e-3 + 2e-3 * Math.abs(fd)]).toEqual([k, at, true]);
+  ] as [SsmScanDims, boolean][])(
+    '%j (initial state %s): every gradient equals central differences of the float64 recurrence; 1 and 2 threads agree',
+    (dims, withState) => {
+      const { batch, seqLen: T, heads: H, headDim: P, stateSize: N } = dims;
+      const inputs = scanCase(dims, 11, withState);
+      const dy = uniform(batch * T * H * P, 21);
+      const dFinal = uniform(batch * H * P * N, 22);
+      const [lo, hi] = [0.001, 0.5]; // some dt clamped at 0.5: their gradient is zero
+      const outFor = () =>
+        Object.fromEntries(GRADS.map((k) => [k, new Float32Array(k === 'initialState' ? batch * H * P * N : inputs[k].length)])) as Record<
+          (typeof GRADS)[number],
+          Float32Array
+        >;
+      const before = calls('ssmScanGrad', 'scalar');
+      const [one, two] = [1, 2].map((threads) => {
+        const out = outFor();
+        atLevel('scalar', () => native.ssmScanGrad(inputs, { dy, dFinalState: dFinal }, dims, lo, hi, out), threads);
+        return out;
+      });
+      expect(calls('ssmScanGrad', 'scalar')).toBe(before + 2);
+      for (const k of GRADS) expect([k, worst(two[k], one[k], 1e-6, 1e-5) <= 1]).toEqual([k, true]);
+      // Central differences at a spread of elements of every input, in float64.
+      const f64 = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, Float64Array.from(v)])) as Record<string, Float64Array>;
+      if (!withState) f64.initialState = new Float64Array(batch * H * P * N);
+      for (const k of GRADS) {
+        const v = f64[k];
+        for (const at of [0, Math.floor(v.length / 3), Math.floor((2 * v.length) / 3), v.length - 1]) {
+          const saved = v[at];
+          const eps = 1e-4;
+          v[at] = saved + eps;
+          const up = lossOf(f64, dy, dFinal, dims, lo, hi);
+          v[at] = saved - eps;
+          const down = lossOf(f64, dy, dFinal, dims, lo, hi);
+          v[at] = saved;
+          const fd = (up - down) / (2 * eps);
+          expect([k, at, Math.abs(two[k][at] - fd) <= 2e-3 + 2e-3 * Math.abs(fd)]).toEqual([k, at, true]);
+        }
       }
-    }
-  });
+    },
+  );
 
   test('checks every array at the boundary, naming it', () => {
     const dims = { batch: 1, seqLen: 3, heads: 2, headDim: 2, groups: 1, stateSize: 4 };
     const inputs = scanCase(dims, 3, false);
     const ok = { dy: new Float32Array(12), dFinalState: new Float32Array(16) };
-    const out = { x: new Float32Array(12), dt: new Float32Array(6), A_log: new Float32Array(2), B: new Float32Array(12), C: new Float32Array(12), D: new Float32Array(2), dt_bias: new Float32Array(2), initialState: new Float32Array(16) };
+    const out = {
+      x: new Float32Array(12),
+      dt: new Float32Array(6),
+      A_log: new Float32Array(2),
+      B: new Float32Array(12),
+      C: new Float32Array(12),
+      D: new Float32Array(2),
+      dt_bias: new Float32Array(2),
+      initialState: new Float32Array(16),
+    };
     expect(() => native.ssmScanGrad(inputs, { ...ok, dy: new Float32Array(11) }, dims, 0, 1, out)).toThrow(/ssmScanGrad: cotangents\.dy/);
     expect(() => native.ssmScanGrad(inputs, ok, dims, 0, 1, { ...out, B: new Float32Array(13) })).toThrow(/ssmScanGrad: out\.B/);
     expect(() => native.ssmScanGrad(inputs, ok, dims, 0, 1, { ...out, C: out.B })).toThrow(/dC must not share memory with dB/);
@@ -161,10 +184,21 @@ describe('ssmScanGrad', () => {
 });
 
 describe('causalConv1d', () => {
-  function convReference(x: Float32Array, w: Float32Array, bias: Float32Array | undefined, state: Float32Array | undefined, batch: number, T: number, C: number, K: number, silu: boolean) {
+  function convReference(
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array | undefined,
+    state: Float32Array | undefined,
+    batch: number,
+    T: number,
+    C: number,
+    K: number,
+    silu: boolean,
+  ) {
     const S = K - 1;
     const u = (b: number, r: number, c: number) => (r < S ? (state ? state[(b * S + r) * C + c] : 0) : x[(b * T + r - S) * C + c]);
-    const y = new Float64Array(batch * T * C), ns = new Float64Array(batch * S * C);
+    const y = new Float64Array(batch * T * C),
+      ns = new Float64Array(batch * S * C);
     for (let b = 0; b < batch; b++)
       for (let c = 0; c < C; c++) {
         for (let t = 0; t < T; t++) {
@@ -184,12 +218,17 @@ describe('causalConv1d', () => {
     [1, 64, 300, 4, true, true, true],
     [1, 3, 8, 1, false, false, false], // K = 1: no state
   ])('batch %i, T %i, C %i, K %i (bias %s, state %s, silu %s): equals the float64 conv', (batch, T, C, K, withBias, withState, silu) => {
-    const x = uniform(batch * T * C, 1), w = uniform(C * K, 2);
+    const x = uniform(batch * T * C, 1),
+      w = uniform(C * K, 2);
     const bias = withBias ? uniform(C, 3) : undefined;
     const convState = withState ? uniform(batch * (K - 1) * C, 4) : undefined;
-    const y = new Float32Array(x.length), newState = new Float32Array(batch * (K - 1) * C);
+    const y = new Float32Array(x.length),
+      newState = new Float32Array(batch * (K - 1) * C);
     const before = calls('causalConv1d', 'scalar');
-    native.causalConv1d({ x, weight: w, bias, convState }, { batch, seqLen: T, channels: C, kernelSize: K }, silu ? 'silu' : 'none', { y, newState });
+    native.causalConv1d({ x, weight: w, bias, convState }, { batch, seqLen: T, channels: C, kernelSize: K }, silu ? 'silu' : 'none', {
+      y,
+      newState,
+    });
     expect(calls('causalConv1d', 'scalar')).toBe(before + 1);
     const ref = convReference(x, w, bias, convState, batch, T, C, K, silu);
     expect(worst(y, ref.y, 1e-6, 1e-5)).toBeLessThanOrEqual(1);
@@ -203,7 +242,9 @@ describe('gatedRmsNorm', () => {
     [3, 64, 16],
     [7, 3072, 3072],
   ])('%i rows of %i in groups of %i: equals the float64 norm', (rows, dim, groupSize) => {
-    const y = uniform(rows * dim, 1, -3, 3), z = uniform(rows * dim, 2, -4, 4), w = uniform(dim, 3);
+    const y = uniform(rows * dim, 1, -3, 3),
+      z = uniform(rows * dim, 2, -4, 4),
+      w = uniform(dim, 3);
     const out = new Float32Array(rows * dim);
     const before = calls('gatedRmsNorm', 'scalar');
     native.gatedRmsNorm(y, z, w, rows, dim, groupSize, 1e-5, out);
@@ -216,7 +257,7 @@ describe('gatedRmsNorm', () => {
         sum += ref[i] * ref[i];
       }
       const inv = 1 / Math.sqrt(sum / groupSize + 1e-5);
-      for (let i = i0; i < i0 + groupSize; i++) ref[i] *= inv * w[(i % dim)];
+      for (let i = i0; i < i0 + groupSize; i++) ref[i] *= inv * w[i % dim];
     }
     expect(worst(out, ref, 1e-6, 1e-5)).toBeLessThanOrEqual(1);
   });
@@ -257,8 +298,8 @@ describe('argument checks', () => {
     expect(() => native.causalConv1d({ x: new Float32Array(6), weight: new Float32Array(12) }, dimsC, 'gelu' as 'silu', o)).toThrow(
       "causalConv1d: activation must be 'silu' or 'none', got the string 'gelu'",
     );
-    expect(() => native.gatedRmsNorm(new Float32Array(8), new Float32Array(8), new Float32Array(8), 1, 8, 3, 1e-5, new Float32Array(8))).toThrow(
-      'gatedRmsNorm: groupSize must be positive and divide dim = 8, got 3',
-    );
+    expect(() =>
+      native.gatedRmsNorm(new Float32Array(8), new Float32Array(8), new Float32Array(8), 1, 8, 3, 1e-5, new Float32Array(8)),
+    ).toThrow('gatedRmsNorm: groupSize must be positive and divide dim = 8, got 3');
   });
 });

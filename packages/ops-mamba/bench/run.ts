@@ -81,7 +81,16 @@ function scanInputs(T: number): SelectiveScanInputs {
   };
 }
 
-function push(op: string, T: number, impl: string, backend: string, t: Timing | null, ref: number | null, flops: number | null, note?: string): number | null {
+function push(
+  op: string,
+  T: number,
+  impl: string,
+  backend: string,
+  t: Timing | null,
+  ref: number | null,
+  flops: number | null,
+  note?: string,
+): number | null {
   const ms = t ? t.medianMs : null;
   rows.push({
     op,
@@ -103,14 +112,45 @@ async function benchScan(): Promise<Record<number, { ref: number | null; simd: n
     await initBackend('wasm');
     const inputs = scanInputs(T);
     const run = (fn: () => tf.Tensor[]) => () => tf.dispose(fn());
-    const ref = push('selectiveScan', T, 'reference (chunked SSD, Q=256)', 'wasm',
-      await time(run(() => selectiveScanKernel.reference(inputs, ATTRS)), T * 3), null, scanFlops(T));
+    const ref = push(
+      'selectiveScan',
+      T,
+      'reference (chunked SSD, Q=256)',
+      'wasm',
+      await time(
+        run(() => selectiveScanKernel.reference(inputs, ATTRS)),
+        T * 3,
+      ),
+      null,
+      scanFlops(T),
+    );
     rows[rows.length - 1].vsReference = 1;
-    const simd = push('selectiveScan', T, 'fused, WebAssembly SIMD', 'wasm',
-      await time(run(() => selectiveScanKernel.fused(inputs, ATTRS)), T * 0.25), ref, scanFlops(T));
+    const simd = push(
+      'selectiveScan',
+      T,
+      'fused, WebAssembly SIMD',
+      'wasm',
+      await time(
+        run(() => selectiveScanKernel.fused(inputs, ATTRS)),
+        T * 0.25,
+      ),
+      ref,
+      scanFlops(T),
+    );
     if (T <= 512) {
       setSimdEnabled(false);
-      push('selectiveScan', T, 'fused, JS loop', 'wasm', await time(run(() => selectiveScanKernel.fused(inputs, ATTRS)), T * 2), ref, scanFlops(T));
+      push(
+        'selectiveScan',
+        T,
+        'fused, JS loop',
+        'wasm',
+        await time(
+          run(() => selectiveScanKernel.fused(inputs, ATTRS)),
+          T * 2,
+        ),
+        ref,
+        scanFlops(T),
+      );
       setSimdEnabled(true);
     } else {
       push('selectiveScan', T, 'fused, JS loop', 'wasm', null, null, null, 'skipped (~4 s per run)');
@@ -125,12 +165,33 @@ async function benchScan(): Promise<Record<number, { ref: number | null; simd: n
       // The cpu ratio is against the reference on cpu (pure-JS matmuls: measured up to T = 128 only).
       let cpuRef: number | null = null;
       if (T <= 128) {
-        cpuRef = push('selectiveScan', T, 'reference (chunked SSD, Q=256)', 'cpu',
-          await time(run(() => selectiveScanKernel.reference(cpuInputs, ATTRS)), T * 40), null, scanFlops(T));
+        cpuRef = push(
+          'selectiveScan',
+          T,
+          'reference (chunked SSD, Q=256)',
+          'cpu',
+          await time(
+            run(() => selectiveScanKernel.reference(cpuInputs, ATTRS)),
+            T * 40,
+          ),
+          null,
+          scanFlops(T),
+        );
         rows[rows.length - 1].vsReference = 1;
       }
-      push('selectiveScan', T, 'fused, JS loop', 'cpu', await time(run(() => selectiveScanKernel.fused(cpuInputs, ATTRS)), T * 2), cpuRef, scanFlops(T),
-        cpuRef === null ? 'no cpu reference at this length (too slow)' : undefined);
+      push(
+        'selectiveScan',
+        T,
+        'fused, JS loop',
+        'cpu',
+        await time(
+          run(() => selectiveScanKernel.fused(cpuInputs, ATTRS)),
+          T * 2,
+        ),
+        cpuRef,
+        scanFlops(T),
+        cpuRef === null ? 'no cpu reference at this length (too slow)' : undefined,
+      );
       tf.dispose(Object.values(cpuInputs));
     } else {
       push('selectiveScan', T, 'fused, JS loop', 'cpu', null, null, null, 'skipped (~4 s per run, same loop as wasm JS)');
@@ -152,11 +213,25 @@ async function benchConv(): Promise<Record<number, number | null>> {
     const inputs = { x, weight, bias, convState };
     const attrs = { activation: 'silu' as const };
     const flops = 2 * T * CONV_DIM * K;
-    const ref = push('causalConv1d', T, 'reference (K shifted slices)', 'wasm',
-      await time(() => tf.dispose(causalConv1dKernel.reference(inputs, attrs)), 20), null, flops);
+    const ref = push(
+      'causalConv1d',
+      T,
+      'reference (K shifted slices)',
+      'wasm',
+      await time(() => tf.dispose(causalConv1dKernel.reference(inputs, attrs)), 20),
+      null,
+      flops,
+    );
     rows[rows.length - 1].vsReference = 1;
-    out[T] = push('causalConv1d', T, 'fused, JS loop', 'wasm',
-      await time(() => tf.dispose(causalConv1dKernel.fused(inputs, attrs)), 5), ref, flops);
+    out[T] = push(
+      'causalConv1d',
+      T,
+      'fused, JS loop',
+      'wasm',
+      await time(() => tf.dispose(causalConv1dKernel.fused(inputs, attrs)), 5),
+      ref,
+      flops,
+    );
     x.dispose();
   }
   tf.dispose([weight, bias, convState]);
@@ -170,7 +245,10 @@ function randomMixer(): Mamba2Mixer {
   for (const [name, p] of m.namedParameters()) {
     const shape = p.shape as number[];
     const fanIn = shape.length >= 2 ? shape[shape.length - 1] : 1;
-    dict.set(name, name.endsWith('A_log') ? tf.log(tf.range(1, Hm + 1)) : tf.randomNormal(shape, 0, 1 / Math.sqrt(fanIn), 'float32', seed++));
+    dict.set(
+      name,
+      name.endsWith('A_log') ? tf.log(tf.range(1, Hm + 1)) : tf.randomNormal(shape, 0, 1 / Math.sqrt(fanIn), 'float32', seed++),
+    );
   }
   m.loadStateDict(dict);
   return m;
@@ -191,16 +269,32 @@ async function benchMixer(): Promise<MixerTimes> {
   for (const T of LENGTHS) {
     const u = tf.randomNormal([1, T, H], 0, 1, 'float32', 9);
     const t = await time(() => m.forward(u).dispose(), T * 30);
-    forward[T] = push('Mamba2Mixer.forward (no cache)', T, 'fused kernels + core Linear', 'wasm', t, null, projFlops(T) + scanFlops(T),
-      `${(t.medianMs / T).toFixed(3)} ms/token`);
+    forward[T] = push(
+      'Mamba2Mixer.forward (no cache)',
+      T,
+      'fused kernels + core Linear',
+      'wasm',
+      t,
+      null,
+      projFlops(T) + scanFlops(T),
+      `${(t.medianMs / T).toFixed(3)} ms/token`,
+    );
     u.dispose();
   }
   // Decode: one token with a cache, projections included.
   const cache = m.makeCache(1);
   const u1 = tf.randomNormal([1, 1, H], 0, 1, 'float32', 10);
   const t = await time(() => m.forward(u1, { cache }).dispose(), 30);
-  forward[-1] = push('Mamba2Mixer.forward (decode, cache)', 1, 'fused kernels + core Linear', 'wasm', t, null, null,
-    `${t.medianMs.toFixed(3)} ms/token`);
+  forward[-1] = push(
+    'Mamba2Mixer.forward (decode, cache)',
+    1,
+    'fused kernels + core Linear',
+    'wasm',
+    t,
+    null,
+    null,
+    `${t.medianMs.toFixed(3)} ms/token`,
+  );
   cache.dispose();
   u1.dispose();
   // The two projections alone, as plain matMuls on the weights as Linear keeps them ([in, out]).
@@ -261,8 +355,12 @@ async function main(): Promise<void> {
   const table = [
     ['op', 'T', 'implementation', 'backend', 'ms', 'runs', 'x vs reference, same backend', 'GFLOP/s', 'note'],
     ...rows.map((r) => [
-      r.op, r.T, r.impl, r.backend,
-      r.ms === null ? '-' : r.ms, r.runs,
+      r.op,
+      r.T,
+      r.impl,
+      r.backend,
+      r.ms === null ? '-' : r.ms,
+      r.runs,
       r.vsReference === null ? '-' : r.vsReference,
       r.gflops === null ? '-' : r.gflops,
       r.note ?? '',
@@ -275,7 +373,11 @@ async function main(): Promise<void> {
   const scanConv = s512.simd !== null && conv[512] !== null ? s512.simd + conv[512]! : null;
   const share = scanConv !== null && mixer.forward[512] !== null ? scanConv / mixer.forward[512]! : null;
   const targets = [
-    { target: 'fused wasm scan >= 5x the composed reference on wasm at T=512', value: scanSpeedup, met: scanSpeedup !== null && scanSpeedup >= 5 },
+    {
+      target: 'fused wasm scan >= 5x the composed reference on wasm at T=512',
+      value: scanSpeedup,
+      met: scanSpeedup !== null && scanSpeedup >= 5,
+    },
     { target: 'scan + conv <= 25% of a whole mixer forward at T=512 (wasm)', value: share, met: share !== null && share <= 0.25 },
     { target: 'decode step (conv + scan, no projections) <= 1 ms per layer', value: decodeMs, met: decodeMs <= 1 },
   ];
@@ -285,16 +387,26 @@ async function main(): Promise<void> {
     `chunked SSD (XNNPACK matmuls) ${fmt(s512.ref)} ms. At N=128, P=64 the chunked form also does more arithmetic per token ` +
     '(Q·P + 2·P·N MACs per head vs 2.5·P·N), so chunking would only pay with a matmul faster than the register-tiled scan.';
   console.log('\nTargets');
-  console.log(formatTable([['target', 'measured', 'met'], ...targets.map((t) => [t.target, t.value === null ? '-' : t.value, t.met ? 'yes' : 'NO'])]));
+  console.log(
+    formatTable([['target', 'measured', 'met'], ...targets.map((t) => [t.target, t.value === null ? '-' : t.value, t.met ? 'yes' : 'NO'])]),
+  );
   console.log(`\n${decision}`);
-  console.log(`\nNominal scan FLOPs = 5·T·Hm·P·N. Machine load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(', ')}. Total benchmark time ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+  console.log(
+    `\nNominal scan FLOPs = 5·T·Hm·P·N. Machine load average at the end: ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(', ')}. Total benchmark time ${((performance.now() - started) / 1000).toFixed(1)} s.`,
+  );
 
   const dir = path.join(__dirname, '..', 'bench-results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'ops-mamba.json');
   fs.writeFileSync(
     file,
-    JSON.stringify({ date: new Date().toISOString(), node: process.version, shapes: MICRO, rows, targets, decision, loadAverage: loadavg() }, null, 2),
+    JSON.stringify(
+      { date: new Date().toISOString(), node: process.version, shapes: MICRO, rows, targets, decision, loadAverage: loadavg() },
+      null,
+      2,
+    ),
   );
   console.log(`Wrote ${path.relative(process.cwd(), file)}`);
 }

@@ -61,7 +61,14 @@ describeBackends('causalConv1d', (backend) => {
         const convState = c.state ? randn([c.batch, c.K - 1, c.C]) : undefined;
         const out = causalConv1d(x, w, { bias, convState, activation });
         const [ry, rs] = causalConv1dKernel.reference({ x, weight: w, bias, convState }, { activation });
-        const n = naiveConv(f64(x), f64(w), { batch: c.batch, T: c.T, C: c.C, K: c.K }, bias && f64(bias), convState && f64(convState), activation === 'silu');
+        const n = naiveConv(
+          f64(x),
+          f64(w),
+          { batch: c.batch, T: c.T, C: c.C, K: c.K },
+          bias && f64(bias),
+          convState && f64(convState),
+          activation === 'silu',
+        );
         expect(out.convState.shape).toEqual([c.batch, c.K - 1, c.C]);
         expectClose(out.y, n.y, TOL, 'fused y');
         expectClose(out.convState, n.state, TOL, 'fused state');

@@ -34,7 +34,11 @@ describeBackends('gatedRmsNorm', (backend) => {
     expectClose(grouped, [1, -2], { atol: 1e-5, rtol: 1e-5 });
   });
 
-  for (const [shape, gs] of [[[2, 3, 8], 8], [[5, 12], 4], [[7], 7]] as [number[], number][]) {
+  for (const [shape, gs] of [
+    [[2, 3, 8], 8],
+    [[5, 12], 4],
+    [[7], 7],
+  ] as [number[], number][]) {
     it(`fused = reference = direct: [${shape}], groupSize ${gs}`, () => {
       const D = shape[shape.length - 1];
       const y = randn(shape);

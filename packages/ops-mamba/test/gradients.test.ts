@@ -29,12 +29,14 @@ function checkGradients(
   const names = Object.keys(inputs);
   const outs = kernel.run(inputs, attrs as never);
   const weights = outs.map((o) => randn(o.shape));
-  const lossOf = (fn: (i: Record<string, tf.Tensor>) => tf.Tensor[]) => (...xs: tf.Tensor[]) => {
-    const replaced: Record<string, tf.Tensor> = {};
-    names.forEach((n, i) => (replaced[n] = xs[i]));
-    const o = fn(replaced);
-    return tf.addN(o.map((t, k) => tf.sum(tf.mul(t, weights[k]))));
-  };
+  const lossOf =
+    (fn: (i: Record<string, tf.Tensor>) => tf.Tensor[]) =>
+    (...xs: tf.Tensor[]) => {
+      const replaced: Record<string, tf.Tensor> = {};
+      names.forEach((n, i) => (replaced[n] = xs[i]));
+      const o = fn(replaced);
+      return tf.addN(o.map((t, k) => tf.sum(tf.mul(t, weights[k]))));
+    };
   const values = names.map((n) => inputs[n]);
   const fused = tf.grads(lossOf((i) => kernel.run(i, attrs as never)))(values);
   const reference = tf.grads(lossOf((i) => kernel.reference(i, attrs as never)))(values);

@@ -113,7 +113,10 @@ describeBackends('Mamba2Mixer', () => {
     const a = randn([1, T - pad, 8]);
     const b = randn([1, T, 8]);
     const padded = tf.concat([tf.concat([randn([1, pad, 8], 3), a], 1), b], 0); // [2, T, 8], row 0 left-padded
-    const mask = tf.tensor2d([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]);
+    const mask = tf.tensor2d([
+      [0, 0, 1, 1, 1, 1],
+      [1, 1, 1, 1, 1, 1],
+    ]);
     const cache = m.makeCache(2);
     const y = m.forward(padded, { mask, cache });
     expectClose(tf.slice(y, [0, pad, 0], [1, -1, -1]), m.forward(a), TOL, 'padded row');
@@ -160,7 +163,9 @@ describeBackends('Mamba2Mixer', () => {
     const m = new Mamba2Mixer(CONFIG);
     expect(() => m.forward(tf.zeros([1, 2, 7]))).toThrow('Mamba2Mixer: u must be [B, T, H] = [B, T, 8], got [1, 2, 7]');
     expect(() => m.forward(tf.zeros([2, 2, 8]), { cache: MambaCache.zeros(CONFIG, 1) })).toThrow(/cache holds 1 sequences/);
-    expect(() => m.forward(tf.zeros([2, 2, 8]), { mask: tf.ones([2, 3]) })).toThrow('Mamba2Mixer: mask must be [B, T] = [2, 2], got [2, 3]');
+    expect(() => m.forward(tf.zeros([2, 2, 8]), { mask: tf.ones([2, 3]) })).toThrow(
+      'Mamba2Mixer: mask must be [B, T] = [2, 2], got [2, 3]',
+    );
     expect(() => new Mamba2Mixer({ ...CONFIG, nGroups: 3 })).toThrow(/numHeads = 4 must be a multiple of nGroups = 3/);
     c.dispose();
     m.dispose();

@@ -69,8 +69,7 @@ export function naiveConv(
 ): { y: Float64Array; state: Float64Array } {
   const { batch, T, C, K } = dims;
   const S = K - 1;
-  const u = (b: number, j: number, c: number) =>
-    j >= S ? x[(b * T + j - S) * C + c] : state ? state[(b * S + j) * C + c] : 0;
+  const u = (b: number, j: number, c: number) => (j >= S ? x[(b * T + j - S) * C + c] : state ? state[(b * S + j) * C + c] : 0);
   const y = new Float64Array(batch * T * C);
   const ns = new Float64Array(batch * S * C);
   for (let b = 0; b < batch; b++) {

@@ -108,8 +108,7 @@ describeBackends('selectiveScan', (backend) => {
     const args = makeArgs(c);
     const full = selectiveScan(args, { chunkSize: c.Q });
     const n = 3;
-    const head = (t: tf.Tensor, from: number, len: number) =>
-      tf.slice(t, [0, from], [-1, len]);
+    const head = (t: tf.Tensor, from: number, len: number) => tf.slice(t, [0, from], [-1, len]);
     const part = (from: number, len: number, state?: tf.Tensor): SelectiveScanArgs => ({
       ...args,
       x: head(args.x, from, len),

@@ -17,7 +17,12 @@ describe('the built SIMD scan module', () => {
       imports(module: object): { module: string; name: string; kind: string }[];
     };
     const mod = new Module(fs.readFileSync(simdModulePath('selective_scan', OPS_MAMBA_SIMD_MODULES)));
-    expect(Module.exports(mod).filter((e) => e.kind === 'function').map((e) => e.name).sort()).toEqual(['scan_v1', 'scan_v2', 'scan_v4', 'scan_v8']);
+    expect(
+      Module.exports(mod)
+        .filter((e) => e.kind === 'function')
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual(['scan_v1', 'scan_v2', 'scan_v4', 'scan_v8']);
     expect(Module.imports(mod)).toEqual([{ module: 'env', name: 'memory', kind: 'memory' }]);
   });
 });
@@ -26,7 +31,7 @@ describeBackends('SIMD scan on the wasm heap', (backend) => {
   // On cpu there is no heap: these would compare the JS loop with itself.
   const onWasm = backend === 'wasm' ? it : it.skip;
 
-  onWasm('runs on the heap behind the fused kernels\' arrays only, and not with SIMD off', () => {
+  onWasm("runs on the heap behind the fused kernels' arrays only, and not with SIMD off", () => {
     const t = tf.ones([3]);
     const wasm = tf.backend() as unknown as { typedArrayFromHeap(info: object): Float32Array };
     const view = wasm.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });

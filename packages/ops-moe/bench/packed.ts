@@ -54,7 +54,16 @@ async function main(): Promise<void> {
         if (format === 'f32') f32Ms = timing.medianMs;
         const ratio = timing.medianMs / f32Ms;
         rows.push([backend, n, format, mb, timing.medianMs, timing.runs, Number.isNaN(ratio) ? '-' : ratio]);
-        results.push({ backend, tokens: n, format, expertMiB: mb, medianMs: timing.medianMs, minMs: timing.minMs, runs: timing.runs, vsF32: Number.isNaN(ratio) ? null : ratio });
+        results.push({
+          backend,
+          tokens: n,
+          format,
+          expertMiB: mb,
+          medianMs: timing.medianMs,
+          minMs: timing.minMs,
+          runs: timing.runs,
+          vsF32: Number.isNaN(ratio) ? null : ratio,
+        });
         console.error(rows[rows.length - 1].join('  '));
         tf.dispose([w1, w2].filter((w): w is tf.Tensor => w instanceof tf.Tensor));
         for (const w of [w1, w2]) if (w instanceof PackedTensor) w.dispose();
@@ -66,7 +75,7 @@ async function main(): Promise<void> {
   console.log(formatTable(rows));
   console.log(
     `${SHAPE.name}: E ${e}, k ${k}, H ${h}, I ${i}; the whole block (router, top-k, routed experts, combine); ` +
-      'vs f32 = time / the float32 experts\' time on the same backend and token count, in this run.',
+      "vs f32 = time / the float32 experts' time on the same backend and token count, in this run.",
   );
   const dir = path.join(__dirname, '..', 'bench-results');
   fs.mkdirSync(dir, { recursive: true });

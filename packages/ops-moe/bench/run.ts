@@ -69,7 +69,23 @@ function denseMatMulFriendly(x: tf.Tensor, wrT: tf.Tensor, w1T: tf.Tensor, w2T: 
 async function main(): Promise<void> {
   await initBackend('wasm');
   const rows: (string | number)[][] = [
-    ['model', 'E used', 'tokens', "path ('auto')", 'sparse ms', 'other path', 'other path ms', 'dense ms', 'dense/sparse', 'fast dense ms', 'fast dense/sparse', 'ideal ms', 'sparse/ideal', 'read k ms', 'sparse/read'],
+    [
+      'model',
+      'E used',
+      'tokens',
+      "path ('auto')",
+      'sparse ms',
+      'other path',
+      'other path ms',
+      'dense ms',
+      'dense/sparse',
+      'fast dense ms',
+      'fast dense/sparse',
+      'ideal ms',
+      'sparse/ideal',
+      'read k ms',
+      'sparse/read',
+    ],
   ];
   const results: object[] = [];
   const notes: string[] = [];
@@ -110,7 +126,10 @@ async function main(): Promise<void> {
       // H-Small's dense baseline at 512 tokens would take ~2 min a run: time 128 tokens, scale linearly.
       const denseTokens = n >= 256 && s.benchExperts !== s.experts ? 128 : n;
       const xDense = denseTokens === n ? x : tf.slice(x, [0, 0], [denseTokens, s.hidden]);
-      if (denseTokens !== n) notes.push(`${s.name} ${n} tokens: dense timed on ${denseTokens} tokens and scaled ×${n / denseTokens} (dense cost is linear in tokens).`);
+      if (denseTokens !== n)
+        notes.push(
+          `${s.name} ${n} tokens: dense timed on ${denseTokens} tokens and scaled ×${n / denseTokens} (dense cost is linear in tokens).`,
+        );
       const dense = await measure(() => {
         const { output, routerLogits } = sparseMoeReference(xDense, wr, w1, w2, s.topK);
         output.dataSync();
@@ -134,16 +153,42 @@ async function main(): Promise<void> {
         readMs = (await measure(() => readSelectedExperts(w1, w2, experts), FAST_TIMING)).medianMs;
       }
       rows.push([
-        s.name, e, n, auto, sparse.medianMs, other, alt ? alt.medianMs : 'skipped', denseMs, denseMs / sparse.medianMs,
-        fastDenseMs, fastDenseMs / sparse.medianMs, idealMs, sparse.medianMs / idealMs, Number.isNaN(readMs) ? '-' : readMs,
+        s.name,
+        e,
+        n,
+        auto,
+        sparse.medianMs,
+        other,
+        alt ? alt.medianMs : 'skipped',
+        denseMs,
+        denseMs / sparse.medianMs,
+        fastDenseMs,
+        fastDenseMs / sparse.medianMs,
+        idealMs,
+        sparse.medianMs / idealMs,
+        Number.isNaN(readMs) ? '-' : readMs,
         Number.isNaN(readMs) ? '-' : sparse.medianMs / readMs,
       ]);
       results.push({
-        model: s.name, hidden: s.hidden, intermediate: s.inter, experts: s.experts, expertsAllocated: e, topK: s.topK,
-        tokens: n, path: auto, sparseMs: sparse.medianMs, sparseRuns: sparse.runs,
+        model: s.name,
+        hidden: s.hidden,
+        intermediate: s.inter,
+        experts: s.experts,
+        expertsAllocated: e,
+        topK: s.topK,
+        tokens: n,
+        path: auto,
+        sparseMs: sparse.medianMs,
+        sparseRuns: sparse.runs,
         otherPath: alt ? { path: other, ms: alt.medianMs, runs: alt.runs } : null,
-        denseMs, denseMeasuredMs: dense.medianMs, denseTokens, denseRuns: dense.runs, denseScale: scale, fastDenseRuns: fastDense.runs,
-        fastDenseMs, idealMs,
+        denseMs,
+        denseMeasuredMs: dense.medianMs,
+        denseTokens,
+        denseRuns: dense.runs,
+        denseScale: scale,
+        fastDenseRuns: fastDense.runs,
+        fastDenseMs,
+        idealMs,
         readSelectedExpertsMs: Number.isNaN(readMs) ? null : readMs,
         readBytes: n === 1 ? s.topK * 3 * s.hidden * s.inter * 4 : null,
       });
@@ -157,11 +202,14 @@ async function main(): Promise<void> {
   console.log(
     'dense = the composed reference (oracle; multiplies by transposed checkpoint-layout weights, slow on tfjs-wasm); ' +
       'fast dense = the same math on weights pre-arranged for plain matMuls (the fair dense baseline); ' +
-      'ideal = fast dense × k/E; read k = one WebAssembly SIMD pass over the k selected experts\' weights (1 token).',
+      "ideal = fast dense × k/E; read k = one WebAssembly SIMD pass over the k selected experts' weights (1 token).",
   );
   const dir = path.join(__dirname, '..', 'bench-results');
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'ops-moe.json'), JSON.stringify({ backend: 'wasm', date: new Date().toISOString(), notes, results }, null, 2));
+  fs.writeFileSync(
+    path.join(dir, 'ops-moe.json'),
+    JSON.stringify({ backend: 'wasm', date: new Date().toISOString(), notes, results }, null, 2),
+  );
 }
 
 main().catch((err) => {

@@ -9,7 +9,15 @@ const ints = (t: tf.Tensor) => Array.from(t.dataSync());
 describeBackends('moeDispatch / moeCombine / swiglu', (backend) => {
   it('dispatch: hand example, stable within an expert, empty experts get empty ranges', () => {
     // tokens: 0 → [2, 0], 1 → [0, 1], 2 → [2, 0]; expert 3 receives nothing
-    const indices = tf.tensor2d([[2, 0], [0, 1], [2, 0]], [3, 2], 'int32');
+    const indices = tf.tensor2d(
+      [
+        [2, 0],
+        [0, 1],
+        [2, 0],
+      ],
+      [3, 2],
+      'int32',
+    );
     const { order, tokens, offsets } = moeDispatch(indices, 4);
     expect(ints(order)).toEqual([1, 2, 5, 3, 0, 4]);
     expect(ints(tokens)).toEqual([0, 1, 2, 1, 0, 2]);
@@ -27,23 +35,41 @@ describeBackends('moeDispatch / moeCombine / swiglu', (backend) => {
   });
 
   it('dispatch: rejects expert ids out of range and wrong dtypes', () => {
-    expect(() => moeDispatch(tf.tensor2d([[0, 3]], [1, 2], 'int32'), 3)).toThrow(/indices \[1,2\] holds 3 at flat position 1, outside \[0, 3\)/);
+    expect(() => moeDispatch(tf.tensor2d([[0, 3]], [1, 2], 'int32'), 3)).toThrow(
+      /indices \[1,2\] holds 3 at flat position 1, outside \[0, 3\)/,
+    );
     expect(() => moeDispatch(tf.tensor2d([[0, 1]]), 3)).toThrow(/indices must be int32/);
     expect(() => moeDispatch(tf.tensor1d([0], 'int32'), 3)).toThrow(/indices must be \[N, k\] \(rank 2\), got \[1\]/);
   });
 
   it('combine: weighted scatter-add equals the reference, with gradients', () => {
-    const indices = tf.tensor2d([[1, 0], [1, 2], [0, 1]], [3, 2], 'int32');
+    const indices = tf.tensor2d(
+      [
+        [1, 0],
+        [1, 2],
+        [0, 1],
+      ],
+      [3, 2],
+      'int32',
+    );
     const { order } = moeDispatch(indices, 3);
     const ys = randn([6, 5], 2);
-    const w = tf.tensor2d([[0.7, 0.3], [0.5, 0.5], [0.9, 0.1]]);
+    const w = tf.tensor2d([
+      [0.7, 0.3],
+      [0.5, 0.5],
+      [0.9, 0.1],
+    ]);
     const out = moeCombine(ys, order, w);
     expectClose(out, moeCombineReference(ys, order, w), { atol: 1e-6 });
     // by hand: token 0 = 0.7·row(slot 0) + 0.3·row(slot 1)
     const o = ints(order);
     const rows = ys.arraySync() as number[][];
     const row = (slot: number) => rows[o.indexOf(slot)];
-    expectClose((out.arraySync() as number[][])[0], row(0).map((v, c) => 0.7 * v + 0.3 * row(1)[c]), { atol: 1e-6 });
+    expectClose(
+      (out.arraySync() as number[][])[0],
+      row(0).map((v, c) => 0.7 * v + 0.3 * row(1)[c]),
+      { atol: 1e-6 },
+    );
     const proj = randn([3, 5], 3);
     const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(moeCombine(a, order, b), proj));
     const fr = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(moeCombineReference(a, order, b), proj));
@@ -95,17 +121,29 @@ describeBackends('moeDispatch / moeCombine / swiglu', (backend) => {
   });
 
   it('does not leak tensors', async () => {
-    const indices = tf.tensor2d([[1, 0], [1, 2]], [2, 2], 'int32');
+    const indices = tf.tensor2d(
+      [
+        [1, 0],
+        [1, 2],
+      ],
+      [2, 2],
+      'int32',
+    );
     const ys = randn([4, 3], 1);
-    const w = tf.tensor2d([[0.5, 0.5], [0.2, 0.8]]);
+    const w = tf.tensor2d([
+      [0.5, 0.5],
+      [0.2, 0.8],
+    ]);
     await expectNoTensorLeak(() => {
       const d = moeDispatch(indices, 3);
       const out = moeCombine(ys, d.order, w);
       tf.dispose([d.order, d.tokens, d.offsets, out]);
-      tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => {
-        const dd = moeDispatch(indices, 3);
-        return tf.sum(moeCombine(a, dd.order, b));
-      }))([ys, w]).forEach((g) => g.dispose());
+      tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf.tidy(() => {
+          const dd = moeDispatch(indices, 3);
+          return tf.sum(moeCombine(a, dd.order, b));
+        }),
+      )([ys, w]).forEach((g) => g.dispose());
     });
   });
 });

@@ -67,13 +67,25 @@ describeBackends('LoRA on the routed experts', () => {
       const merged = (name: 'input_linear' | 'output_linear') => {
         const [e, d1, d2] = moe[name].weight.shape;
         const w = moe[name].weight.checkpointValue();
-        const d = peftDelta(values.get(`block_sparse_moe.${name}.lora_A.weight`)!, values.get(`block_sparse_moe.${name}.lora_B.weight`)!, e, 2, d1, d2, 3);
+        const d = peftDelta(
+          values.get(`block_sparse_moe.${name}.lora_A.weight`)!,
+          values.get(`block_sparse_moe.${name}.lora_B.weight`)!,
+          e,
+          2,
+          d1,
+          d2,
+          3,
+        );
         const sum = tf.tidy(() => tf.add(w, tf.tensor(d, [e, d1, d2])));
         w.dispose();
         return sum;
       };
       const oracle = new SparseMoE(CONFIG);
-      oracle.loadStateDict({ 'router.layer.weight': moe.router.layer.weight.checkpointValue(), 'input_linear.weight': merged('input_linear'), 'output_linear.weight': merged('output_linear') });
+      oracle.loadStateDict({
+        'router.layer.weight': moe.router.layer.weight.checkpointValue(),
+        'input_linear.weight': merged('input_linear'),
+        'output_linear.weight': merged('output_linear'),
+      });
       const expected = tf.tidy(() => oracle.forwardDense(xs));
       expectClose(adapted, expected.dataSync(), { atol: 2e-5, rtol: 1e-4 });
       expect(maxAbsDiff(adapted.dataSync(), base.dataSync())).toBeGreaterThan(1e-2);
@@ -110,12 +122,16 @@ describeBackends('LoRA on the routed experts', () => {
       expect([name, Math.abs(g - fd) < 2e-3 + 2e-2 * Math.abs(fd)]).toEqual([name, true]);
     }
     tf.dispose(Object.values(grads));
-    const baseValues = [moe.input_linear.weight, moe.output_linear.weight, moe.router.layer.weight].map((w) => Array.from(w.value.dataSync()));
+    const baseValues = [moe.input_linear.weight, moe.output_linear.weight, moe.router.layer.weight].map((w) =>
+      Array.from(w.value.dataSync()),
+    );
     const opt = tf.train.adam(0.02);
     const first = loss().dataSync()[0];
     for (let s = 0; s < 30; s++) opt.minimize(loss, false, lora.trainableVariables());
     expect(loss().dataSync()[0]).toBeLessThan(first * 0.8);
-    [moe.input_linear.weight, moe.output_linear.weight, moe.router.layer.weight].forEach((w, i) => expect(Array.from(w.value.dataSync())).toEqual(baseValues[i]));
+    [moe.input_linear.weight, moe.output_linear.weight, moe.router.layer.weight].forEach((w, i) =>
+      expect(Array.from(w.value.dataSync())).toEqual(baseValues[i]),
+    );
     const adapted = tf.tidy(() => moe.forward(xs));
     lora.merge();
     expect(moe.input_linear.adapter).toBeNull();

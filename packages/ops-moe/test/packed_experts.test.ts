@@ -20,7 +20,7 @@ import {
   SharedMLP,
   sparseMoe,
   sparseMoeReference,
-  SparseMoE,
+  type SparseMoE,
   topKRouter,
   type MoeExpertsPath,
   type SparseMoEConfig,
@@ -154,7 +154,10 @@ function expertsOracle(
 }
 
 /** How far activation rounding may move the result from float32 math on these shapes. */
-const roundingTol = (rounding: Rounding[]) => ({ atol: rounding.includes('q8_0') ? 0.1 : rounding.includes('int16') ? 1e-3 : 1e-4, rtol: 0 });
+const roundingTol = (rounding: Rounding[]) => ({
+  atol: rounding.includes('q8_0') ? 0.1 : rounding.includes('int16') ? 1e-3 : 1e-4,
+  rtol: 0,
+});
 
 /** Calls of the native addon's kernel that runs experts in `format` so far (its one-call
  * moeExperts when both weights are q8_0 / q4_0, its matmul otherwise), summed over instruction-set levels. */
@@ -177,7 +180,7 @@ const oracleMatMul: PackedRowsMatMul = (format, w, outFeatures, inFeatures, x, n
   }
 };
 
-describe('packed rows (the kernels\' row reader)', () => {
+describe("packed rows (the kernels' row reader)", () => {
   /** A seeded uniform generator (mulberry32). */
   const uniform = (seed: number) => {
     let a = seed >>> 0;
@@ -195,7 +198,7 @@ describe('packed rows (the kernels\' row reader)', () => {
     ['q8_0', 3, 1536],
     ['q4_0', 9, 64],
     ['q4_0', 2, 512],
-  ] as const)('%s, %i rows of %i: dot and unpack equal core\'s dequantize then float math', (format, rows, cols) => {
+  ] as const)("%s, %i rows of %i: dot and unpack equal core's dequantize then float math", (format, rows, cols) => {
     const next = uniform(rows * cols);
     // Magnitudes over several decades, so block scales differ from block to block.
     const values = Float32Array.from({ length: rows * cols }, () => (next() * 2 - 1) * 10 ** Math.floor(next() * 4 - 2));
@@ -233,9 +236,22 @@ describeBackends('packed MoE experts', (backend) => {
     ['k = 1, many tokens', { hiddenSize: 64, intermediateSize: 32, numExperts: 6, topK: 1 }, [9, 64], FORMATS.map((f) => [f, f])],
     ['k = E', { hiddenSize: 32, intermediateSize: 32, numExperts: 4, topK: 4 }, [5, 32], FORMATS.map((f) => [f, f])],
     ['one token (decode)', { hiddenSize: 96, intermediateSize: 64, numExperts: 8, topK: 2 }, [1, 96], FORMATS.map((f) => [f, f])],
-    ['leading dims [2, 3]', { hiddenSize: 32, intermediateSize: 32, numExperts: 6, topK: 2 }, [2, 3, 32], [['q4_0', 'q8_0'], ['q8_0', 'bf16']]],
+    [
+      'leading dims [2, 3]',
+      { hiddenSize: 32, intermediateSize: 32, numExperts: 6, topK: 2 },
+      [2, 3, 32],
+      [
+        ['q4_0', 'q8_0'],
+        ['q8_0', 'bf16'],
+      ],
+    ],
     // Expert e's bytes start inside a word: 13 q4_0 rows of 18 bytes, 13 × 5 bf16 weights.
-    ['experts not word-aligned (H 13, I 32)', { hiddenSize: 13, intermediateSize: 32, numExperts: 3, topK: 2 }, [6, 13], [['bf16', 'q4_0']]],
+    [
+      'experts not word-aligned (H 13, I 32)',
+      { hiddenSize: 13, intermediateSize: 32, numExperts: 3, topK: 2 },
+      [6, 13],
+      [['bf16', 'q4_0']],
+    ],
     ['experts not word-aligned (H 13, I 5)', { hiddenSize: 13, intermediateSize: 5, numExperts: 3, topK: 2 }, [6, 13], [['bf16', 'bf16']]],
     // 70 tokens on each of 2 experts: more than one group of rows per expert in the fused body.
     ['70 tokens, every expert busy', { hiddenSize: 32, intermediateSize: 32, numExperts: 2, topK: 2 }, [70, 32], [['q4_0', 'q4_0']]],
@@ -280,7 +296,7 @@ describeBackends('packed MoE experts', (backend) => {
     });
   }
 
-  (backend === 'wasm' ? it : it.skip)('wasm: the groups run through core\'s SIMD kernels, on heap scratch holding garbage', () => {
+  (backend === 'wasm' ? it : it.skip)("wasm: the groups run through core's SIMD kernels, on heap scratch holding garbage", () => {
     const moe = packedMoe({ hiddenSize: 64, intermediateSize: 32, numExperts: 4, topK: 2 }, ['q4_0', 'bf16'], 61);
     const x = randn([40, 64], 62);
     const [wr, w1, w2] = dequantizedWeights(moe);
@@ -324,7 +340,10 @@ describeBackends('packed MoE experts', (backend) => {
     // Router: expert 2 for positive x, nobody else ever.
     moe.router.layer.weight.assign(tf.tidy(() => tf.concat([tf.zeros([2, 32]), tf.ones([1, 32]), tf.fill([1, 32], -1)])));
     // Every q8_0 scale of experts 0, 1 and 3 set to an f16 NaN: any use of them poisons the output.
-    for (const [linear, rows, cols] of [[moe.input_linear, 64, 32], [moe.output_linear, 32, 32]] as const) {
+    for (const [linear, rows, cols] of [
+      [moe.input_linear, 64, 32],
+      [moe.output_linear, 32, 32],
+    ] as const) {
       const floats = linear.weight.checkpointValue();
       const bytes = quantizeRows('q8_0', floats.dataSync() as Float32Array, 4 * rows, cols);
       floats.dispose();
@@ -391,7 +410,12 @@ describeBackends('packed MoE experts', (backend) => {
       const base = outF === 2 * i ? w1 : w2;
       const expertBytes = outF * packedRowBytes(format, inF);
       expect(w.length).toBe(expertBytes);
-      reads.push({ expert: (w.byteOffset - base.byteOffset) / expertBytes, rows: outF, tokens: nRows, sameBuffer: w.buffer === base.buffer });
+      reads.push({
+        expert: (w.byteOffset - base.byteOffset) / expertBytes,
+        rows: outF,
+        tokens: nRows,
+        sameBuffer: w.buffer === base.buffer,
+      });
       jsPackedMatMul(format, w, outF, inF, xs, nRows, ys);
     };
     const y = new Float32Array(n * h);
@@ -399,9 +423,16 @@ describeBackends('packed MoE experts', (backend) => {
     // Groups of at most 3 tokens: expert 0 (4 tokens) and 3 (5) take two groups each, 4 (3) one.
     packedExpertsImpl(x, w1, w2, indices, weights, y, { n, h, i, k, e }, formats, recording, 3);
     expect(reads.map((r) => [r.expert, r.rows, r.tokens])).toEqual([
-      [0, 64, 3], [0, 32, 3], [0, 64, 1], [0, 32, 1],
-      [3, 64, 3], [3, 32, 3], [3, 64, 2], [3, 32, 2],
-      [4, 64, 3], [4, 32, 3],
+      [0, 64, 3],
+      [0, 32, 3],
+      [0, 64, 1],
+      [0, 32, 1],
+      [3, 64, 3],
+      [3, 32, 3],
+      [3, 64, 2],
+      [3, 32, 2],
+      [4, 64, 3],
+      [4, 32, 3],
     ]);
     expect(reads.every((r) => r.sameBuffer)).toBe(true);
     // The same sums as one ungrouped pass with an independent matmul.
@@ -521,9 +552,9 @@ describeBackends('packed MoE experts', (backend) => {
       for (const path of ['auto', 'grouped'] as const) tf.grad((xx: tf.Tensor) => tf.sum(moe.forward(xx, { path })))(x).dispose();
       tf.tidy(() => expect(() => moe.forward(tf.zeros([2, 5]))).toThrow(/SparseMoE: x/));
       tf.tidy(() =>
-        expect(() => moeExperts(x, moe.input_linear.weight.packed!, tf.zeros([4, 32, 32]), tf.zeros([3, 2], 'int32'), tf.ones([3, 2]))).toThrow(
-          /both weights packed/,
-        ),
+        expect(() =>
+          moeExperts(x, moe.input_linear.weight.packed!, tf.zeros([4, 32, 32]), tf.zeros([3, 2], 'int32'), tf.ones([3, 2])),
+        ).toThrow(/both weights packed/),
       );
     }, backend);
     x.dispose();

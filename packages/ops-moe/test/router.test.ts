@@ -8,7 +8,13 @@ const sig = (d: number) => 1 / (1 + Math.exp(-d));
 
 describeBackends('topKRouter', () => {
   it('hand-computed case: top-2 of raw logits, softmax over the two only', () => {
-    const { indices, weights } = topKRouter(tf.tensor2d([[1, 3, 2, 0], [0.5, -1, 4, 4.5]]), 2);
+    const { indices, weights } = topKRouter(
+      tf.tensor2d([
+        [1, 3, 2, 0],
+        [0.5, -1, 4, 4.5],
+      ]),
+      2,
+    );
     expect(indices.dtype).toBe('int32');
     expect(weights.dtype).toBe('float32');
     expect(indices.shape).toEqual([2, 2]);
@@ -95,7 +101,7 @@ describeBackends('topKRouter', () => {
 describe('topKRouterImpl (backend-free)', () => {
   it('matches a sort-based oracle with ties on random integer logits', () => {
     let seed = 5;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     for (let trial = 0; trial < 50; trial++) {
       const e = 1 + Math.floor(rand() * 9);
       const k = 1 + Math.floor(rand() * e);

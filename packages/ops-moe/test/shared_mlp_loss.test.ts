@@ -22,7 +22,9 @@ describeBackends('SharedMLP and loadBalancingLoss', () => {
     const u = tf.slice(a, [0, 3], [10, 3]);
     const expected = tf.reshape(tf.matMul(tf.mul(tf.mul(g, tf.sigmoid(g)), u), w2, false, true), [2, 5, 4]);
     expectClose(y, expected, { atol: 1e-5 });
-    expect(() => mlp.forward(tf.zeros([2, 3]))).toThrow(/SharedMLP: x must be \[\.\.\., 4\] to match input_linear\.weight \[6,4\], got \[2,3\]/);
+    expect(() => mlp.forward(tf.zeros([2, 3]))).toThrow(
+      /SharedMLP: x must be \[\.\.\., 4\] to match input_linear\.weight \[6,4\], got \[2,3\]/,
+    );
     mlp.dispose();
   });
 
@@ -31,7 +33,16 @@ describeBackends('SharedMLP and loadBalancingLoss', () => {
     // E = 2, k = 1; two tokens, both pick expert 0. p(token 0) = σ(1), σ(-1); token 1 = σ(2), σ(-2).
     // f = [1, 0]; P_0 = (σ(1) + σ(2)) / 2; loss = 2 · P_0
     const sig = (v: number) => 1 / (1 + Math.exp(-v));
-    const loss = loadBalancingLoss([tf.tensor2d([[1, 0], [2, 0]])], 2, 1);
+    const loss = loadBalancingLoss(
+      [
+        tf.tensor2d([
+          [1, 0],
+          [2, 0],
+        ]),
+      ],
+      2,
+      1,
+    );
     expectClose(loss, [sig(1) + sig(2)], { atol: 1e-6 });
     // with layers concatenated: the second layer routes to expert 1
     const two = loadBalancingLoss([tf.tensor2d([[1, 0]]), tf.tensor2d([[0, 3]])], 2, 1);

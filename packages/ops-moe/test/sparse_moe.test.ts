@@ -72,12 +72,30 @@ describeBackends('sparse MoE block', (backend) => {
     // H = 2, I = 1. Router picks expert 0 for x₀ > x₁, else expert 1.
     const moe = new SparseMoE({ hiddenSize: 2, intermediateSize: 1, numExperts: 2, topK: 1 });
     moe.loadStateDict({
-      'router.layer.weight': tf.tensor2d([[1, 0], [0, 1]]),
+      'router.layer.weight': tf.tensor2d([
+        [1, 0],
+        [0, 1],
+      ]),
       // expert 0: gate = x₀, up = 1·x₁ ; expert 1: gate = x₁, up = 2
-      'input_linear.weight': tf.tensor3d([[[1, 0], [0, 1]], [[0, 1], [0, 0]]]),
-      'output_linear.weight': tf.tensor3d([[[1], [0]], [[0], [1]]]),
+      'input_linear.weight': tf.tensor3d([
+        [
+          [1, 0],
+          [0, 1],
+        ],
+        [
+          [0, 1],
+          [0, 0],
+        ],
+      ]),
+      'output_linear.weight': tf.tensor3d([
+        [[1], [0]],
+        [[0], [1]],
+      ]),
     });
-    const x = tf.tensor2d([[2, 1], [0, 3]]);
+    const x = tf.tensor2d([
+      [2, 1],
+      [0, 3],
+    ]);
     const silu = (v: number) => v / (1 + Math.exp(-v));
     // token 0 → expert 0: act = silu(2)·1 → out [act, 0]; token 1 → expert 1: act = silu(3)·0 → 0
     for (const path of PATHS) expectClose(moe.forward(x, { path }), [silu(2), 0, 0, 0], { atol: 1e-6 }, path);
@@ -115,7 +133,12 @@ describeBackends('sparse MoE block', (backend) => {
     args.forEach((arg, j) => {
       const g = grads[j].dataSync();
       for (const at of [0, 5, arg.size - 1]) {
-        const fd = finiteDiff((v) => f(...(args.map((a, jj) => (jj === j ? v : a)) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor])), arg, at, 1e-2);
+        const fd = finiteDiff(
+          (v) => f(...(args.map((a, jj) => (jj === j ? v : a)) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor])),
+          arg,
+          at,
+          1e-2,
+        );
         expect(Math.abs(fd - g[at])).toBeLessThan(3e-3 + 1e-2 * Math.abs(g[at]));
       }
     });
@@ -141,7 +164,9 @@ describeBackends('sparse MoE block', (backend) => {
       moe.forwardDense(x).dispose();
       const r = moe.forwardWithRouterLogits(x);
       tf.dispose([r.output, r.routerLogits]);
-      tf.grads((xx: tf.Tensor, a: tf.Tensor) => tf.sum(sparseMoe(xx, wr, a, w2, 2, { path: 'gemv' }).output))([x, w1]).forEach((g) => g.dispose());
+      tf.grads((xx: tf.Tensor, a: tf.Tensor) => tf.sum(sparseMoe(xx, wr, a, w2, 2, { path: 'gemv' }).output))([x, w1]).forEach((g) =>
+        g.dispose(),
+      );
       tf.grads((xx: tf.Tensor, a: tf.Tensor) => tf.sum(sparseMoe(xx, wr, a, w2, 2).output))([x, w1]).forEach((g) => g.dispose());
       tf.tidy(() => expect(() => moe.forward(tf.zeros([2, 5]))).toThrow(/SparseMoE: x/));
     }, backend);
@@ -151,7 +176,9 @@ describeBackends('sparse MoE block', (backend) => {
   it('shape errors name the argument and both shapes', () => {
     const moe = new SparseMoE({ hiddenSize: 16, intermediateSize: 8, numExperts: 4, topK: 2 });
     expect(() => moe.forward(tf.zeros([2, 5]))).toThrow(ShapeError);
-    expect(() => moe.forward(tf.zeros([2, 5]))).toThrow(/SparseMoE: x must be \[\.\.\., 16\] to match router\.layer\.weight \[4,16\], got \[2,5\]/);
+    expect(() => moe.forward(tf.zeros([2, 5]))).toThrow(
+      /SparseMoE: x must be \[\.\.\., 16\] to match router\.layer\.weight \[4,16\], got \[2,5\]/,
+    );
     const x = tf.zeros([3, 16]);
     const idx = tf.zeros([3, 2], 'int32');
     const w = tf.zeros([3, 2]);
@@ -164,31 +191,36 @@ describeBackends('sparse MoE block', (backend) => {
     expect(() => moeExperts(x, tf.zeros([4, 16, 16]), tf.zeros([4, 16, 8]), tf.zeros([2, 2], 'int32'), w)).toThrow(
       /indices \[2,2\] does not match x \[3,16\]/,
     );
-    expect(() => new SparseMoE({ hiddenSize: 16, intermediateSize: 8, numExperts: 4, topK: 5 })).toThrow(/topK \(5\) must not exceed config.numExperts \(4\)/);
+    expect(() => new SparseMoE({ hiddenSize: 16, intermediateSize: 8, numExperts: 4, topK: 5 })).toThrow(
+      /topK \(5\) must not exceed config.numExperts \(4\)/,
+    );
   });
 
-  (backend === 'wasm' ? it : it.skip)('wasm: the gemv path runs the SIMD expert routine, and the JS loops with SIMD off, to the same result', () => {
-    // 37 columns: two 16-wide SIMD steps and a 5-column tail in every row.
-    const config = { hiddenSize: 37, intermediateSize: 19, numExperts: 5, topK: 2 };
-    const moe = makeMoe(config, 21);
-    const x = randn([6, 37], 22);
-    const dense = moe.forwardDense(x);
-    const count = () => simdCounters()[EXPERT_GEMV_SIMD_CALL] ?? 0;
-    const before = count();
-    const simd = moe.forward(x, { path: 'gemv' });
-    expect(count()).toBeGreaterThan(before);
-    expectClose(simd, dense, TOL, 'SIMD');
-    const previous = setSimdEnabled(false);
-    try {
-      const off = count();
-      const js = moe.forward(x, { path: 'gemv' });
-      expect(count()).toBe(off);
-      expectClose(js, dense, TOL, 'JS');
-      tf.dispose(js);
-    } finally {
-      setSimdEnabled(previous);
-    }
-    tf.dispose([x, dense, simd]);
-    moe.dispose();
-  });
+  (backend === 'wasm' ? it : it.skip)(
+    'wasm: the gemv path runs the SIMD expert routine, and the JS loops with SIMD off, to the same result',
+    () => {
+      // 37 columns: two 16-wide SIMD steps and a 5-column tail in every row.
+      const config = { hiddenSize: 37, intermediateSize: 19, numExperts: 5, topK: 2 };
+      const moe = makeMoe(config, 21);
+      const x = randn([6, 37], 22);
+      const dense = moe.forwardDense(x);
+      const count = () => simdCounters()[EXPERT_GEMV_SIMD_CALL] ?? 0;
+      const before = count();
+      const simd = moe.forward(x, { path: 'gemv' });
+      expect(count()).toBeGreaterThan(before);
+      expectClose(simd, dense, TOL, 'SIMD');
+      const previous = setSimdEnabled(false);
+      try {
+        const off = count();
+        const js = moe.forward(x, { path: 'gemv' });
+        expect(count()).toBe(off);
+        expectClose(js, dense, TOL, 'JS');
+        tf.dispose(js);
+      } finally {
+        setSimdEnabled(previous);
+      }
+      tf.dispose([x, dense, simd]);
+      moe.dispose();
+    },
+  );
 });

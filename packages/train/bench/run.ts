@@ -20,12 +20,20 @@ interface Case {
 
 const demo = parseConfig(JSON.parse(fs.readFileSync(path.join(__dirname, '../../../recipes/kjv-demo/config.json'), 'utf8')));
 // One Mamba-2 layer with H-Micro's widths (hidden 2048, 64 heads of 64); a small vocabulary so the head does not dominate.
-const microLayer = parseConfig({ ...preset('granite-4.0-h-micro'), num_hidden_layers: 1, layer_types: ['mamba'], vocab_size: 2048, tie_word_embeddings: true });
+const microLayer = parseConfig({
+  ...preset('granite-4.0-h-micro'),
+  num_hidden_layers: 1,
+  layer_types: ['mamba'],
+  vocab_size: 2048,
+  tie_word_embeddings: true,
+});
 const CASES: Case[] = [
   { name: 'kjv-demo (6 layers, 256 wide)', config: demo, batch: 4, seq: 256 },
   { name: 'one H-Micro Mamba-2 layer', config: microLayer, batch: 1, seq: 256 },
 ].filter((c) => !process.env.BENCH_CASES || process.env.BENCH_CASES.split(',').some((k) => c.name.startsWith(k)));
-const BACKENDS = (process.env.BENCH_BACKENDS ?? 'cpu,wasm,native').split(',').filter((b) => isBackendAvailable(b as BackendName)) as BackendName[];
+const BACKENDS = (process.env.BENCH_BACKENDS ?? 'cpu,wasm,native')
+  .split(',')
+  .filter((b) => isBackendAvailable(b as BackendName)) as BackendName[];
 
 async function main(): Promise<void> {
   const rows: (string | number)[][] = [['case', 'backend', 'tokens/step', 'prefill tok/s', 'train tok/s', 'train / prefill', 'train runs']];
@@ -34,16 +42,21 @@ async function main(): Promise<void> {
     for (const backend of BACKENDS) {
       await initBackend(backend);
       const model = new GraniteMoeHybridForCausalLM(c.config, { seed: 0 });
-      const ids = Array.from({ length: c.batch }, (_, b) => Array.from({ length: c.seq + 1 }, (_, t) => (b * 131 + t * 17) % c.config.vocab_size));
+      const ids = Array.from({ length: c.batch }, (_, b) =>
+        Array.from({ length: c.seq + 1 }, (_, t) => (b * 131 + t * 17) % c.config.vocab_size),
+      );
       const batch = { inputs: ids.map((r) => r.slice(0, -1)), labels: ids.map((r) => r.slice(1)) };
       const input = tf.tensor2d(batch.inputs.flat(), [c.batch, c.seq], 'int32');
       const optimizer = new AdamW({ learningRate: 1e-4 });
       const tokens = c.batch * c.seq;
-      const prefill = await measure(() => {
-        const out = model.forward(input, { logits: 'all' });
-        out.logits!.dataSync();
-        out.logits!.dispose();
-      }, { warmup: 1, minRuns: 3, minMs: 2000 });
+      const prefill = await measure(
+        () => {
+          const out = model.forward(input, { logits: 'all' });
+          out.logits!.dataSync();
+          out.logits!.dispose();
+        },
+        { warmup: 1, minRuns: 3, minMs: 2000 },
+      );
       const step = () => trainStep(optimizer, [batch], (b) => causalLmLoss(model, b), { variables: model.trainableVariables() });
       // On the JavaScript-kernel backends a step can take minutes: one warm run (the runs column says so) keeps the bench bounded.
       const started = performance.now();

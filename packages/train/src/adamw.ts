@@ -113,7 +113,10 @@ export class AdamW extends tf.Optimizer {
    * checkpoint where variable names differ but parameter names do not.
    */
   setMomentsFor(variable: tf.Variable, m: tf.Tensor, v: tf.Tensor): void {
-    for (const [key, t] of [['m', m], ['v', v]] as const) {
+    for (const [key, t] of [
+      ['m', m],
+      ['v', v],
+    ] as const) {
       if (t.shape.length !== variable.shape.length || t.shape.some((d, i) => d !== variable.shape[i])) {
         throw new RangeError(`AdamW.setMomentsFor: ${key} has shape [${t.shape}], the variable [${variable.shape}].`);
       }
@@ -125,7 +128,8 @@ export class AdamW extends tf.Optimizer {
 
   /** Sets the step count (bias correction resumes from it). */
   setIterations(iterations: number): void {
-    if (!Number.isInteger(iterations) || iterations < 0) throw new RangeError(`AdamW iterations must be a whole number ≥ 0, got ${iterations}.`);
+    if (!Number.isInteger(iterations) || iterations < 0)
+      throw new RangeError(`AdamW iterations must be a whole number ≥ 0, got ${iterations}.`);
     this.iterations_ = iterations;
   }
 
@@ -150,7 +154,8 @@ export class AdamW extends tf.Optimizer {
       const variableName = name.slice(0, slash);
       const kind = name.slice(slash + 1);
       const variable = tf.engine().registeredVariables[variableName];
-      if (variable === undefined || (kind !== 'm' && kind !== 'v')) throw new RangeError(`AdamW.setWeights: "${name}" names no moment of a registered variable.`);
+      if (variable === undefined || (kind !== 'm' && kind !== 'v'))
+        throw new RangeError(`AdamW.setWeights: "${name}" names no moment of a registered variable.`);
       const moments = this.momentsOf(variableName, variable);
       moments[kind].assign(tf.clone(tensor));
     }

@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs-core';
  * and the norm before clipping.
  */
 export function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): { grads: tf.NamedTensorMap; norm: number } {
-  if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new RangeError(`clipByGlobalNorm: maxNorm must be a positive number, got ${maxNorm}.`);
+  if (!(maxNorm > 0) || !Number.isFinite(maxNorm))
+    throw new RangeError(`clipByGlobalNorm: maxNorm must be a positive number, got ${maxNorm}.`);
   const names = Object.keys(grads);
   const norm = globalNorm(grads);
   const factor = norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;

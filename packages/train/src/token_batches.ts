@@ -24,7 +24,10 @@ export interface PackOptions {
  */
 export function* packTokenStream(documents: Iterable<readonly number[]>, options: PackOptions): Generator<TokenBatch> {
   const { seqLength, batchSize } = options;
-  for (const [key, n] of [['seqLength', seqLength], ['batchSize', batchSize]] as const) {
+  for (const [key, n] of [
+    ['seqLength', seqLength],
+    ['batchSize', batchSize],
+  ] as const) {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`packTokenStream: ${key} must be a whole number ≥ 1, got ${n}.`);
   }
   let stream: number[] = [];

@@ -73,7 +73,8 @@ export function trainStep<B>(
     }
     if (!Number.isFinite(gradNorm)) throw new RangeError(`trainStep: the gradient norm is ${gradNorm}; the update was not applied.`);
     if (options.learningRate !== undefined) {
-      if (!('learningRate' in optimizer)) throw new TypeError(`trainStep: this ${optimizer.getClassName()} optimizer has no learningRate to set.`);
+      if (!('learningRate' in optimizer))
+        throw new TypeError(`trainStep: this ${optimizer.getClassName()} optimizer has no learningRate to set.`);
       (optimizer as unknown as { learningRate: number }).learningRate = options.learningRate;
     }
     optimizer.applyGradients(sum);

@@ -44,7 +44,7 @@ export function saveTrainerState(dir: string, model: Module, optimizer: AdamW, s
   }
   const file = path.join(dir, TRAINER_STATE_FILE);
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify({ ...state, step: optimizer.iterations }, null, 2) + '\n');
+  fs.writeFileSync(tmp, `${JSON.stringify({ ...state, step: optimizer.iterations }, null, 2)}\n`);
   fs.renameSync(tmp, file);
 }
 
@@ -62,14 +62,16 @@ export function loadTrainerState(dir: string, model: Module, optimizer: AdamW): 
   } catch (err) {
     throw new Error(`${stateFile} is not valid JSON: ${(err as Error).message}`);
   }
-  if (!Number.isInteger(state.step) || state.step < 0) throw new Error(`${stateFile}: "step" must be a whole number ≥ 0, got ${JSON.stringify(state.step)}.`);
+  if (!Number.isInteger(state.step) || state.step < 0)
+    throw new Error(`${stateFile}: "step" must be a whole number ≥ 0, got ${JSON.stringify(state.step)}.`);
   const file = SafetensorsFile.open(path.join(dir, OPTIMIZER_FILE));
   try {
     const params = new Map(model.trainableParameters());
     for (const name of file.names()) {
       const m = /^(.*)\.(exp_avg|exp_avg_sq)$/.exec(name);
       const p = m ? params.get(m[1]) : undefined;
-      if (!m || p === undefined) throw new Error(`${path.join(dir, OPTIMIZER_FILE)}: "${name}" is not the moment of a trainable parameter of this model.`);
+      if (!m || p === undefined)
+        throw new Error(`${path.join(dir, OPTIMIZER_FILE)}: "${name}" is not the moment of a trainable parameter of this model.`);
       if (m[2] === 'exp_avg_sq') continue; // read with its exp_avg
       const read = (key: string) => {
         const t = file.readTensor(key);

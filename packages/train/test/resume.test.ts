@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@graniteflow/core';
 import { expectClose } from '@graniteflow/core/testing';
 import { causalLmLoss, fromPretrained, GraniteMoeHybridForCausalLM, parseConfig, saveCheckpoint } from '@graniteflow/granite';
@@ -12,7 +11,8 @@ const CONFIG = parseConfig(JSON.parse(fs.readFileSync(path.join(GOLDEN, 'tiny_mo
 const BATCH = { inputs: [[17, 42, 99, 5, 230, 64, 12, 17, 42, 99, 5, 230]], labels: [[42, 99, 5, 230, 64, 12, 17, 42, 99, 5, 230, 64]] };
 
 function steps(model: GraniteMoeHybridForCausalLM, optimizer: AdamW, n: number): void {
-  for (let i = 0; i < n; i++) trainStep(optimizer, [BATCH], (b) => causalLmLoss(model, b), { variables: model.trainableVariables(), maxGradNorm: 1 });
+  for (let i = 0; i < n; i++)
+    trainStep(optimizer, [BATCH], (b) => causalLmLoss(model, b), { variables: model.trainableVariables(), maxGradNorm: 1 });
 }
 
 describe('saving and resuming training', () => {
@@ -66,7 +66,9 @@ describe('saving and resuming training', () => {
     steps(model, optimizer, 1);
     saveTrainerState(out, model, optimizer);
     const other = new GraniteMoeHybridForCausalLM({ ...CONFIG, vocab_size: 321 });
-    expect(() => loadTrainerState(out, other, new AdamW())).toThrow(/optimizer\.safetensors: "model\.embed_tokens\.weight\.exp_avg" has shape \[320,64\], the parameter \[321,64\]/);
+    expect(() => loadTrainerState(out, other, new AdamW())).toThrow(
+      /optimizer\.safetensors: "model\.embed_tokens\.weight\.exp_avg" has shape \[320,64\], the parameter \[321,64\]/,
+    );
     fs.writeFileSync(path.join(out, 'trainer_state.json'), '{"step": -1}');
     expect(() => loadTrainerState(out, model, new AdamW())).toThrow(/trainer_state\.json: "step" must be a whole number ≥ 0, got -1/);
     optimizer.dispose();

@@ -37,11 +37,24 @@ describe('warmupCosine', () => {
 
 describe('packTokenStream', () => {
   it('joins documents with the separator and cuts full rows whose labels are the next tokens', () => {
-    const docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9]];
+    const docs = [
+      [1, 2, 3],
+      [4, 5],
+      [6, 7, 8, 9],
+    ];
     // stream: 1 2 3 0 4 5 0 6 7 8 9 → windows of 4 sharing an edge token
     const batches = [...packTokenStream(docs, { seqLength: 3, batchSize: 2, separator: 0, keepLast: true })];
     expect(batches).toEqual([
-      { inputs: [[1, 2, 3], [0, 4, 5]], labels: [[2, 3, 0], [4, 5, 0]] },
+      {
+        inputs: [
+          [1, 2, 3],
+          [0, 4, 5],
+        ],
+        labels: [
+          [2, 3, 0],
+          [4, 5, 0],
+        ],
+      },
       { inputs: [[0, 6, 7]], labels: [[6, 7, 8]] },
     ]);
     expect([...packTokenStream(docs, { seqLength: 3, batchSize: 2, separator: 0 })]).toHaveLength(1);
@@ -98,13 +111,21 @@ describeBackends('trainStep', () => {
     const lin = model();
     const opt = new AdamW({ learningRate: 1 });
     const schedule = warmupCosine({ peak: 0.05, warmupSteps: 2, totalSteps: 40 });
-    const first = trainStep(opt, [[xs, ys]], ([a, b]) => mse(lin, a, b), { variables: lin.trainableVariables(), maxGradNorm: 1e-3, learningRate: schedule(0) });
+    const first = trainStep(opt, [[xs, ys]], ([a, b]) => mse(lin, a, b), {
+      variables: lin.trainableVariables(),
+      maxGradNorm: 1e-3,
+      learningRate: schedule(0),
+    });
     expect(opt.learningRate).toBe(0);
     expect(first.gradNorm).toBeGreaterThan(1e-3); // the norm before clipping is reported
     const live = tf.memory().numTensors;
     let last = first;
     for (let step = 1; step < 40; step++) {
-      last = trainStep(opt, [[xs, ys]], ([a, b]) => mse(lin, a, b), { variables: lin.trainableVariables(), maxGradNorm: 1, learningRate: schedule(step) });
+      last = trainStep(opt, [[xs, ys]], ([a, b]) => mse(lin, a, b), {
+        variables: lin.trainableVariables(),
+        maxGradNorm: 1,
+        learningRate: schedule(step),
+      });
       expect(tf.memory().numTensors).toBe(live);
     }
     expect(last.loss).toBeLessThan(first.loss * 0.5);
@@ -118,9 +139,9 @@ describeBackends('trainStep', () => {
     const before = lin.weight.value.dataSync().slice();
     const opt = new AdamW();
     const live = tf.memory().numTensors;
-    expect(() => trainStep(opt, [0], () => tf.tidy(() => tf.mul(tf.sum(lin.weight.value), NaN) as tf.Scalar), { variables: lin.trainableVariables() })).toThrow(
-      /the loss is NaN; the update was not applied/,
-    );
+    expect(() =>
+      trainStep(opt, [0], () => tf.tidy(() => tf.mul(tf.sum(lin.weight.value), NaN) as tf.Scalar), { variables: lin.trainableVariables() }),
+    ).toThrow(/the loss is NaN; the update was not applied/);
     expect(tf.memory().numTensors).toBe(live);
     expect(lin.weight.value.dataSync()).toEqual(before);
     expect(() => trainStep(opt, [], () => tf.scalar(0))).toThrow(/at least one micro-batch/);

@@ -1,6 +1,15 @@
 /** `graniteflow chat`: an interactive conversation on the terminal (or piped standard input). */
 import * as readline from 'node:readline';
-import { COMMON_OPTIONS, flag, formatHelp, MODEL_OPTIONS, parseCommandArgs, SAMPLING_OPTIONS, stringOption, type OptionTable } from '../args';
+import {
+  COMMON_OPTIONS,
+  flag,
+  formatHelp,
+  MODEL_OPTIONS,
+  parseCommandArgs,
+  SAMPLING_OPTIONS,
+  stringOption,
+  type OptionTable,
+} from '../args';
 import { ChatSession } from '../chat_session';
 import { describeError, UsageError } from '../errors';
 import { percent, rate } from '../format';
@@ -16,7 +25,8 @@ const OPTIONS: OptionTable = {
   verbose: {
     type: 'boolean',
     short: 'v',
-    description: 'after each turn, print the tokens fed, reused and generated and the prefill and decode tokens per second on stderr (also when not on a terminal)',
+    description:
+      'after each turn, print the tokens fed, reused and generated and the prefill and decode tokens per second on stderr (also when not on a terminal)',
   },
   ...COMMON_OPTIONS,
 };
@@ -38,8 +48,6 @@ On a terminal, a status line after each reply shows the context used and the spe
 /** What the assistant's replies are headed with on a terminal. */
 const ASSISTANT_LABEL = 'granite> ';
 const USER_LABEL = 'you> ';
-/** The prompt for the next line of a message of several lines. */
-const MORE_LABEL = '...  ';
 const FENCE = '"""';
 
 /** A complete input: a slash command (one line) or a message (maybe of several lines). */
@@ -105,7 +113,10 @@ class MessageReader {
   finish(): Input | null {
     if (this.lines === null) return null;
     // Blank lines around the message go; a block keeps the indentation of its first line.
-    const text = this.lines.join('\n').replace(/^\s*\n/, '').trimEnd();
+    const text = this.lines
+      .join('\n')
+      .replace(/^\s*\n/, '')
+      .trimEnd();
     const fenced = this.fenced;
     this.clear();
     return { command: false, text: fenced ? text : text.trimStart() };
@@ -163,11 +174,16 @@ export const chatCommand: Command = {
       io.stdout.write(chatCommand.help());
       return 0;
     }
-    if (positionals.length) throw new UsageError(`chat takes no positional arguments (got "${positionals[0]}"); type messages after it starts.`, 'chat');
+    if (positionals.length)
+      throw new UsageError(`chat takes no positional arguments (got "${positionals[0]}"); type messages after it starts.`, 'chat');
     const flags = samplingFromArgs('chat', values);
     const verbose = flag(values, 'verbose');
     const quiet = flag(values, 'quiet');
-    const { model, source } = await loadFromArgs(values, io, { command: 'chat', contextLength: flags.maxContext, prefillChunk: flags.prefillChunk });
+    const { model, source } = await loadFromArgs(values, io, {
+      command: 'chat',
+      contextLength: flags.maxContext,
+      prefillChunk: flags.prefillChunk,
+    });
     let maxContext: number;
     try {
       maxContext = contextOf('chat', model, flags.maxContext);
@@ -193,7 +209,11 @@ export const chatCommand: Command = {
     /** Tokens in the model's state now (0 once it is dropped: /reset, /system, /load, a failed turn). */
     let contextTokens = 0;
 
-    const rl = readline.createInterface({ input: io.stdin, output: interactive ? (io.stdout as NodeJS.WritableStream) : undefined, terminal: interactive });
+    const rl = readline.createInterface({
+      input: io.stdin,
+      output: interactive ? (io.stdout as NodeJS.WritableStream) : undefined,
+      terminal: interactive,
+    });
     // On a terminal, readline reads Ctrl-C as a key and emits 'SIGINT'. During a reply it cancels
     // the reply; at the prompt it discards what was typed (a message of several lines too), or on
     // an empty line quits.
@@ -219,17 +239,17 @@ export const chatCommand: Command = {
     const reportTurn = (s: TurnStats) => {
       if (verbose) {
         io.stderr.write(
-          errStyle.dim(
+          `${errStyle.dim(
             `[prefill ${s.prefillTokens} tokens (${s.reusedTokens} reused from the previous turn) in ${(s.prefillMs / 1000).toFixed(2)} s, ${rate(s.prefillTokens, s.prefillMs)}; ` +
               `decode ${s.generatedTokens} tokens, ${rate(Math.max(0, s.generatedTokens - 1), s.decodeMs)}; context ${s.contextTokens} tokens]`,
-          ) + '\n',
+          )}\n`,
         );
       } else if (statusLine) {
         io.stderr.write(
-          errStyle.dim(
+          `${errStyle.dim(
             `[context ${contextUse(s.contextTokens, maxContext)} | prefill ${s.prefillTokens} tok, ${rate(s.prefillTokens, s.prefillMs)} | ` +
               `decode ${s.generatedTokens} tok, ${rate(Math.max(0, s.generatedTokens - 1), s.decodeMs)}]`,
-          ) + '\n',
+          )}\n`,
         );
       }
     };
@@ -270,7 +290,11 @@ export const chatCommand: Command = {
             session.load(rest);
             contextTokens = 0;
           }
-          info(cmd === '/save' ? `(saved ${session.messages.length} messages to ${rest})` : `(loaded ${session.messages.length} messages from ${rest})`);
+          info(
+            cmd === '/save'
+              ? `(saved ${session.messages.length} messages to ${rest})`
+              : `(loaded ${session.messages.length} messages from ${rest})`,
+          );
         } else if (cmd === '/stats') {
           stats();
         } else if (cmd === '/help') {

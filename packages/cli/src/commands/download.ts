@@ -8,8 +8,15 @@ import type { Command } from './common';
 
 const OPTIONS: OptionTable = {
   revision: { type: 'string', value: 'REV', description: 'branch, tag or commit (default main)' },
-  'cache-dir': { type: 'string', value: 'DIR', description: 'cache directory (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)' },
-  offline: { type: 'boolean', description: 'no network at all: print the folder if the model is already in the cache, else fail (also HF_HUB_OFFLINE=1)' },
+  'cache-dir': {
+    type: 'string',
+    value: 'DIR',
+    description: 'cache directory (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)',
+  },
+  offline: {
+    type: 'boolean',
+    description: 'no network at all: print the folder if the model is already in the cache, else fail (also HF_HUB_OFFLINE=1)',
+  },
   ...COMMON_OPTIONS,
 };
 
@@ -33,7 +40,8 @@ export const downloadCommand: Command = {
       io.stdout.write(downloadCommand.help());
       return 0;
     }
-    if (positionals.length !== 1) throw new UsageError('download takes one repo id, e.g. graniteflow download ibm-granite/granite-4.0-h-micro.', 'download');
+    if (positionals.length !== 1)
+      throw new UsageError('download takes one repo id, e.g. graniteflow download ibm-granite/granite-4.0-h-micro.', 'download');
     const repoId = positionals[0];
     if (!REPO_ID.test(repoId)) throw new UsageError(`"${repoId}" is not a hub repo id of the form org/name.`, 'download');
     const quiet = flag(values, 'quiet');

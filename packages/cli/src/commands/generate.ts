@@ -27,7 +27,10 @@ const OPTIONS: OptionTable = {
   stop: { type: 'string', multiple: true, value: 'TEXT', description: 'stop before this text' },
   json: { type: 'boolean', description: 'print one JSON object per line per event instead of plain text' },
   'prompt-file': { type: 'string', short: 'f', value: 'FILE', description: 'read the prompt from FILE (UTF-8) instead of the arguments' },
-  truncate: { type: 'boolean', description: 'cut a prompt too long for the context (--ctx) from the left, saying so on stderr, instead of refusing it' },
+  truncate: {
+    type: 'boolean',
+    description: 'cut a prompt too long for the context (--ctx) from the left, saying so on stderr, instead of refusing it',
+  },
   verbose: { type: 'boolean', short: 'v', description: 'print token counts and tokens per second on stderr' },
   ...COMMON_OPTIONS,
 };
@@ -72,8 +75,10 @@ export const generateCommand: Command = {
       return 0;
     }
     const promptFile = stringOption(values, 'prompt-file');
-    if (promptFile !== undefined && positionals.length > 0) throw new UsageError('Give the prompt as arguments or with --prompt-file, not both.', 'generate');
-    if (promptFile === undefined && positionals.length === 0) throw new UsageError('generate needs a prompt, e.g. graniteflow generate "Hello".', 'generate');
+    if (promptFile !== undefined && positionals.length > 0)
+      throw new UsageError('Give the prompt as arguments or with --prompt-file, not both.', 'generate');
+    if (promptFile === undefined && positionals.length === 0)
+      throw new UsageError('generate needs a prompt, e.g. graniteflow generate "Hello".', 'generate');
     const flags = samplingFromArgs('generate', values);
     const stopStrings = stringList(values, 'stop');
     if (stopStrings.some((s) => s === '')) throw new UsageError('--stop needs a non-empty text.', 'generate');
@@ -87,7 +92,11 @@ export const generateCommand: Command = {
           ? await readAll(io.stdin)
           : positionals.join(' ');
 
-    const { model, source } = await loadFromArgs(values, io, { command: 'generate', contextLength: flags.maxContext, prefillChunk: flags.prefillChunk });
+    const { model, source } = await loadFromArgs(values, io, {
+      command: 'generate',
+      contextLength: flags.maxContext,
+      prefillChunk: flags.prefillChunk,
+    });
     try {
       const sampling = model.withSamplingDefaults(flags);
       requireTokenizer(model);
@@ -113,12 +122,12 @@ export const generateCommand: Command = {
       }
       // The load budgeted memory for --ctx, or 4096 positions without it: a longer prompt is checked now, before any work.
       model.assertContextFits(Math.min(context, promptIds.length + maxNew), { prefillChunk: sampling.prefillChunk });
-      if (json) io.stdout.write(JSON.stringify({ type: 'start', model: source.name, promptTokens: promptIds.length }) + '\n');
+      if (json) io.stdout.write(`${JSON.stringify({ type: 'start', model: source.name, promptTokens: promptIds.length })}\n`);
       const timing = newTiming();
       for await (const event of withTiming(model, timing).streamText(promptIds, { ...sampling, stopStrings })) {
         if (json) {
           const line = event.type === 'done' ? { ...event, promptTokens: promptIds.length, timing } : event;
-          io.stdout.write(JSON.stringify(line) + '\n');
+          io.stdout.write(`${JSON.stringify(line)}\n`);
         } else {
           // The text exactly as generated, then one newline to end the line.
           io.stdout.write(event.type === 'text' ? event.text : '\n');

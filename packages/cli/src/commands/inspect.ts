@@ -52,7 +52,11 @@ const OPTIONS: OptionTable = {
   revision: { type: 'string', value: 'REV', description: 'hub branch, tag or commit (default main)' },
   'cache-dir': { type: 'string', value: 'DIR', description: 'Hugging Face cache directory' },
   offline: { type: 'boolean', description: 'use only files already in the cache' },
-  'context-length': { type: 'string', value: 'N', description: 'tokens of context the memory estimate budgets KV cache for (default 4096)' },
+  'context-length': {
+    type: 'string',
+    value: 'N',
+    description: 'tokens of context the memory estimate budgets KV cache for (default 4096)',
+  },
   'batch-size': { type: 'string', value: 'B', description: 'sequences the memory estimate budgets for (default 1)' },
   json: { type: 'boolean', description: 'print the report as JSON' },
   ...COMMON_OPTIONS,
@@ -161,9 +165,12 @@ async function hubConfig(
   try {
     response = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(30_000) });
   } catch (err) {
-    throw new CliError(`Could not reach ${url} (${(err as Error).message}). Check the network or HF_ENDPOINT, or inspect a local folder or a preset name instead.`);
+    throw new CliError(
+      `Could not reach ${url} (${(err as Error).message}). Check the network or HF_ENDPOINT, or inspect a local folder or a preset name instead.`,
+    );
   }
-  if (response.status === 401 || response.status === 403) throw new CliError(`The hub refused access to ${repoId} (HTTP ${response.status}); set HF_TOKEN to a token with access.`);
+  if (response.status === 401 || response.status === 403)
+    throw new CliError(`The hub refused access to ${repoId} (HTTP ${response.status}); set HF_TOKEN to a token with access.`);
   if (response.status === 404) throw new CliError(`${repoId} (revision "${revision}") was not found on the hub, or it has no config.json.`);
   if (!response.ok) throw new CliError(`Fetching ${url} failed: HTTP ${response.status}.`);
   let raw: unknown;
@@ -187,7 +194,9 @@ export function inspectConfig(
     machineBytes = os.totalmem(),
   }: { model: string; source: string; contextLength?: number; batchSize?: number; machineBytes?: number },
 ): InspectReport {
-  const limits = Object.fromEntries(REPORTED_BACKENDS.map((b) => [b, backendMemoryLimit(b, machineBytes).bytes])) as InspectReport['backendLimits'];
+  const limits = Object.fromEntries(
+    REPORTED_BACKENDS.map((b) => [b, backendMemoryLimit(b, machineBytes).bytes]),
+  ) as InspectReport['backendLimits'];
   return {
     model,
     source,
@@ -222,7 +231,11 @@ export function inspectConfig(
 export function inspectCheckpoint(
   folder: string,
   config: GraniteMoeHybridConfig,
-  { contextLength = 4096, batchSize = 1, machineBytes = os.totalmem() }: { contextLength?: number; batchSize?: number; machineBytes?: number } = {},
+  {
+    contextLength = 4096,
+    batchSize = 1,
+    machineBytes = os.totalmem(),
+  }: { contextLength?: number; batchSize?: number; machineBytes?: number } = {},
 ): CheckpointReport | undefined {
   if (!fs.existsSync(path.join(folder, SINGLE_FILE)) && !fs.existsSync(path.join(folder, INDEX_FILE))) return undefined;
   let checkpoint: Checkpoint;
@@ -246,17 +259,26 @@ export function inspectCheckpoint(
       files.add(info.file);
     }
     const packed = checkpoint.names().some((n) => checkpoint.info(n).packed !== undefined);
-    const report: CheckpointReport = { packed, files: files.size, tensorBytes, dtypes: [...byDtype.values()].sort((a, b) => b.bytes - a.bytes) };
+    const report: CheckpointReport = {
+      packed,
+      files: files.size,
+      tensorBytes,
+      dtypes: [...byDtype.values()].sort((a, b) => b.bytes - a.bytes),
+    };
     if (packed) {
       const keys = convertWeights(new Map(checkpoint.names().map((k) => [k, k])), config);
       const storedDtypes = new Map<string, WeightDtype>();
-      for (const [param, key] of keys) storedDtypes.set(param, checkpoint.has(key) ? (checkpoint.info(key).packed?.format ?? 'f32') : 'f32');
+      for (const [param, key] of keys)
+        storedDtypes.set(param, checkpoint.has(key) ? (checkpoint.info(key).packed?.format ?? 'f32') : 'f32');
       const e = estimateMemory(config, { contextLength, batchSize, storedDtypes });
       report.asStored = {
         dtype: e.dtype,
         weightBytes: e.weightBytes,
         totalBytes: e.totalBytes,
-        fits: Object.fromEntries(REPORTED_BACKENDS.map((b) => [b, e.totalBytes <= backendMemoryLimit(b, machineBytes).bytes])) as Record<(typeof REPORTED_BACKENDS)[number], boolean>,
+        fits: Object.fromEntries(REPORTED_BACKENDS.map((b) => [b, e.totalBytes <= backendMemoryLimit(b, machineBytes).bytes])) as Record<
+          (typeof REPORTED_BACKENDS)[number],
+          boolean
+        >,
       };
     }
     return report;
@@ -271,13 +293,16 @@ function formatCheckpoint(c: CheckpointReport): string[] {
     '',
     `Checkpoint in the folder: ${c.packed ? 'packed (graniteflow quantize)' : 'float'}, ${c.files} file${c.files === 1 ? '' : 's'}, ${formatBytes(c.tensorBytes)} of tensors:`,
   ];
-  const table = formatTable([['stored as', 'tensors', 'bytes'], ...c.dtypes.map((d) => [d.dtype, String(d.tensors), formatBytes(d.bytes)])]);
+  const table = formatTable([
+    ['stored as', 'tensors', 'bytes'],
+    ...c.dtypes.map((d) => [d.dtype, String(d.tensors), formatBytes(d.bytes)]),
+  ]);
   lines.push(...table.split('\n').map((l) => `  ${l}`));
   if (c.asStored) {
     const fits = REPORTED_BACKENDS.filter((b) => c.asStored!.fits[b]);
     lines.push(
       `  Loaded as stored (no --dtype): ${formatBytes(c.asStored.weightBytes)} of weights, ${formatBytes(c.asStored.totalBytes)} in all; ` +
-        `fits ${fits.length ? fits.join(', ') : 'none of ' + REPORTED_BACKENDS.join(', ')}.`,
+        `fits ${fits.length ? fits.join(', ') : `none of ${REPORTED_BACKENDS.join(', ')}`}.`,
       '  On native and cpu the packed weights are memory-mapped: pages of these files, shared with the page cache, resident once used.',
     );
   }
@@ -312,8 +337,14 @@ function formatReport(r: InspectReport): string {
     ['layers', `${c.num_hidden_layers} (${mamba} Mamba-2, ${attention} attention)`],
     ['hidden_size', String(c.hidden_size)],
     ['vocab_size', String(c.vocab_size)],
-    ['attention', `${c.num_attention_heads} query / ${c.num_key_value_heads} key-value heads of ${headDim(c)}, ${positionsOf(c.position_embedding_type)}`],
-    ['mamba', `${c.mamba_n_heads} heads × ${c.mamba_d_head}, d_state ${c.mamba_d_state}, n_groups ${c.mamba_n_groups}, d_conv ${c.mamba_d_conv}, expand ${c.mamba_expand}, chunk ${c.mamba_chunk_size}`],
+    [
+      'attention',
+      `${c.num_attention_heads} query / ${c.num_key_value_heads} key-value heads of ${headDim(c)}, ${positionsOf(c.position_embedding_type)}`,
+    ],
+    [
+      'mamba',
+      `${c.mamba_n_heads} heads × ${c.mamba_d_head}, d_state ${c.mamba_d_state}, n_groups ${c.mamba_n_groups}, d_conv ${c.mamba_d_conv}, expand ${c.mamba_expand}, chunk ${c.mamba_chunk_size}`,
+    ],
     [
       'feed-forward',
       useMoe(c)
@@ -347,9 +378,11 @@ function formatReport(r: InspectReport): string {
     `  Limits: wasm ${formatBytes(r.backendLimits.wasm)} of tensors (its heap stops at 4 GiB); native and cpu ${host}.` +
       (isBackendAvailable('native') ? '' : ' native: @graniteflow/native is not installed here.'),
   );
-  lines.push('  Weights other than the matrices (norms, router, conv1d, A_log, D, dt_bias) and the caches stay float32. Load with --dtype.');
+  lines.push(
+    '  Weights other than the matrices (norms, router, conv1d, A_log, D, dt_bias) and the caches stay float32. Load with --dtype.',
+  );
   if (r.checkpoint) lines.push(...formatCheckpoint(r.checkpoint));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export const inspectCommand: Command = {
@@ -361,7 +394,11 @@ export const inspectCommand: Command = {
       'Reads only config.json (presets need no download): layers, parameter counts, and memory at each --dtype (f32, bf16, q8_0, q4_0) with the backends (native, wasm, cpu) it fits on this machine. ' +
         'For a local folder, also what its safetensors headers hold: tensors and bytes per stored dtype, and for a packed checkpoint (graniteflow quantize) the memory it takes loaded as stored.',
       OPTIONS,
-      ['graniteflow inspect granite-4.0-h-tiny', 'graniteflow inspect ./my-model --context-length 32768', 'graniteflow inspect ibm-granite/granite-4.0-h-small --json'],
+      [
+        'graniteflow inspect granite-4.0-h-tiny',
+        'graniteflow inspect ./my-model --context-length 32768',
+        'graniteflow inspect ibm-granite/granite-4.0-h-small --json',
+      ],
     ),
   async run(argv: readonly string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs('inspect', argv, OPTIONS);
@@ -382,7 +419,7 @@ export const inspectCommand: Command = {
     const report = inspectConfig(config, { model: source.name, source: from, contextLength, batchSize });
     const checkpoint = source.kind === 'hub' ? undefined : inspectCheckpoint(source.folder, config, { contextLength, batchSize });
     if (checkpoint) report.checkpoint = checkpoint;
-    io.stdout.write(flag(values, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+    io.stdout.write(flag(values, 'json') ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
     return 0;
   },
 };

@@ -19,7 +19,10 @@ const OPTIONS: OptionTable = {
 };
 
 /** Logits [T, V] (float32) of one sequence, from a full forward pass without cache. */
-export async function computeLogits(model: Pick<GraniteModel, 'model' | 'config'>, ids: readonly number[]): Promise<{ shape: [number, number]; data: Float32Array }> {
+export async function computeLogits(
+  model: Pick<GraniteModel, 'model' | 'config'>,
+  ids: readonly number[],
+): Promise<{ shape: [number, number]; data: Float32Array }> {
   const logits = tf.tidy(() => {
     const input = tf.tensor2d([...ids], [1, ids.length], 'int32');
     return model.model.forward(input, { logits: 'all' }).logits!; // [1, T, V]
@@ -40,7 +43,10 @@ export const logitsCommand: Command = {
       'graniteflow logits [--model M] (--ids 1,2,3 | --text TEXT) [--out file.npy]',
       'Runs one forward pass and writes the logits (float32, shape [T, vocab_size], NumPy .npy format 1.0), for checking against other implementations.',
       OPTIONS,
-      ['graniteflow logits --model ./my-model --ids 1,2,3 --out logits.npy', "python -c \"import numpy; print(numpy.load('logits.npy').shape)\""],
+      [
+        'graniteflow logits --model ./my-model --ids 1,2,3 --out logits.npy',
+        'python -c "import numpy; print(numpy.load(\'logits.npy\').shape)"',
+      ],
     ),
   async run(argv: readonly string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs('logits', argv, OPTIONS);
@@ -48,10 +54,12 @@ export const logitsCommand: Command = {
       io.stdout.write(logitsCommand.help());
       return 0;
     }
-    if (positionals.length) throw new UsageError(`logits takes no positional arguments (got "${positionals[0]}"); use --ids or --text.`, 'logits');
+    if (positionals.length)
+      throw new UsageError(`logits takes no positional arguments (got "${positionals[0]}"); use --ids or --text.`, 'logits');
     const idsArg = stringOption(values, 'ids');
     const text = stringOption(values, 'text');
-    if ((idsArg === undefined) === (text === undefined)) throw new UsageError('logits needs exactly one of --ids 1,2,3 or --text "…".', 'logits');
+    if ((idsArg === undefined) === (text === undefined))
+      throw new UsageError('logits needs exactly one of --ids 1,2,3 or --text "…".', 'logits');
     const givenIds = idsArg !== undefined ? parseIdList('logits', 'ids', idsArg) : undefined;
     const out = path.resolve(stringOption(values, 'out') ?? 'logits.npy');
 

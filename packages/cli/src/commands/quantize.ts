@@ -16,21 +16,46 @@ import { downloadProgressBar, ProgressBar } from '../progress';
 import type { Command } from './common';
 
 const OPTIONS: OptionTable = {
-  model: { ...MODEL_OPTIONS.model, description: 'the float checkpoint: a model folder, a Hugging Face repo id (org/name) or a preset name' },
+  model: {
+    ...MODEL_OPTIONS.model,
+    description: 'the float checkpoint: a model folder, a Hugging Face repo id (org/name) or a preset name',
+  },
   revision: MODEL_OPTIONS.revision,
   'cache-dir': MODEL_OPTIONS['cache-dir'],
   offline: MODEL_OPTIONS.offline,
   dtype: { type: 'string', short: 'd', value: 'DTYPE', description: `what the matrix weights become: ${PACKED_FORMATS.join(', ')}` },
   out: { type: 'string', short: 'o', value: 'DIR', description: 'the folder to write (must not exist, or be empty, unless --force)' },
   force: { type: 'boolean', description: 'replace DIR if it already holds files (once the new checkpoint is complete)' },
-  'max-shard-size': { type: 'string', value: 'SIZE', description: 'start a new shard past SIZE of tensor data, e.g. 2GB or 500MiB (default 4GB)' },
+  'max-shard-size': {
+    type: 'string',
+    value: 'SIZE',
+    description: 'start a new shard past SIZE of tensor data, e.g. 2GB or 500MiB (default 4GB)',
+  },
   ...COMMON_OPTIONS,
 };
 
 /** Files copied next to the weights when the source has them. */
-const SIDE_FILES = [...MODEL_FILES.required, ...MODEL_FILES.tokenizer, ...MODEL_FILES.extra, 'vocab.json', 'merges.txt', 'added_tokens.json'];
+const SIDE_FILES = [
+  ...MODEL_FILES.required,
+  ...MODEL_FILES.tokenizer,
+  ...MODEL_FILES.extra,
+  'vocab.json',
+  'merges.txt',
+  'added_tokens.json',
+];
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
 
 /** `--max-shard-size`: a number of bytes with an optional unit (KB, MB, GB, KiB, MiB, GiB). */
 function parseSize(raw: string): number {
@@ -54,10 +79,14 @@ function checkOut(out: string, force: boolean, sourceFolder: string | undefined)
   const parent = path.dirname(out);
   const parentStat = fs.statSync(parent, { throwIfNoEntry: false });
   if (!parentStat?.isDirectory()) {
-    throw new CliError(`Cannot write ${out}: ${parent} ${parentStat ? 'is not a folder' : 'does not exist'} (quantize creates only the --out folder itself).`);
+    throw new CliError(
+      `Cannot write ${out}: ${parent} ${parentStat ? 'is not a folder' : 'does not exist'} (quantize creates only the --out folder itself).`,
+    );
   }
   if (sourceFolder !== undefined && (within(out, sourceFolder) || within(sourceFolder, out))) {
-    throw new CliError(`--out ${out} ${out === sourceFolder ? 'is' : within(out, sourceFolder) ? 'is inside' : 'holds'} the source model folder ${sourceFolder}; choose a folder of its own.`);
+    throw new CliError(
+      `--out ${out} ${out === sourceFolder ? 'is' : within(out, sourceFolder) ? 'is inside' : 'holds'} the source model folder ${sourceFolder}; choose a folder of its own.`,
+    );
   }
   const stat = fs.lstatSync(out, { throwIfNoEntry: false });
   if (stat === undefined) return { parent, replace: false };
@@ -65,7 +94,9 @@ function checkOut(out: string, force: boolean, sourceFolder: string | undefined)
   if (!stat.isDirectory()) throw new CliError(`--out ${out} exists and is not a folder.`);
   const entries = fs.readdirSync(out);
   if (entries.length > 0 && !force) {
-    throw new CliError(`--out ${out} already holds ${entries.length} file${entries.length === 1 ? '' : 's'} (e.g. ${entries[0]}); pass --force to replace it, or choose another folder.`);
+    throw new CliError(
+      `--out ${out} already holds ${entries.length} file${entries.length === 1 ? '' : 's'} (e.g. ${entries[0]}); pass --force to replace it, or choose another folder.`,
+    );
   }
   return { parent, replace: true };
 }
@@ -117,7 +148,8 @@ export const quantizeCommand: Command = {
     }
     const format = dtype as PackedFormat;
     const modelArg = stringOption(values, 'model');
-    if (modelArg === undefined) throw new UsageError('quantize needs --model: the folder or hub repo id of the checkpoint to quantize.', 'quantize');
+    if (modelArg === undefined)
+      throw new UsageError('quantize needs --model: the folder or hub repo id of the checkpoint to quantize.', 'quantize');
     const outArg = stringOption(values, 'out');
     if (outArg === undefined || outArg.trim() === '') throw new UsageError('quantize needs --out DIR: the folder to write.', 'quantize');
     const maxShardBytesArg = stringOption(values, 'max-shard-size');
@@ -157,13 +189,18 @@ export const quantizeCommand: Command = {
           `${folder} is already a packed checkpoint (${alreadyPacked} is ${checkpoint.info(alreadyPacked).packed!.format}); quantize from the original float checkpoint instead.`,
         );
       }
-      const plan = planWeightDtypes(checkpoint.names().map((name) => [name, checkpoint.info(name).shape] as const), { dtype: format });
+      const plan = planWeightDtypes(
+        checkpoint.names().map((name) => [name, checkpoint.info(name).shape] as const),
+        { dtype: format },
+      );
       const policy = (name: string) => plan.dtypes.get(name) ?? 'f32';
       if (!quiet) for (const note of plan.notes) io.stderr.write(`Note: ${note}\n`);
       const { totalBytes } = planQuantization(checkpoint, policy);
       const free = fs.statfsSync(parent);
       if (free.bavail * free.bsize < totalBytes) {
-        throw new CliError(`Not enough disk space for ${out}: the packed checkpoint needs ${formatBytes(totalBytes)} and ${parent} has ${formatBytes(free.bavail * free.bsize)} free.`);
+        throw new CliError(
+          `Not enough disk space for ${out}: the packed checkpoint needs ${formatBytes(totalBytes)} and ${parent} has ${formatBytes(free.bavail * free.bsize)} free.`,
+        );
       }
       fs.mkdirSync(tmp);
       const bar = new ProgressBar(io.stderr, `Quantizing ${source.name} to ${format}`, { silent: quiet });
@@ -189,7 +226,10 @@ export const quantizeCommand: Command = {
       controller.signal.throwIfAborted();
       moveIntoPlace(tmp, out, replace);
       if (!quiet) {
-        const packed = Object.entries(result.packed).map(([f, n]) => `${n} packed as ${f}`).join(', ') || 'none packed';
+        const packed =
+          Object.entries(result.packed)
+            .map(([f, n]) => `${n} packed as ${f}`)
+            .join(', ') || 'none packed';
         io.stderr.write(
           `Wrote ${out}: ${checkpoint.names().length} tensors (${packed}, ${result.kept} kept as they were), ` +
             `${formatBytes(result.totalBytes)} in ${result.files.filter((f) => f.endsWith('.safetensors')).length} file(s).\n`,

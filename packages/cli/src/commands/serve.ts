@@ -1,5 +1,16 @@
 /** `graniteflow serve`: the OpenAI-compatible HTTP server. */
-import { COMMON_OPTIONS, flag, formatHelp, MODEL_OPTIONS, numberOption, parseCommandArgs, stringList, stringOption, type OptionTable, type ParsedArgs } from '../args';
+import {
+  COMMON_OPTIONS,
+  flag,
+  formatHelp,
+  MODEL_OPTIONS,
+  numberOption,
+  parseCommandArgs,
+  stringList,
+  stringOption,
+  type OptionTable,
+  type ParsedArgs,
+} from '../args';
 import { UsageError } from '../errors';
 import type { CliIO } from '../io';
 import { createServer } from '../server/server';
@@ -12,23 +23,37 @@ const OPTIONS: OptionTable = {
   port: { type: 'string', short: 'p', value: 'PORT', description: 'port (default 8000; 0 picks a free one)' },
   'served-model-name': { type: 'string', value: 'NAME', description: 'model id reported by /v1/models (default: the --model value)' },
   'context-length': { type: 'string', value: 'N', description: 'tokens a request may span, prompt + completion (default 4096)' },
-  'max-queue': { type: 'string', value: 'N', description: 'requests that may wait while others generate; more get 503 with Retry-After (default 8)' },
+  'max-queue': {
+    type: 'string',
+    value: 'N',
+    description: 'requests that may wait while others generate; more get 503 with Retry-After (default 8)',
+  },
   parallel: {
     type: 'string',
     value: 'N',
     description: 'generations decoded together as one batch (default 8, or fewer when --max-state-bytes holds fewer full-context states)',
   },
-  'prefill-chunk': { type: 'string', value: 'N', description: 'prompt tokens fed per step between decode steps, so a long prompt does not stall the others (default 256)' },
+  'prefill-chunk': {
+    type: 'string',
+    value: 'N',
+    description: 'prompt tokens fed per step between decode steps, so a long prompt does not stall the others (default 256)',
+  },
   'max-state-bytes': {
     type: 'string',
     value: 'BYTES',
-    description: 'model state (Mamba states + attention KV) the running generations may hold together, a full context each; more wait (default: a quarter of free memory; 2G, 512M accepted)',
+    description:
+      'model state (Mamba states + attention KV) the running generations may hold together, a full context each; more wait (default: a quarter of free memory; 2G, 512M accepted)',
   },
-  'snapshot-cache-bytes': { type: 'string', value: 'BYTES', description: 'saved conversation states kept for resuming, least recently used dropped first (default 2G)' },
+  'snapshot-cache-bytes': {
+    type: 'string',
+    value: 'BYTES',
+    description: 'saved conversation states kept for resuming, least recently used dropped first (default 2G)',
+  },
   'snapshot-dir': {
     type: 'string',
     value: 'DIR',
-    description: 'write saved conversation states pushed out of memory to DIR (and read them back when the conversation returns) instead of dropping them',
+    description:
+      'write saved conversation states pushed out of memory to DIR (and read them back when the conversation returns) instead of dropping them',
   },
   'log-format': { type: 'string', value: 'FORMAT', description: 'text (default) or json: one JSON object per request on stderr' },
   'max-tokens': { type: 'string', value: 'N', description: 'completion length when a request sets no max_tokens (default 512)' },
@@ -48,7 +73,7 @@ const OPTIONS: OptionTable = {
     type: 'string',
     multiple: true,
     value: 'HOSTS',
-    description: 'host names (comma-separated) accepted in the Host header besides localhost and the server\'s own addresses',
+    description: "host names (comma-separated) accepted in the Host header besides localhost and the server's own addresses",
   },
   'allow-any-host': { type: 'boolean', description: 'accept any Host header (turns off the DNS-rebinding check)' },
   ...COMMON_OPTIONS,
@@ -63,7 +88,7 @@ export const serveCommand: Command = {
       'Serves POST /v1/chat/completions (streaming, tools), POST /v1/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health and GET /metrics (Prometheus). ' +
         'Up to --parallel generations run at once, each decode step one batched forward pass for all of them; prompts are prefilled in chunks between decode steps; others wait in a bounded queue. ' +
         'A request that extends an earlier conversation resumes from its saved state. ' +
-        'Web pages cannot use it unless allowed: requests carrying another site\'s Origin get 403 (see --cors), a Host header that is not localhost or one of the server\'s addresses gets 403 (see --allowed-hosts), ' +
+        "Web pages cannot use it unless allowed: requests carrying another site's Origin get 403 (see --cors), a Host header that is not localhost or one of the server's addresses gets 403 (see --allowed-hosts), " +
         'and POST bodies must be sent as Content-Type: application/json (415 otherwise). ' +
         'Prompts longer than the context length get 400 before they are tokenized; request JSON may nest 64 levels deep. ' +
         'Logs one line per request on stderr.',
@@ -93,7 +118,8 @@ export const serveCommand: Command = {
     const maxStateBytes = byteSizeOption(values, 'max-state-bytes');
     const cacheBytes = byteSizeOption(values, 'snapshot-cache-bytes');
     const logFormat = stringOption(values, 'log-format') ?? 'text';
-    if (logFormat !== 'text' && logFormat !== 'json') throw new UsageError(`--log-format must be text or json, got "${logFormat}".`, 'serve');
+    if (logFormat !== 'text' && logFormat !== 'json')
+      throw new UsageError(`--log-format must be text or json, got "${logFormat}".`, 'serve');
     const quiet = flag(values, 'quiet');
     const apiKey = apiKeyOption(values);
     const corsOrigins = listOption(values, 'cors').map(checkOrigin);
@@ -132,7 +158,8 @@ export const serveCommand: Command = {
     } catch (err) {
       model.dispose();
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE') throw new Error(`Port ${port} on ${host} is already in use; choose another with --port (0 picks a free one).`);
+      if (code === 'EADDRINUSE')
+        throw new Error(`Port ${port} on ${host} is already in use; choose another with --port (0 picks a free one).`);
       if (code === 'EACCES') throw new Error(`No permission to listen on ${host}:${port}; use a port above 1023.`);
       throw err;
     }
@@ -140,9 +167,14 @@ export const serveCommand: Command = {
     // On stdout, so scripts can read the address (port 0 picks a free one).
     io.stdout.write(`Serving ${server.engine.id} at http://${shownHost}:${address.port}/v1 (OpenAI-compatible; Ctrl-C stops)\n`);
     if (!quiet && !isLoopback(host)) {
-      const keyNote = apiKey === undefined ? ' Anyone who can reach it can use the model; require a key with --api-key (or GRANITEFLOW_API_KEY).' : '';
-      const hostNote = allowAnyHost || allowedHosts.length ? '' : ' Clients must name it by its IP address or localhost; accept other names (a DNS name, a proxy\'s Host) with --allowed-hosts.';
-      if (keyNote || hostNote) io.stderr.write(`Note: listening on ${host}, the server can be reached from other machines.${keyNote}${hostNote}\n`);
+      const keyNote =
+        apiKey === undefined ? ' Anyone who can reach it can use the model; require a key with --api-key (or GRANITEFLOW_API_KEY).' : '';
+      const hostNote =
+        allowAnyHost || allowedHosts.length
+          ? ''
+          : " Clients must name it by its IP address or localhost; accept other names (a DNS name, a proxy's Host) with --allowed-hosts.";
+      if (keyNote || hostNote)
+        io.stderr.write(`Note: listening on ${host}, the server can be reached from other machines.${keyNote}${hostNote}\n`);
     }
     await new Promise<void>((resolve) => {
       const stop = () => {
@@ -176,19 +208,28 @@ function apiKeyOption(values: ParsedArgs['values']): string | undefined {
   const source = fromFlag !== undefined ? '--api-key' : 'GRANITEFLOW_API_KEY';
   // Printable ASCII without spaces: it travels in an HTTP header, compared byte for byte.
   if (!/^[\x21-\x7e]+$/.test(key)) {
-    throw new UsageError(`${source} must be a non-empty key of printable ASCII characters without spaces (it is sent in the Authorization header).`, 'serve');
+    throw new UsageError(
+      `${source} must be a non-empty key of printable ASCII characters without spaces (it is sent in the Authorization header).`,
+      'serve',
+    );
   }
   return key;
 }
 
 function checkOrigin(origin: string): string {
   if (origin === '*' || /^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+$/i.test(origin.replace(/\/$/, ''))) return origin.replace(/\/$/, '');
-  throw new UsageError(`--cors takes origins such as https://app.example or http://localhost:3000 (scheme, host and port, no path), or *; got "${origin}".`, 'serve');
+  throw new UsageError(
+    `--cors takes origins such as https://app.example or http://localhost:3000 (scheme, host and port, no path), or *; got "${origin}".`,
+    'serve',
+  );
 }
 
 function checkHostname(host: string): string {
   if (/^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(:\d+)?$/i.test(host)) return host;
-  throw new UsageError(`--allowed-hosts takes host names such as models.internal or 192.168.1.5 (no scheme or path; --allow-any-host accepts any); got "${host}".`, 'serve');
+  throw new UsageError(
+    `--allowed-hosts takes host names such as models.internal or 192.168.1.5 (no scheme or path; --allow-any-host accepts any); got "${host}".`,
+    'serve',
+  );
 }
 
 function isLoopback(host: string): boolean {

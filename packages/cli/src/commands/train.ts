@@ -11,13 +11,29 @@ import type { Command } from './common';
 import { loopOptions, loopSettingsFromArgs, readTextFile, withTrainingProgress } from './training_args';
 
 const OPTIONS: OptionTable = {
-  config: { type: 'string', value: 'FILE', description: 'the model: a Granite 4.0-H config.json (granitemoehybrid), e.g. a released one with smaller sizes' },
+  config: {
+    type: 'string',
+    value: 'FILE',
+    description: 'the model: a Granite 4.0-H config.json (granitemoehybrid), e.g. a released one with smaller sizes',
+  },
   data: { type: 'string', value: 'FILE', description: 'the corpus, UTF-8 text; blank lines separate documents' },
-  out: { type: 'string', value: 'DIR', description: 'the model folder to write (weights, config, tokenizer, optimizer state, training_log.json, loss.svg)' },
+  out: {
+    type: 'string',
+    value: 'DIR',
+    description: 'the model folder to write (weights, config, tokenizer, optimizer state, training_log.json, loss.svg)',
+  },
   tokenizer: { type: 'string', value: 'DIR', description: "use this model folder's tokenizer (default: byte-level, 257 tokens)" },
-  'vocab-size': { type: 'string', value: 'N', description: "instead, learn a byte-level BPE tokenizer of N tokens from the corpus (N ≤ the config's vocab_size)" },
+  'vocab-size': {
+    type: 'string',
+    value: 'N',
+    description: "instead, learn a byte-level BPE tokenizer of N tokens from the corpus (N ≤ the config's vocab_size)",
+  },
   ...loopOptions({ steps: 200, lr: '3e-3', seq: 128 }),
-  backend: { type: 'string', value: 'NAME', description: 'native, wasm or cpu (default: GRANITEFLOW_BACKEND, else wasm, the fastest for training today)' },
+  backend: {
+    type: 'string',
+    value: 'NAME',
+    description: 'native, wasm or cpu (default: GRANITEFLOW_BACKEND, else wasm, the fastest for training today)',
+  },
   ...COMMON_OPTIONS,
 };
 
@@ -53,7 +69,11 @@ export const trainCommand: Command = {
       io.stdout.write(trainCommand.help());
       return 0;
     }
-    if (positionals.length > 0) throw new UsageError(`train takes no positional arguments (got "${positionals[0]}"); give files with --config, --data and --out.`, 'train');
+    if (positionals.length > 0)
+      throw new UsageError(
+        `train takes no positional arguments (got "${positionals[0]}"); give files with --config, --data and --out.`,
+        'train',
+      );
     const resume = flag(values, 'resume');
     const out = stringOption(values, 'out');
     const dataFile = stringOption(values, 'data');
@@ -78,7 +98,8 @@ export const trainCommand: Command = {
     if (tokenizerDir !== undefined && !fs.existsSync(path.join(tokenizerDir, 'tokenizer.json'))) {
       throw new UsageError(`--tokenizer ${tokenizerDir} has no tokenizer.json.`, 'train');
     }
-    if (tokenizerDir !== undefined && values['vocab-size'] !== undefined) throw new UsageError('Give --tokenizer or --vocab-size, not both.', 'train');
+    if (tokenizerDir !== undefined && values['vocab-size'] !== undefined)
+      throw new UsageError('Give --tokenizer or --vocab-size, not both.', 'train');
     const options: TrainJobOptions = {
       config,
       text,
@@ -92,7 +113,9 @@ export const trainCommand: Command = {
     const result = await withTrainingProgress(io, flag(values, 'quiet'), (hooks) => runTrainJob({ ...options, ...hooks }));
     io.stdout.write(
       `${out}: ${result.steps} steps on ${backend} in ${result.seconds.toFixed(0)} s; training loss ${result.finalLoss.toFixed(3)}` +
-        (result.heldOut ? `, held-out ${result.heldOut.loss.toFixed(3)} nats/token (${result.heldOut.lossPerByte.toFixed(3)} nats/byte)` : '') +
+        (result.heldOut
+          ? `, held-out ${result.heldOut.loss.toFixed(3)} nats/token (${result.heldOut.lossPerByte.toFixed(3)} nats/byte)`
+          : '') +
         `; wrote ${result.files.join(', ')}\n`,
     );
     return 0;

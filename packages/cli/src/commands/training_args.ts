@@ -18,7 +18,11 @@ export function loopOptions(defaults: { steps: number; lr: string; seq: number }
     warmup: { type: 'string', value: 'N', description: 'steps of linear warmup (default 5% of --steps)' },
     'weight-decay': { type: 'string', value: 'W', description: 'decoupled weight decay of the matrices (default 0.1)' },
     clip: { type: 'string', value: 'C', description: 'clip gradients to this global norm (default 1)' },
-    'held-out': { type: 'string', value: 'F', description: 'fraction of the data (its end) kept out of training for the held-out loss (default 0.02)' },
+    'held-out': {
+      type: 'string',
+      value: 'F',
+      description: 'fraction of the data (its end) kept out of training for the held-out loss (default 0.02)',
+    },
     'eval-every': { type: 'string', value: 'N', description: 'measure the held-out loss every N steps (default --steps / 10)' },
     'eval-rows': { type: 'string', value: 'N', description: 'held-out rows measured (default 64)' },
     'save-every': { type: 'string', value: 'N', description: 'also save the folder every N steps (default: at the end only)' },
@@ -27,9 +31,12 @@ export function loopOptions(defaults: { steps: number; lr: string; seq: number }
   };
 }
 
-
 /** The loop's settings from the options of {@link loopOptions}, checked. */
-export function loopSettingsFromArgs(command: string, values: ParsedArgs['values'], defaults: { steps: number; lr: number; seq: number }): LoopSettings {
+export function loopSettingsFromArgs(
+  command: string,
+  values: ParsedArgs['values'],
+  defaults: { steps: number; lr: number; seq: number },
+): LoopSettings {
   const int = (name: string, fallback: number, min = 1) => numberOption(command, values, name, { min, integer: true }) ?? fallback;
   const num = (name: string, fallback: number, min = 0, max = Infinity) => numberOption(command, values, name, { min, max }) ?? fallback;
   const steps = int('steps', defaults.steps);
@@ -62,7 +69,10 @@ export function readTextFile(command: string, file: string, what: string): strin
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(`${what} ${file} cannot be read: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message}.`, command);
+    throw new UsageError(
+      `${what} ${file} cannot be read: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message}.`,
+      command,
+    );
   }
 }
 

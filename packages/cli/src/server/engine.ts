@@ -152,7 +152,8 @@ export function graniteEngine(model: GraniteModel, options: GraniteEngineOptions
     saveCache: (cache, file) => saveCacheFile(cache as HybridCache, file),
     loadCache: (file) => loadCacheFile(file, model.config.layer_types),
     stateBytes: graniteStateBytes(model),
-    generate: (promptIds, generateOptions) => batched.streamText(promptIds, { ...generateOptions, cache: generateOptions.cache as HybridCache }),
+    generate: (promptIds, generateOptions) =>
+      batched.streamText(promptIds, { ...generateOptions, cache: generateOptions.cache as HybridCache }),
     batchStats: () => batcher.stats,
   };
 }

@@ -89,7 +89,12 @@ const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
 /** `logprobs` and `top_logprobs` of a chat request (a flag and a count), or `logprobs` of a completion (a count, 0–5). */
 function logprobsParam(body: Json, kind: 'chat' | 'completion'): number | undefined {
   if (kind === 'completion') {
-    if (body.top_logprobs !== undefined && body.top_logprobs !== null) invalid('top_logprobs', "'top_logprobs' is a chat completions parameter; completions take 'logprobs' as a count.", 'unsupported_parameter');
+    if (body.top_logprobs !== undefined && body.top_logprobs !== null)
+      invalid(
+        'top_logprobs',
+        "'top_logprobs' is a chat completions parameter; completions take 'logprobs' as a count.",
+        'unsupported_parameter',
+      );
     return optionalNumber(body, 'logprobs', (x) => Number.isInteger(x) && x >= 0 && x <= 5, 'an integer from 0 to 5');
   }
   const flag = body.logprobs;
@@ -103,28 +108,37 @@ function logprobsParam(body: Json, kind: 'chat' | 'completion'): number | undefi
 function responseFormatParam(body: Json): ResponseFormat | undefined {
   const rf = body.response_format;
   if (rf === undefined || rf === null) return undefined;
-  if (!isObject(rf) || typeof rf.type !== 'string') invalid('response_format', "'response_format' must be an object with a \"type\".");
+  if (!isObject(rf) || typeof rf.type !== 'string') invalid('response_format', '\'response_format\' must be an object with a "type".');
   if (rf.type === 'text') return undefined;
   if (rf.type === 'json_object') return { type: 'json_object' };
   if (rf.type === 'json_schema') {
     const js = rf.json_schema;
-    if (!isObject(js)) invalid('response_format.json_schema', "'response_format.json_schema' must be an object holding the \"schema\".");
-    if (js.schema !== undefined && !isObject(js.schema) && typeof js.schema !== 'boolean') invalid('response_format.json_schema.schema', "'response_format.json_schema.schema' must be a JSON schema object.");
+    if (!isObject(js)) invalid('response_format.json_schema', '\'response_format.json_schema\' must be an object holding the "schema".');
+    if (js.schema !== undefined && !isObject(js.schema) && typeof js.schema !== 'boolean')
+      invalid('response_format.json_schema.schema', "'response_format.json_schema.schema' must be a JSON schema object.");
     return { type: 'json_schema', json_schema: js as Extract<ResponseFormat, { type: 'json_schema' }>['json_schema'] };
   }
-  return invalid('response_format.type', `'response_format.type' must be text, json_object or json_schema; got ${JSON.stringify(rf.type)}.`, 'unsupported_parameter');
+  return invalid(
+    'response_format.type',
+    `'response_format.type' must be text, json_object or json_schema; got ${JSON.stringify(rf.type)}.`,
+    'unsupported_parameter',
+  );
 }
 
 function samplingParams(body: Json, maxContext: number, kind: 'chat' | 'completion'): SamplingParams {
   for (const [name, isNoop] of Object.entries(UNSUPPORTED)) {
     const v = body[name];
-    if (v !== undefined && v !== null && !isNoop(v)) invalid(name, `'${name}' = ${JSON.stringify(v)} is not supported by this server.`, 'unsupported_parameter');
+    if (v !== undefined && v !== null && !isNoop(v))
+      invalid(name, `'${name}' = ${JSON.stringify(v)} is not supported by this server.`, 'unsupported_parameter');
   }
   const maxTokens =
     optionalNumber(body, 'max_completion_tokens', (x) => Number.isInteger(x) && x >= 1, 'an integer ≥ 1') ??
     optionalNumber(body, 'max_tokens', (x) => Number.isInteger(x) && x >= 1, 'an integer ≥ 1');
   if (maxTokens !== undefined && maxTokens > maxContext) {
-    invalid(body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens', `max_tokens ${maxTokens} exceeds the context length of ${maxContext} tokens.`);
+    invalid(
+      body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens',
+      `max_tokens ${maxTokens} exceeds the context length of ${maxContext} tokens.`,
+    );
   }
   const temperature = optionalNumber(body, 'temperature', (x) => x >= 0 && x <= 2, 'a number between 0 and 2') ?? 1;
   const topP = optionalNumber(body, 'top_p', (x) => x > 0 && x <= 1, 'a number in (0, 1]');
@@ -145,13 +159,28 @@ function samplingParams(body: Json, maxContext: number, kind: 'chat' | 'completi
   if (body.stream_options !== undefined && body.stream_options !== null) {
     if (!isObject(body.stream_options)) invalid('stream_options', "'stream_options' must be an object.");
     const inc = body.stream_options.include_usage;
-    if (inc !== undefined && typeof inc !== 'boolean') invalid('stream_options.include_usage', "'stream_options.include_usage' must be a boolean.");
+    if (inc !== undefined && typeof inc !== 'boolean')
+      invalid('stream_options.include_usage', "'stream_options.include_usage' must be a boolean.");
     includeUsage = inc === true;
   }
   const logprobs = logprobsParam(body, kind);
   const responseFormat = responseFormatParam(body);
   const n = optionalNumber(body, 'n', (x) => Number.isInteger(x) && x >= 1 && x <= 16, 'an integer from 1 to 16') ?? 1;
-  return { maxTokens, temperature, topP, topK: topK === -1 ? undefined : topK, minP, repetitionPenalty, seed, stop, stream, includeUsage, logprobs, responseFormat, n };
+  return {
+    maxTokens,
+    temperature,
+    topP,
+    topK: topK === -1 ? undefined : topK,
+    minP,
+    repetitionPenalty,
+    seed,
+    stop,
+    stream,
+    includeUsage,
+    logprobs,
+    responseFormat,
+    n,
+  };
 }
 
 function modelParam(body: Json): string | undefined {
@@ -168,7 +197,12 @@ function validateContent(v: unknown, where: string, allowNull: boolean): ChatMes
     return v.map((part, j) => {
       if (!isObject(part) || typeof part.type !== 'string') invalid(`${where}[${j}]`, `'${where}[${j}]' must be an object with a "type".`);
       if (part.type === 'text' && typeof part.text !== 'string') invalid(`${where}[${j}].text`, `'${where}[${j}].text' must be a string.`);
-      if (part.type !== 'text') invalid(`${where}[${j}].type`, `Content parts of type "${part.type}" are not supported: this model reads text only.`, 'unsupported_content');
+      if (part.type !== 'text')
+        invalid(
+          `${where}[${j}].type`,
+          `Content parts of type "${part.type}" are not supported: this model reads text only.`,
+          'unsupported_content',
+        );
       return part as { type: 'text'; text: string };
     });
   }
@@ -179,7 +213,8 @@ function validateToolCalls(v: unknown, where: string): ChatMessage['tool_calls']
   if (!Array.isArray(v)) invalid(where, `'${where}' must be an array.`);
   return v.map((call, j) => {
     const fn = isObject(call) ? call.function : undefined;
-    if (!isObject(fn) || typeof fn.name !== 'string') invalid(`${where}[${j}].function.name`, `'${where}[${j}].function.name' must be a string.`);
+    if (!isObject(fn) || typeof fn.name !== 'string')
+      invalid(`${where}[${j}].function.name`, `'${where}[${j}].function.name' must be a string.`);
     let args: unknown = fn.arguments ?? {};
     if (typeof args === 'string') {
       // OpenAI sends arguments as a JSON string; templates render them as an object.
@@ -190,7 +225,11 @@ function validateToolCalls(v: unknown, where: string): ChatMessage['tool_calls']
       }
     }
     if (!isObject(args)) invalid(`${where}[${j}].function.arguments`, `'${where}[${j}].function.arguments' must be a JSON object.`);
-    return { ...(typeof call.id === 'string' ? { id: call.id } : {}), type: 'function' as const, function: { name: fn.name, arguments: args } };
+    return {
+      ...(typeof call.id === 'string' ? { id: call.id } : {}),
+      type: 'function' as const,
+      function: { name: fn.name, arguments: args },
+    };
   });
 }
 
@@ -198,7 +237,8 @@ function validateToolCalls(v: unknown, where: string): ChatMessage['tool_calls']
 export function parseChatRequest(body: unknown, maxContext: number): ChatRequest {
   if (!isObject(body)) invalid('body', 'The request body must be a JSON object.');
   const messagesRaw = body.messages;
-  if (!Array.isArray(messagesRaw) || messagesRaw.length === 0) invalid('messages', "'messages' must be a non-empty array.", 'missing_required_parameter');
+  if (!Array.isArray(messagesRaw) || messagesRaw.length === 0)
+    invalid('messages', "'messages' must be a non-empty array.", 'missing_required_parameter');
   const messages: ChatMessage[] = messagesRaw.map((m, i) => {
     const where = `messages[${i}]`;
     if (!isObject(m)) invalid(where, `'${where}' must be an object.`);

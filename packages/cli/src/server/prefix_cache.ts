@@ -25,9 +25,7 @@ export interface PrefixEntry {
 }
 
 /** A match for a new prompt: resume from `entry` and feed the rest. */
-export type PrefixMatch =
-  | { entry: PrefixEntry; rest: { ids: number[] } }
-  | { entry: PrefixEntry; rest: { text: string } };
+export type PrefixMatch = { entry: PrefixEntry; rest: { ids: number[] } } | { entry: PrefixEntry; rest: { text: string } };
 
 /** Where states pushed out of memory go, and how they are written and read. */
 export interface SnapshotSpill {

@@ -47,7 +47,8 @@ export class GenerationQueue {
   ) {
     this.parallel = options.parallel ?? 1;
     this.budgetBytes = options.budgetBytes ?? Infinity;
-    if (!Number.isInteger(this.parallel) || this.parallel < 1) throw new RangeError(`parallel must be a positive integer, got ${options.parallel}.`);
+    if (!Number.isInteger(this.parallel) || this.parallel < 1)
+      throw new RangeError(`parallel must be a positive integer, got ${options.parallel}.`);
   }
 
   /** True while a generation runs. */
@@ -108,10 +109,19 @@ export class GenerationQueue {
       return { ready: Promise.resolve(), release };
     }
     if (this.waiting.length >= this.maxWaiting) {
-      throw new QueueFullError(`The server is busy: ${this.runningCount} generation(s) are running and ${this.waiting.length} are waiting (the most allowed).`);
+      throw new QueueFullError(
+        `The server is busy: ${this.runningCount} generation(s) are running and ${this.waiting.length} are waiting (the most allowed).`,
+      );
     }
     const ready = new Promise<void>((resolve, reject) => {
-      item = { cost: costBytes, start: () => (begin(), resolve()), fail: reject };
+      item = {
+        cost: costBytes,
+        start: () => {
+          begin();
+          resolve();
+        },
+        fail: reject,
+      };
       this.waiting.push(item);
       signal?.addEventListener(
         'abort',

@@ -129,7 +129,16 @@ function defaultParallel(perSequenceBytes: number, budgetBytes: number): number 
   return Math.max(1, Math.min(8, Math.floor(budgetBytes / perSequenceBytes)));
 }
 
-const ROUTES = new Set(['/v1/chat/completions', '/v1/completions', '/v1/models', '/tokenize', '/detokenize', '/health', '/v1/health', '/metrics']);
+const ROUTES = new Set([
+  '/v1/chat/completions',
+  '/v1/completions',
+  '/v1/models',
+  '/tokenize',
+  '/detokenize',
+  '/health',
+  '/v1/health',
+  '/metrics',
+]);
 
 /** A request's route as a metric label: known routes by name, the rest as "other" (labels must stay few). */
 function routeLabel(url: string | undefined): string {
@@ -153,7 +162,8 @@ function jsonNestsDeeperThan(text: string, limit: number): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) {
       inString = true;
@@ -215,15 +225,23 @@ async function readBody(req: http.IncomingMessage, limit: number, maxDepth: numb
       if (size <= limit) chunks.push(chunk);
     });
     req.on('end', () => {
-      if (size > limit) reject(new ApiError(413, `The request body is larger than ${limit} bytes.`, 'invalid_request_error', null, 'request_too_large'));
+      if (size > limit)
+        reject(new ApiError(413, `The request body is larger than ${limit} bytes.`, 'invalid_request_error', null, 'request_too_large'));
       else resolve(Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', reject);
   });
-  if (text.trim() === '') throw new ApiError(400, 'The request body is empty; send a JSON object.', 'invalid_request_error', null, 'invalid_json');
+  if (text.trim() === '')
+    throw new ApiError(400, 'The request body is empty; send a JSON object.', 'invalid_request_error', null, 'invalid_json');
   // Deep nesting would overflow the stack later, in validation or the chat template.
   if (jsonNestsDeeperThan(text, maxDepth)) {
-    throw new ApiError(400, `The request body nests arrays and objects more than ${maxDepth} levels deep; this server accepts at most ${maxDepth}.`, 'invalid_request_error', null, 'json_too_deep');
+    throw new ApiError(
+      400,
+      `The request body nests arrays and objects more than ${maxDepth} levels deep; this server accepts at most ${maxDepth}.`,
+      'invalid_request_error',
+      null,
+      'json_too_deep',
+    );
   }
   try {
     return JSON.parse(text);
@@ -260,10 +278,16 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   }
   const queue = new GenerationQueue(options.maxQueue ?? 8, { parallel, budgetBytes: maxStateBytes });
   const metrics = new ServerMetrics();
-  if (options.snapshotDir !== undefined && !(engine.saveCache && engine.loadCache)) throw new RangeError('snapshotDir needs an engine that can write its states to files (saveCache / loadCache).');
+  if (options.snapshotDir !== undefined && !(engine.saveCache && engine.loadCache))
+    throw new RangeError('snapshotDir needs an engine that can write its states to files (saveCache / loadCache).');
   const spill =
     options.snapshotDir !== undefined
-      ? { dir: options.snapshotDir, maxBytes: options.snapshotDirBytes, save: engine.saveCache!.bind(engine), load: engine.loadCache!.bind(engine) }
+      ? {
+          dir: options.snapshotDir,
+          maxBytes: options.snapshotDirBytes,
+          save: engine.saveCache!.bind(engine),
+          load: engine.loadCache!.bind(engine),
+        }
       : undefined;
   const prefixes = new PrefixCache({ maxEntries: options.cacheEntries, maxBytes: options.cacheBytes, spill });
   const defaultMaxTokens = options.defaultMaxTokens ?? 512;
@@ -275,7 +299,15 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   let listeningHostname: string | undefined;
   const log = options.log ?? (() => {});
   const created = Math.floor(Date.now() / 1000);
-  const stats: ServerStats = { requests: 0, completed: 0, cancelled: 0, rejected: 0, prefillTokens: 0, cachedTokens: 0, generatedTokens: 0 };
+  const stats: ServerStats = {
+    requests: 0,
+    completed: 0,
+    cancelled: 0,
+    rejected: 0,
+    prefillTokens: 0,
+    cachedTokens: 0,
+    generatedTokens: 0,
+  };
   const running = new Set<AbortController>();
   let closing = false;
 
@@ -372,11 +404,25 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   /** The JSON-mode constraint of a request, or undefined; a schema the engine cannot enforce is a 400. */
   function constraintFor(params: SamplingParams): TokenConstraint | undefined {
     if (params.responseFormat === undefined) return undefined;
-    if (!engine.jsonConstraint) throw new ApiError(400, "'response_format' (JSON mode) is not supported by this engine.", 'invalid_request_error', 'response_format', 'unsupported_parameter');
+    if (!engine.jsonConstraint)
+      throw new ApiError(
+        400,
+        "'response_format' (JSON mode) is not supported by this engine.",
+        'invalid_request_error',
+        'response_format',
+        'unsupported_parameter',
+      );
     try {
       return engine.jsonConstraint(params.responseFormat) ?? undefined;
     } catch (err) {
-      if (err instanceof JsonSchemaError) throw new ApiError(400, `'response_format' cannot be enforced: ${err.message}`, 'invalid_request_error', 'response_format', 'unsupported_schema');
+      if (err instanceof JsonSchemaError)
+        throw new ApiError(
+          400,
+          `'response_format' cannot be enforced: ${err.message}`,
+          'invalid_request_error',
+          'response_format',
+          'unsupported_schema',
+        );
       throw err;
     }
   }
@@ -388,12 +434,21 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   }
 
   /** Chat completions' `logprobs.content` entries. */
-  function chatLogprobs(entries: readonly TokenLogprob[]): { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[] {
-    return entries.map((e) => ({ ...tokenInfo(e.id), logprob: e.logprob, top_logprobs: e.top.map((t) => ({ ...tokenInfo(t.id), logprob: t.logprob })) }));
+  function chatLogprobs(
+    entries: readonly TokenLogprob[],
+  ): { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[] {
+    return entries.map((e) => ({
+      ...tokenInfo(e.id),
+      logprob: e.logprob,
+      top_logprobs: e.top.map((t) => ({ ...tokenInfo(t.id), logprob: t.logprob })),
+    }));
   }
 
   /** Legacy completions' `logprobs` object. */
-  function completionLogprobs(entries: readonly TokenLogprob[], textOffset: number): { tokens: string[]; token_logprobs: number[]; top_logprobs: Record<string, number>[]; text_offset: number[] } {
+  function completionLogprobs(
+    entries: readonly TokenLogprob[],
+    textOffset: number,
+  ): { tokens: string[]; token_logprobs: number[]; top_logprobs: Record<string, number>[]; text_offset: number[] } {
     const tokens = entries.map((e) => tokenInfo(e.id).token);
     const offsets: number[] = [];
     let at = textOffset;
@@ -444,14 +499,26 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     } catch (err) {
       // The template's own complaint, without the wrapper's path to the server's files.
       const reason = err instanceof Error && err.cause instanceof Error ? err.cause : err;
-      throw new ApiError(400, `The model's chat template cannot render this request: ${plainMessage(reason)}`, 'invalid_request_error', 'messages', 'template_error');
+      throw new ApiError(
+        400,
+        `The model's chat template cannot render this request: ${plainMessage(reason)}`,
+        'invalid_request_error',
+        'messages',
+        'template_error',
+      );
     }
   }
 
   /** Checks the context length before generating. */
   function checkContext(promptTokens: number, params: SamplingParams, param: string): void {
     if (promptTokens >= engine.contextLength) {
-      throw new ApiError(400, `The prompt has ${promptTokens} tokens; this server's context length is ${engine.contextLength}.`, 'invalid_request_error', param, 'context_length_exceeded');
+      throw new ApiError(
+        400,
+        `The prompt has ${promptTokens} tokens; this server's context length is ${engine.contextLength}.`,
+        'invalid_request_error',
+        param,
+        'context_length_exceeded',
+      );
     }
     if (params.maxTokens !== undefined && promptTokens + params.maxTokens > engine.contextLength) {
       throw new ApiError(
@@ -469,7 +536,11 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
    * if the client goes away. The place is taken before the prompt is rendered and tokenized, so a
    * burst of big prompts is refused before it costs anything; `work` awaits `turn()` to generate.
    */
-  async function withQueuePlace<T>(res: http.ServerResponse, sequences: number, work: (place: { signal: AbortSignal; turn(): Promise<void> }) => Promise<T>): Promise<T> {
+  async function withQueuePlace<T>(
+    res: http.ServerResponse,
+    sequences: number,
+    work: (place: { signal: AbortSignal; turn(): Promise<void> }) => Promise<T>,
+  ): Promise<T> {
     const controller = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) controller.abort(new DOMException('The client disconnected.', 'AbortError'));
@@ -562,7 +633,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         sse(res, {
           ...base,
           object: 'chat.completion.chunk',
-          choices: [{ index, delta, logprobs: logprobs && logprobs.length ? { content: chatLogprobs(logprobs) } : null, finish_reason: finish }],
+          choices: [{ index, delta, logprobs: logprobs?.length ? { content: chatLogprobs(logprobs) } : null, finish_reason: finish }],
         });
 
       /** One choice: its text routed to content and tool calls, streamed as chunks of `index` when streaming. */
@@ -579,7 +650,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
               pending = null;
             },
             rest: () => {
-              if (request.stream && pending && pending.length) chunk(index, {}, null, pending);
+              if (request.stream && pending?.length) chunk(index, {}, null, pending);
             },
           };
         };
@@ -590,7 +661,11 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
               content += ev.text;
               emit({ content: ev.text });
             } else if (ev.type === 'toolCall') {
-              const call = { id: newId('call'), type: 'function' as const, function: { name: ev.toolCall.name, arguments: JSON.stringify(ev.toolCall.arguments) } };
+              const call = {
+                id: newId('call'),
+                type: 'function' as const,
+                function: { name: ev.toolCall.name, arguments: JSON.stringify(ev.toolCall.arguments) },
+              };
               toolCalls.push(call);
               emit({ tool_calls: [{ index: toolCalls.length - 1, ...call }] });
             } else {
@@ -613,7 +688,10 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         if (parser) handle(parser.end(), emitOf(null).emit);
         const finish = toolCalls.length ? 'tool_calls' : result.finishReason;
         if (request.stream) chunk(index, {}, finish);
-        const message: Record<string, unknown> = { role: 'assistant', content: toolCalls.length && content.trim() === '' ? null : toolCalls.length ? content.trim() : content };
+        const message: Record<string, unknown> = {
+          role: 'assistant',
+          content: toolCalls.length && content.trim() === '' ? null : toolCalls.length ? content.trim() : content,
+        };
         if (toolCalls.length) message.tool_calls = toolCalls;
         const logprobs = request.logprobs === undefined ? null : { content: chatLogprobs(allLogprobs) };
         return { result, choice: { index, message, logprobs, finish_reason: finish } };
@@ -668,7 +746,12 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   /** `n` must fit the batch: its choices run side by side. */
   function checkChoices(n: number): void {
     if (n > queue.parallel) {
-      throw new ApiError(400, `'n' = ${n} is more than the ${queue.parallel} sequences this server runs at once (--parallel).`, 'invalid_request_error', 'n');
+      throw new ApiError(
+        400,
+        `'n' = ${n} is more than the ${queue.parallel} sequences this server runs at once (--parallel).`,
+        'invalid_request_error',
+        'n',
+      );
     }
   }
 
@@ -682,9 +765,26 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       status: closing ? 'closing' : 'ok',
       model: engine.id,
       contextLength: engine.contextLength,
-      queue: { running: queue.running, parallel: queue.parallel, waiting: queue.waitingCount, maxWaiting: queue.maxWaiting, maxWaitingSeen: queue.maxWaitingSeen },
-      state: { budgetBytes: queue.budgetBytes, reservedBytes: queue.bytesInUse, perSequenceBytes: fullStateBytes, batchBytes: engine.batchStats?.().stateBytes ?? 0 },
-      cache: { entries: prefixes.size, bytes: prefixes.byteSize, hits: metrics.snapshotHits, misses: metrics.snapshotMisses, spilled: { entries: prefixes.spilledSize, bytes: prefixes.spilledBytes, ...prefixes.spillStats } },
+      queue: {
+        running: queue.running,
+        parallel: queue.parallel,
+        waiting: queue.waitingCount,
+        maxWaiting: queue.maxWaiting,
+        maxWaitingSeen: queue.maxWaitingSeen,
+      },
+      state: {
+        budgetBytes: queue.budgetBytes,
+        reservedBytes: queue.bytesInUse,
+        perSequenceBytes: fullStateBytes,
+        batchBytes: engine.batchStats?.().stateBytes ?? 0,
+      },
+      cache: {
+        entries: prefixes.size,
+        bytes: prefixes.byteSize,
+        hits: metrics.snapshotHits,
+        misses: metrics.snapshotMisses,
+        spilled: { entries: prefixes.spilledSize, bytes: prefixes.spilledBytes, ...prefixes.spillStats },
+      },
       throughput: metrics.rates(),
       batch: engine.batchStats?.() ?? null,
       stats,
@@ -696,8 +796,18 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     const rates = metrics.rates();
     const batch = engine.batchStats?.();
     const lookups = metrics.snapshotHits + metrics.snapshotMisses;
-    const gauge = (name: string, help: string, value: number): MetricFamily => ({ name: `graniteflow_${name}`, help, type: 'gauge', samples: [{ value }] });
-    const counter = (name: string, help: string, value: number): MetricFamily => ({ name: `graniteflow_${name}`, help, type: 'counter', samples: [{ value }] });
+    const gauge = (name: string, help: string, value: number): MetricFamily => ({
+      name: `graniteflow_${name}`,
+      help,
+      type: 'gauge',
+      samples: [{ value }],
+    });
+    const counter = (name: string, help: string, value: number): MetricFamily => ({
+      name: `graniteflow_${name}`,
+      help,
+      type: 'counter',
+      samples: [{ value }],
+    });
     return renderPrometheus([
       {
         name: 'graniteflow_requests_total',
@@ -708,18 +818,34 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
           return { labels: { route, status }, value };
         }),
       },
-      counter('prompt_tokens_total', 'Prompt tokens of finished generations, cached ones included.', stats.prefillTokens + stats.cachedTokens),
+      counter(
+        'prompt_tokens_total',
+        'Prompt tokens of finished generations, cached ones included.',
+        stats.prefillTokens + stats.cachedTokens,
+      ),
       counter('cached_prompt_tokens_total', 'Prompt tokens resumed from saved states instead of being fed.', stats.cachedTokens),
       counter('prefill_tokens_total', 'Prompt tokens fed to the model.', stats.prefillTokens),
       counter('generated_tokens_total', 'Tokens generated.', stats.generatedTokens),
       counter('decode_steps_total', 'Batched decode steps run.', batch?.decodeSteps ?? 0),
       counter('decode_step_tokens_total', 'Tokens the batched decode steps produced.', batch?.decodeTokens ?? 0),
-      counter('decode_seconds_total', 'Seconds spent in batched decode steps (tokens ÷ this: the batch\'s decode throughput).', batch?.decodeSeconds ?? 0),
+      counter(
+        'decode_seconds_total',
+        "Seconds spent in batched decode steps (tokens ÷ this: the batch's decode throughput).",
+        batch?.decodeSeconds ?? 0,
+      ),
       counter('prefill_seconds_total', 'Seconds spent feeding prompts between decode steps.', batch?.prefillSeconds ?? 0),
-      counter('time_to_first_token_seconds_sum', 'Seconds from the start of generations to their first token, summed.', metrics.firstTokenSeconds),
+      counter(
+        'time_to_first_token_seconds_sum',
+        'Seconds from the start of generations to their first token, summed.',
+        metrics.firstTokenSeconds,
+      ),
       counter('time_to_first_token_seconds_count', 'Generations that produced a first token.', metrics.firstTokens),
       gauge('prefill_tokens_per_second', `Prompt tokens fed per second, over the last ${RATE_WINDOW_MS / 1000} s.`, rates.prefill),
-      gauge('decode_tokens_per_second', `Tokens generated per second by all sequences together, over the last ${RATE_WINDOW_MS / 1000} s.`, rates.decode),
+      gauge(
+        'decode_tokens_per_second',
+        `Tokens generated per second by all sequences together, over the last ${RATE_WINDOW_MS / 1000} s.`,
+        rates.decode,
+      ),
       gauge('active_sequences', 'Generations running.', queue.running),
       gauge('queued_requests', 'Requests waiting for a place.', queue.waitingCount),
       gauge('parallel_sequences', 'Generations that may run at once.', queue.parallel),
@@ -742,11 +868,12 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   function tokenize(body: unknown): unknown {
     const request = body as { content?: unknown; with_pieces?: unknown };
     if (typeof body !== 'object' || body === null || typeof request.content !== 'string') {
-      throw new ApiError(400, "/tokenize takes {\"content\": \"text\"}: 'content' must be a string.", 'invalid_request_error', 'content');
+      throw new ApiError(400, '/tokenize takes {"content": "text"}: \'content\' must be a string.', 'invalid_request_error', 'content');
     }
     checkPromptBytes(request.content, { maxTokens: 0 }, 'content');
     const ids = engine.encode(request.content);
-    if (request.with_pieces === true) return { tokens: ids.map((id) => ({ id, piece: engine.decode([id], { skipSpecialTokens: false }) })) };
+    if (request.with_pieces === true)
+      return { tokens: ids.map((id) => ({ id, piece: engine.decode([id], { skipSpecialTokens: false }) })) };
     return { tokens: ids };
   }
 
@@ -754,7 +881,12 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   function detokenize(body: unknown): unknown {
     const tokens = (body as { tokens?: unknown })?.tokens;
     if (!Array.isArray(tokens) || !tokens.every((t) => Number.isInteger(t))) {
-      throw new ApiError(400, "/detokenize takes {\"tokens\": [ids]}: 'tokens' must be an array of integer token ids.", 'invalid_request_error', 'tokens');
+      throw new ApiError(
+        400,
+        '/detokenize takes {"tokens": [ids]}: \'tokens\' must be an array of integer token ids.',
+        'invalid_request_error',
+        'tokens',
+      );
     }
     try {
       return { content: engine.decode(tokens as number[], { skipSpecialTokens: false }) };
@@ -792,8 +924,15 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     if (origin === undefined) return false;
     const anyOrigin = corsOrigins.has('*');
     if (!anyOrigin && !corsOrigins.has(origin)) {
-      const allowed = corsOrigins.size > 0 ? `cross-origin (CORS) requests only from ${[...corsOrigins].join(', ')}` : 'no cross-origin (CORS) requests';
-      throw new ApiError(403, `Requests from web pages at ${origin} are refused: this server allows ${allowed}.`, 'invalid_request_error', null, 'origin_not_allowed');
+      const allowed =
+        corsOrigins.size > 0 ? `cross-origin (CORS) requests only from ${[...corsOrigins].join(', ')}` : 'no cross-origin (CORS) requests';
+      throw new ApiError(
+        403,
+        `Requests from web pages at ${origin} are refused: this server allows ${allowed}.`,
+        'invalid_request_error',
+        null,
+        'origin_not_allowed',
+      );
     }
     res.setHeader('Access-Control-Allow-Origin', anyOrigin ? '*' : origin);
     if (method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) return false;
@@ -816,7 +955,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     if (match && timingSafeEqual(sha256(match[1]), apiKeyDigest)) return;
     res.setHeader('WWW-Authenticate', 'Bearer');
     const message = match
-      ? 'The API key in the Authorization header is not this server\'s.'
+      ? "The API key in the Authorization header is not this server's."
       : 'This server needs an API key: send it as the header "Authorization: Bearer <key>".';
     throw new ApiError(401, message, 'invalid_request_error', null, 'invalid_api_key');
   }
@@ -839,7 +978,13 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     try {
       url = new URL(req.url ?? '/', 'http://localhost');
     } catch {
-      throw new ApiError(400, `The request target ${JSON.stringify(req.url)} is not a valid URL path.`, 'invalid_request_error', null, 'invalid_path');
+      throw new ApiError(
+        400,
+        `The request target ${JSON.stringify(req.url)} is not a valid URL path.`,
+        'invalid_request_error',
+        null,
+        'invalid_path',
+      );
     }
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
@@ -851,7 +996,13 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
     const allow = (methods: string[]) => {
       if (!methods.includes(method)) {
         res.setHeader('Allow', methods.join(', '));
-        throw new ApiError(405, `${method} is not allowed on ${path}; use ${methods.join(' or ')}.`, 'invalid_request_error', null, 'method_not_allowed');
+        throw new ApiError(
+          405,
+          `${method} is not allowed on ${path}; use ${methods.join(' or ')}.`,
+          'invalid_request_error',
+          null,
+          'method_not_allowed',
+        );
       }
     };
     if (isHealth) {
@@ -885,9 +1036,22 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       try {
         wanted = decodeURIComponent(encoded);
       } catch {
-        throw new ApiError(400, `The model id in the path, '${encoded}', is not valid percent-encoding (UTF-8 bytes as %XX).`, 'invalid_request_error', 'model', 'invalid_path');
+        throw new ApiError(
+          400,
+          `The model id in the path, '${encoded}', is not valid percent-encoding (UTF-8 bytes as %XX).`,
+          'invalid_request_error',
+          'model',
+          'invalid_path',
+        );
       }
-      if (wanted !== engine.id) throw new ApiError(404, `The model '${wanted}' does not exist; this server serves '${engine.id}'.`, 'invalid_request_error', 'model', 'model_not_found');
+      if (wanted !== engine.id)
+        throw new ApiError(
+          404,
+          `The model '${wanted}' does not exist; this server serves '${engine.id}'.`,
+          'invalid_request_error',
+          'model',
+          'model_not_found',
+        );
       sendJson(res, 200, { id: engine.id, object: 'model', created, owned_by: 'graniteflow' });
       return null;
     }
@@ -899,7 +1063,13 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       stats.requests++;
       return path === '/v1/chat/completions' ? chatCompletions(res, body) : completions(res, body);
     }
-    throw new ApiError(404, `No route ${method} ${path}. This server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health and GET /metrics.`, 'invalid_request_error', null, 'not_found');
+    throw new ApiError(
+      404,
+      `No route ${method} ${path}. This server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health and GET /metrics.`,
+      'invalid_request_error',
+      null,
+      'not_found',
+    );
   }
 
   const server = http.createServer((req, res) => {
@@ -908,9 +1078,25 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
       metrics.countResponse(routeLabel(req.url), status);
       const seconds = (performance.now() - start) / 1000;
       if (options.logFormat === 'json') {
-        log(JSON.stringify({ time: new Date().toISOString(), method: req.method, path: req.url, status, seconds: Number(seconds.toFixed(3)), ...summary, ...(error ? { error } : {}) }));
+        log(
+          JSON.stringify({
+            time: new Date().toISOString(),
+            method: req.method,
+            path: req.url,
+            status,
+            seconds: Number(seconds.toFixed(3)),
+            ...summary,
+            ...(error ? { error } : {}),
+          }),
+        );
       } else {
-        const detail = error ?? (summary ? Object.entries(summary).map(([k, v]) => `${k}=${v}`).join(' ') : '');
+        const detail =
+          error ??
+          (summary
+            ? Object.entries(summary)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')
+            : '');
         log(`${req.method} ${req.url} ${status} ${detail ? `${detail} ` : ''}${seconds.toFixed(2)}s`);
       }
     };

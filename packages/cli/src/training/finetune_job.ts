@@ -5,10 +5,27 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { chatExample, padExamples, saveCheckpoint, IGNORE_INDEX, type CausalLmBatch, type ChatExample, type ChatMessage, type GraniteModel } from '@graniteflow/granite';
+import {
+  chatExample,
+  padExamples,
+  saveCheckpoint,
+  IGNORE_INDEX,
+  type CausalLmBatch,
+  type ChatExample,
+  type ChatMessage,
+  type GraniteModel,
+} from '@graniteflow/granite';
 import { LoraAdapters, type Module } from '@graniteflow/core';
 import { AdamW, loadTrainerState, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
-import { runTrainingLoop, saveRunRecord, type EvalReport, type LoopSettings, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
+import {
+  runTrainingLoop,
+  saveRunRecord,
+  type EvalReport,
+  type LoopSettings,
+  type StepReport,
+  type TrainingHistory,
+  type TrainingLoopResult,
+} from './training_loop';
 
 export interface FinetuneJobOptions extends LoopSettings {
   model: GraniteModel;
@@ -45,7 +62,8 @@ export function parseChatJsonl(text: string, source: string): ChatMessage[][] {
       throw new RangeError(`${where} is not valid JSON: ${(err as Error).message}.`);
     }
     const messages = (obj as { messages?: unknown })?.messages;
-    if (!Array.isArray(messages) || messages.length === 0) throw new RangeError(`${where}: expected {"messages": [{"role": ..., "content": ...}, ...]}.`);
+    if (!Array.isArray(messages) || messages.length === 0)
+      throw new RangeError(`${where}: expected {"messages": [{"role": ..., "content": ...}, ...]}.`);
     messages.forEach((m, k) => {
       const role = (m as { role?: unknown })?.role;
       const content = (m as { content?: unknown })?.content;
@@ -62,7 +80,8 @@ export function parseChatJsonl(text: string, source: string): ChatMessage[][] {
 export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJobResult> {
   const granite = o.model;
   const tokenizer = granite.tokenizer;
-  if (tokenizer === null) throw new Error(`${granite.folder} has no tokenizer.json: fine-tuning on chat needs the model's tokenizer and chat template.`);
+  if (tokenizer === null)
+    throw new Error(`${granite.folder} has no tokenizer.json: fine-tuning on chat needs the model's tokenizer and chat template.`);
   const packed = [...granite.model.namedParameters()].find(([, p]) => p.packed !== null);
   if (packed && o.loraRank === undefined) {
     throw new Error(
@@ -73,7 +92,8 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
   const examples: ChatExample[] = conversations.map((messages, i) => {
     try {
       const ex = chatExample(tokenizer, messages, o.seqLength);
-      if (ex.labels.every((l) => l === IGNORE_INDEX)) throw new RangeError(`its assistant tokens start after the first ${o.seqLength} (--seq)`);
+      if (ex.labels.every((l) => l === IGNORE_INDEX))
+        throw new RangeError(`its assistant tokens start after the first ${o.seqLength} (--seq)`);
       return ex;
     } catch (err) {
       throw new RangeError(`${o.dataSource}: conversation ${i + 1}: ${(err as Error).message}`);
@@ -86,7 +106,10 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
   const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
   const heldBatches: CausalLmBatch[] = [];
   for (let i = 0; i < held.length; i += o.batchSize) heldBatches.push(padExamples(held.slice(i, i + o.batchSize), padId));
-  const heldBytes = held.reduce((sum, ex) => sum + Buffer.byteLength(tokenizer.decode(ex.labels.filter((l) => l !== IGNORE_INDEX)), 'utf8'), 0);
+  const heldBytes = held.reduce(
+    (sum, ex) => sum + Buffer.byteLength(tokenizer.decode(ex.labels.filter((l) => l !== IGNORE_INDEX)), 'utf8'),
+    0,
+  );
 
   const model = granite.model;
   const resuming = o.resume && fs.existsSync(path.join(o.out, TRAINER_STATE_FILE));
@@ -115,8 +138,13 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
       return padExamples(rows, padId);
     });
   const save = async (h: TrainingHistory): Promise<string[]> => {
-    const written = adapters ? adapters.save(o.out, { baseModel: granite.folder }) : await saveCheckpoint(model, o.out, { tokenizerFrom: granite.folder });
-    const curve = { title: `${path.basename(path.resolve(o.out))}: fine-tuning loss by step`, yLabel: 'loss on assistant tokens (nats/token)' };
+    const written = adapters
+      ? adapters.save(o.out, { baseModel: granite.folder })
+      : await saveCheckpoint(model, o.out, { tokenizerFrom: granite.folder });
+    const curve = {
+      title: `${path.basename(path.resolve(o.out))}: fine-tuning loss by step`,
+      yLabel: 'loss on assistant tokens (nats/token)',
+    };
     return [...written, ...saveRunRecord(o.out, trained, optimizer, h, curve)];
   };
   try {
@@ -139,7 +167,9 @@ export async function runFinetuneJob(o: FinetuneJobOptions): Promise<FinetuneJob
     });
     if (adapters && o.mergeInto !== undefined) {
       adapters.merge();
-      result.files.push(...(await saveCheckpoint(model, o.mergeInto, { tokenizerFrom: granite.folder })).map((f) => path.join(o.mergeInto!, f)));
+      result.files.push(
+        ...(await saveCheckpoint(model, o.mergeInto, { tokenizerFrom: granite.folder })).map((f) => path.join(o.mergeInto!, f)),
+      );
     }
     return { ...result, trainExamples: train.length, heldOutExamples: held.length };
   } finally {

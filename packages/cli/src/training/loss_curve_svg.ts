@@ -15,7 +15,6 @@ export interface LossCurveOptions {
   height?: number;
 }
 
-
 /**
  * The training curve as a standalone SVG a browser or image viewer opens: the training loss at
  * every step (faint) and its running average, the held-out loss as points joined by a line, axes
@@ -36,7 +35,11 @@ export function lossCurveSvg(train: readonly LossPoint[], heldOut: readonly Loss
   const plotH = height - margin.top - margin.bottom;
   const x = (step: number) => margin.left + (step / maxStep) * plotW;
   const y = (loss: number) => margin.top + (1 - (loss - y0) / (y1 - y0)) * plotH;
-  const line = (pts: readonly LossPoint[]) => pts.filter((p) => Number.isFinite(p.loss)).map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' ');
+  const line = (pts: readonly LossPoint[]) =>
+    pts
+      .filter((p) => Number.isFinite(p.loss))
+      .map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`)
+      .join(' ');
   // Running average over the last ~2% of steps (at least 1): the trend under step-to-step noise.
   const window = Math.max(1, Math.round(train.length / 50));
   const smooth: LossPoint[] = train.map((p, i) => {
@@ -45,7 +48,9 @@ export function lossCurveSvg(train: readonly LossPoint[], heldOut: readonly Loss
     return { step: p.step, loss: slice.reduce((a, q) => a + q.loss, 0) / slice.length };
   });
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+  );
   parts.push(`<rect width="${width}" height="${height}" fill="white"/>`);
   if (options.title) parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(options.title)}</text>`);
   for (const v of ticks(y0, y1, 6)) {
@@ -53,12 +58,16 @@ export function lossCurveSvg(train: readonly LossPoint[], heldOut: readonly Loss
     parts.push(`<text x="${margin.left - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${v}</text>`);
   }
   for (const s of ticks(0, maxStep, 8)) {
-    parts.push(`<line x1="${x(s).toFixed(1)}" x2="${x(s).toFixed(1)}" y1="${margin.top + plotH}" y2="${margin.top + plotH + 4}" stroke="black"/>`);
+    parts.push(
+      `<line x1="${x(s).toFixed(1)}" x2="${x(s).toFixed(1)}" y1="${margin.top + plotH}" y2="${margin.top + plotH + 4}" stroke="black"/>`,
+    );
     parts.push(`<text x="${x(s).toFixed(1)}" y="${margin.top + plotH + 18}" text-anchor="middle">${s}</text>`);
   }
   parts.push(`<rect x="${margin.left}" y="${margin.top}" width="${plotW}" height="${plotH}" fill="none" stroke="black"/>`);
   parts.push(`<text x="${margin.left + plotW / 2}" y="${height - 10}" text-anchor="middle">step</text>`);
-  parts.push(`<text transform="translate(16 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel ?? 'loss (nats/token)')}</text>`);
+  parts.push(
+    `<text transform="translate(16 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel ?? 'loss (nats/token)')}</text>`,
+  );
   if (train.length) {
     parts.push(`<polyline class="train" fill="none" stroke="#1f77b4" stroke-opacity="0.25" points="${line(train)}"/>`);
     parts.push(`<polyline class="train-average" fill="none" stroke="#1f77b4" stroke-width="2" points="${line(smooth)}"/>`);
@@ -68,10 +77,14 @@ export function lossCurveSvg(train: readonly LossPoint[], heldOut: readonly Loss
     for (const p of heldOut) parts.push(`<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.loss).toFixed(1)}" r="3" fill="#d62728"/>`);
   }
   const legendX = width - margin.right - 170;
-  parts.push(`<line x1="${legendX}" x2="${legendX + 24}" y1="${margin.top + 16}" y2="${margin.top + 16}" stroke="#1f77b4" stroke-width="2"/>`);
+  parts.push(
+    `<line x1="${legendX}" x2="${legendX + 24}" y1="${margin.top + 16}" y2="${margin.top + 16}" stroke="#1f77b4" stroke-width="2"/>`,
+  );
   parts.push(`<text x="${legendX + 30}" y="${margin.top + 20}">training (running mean)</text>`);
-  parts.push(`<line x1="${legendX}" x2="${legendX + 24}" y1="${margin.top + 34}" y2="${margin.top + 34}" stroke="#d62728" stroke-width="2"/>`);
+  parts.push(
+    `<line x1="${legendX}" x2="${legendX + 24}" y1="${margin.top + 34}" y2="${margin.top + 34}" stroke="#d62728" stroke-width="2"/>`,
+  );
   parts.push(`<text x="${legendX + 30}" y="${margin.top + 38}">held-out</text>`);
   parts.push('</svg>');
-  return parts.join('\n') + '\n';
+  return `${parts.join('\n')}\n`;
 }

@@ -18,7 +18,15 @@ import {
   type TokenizerFiles,
 } from '@graniteflow/granite';
 import { AdamW, loadTrainerState, packTokenStream, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
-import { runTrainingLoop, saveRunRecord, type EvalReport, type LoopSettings, type StepReport, type TrainingHistory, type TrainingLoopResult } from './training_loop';
+import {
+  runTrainingLoop,
+  saveRunRecord,
+  type EvalReport,
+  type LoopSettings,
+  type StepReport,
+  type TrainingHistory,
+  type TrainingLoopResult,
+} from './training_loop';
 
 /** What a training run does; every field checked by the command that builds it. */
 export interface TrainJobOptions extends LoopSettings {
@@ -65,7 +73,8 @@ function shuffled<T>(items: readonly T[], seed: number): T[] {
 /** The rows (seqLength + 1 tokens each) of a token stream. */
 function rowsOf(stream: number[], seqLength: number): number[][] {
   const rows: number[][] = [];
-  for (const batch of packTokenStream([stream], { seqLength, batchSize: 1 })) rows.push([...batch.inputs[0], batch.labels[0][seqLength - 1]]);
+  for (const batch of packTokenStream([stream], { seqLength, batchSize: 1 }))
+    rows.push([...batch.inputs[0], batch.labels[0][seqLength - 1]]);
   return rows;
 }
 
@@ -99,7 +108,9 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
       ? await GraniteTokenizer.fromFolder(options.tokenizerDir)
       : GraniteTokenizer.fromJSON(tokenizerFiles!['tokenizer.json'], tokenizerFiles!['tokenizer_config.json']);
   if (tokenizer.vocabSize > config.vocab_size) {
-    throw new RangeError(`The tokenizer has ${tokenizer.vocabSize} tokens but the config's vocab_size is ${config.vocab_size}: raise vocab_size to at least ${tokenizer.vocabSize}.`);
+    throw new RangeError(
+      `The tokenizer has ${tokenizer.vocabSize} tokens but the config's vocab_size is ${config.vocab_size}: raise vocab_size to at least ${tokenizer.vocabSize}.`,
+    );
   }
   const eos = tokenizer.eosTokenId;
   const documents = options.text.split(/\n[ \t]*\n/).filter((d) => d.trim() !== '');
@@ -112,7 +123,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
   const heldOutTokens = Math.floor(stream.length * options.heldOutFraction);
   const trainStream = stream.slice(0, stream.length - heldOutTokens);
   const trainRows = rowsOf(trainStream, seqLength);
-  const heldRows = heldOutTokens > seqLength ? rowsOf(stream.slice(stream.length - heldOutTokens), seqLength).slice(0, options.evalRows) : [];
+  const heldRows =
+    heldOutTokens > seqLength ? rowsOf(stream.slice(stream.length - heldOutTokens), seqLength).slice(0, options.evalRows) : [];
   const rowsPerStep = batchSize * accumulate;
   if (trainRows.length < rowsPerStep) {
     throw new RangeError(
@@ -126,7 +138,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
   let history: TrainingHistory = { train: [], heldOut: [], trainTokens: 0, seconds: 0, options: {} };
   try {
     if (options.resume) {
-      if (!fs.existsSync(path.join(out, TRAINER_STATE_FILE))) throw new Error(`--resume: ${out} holds no ${TRAINER_STATE_FILE} (no saved run to continue).`);
+      if (!fs.existsSync(path.join(out, TRAINER_STATE_FILE)))
+        throw new Error(`--resume: ${out} holds no ${TRAINER_STATE_FILE} (no saved run to continue).`);
       model = (await fromPretrained(out, { backend: tf.getBackend() })).model;
       const state = loadTrainerState(out, model, optimizer);
       history = { ...history, ...(state as unknown as Partial<TrainingHistory>) };
@@ -157,7 +170,11 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
       return batchOf(rows);
     });
   const save = async (h: TrainingHistory): Promise<string[]> => {
-    const written = await saveCheckpoint(model, out, options.tokenizerDir !== undefined ? { tokenizerFrom: options.tokenizerDir } : { tokenizer: tokenizerFiles });
+    const written = await saveCheckpoint(
+      model,
+      out,
+      options.tokenizerDir !== undefined ? { tokenizerFrom: options.tokenizerDir } : { tokenizer: tokenizerFiles },
+    );
     return [...written, ...saveRunRecord(out, model, optimizer, h, { title: `${path.basename(path.resolve(out))}: loss by step` })];
   };
   try {
@@ -165,7 +182,12 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
       model,
       optimizer,
       steps,
-      schedule: warmupCosine({ peak: options.learningRate, min: options.minLearningRate, warmupSteps: options.warmupSteps, totalSteps: steps }),
+      schedule: warmupCosine({
+        peak: options.learningRate,
+        min: options.minLearningRate,
+        warmupSteps: options.warmupSteps,
+        totalSteps: steps,
+      }),
       maxGradNorm: options.maxGradNorm,
       microBatches,
       heldOut: heldRows.length > 0 ? { batches: chunks(heldRows, batchSize).map(batchOf), bytes: heldBytes } : null,

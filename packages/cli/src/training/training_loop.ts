@@ -132,7 +132,7 @@ export function heldOutLoss(model: GraniteMoeHybridForCausalLM, heldOut: HeldOut
 export function saveRunRecord(out: string, trained: Module, optimizer: AdamW, history: TrainingHistory, curve: LossCurveOptions): string[] {
   saveTrainerState(out, trained, optimizer, history as unknown as Record<string, unknown>);
   fs.writeFileSync(path.join(out, 'loss.svg'), lossCurveSvg(history.train, history.heldOut, curve));
-  fs.writeFileSync(path.join(out, 'training_log.json'), JSON.stringify(history, null, 2) + '\n');
+  fs.writeFileSync(path.join(out, 'training_log.json'), `${JSON.stringify(history, null, 2)}\n`);
   return [OPTIMIZER_FILE, TRAINER_STATE_FILE, 'loss.svg', 'training_log.json'];
 }
 
@@ -171,7 +171,15 @@ export async function runTrainingLoop(o: TrainingLoopOptions): Promise<TrainingL
     history.seconds = secondsBefore + elapsed;
     const tokensPerSecond = tokensThisRun / Math.max(elapsed, 1e-9);
     const msPerStep = (elapsed * 1000) / (step - firstStep);
-    o.onStep?.({ step, steps: o.steps, loss: result.loss, gradNorm: result.gradNorm, learningRate, tokensPerSecond, etaMs: msPerStep * (o.steps - step) });
+    o.onStep?.({
+      step,
+      steps: o.steps,
+      loss: result.loss,
+      gradNorm: result.gradNorm,
+      learningRate,
+      tokensPerSecond,
+      etaMs: msPerStep * (o.steps - step),
+    });
     if (step % o.evalEvery === 0 && step < o.steps) evaluate(step);
     if (o.saveEvery > 0 && step % o.saveEvery === 0 && step < o.steps) files = await o.save(history);
   }

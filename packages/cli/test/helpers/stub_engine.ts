@@ -64,7 +64,11 @@ export class StubEngine implements Engine {
 
   renderChat(messages: readonly ChatMessage[], options: { tools?: readonly unknown[] }): string {
     const tools = options.tools?.length ? `<tools>${JSON.stringify(options.tools)}</tools>` : '';
-    return tools + messages.map((m) => `<${m.role}>${textOf(m.content)}${m.tool_calls ? JSON.stringify(m.tool_calls) : ''}`).join('') + '<assistant>';
+    return (
+      tools +
+      messages.map((m) => `<${m.role}>${textOf(m.content)}${m.tool_calls ? JSON.stringify(m.tool_calls) : ''}`).join('') +
+      '<assistant>'
+    );
   }
 
   encode(text: string): number[] {

@@ -71,7 +71,7 @@ export const GGML_TYPES = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 } as cons
 export type GgmlType = keyof typeof GGML_TYPES;
 
 export function isGgmlType(s: unknown): s is GgmlType {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(GGML_TYPES, s);
+  return typeof s === 'string' && Object.hasOwn(GGML_TYPES, s);
 }
 
 /** The ggml type name of a numeric `ggml_type`, or undefined for types graniteflow does not know. */

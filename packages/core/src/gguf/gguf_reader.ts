@@ -166,13 +166,16 @@ function readHeaderFrom(file: string, fd: number): GgufHeader {
   const alignValue = metadata.get(GGUF_ALIGNMENT_KEY);
   const alignment = alignValue === undefined ? GGUF_DEFAULT_ALIGNMENT : Number(alignValue.value);
   if (alignValue !== undefined && (alignValue.type !== 'u32' || alignment <= 0 || (alignment & (alignment - 1)) !== 0)) {
-    throw new GgufError(file, `must be a u32 power of two, got ${alignValue.type} ${String(alignValue.value)}`, { key: GGUF_ALIGNMENT_KEY });
+    throw new GgufError(file, `must be a u32 power of two, got ${alignValue.type} ${String(alignValue.value)}`, {
+      key: GGUF_ALIGNMENT_KEY,
+    });
   }
   const infos: Omit<GgufTensorInfo, 'offset'>[] = [];
   for (let i = 0; i < tensorCount; i++) {
     const name = c.scalar('string') as string;
     const dims = c.u32();
-    if (dims === 0 || dims > GGUF_MAX_DIMS) throw new GgufError(file, `has ${dims} dimensions; 1 to ${GGUF_MAX_DIMS} expected`, { tensor: name });
+    if (dims === 0 || dims > GGUF_MAX_DIMS)
+      throw new GgufError(file, `has ${dims} dimensions; 1 to ${GGUF_MAX_DIMS} expected`, { tensor: name });
     const ne: number[] = [];
     for (let d = 0; d < dims; d++) ne.push(c.size('a dimension'));
     const typeId = c.u32();
@@ -192,7 +195,9 @@ function readHeaderFrom(file: string, fd: number): GgufHeader {
       throw new GgufError(file, `its data offset ${t.relativeOffset} is not a multiple of the alignment ${alignment}`, { tensor: t.name });
     }
     if (offset + t.byteLength > fileSize) {
-      throw new GgufError(file, `its ${t.byteLength} bytes at offset ${offset} run past the end of the file (${fileSize} bytes)`, { tensor: t.name });
+      throw new GgufError(file, `its ${t.byteLength} bytes at offset ${offset} run past the end of the file (${fileSize} bytes)`, {
+        tensor: t.name,
+      });
     }
     return { ...t, offset };
   });

@@ -186,7 +186,7 @@ function scalarProblem(type: GgufScalarType, v: unknown): string | null {
 }
 
 function isScalarType(t: unknown): t is GgufScalarType {
-  return typeof t === 'string' && t !== 'array' && Object.prototype.hasOwnProperty.call(GGUF_VALUE_TYPES, t);
+  return typeof t === 'string' && t !== 'array' && Object.hasOwn(GGUF_VALUE_TYPES, t);
 }
 
 function encodeMetadata(file: string, entries: [string, GgufValue][], out: ByteBuilder): void {
@@ -237,14 +237,17 @@ function planTensors(file: string, tensors: readonly GgufTensor[], alignment: nu
     }
     if (names.has(name)) throw fail('appears twice in the tensor list');
     names.add(name);
-    if (!isGgmlType(type)) throw fail(`unknown tensor type ${quotedName(String(type))}; expected one of ${Object.keys(GGML_TYPES).join(', ')}`);
+    if (!isGgmlType(type))
+      throw fail(`unknown tensor type ${quotedName(String(type))}; expected one of ${Object.keys(GGML_TYPES).join(', ')}`);
     if (!Array.isArray(shape) || shape.length === 0 || shape.length > GGUF_MAX_DIMS) {
       throw fail(`the shape must have 1 to ${GGUF_MAX_DIMS} dimensions, got [${String(shape)}]`);
     }
     if (!shape.every((d) => Number.isSafeInteger(d) && d > 0)) throw fail(`the shape [${shape}] must hold positive integers`);
     const row = shape[shape.length - 1];
     if (row % ggmlBlockWeights(type) !== 0) {
-      throw fail(`a ${type} row holds whole blocks of ${ggmlBlockWeights(type)} weights, but the row length (last dimension of [${shape}]) is ${row}`);
+      throw fail(
+        `a ${type} row holds whole blocks of ${ggmlBlockWeights(type)} weights, but the row length (last dimension of [${shape}]) is ${row}`,
+      );
     }
     if (typeof tensor.write !== 'function') throw fail('has no write(dst) function');
     const byteLength = ggmlByteLength(type, shape);
@@ -328,9 +331,9 @@ export async function writeGguf(
   tensors: readonly GgufTensor[],
   options: WriteGgufOptions = {},
 ): Promise<void> {
-  const entries: [string, GgufValue][] = (metadata instanceof Map ? [...metadata] : [...(metadata as ReadonlyArray<readonly [string, GgufValue]>)]).map(
-    ([k, v]) => [k, v],
-  );
+  const entries: [string, GgufValue][] = (
+    metadata instanceof Map ? [...metadata] : [...(metadata as ReadonlyArray<readonly [string, GgufValue]>)]
+  ).map(([k, v]) => [k, v]);
   const given = entries.find(([k]) => k === GGUF_ALIGNMENT_KEY)?.[1];
   let alignment = options.alignment ?? GGUF_DEFAULT_ALIGNMENT;
   if (given !== undefined) {
@@ -346,7 +349,8 @@ export async function writeGguf(
     throw new GgufError(path, `the alignment must be a power of two, got ${alignment}`);
   }
   const chunkBytes = options.chunkBytes ?? 8 << 20;
-  if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) throw new GgufError(path, `chunkBytes must be a positive integer, got ${chunkBytes}`);
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0)
+    throw new GgufError(path, `chunkBytes must be a positive integer, got ${chunkBytes}`);
 
   const planned = planTensors(path, tensors, alignment);
   const header = encodeHeader(path, entries, planned, alignment);
@@ -385,6 +389,10 @@ export async function writeGguf(
     fs.rmSync(tmp, { force: true });
     if (err instanceof GgufError) throw err;
     const detail = (err as Error).message;
-    throw new GgufError(path, current !== undefined ? `writing its data failed: ${detail}` : `cannot write: ${detail}`, current !== undefined ? { tensor: current } : undefined);
+    throw new GgufError(
+      path,
+      current !== undefined ? `writing its data failed: ${detail}` : `cannot write: ${detail}`,
+      current !== undefined ? { tensor: current } : undefined,
+    );
   }
 }

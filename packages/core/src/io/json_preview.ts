@@ -26,7 +26,7 @@ export function previewJson(value: unknown, maxLength = 80): string {
       text += '{';
       let first = true;
       for (const key in v) {
-        if (!Object.prototype.hasOwnProperty.call(v, key)) continue;
+        if (!Object.hasOwn(v, key)) continue;
         if (full()) break;
         text += `${first ? '' : ','}${JSON.stringify(key.length > maxLength ? key.slice(0, maxLength) : key)}:`;
         first = false;

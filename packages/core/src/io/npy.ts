@@ -45,7 +45,7 @@ export function encodeNpy(array: NpyArray): Buffer {
   let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`;
   // Total header (magic + version + length + dict + newline) is padded to a multiple of 64.
   const unpadded = 10 + header.length + 1;
-  header += ' '.repeat((64 - (unpadded % 64)) % 64) + '\n';
+  header += `${' '.repeat((64 - (unpadded % 64)) % 64)}\n`;
   const prefix = Buffer.alloc(10);
   prefix.write(MAGIC, 0, 'latin1');
   prefix[6] = 1;

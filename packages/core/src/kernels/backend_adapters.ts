@@ -58,12 +58,7 @@ export function cpuKernelFunc<I, A>(body: FusedKernel<I, A>): KernelFunc {
     const arrays: Named<FlatArray> = {};
     for (const [k, t] of Object.entries(named)) arrays[k] = cpu.data.get(t.dataId).values as FlatArray;
     const outs = outSpecs.map(allocate);
-    body.compute(
-      arrays as { [K in keyof I]: FlatArray },
-      outs,
-      shapesOf(named) as { [K in keyof I]: number[] },
-      a,
-    );
+    body.compute(arrays as { [K in keyof I]: FlatArray }, outs, shapesOf(named) as { [K in keyof I]: number[] }, a);
     return outs.map((o, i) => cpu.makeTensorInfo(outSpecs[i].shape, outSpecs[i].dtype, o));
   };
 }
@@ -84,12 +79,7 @@ export function wasmKernelFunc<I, A>(body: FusedKernel<I, A>): KernelFunc {
     for (const [k, t] of Object.entries(named)) arrays[k] = wasm.typedArrayFromHeap(t);
     const outs = outInfos.map((info) => wasm.typedArrayFromHeap(info));
     for (const o of outs) o.fill(0);
-    body.compute(
-      arrays as { [K in keyof I]: FlatArray },
-      outs,
-      shapesOf(named) as { [K in keyof I]: number[] },
-      a,
-    );
+    body.compute(arrays as { [K in keyof I]: FlatArray }, outs, shapesOf(named) as { [K in keyof I]: number[] }, a);
     return outInfos;
   };
 }

@@ -23,10 +23,5 @@ export interface FusedKernel<I, A> {
    * The math. `outputs` arrive zero-filled. Must not keep references to the arrays after it returns
    * (wasm views die when the heap grows).
    */
-  compute(
-    inputs: { [K in keyof I]: FlatArray },
-    outputs: FlatArray[],
-    shapes: { [K in keyof I]: number[] },
-    attrs: A,
-  ): void;
+  compute(inputs: { [K in keyof I]: FlatArray }, outputs: FlatArray[], shapes: { [K in keyof I]: number[] }, attrs: A): void;
 }

@@ -31,7 +31,7 @@ export function unsharedFloat32Memory(tensor: tf.Tensor): Float32Array | null {
   const wasm = backend as Partial<WasmStorageLike>;
   if (wasm.dataIdMap && typeof wasm.typedArrayFromHeap === 'function') {
     const entry = wasm.dataIdMap.get(tensor.dataId);
-    if (!entry || entry.refCount !== 1) return null;
+    if (entry?.refCount !== 1) return null;
     const view = wasm.typedArrayFromHeap(info);
     return view instanceof Float32Array ? view : null;
   }

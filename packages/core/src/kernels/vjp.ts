@@ -9,11 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
  * nested `tf.grads` as top level — it replaces the engine's active tape and sets it to null when
  * done, under the backprop that is still walking the outer tape. The outer tape is put back after.
  */
-export function vjp(
-  fn: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
-  xs: tf.Tensor[],
-  dys: tf.Tensor | tf.Tensor[],
-): tf.Tensor[] {
+export function vjp(fn: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[], xs: tf.Tensor[], dys: tf.Tensor | tf.Tensor[]): tf.Tensor[] {
   const cotangents = Array.isArray(dys) ? dys : [dys];
   const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
   const outerTape = state.activeTape;

@@ -29,10 +29,34 @@ interface EmscriptenModuleLike {
  * supported, which every kernel built on {@link wasmHeap} relies on.
  */
 const SIMD_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
-  0x03, 0x02, 0x01, 0x00, // function section
-  0x0a, 0x16, 0x01, 0x14, 0x00, 0xfd, 0x0c, ...new Array<number>(16).fill(0), 0x0b, // code: v128.const 0
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00, // magic, version
+  0x01,
+  0x05,
+  0x01,
+  0x60,
+  0x00,
+  0x01,
+  0x7b, // type section: () -> v128
+  0x03,
+  0x02,
+  0x01,
+  0x00, // function section
+  0x0a,
+  0x16,
+  0x01,
+  0x14,
+  0x00,
+  0xfd,
+  0x0c,
+  ...new Array<number>(16).fill(0),
+  0x0b, // code: v128.const 0
 ]);
 
 let simdSupported: boolean | undefined;
@@ -42,7 +66,7 @@ export function hasWasmSimd(): boolean {
   if (simdSupported === undefined) {
     const wasm = webAssemblyApi();
     try {
-      simdSupported = wasm !== undefined && wasm.validate(SIMD_PROBE);
+      simdSupported = wasm?.validate(SIMD_PROBE) ?? false;
     } catch {
       simdSupported = false;
     }

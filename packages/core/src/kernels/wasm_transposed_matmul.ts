@@ -29,7 +29,11 @@ export function registerWasmTransposedMatMul(): boolean {
     const flipped = (t: TensorInfo): TensorInfo => {
       const perm = t.shape.map((_, i) => i);
       [perm[perm.length - 2], perm[perm.length - 1]] = [perm[perm.length - 1], perm[perm.length - 2]];
-      const out = transpose.kernelFunc({ inputs: { x: t }, attrs: { perm } as unknown as tf.NamedAttrMap, backend: args.backend }) as TensorInfo;
+      const out = transpose.kernelFunc({
+        inputs: { x: t },
+        attrs: { perm } as unknown as tf.NamedAttrMap,
+        backend: args.backend,
+      }) as TensorInfo;
       made.push(out);
       return out;
     };

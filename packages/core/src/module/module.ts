@@ -39,7 +39,12 @@ function patternTest(pattern: ParameterPattern): (name: string) => boolean {
   if (pattern instanceof RegExp) return (name) => pattern.test(name);
   const source = pattern
     .split('**')
-    .map((part) => part.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^.]*'))
+    .map((part) =>
+      part
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^.]*'),
+    )
     .join('.*');
   const re = new RegExp(`^${source}$`);
   return (name) => re.test(name);
@@ -126,7 +131,10 @@ export abstract class Module {
       matched++;
     }
     if (matched === 0) {
-      const some = params.slice(0, 3).map(([n]) => n).join(', ');
+      const some = params
+        .slice(0, 3)
+        .map(([n]) => n)
+        .join(', ');
       throw new RangeError(`${verb}(${String(pattern)}): no parameter matches; names look like ${some || '(this module has none)'}.`);
     }
     return matched;
@@ -148,11 +156,7 @@ export abstract class Module {
       const context: InitContext = { std, seed: options.seed === undefined ? undefined : parameterSeed(options.seed, name) };
       const shape = [...p.shape];
       const make =
-        scheme === 'hf'
-          ? () => p.initializer(shape, context)
-          : scheme === 'zeros'
-            ? () => tf.zeros(shape)
-            : () => scheme(name, p, context);
+        scheme === 'hf' ? () => p.initializer(shape, context) : scheme === 'zeros' ? () => tf.zeros(shape) : () => scheme(name, p, context);
       if (options.lazy) p.setInitial(make);
       else p.assign(tf.tidy(make));
     }
@@ -193,10 +197,7 @@ export abstract class Module {
    * The checks of {@link Module.loadStateDict} on names and shapes alone, so a checkpoint can be
    * validated from its headers before any tensor data is read.
    */
-  checkStateDictShapes(
-    shapes: Map<string, readonly number[]>,
-    options: LoadStateDictOptions = {},
-  ): void {
+  checkStateDictShapes(shapes: Map<string, readonly number[]>, options: LoadStateDictOptions = {}): void {
     const strict = options.strict ?? true;
     const params = new Map(this.namedParameters());
     const missing: string[] = [];
@@ -211,12 +212,7 @@ export abstract class Module {
     }
     const unexpected = [...shapes.keys()].filter((k) => !params.has(k));
     if (mismatched.length || (strict && (missing.length || unexpected.length))) {
-      throw new StateDictError(
-        strict ? missing : [],
-        strict ? unexpected : [],
-        mismatched,
-        options.source,
-      );
+      throw new StateDictError(strict ? missing : [], strict ? unexpected : [], mismatched, options.source);
     }
   }
 

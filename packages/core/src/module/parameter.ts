@@ -209,7 +209,9 @@ export class Parameter {
     if (this.layout !== 'transposed') {
       // Float data goes up as is: a same-dtype cast would still copy the whole tensor on wasm.
       const shape = this.shape as number[];
-      this.assign(dtype === 'float32' ? tf.tensor(data, shape, 'float32') : tf.tidy(() => tf.cast(tf.tensor(data, shape, dtype), 'float32')));
+      this.assign(
+        dtype === 'float32' ? tf.tensor(data, shape, 'float32') : tf.tidy(() => tf.cast(tf.tensor(data, shape, dtype), 'float32')),
+      );
       return;
     }
     const floats = data instanceof Float32Array ? data : Float32Array.from(data);

@@ -21,21 +21,14 @@ export class StateDictError extends Error {
     super(StateDictError.describe(missing, unexpected, mismatched, source));
   }
 
-  private static describe(
-    missing: string[],
-    unexpected: string[],
-    mismatched: ShapeMismatch[],
-    source?: string,
-  ): string {
-    const list = (names: string[]) =>
-      names.slice(0, 20).join(', ') + (names.length > 20 ? `, … (${names.length} in all)` : '');
+  private static describe(missing: string[], unexpected: string[], mismatched: ShapeMismatch[], source?: string): string {
+    const list = (names: string[]) => names.slice(0, 20).join(', ') + (names.length > 20 ? `, … (${names.length} in all)` : '');
     const parts: string[] = [];
     if (missing.length) parts.push(`missing ${missing.length}: ${list(missing)}`);
     if (unexpected.length) parts.push(`unexpected ${unexpected.length}: ${list(unexpected)}`);
     if (mismatched.length) {
       parts.push(
-        `wrong shape ${mismatched.length}: ` +
-          list(mismatched.map((m) => `${m.name} expected [${m.expected}] got [${m.actual}]`)),
+        `wrong shape ${mismatched.length}: ${list(mismatched.map((m) => `${m.name} expected [${m.expected}] got [${m.actual}]`))}`,
       );
     }
     return `State dict${source ? ` from ${source}` : ''} does not match the model: ${parts.join('; ')}.`;

@@ -94,7 +94,15 @@ export function padKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const Ctor = values.constructor as new (n: number) => FlatArray;
     const out = new Ctor(tf.util.sizeFromShape(shape));
     if (constantValue !== 0) out.fill(constantValue);
-    copyBox(values, x.shape, new Array<number>(x.shape.length).fill(0), out, shape, paddings.map((p) => p[0]), x.shape);
+    copyBox(
+      values,
+      x.shape,
+      new Array<number>(x.shape.length).fill(0),
+      out,
+      shape,
+      paddings.map((p) => p[0]),
+      x.shape,
+    );
     countSimdCall(PAD_COUNTER);
     return backend.makeTensorInfo(shape, x.dtype, out);
   };

@@ -153,27 +153,51 @@ interface RowLoops {
 
 const ROW_LOOPS: Record<'add' | 'sub' | 'mul' | 'div', RowLoops> = {
   add: {
-    vv: (out, o, a, ia, b, ib, n) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i] + b[ib + i]; },
-    vs: (out, o, a, ia, b, n) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i] + b; },
-    sv: (out, o, a, b, ib, n) => { for (let i = 0; i < n; i++) out[o + i] = a + b[ib + i]; },
+    vv: (out, o, a, ia, b, ib, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a[ia + i] + b[ib + i];
+    },
+    vs: (out, o, a, ia, b, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a[ia + i] + b;
+    },
+    sv: (out, o, a, b, ib, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a + b[ib + i];
+    },
     scalar: (a, b) => a + b,
   },
   sub: {
-    vv: (out, o, a, ia, b, ib, n) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i] - b[ib + i]; },
-    vs: (out, o, a, ia, b, n) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i] - b; },
-    sv: (out, o, a, b, ib, n) => { for (let i = 0; i < n; i++) out[o + i] = a - b[ib + i]; },
+    vv: (out, o, a, ia, b, ib, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a[ia + i] - b[ib + i];
+    },
+    vs: (out, o, a, ia, b, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a[ia + i] - b;
+    },
+    sv: (out, o, a, b, ib, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a - b[ib + i];
+    },
     scalar: (a, b) => a - b,
   },
   mul: {
-    vv: (out, o, a, ia, b, ib, n) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i] * b[ib + i]; },
-    vs: (out, o, a, ia, b, n) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i] * b; },
-    sv: (out, o, a, b, ib, n) => { for (let i = 0; i < n; i++) out[o + i] = a * b[ib + i]; },
+    vv: (out, o, a, ia, b, ib, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a[ia + i] * b[ib + i];
+    },
+    vs: (out, o, a, ia, b, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a[ia + i] * b;
+    },
+    sv: (out, o, a, b, ib, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a * b[ib + i];
+    },
     scalar: (a, b) => a * b,
   },
   div: {
-    vv: (out, o, a, ia, b, ib, n) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i] / b[ib + i]; },
-    vs: (out, o, a, ia, b, n) => { for (let i = 0; i < n; i++) out[o + i] = a[ia + i] / b; },
-    sv: (out, o, a, b, ib, n) => { for (let i = 0; i < n; i++) out[o + i] = a / b[ib + i]; },
+    vv: (out, o, a, ia, b, ib, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a[ia + i] / b[ib + i];
+    },
+    vs: (out, o, a, ia, b, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a[ia + i] / b;
+    },
+    sv: (out, o, a, b, ib, n) => {
+      for (let i = 0; i < n; i++) out[o + i] = a / b[ib + i];
+    },
     scalar: (a, b) => a / b,
   },
 };
@@ -201,10 +225,13 @@ function broadcastBinaryKernel(loops: RowLoops, fallback: tf.KernelFunc): tf.Ker
       }
       return strides;
     };
-    const sa = stridesOf(a.shape), sb = stridesOf(b.shape);
-    const stepA = sa[rank - 1], stepB = sb[rank - 1];
+    const sa = stridesOf(a.shape),
+      sb = stridesOf(b.shape);
+    const stepA = sa[rank - 1],
+      stepB = sb[rank - 1];
     const index = new Array<number>(Math.max(0, rank - 1)).fill(0);
-    let offA = 0, offB = 0;
+    let offA = 0,
+      offB = 0;
     for (let o = 0; o < out.length; o += rowLength) {
       if (stepA === 1 && stepB === 1) loops.vv(out, o, av, offA, bv, offB, rowLength);
       else if (stepA === 1) loops.vs(out, o, av, offA, bv[offB], rowLength);

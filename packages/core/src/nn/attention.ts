@@ -29,7 +29,11 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
   const fail = (what: string) => {
     throw new RangeError(`attention: ${what}`);
   };
-  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
+  for (const [name, t] of [
+    ['q', q],
+    ['k', k],
+    ['v', v],
+  ] as const) {
     if (t.rank !== 4) fail(`${name} must be [batch, positions, heads, headDim], got [${t.shape}].`);
     if (t.dtype !== 'float32') throw new TypeError(`attention: ${name} must be float32, got ${t.dtype}.`);
   }

@@ -42,16 +42,27 @@ export function attentionReference(inputs: AttentionInputs, attrs: AttentionAttr
     const kvHeads = k.shape[headsMajor ? 1 : 2] as number;
     const rep = heads / kvHeads;
     const filled = (t: tf.Tensor) =>
-      headsMajor ? tf.slice(t, [0, 0, 0, 0], [batch, kvHeads, span, hd]) : tf.transpose(tf.slice(t, [0, 0, 0, 0], [batch, span, kvHeads, hd]), [0, 2, 1, 3]);
+      headsMajor
+        ? tf.slice(t, [0, 0, 0, 0], [batch, kvHeads, span, hd])
+        : tf.transpose(tf.slice(t, [0, 0, 0, 0], [batch, span, kvHeads, hd]), [0, 2, 1, 3]);
     const keys = filled(k); // [B, Hkv, S, hd]
     const values = filled(v);
     // Heads j = kv·rep + r share KV head kv: queries regroup as [B, Hkv, rep·T, hd].
-    const queries = tf.reshape(tf.transpose(tf.reshape(q, [batch, time, kvHeads, rep, hd]), [0, 2, 3, 1, 4]), [batch, kvHeads, rep * time, hd]);
+    const queries = tf.reshape(tf.transpose(tf.reshape(q, [batch, time, kvHeads, rep, hd]), [0, 2, 3, 1, 4]), [
+      batch,
+      kvHeads,
+      rep * time,
+      hd,
+    ]);
     const scores = tf.reshape(tf.mul(tf.matMul(queries, keys, false, true), scale), [batch, kvHeads, rep, time, span]);
     let allowed: tf.Tensor = tf.ones([1, time, span], 'bool');
     if (causal) {
       const last = tf.add(tf.range(0, time, 1, 'int32'), span - time); // the last key each query sees
-      allowed = tf.reshape(tf.lessEqual(tf.reshape(tf.range(0, span, 1, 'int32'), [1, span]), tf.reshape(last, [time, 1])), [1, time, span]);
+      allowed = tf.reshape(tf.lessEqual(tf.reshape(tf.range(0, span, 1, 'int32'), [1, span]), tf.reshape(last, [time, 1])), [
+        1,
+        time,
+        span,
+      ]);
     }
     if (keyMask) allowed = tf.logicalAnd(allowed, tf.reshape(tf.notEqual(keyMask, 0), [batch, 1, span]));
     const allowed5 = tf.reshape(allowed, [allowed.shape[0], 1, 1, time, span]);
@@ -85,7 +96,8 @@ function attentionRows(
       for (let j = 0; j < heads; j++) {
         const qo = ((b * time + t) * heads + j) * hd;
         const kvo = b * capacity * kvHeads * hd + Math.floor(j / rep) * headStride;
-        let m = -Infinity, l = 0;
+        let m = -Infinity,
+          l = 0;
         acc.fill(0);
         for (let s = 0; s < end; s++) {
           if (keyMask !== undefined && keyMask[b * span + s] === 0) continue;
@@ -115,7 +127,10 @@ const nativeAttention = nativeKernel<AttentionAttrs>((addon, a, { scale, keyLeng
   const out = new Float32Array(a.q.values.length);
   const f32 = (x: { values: Float32Array | Int32Array }) => x.values as Float32Array;
   addon.attention!(
-    f32(a.q), f32(a.k), f32(a.v), a.keyMask ? f32(a.keyMask) : null,
+    f32(a.q),
+    f32(a.k),
+    f32(a.v),
+    a.keyMask ? f32(a.keyMask) : null,
     { batch, queryLength: time, queryHeads: heads, kvHeads, headDim: hd, keyLength, capacity },
     { scale, causal, headsMajor },
     out,

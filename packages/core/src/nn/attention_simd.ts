@@ -4,9 +4,22 @@ import type { AttentionArrays, AttentionAttrs } from './attention_kernel';
 /** The kernel family `assembly/attention.ts`: every pointer a heap byte address. */
 interface AttentionExports {
   attention(
-    q: number, k: number, v: number, mask: number, out: number, acc: number,
-    batch: number, time: number, heads: number, kvHeads: number, hd: number, keyLength: number, capacity: number,
-    causal: number, headsMajor: number, scale: number,
+    q: number,
+    k: number,
+    v: number,
+    mask: number,
+    out: number,
+    acc: number,
+    batch: number,
+    time: number,
+    heads: number,
+    kvHeads: number,
+    hd: number,
+    keyLength: number,
+    capacity: number,
+    causal: number,
+    headsMajor: number,
+    scale: number,
   ): void;
 }
 
@@ -33,8 +46,22 @@ export function attentionSimd(
   if (block === 0) return false;
   try {
     simd.exports.attention(
-      at.q, at.k, at.v, at.mask, at.out, (block + 15) & ~15,
-      batch, time, heads, kvHeads, hd, keyLength, capacity, causal ? 1 : 0, headsMajor ? 1 : 0, scale,
+      at.q,
+      at.k,
+      at.v,
+      at.mask,
+      at.out,
+      (block + 15) & ~15,
+      batch,
+      time,
+      heads,
+      kvHeads,
+      hd,
+      keyLength,
+      capacity,
+      causal ? 1 : 0,
+      headsMajor ? 1 : 0,
+      scale,
     );
   } finally {
     simd.heap.free(block);

@@ -51,9 +51,7 @@ export class Embedding extends Module {
     const values = ids.dataSync();
     for (let i = 0; i < values.length; i++) {
       if (values[i] < 0 || values[i] >= this.numEmbeddings) {
-        throw new RangeError(
-          `Token id ${values[i]} is outside the embedding table [0, ${this.numEmbeddings}).`,
-        );
+        throw new RangeError(`Token id ${values[i]} is outside the embedding table [0, ${this.numEmbeddings}).`);
       }
     }
     const packed = this.weight.packed;
@@ -75,9 +73,7 @@ export class Embedding extends Module {
     return tf.tidy(() => {
       const flat = tf.reshape(h, [-1, this.dim]);
       const scores =
-        this.weight.layout === 'transposed'
-          ? tf.matMul(flat, this.weight.value)
-          : tf.matMul(flat, this.weight.value, false, true);
+        this.weight.layout === 'transposed' ? tf.matMul(flat, this.weight.value) : tf.matMul(flat, this.weight.value, false, true);
       return tf.reshape(scores, [...h.shape.slice(0, -1), this.numEmbeddings]);
     });
   }

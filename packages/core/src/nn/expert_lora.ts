@@ -71,5 +71,10 @@ export interface ExpertAdaptable {
 /** Whether `m` holds a stacked expert weight an adapter can change (see {@link ExpertAdaptable}). */
 export function isExpertAdaptable(m: Module): m is Module & ExpertAdaptable {
   const c = m as Partial<ExpertAdaptable>;
-  return typeof c.attachAdapter === 'function' && typeof c.numExperts === 'number' && c.weight instanceof Parameter && c.weight.shape.length === 3;
+  return (
+    typeof c.attachAdapter === 'function' &&
+    typeof c.numExperts === 'number' &&
+    c.weight instanceof Parameter &&
+    c.weight.shape.length === 3
+  );
 }

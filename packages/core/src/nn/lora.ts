@@ -125,7 +125,10 @@ export class LoraAdapters extends Module {
     const modules = [...model.namedModules()];
     const linears = modules.filter((e): e is [string, Linear] => e[1] instanceof Linear);
     const stacks = modules.filter((e): e is [string, Module & ExpertAdaptable] => isExpertAdaptable(e[1]));
-    const named = (list: readonly string[]) => ([p]: [string, Module]) => list.includes(p.split('.').pop()!);
+    const named =
+      (list: readonly string[]) =>
+      ([p]: [string, Module]) =>
+        list.includes(p.split('.').pop()!);
     const chosenLinears = linears.filter(named(targets));
     const chosenStacks = stacks.filter(named(expertTargets));
     if (chosenLinears.length + chosenStacks.length === 0) {
@@ -190,7 +193,7 @@ export class LoraAdapters extends Module {
       inference_mode: true,
     };
     const file = path.join(dir, ADAPTER_CONFIG_FILE);
-    fs.writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(config, null, 2) + '\n');
+    fs.writeFileSync(`${file}.tmp-${process.pid}`, `${JSON.stringify(config, null, 2)}\n`);
     fs.renameSync(`${file}.tmp-${process.pid}`, file);
     return [ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE];
   }
@@ -212,14 +215,19 @@ export class LoraAdapters extends Module {
     } catch (err) {
       throw new Error(`${configFile} cannot be read as JSON: ${(err as Error).message}`);
     }
-    if (config.peft_type !== 'LORA') throw new Error(`${configFile}: peft_type is ${JSON.stringify(config.peft_type)}; only "LORA" adapters are supported.`);
-    if (config.bias !== undefined && config.bias !== 'none') throw new Error(`${configFile}: bias ${JSON.stringify(config.bias)} is not supported (only "none").`);
+    if (config.peft_type !== 'LORA')
+      throw new Error(`${configFile}: peft_type is ${JSON.stringify(config.peft_type)}; only "LORA" adapters are supported.`);
+    if (config.bias !== undefined && config.bias !== 'none')
+      throw new Error(`${configFile}: bias ${JSON.stringify(config.bias)} is not supported (only "none").`);
     if (config.fan_in_fan_out === true) throw new Error(`${configFile}: fan_in_fan_out adapters are not supported.`);
     const targets = Array.isArray(config.target_modules) ? (config.target_modules as string[]) : [...DEFAULT_LORA_TARGETS];
     // PEFT names a parameter target by its path's tail ("input_linear.weight"); no list: none.
     const parameterTargets = Array.isArray(config.target_parameters) ? (config.target_parameters as string[]) : [];
     const notWeights = parameterTargets.filter((t) => !t.endsWith('.weight'));
-    if (notWeights.length > 0) throw new Error(`${configFile}: target_parameters ${notWeights.join(', ')} do not name a .weight; only expert weights can be adapted.`);
+    if (notWeights.length > 0)
+      throw new Error(
+        `${configFile}: target_parameters ${notWeights.join(', ')} do not name a .weight; only expert weights can be adapted.`,
+      );
     const expertTargets = parameterTargets.map((t) => t.slice(0, -'.weight'.length).split('.').pop()!);
     const adapters = LoraAdapters.attach(model, { rank: Number(config.r), alpha: Number(config.lora_alpha), targets, expertTargets });
     const file = SafetensorsFile.open(path.join(dir, ADAPTER_WEIGHTS_FILE));

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../module/module';
 import { Parameter } from '../module/parameter';
 import { RmsNorm } from './rms_norm_kernel';

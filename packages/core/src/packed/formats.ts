@@ -37,7 +37,7 @@ const LAYOUTS: Record<WeightDtype, FormatLayout> = {
 };
 
 export function isWeightDtype(s: unknown): s is WeightDtype {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(LAYOUTS, s);
+  return typeof s === 'string' && Object.hasOwn(LAYOUTS, s);
 }
 
 export function isPackedFormat(s: unknown): s is PackedFormat {

@@ -22,7 +22,9 @@ export function interleavesHere(format: PackedFormat, shape: readonly number[]):
 export function convertLayout(format: PackedFormat, bytes: Uint8Array, rows: number, cols: number, toInterleaved: boolean): void {
   const addon = nativeAddon();
   if (addon === null || typeof addon.interleave !== 'function') {
-    throw new Error(`Converting a ${format} weight [${rows}, ${cols}] between row order and the interleaved layout needs @graniteflow/native with interleave().`);
+    throw new Error(
+      `Converting a ${format} weight [${rows}, ${cols}] between row order and the interleaved layout needs @graniteflow/native with interleave().`,
+    );
   }
   addon.interleave(format, bytes, rows, cols, toInterleaved);
 }

@@ -8,12 +8,7 @@ import * as path from 'node:path';
 import { INDEX_FILE, SINGLE_FILE } from '../safetensors/checkpoint';
 import { DTYPE_BYTES, isSafetensorsDtype, type SafetensorsDtype } from '../safetensors/dtypes';
 import { SafetensorsError } from '../safetensors/errors';
-import {
-  PACKED_LAYOUT_VERSION,
-  PACKED_MARKER_KEY,
-  packedMetadataEntries,
-  packedStorage,
-} from '../safetensors/packed_metadata';
+import { PACKED_LAYOUT_VERSION, PACKED_MARKER_KEY, packedMetadataEntries, packedStorage } from '../safetensors/packed_metadata';
 import { writeSafetensorsStream, type StreamedTensor, type StreamWriteOptions } from '../safetensors/stream_writer';
 import { canPackRows, isPackedFormat, QUANT_BLOCK, type PackedFormat } from './formats';
 
@@ -60,7 +55,11 @@ interface Planned {
 
 function plan(file: string, t: PackedCheckpointTensor): Planned {
   if (!isPackedFormat(t.dtype) && !(typeof t.dtype === 'string' && isSafetensorsDtype(t.dtype))) {
-    throw new SafetensorsError(file, `dtype ${JSON.stringify(t.dtype)} is neither a packed format (bf16, q8_0, q4_0) nor a safetensors dtype`, t.name);
+    throw new SafetensorsError(
+      file,
+      `dtype ${JSON.stringify(t.dtype)} is neither a packed format (bf16, q8_0, q4_0) nor a safetensors dtype`,
+      t.name,
+    );
   }
   if (isPackedFormat(t.dtype)) {
     const format = t.dtype;
@@ -69,7 +68,11 @@ function plan(file: string, t: PackedCheckpointTensor): Planned {
     }
     const cols = t.shape[t.shape.length - 1];
     if (!canPackRows(format, cols)) {
-      throw new SafetensorsError(file, `cannot be packed as ${format}: its rows of ${cols} weights are not whole blocks of ${QUANT_BLOCK}`, t.name);
+      throw new SafetensorsError(
+        file,
+        `cannot be packed as ${format}: its rows of ${cols} weights are not whole blocks of ${QUANT_BLOCK}`,
+        t.name,
+      );
     }
   }
   const storage = isPackedFormat(t.dtype) ? packedStorage(t.dtype, t.shape) : { dtype: t.dtype, shape: [...t.shape] };
@@ -78,7 +81,13 @@ function plan(file: string, t: PackedCheckpointTensor): Planned {
   const streamed: StreamedTensor =
     'bytes' in t
       ? { name: t.name, dtype: storage.dtype, shape: storage.shape, bytes: t.bytes }
-      : { name: t.name, dtype: storage.dtype, shape: storage.shape, fill: t.fill, granularity: Math.max(1, lastDim * DTYPE_BYTES[storage.dtype]) };
+      : {
+          name: t.name,
+          dtype: storage.dtype,
+          shape: storage.shape,
+          fill: t.fill,
+          granularity: Math.max(1, lastDim * DTYPE_BYTES[storage.dtype]),
+        };
   return { tensor: t, streamed, byteLength: elements * DTYPE_BYTES[storage.dtype] };
 }
 
@@ -112,16 +121,27 @@ function metadataFor(planned: Planned[], extra: Record<string, string> | undefin
   return metadata;
 }
 
-async function writePlanned(file: string, planned: Planned[], options: WritePackedOptions, writtenBefore: number, totalBytes: number): Promise<number> {
+async function writePlanned(
+  file: string,
+  planned: Planned[],
+  options: WritePackedOptions,
+  writtenBefore: number,
+  totalBytes: number,
+): Promise<number> {
   const ordered = alignedOrder(planned);
   const streamOptions: StreamWriteOptions = {
     metadata: metadataFor(ordered, options.metadata),
     alignment: 32,
     chunkBytes: options.chunkBytes,
     signal: options.signal,
-    onProgress: options.onProgress && ((p) => options.onProgress!({ tensor: p.tensor, writtenBytes: writtenBefore + p.writtenBytes, totalBytes })),
+    onProgress:
+      options.onProgress && ((p) => options.onProgress!({ tensor: p.tensor, writtenBytes: writtenBefore + p.writtenBytes, totalBytes })),
   };
-  return writeSafetensorsStream(file, ordered.map((p) => p.streamed), streamOptions);
+  return writeSafetensorsStream(
+    file,
+    ordered.map((p) => p.streamed),
+    streamOptions,
+  );
 }
 
 /**
@@ -185,7 +205,7 @@ export async function writePackedCheckpoint(
     if (shards.length > 1) {
       const weightMap: Record<string, string> = {};
       shards.forEach((shard, i) => shard.forEach((p) => (weightMap[p.tensor.name] = names[i])));
-      const index = JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n';
+      const index = `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`;
       const tmp = path.join(dir, `.${INDEX_FILE}.tmp-${process.pid}`);
       const handle = await fsp.open(tmp, 'w');
       try {

@@ -47,7 +47,9 @@ export function packedMatMulSimd(
   if (simd === null) return false;
   const n = x.length / inFeatures;
   // Addresses now: the malloc below may grow the memory, which detaches these views.
-  const xAt = x.byteOffset, wAt = w.byteOffset, yAt = y.byteOffset;
+  const xAt = x.byteOffset,
+    wAt = w.byteOffset,
+    yAt = y.byteOffset;
   const kernels = simd.exports;
   if (format === 'bf16') {
     kernels.matmul_bf16(wAt, outFeatures, inFeatures, xAt, n, yAt);

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { jsonErrorDetail, previewJson } from '../io/json_preview';
 import { FileKindError, pathEntryExists, readRegularFile } from '../io/regular_file';
 import { quotedName, SafetensorsError } from './errors';

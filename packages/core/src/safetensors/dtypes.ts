@@ -14,7 +14,7 @@ export const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
 };
 
 export function isSafetensorsDtype(s: string): s is SafetensorsDtype {
-  return Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
+  return Object.hasOwn(DTYPE_BYTES, s);
 }
 
 /** A tensor decoded to a dtype tfjs holds: float32 (from F32/F16/BF16), int32 (integers) or bool. */
@@ -44,7 +44,7 @@ export function floatToHalf(f: number): number {
   const exp = (u >>> 23) & 0xff;
   let mant = u & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
+  const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;
@@ -98,11 +98,7 @@ function uint16View(bytes: Uint8Array, n: number): Uint16Array {
  * (safetensors does not align tensors), so multi-byte types go through a DataView or a copy.
  * Returns a string describing the problem for values tfjs cannot hold (I64 beyond int32).
  */
-export function decodeTensorBytes(
-  dtype: SafetensorsDtype,
-  shape: number[],
-  bytes: Uint8Array,
-): DecodedTensor | string {
+export function decodeTensorBytes(dtype: SafetensorsDtype, shape: number[], bytes: Uint8Array): DecodedTensor | string {
   const n = shape.reduce((a, b) => a * b, 1);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
@@ -201,9 +197,10 @@ export function decodeFloatsInto(
 function floatReader(dtype: FloatDtype, bytes: Uint8Array, n: number): (i: number) => number {
   switch (dtype) {
     case 'F32': {
-      const f = LITTLE_ENDIAN && bytes.byteOffset % 4 === 0
-        ? new Float32Array(bytes.buffer, bytes.byteOffset, n)
-        : (decodeTensorBytes('F32', [n], bytes) as { data: Float32Array }).data;
+      const f =
+        LITTLE_ENDIAN && bytes.byteOffset % 4 === 0
+          ? new Float32Array(bytes.buffer, bytes.byteOffset, n)
+          : (decodeTensorBytes('F32', [n], bytes) as { data: Float32Array }).data;
       return (i) => f[i];
     }
     case 'BF16': {

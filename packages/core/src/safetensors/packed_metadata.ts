@@ -63,11 +63,7 @@ function parseShape(name: string, text: string): number[] {
   } catch {
     shape = undefined;
   }
-  if (
-    !Array.isArray(shape) ||
-    shape.length === 0 ||
-    !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d > 0)
-  ) {
+  if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d > 0)) {
     const shown = text.length > 60 ? `${text.slice(0, 57)}...` : text;
     throw new PackedMetadataProblem(
       `${key(PACKED_SHAPE_PREFIX + name)} is ${quotedName(shown)}, not a JSON list of positive integers such as [2048,8192]`,
@@ -112,7 +108,10 @@ export function readPackedLayouts(
   }
   for (const name of shapes.keys()) {
     if (!formats.has(name)) {
-      throw new PackedMetadataProblem(`${key(PACKED_SHAPE_PREFIX + name)} gives a logical shape but ${key(PACKED_DTYPE_PREFIX + name)} is missing`, name);
+      throw new PackedMetadataProblem(
+        `${key(PACKED_SHAPE_PREFIX + name)} gives a logical shape but ${key(PACKED_DTYPE_PREFIX + name)} is missing`,
+        name,
+      );
     }
   }
   for (const [name, format] of formats) {
@@ -142,7 +141,11 @@ export function readPackedLayouts(
     if (!Number.isSafeInteger(expected.shape.reduce((a, b) => a * b, 1))) {
       throw new PackedMetadataProblem(`logical shape [${shape}] is too large`, name);
     }
-    if (stored.dtype !== expected.dtype || stored.shape.length !== expected.shape.length || stored.shape.some((d, i) => d !== expected.shape[i])) {
+    if (
+      stored.dtype !== expected.dtype ||
+      stored.shape.length !== expected.shape.length ||
+      stored.shape.some((d, i) => d !== expected.shape[i])
+    ) {
       throw new PackedMetadataProblem(
         `is packed as ${format} of logical shape [${shape}], which is stored as ${expected.dtype} [${expected.shape}], ` +
           `but the header says ${stored.dtype} [${stored.shape}]`,

@@ -5,13 +5,7 @@ import { FileKindError, openRegularFile } from '../io/regular_file';
 import { quotedName, SafetensorsError } from './errors';
 import { duplicateTopLevelKey } from './header_keys';
 import { PackedMetadataProblem, readPackedLayouts, type PackedLayout } from './packed_metadata';
-import {
-  DTYPE_BYTES,
-  decodeTensorBytes,
-  isSafetensorsDtype,
-  type DecodedTensor,
-  type SafetensorsDtype,
-} from './dtypes';
+import { DTYPE_BYTES, decodeTensorBytes, isSafetensorsDtype, type DecodedTensor, type SafetensorsDtype } from './dtypes';
 
 /** Where one tensor sits in a safetensors file. */
 export interface SafetensorsTensorInfo {
@@ -227,11 +221,7 @@ export class SafetensorsFile {
     }
     const [begin, end] = offsets as [number, number];
     if (end > dataSize) {
-      throw new SafetensorsError(
-        path,
-        `data_offsets [${begin}, ${end}] run past the end of the data section (${dataSize} bytes)`,
-        name,
-      );
+      throw new SafetensorsError(path, `data_offsets [${begin}, ${end}] run past the end of the data section (${dataSize} bytes)`, name);
     }
     const elements = (shape as number[]).reduce((a, b) => a * b, 1);
     const expected = elements * DTYPE_BYTES[dtype];

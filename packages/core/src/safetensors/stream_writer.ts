@@ -51,7 +51,7 @@ function tensorBytes(t: StreamedTensor): number | string {
   if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     return `shape [${String(t.shape)}] is not a list of non-negative integers`;
   }
-  if (!Object.prototype.hasOwnProperty.call(DTYPE_BYTES, t.dtype)) return `dtype ${quotedName(String(t.dtype))} is not a safetensors dtype`;
+  if (!Object.hasOwn(DTYPE_BYTES, t.dtype)) return `dtype ${quotedName(String(t.dtype))} is not a safetensors dtype`;
   const n = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
   if (!Number.isSafeInteger(n)) return `shape [${t.shape}] is too large`;
   if ('bytes' in t && t.bytes.length !== n) return `shape [${t.shape}] of ${t.dtype} needs ${n} bytes, got ${t.bytes.length}`;
@@ -83,14 +83,15 @@ export async function writeSafetensorsStream(
 ): Promise<number> {
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const alignment = options.alignment ?? 32;
-  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1) throw new RangeError(`chunkBytes must be a positive integer, got ${chunkBytes}.`);
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1)
+    throw new RangeError(`chunkBytes must be a positive integer, got ${chunkBytes}.`);
   if (!Number.isSafeInteger(alignment) || alignment < 1) throw new RangeError(`alignment must be a positive integer, got ${alignment}.`);
   const header: Record<string, unknown> = {};
   if (options.metadata) header.__metadata__ = options.metadata;
   const sizes: number[] = [];
   let dataBytes = 0;
   for (const t of tensors) {
-    if (t.name === '__metadata__' || Object.prototype.hasOwnProperty.call(header, t.name)) {
+    if (t.name === '__metadata__' || Object.hasOwn(header, t.name)) {
       throw new SafetensorsError(path, t.name === '__metadata__' ? 'is a reserved name' : 'is given twice', t.name);
     }
     const n = tensorBytes(t);

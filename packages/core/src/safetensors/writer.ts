@@ -72,15 +72,13 @@ function normalise(
   floatDtype: SafetensorsDtype,
 ): { dtype: SafetensorsDtype; shape: number[]; values: ArrayLike<number> } {
   if (t instanceof tf.Tensor) {
-    const dtype: SafetensorsDtype =
-      t.dtype === 'float32' ? floatDtype : t.dtype === 'int32' ? 'I32' : t.dtype === 'bool' ? 'BOOL' : 'F32';
+    const dtype: SafetensorsDtype = t.dtype === 'float32' ? floatDtype : t.dtype === 'int32' ? 'I32' : t.dtype === 'bool' ? 'BOOL' : 'F32';
     if (t.dtype !== 'float32' && t.dtype !== 'int32' && t.dtype !== 'bool') {
       throw new TypeError(`Tensor "${name}" has dtype ${t.dtype}, which safetensors writing does not support.`);
     }
     return { dtype, shape: t.shape, values: t.dataSync() as ArrayLike<number> };
   }
-  const dtype =
-    t.dtype ?? (t.data instanceof Int32Array ? 'I32' : t.data instanceof Uint8Array ? 'BOOL' : 'F32');
+  const dtype = t.dtype ?? (t.data instanceof Int32Array ? 'I32' : t.data instanceof Uint8Array ? 'BOOL' : 'F32');
   const n = t.shape.reduce((a, b) => a * b, 1);
   if (t.data.length !== n) {
     throw new RangeError(`Tensor "${name}" has ${t.data.length} values for shape [${t.shape}] (${n}).`);

@@ -3,7 +3,7 @@ import { initBackend, isBackendAvailable, type BackendName } from '../backends';
 // The test runner's globals (jest, or vitest with globals), typed here so that users of this
 // module need no particular runner's type package.
 declare const describe: (name: string, body: () => void) => void;
-declare const beforeAll: (hook: () => Promise<unknown> | void) => void;
+declare const beforeAll: (hook: () => unknown) => void;
 
 /**
  * Backends the backend-tier tests run on: `GRANITEFLOW_TEST_BACKENDS` (comma-separated) if set,

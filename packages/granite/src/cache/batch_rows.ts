@@ -64,7 +64,8 @@ function joinKv(parts: readonly (RowSource & { from: number; to: number; padFron
 }
 
 function kvStorage(cache: KVCache, what: string): { keys: tf.Tensor4D; values: tf.Tensor4D } {
-  if (cache.keys === null || cache.values === null) throw new RangeError(`${what}: an attention layer's cache is empty; prefill every sequence first.`);
+  if (cache.keys === null || cache.values === null)
+    throw new RangeError(`${what}: an attention layer's cache is empty; prefill every sequence first.`);
   return { keys: cache.keys, values: cache.values };
 }
 
@@ -76,7 +77,8 @@ export function stackCaches(caches: readonly HybridCache[], options: BatchRowsOp
   if (caches.length === 0) throw new RangeError('stackCaches: no caches given.');
   const headroom = options.headroom ?? 64;
   const layerCount = caches[0].layers.length;
-  if (caches.some((c) => c.layers.length !== layerCount)) throw new RangeError('stackCaches: the caches are of models with different layer counts.');
+  if (caches.some((c) => c.layers.length !== layerCount))
+    throw new RangeError('stackCaches: the caches are of models with different layer counts.');
   if (caches.some((c) => c.seqLength === 0)) throw new RangeError('stackCaches: a cache holds no tokens; prefill every sequence first.');
   const length = Math.max(...caches.map((c) => c.seqLength));
   const batch = caches.reduce((n, c) => n + c.batchSize, 0);
@@ -90,7 +92,8 @@ export function stackCaches(caches: readonly HybridCache[], options: BatchRowsOp
       joinKv(
         parts.map((part, j) => {
           const filled = (part as KVCache).length;
-          if (filled !== caches[j].seqLength) throw new RangeError(`stackCaches: layer ${i} holds ${filled} positions, its cache ${caches[j].seqLength}.`);
+          if (filled !== caches[j].seqLength)
+            throw new RangeError(`stackCaches: layer ${i} holds ${filled} positions, its cache ${caches[j].seqLength}.`);
           return { ...source(kvStorage(part as KVCache, 'stackCaches')[which]), from: 0, to: filled, padFront: length - filled };
         }),
         length + headroom,
@@ -123,7 +126,8 @@ export function stackCaches(caches: readonly HybridCache[], options: BatchRowsOp
 export function selectRows(cache: HybridCache, rows: readonly number[], options: BatchRowsOptions = {}): HybridCache {
   if (rows.length === 0) throw new RangeError('selectRows: no rows given.');
   for (const r of rows) {
-    if (!Number.isInteger(r) || r < 0 || r >= cache.batchSize) throw new RangeError(`selectRows: row ${r} is not in a batch of ${cache.batchSize}.`);
+    if (!Number.isInteger(r) || r < 0 || r >= cache.batchSize)
+      throw new RangeError(`selectRows: row ${r} is not in a batch of ${cache.batchSize}.`);
   }
   const headroom = options.headroom ?? 64;
   const seq = cache.seqLength;
@@ -140,7 +144,8 @@ export function selectRows(cache: HybridCache, rows: readonly number[], options:
   }
   const length = seq - from;
   const layers: LayerCache[] = cache.layers.map((layer) => {
-    if (layer instanceof MambaCache) return new MambaCache(joinRows([source(layer.convState, rows)]), joinRows([source(layer.ssmState, rows)]));
+    if (layer instanceof MambaCache)
+      return new MambaCache(joinRows([source(layer.convState, rows)]), joinRows([source(layer.ssmState, rows)]));
     const { keys, values } = kvStorage(layer, 'selectRows');
     const kv = (storage: tf.Tensor4D) => joinKv([{ ...source(storage, rows), from, to: seq, padFront: 0 }], length + headroom);
     return KVCache.fromStorage(kv(keys), kv(values), length);

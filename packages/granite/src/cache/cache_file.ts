@@ -41,7 +41,15 @@ export function saveCacheFile(cache: HybridCache, file: string): void {
     }
   });
   if (cache.mask) tensors.set('mask', writable(cache.mask));
-  writeSafetensors(file, tensors, { metadata: { format: FORMAT, version: '1', batch: String(cache.batchSize), seq_length: String(cache.seqLength), layers: kinds.join(',') } });
+  writeSafetensors(file, tensors, {
+    metadata: {
+      format: FORMAT,
+      version: '1',
+      batch: String(cache.batchSize),
+      seq_length: String(cache.seqLength),
+      layers: kinds.join(','),
+    },
+  });
 }
 
 /**
@@ -52,7 +60,8 @@ export function loadCacheFile(file: string, layerTypes: readonly string[], optio
   const st = SafetensorsFile.open(file);
   try {
     const meta = st.metadata;
-    if (meta.format !== FORMAT) throw new CacheFileError(`${file} is not a graniteflow cache file (its metadata has no format "${FORMAT}").`);
+    if (meta.format !== FORMAT)
+      throw new CacheFileError(`${file} is not a graniteflow cache file (its metadata has no format "${FORMAT}").`);
     const kinds = (meta.layers ?? '').split(',');
     if (kinds.join(',') !== layerTypes.join(',')) {
       throw new CacheFileError(`${file} holds the state of a model with layers ${kinds.join(',')}, not ${layerTypes.join(',')}.`);
@@ -70,7 +79,8 @@ export function loadCacheFile(file: string, layerTypes: readonly string[], optio
           return tf.concat([filled, tf.zeros([b, h, headroom, d])], 2) as tf.Tensor4D;
         });
       const keys = storage(`layers.${i}.keys`);
-      if (keys.shape[2] - headroom !== seqLength) throw new CacheFileError(`${file}: layer ${i} holds ${keys.shape[2] - headroom} positions, the cache ${seqLength}.`);
+      if (keys.shape[2] - headroom !== seqLength)
+        throw new CacheFileError(`${file}: layer ${i} holds ${keys.shape[2] - headroom} positions, the cache ${seqLength}.`);
       return KVCache.fromStorage(keys, storage(`layers.${i}.values`), seqLength);
     });
     const mask = st.has('mask') ? (tf.keep(st.readTensor('mask')) as tf.Tensor2D) : null;

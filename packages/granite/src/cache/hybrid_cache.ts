@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { MambaCache } from '@graniteflow/ops-mamba';
+import type { MambaCache } from '@graniteflow/ops-mamba';
 import { KVCache } from './kv_cache';
 
 /** The cache of one layer: keys/values for attention, conv and SSM state for Mamba. */

@@ -66,7 +66,9 @@ export class KVCache {
     }
     const stored = this.keysTensor?.shape;
     if (stored && (stored[0] !== batch || stored[1] !== kvHeads || stored[3] !== hd)) {
-      throw new RangeError(`KVCache.append: the cache holds keys of ${stored[0]} sequences × ${stored[1]} heads × ${stored[3]}, got [${keys.shape}] ([B, T, nKV, hd]).`);
+      throw new RangeError(
+        `KVCache.append: the cache holds keys of ${stored[0]} sequences × ${stored[1]} heads × ${stored[3]}, got [${keys.shape}] ([B, T, nKV, hd]).`,
+      );
     }
     const needed = this.filled + time;
     if (needed > this.capacity) {
@@ -145,7 +147,9 @@ export class KVCache {
    */
   static fromStorage(keys: tf.Tensor4D, values: tf.Tensor4D, length: number, plannedLength = 0): KVCache {
     if (!tf.util.arraysEqual(keys.shape, values.shape) || length < 0 || length > keys.shape[2]) {
-      throw new RangeError(`KVCache.fromStorage: keys [${keys.shape}] and values [${values.shape}] must have the same shape, holding ${length} positions.`);
+      throw new RangeError(
+        `KVCache.fromStorage: keys [${keys.shape}] and values [${values.shape}] must have the same shape, holding ${length} positions.`,
+      );
     }
     const cache = new KVCache(plannedLength);
     cache.keysTensor = tf.keep(keys);

@@ -11,7 +11,13 @@ import { newTiming, withTiming, type GenerationTiming } from '../generation/timi
 import type { FinishReason, GraniteModel, TextEvent, TextGenerationOptions } from '../granite_model';
 import type { ChatMessage } from '../tokenizer/chat_template';
 import type { GraniteTokenizer } from '../tokenizer/tokenizer';
-import { parseToolCalls, ToolCallStreamParser, type InvalidToolCall, type ToolCall, type ToolCallStreamEvent } from '../tokenizer/tool_calls';
+import {
+  parseToolCalls,
+  ToolCallStreamParser,
+  type InvalidToolCall,
+  type ToolCall,
+  type ToolCallStreamEvent,
+} from '../tokenizer/tool_calls';
 import { StreamedReply } from './streamed_reply';
 
 /** What one turn (one generation) cost. */
@@ -149,7 +155,8 @@ export class ChatSession {
     readonly model: GraniteModel,
     options: ChatSessionOptions = {},
   ) {
-    if (model.tokenizer === null) throw new Error(`ChatSession: ${model.folder} has no tokenizer.json, so text cannot be encoded or decoded.`);
+    if (model.tokenizer === null)
+      throw new Error(`ChatSession: ${model.folder} has no tokenizer.json, so text cannot be encoded or decoded.`);
     this.tokenizer = model.tokenizer;
     this.systemText = options.system ?? null;
     this.generation = model.withSamplingDefaults(options.generation ?? {});
@@ -213,7 +220,11 @@ export class ChatSession {
     });
   }
 
-  private async reply(input: string | readonly ChatMessage[], options: ChatGenerationOptions, emit: (piece: string) => void): Promise<ChatReply> {
+  private async reply(
+    input: string | readonly ChatMessage[],
+    options: ChatGenerationOptions,
+    emit: (piece: string) => void,
+  ): Promise<ChatReply> {
     const toolCalls: ChatToolCallRecord[] = [];
     const invalidToolCalls: InvalidToolCall[] = [];
     let text = '';
@@ -243,7 +254,14 @@ export class ChatSession {
       toolCalls.push(...calls);
       const answerable = calls.length > 0 && calls.every((c) => this.toolsByName.get(c.name)?.handler !== undefined);
       if (!answerable || rounds > this.maxToolRounds) {
-        return { text, toolCalls, invalidToolCalls, finishReason: calls.length ? 'tool_calls' : finishReason, rounds, stats: this.lastTurn! };
+        return {
+          text,
+          toolCalls,
+          invalidToolCalls,
+          finishReason: calls.length ? 'tool_calls' : finishReason,
+          rounds,
+          stats: this.lastTurn!,
+        };
       }
       for (const call of calls) {
         try {
@@ -338,7 +356,10 @@ export class ChatSession {
     // Kept with special tokens, so that rendering the conversation again reproduces the text the
     // state holds and the next turn can continue from it; shown without them.
     const fedReply: ChatMessage = { role: 'assistant', content: this.tokenizer.decode(reply, { skipSpecialTokens: false }) };
-    this.history.push(...added.map((m) => ({ fed: m, shown: m })), { fed: fedReply, shown: this.shownReply(this.tokenizer.decode(reply, { skipSpecialTokens: true })) });
+    this.history.push(...added.map((m) => ({ fed: m, shown: m })), {
+      fed: fedReply,
+      shown: this.shownReply(this.tokenizer.decode(reply, { skipSpecialTokens: true })),
+    });
     this.fedText = text + this.tokenizer.decode(generated.slice(0, fed), { skipSpecialTokens: false });
   }
 

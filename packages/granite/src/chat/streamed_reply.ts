@@ -43,7 +43,11 @@ export class StreamedReply<T extends { text: string }> implements AsyncIterable<
     return this.reply.then((r) => r.text);
   }
 
-  then<A = string, B = never>(onFulfilled?: ((text: string) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+  // biome-ignore lint/suspicious/noThenProperty: a reply is awaitable by design (`await session.prompt(…)` gives its text)
+  then<A = string, B = never>(
+    onFulfilled?: ((text: string) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
     return this.text.then(onFulfilled, onRejected);
   }
 

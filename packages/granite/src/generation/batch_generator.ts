@@ -147,8 +147,10 @@ export class BatchGenerator {
   ) {
     this.maxBatch = options.maxBatch ?? 8;
     this.prefillChunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
-    if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${options.maxBatch}.`);
-    if (!Number.isInteger(this.prefillChunk) || this.prefillChunk < 1) throw new RangeError(`prefillChunk must be a positive integer, got ${options.prefillChunk}.`);
+    if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1)
+      throw new RangeError(`maxBatch must be a positive integer, got ${options.maxBatch}.`);
+    if (!Number.isInteger(this.prefillChunk) || this.prefillChunk < 1)
+      throw new RangeError(`prefillChunk must be a positive integer, got ${options.prefillChunk}.`);
   }
 
   get stats(): BatchGeneratorStats {
@@ -168,9 +170,11 @@ export class BatchGenerator {
     const cfg = this.model.config;
     if (promptIds.length === 0) throw new RangeError('BatchGenerator.generate: the prompt needs at least one token.');
     for (const id of promptIds) {
-      if (!Number.isInteger(id) || id < 0 || id >= cfg.vocab_size) throw new RangeError(`Prompt token id ${id} is outside the vocabulary [0, ${cfg.vocab_size}).`);
+      if (!Number.isInteger(id) || id < 0 || id >= cfg.vocab_size)
+        throw new RangeError(`Prompt token id ${id} is outside the vocabulary [0, ${cfg.vocab_size}).`);
     }
-    if (options.cache && options.cache.batchSize !== 1) throw new RangeError(`BatchGenerator.generate: the cache holds ${options.cache.batchSize} sequences; give a cache of one.`);
+    if (options.cache && options.cache.batchSize !== 1)
+      throw new RangeError(`BatchGenerator.generate: the cache holds ${options.cache.batchSize} sequences; give a cache of one.`);
     const room = roomInContext(cfg.max_position_embeddings, options, [promptIds]);
     const sequence: Sequence = {
       options,
@@ -238,7 +242,11 @@ export class BatchGenerator {
       if (reason !== undefined) this.finishPrefilling(reason);
     }
     const leaving = this.active.map((s, row) => [row, this.cancelled(s)] as const).filter(([, reason]) => reason !== undefined);
-    if (leaving.length) this.leave(leaving.map(([row]) => row), new Map(leaving.map(([row, reason]) => [row, reason])));
+    if (leaving.length)
+      this.leave(
+        leaving.map(([row]) => row),
+        new Map(leaving.map(([row, reason]) => [row, reason])),
+      );
   }
 
   /** Feeds the next chunk of the sequence being prefilled; at its end, samples its first token and lets it join the batch. */
@@ -247,7 +255,11 @@ export class BatchGenerator {
     sequence.cache ??= sequence.options.cache ?? this.model.makeCache(1, { length: sequence.pending.length + sequence.maxNew });
     const piece = sequence.pending.splice(0, this.prefillChunk);
     const last = sequence.pending.length === 0;
-    const logits = tf.tidy(() => this.model.model.forward(tf.tensor2d(piece, [1, piece.length], 'int32'), { cache: sequence.cache!, logits: last ? 'last' : 'none' }).logits);
+    const logits = tf.tidy(
+      () =>
+        this.model.model.forward(tf.tensor2d(piece, [1, piece.length], 'int32'), { cache: sequence.cache!, logits: last ? 'last' : 'none' })
+          .logits,
+    );
     this.counters.prefillTokens += piece.length;
     if (!last) return;
     const values = (await logits!.data()) as Float32Array;
@@ -270,13 +282,17 @@ export class BatchGenerator {
   private async decodeStep(): Promise<void> {
     const batch = this.batch!;
     const ids = this.active.map((s) => s.history[s.history.length - 1]);
-    const logits = tf.tidy(() => this.model.model.forward(tf.tensor2d(ids, [ids.length, 1], 'int32'), { cache: batch, logits: 'last' }).logits!);
+    const logits = tf.tidy(
+      () => this.model.model.forward(tf.tensor2d(ids, [ids.length, 1], 'int32'), { cache: batch, logits: 'last' }).logits!,
+    );
     const values = (await logits.data()) as Float32Array;
     logits.dispose();
     this.counters.decodeSteps++;
     this.counters.decodeTokens += ids.length;
     const vocab = this.model.config.vocab_size;
-    const done = this.active.map((s, row) => row).filter((row) => this.emit(this.active[row], values.subarray(row * vocab, (row + 1) * vocab)));
+    const done = this.active
+      .map((_s, row) => row)
+      .filter((row) => this.emit(this.active[row], values.subarray(row * vocab, (row + 1) * vocab)));
     if (done.length) this.leave(done, new Map());
   }
 

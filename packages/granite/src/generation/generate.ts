@@ -95,7 +95,9 @@ export async function* generateBatch(
   }
   const batch = prompts.length;
   if ((options.constraint || options.logprobs) && batch > 1) {
-    throw new RangeError('constraint and logprobs apply to one sequence: generate one prompt at a time with them, or use a BatchGenerator.');
+    throw new RangeError(
+      'constraint and logprobs apply to one sequence: generate one prompt at a time with them, or use a BatchGenerator.',
+    );
   }
   const samplers = prompts.map((_, row) =>
     makeSampler({ ...options, seed: options.seed === undefined ? undefined : options.seed + row }, { vocabLimit }),
@@ -119,7 +121,8 @@ export async function* generateBatch(
     // Columns [from, to) of the [batch, width] step through the model, the cache recording them.
     const feed = (from: number, to: number, logits: 'last' | 'none') =>
       tf.tidy(() => {
-        const cols = (flat: number[]) => (to - from === width ? flat : Array.from({ length: batch }, (_, r) => flat.slice(r * width + from, r * width + to)).flat());
+        const cols = (flat: number[]) =>
+          to - from === width ? flat : Array.from({ length: batch }, (_, r) => flat.slice(r * width + from, r * width + to)).flat();
         const ids = tf.tensor2d(cols(stepIds), [batch, to - from], 'int32');
         const mask = stepMask ? tf.tensor2d(cols(stepMask), [batch, to - from], 'float32') : undefined;
         return model.forward(ids, { cache, attentionMask: mask, logits }).logits;

@@ -114,7 +114,9 @@ export class JsonConstraint {
     const text = this.trie.text(tokenId);
     const next = this.automaton.advance(this.current, text);
     if (next === null) {
-      throw new Error(`JsonConstraint.accept: token ${tokenId} (${JSON.stringify(text)}) is not allowed after ${JSON.stringify(this.output)}`);
+      throw new Error(
+        `JsonConstraint.accept: token ${tokenId} (${JSON.stringify(text)}) is not allowed after ${JSON.stringify(this.output)}`,
+      );
     }
     this.current = next;
     this.output += text;

@@ -16,7 +16,9 @@ export function tokenTrieOf(tokenizer: GraniteTokenizer): TokenTrie {
   let trie = tries.get(tokenizer);
   if (trie === undefined) {
     const special = new Set(tokenizer.specialTokenIds);
-    const texts = Array.from({ length: tokenizer.vocabSize }, (_, id) => (special.has(id) ? '' : tokenizer.decode([id], { skipSpecialTokens: false })));
+    const texts = Array.from({ length: tokenizer.vocabSize }, (_, id) =>
+      special.has(id) ? '' : tokenizer.decode([id], { skipSpecialTokens: false }),
+    );
     tries.set(tokenizer, (trie = new TokenTrie(texts)));
   }
   return trie;

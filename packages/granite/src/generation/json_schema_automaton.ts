@@ -466,7 +466,7 @@ export class JsonAutomaton {
   private liveKey(f: StrFrame, t: number): boolean {
     const alt = f.key!;
     const used = (f.p as ObjFrame).used;
-    for (const i of alt.keys.wordsUnder(t)) if (alt.allowed[i] && !(used !== null && used[i])) return true;
+    for (const i of alt.keys.wordsUnder(t)) if (alt.allowed[i] && !used?.[i]) return true;
     return false;
   }
 
@@ -555,7 +555,7 @@ export class JsonAutomaton {
     const obj = f.p as ObjFrame;
     const index = f.t >= 0 ? alt.keys.terminal(f.t) : -1;
     if (index >= 0) {
-      if (!alt.allowed[index] || (obj.used !== null && obj.used[index])) return null;
+      if (!alt.allowed[index] || obj.used?.[index]) return null;
       const used = obj.used === null ? new Uint8Array(alt.names.length) : obj.used.slice();
       used[index] = 1;
       return new ObjFrame(obj.p, alt, O_COLON, 0, used, obj.nReq + alt.required[index], obj.nUsed + 1, obj.extra, alt.nodes[index]);

@@ -223,7 +223,12 @@ function checkSchema(root: JsonSchema, schema: unknown, path: string, seen: Set<
     throw new JsonSchemaError(keyword, path, problem);
   };
   const sub = (value: unknown, ...tokens: (string | number)[]): void =>
-    checkSchema(root, value, tokens.reduce<string>((p, t) => pointerJoin(p, t), path), seen);
+    checkSchema(
+      root,
+      value,
+      tokens.reduce<string>((p, t) => pointerJoin(p, t), path),
+      seen,
+    );
   const schemaArray = (keyword: string, value: unknown): void => {
     if (!Array.isArray(value) || value.length === 0) fail(keyword, 'expected a non-empty array of schemas');
     (value as unknown[]).forEach((s, i) => sub(s, keyword, i));
@@ -486,7 +491,14 @@ class Compiler {
         });
       } else if (isObject(v)) {
         const names = Object.keys(v);
-        alts.push(objectAlt(names, names.map((k) => this.node(this.valueAlts([v[k]]))), new Set(names), this.neverNode));
+        alts.push(
+          objectAlt(
+            names,
+            names.map((k) => this.node(this.valueAlts([v[k]]))),
+            new Set(names),
+            this.neverNode,
+          ),
+        );
       }
     }
     return alts;

@@ -34,7 +34,9 @@ export function responseFormatSchema(format: ResponseFormat | null | undefined):
       return schema === undefined ? { type: 'object' } : schema;
     }
     default:
-      throw new TypeError(`response_format.type: expected "text", "json_object" or "json_schema", got ${JSON.stringify((format as { type?: unknown }).type)}`);
+      throw new TypeError(
+        `response_format.type: expected "text", "json_object" or "json_schema", got ${JSON.stringify((format as { type?: unknown }).type)}`,
+      );
   }
 }
 

@@ -34,9 +34,7 @@ export type LogitsStep =
   | { kind: 'minP'; p: number };
 
 /** How the next token is chosen. */
-export type SamplingPlan =
-  | { kind: 'greedy'; steps: LogitsStep[] }
-  | { kind: 'sample'; steps: LogitsStep[]; seed: number };
+export type SamplingPlan = { kind: 'greedy'; steps: LogitsStep[] } | { kind: 'sample'; steps: LogitsStep[]; seed: number };
 
 /** A compiled sampler; keeps its random stream between calls. */
 export interface Sampler {

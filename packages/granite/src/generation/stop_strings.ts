@@ -67,7 +67,8 @@ export class StopStringDetector {
   constructor(stops: readonly string[]) {
     if (!Array.isArray(stops)) throw new StopStringError(`stop strings must be an array of strings, got ${typeof stops}`);
     stops.forEach((s, i) => {
-      if (typeof s !== 'string' || s === '') throw new StopStringError(`stop strings[${i}] must be a non-empty string, got ${JSON.stringify(s)}`);
+      if (typeof s !== 'string' || s === '')
+        throw new StopStringError(`stop strings[${i}] must be a non-empty string, got ${JSON.stringify(s)}`);
     });
     this.stops = [...stops];
   }

@@ -49,7 +49,13 @@ function logprobsOf(logits: Float32Array, limit: number, id: number, top: number
 }
 
 /** Samples the next token from `logits` (a row of its own: the constraint masks it in place). */
-export function chooseToken(sampler: Sampler, logits: Float32Array, history: readonly number[], vocabLimit: number, options: TokenChoiceOptions): number {
+export function chooseToken(
+  sampler: Sampler,
+  logits: Float32Array,
+  history: readonly number[],
+  vocabLimit: number,
+  options: TokenChoiceOptions,
+): number {
   const raw = options.logprobs && options.constraint ? logits.slice() : logits;
   if (options.constraint) maskLogits(logits, options.constraint.allowedTokens());
   const id = sampler.sample(logits, history);

@@ -116,7 +116,7 @@ function unsupportedReason(cfg: GraniteMoeHybridConfig, allowGroupedNorm: boolea
   if (mambaInnerSize(cfg) !== 2 * cfg.hidden_size) {
     return `has a Mamba inner size mamba_n_heads × mamba_d_head = ${mambaInnerSize(cfg)}, but llama.cpp's granitehybrid supports only 2 × hidden_size = ${2 * cfg.hidden_size}`;
   }
-  if (cfg.mamba_proj_bias) return 'has mamba_proj_bias: true, but llama.cpp\'s granitehybrid has no in_proj / out_proj biases';
+  if (cfg.mamba_proj_bias) return "has mamba_proj_bias: true, but llama.cpp's granitehybrid has no in_proj / out_proj biases";
   if (cfg.position_embedding_type === 'rope') {
     return 'has position_embedding_type "rope", but llama.cpp\'s converter turns RoPE off for every hybrid Granite model, so the GGUF would run without it';
   }
@@ -134,14 +134,24 @@ function unsupportedReason(cfg: GraniteMoeHybridConfig, allowGroupedNorm: boolea
  * The GGUF tensors of a config, from the checkpoint tensor shapes `shapeOf` reports (the names of
  * graniteflow's model skeleton, which equal the Hugging Face keys).
  */
-export function planGgufTensors(cfg: GraniteMoeHybridConfig, format: GgufExportFormat, shapeOf: (name: string) => readonly number[]): GgufTensorPlan[] {
+export function planGgufTensors(
+  cfg: GraniteMoeHybridConfig,
+  format: GgufExportFormat,
+  shapeOf: (name: string) => readonly number[],
+): GgufTensorPlan[] {
   const plans: GgufTensorPlan[] = [];
   const rowsOf = (shape: readonly number[]) => shape.slice(0, -1).reduce((a, b) => a * b, 1);
   /** The whole source tensor, viewed as `shape` (same element order). */
   const whole = (name: string, source: string, shape?: number[], transform?: (v: number) => number) => {
     const src = shapeOf(source);
     const out = shape ?? [...src];
-    plans.push({ name, type: tensorType(name, out, format), shape: out, segments: [{ source, rowStart: 0, rows: rowsOf(out) }], transform });
+    plans.push({
+      name,
+      type: tensorType(name, out, format),
+      shape: out,
+      segments: [{ source, rowStart: 0, rows: rowsOf(out) }],
+      transform,
+    });
   };
   /** The first (`half` 0) or second half of every `per`-row block of a source's rows (gate / up). */
   const halves = (name: string, source: string, half: 0 | 1) => {
@@ -178,7 +188,12 @@ export function planGgufTensors(cfg: GraniteMoeHybridConfig, format: GgufExportF
       whole(`${blk}.ssm_out.weight`, `${m}.out_proj.weight`);
     } else {
       const a = `${hf}.self_attn`;
-      for (const [proj, gguf] of [['q_proj', 'attn_q'], ['k_proj', 'attn_k'], ['v_proj', 'attn_v'], ['o_proj', 'attn_output']]) {
+      for (const [proj, gguf] of [
+        ['q_proj', 'attn_q'],
+        ['k_proj', 'attn_k'],
+        ['v_proj', 'attn_v'],
+        ['o_proj', 'attn_output'],
+      ]) {
         whole(`${blk}.${gguf}.weight`, `${a}.${proj}.weight`);
         if (cfg.attention_bias) whole(`${blk}.${gguf}.bias`, `${a}.${proj}.bias`);
       }
@@ -226,7 +241,13 @@ function architectureMetadata(cfg: GraniteMoeHybridConfig, format: GgufExportFor
     [k('feed_forward_length'), ggufValue.u32(moe ? cfg.intermediate_size : cfg.shared_intermediate_size)],
     [k('attention.head_count'), ggufValue.u32(cfg.num_attention_heads)],
     // Per layer; 0 marks a recurrent (Mamba) layer.
-    [k('attention.head_count_kv'), ggufValue.array('i32', cfg.layer_types.map((t) => (t === 'attention' ? cfg.num_key_value_heads : 0)))],
+    [
+      k('attention.head_count_kv'),
+      ggufValue.array(
+        'i32',
+        cfg.layer_types.map((t) => (t === 'attention' ? cfg.num_key_value_heads : 0)),
+      ),
+    ],
     [k('attention.layer_norm_rms_epsilon'), ggufValue.f32(cfg.rms_norm_eps)],
     [k('attention.scale'), ggufValue.f32(cfg.attention_multiplier)],
     [k('embedding_scale'), ggufValue.f32(cfg.embedding_multiplier)],
@@ -311,14 +332,20 @@ function ggufTensorOf(plan: GgufTensorPlan, checkpoint: Checkpoint, reader: Shar
         const info = checkpoint.info(source);
         const blocks = blockFormat(info);
         if (blocks !== undefined && info.packed!.shape[info.packed!.shape.length - 1] !== cols) {
-          throw new GgufExportError(`${info.file}: tensor ${JSON.stringify(source)} is packed ${blocks}, but ${plan.name} needs it reshaped to rows of ${cols}; export it from an unpacked checkpoint.`);
+          throw new GgufExportError(
+            `${info.file}: tensor ${JSON.stringify(source)} is packed ${blocks}, but ${plan.name} needs it reshaped to rows of ${cols}; export it from an unpacked checkpoint.`,
+          );
         }
         const dtype = info.dtype as FloatDtype;
         const rowBytes = blocks !== undefined ? packedRowBytes(blocks, cols) : cols * SOURCE_BYTES[dtype];
         // Same storage in and out (a packed checkpoint's block rows are GGUF's): the bytes go across untouched.
         const verbatim =
           plan.transform === undefined &&
-          (blocks !== undefined ? PACKED_GGML[blocks] === plan.type : (dtype === 'F32' && plan.type === 'F32') || (dtype === 'BF16' && plan.type === 'BF16') || (dtype === 'F16' && plan.type === 'F16'));
+          (blocks !== undefined
+            ? PACKED_GGML[blocks] === plan.type
+            : (dtype === 'F32' && plan.type === 'F32') ||
+              (dtype === 'BF16' && plan.type === 'BF16') ||
+              (dtype === 'F16' && plan.type === 'F16'));
         const perPiece = Math.max(1, Math.floor(PIECE_BYTES / rowBytes));
         for (let r = 0; r < rows; r += perPiece) {
           const n = Math.min(perPiece, rows - r);
@@ -377,7 +404,11 @@ export async function exportGguf(folder: string, outPath: string, options: Expor
     const missing = [...expected.keys()].filter((n) => !present.has(n));
     const unexpected = [...present].filter((n) => !expected.has(n));
     if (missing.length > 0 || unexpected.length > 0) {
-      const list = (names: string[]) => names.slice(0, 5).map((n) => JSON.stringify(n)).join(', ') + (names.length > 5 ? `, … (${names.length} in all)` : '');
+      const list = (names: string[]) =>
+        names
+          .slice(0, 5)
+          .map((n) => JSON.stringify(n))
+          .join(', ') + (names.length > 5 ? `, … (${names.length} in all)` : '');
       throw new GgufExportError(
         `${folder}: the weights do not match config.json${missing.length ? `; missing ${list(missing)}` : ''}${unexpected.length ? `; unexpected ${list(unexpected)}` : ''}.`,
       );
@@ -386,10 +417,14 @@ export async function exportGguf(folder: string, outPath: string, options: Expor
       const info = checkpoint.info(name);
       const logical = info.packed?.shape ?? info.shape;
       if (blockFormat(info) === undefined && !isFloatDtype(info.dtype as SafetensorsDtype)) {
-        throw new GgufExportError(`${info.file}: tensor ${JSON.stringify(name)} is ${info.dtype}; the GGUF export reads F32, BF16 and F16 weights and graniteflow's packed ones.`);
+        throw new GgufExportError(
+          `${info.file}: tensor ${JSON.stringify(name)} is ${info.dtype}; the GGUF export reads F32, BF16 and F16 weights and graniteflow's packed ones.`,
+        );
       }
       if (!sameShape(logical, shape)) {
-        throw new GgufExportError(`${info.file}: tensor ${JSON.stringify(name)} has shape [${logical}], but config.json implies [${shape}].`);
+        throw new GgufExportError(
+          `${info.file}: tensor ${JSON.stringify(name)} has shape [${logical}], but config.json implies [${shape}].`,
+        );
       }
     }
 
@@ -412,7 +447,13 @@ export async function exportGguf(folder: string, outPath: string, options: Expor
       };
     });
     await writeGguf(outPath, metadata, tensors);
-    return { path: outPath, format, tensors: plans.length, bytes: fs.statSync(outPath).size, tokenizer: vocab ? 'tokenizer.json' : 'bytes' };
+    return {
+      path: outPath,
+      format,
+      tensors: plans.length,
+      bytes: fs.statSync(outPath).size,
+      tokenizer: vocab ? 'tokenizer.json' : 'bytes',
+    };
   } finally {
     reader.close();
     checkpoint.close();

@@ -17,7 +17,8 @@ export const GGUF_TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined:
  * `dbrx` pre-tokenizer (the same regex as `llama3`, without `llama3`'s ignore-merges and BOS), the
  * type IBM's own Granite 4.0 GGUFs carry.
  */
-const CL100K_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const CL100K_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /** A tokenizer file whose content cannot be written as a llama.cpp vocabulary. */
 export class GgufVocabError extends Error {
@@ -91,15 +92,20 @@ export function ggufVocabMetadata(folder: string, vocabSize: number, config: Jso
     );
   }
   if (tokenizer.normalizer !== null && tokenizer.normalizer !== undefined) {
-    throw fail(`has a "normalizer" (${JSON.stringify(tokenizer.normalizer).slice(0, 100)}), which llama.cpp's byte-level BPE does not apply.`);
+    throw fail(
+      `has a "normalizer" (${JSON.stringify(tokenizer.normalizer).slice(0, 100)}), which llama.cpp's byte-level BPE does not apply.`,
+    );
   }
 
   const tokens: string[] = new Array(vocabSize);
   const types: number[] = new Array(vocabSize).fill(GGUF_TOKEN_TYPE.normal);
   const place = (id: unknown, text: string, what: string) => {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw fail(`${what} ${JSON.stringify(text)} has id ${String(id)}, not a non-negative integer.`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0)
+      throw fail(`${what} ${JSON.stringify(text)} has id ${String(id)}, not a non-negative integer.`);
     if (id >= vocabSize) {
-      throw fail(`${what} ${JSON.stringify(text)} has id ${id}, but the model has only ${vocabSize} embedding rows (config.json vocab_size).`);
+      throw fail(
+        `${what} ${JSON.stringify(text)} has id ${id}, but the model has only ${vocabSize} embedding rows (config.json vocab_size).`,
+      );
     }
     tokens[id] = text;
   };
@@ -182,7 +188,9 @@ export function ggufVocabMetadata(folder: string, vocabSize: number, config: Jso
  */
 export function byteFallbackVocabMetadata(vocabSize: number, config: Json, file: string): [string, GgufValue][] {
   if (vocabSize < 256) {
-    throw new GgufVocabError(`${file}: the folder has no tokenizer.json and vocab_size ${vocabSize} is under the 256 byte tokens a stand-in vocabulary needs; add the model's tokenizer.json.`);
+    throw new GgufVocabError(
+      `${file}: the folder has no tokenizer.json and vocab_size ${vocabSize} is under the 256 byte tokens a stand-in vocabulary needs; add the model's tokenizer.json.`,
+    );
   }
   const tokens = Array.from({ length: vocabSize }, (_, i) => (i < 256 ? BYTE_TO_CHAR[i] : `[PAD${i}]`));
   const types: number[] = Array.from({ length: vocabSize }, (_, i) => (i < 256 ? GGUF_TOKEN_TYPE.normal : GGUF_TOKEN_TYPE.unused));

@@ -52,7 +52,10 @@ export class RepoCache {
   readonly cacheDir: string;
   readonly root: string;
 
-  constructor(cacheDir: string, readonly repoId: string) {
+  constructor(
+    cacheDir: string,
+    readonly repoId: string,
+  ) {
     assertRepoId(repoId);
     this.cacheDir = path.resolve(cacheDir);
     this.root = insideCache(this.cacheDir, repoFolderName(repoId));

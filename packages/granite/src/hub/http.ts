@@ -116,7 +116,8 @@ function statusError(res: Response, url: string, ctx: RequestContext, file: stri
     );
   }
   if (res.status === 404) {
-    if (code === 'RepoNotFound') return new RepoNotFoundError(`Repository ${ctx.repoId} not found at ${new URL(url).origin} (revision "${ctx.revision}").`);
+    if (code === 'RepoNotFound')
+      return new RepoNotFoundError(`Repository ${ctx.repoId} not found at ${new URL(url).origin} (revision "${ctx.revision}").`);
     if (code === 'RevisionNotFound') return new RepoNotFoundError(`Revision "${ctx.revision}" not found in ${ctx.repoId}.`);
     return new RepoNotFoundError(`${file} not found in ${where}: ${url} answered 404. Check the repo id and revision.`);
   }
@@ -134,17 +135,18 @@ export function resolveUrl(endpoint: string, repoId: string, revision: string, f
  * relative ones, which the hub uses for renamed repos. Returns `undefined` for a 404 when
  * `optional`.
  */
-export async function headFile(
-  endpoint: string,
-  ctx: RequestContext,
-  file: string,
-  optional: boolean,
-): Promise<FileMetadata | undefined> {
+export async function headFile(endpoint: string, ctx: RequestContext, file: string, optional: boolean): Promise<FileMetadata | undefined> {
   const origin = new URL(endpoint).origin;
   let url = resolveUrl(endpoint, ctx.repoId, ctx.revision, file);
   for (let hop = 0; hop < 5; hop++) {
     const idle = new IdleTimer(ctx.idleTimeoutMs, ctx.signal);
-    const res = await request(url, { method: 'HEAD', redirect: 'manual', headers: headers(ctx, url, origin) }, ctx, idle, `HEAD of ${file} of ${ctx.repoId}`);
+    const res = await request(
+      url,
+      { method: 'HEAD', redirect: 'manual', headers: headers(ctx, url, origin) },
+      ctx,
+      idle,
+      `HEAD of ${file} of ${ctx.repoId}`,
+    );
     idle.stop();
     const location = res.headers.get('location');
     if (res.status >= 300 && res.status < 400 && location && !/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
@@ -218,9 +220,11 @@ function contentRangeProblem(res: Response, start: number, size: number | undefi
   const [first, last] = [Number(m[1]), Number(m[2])];
   if (first !== start) return `its Content-Range "${header}" starts at byte ${first}, not at ${start}`;
   if (last < first) return `its Content-Range "${header}" ends before it starts`;
-  if (m[3] !== '*' && size !== undefined && Number(m[3]) !== size) return `its Content-Range "${header}" says the file has ${m[3]} bytes, not ${size}`;
+  if (m[3] !== '*' && size !== undefined && Number(m[3]) !== size)
+    return `its Content-Range "${header}" says the file has ${m[3]} bytes, not ${size}`;
   const length = res.headers.get('content-length');
-  if (length !== null && Number(length) !== last - first + 1) return `its Content-Range "${header}" does not match its Content-Length ${length}`;
+  if (length !== null && Number(length) !== last - first + 1)
+    return `its Content-Range "${header}" does not match its Content-Length ${length}`;
   return undefined;
 }
 
@@ -255,7 +259,13 @@ export async function downloadBlob(
   if (!(meta.size !== undefined && start === meta.size && start > 0)) {
     const range = start > 0 ? { range: `bytes=${start}-` } : undefined;
     const idle = new IdleTimer(ctx.idleTimeoutMs, ctx.signal);
-    const res = await request(url, { method: 'GET', redirect: 'follow', headers: headers(ctx, url, origin, range) }, ctx, idle, `download of ${file}`);
+    const res = await request(
+      url,
+      { method: 'GET', redirect: 'follow', headers: headers(ctx, url, origin, range) },
+      ctx,
+      idle,
+      `download of ${file}`,
+    );
     const restart = async (): Promise<void> => {
       idle.stop();
       await res.body?.cancel().catch(() => undefined);
@@ -274,7 +284,9 @@ export async function downloadBlob(
     if (res.status === 206) {
       if (start === 0) {
         idle.stop();
-        throw new HubResponseError(`${url} answered 206 (partial content) to a request for the whole of ${file}; the download cannot go on.`);
+        throw new HubResponseError(
+          `${url} answered 206 (partial content) to a request for the whole of ${file}; the download cannot go on.`,
+        );
       }
       // The bytes would not continue the partial file: start over rather than append them.
       if (contentRangeProblem(res, start, meta.size) !== undefined) return restart();

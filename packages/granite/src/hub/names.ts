@@ -28,7 +28,8 @@ export function repoIdProblem(repoId: string): string | undefined {
   if (!REPO_ID.test(repoId)) {
     return 'expected "name" or "org/name" made of letters, digits, "_", "-" and ".", each starting and ending with a letter or digit, the name at most 96 characters';
   }
-  if (repoId.includes('--') || repoId.includes('..')) return 'it contains "--" or "..", which the hub forbids ("--" separates org and name in cache folder names)';
+  if (repoId.includes('--') || repoId.includes('..'))
+    return 'it contains "--" or "..", which the hub forbids ("--" separates org and name in cache folder names)';
   if (repoId.endsWith('.git')) return 'it ends with ".git"';
   return undefined;
 }
@@ -46,11 +47,12 @@ export function assertRepoId(repoId: string): void {
  */
 export function revisionProblem(revision: string): string | undefined {
   if (revision === '') return 'it is empty';
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
   if (/[\u0000-\u0020\u007f~^:?*[\\]/.test(revision)) return 'it contains a space, a control character or one of ~ ^ : ? * [ \\';
   if (revision.includes('..')) return 'it contains ".."';
   if (revision.includes('@{') || revision === '@') return 'it contains "@{" or is "@"';
-  if (revision.startsWith('/') || revision.endsWith('/') || revision.includes('//')) return 'it starts or ends with "/" or has an empty part between two "/"';
+  if (revision.startsWith('/') || revision.endsWith('/') || revision.includes('//'))
+    return 'it starts or ends with "/" or has an empty part between two "/"';
   if (revision.endsWith('.')) return 'it ends with "."';
   for (const part of revision.split('/')) {
     if (part.startsWith('.')) return `its part "${part}" starts with "."`;
@@ -71,7 +73,7 @@ export function assertRevision(revision: string): void {
  */
 export function repoFileProblem(file: string): string | undefined {
   if (file === '') return 'it is empty';
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
   if (/[\u0000-\u001f\u007f\\]/.test(file)) return 'it contains a backslash or a control character';
   if (file.startsWith('/') || path.isAbsolute(file)) return 'it is an absolute path';
   for (const part of file.split('/')) {

@@ -75,7 +75,8 @@ export function hubOfflineMode(env: Env = process.env): boolean {
 
 function idleTimeoutOf(options: ResolveModelFolderOptions, env: Env): number {
   if (options.idleTimeoutMs !== undefined) {
-    if (!(options.idleTimeoutMs > 0)) throw new HubError(`idleTimeoutMs must be a number of milliseconds > 0, got ${options.idleTimeoutMs}.`);
+    if (!(options.idleTimeoutMs > 0))
+      throw new HubError(`idleTimeoutMs must be a number of milliseconds > 0, got ${options.idleTimeoutMs}.`);
     return options.idleTimeoutMs;
   }
   const raw = env.HF_HUB_DOWNLOAD_TIMEOUT;
@@ -234,7 +235,13 @@ async function downloadSnapshot(
       const release = await acquireBlobLock(cache.lockPath(meta.etag), {
         signal: ctx.signal,
         done: () => exists(paths.blob),
-        onWait: async () => report(await fs.stat(paths.partial).then((s) => s.size, () => 0)),
+        onWait: async () =>
+          report(
+            await fs.stat(paths.partial).then(
+              (s) => s.size,
+              () => 0,
+            ),
+          ),
       });
       try {
         for (let attempt = 1; !(await exists(paths.blob)); attempt++) {

@@ -112,7 +112,13 @@ export async function fromPretrained(pathOrRepoId: string, options: FromPretrain
   const { config, impl } = readModelConfig(folder);
   const checkMemory = (policy: WeightPolicyOptions, mapped: boolean) => {
     if (options.skipMemoryCheck) return;
-    const estimate = estimateMemory(config, { contextLength: options.contextLength, batchSize: options.batchSize, prefillChunk: options.prefillChunk, mapped, ...policy });
+    const estimate = estimateMemory(config, {
+      contextLength: options.contextLength,
+      batchSize: options.batchSize,
+      prefillChunk: options.prefillChunk,
+      mapped,
+      ...policy,
+    });
     const warning = assertFitsInMemory(estimate, backend);
     if (warning !== undefined) options.onNote?.({ kind: 'memory', message: warning });
   };
@@ -130,7 +136,11 @@ export async function fromPretrained(pathOrRepoId: string, options: FromPretrain
     const converted = impl.convertWeights(new Map(checkpoint.names().map((k) => [k, k])), config);
     const stored = storedDtypes(checkpoint, converted);
     const packedCheckpoint = stored !== undefined;
-    const policy: WeightPolicyOptions = { dtype: options.dtype ?? (packedCheckpoint ? undefined : 'f32'), dtypeOverrides: options.dtypeOverrides, storedDtypes: stored };
+    const policy: WeightPolicyOptions = {
+      dtype: options.dtype ?? (packedCheckpoint ? undefined : 'f32'),
+      dtypeOverrides: options.dtypeOverrides,
+      storedDtypes: stored,
+    };
     // What openMappedCheckpoint will decide, known before anything is mapped (mapping reads ahead).
     checkMemory(policy, packedCheckpoint && nativeAddon() !== null && (backend === 'cpu' || backend === 'native'));
 
@@ -143,7 +153,10 @@ export async function fromPretrained(pathOrRepoId: string, options: FromPretrain
     }
     const model = impl.createModel(config);
     try {
-      const plan = planWeightDtypes([...model.namedParameters()].map(([name, p]) => [name, p.shape] as const), policy);
+      const plan = planWeightDtypes(
+        [...model.namedParameters()].map(([name, p]) => [name, p.shape] as const),
+        policy,
+      );
       for (const message of plan.notes) options.onNote?.({ kind: 'dtype', message });
       if (stored !== undefined) {
         const repack = repackNote(folder, stored, plan.dtypes);
@@ -189,12 +202,16 @@ function repackNote(folder: string, stored: ReadonlyMap<string, WeightDtype>, he
   const list = [...moves].map(([move, n]) => `${n} weight${n === 1 ? '' : 's'} ${move}`).join(', ');
   return (
     `${folder} is a packed checkpoint; the dtype asked for repacks ${list} (dequantized, then packed again): ` +
-    'the values are no more precise than the checkpoint\'s, and loading is slower. Load it without a dtype to use its weights as stored.'
+    "the values are no more precise than the checkpoint's, and loading is slower. Load it without a dtype to use its weights as stored."
   );
 }
 
 /** Where the loaded weights' bytes live, from the counts of the mapped checkpoint. */
-function weightsSource(source: Checkpoint | MappedCheckpoint, packedCheckpoint: boolean, keyMap: ReadonlyMap<string, string>): WeightsSource {
+function weightsSource(
+  source: Checkpoint | MappedCheckpoint,
+  packedCheckpoint: boolean,
+  keyMap: ReadonlyMap<string, string>,
+): WeightsSource {
   const checkpoint = source instanceof MappedCheckpoint ? source.checkpoint : source;
   const total = [...keyMap.values()].reduce((n, key) => n + checkpoint.info(key).byteLength, 0);
   if (!(source instanceof MappedCheckpoint)) return { packedCheckpoint, mapped: false, mappedBytes: 0, copiedBytes: total };

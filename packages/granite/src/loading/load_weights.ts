@@ -90,7 +90,9 @@ export function loadWeights(
     if (info.packed !== undefined && held === info.packed.format) {
       // Stored as held: the bytes are the weight (a view of the mapping where one exists).
       const { format, shape } = info.packed;
-      param.assignPacked(mapped ? mapped.packedTensor(key) : PackedTensor.fromWriter(format, shape, (dst) => checkpoint.readBytesInto(key, dst)));
+      param.assignPacked(
+        mapped ? mapped.packedTensor(key) : PackedTensor.fromWriter(format, shape, (dst) => checkpoint.readBytesInto(key, dst)),
+      );
     } else if (held !== 'f32') {
       // Packed rows are the checkpoint's rows ([out, in]): no transposition, whatever the layout.
       param.assignPacked(quantizeStreaming(checkpoint, info, held, chunkFloats));

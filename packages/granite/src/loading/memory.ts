@@ -1,6 +1,13 @@
 import * as os from 'node:os';
 import { isBackendAvailable, packedByteLength, WEIGHT_DTYPES, type WeightDtype } from '@graniteflow/core';
-import { headDim, mambaConvDim, mambaInnerSize, useMoe, type GraniteMoeHybridConfig, type LayerType } from '../models/granitemoehybrid/config';
+import {
+  headDim,
+  mambaConvDim,
+  mambaInnerSize,
+  useMoe,
+  type GraniteMoeHybridConfig,
+  type LayerType,
+} from '../models/granitemoehybrid/config';
 import { DEFAULT_PREFILL_CHUNK } from '../generation/generate';
 import { checkWeightDtype, mainDtype, planBase, resolvePlan, storedDtypesOf, type WeightPolicyOptions } from './weight_policy';
 
@@ -204,7 +211,9 @@ export function activationFloatsPerToken(cfg: GraniteMoeHybridConfig): number {
   const inner = mambaInnerSize(cfg);
   const inProj = inner + mambaConvDim(cfg) + cfg.mamba_n_heads;
   const mamba = cfg.layer_types.includes('mamba') ? 2 * inProj + mambaConvDim(cfg) + 3 * inner : 0;
-  const attention = cfg.layer_types.includes('attention') ? 2 * cfg.num_attention_heads * headDim(cfg) + 2 * cfg.num_key_value_heads * headDim(cfg) : 0;
+  const attention = cfg.layer_types.includes('attention')
+    ? 2 * cfg.num_attention_heads * headDim(cfg) + 2 * cfg.num_key_value_heads * headDim(cfg)
+    : 0;
   const shared = 3 * cfg.shared_intermediate_size;
   const routed = useMoe(cfg) ? cfg.num_experts_per_tok * 3 * cfg.intermediate_size + 2 * cfg.num_local_experts : 0;
   return 4 * hidden + Math.max(mamba, attention) + shared + routed;
@@ -216,9 +225,7 @@ export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMem
   const { total, active } = countParameters(cfg);
   const mambaLayers = cfg.layer_types.filter((t) => t === 'mamba').length;
   const attentionLayers = cfg.num_hidden_layers - mambaLayers;
-  const stateFloats =
-    mambaLayers *
-    ((cfg.mamba_d_conv - 1) * mambaConvDim(cfg) + cfg.mamba_n_heads * cfg.mamba_d_head * cfg.mamba_d_state);
+  const stateFloats = mambaLayers * ((cfg.mamba_d_conv - 1) * mambaConvDim(cfg) + cfg.mamba_n_heads * cfg.mamba_d_head * cfg.mamba_d_state);
   const kvFloats = attentionLayers * 2 * cfg.num_key_value_heads * headDim(cfg);
   // Overrides and stored dtypes may name single layers; the policy alone treats every layer of a kind alike.
   const overrides = options.dtypeOverrides;
@@ -228,7 +235,8 @@ export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMem
   const stored = options.dtype === undefined ? storedDtypesOf(base, options.storedDtypes) : undefined;
   const dtype = stored !== undefined ? mainDtype(base.shapes, stored) : checkWeightDtype(options.dtype ?? 'f32');
   const sizes = base.shapes.map((shape, i) => (counts?.[i] ?? 1) * shape.reduce((a, b) => a * b, 1));
-  const bytesHeld = (held: WeightDtype, i: number) => (held === 'f32' ? 4 * sizes[i] : (counts?.[i] ?? 1) * packedByteLength(held, base.shapes[i]));
+  const bytesHeld = (held: WeightDtype, i: number) =>
+    held === 'f32' ? 4 * sizes[i] : (counts?.[i] ?? 1) * packedByteLength(held, base.shapes[i]);
   const weightBytesByDtype = {} as Record<WeightDtype, number>;
   let packedParameters = 0;
   let mappedWeightBytes = 0;
@@ -305,7 +313,10 @@ export function backendMemoryLimit(backend: string, machineBytes: number = os.to
     return { bytes: WASM_TENSOR_BUDGET, description: `its heap stops at 4 GiB, about ${formatBytes(WASM_TENSOR_BUDGET)} of tensors` };
   }
   const bytes = Math.floor(HOST_MEMORY_FRACTION * machineBytes);
-  return { bytes, description: `${Math.round(100 * HOST_MEMORY_FRACTION)}% of this machine's ${formatBytes(machineBytes)} of memory, ${formatBytes(bytes)}` };
+  return {
+    bytes,
+    description: `${Math.round(100 * HOST_MEMORY_FRACTION)}% of this machine's ${formatBytes(machineBytes)} of memory, ${formatBytes(bytes)}`,
+  };
 }
 
 /** Whether `estimate` fits `backend` on a machine of `machineBytes` (free memory aside). */
@@ -339,7 +350,6 @@ export function formatBytes(n: number): string {
   }
   return `${n.toFixed(i === 0 ? 0 : 1)} ${BYTE_UNITS[i]}`;
 }
-
 
 /** The dtypes from the most precise (and largest) down. */
 const DTYPES_BY_SIZE: readonly WeightDtype[] = ['f32', 'bf16', 'q8_0', 'q4_0'];
@@ -380,7 +390,9 @@ export function assertFitsInMemory(
     const advice: string[] = [];
     const smaller = DTYPES_BY_SIZE.slice(DTYPES_BY_SIZE.indexOf(dtype) + 1).find((d) => totalBytesAt(estimate, d) <= limit.bytes);
     if (smaller !== undefined) {
-      advice.push(`At dtype ${smaller} it needs about ${formatBytes(totalBytesAt(estimate, smaller))}, which fits: load it with dtype '${smaller}' (--dtype ${smaller}).`);
+      advice.push(
+        `At dtype ${smaller} it needs about ${formatBytes(totalBytesAt(estimate, smaller))}, which fits: load it with dtype '${smaller}' (--dtype ${smaller}).`,
+      );
     }
     const host = backendMemoryLimit('cpu', machineBytes);
     if (backend === 'wasm' && estimate.totalBytes <= host.bytes) {
@@ -390,7 +402,9 @@ export function assertFitsInMemory(
       advice.push(`At ${dtype} it fits ${backends}, which may use up to ${formatBytes(host.bytes)} of this machine's memory.`);
     }
     if (advice.length === 0) {
-      advice.push(`Even at q4_0 it needs about ${formatBytes(totalBytesAt(estimate, 'q4_0'))}: choose a smaller model, lower the context length, or use a machine with more memory.`);
+      advice.push(
+        `Even at q4_0 it needs about ${formatBytes(totalBytesAt(estimate, 'q4_0'))}: choose a smaller model, lower the context length, or use a machine with more memory.`,
+      );
     }
     throw new InsufficientMemoryError(
       `This model at dtype ${dtype} needs about ${need} (${describeEstimate(estimate)}), more than the ${backend} backend can hold (${limit.description}). ${advice.join(' ')}`,

@@ -33,7 +33,10 @@ export function readJsonObject(file: string, remedy: string): Record<string, unk
     throw new ModelFileError(file, `${file} is not valid JSON (${jsonErrorDetail(err)}); ${remedy}`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new ModelFileError(file, `${file} holds ${value === null ? 'null' : Array.isArray(value) ? 'a list' : `a ${typeof value}`}, not a JSON object; ${remedy}`);
+    throw new ModelFileError(
+      file,
+      `${file} holds ${value === null ? 'null' : Array.isArray(value) ? 'a list' : `a ${typeof value}`}, not a JSON object; ${remedy}`,
+    );
   }
   return value as Record<string, unknown>;
 }

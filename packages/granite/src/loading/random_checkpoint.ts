@@ -47,11 +47,7 @@ function initialValue(name: string, shape: readonly number[], index: number): nu
  * a config with random weights: for tests and benchmarks at real layer shapes without downloading.
  * Tensors are generated and written shard by shard, so memory stays near one shard.
  */
-export function writeRandomCheckpoint(
-  dir: string,
-  config: GraniteMoeHybridConfig,
-  options: RandomCheckpointOptions = {},
-): void {
+export function writeRandomCheckpoint(dir: string, config: GraniteMoeHybridConfig, options: RandomCheckpointOptions = {}): void {
   const { seed = 0, dtype = 'BF16', maxShardBytes = 2e9, std = 0.02 } = options;
   const rng = createPrng(seed);
   // Uniform on [−√3·std, √3·std] has standard deviation std, at one draw per weight (benchmark
@@ -90,7 +86,8 @@ export function writeRandomCheckpoint(
   }
   flush(true);
   const count = shardFiles.length;
-  const finalName = (i: number) => (count === 1 ? SINGLE_FILE : `model-${String(i + 1).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.safetensors`);
+  const finalName = (i: number) =>
+    count === 1 ? SINGLE_FILE : `model-${String(i + 1).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.safetensors`;
   shardFiles.forEach((f, i) => fs.renameSync(path.join(dir, f), path.join(dir, finalName(i))));
   if (count > 1) {
     for (const k of Object.keys(weightMap)) weightMap[k] = finalName(Number(/model-(\d+)/.exec(weightMap[k])![1]) - 1);
@@ -179,7 +176,13 @@ export async function writeRandomPackedCheckpoint(
           continue;
         }
         // One stream a row: seed, tensor and row folded into one safe integer.
-        drawUniform(createPrng(((seed * 65_537 + index) * 2 ** 24 + row) % Number.MAX_SAFE_INTEGER).nextUint32(), halfWidth, out, base, cols);
+        drawUniform(
+          createPrng(((seed * 65_537 + index) * 2 ** 24 + row) % Number.MAX_SAFE_INTEGER).nextUint32(),
+          halfWidth,
+          out,
+          base,
+          cols,
+        );
       }
     };
     const target = held === 'f32' ? (dtype === 'BF16' ? 'bf16' : 'f32') : held;

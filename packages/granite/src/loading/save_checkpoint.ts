@@ -6,7 +6,13 @@ import type { TokenizerFiles } from '../tokenizer/byte_level_bpe_files';
 import type { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
 
 /** Files of a model folder besides config and weights that a saved copy takes along when present. */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'special_tokens_map.json', 'generation_config.json'] as const;
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'chat_template.jinja',
+  'special_tokens_map.json',
+  'generation_config.json',
+] as const;
 
 /** Options of {@link saveCheckpoint}. */
 export interface SaveCheckpointOptions {
@@ -21,7 +27,11 @@ export interface SaveCheckpointOptions {
 /** The config.json of `config` (transformers reads it; an unbounded `time_step_limit` is written as null). */
 export function configJson(config: GraniteMoeHybridConfig): Record<string, unknown> {
   const { time_step_limit: limit, ...rest } = config;
-  return { ...rest, time_step_limit: [limit[0], Number.isFinite(limit[1]) ? limit[1] : null], architectures: ['GraniteMoeHybridForCausalLM'] };
+  return {
+    ...rest,
+    time_step_limit: [limit[0], Number.isFinite(limit[1]) ? limit[1] : null],
+    architectures: ['GraniteMoeHybridForCausalLM'],
+  };
 }
 
 /**
@@ -34,7 +44,11 @@ export function configJson(config: GraniteMoeHybridConfig): Record<string, unkno
  *
  * @returns the files written, relative to `dir`
  */
-export async function saveCheckpoint(model: GraniteMoeHybridForCausalLM, dir: string, options: SaveCheckpointOptions = {}): Promise<string[]> {
+export async function saveCheckpoint(
+  model: GraniteMoeHybridForCausalLM,
+  dir: string,
+  options: SaveCheckpointOptions = {},
+): Promise<string[]> {
   const dtype = options.dtype ?? 'F32';
   if (dtype !== 'F32' && dtype !== 'BF16') throw new RangeError(`saveCheckpoint: dtype must be 'F32' or 'BF16', got ${String(dtype)}.`);
   const target = path.resolve(dir);
@@ -55,7 +69,10 @@ export async function saveCheckpoint(model: GraniteMoeHybridForCausalLM, dir: st
           const value = p.checkpointValue();
           const floats = value.dataSync() as Float32Array;
           value.dispose();
-          cached = dtype === 'F32' ? new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength) : new Uint8Array(floatToBf16(floats).buffer);
+          cached =
+            dtype === 'F32'
+              ? new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength)
+              : new Uint8Array(floatToBf16(floats).buffer);
           cachedName = name;
         }
         dst.set(cached.subarray(offset, offset + dst.length));
@@ -66,7 +83,7 @@ export async function saveCheckpoint(model: GraniteMoeHybridForCausalLM, dir: st
     written.push(SINGLE_FILE);
     // torch_dtype says how the weights are stored, as transformers writes it.
     const config = { ...configJson(model.config), torch_dtype: dtype === 'F32' ? 'float32' : 'bfloat16' };
-    fs.writeFileSync(path.join(staging, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+    fs.writeFileSync(path.join(staging, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     written.push('config.json');
     if (options.tokenizerFrom !== undefined) {
       for (const f of TOKENIZER_FILES) {
@@ -78,7 +95,7 @@ export async function saveCheckpoint(model: GraniteMoeHybridForCausalLM, dir: st
       if (!written.includes('tokenizer.json')) throw new Error(`saveCheckpoint: ${options.tokenizerFrom} has no tokenizer.json to copy.`);
     } else if (options.tokenizer !== undefined) {
       for (const [f, json] of Object.entries(options.tokenizer)) {
-        fs.writeFileSync(path.join(staging, f), JSON.stringify(json, null, 2) + '\n');
+        fs.writeFileSync(path.join(staging, f), `${JSON.stringify(json, null, 2)}\n`);
         written.push(f);
       }
     }

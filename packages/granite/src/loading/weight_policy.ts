@@ -128,17 +128,19 @@ interface CompiledOverride {
 }
 
 function compileOverrides(overrides: Readonly<Record<string, WeightDtype>>): CompiledOverride[] {
-  return Object.entries(overrides)
-    .map(([key, dtype]) => ({
-      key,
-      dtype: checkWeightDtype(dtype, `dtypeOverrides[${JSON.stringify(key)}]`),
-      exact: !key.includes('*'),
-      matches: compileGlob(key),
-      used: false,
-    }))
-    // Exact names first, then globs from the longest (the most specific) down; a stable sort keeps
-    // equally long globs in the order given.
-    .sort((a, b) => Number(b.exact) - Number(a.exact) || b.key.length - a.key.length);
+  return (
+    Object.entries(overrides)
+      .map(([key, dtype]) => ({
+        key,
+        dtype: checkWeightDtype(dtype, `dtypeOverrides[${JSON.stringify(key)}]`),
+        exact: !key.includes('*'),
+        matches: compileGlob(key),
+        used: false,
+      }))
+      // Exact names first, then globs from the longest (the most specific) down; a stable sort keeps
+      // equally long globs in the order given.
+      .sort((a, b) => Number(b.exact) - Number(a.exact) || b.key.length - a.key.length)
+  );
 }
 
 /** What planning needs of each parameter whatever the dtype, worked out once for every dtype planned. */
@@ -227,10 +229,7 @@ export function resolvePlan(base: PlanBase, dtype: WeightDtype, stored?: readonl
  *
  * @param params every parameter's name and checkpoint shape
  */
-export function planWeightDtypes(
-  params: Iterable<readonly [string, readonly number[]]>,
-  options: WeightPolicyOptions = {},
-): WeightPlan {
+export function planWeightDtypes(params: Iterable<readonly [string, readonly number[]]>, options: WeightPolicyOptions = {}): WeightPlan {
   const base = planBase(params, options.dtypeOverrides);
   const stored = options.dtype === undefined ? storedDtypesOf(base, options.storedDtypes) : undefined;
   const dtype = stored !== undefined ? mainDtype(base.shapes, stored) : checkWeightDtype(options.dtype ?? 'f32');

@@ -20,7 +20,8 @@ export function byteLevelBpeFiles(merges: readonly (readonly [string, string])[]
   BYTE_TO_CHAR.forEach((ch, b) => (vocab[ch] = b));
   let next = 256;
   for (const [a, b] of merges) {
-    if (vocab[a] === undefined || vocab[b] === undefined) throw new RangeError(`byteLevelBpeFiles: merge "${a} ${b}" uses a token not made before it.`);
+    if (vocab[a] === undefined || vocab[b] === undefined)
+      throw new RangeError(`byteLevelBpeFiles: merge "${a} ${b}" uses a token not made before it.`);
     const merged = a + b;
     if (vocab[merged] === undefined) vocab[merged] = next++;
   }
@@ -30,7 +31,9 @@ export function byteLevelBpeFiles(merges: readonly (readonly [string, string])[]
       version: '1.0',
       truncation: null,
       padding: null,
-      added_tokens: [{ id: eosId, content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+      added_tokens: [
+        { id: eosId, content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+      ],
       normalizer: null,
       pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
       post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },

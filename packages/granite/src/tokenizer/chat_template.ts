@@ -87,9 +87,7 @@ function rewriteTojson(node: unknown): void {
   const filter = node.filter as AstNode;
   const isTojson =
     (filter.type === 'Identifier' && filter.value === 'tojson') ||
-    (filter.type === 'CallExpression' &&
-      (filter.callee as AstNode).type === 'Identifier' &&
-      (filter.callee as AstNode).value === 'tojson');
+    (filter.type === 'CallExpression' && (filter.callee as AstNode).type === 'Identifier' && (filter.callee as AstNode).value === 'tojson');
   if (!isTojson) return;
   const extraArgs = filter.type === 'CallExpression' ? (filter.args as AstNode[]) : [];
   const operand = node.operand;
@@ -184,13 +182,10 @@ export class ChatTemplate {
       throw new ChatTemplateError(`${source} must be a string or a list of {name, template}, got ${typeof config}`);
     }
     const byName = new Map(config.map((t) => [t.name, t.template]));
-    const name =
-      opts.templateName ?? (opts.hasTools && byName.has('tool_use') ? 'tool_use' : 'default');
+    const name = opts.templateName ?? (opts.hasTools && byName.has('tool_use') ? 'tool_use' : 'default');
     const text = byName.get(name);
     if (text === undefined) {
-      throw new ChatTemplateError(
-        `${source} has no template named "${name}" (available: ${[...byName.keys()].join(', ') || 'none'})`,
-      );
+      throw new ChatTemplateError(`${source} has no template named "${name}" (available: ${[...byName.keys()].join(', ') || 'none'})`);
     }
     return { text, source: `${source}["${name}"]` };
   }

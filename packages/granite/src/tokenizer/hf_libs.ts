@@ -5,9 +5,7 @@
 import type * as TokenizersModule from '@huggingface/tokenizers' with { 'resolution-mode': 'import' };
 import type * as JinjaModule from '@huggingface/jinja' with { 'resolution-mode': 'import' };
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 export const tokenizers: typeof TokenizersModule = require('@huggingface/tokenizers');
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 export const jinja: typeof JinjaModule = require('@huggingface/jinja');
 
 export type HfTokenizer = InstanceType<typeof TokenizersModule.Tokenizer>;

@@ -120,7 +120,12 @@ export function pythonJsonDumps(value: JinjaRuntimeValue, options: PythonJsonOpt
       case 'TupleValue': {
         const items = v.value as JinjaRuntimeValue[];
         if (items.length === 0) return '[]';
-        return wrap('[', ']', items.map((x) => dump(x, depth + 1)), depth);
+        return wrap(
+          '[',
+          ']',
+          items.map((x) => dump(x, depth + 1)),
+          depth,
+        );
       }
       case 'ObjectValue':
       case 'NamespaceValue': {
@@ -141,7 +146,7 @@ export function pythonJsonDumps(value: JinjaRuntimeValue, options: PythonJsonOpt
 
   const wrap = (open: string, close: string, parts: string[], depth: number): string => {
     if (indent === null) return `${open}${parts.join(itemSep)}${close}`;
-    const inner = '\n' + indent.repeat(depth + 1);
+    const inner = `\n${indent.repeat(depth + 1)}`;
     return `${open}${inner}${parts.join(itemSep + inner)}\n${indent.repeat(depth)}${close}`;
   };
 

@@ -5,13 +5,7 @@
 import * as path from 'node:path';
 import { FileKindError, jsonErrorDetail, readRegularFileAsync } from '@graniteflow/core';
 import { byteLevelToBytes } from './byte_level';
-import {
-  ChatTemplate,
-  ChatTemplateError,
-  type ApplyChatTemplateOptions,
-  type ChatMessage,
-  type ChatTemplateConfig,
-} from './chat_template';
+import { ChatTemplate, ChatTemplateError, type ApplyChatTemplateOptions, type ChatMessage, type ChatTemplateConfig } from './chat_template';
 import { tokenizers, type HfTokenizer } from './hf_libs';
 
 /** A tokenizer file is missing or malformed, or an argument is out of range. */
@@ -106,12 +100,7 @@ export class GraniteTokenizer {
   private readonly templateVariables: Readonly<Record<string, string>>;
   private readonly namedTemplates = new Map<string, ChatTemplate>();
 
-  private constructor(
-    tokenizerJson: Json,
-    tokenizerConfig: Json,
-    chatTemplate: ChatTemplateConfig | undefined,
-    extras: TokenizerExtras,
-  ) {
+  private constructor(tokenizerJson: Json, tokenizerConfig: Json, chatTemplate: ChatTemplateConfig | undefined, extras: TokenizerExtras) {
     try {
       this.tokenizer = new tokenizers.Tokenizer(tokenizerJson, tokenizerConfig);
     } catch (err) {
@@ -129,7 +118,10 @@ export class GraniteTokenizer {
     for (const id of Object.values(model.vocab)) if (typeof id === 'number' && id > maxId) maxId = id;
     for (const t of added) if (t.id > maxId) maxId = t.id;
     this.vocabSize = maxId + 1;
-    this.specialTokenIds = added.filter((t) => t.special).map((t) => t.id).sort((a, b) => a - b);
+    this.specialTokenIds = added
+      .filter((t) => t.special)
+      .map((t) => t.id)
+      .sort((a, b) => a - b);
     this.specialSet = new Set(this.specialTokenIds);
     // Longest first, so `<think_on>` is not read as `<think>` + `_on>`.
     const contents = added.map((t) => t.content).sort((a, b) => b.length - a.length);
@@ -153,14 +145,12 @@ export class GraniteTokenizer {
     this.unkTokenId = idOf('unk_token');
     const configEos = idOf('eos_token');
     const genEos = extras.generationConfig?.eos_token_id;
-    const genEosList = (Array.isArray(genEos) ? genEos : genEos === undefined || genEos === null ? [] : [genEos]).map(
-      (id) => {
-        if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
-          throw new TokenizerError(`generation_config.json: eos_token_id must be an id or a list of ids, got ${JSON.stringify(genEos)}`);
-        }
-        return id;
-      },
-    );
+    const genEosList = (Array.isArray(genEos) ? genEos : genEos === undefined || genEos === null ? [] : [genEos]).map((id) => {
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+        throw new TokenizerError(`generation_config.json: eos_token_id must be an id or a list of ids, got ${JSON.stringify(genEos)}`);
+      }
+      return id;
+    });
     this.eosTokenId = configEos ?? genEosList[0];
     this.eosTokenIds = [...new Set([...(configEos === undefined ? [] : [configEos]), ...genEosList])];
     this.bosTokenId ??= typeof extras.generationConfig?.bos_token_id === 'number' ? extras.generationConfig.bos_token_id : undefined;
@@ -170,8 +160,7 @@ export class GraniteTokenizer {
     this.templateVariables = variables;
     this.chatTemplateConfig = chatTemplate;
     this.chatTemplateSource = extras.chatTemplateSource ?? 'tokenizer_config.json → chat_template';
-    this.chatTemplate =
-      typeof chatTemplate === 'string' ? ChatTemplate.parse(chatTemplate, this.chatTemplateSource, variables) : undefined;
+    this.chatTemplate = typeof chatTemplate === 'string' ? ChatTemplate.parse(chatTemplate, this.chatTemplateSource, variables) : undefined;
   }
 
   /**
@@ -181,12 +170,7 @@ export class GraniteTokenizer {
    * @param tokenizerConfig Parsed `tokenizer_config.json`.
    * @param chatTemplate A template overriding `tokenizerConfig.chat_template` (e.g. the contents of `chat_template.jinja`).
    */
-  static fromJSON(
-    tokenizerJson: unknown,
-    tokenizerConfig: unknown,
-    chatTemplate?: string,
-    extras: TokenizerExtras = {},
-  ): GraniteTokenizer {
+  static fromJSON(tokenizerJson: unknown, tokenizerConfig: unknown, chatTemplate?: string, extras: TokenizerExtras = {}): GraniteTokenizer {
     if (!isObject(tokenizerJson)) throw new TokenizerError('tokenizer.json must hold a JSON object');
     if (!isObject(tokenizerConfig)) throw new TokenizerError('tokenizer_config.json must hold a JSON object');
     const template = chatTemplate ?? (tokenizerConfig.chat_template as ChatTemplateConfig | undefined);
@@ -205,7 +189,9 @@ export class GraniteTokenizer {
         return (await readRegularFileAsync(file)).toString('utf8');
       } catch (err) {
         if (!required && err instanceof FileKindError && err.missing) return undefined;
-        throw new TokenizerError(`Cannot read ${file}: ${err instanceof FileKindError ? `it ${err.detail}` : (err as Error).message}`, { cause: err });
+        throw new TokenizerError(`Cannot read ${file}: ${err instanceof FileKindError ? `it ${err.detail}` : (err as Error).message}`, {
+          cause: err,
+        });
       }
     };
     const readJson = async (name: string, required: boolean): Promise<Json | undefined> => {
@@ -230,14 +216,15 @@ export class GraniteTokenizer {
     const failures = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
     if (failures.length === 1) throw failures[0];
     if (failures.length > 1) throw new TokenizerError(failures.map((e) => e.message).join('; '), { cause: failures[0] });
-    const [tokenizerJson, tokenizerConfig, generationConfig, specialTokensMap] = settled.map((r) => (r as PromiseFulfilledResult<Json | undefined>).value);
+    const [tokenizerJson, tokenizerConfig, generationConfig, specialTokensMap] = settled.map(
+      (r) => (r as PromiseFulfilledResult<Json | undefined>).value,
+    );
     const templateFile = path.join(dir, 'chat_template.jinja');
     const templateText = await readText(templateFile, false);
     return GraniteTokenizer.fromJSON(tokenizerJson, tokenizerConfig, templateText, {
       generationConfig,
       specialTokensMap,
-      chatTemplateSource:
-        templateText !== undefined ? templateFile : `${path.join(dir, 'tokenizer_config.json')} → chat_template`,
+      chatTemplateSource: templateText !== undefined ? templateFile : `${path.join(dir, 'tokenizer_config.json')} → chat_template`,
     });
   }
 
@@ -341,7 +328,9 @@ export class GraniteTokenizer {
     }
     if (typeof config === 'string') {
       if (options.templateName !== undefined) {
-        throw new ChatTemplateError(`${this.chatTemplateSource} is a single template; templateName "${options.templateName}" does not apply`);
+        throw new ChatTemplateError(
+          `${this.chatTemplateSource} is a single template; templateName "${options.templateName}" does not apply`,
+        );
       }
       return this.chatTemplate as ChatTemplate;
     }

@@ -167,9 +167,7 @@ export class ToolCallStreamParser {
 
 function blockEvent(raw: string): ToolCallStreamEvent {
   const parsed = parseToolCallBody(raw);
-  return 'toolCall' in parsed
-    ? { type: 'toolCall', toolCall: parsed.toolCall }
-    : { type: 'invalidToolCall', invalid: parsed.invalid };
+  return 'toolCall' in parsed ? { type: 'toolCall', toolCall: parsed.toolCall } : { type: 'invalidToolCall', invalid: parsed.invalid };
 }
 
 /**

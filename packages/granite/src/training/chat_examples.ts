@@ -28,7 +28,9 @@ export function chatExample(tokenizer: GraniteTokenizer, messages: readonly Chat
     const through = tokenizer.encodeChat(messages.slice(0, i + 1));
     const isPrefix = (a: number[], b: number[]) => a.length <= b.length && a.every((id, k) => id === b[k]);
     if (!isPrefix(before, through) || !isPrefix(through, ids)) {
-      throw new RangeError(`The chat template does not render message ${i + 1} as a continuation of the ones before it, so its tokens cannot be found.`);
+      throw new RangeError(
+        `The chat template does not render message ${i + 1} as a continuation of the ones before it, so its tokens cannot be found.`,
+      );
     }
     for (let k = before.length; k < through.length; k++) learn[k] = true;
   });

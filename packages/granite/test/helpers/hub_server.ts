@@ -67,9 +67,18 @@ export interface HubServer {
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 export const gitSha1 = (b: Buffer): string =>
-  createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${b.length}\0`), b])).digest('hex');
+  createHash('sha1')
+    .update(Buffer.concat([Buffer.from(`blob ${b.length}\0`), b]))
+    .digest('hex');
 
-function sendBytes(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, headers: Record<string, string>, faults: Faults, sha: string): void {
+function sendBytes(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  body: Buffer,
+  headers: Record<string, string>,
+  faults: Faults,
+  sha: string,
+): void {
   const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
   let start = 0;
   if (range) {

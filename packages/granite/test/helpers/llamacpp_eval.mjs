@@ -41,7 +41,9 @@ for (const ids of prompts) {
   const tokens = [outs[outs.length - 1].next.token];
   const decodeLogProbs = [promptLogProbs[promptLogProbs.length - 1]];
   for (let s = 1; s < decodeSteps; s++) {
-    const [o] = await seq.controlledEvaluate([[tokens[tokens.length - 1], { generateNext: { probabilities: true, token: true, options: greedy } }]]);
+    const [o] = await seq.controlledEvaluate([
+      [tokens[tokens.length - 1], { generateNext: { probabilities: true, token: true, options: greedy } }],
+    ]);
     tokens.push(o.next.token);
     decodeLogProbs.push(logProbs(o.next.probabilities, nVocab));
   }

@@ -1,10 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type {
-  SelectiveScanAttrs,
-  SelectiveScanInputs,
-  SelectiveStateUpdateAttrs,
-  SelectiveStateUpdateInputs,
-} from '../kernel_names';
+import type { SelectiveScanAttrs, SelectiveScanInputs, SelectiveStateUpdateAttrs, SelectiveStateUpdateInputs } from '../kernel_names';
 import { selectiveScanGradKernel } from '../kernels/SelectiveScanGrad';
 
 type Grads<I> = { [K in keyof I]?: tf.Tensor };

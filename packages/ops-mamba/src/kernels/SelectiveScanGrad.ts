@@ -24,8 +24,7 @@ export const selectiveScanGradKernel = defineKernel<SelectiveScanGradInputs, Sel
     const { x, dt, A_log, B, C, D, dt_bias } = inputs;
     // core's vjp: this reference also runs from inside SelectiveScan's gradient function.
     const grads = vjp(
-      (x, dt, A_log, B, C, D, dt_bias, initialState) =>
-        selectiveScanReference({ x, dt, A_log, B, C, D, dt_bias, initialState }, attrs),
+      (x, dt, A_log, B, C, D, dt_bias, initialState) => selectiveScanReference({ x, dt, A_log, B, C, D, dt_bias, initialState }, attrs),
       [x, dt, A_log, B, C, D, dt_bias, init],
       [dy, dFinalState],
     );
@@ -59,7 +58,10 @@ export const selectiveScanGradKernel = defineKernel<SelectiveScanGradInputs, Sel
       const inputs = { ...f32Inputs(mapValues(a, SSM_INPUTS), SSM_INPUTS), initialState: f32Opt(a.initialState?.values, 'initialState') };
       const shapeOf = (k: (typeof GRAD_OUTPUTS)[number]) => (k === 'initialState' ? [batch, Hm, P, N] : a[k].shape);
       const size = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
-      const grads = Object.fromEntries(GRAD_OUTPUTS.map((k) => [k, new Float32Array(size(shapeOf(k)))])) as Record<(typeof GRAD_OUTPUTS)[number], Float32Array>;
+      const grads = Object.fromEntries(GRAD_OUTPUTS.map((k) => [k, new Float32Array(size(shapeOf(k)))])) as Record<
+        (typeof GRAD_OUTPUTS)[number],
+        Float32Array
+      >;
       addon.ssmScanGrad(
         inputs,
         { dy: f32(a.dy.values, 'dy'), dFinalState: f32(a.dFinalState.values, 'dFinalState') },

@@ -38,13 +38,7 @@ export interface ScanOutputs {
  * ⌊h/(Hm/G)⌋ (P12). Exact and O(B·T·Hm·P·N); the state of each head lives in `finalState` while it
  * is scanned, so no scratch memory is needed.
  */
-export function selectiveScanImpl(
-  a: ScanArrays,
-  dims: ScanDims,
-  dtMin: number,
-  dtMax: number,
-  out?: ScanOutputs,
-): ScanOutputs {
+export function selectiveScanImpl(a: ScanArrays, dims: ScanDims, dtMin: number, dtMax: number, out?: ScanOutputs): ScanOutputs {
   const { batch, seqLen: T, heads: Hm, headDim: P, groups: G, stateSize: N } = dims;
   const y = out?.y ?? new Float32Array(batch * T * Hm * P);
   const finalState = out?.finalState ?? new Float32Array(batch * Hm * P * N);

@@ -1,9 +1,5 @@
 import { defineKernel, nativeKernel, recordingGradients } from '@graniteflow/core';
-import {
-  SelectiveStateUpdate,
-  type SelectiveStateUpdateAttrs,
-  type SelectiveStateUpdateInputs,
-} from '../kernel_names';
+import { SelectiveStateUpdate, type SelectiveStateUpdateAttrs, type SelectiveStateUpdateInputs } from '../kernel_names';
 import { selectiveStateUpdateGrad } from '../gradients/SelectiveScan_grad';
 import { selectiveStateUpdateReference } from '../ops/selective_state_update_reference';
 import { f32, pointersOf, f32Inputs, mapValues, SSM_INPUTS } from './flat';
@@ -31,7 +27,13 @@ export const selectiveStateUpdateKernel = defineKernel<SelectiveStateUpdateInput
       if (simd !== null && simdScanSupports({ ...dims, seqLen: 1 })) {
         const { state, ...rest } = pointersOf(arrays);
         const o = pointersOf(outs);
-        selectiveScanSimd(simd, { ...rest, initialState: state, y: o.y, finalState: o.newState }, { ...dims, seqLen: 1 }, attrs.dtMin, attrs.dtMax);
+        selectiveScanSimd(
+          simd,
+          { ...rest, initialState: state, y: o.y, finalState: o.newState },
+          { ...dims, seqLen: 1 },
+          attrs.dtMin,
+          attrs.dtMax,
+        );
       } else {
         selectiveStateUpdateImpl(arrays, dims, attrs.dtMin, attrs.dtMax, outs);
       }
@@ -48,7 +50,10 @@ export const selectiveStateUpdateKernel = defineKernel<SelectiveStateUpdateInput
       const inPlace = reuseState === true && a.state.unshared && !recordingGradients();
       const y = new Float32Array(inputs.x.length);
       const newState = inPlace ? inputs.initialState : new Float32Array(inputs.initialState.length);
-      addon.ssmScan(inputs, { batch, seqLen: 1, heads: Hm, headDim: P, groups: G, stateSize: N }, dtMin, dtMax, { y, finalState: newState });
+      addon.ssmScan(inputs, { batch, seqLen: 1, heads: Hm, headDim: P, groups: G, stateSize: N }, dtMin, dtMax, {
+        y,
+        finalState: newState,
+      });
       return [
         { shape: a.x.shape, values: y },
         inPlace ? { shape: a.state.shape, inPlaceOf: 'state' } : { shape: a.state.shape, values: newState },

@@ -16,6 +16,7 @@ export function softplusGrad(v: number): number {
 /** dt = clamp(softplus(raw + bias), lo, hi): dt_bias goes in before softplus, the clamp after (P4). */
 export function discretizeDt(raw: number, bias: number, lo: number, hi: number): number {
   const s = softplus(raw + bias);
+  // biome-ignore lint/complexity/useMathMinMax: the same tests in the same order as the native kernel, in a hot loop
   return s < lo ? lo : s > hi ? hi : s;
 }
 

@@ -10,10 +10,7 @@ export function f32(a: FlatArray, name: string): Float32Array {
 export const SSM_INPUTS = ['x', 'dt', 'A_log', 'B', 'C', 'D', 'dt_bias'] as const;
 
 /** {@link f32} for each named input. */
-export function f32Inputs<K extends string>(
-  a: { [name in K]: FlatArray },
-  names: readonly K[],
-): { [name in K]: Float32Array } {
+export function f32Inputs<K extends string>(a: { [name in K]: FlatArray }, names: readonly K[]): { [name in K]: Float32Array } {
   const out = {} as { [name in K]: Float32Array };
   for (const n of names) out[n] = f32(a[n], n);
   return out;

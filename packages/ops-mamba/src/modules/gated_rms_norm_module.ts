@@ -1,5 +1,5 @@
 import { Module, Parameter } from '@graniteflow/core';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { gatedRmsNorm } from '../ops/gated_rms_norm';
 
 /** The mixer's gated RMSNorm (`norm.weight` [D]), full width by default as in HF (P12). */

@@ -26,7 +26,7 @@ export interface Mamba2ForwardOptions {
  * dt_bias = 1, D = 1, norm = 1); projections and conv read as zeros until loaded.
  */
 export class Mamba2Mixer extends Module {
-  /* eslint-disable @typescript-eslint/naming-convention -- checkpoint key segments, verbatim */
+  // Snake case: the checkpoint's key segments, verbatim.
   readonly in_proj: Linear;
   readonly conv1d: DepthwiseConv1d;
   readonly dt_bias: Parameter;
@@ -34,7 +34,6 @@ export class Mamba2Mixer extends Module {
   readonly D: Parameter;
   readonly norm: GatedRMSNorm;
   readonly out_proj: Linear;
-  /* eslint-enable @typescript-eslint/naming-convention */
 
   constructor(readonly config: Mamba2Config) {
     super();

@@ -30,10 +30,7 @@ export class MambaCache {
 
   /** A fresh (all-zero) cache for `batch` sequences of a mixer with config `c`. */
   static zeros(c: Mamba2Config, batch: number): MambaCache {
-    return new MambaCache(
-      tf.zeros([batch, c.convKernel - 1, mambaConvDim(c)]),
-      tf.zeros([batch, c.numHeads, c.headDim, c.stateSize]),
-    );
+    return new MambaCache(tf.zeros([batch, c.convKernel - 1, mambaConvDim(c)]), tf.zeros([batch, c.numHeads, c.headDim, c.stateSize]));
   }
 
   /** [B, K−1, conv_dim] */

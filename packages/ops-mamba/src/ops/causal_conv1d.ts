@@ -32,11 +32,7 @@ export interface CausalConv1dOptions {
  * // y = [[[10], [21], [32]]], convState = [[[3]]]
  * ```
  */
-export function causalConv1d(
-  x: tf.Tensor,
-  weight: tf.Tensor,
-  options: CausalConv1dOptions = {},
-): { y: tf.Tensor; convState: tf.Tensor } {
+export function causalConv1d(x: tf.Tensor, weight: tf.Tensor, options: CausalConv1dOptions = {}): { y: tf.Tensor; convState: tf.Tensor } {
   const op = 'causalConv1d';
   const { bias, convState, activation = 'silu' } = options;
   checkRank(op, 'x', x, ['B', 'T', 'C']);

@@ -37,10 +37,7 @@ export interface SelectiveScanOptions {
  * // y: [1, 6, 4, 8], finalState: [1, 4, 8, 16]
  * ```
  */
-export function selectiveScan(
-  args: SelectiveScanArgs,
-  options: SelectiveScanOptions = {},
-): { y: tf.Tensor; finalState: tf.Tensor } {
+export function selectiveScan(args: SelectiveScanArgs, options: SelectiveScanOptions = {}): { y: tf.Tensor; finalState: tf.Tensor } {
   const op = 'selectiveScan';
   const { x, dt, A_log, B, C, D, dt_bias, initialState } = args;
   checkRank(op, 'x', x, ['B', 'T', 'Hm', 'P']);

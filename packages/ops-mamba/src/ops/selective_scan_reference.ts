@@ -61,10 +61,7 @@ export function selectiveScanReference(inputs: SelectiveScanInputs, attrs: Selec
 
     // 2. Chunk-local end states, as if each chunk started from zero.
     const aLast = tf.slice(aCum, [0, 0, 0, Q - 1], [-1, -1, -1, 1]); // [B, Hm, nc, 1]
-    const decayToEnd = tf.transpose(
-      tf.reshape(tf.exp(tf.sub(aLast, aCum)), [batch, G, hpg, nc, Q]),
-      [0, 3, 1, 2, 4],
-    ); // [B, nc, G, hpg, Q]
+    const decayToEnd = tf.transpose(tf.reshape(tf.exp(tf.sub(aLast, aCum)), [batch, G, hpg, nc, Q]), [0, 3, 1, 2, 4]); // [B, nc, G, hpg, Q]
     const xdDecayed = tf.mul(xdC, tf.expandDims(decayToEnd, -1)); // [B, nc, G, hpg, Q, P]
     const xdT = tf.reshape(tf.transpose(xdDecayed, [0, 1, 2, 3, 5, 4]), [batch, nc, G, hpg * P, Q]);
     const sLocal = tf.reshape(tf.matMul(xdT, bC), [batch, nc, Hm, P, N]); // [B, nc, Hm, P, N]

@@ -6,10 +6,7 @@ import { decayRateReference, discretizeDtReference } from './discretize_referenc
  * One recurrent step composed from stock tfjs ops (model guide: Decode step):
  * `S = exp(dt·A)·S + dt·x⊗B[g(h)]`, `y = S·C[g(h)] + D·x`.
  */
-export function selectiveStateUpdateReference(
-  inputs: SelectiveStateUpdateInputs,
-  attrs: SelectiveStateUpdateAttrs,
-): tf.Tensor[] {
+export function selectiveStateUpdateReference(inputs: SelectiveStateUpdateInputs, attrs: SelectiveStateUpdateAttrs): tf.Tensor[] {
   const { x, dt: dtRaw, A_log, B, C, D, dt_bias, state } = inputs;
   const [batch, Hm, P] = x.shape;
   const [, G, N] = B.shape;

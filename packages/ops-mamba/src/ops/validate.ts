@@ -28,15 +28,19 @@ export function checkShape(op: string, arg: string, t: tf.Tensor, names: string[
 
 /** Throws unless `t` has rank `names.length` (before its sizes are known). */
 export function checkRank(op: string, arg: string, t: tf.Tensor, names: string[]): void {
-  checkShape(op, arg, t, names, names.map(() => -1));
+  checkShape(
+    op,
+    arg,
+    t,
+    names,
+    names.map(() => -1),
+  );
 }
 
 /** Throws unless heads split evenly into groups (P12). */
 export function checkGroups(op: string, heads: number, groups: number, arg: string, shape: readonly number[]): void {
   if (groups < 1 || heads % groups !== 0) {
-    throw new ShapeError(
-      `${op}: the number of heads Hm = ${heads} must be a multiple of the groups G = ${groups} of ${arg} ${fmt(shape)}`,
-    );
+    throw new ShapeError(`${op}: the number of heads Hm = ${heads} must be a multiple of the groups G = ${groups} of ${arg} ${fmt(shape)}`);
   }
 }
 

@@ -15,9 +15,7 @@ export const moeCombineKernel = defineKernel<MoeCombineInputs, MoeCombineAttrs>(
   inputNames: ['expertOutputs', 'order', 'weights'],
   reference: ({ expertOutputs, order, weights }) => [moeCombineReference(expertOutputs, order, weights)],
   fused: {
-    outputs: ({ expertOutputs, weights }) => [
-      { shape: [weights.shape[0], expertOutputs.shape[1]], dtype: 'float32' },
-    ],
+    outputs: ({ expertOutputs, weights }) => [{ shape: [weights.shape[0], expertOutputs.shape[1]], dtype: 'float32' }],
     compute: ({ expertOutputs, order, weights }, [out], shapes) => {
       const k = shapes.weights[1];
       const h = shapes.expertOutputs[1];

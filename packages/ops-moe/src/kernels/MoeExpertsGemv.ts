@@ -15,9 +15,7 @@ export const moeExpertsGemvKernel = defineKernel<MoeExpertsGemvInputs, MoeExpert
   inputNames: ['x', 'inputLinear', 'outputLinear', 'indices', 'weights'],
   // The grouped path (stock matMul/slice plus this package's differentiable dispatch kernels):
   // the naive per-slot reference would need UnsortedSegmentSum to differentiate, absent on wasm.
-  reference: ({ x, inputLinear, outputLinear, indices, weights }) => [
-    groupedExperts(x, inputLinear, outputLinear, indices, weights),
-  ],
+  reference: ({ x, inputLinear, outputLinear, indices, weights }) => [groupedExperts(x, inputLinear, outputLinear, indices, weights)],
   fused: {
     outputs: ({ x }) => [{ shape: x.shape, dtype: 'float32' }],
     compute: ({ x, inputLinear, outputLinear, indices, weights }, [y], shapes) => {

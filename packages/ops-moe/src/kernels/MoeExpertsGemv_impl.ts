@@ -22,7 +22,10 @@ export const jsMatVec: MatVec = (w, wOff, x, xOff, y, yOff, rows, cols, alpha, b
   const cols4 = cols - (cols % 4);
   for (let r = 0; r < rows; r++) {
     const base = wOff + r * cols;
-    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    let s0 = 0,
+      s1 = 0,
+      s2 = 0,
+      s3 = 0;
     let c = 0;
     for (; c < cols4; c += 4) {
       s0 += w[base + c] * x[xOff + c];

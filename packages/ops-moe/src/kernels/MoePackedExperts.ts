@@ -96,7 +96,13 @@ function dimsOf(shapes: { x: number[]; indices: number[] }, attrs: MoePackedExpe
 }
 
 /** Bytes of the packed [E, 2I, H] and [E, H, I] weights. */
-function weightBytes({ inputFormat, outputFormat, numExperts: e, hiddenSize: h, intermediateSize: i }: MoePackedExpertsAttrs): [number, number] {
+function weightBytes({
+  inputFormat,
+  outputFormat,
+  numExperts: e,
+  hiddenSize: h,
+  intermediateSize: i,
+}: MoePackedExpertsAttrs): [number, number] {
   return [e * 2 * i * packedRowBytes(inputFormat, h), e * h * packedRowBytes(outputFormat, i)];
 }
 

@@ -35,7 +35,10 @@ export const jsPackedMatMul: PackedRowsMatMul = (format, w, outFeatures, inFeatu
     rows.unpack(o, row);
     for (let r = 0; r < nRows; r++) {
       const base = r * inFeatures;
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      let s0 = 0,
+        s1 = 0,
+        s2 = 0,
+        s3 = 0;
       let c = 0;
       for (; c < cols4; c += 4) {
         s0 += row[c] * x[base + c];
@@ -103,9 +106,7 @@ function checkExpertIds(indices: Int32Array, k: number, e: number): void {
   for (let s = 0; s < indices.length; s++) {
     const id = indices[s];
     if (!(id >= 0 && id < e)) {
-      throw new RangeError(
-        `MoePackedExperts: indices[${Math.floor(s / k)}, ${s % k}] is ${id}, outside the ${e} experts [0, ${e}).`,
-      );
+      throw new RangeError(`MoePackedExperts: indices[${Math.floor(s / k)}, ${s % k}] is ${id}, outside the ${e} experts [0, ${e}).`);
     }
   }
 }

@@ -14,10 +14,7 @@ import { gatherRowsImpl, scatterRowsImpl } from './MoeRows_impl';
  * Row gather. Reference: `tf.gather`. Gradient: {@link moeScatterRowsKernel} — stock tfjs
  * differentiates gather with UnsortedSegmentSum, which the wasm backend lacks.
  */
-export const moeGatherRowsKernel: Kernel<MoeGatherRowsInputs, MoeGatherRowsAttrs> = defineKernel<
-  MoeGatherRowsInputs,
-  MoeGatherRowsAttrs
->({
+export const moeGatherRowsKernel: Kernel<MoeGatherRowsInputs, MoeGatherRowsAttrs> = defineKernel<MoeGatherRowsInputs, MoeGatherRowsAttrs>({
   name: MoeGatherRows,
   inputNames: ['x', 'rows'],
   reference: ({ x, rows }) => [tf.gather(x, rows)],

@@ -8,14 +8,7 @@ export function silu(g: number): number {
  * (first half gate, second half up — halves, not interleaved). Offsets allow in-place use on
  * sub-ranges.
  */
-export function swigluImpl(
-  a: Float32Array,
-  rows: number,
-  inter: number,
-  act: Float32Array,
-  aOffset = 0,
-  actOffset = 0,
-): void {
+export function swigluImpl(a: Float32Array, rows: number, inter: number, act: Float32Array, aOffset = 0, actOffset = 0): void {
   for (let r = 0; r < rows; r++) {
     const src = aOffset + r * 2 * inter;
     const dst = actOffset + r * inter;

@@ -9,9 +9,7 @@ import { MoeTakeRows, type MoeTakeRowsAttrs, type MoeTakeRowsInputs } from '../k
 export const moeTakeRowsKernel = defineKernel<MoeTakeRowsInputs, MoeTakeRowsAttrs>({
   name: MoeTakeRows,
   inputNames: ['x'],
-  reference: ({ x }, { start, count }) => [
-    tf.slice(x, [start, ...x.shape.slice(1).map(() => 0)], [count, ...x.shape.slice(1)]),
-  ],
+  reference: ({ x }, { start, count }) => [tf.slice(x, [start, ...x.shape.slice(1).map(() => 0)], [count, ...x.shape.slice(1)])],
   fused: {
     outputs: ({ x }, { count }) => [{ shape: [count, ...x.shape.slice(1)], dtype: x.dtype }],
     compute: ({ x }, [out], shapes, { start, count }) => {

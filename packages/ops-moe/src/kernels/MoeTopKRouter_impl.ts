@@ -5,14 +5,7 @@
  * Scanning experts in ascending order and displacing only on a strictly larger value is what makes
  * ties go to the lower index. NaN never displaces anything (comparisons with NaN are false).
  */
-export function topKRouterImpl(
-  logits: Float32Array,
-  n: number,
-  e: number,
-  k: number,
-  weights: Float32Array,
-  indices: Int32Array,
-): void {
+export function topKRouterImpl(logits: Float32Array, n: number, e: number, k: number, weights: Float32Array, indices: Int32Array): void {
   const vals = new Float64Array(k);
   const idx = new Int32Array(k);
   for (let row = 0; row < n; row++) {

@@ -46,7 +46,8 @@ function bf16Rows(w: Uint8Array, cols: number): PackedRowReader {
     dot(row, x, xOff) {
       if (scratch.length !== cols) scratch = new Float32Array(cols);
       unpack(row, scratch);
-      let s0 = 0, s1 = 0;
+      let s0 = 0,
+        s1 = 0;
       let c = 0;
       for (; c + 1 < cols; c += 2) {
         s0 += scratch[c] * x[xOff + c];
@@ -67,7 +68,10 @@ function q8Rows(w: Uint8Array, cols: number): PackedRowReader {
     dot(row, x, xOff) {
       let acc = 0;
       for (let b = 0, at = row * rowBytes, o = xOff; b < blocks; b++, at += Q8_BLOCK_BYTES, o += QK) {
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        let s0 = 0,
+          s1 = 0,
+          s2 = 0,
+          s3 = 0;
         const v = at + 2;
         for (let j = 0; j < QK; j += 4) {
           s0 += q[v + j] * x[o + j];
@@ -98,7 +102,9 @@ function q4Rows(w: Uint8Array, cols: number): PackedRowReader {
       let acc = 0;
       for (let b = 0, at = row * rowBytes, o = xOff; b < blocks; b++, at += Q4_BLOCK_BYTES, o += QK) {
         // Byte j holds weight j (low nibble) and weight j + 16 (high nibble), each biased by 8.
-        let s0 = 0, s1 = 0, sx = 0;
+        let s0 = 0,
+          s1 = 0,
+          sx = 0;
         for (let j = 0; j < half; j++) {
           const v = w[at + 2 + j];
           const xl = x[o + j];

@@ -39,7 +39,10 @@ export class SharedMLP extends Module {
   forward(x: tf.Tensor): tf.Tensor {
     const h = this.config.hiddenSize;
     if (x.rank < 1 || x.shape[x.rank - 1] !== h) {
-      failShape('SharedMLP', `x must be [..., ${h}] to match input_linear.weight ${shapeStr(this.input_linear.weight.shape)}, got ${shapeStr(x.shape)}.`);
+      failShape(
+        'SharedMLP',
+        `x must be [..., ${h}] to match input_linear.weight ${shapeStr(this.input_linear.weight.shape)}, got ${shapeStr(x.shape)}.`,
+      );
     }
     return tf.tidy(() => this.output_linear.forward(swiglu(this.input_linear.forward(x))));
   }

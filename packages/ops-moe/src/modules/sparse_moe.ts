@@ -163,7 +163,10 @@ export class SparseMoE extends Module {
   private checkInput(x: tf.Tensor): void {
     const h = this.config.hiddenSize;
     if (x.rank < 1 || x.shape[x.rank - 1] !== h) {
-      failShape('SparseMoE', `x must be [..., ${h}] to match router.layer.weight ${shapeStr(this.router.layer.weight.shape)}, got ${shapeStr(x.shape)}.`);
+      failShape(
+        'SparseMoE',
+        `x must be [..., ${h}] to match router.layer.weight ${shapeStr(this.router.layer.weight.shape)}, got ${shapeStr(x.shape)}.`,
+      );
     }
   }
 }

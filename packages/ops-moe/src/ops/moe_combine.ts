@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { moeCombineKernel } from '../kernels/MoeCombine';
 import { checkDim, checkDtype, checkRank } from './checks';
 

@@ -4,11 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
  * {@link moeCombine} from stock tfjs ops: undo the dispatch permutation with a gather (its inverse
  * is the argsort of `order`, a top-k of `−order`), then a weighted sum over the k slots.
  */
-export function moeCombineReference(
-  expertOutputs: tf.Tensor,
-  order: tf.Tensor,
-  weights: tf.Tensor,
-): tf.Tensor {
+export function moeCombineReference(expertOutputs: tf.Tensor, order: tf.Tensor, weights: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const [n, k] = weights.shape as [number, number];
     const h = expertOutputs.shape[1] as number;

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { moeDispatchKernel } from '../kernels/MoeDispatch';
 import { checkDtype, checkRank, fail, shapeStr } from './checks';
 

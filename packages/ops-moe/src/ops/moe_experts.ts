@@ -37,7 +37,6 @@ export interface MoeExpertsOptions {
   path?: MoeExpertsPath;
 }
 
-
 /**
  * Routed SwiGLU experts over packed weights, computed only for routed tokens:
  * `out[n] = Σ_j weights[n,j] · output_linear[e]·(silu(g) ⊙ u)`, `[g, u] = input_linear[e]·x[n]`,
@@ -72,7 +71,7 @@ export function moeExperts(
   options: MoeExpertsOptions = {},
 ): tf.Tensor {
   const op = 'moeExperts';
-  if ((inputLinear instanceof PackedTensor) !== (outputLinear instanceof PackedTensor)) {
+  if (inputLinear instanceof PackedTensor !== outputLinear instanceof PackedTensor) {
     fail(
       op,
       `inputLinear ${shapeStr(inputLinear.shape)} is ${describeWeight(inputLinear)} but outputLinear ` +
@@ -85,7 +84,12 @@ export function moeExperts(
   checkRank(op, 'outputLinear', outputLinear, 3, '[E, H, I]');
   checkRank(op, 'indices', indices, 2, '[N, k]');
   checkRank(op, 'weights', weights, 2, '[N, k]');
-  for (const [name, t] of [['x', x], ['inputLinear', inputLinear], ['outputLinear', outputLinear], ['weights', weights]] as const) {
+  for (const [name, t] of [
+    ['x', x],
+    ['inputLinear', inputLinear],
+    ['outputLinear', outputLinear],
+    ['weights', weights],
+  ] as const) {
     if (t instanceof tf.Tensor) checkDtype(op, name, t, 'float32');
   }
   checkDtype(op, 'indices', indices, 'int32');

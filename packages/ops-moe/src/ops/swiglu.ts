@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { moeSwiGLUKernel } from '../kernels/MoeSwiGLU';
 import { checkDtype, failShape, shapeStr } from './checks';
 

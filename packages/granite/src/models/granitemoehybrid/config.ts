@@ -287,11 +287,17 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
   let dHead: number;
   if (dHeadRaw === 'auto') {
     if ((expand * hidden) % mambaHeads !== 0) {
-      r.fail('mamba_d_head', `is "auto" but mamba_expand·hidden_size = ${expand * hidden} is not divisible by mamba_n_heads = ${mambaHeads}`);
+      r.fail(
+        'mamba_d_head',
+        `is "auto" but mamba_expand·hidden_size = ${expand * hidden} is not divisible by mamba_n_heads = ${mambaHeads}`,
+      );
     }
     dHead = (expand * hidden) / mambaHeads;
     if (dHead > CONFIG_LIMITS.mamba_d_head) {
-      r.fail('mamba_d_head', `is "auto", giving mamba_expand·hidden_size / mamba_n_heads = ${dHead}, more than ${CONFIG_LIMITS.mamba_d_head}`);
+      r.fail(
+        'mamba_d_head',
+        `is "auto", giving mamba_expand·hidden_size / mamba_n_heads = ${dHead}, more than ${CONFIG_LIMITS.mamba_d_head}`,
+      );
     }
   } else {
     dHead = r.int('mamba_d_head', 1);
@@ -355,7 +361,10 @@ function validate(cfg: GraniteMoeHybridConfig, r: Reader): void {
   }
   if (hasMamba) {
     if (cfg.mamba_n_heads * cfg.mamba_d_head !== cfg.mamba_expand * cfg.hidden_size) {
-      r.fail('mamba_d_head', `× mamba_n_heads = ${cfg.mamba_n_heads * cfg.mamba_d_head} must equal mamba_expand × hidden_size = ${cfg.mamba_expand * cfg.hidden_size}`);
+      r.fail(
+        'mamba_d_head',
+        `× mamba_n_heads = ${cfg.mamba_n_heads * cfg.mamba_d_head} must equal mamba_expand × hidden_size = ${cfg.mamba_expand * cfg.hidden_size}`,
+      );
     }
     if (cfg.mamba_n_heads % cfg.mamba_n_groups !== 0) {
       r.fail('mamba_n_groups', `(${cfg.mamba_n_groups}) must divide mamba_n_heads (${cfg.mamba_n_heads})`);

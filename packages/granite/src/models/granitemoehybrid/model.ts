@@ -110,32 +110,33 @@ export class GraniteMoeHybridForCausalLM extends Module {
     const cfg = this.config;
     const wantHidden = options.hiddenStates ?? false;
     const routerLogits: tf.Tensor2D[] = [];
-    const run = () => tf.tidy(() => {
-      const mask = attentionMask ? (tf.cast(attentionMask, 'float32') as tf.Tensor2D) : null;
-      const ctx: LayerContext = {
-        // Only models with attention layers need the [B, 1, 1, T, S] mask (and RoPE angles).
-        attention: this.hasAttention ? this.attentionContext(batch, time, cache, mask) : undefined,
-        paddingMask: mask,
-        routerLogits: options.routerLogits ? routerLogits : undefined,
-      };
-      let x = tf.mul(this.model.embed_tokens.forward(inputIds), cfg.embedding_multiplier) as tf.Tensor3D;
-      const hidden: tf.Tensor3D[] = wantHidden ? [x] : [];
-      this.model.layers.forEach((layer, i) => {
-        const next = layer.forward(x, ctx, cache?.layers[i]) as tf.Tensor3D;
-        // The tidy would keep every layer's output to its end: 40 of them for one chunk of H-Micro.
-        if (!wantHidden) x.dispose();
-        x = next;
-        if (wantHidden) hidden.push(x);
+    const run = () =>
+      tf.tidy(() => {
+        const mask = attentionMask ? (tf.cast(attentionMask, 'float32') as tf.Tensor2D) : null;
+        const ctx: LayerContext = {
+          // Only models with attention layers need the [B, 1, 1, T, S] mask (and RoPE angles).
+          attention: this.hasAttention ? this.attentionContext(batch, time, cache, mask) : undefined,
+          paddingMask: mask,
+          routerLogits: options.routerLogits ? routerLogits : undefined,
+        };
+        let x = tf.mul(this.model.embed_tokens.forward(inputIds), cfg.embedding_multiplier) as tf.Tensor3D;
+        const hidden: tf.Tensor3D[] = wantHidden ? [x] : [];
+        this.model.layers.forEach((layer, i) => {
+          const next = layer.forward(x, ctx, cache?.layers[i]) as tf.Tensor3D;
+          // The tidy would keep every layer's output to its end: 40 of them for one chunk of H-Micro.
+          if (!wantHidden) x.dispose();
+          x = next;
+          if (wantHidden) hidden.push(x);
+        });
+        cache?.advance(time, mask);
+        const out: { logits?: tf.Tensor3D; hidden: tf.Tensor3D[] } = { hidden };
+        const which = options.logits ?? 'all';
+        if (which !== 'none') {
+          const kept = which === 'last' ? tf.slice(x, [0, time - 1, 0], [batch, 1, cfg.hidden_size]) : x;
+          out.logits = this.logitsOf(this.model.norm.forward(kept) as tf.Tensor3D);
+        }
+        return out;
       });
-      cache?.advance(time, mask);
-      const out: { logits?: tf.Tensor3D; hidden: tf.Tensor3D[] } = { hidden };
-      const which = options.logits ?? 'all';
-      if (which !== 'none') {
-        const kept = which === 'last' ? tf.slice(x, [0, time - 1, 0], [batch, 1, cfg.hidden_size]) : x;
-        out.logits = this.logitsOf(this.model.norm.forward(kept) as tf.Tensor3D);
-      }
-      return out;
-    });
     let result: ReturnType<typeof run>;
     try {
       result = run();
@@ -157,12 +158,7 @@ export class GraniteMoeHybridForCausalLM extends Module {
   }
 
   /** Padding mask of every cached and new key (causality is the attention kernel's), and RoPE angles if used. */
-  private attentionContext(
-    batch: number,
-    time: number,
-    cache: HybridCache | undefined,
-    mask: tf.Tensor2D | null,
-  ): AttentionContext {
+  private attentionContext(batch: number, time: number, cache: HybridCache | undefined, mask: tf.Tensor2D | null): AttentionContext {
     const past = cache?.seqLength ?? 0;
     const pastMask = cache?.mask ?? null;
     const keyMask =

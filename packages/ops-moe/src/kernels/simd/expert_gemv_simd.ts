@@ -25,10 +25,7 @@ export const EXPERT_GEMV_SIMD_CALL = 'MoeExpertsGemv';
  * null (run the JS loops) when SIMD cannot run here (core's `simdKernels`: not wasm, SIMD off, an
  * array not on the heap) or the scratch was not reserved beforehand. Counts one SIMD call.
  */
-export function expertGemvSimd(
-  views: readonly ArrayBufferView[],
-  scratchFloats: number,
-): { matVec: MatVec; scratch: Float32Array } | null {
+export function expertGemvSimd(views: readonly ArrayBufferView[], scratchFloats: number): { matVec: MatVec; scratch: Float32Array } | null {
   const simd = simdKernels<ExpertGemvExports>(EXPERT_GEMV, views, OPS_MOE_SIMD_MODULES);
   if (simd === null) return null;
   const scratch = heapScratch(simd.heap, scratchFloats);
