@@ -175,6 +175,10 @@ describe('size limits', () => {
   });
 
   it('an unsupported model_type of any shape is named in a short message', () => {
+    // Names every object inherits (the fuzzer found "__proto__" passing an `in` check).
+    for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      expect(() => modelTypeModule(name, 'x/config.json')).toThrow(UnsupportedModelError);
+    }
     expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(UnsupportedModelError);
     expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(
       /^x\/config\.json: model_type \[\[\[\[\[\.\.\.\]\]\]\]\] is not supported/,

@@ -27,7 +27,7 @@ export const SUPPORTED_MODEL_TYPES = Object.keys(MODEL_TYPES);
 /** The implementation of a `model_type`, or a clear error naming what is supported. */
 export function modelTypeModule(modelType: unknown, source?: string) {
   const key = typeof modelType === 'string' ? modelType : undefined;
-  if (key === undefined || !(key in MODEL_TYPES)) {
+  if (key === undefined || !Object.hasOwn(MODEL_TYPES, key)) {
     throw new UnsupportedModelError(
       `${source ? `${source}: ` : ''}model_type ${previewJson(modelType)} is not supported; graniteflow runs ${SUPPORTED_MODEL_TYPES.map((t) => `"${t}"`).join(', ')} (IBM Granite 4.0 hybrid models).`,
     );
