@@ -761,6 +761,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
   }
 
   function health(): unknown {
+    const batch = engine.batchStats?.() ?? null;
     return {
       status: closing ? 'closing' : 'ok',
       model: engine.id,
@@ -776,7 +777,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         budgetBytes: queue.budgetBytes,
         reservedBytes: queue.bytesInUse,
         perSequenceBytes: fullStateBytes,
-        batchBytes: engine.batchStats?.().stateBytes ?? 0,
+        batchBytes: batch?.stateBytes ?? 0,
       },
       cache: {
         entries: prefixes.size,
@@ -786,7 +787,7 @@ export function createServer(model: GraniteModel | Engine, options: ServerOption
         spilled: { entries: prefixes.spilledSize, bytes: prefixes.spilledBytes, ...prefixes.spillStats },
       },
       throughput: metrics.rates(),
-      batch: engine.batchStats?.() ?? null,
+      batch,
       stats,
     };
   }

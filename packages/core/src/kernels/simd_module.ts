@@ -48,10 +48,14 @@ export function simdModulePath(family: string, source: SimdModuleSource = CORE_S
 
 const compiled = new Map<string, object>();
 
+/** The key of a family's module and instances: its package and name (no path work per call). */
+const moduleKey = (family: string, source: SimdModuleSource) => `${source.packageName}/${family}`;
+
 function compile(family: string, source: SimdModuleSource): object {
-  const file = simdModulePath(family, source);
-  let mod = compiled.get(file);
+  const key = moduleKey(family, source);
+  let mod = compiled.get(key);
   if (mod === undefined) {
+    const file = simdModulePath(family, source);
     let bytes: Buffer;
     try {
       bytes = fs.readFileSync(file);
@@ -64,7 +68,7 @@ function compile(family: string, source: SimdModuleSource): object {
       );
     }
     mod = new (webAssemblyApi()!.Module)(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    compiled.set(file, mod);
+    compiled.set(key, mod);
   }
   return mod;
 }
@@ -78,7 +82,7 @@ const instances = new WeakMap<WasmMemory, Map<string, Record<string, unknown>>>(
  * command that builds it, when the module has not been built.
  */
 export function simdInstance<E>(family: string, memory: WasmMemory, source: SimdModuleSource = CORE_SIMD_MODULES): E {
-  const key = simdModulePath(family, source);
+  const key = moduleKey(family, source);
   let byFamily = instances.get(memory);
   if (byFamily === undefined) {
     byFamily = new Map();
@@ -104,8 +108,8 @@ export interface SimdKernels<E> {
  * Kernel family `family` ready to run on the arrays `views`, or null (run the JS body) when SIMD is
  * switched off (`setSimdEnabled(false)`, `GRANITEFLOW_SIMD=0`), the active backend is not `wasm`,
  * the engine lacks WebAssembly SIMD, or any of `views` is not a view of the wasm heap (then its
- * byteOffset is no heap address; `undefined` entries, absent optional arrays, are skipped). Read the views' byteOffsets before any `heap.malloc`: growing
- * the memory detaches them.
+ * byteOffset is no heap address; `undefined` entries, absent optional arrays, are skipped). Read
+ * the views' byteOffsets before any `heap.malloc`: growing the memory detaches them.
  */
 export function simdKernels<E>(
   family: string,
