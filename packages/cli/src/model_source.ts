@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { WeightDtype } from '@graniteflow/core';
-import { formatBytes, fromPretrained, PRESET_NAMES, type GraniteModel, type LoadNote, type LoadProgress } from '@graniteflow/granite';
+import { formatBytes, fromPretrained, presetNames, type GraniteModel, type LoadNote, type LoadProgress } from '@graniteflow/granite';
 import { CliError } from './errors';
 import { downloadProgressBar, ProgressBar, type ProgressStream } from './progress';
 
@@ -31,7 +31,7 @@ function looksLikePath(arg: string): boolean {
 
 const NAMING_HELP =
   'Pass --model a model folder (holding config.json and *.safetensors), a Hugging Face repo id such as ibm-granite/granite-4.0-h-micro, ' +
-  `a preset name (${PRESET_NAMES.join(', ')}), or leave --model out to use the embedded tiny demo model.`;
+  `a preset name (${presetNames().join(', ')}), or leave --model out to use the embedded tiny demo model.`;
 
 /** Interprets `--model` (undefined = the embedded model). Does not touch the network. */
 export function resolveModelArg(arg: string | undefined): ModelSource {
@@ -46,12 +46,12 @@ export function resolveModelArg(arg: string | undefined): ModelSource {
     return { kind: 'folder', folder, name: path.basename(folder) };
   }
   if (looksLikePath(arg)) throw new CliError(`No model at ${arg}: the folder does not exist. ${NAMING_HELP}`);
-  if ((PRESET_NAMES as readonly string[]).includes(arg)) {
+  if (presetNames().includes(arg)) {
     return { kind: 'hub', repoId: `ibm-granite/${arg}`, name: `ibm-granite/${arg}`, preset: arg };
   }
   if (REPO_ID.test(arg)) {
     const presetName = arg.replace(/^ibm-granite\//, '');
-    const preset = arg.startsWith('ibm-granite/') && (PRESET_NAMES as readonly string[]).includes(presetName) ? presetName : undefined;
+    const preset = arg.startsWith('ibm-granite/') && presetNames().includes(presetName) ? presetName : undefined;
     return { kind: 'hub', repoId: arg, name: arg, preset };
   }
   throw new CliError(`No model named "${arg}": it is not a folder, a Hugging Face repo id (org/name) or a preset name. ${NAMING_HELP}`);

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { main } from '../src/main';
 import type { CliIO } from '../src/io';
 import type { InspectReport } from '../src/commands/inspect';
+import type { GraniteMoeHybridConfig } from '@graniteflow/granite';
 import { formatCount } from '../src/format';
 import { GOLDEN } from './helpers/cli';
 
@@ -51,7 +52,7 @@ test('--json: counts and memory figures follow from the config', async () => {
   const r = await run(['inspect', '--json', '--context-length', '1000', path.join(GOLDEN, 'chat_tiny')]);
   expect(r.code).toBe(0);
   const report = JSON.parse(r.stdout) as InspectReport;
-  const c = report.config;
+  const c = report.config as GraniteMoeHybridConfig;
   expect(report.layers.map((l) => l.type)).toEqual(['mamba', 'attention', 'mamba', 'mamba']);
   // Routed experts not chosen per token are the difference between total and active.
   const perExpert = 3 * c.hidden_size * c.intermediate_size;

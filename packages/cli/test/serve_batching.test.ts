@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@graniteflow/core/testing';
-import { fromPretrained, type GraniteModel } from '@graniteflow/granite';
+import { fromPretrained, type GraniteModel, type GraniteMoeHybridConfig } from '@graniteflow/granite';
 import { createServer, type GraniteServer, type ServerOptions } from '../src/server/server';
 import { GOLDEN } from './helpers/cli';
 
@@ -150,7 +150,7 @@ describe('serve: admission, tokenize', () => {
 
   test('the state budget sets how many run at once; a full queue answers 503 with Retry-After', async () => {
     // Conv + SSM state of the Mamba layers, keys and values of 256 positions of the attention layer, float32.
-    const c = granite.config;
+    const c = granite.config as GraniteMoeHybridConfig;
     const mamba = c.layer_types.filter((t) => t === 'mamba').length;
     const convDim = c.mamba_n_heads * c.mamba_d_head + 2 * c.mamba_n_groups * c.mamba_d_state;
     const bytes =

@@ -111,6 +111,18 @@ describeBackends('attention (fused kernel)', (backend) => {
     });
   });
 
+  it('takes a key mask cast to float32 from int32 (a lossless cast keeps the Int32Array on cpu kernels)', () => {
+    const c = CASES.find((x) => x.padding > 0)!;
+    const { q, k, v, keyMask } = tensorsOf(c, 60);
+    const cast = tf.cast(tf.cast(keyMask!, 'int32'), 'float32');
+    try {
+      const options = { scale: SCALE, causal: c.causal, keyLength: c.keyLength, headsMajor: c.headsMajor };
+      expectClose(attention(q, k, v, { ...options, keyMask: cast }), attention(q, k, v, { ...options, keyMask }), { atol: 0, rtol: 0 });
+    } finally {
+      tf.dispose([q, k, v, keyMask!, cast]);
+    }
+  });
+
   it('differentiates like the composed reference (q, k and v, with a cache and padding)', () => {
     const c = CASES[7];
     const { q, k, v, keyMask } = tensorsOf(c, 40);

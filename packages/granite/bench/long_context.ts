@@ -20,7 +20,7 @@ import {
   DEFAULT_PREFILL_CHUNK,
   exportGguf,
   fromPretrained,
-  GraniteAttention,
+  CausalSelfAttention,
   preset,
   writeRandomPackedCheckpoint,
   type GgufExportFormat,
@@ -107,8 +107,8 @@ export async function measureLength(dir: string, backend: string, length: number
   const granite = await fromPretrained(dir, { backend, contextLength: length + DECODE_STEPS });
   // Time spent inside attention layers: tfjs runs synchronously on cpu, wasm and native.
   let attentionMs = 0;
-  const forward = GraniteAttention.prototype.forward;
-  GraniteAttention.prototype.forward = function timed(this: GraniteAttention, ...args: Parameters<typeof forward>) {
+  const forward = CausalSelfAttention.prototype.forward;
+  CausalSelfAttention.prototype.forward = function timed(this: CausalSelfAttention, ...args: Parameters<typeof forward>) {
     const t0 = performance.now();
     try {
       return forward.apply(this, args);
@@ -142,7 +142,7 @@ export async function measureLength(dir: string, backend: string, length: number
   }
   const decodeTokensPerSecond = DECODE_STEPS / ((performance.now() - decodeStart) / 1000);
   const decodeAttentionMs = attentionMs / DECODE_STEPS;
-  GraniteAttention.prototype.forward = forward;
+  CausalSelfAttention.prototype.forward = forward;
   let kvBytes = 0;
   let stateBytes = 0;
   for (const layer of cache.layers) {

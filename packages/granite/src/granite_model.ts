@@ -3,8 +3,7 @@ import type { HybridCache } from './cache/hybrid_cache';
 import { generateBatch, generateTokens, type BatchStep, type GenerateOptions } from './generation/generate';
 import { assertFitsInMemory, estimateMemory, type MemoryEstimate } from './loading/memory';
 import type { GenerationConfig } from './loading/generation_config';
-import { eosTokenIds, type GraniteMoeHybridConfig } from './models/granitemoehybrid/config';
-import type { GraniteMoeHybridForCausalLM } from './models/granitemoehybrid/model';
+import { eosTokenIds, type CausalLM, type CausalLMConfig } from './models/causal_lm';
 import type { GraniteTokenizer } from './tokenizer/tokenizer';
 import type { ApplyChatTemplateOptions, ChatMessage } from './tokenizer/chat_template';
 import { TextStream } from './generation/text_stream';
@@ -62,9 +61,10 @@ export type TextEvent =
  * folder has them), its generation defaults, and generation with those defaults filled in.
  * Made by {@link fromPretrained}.
  */
-export class GraniteModel {
+export class GraniteModel<M extends CausalLM = CausalLM> {
   constructor(
-    readonly model: GraniteMoeHybridForCausalLM,
+    /** The model itself, of the family its config.json names (see `modelFamily`). */
+    readonly model: M,
     readonly tokenizer: GraniteTokenizer | null,
     /** The local folder the model was loaded from. */
     readonly folder: string,
@@ -112,7 +112,7 @@ export class GraniteModel {
     return [...byDtype.values()].sort((a, b) => b.bytes - a.bytes);
   }
 
-  get config(): GraniteMoeHybridConfig {
+  get config(): M['config'] & CausalLMConfig {
     return this.model.config;
   }
 

@@ -7,7 +7,20 @@ import '@graniteflow/ops-mamba';
 import '@graniteflow/ops-moe';
 
 export * from './models/granitemoehybrid';
-export { modelTypeModule, SUPPORTED_MODEL_TYPES, UnsupportedModelError, type ModelTypeModule } from './models';
+export { familyOf, modelFamily, presetConfig, presetNames, SUPPORTED_MODEL_TYPES, UnsupportedModelError } from './models';
+export {
+  eosTokenIds,
+  type CausalLM,
+  type CausalLMConfig,
+  type CausalLMOptions,
+  type ForwardOptions,
+  type ForwardOutput,
+  type LayerKind,
+} from './models/causal_lm';
+export type { ModelFamily, ModelSizing, RoutedExperts } from './models/model_family';
+export { CausalSelfAttention, type AttentionConfig, type AttentionContext } from './layers/attention';
+export { applyRope, ropeAngles } from './layers/rope';
+export { runDecoderStack, type DecoderLayer, type DecoderStack, type LayerContext } from './layers/decoder_stack';
 export { KVCache } from './cache/kv_cache';
 export { HybridCache, type LayerCache } from './cache/hybrid_cache';
 export { MambaCache } from '@graniteflow/ops-mamba';
@@ -70,7 +83,7 @@ export {
   type ExportGgufOptions,
   type ExportGgufResult,
   type GgufExportFormat,
-} from './gguf/export_gguf';
+} from './models/granitemoehybrid/export_gguf';
 export { GgufVocabError } from './gguf/gguf_vocab';
 export { configJson, saveCheckpoint, TOKENIZER_FILES, type SaveCheckpointOptions } from './loading/save_checkpoint';
 export { chatExample, padExamples, type ChatExample } from './training/chat_examples';

@@ -32,7 +32,7 @@ describeBackends('cache files', (backend) => {
     const first = await tokens(model, [5, 17, 42, 8, 99, 3], live);
     const file = path.join(tmp, `${backend}.safetensors`);
     saveCacheFile(live, file);
-    const loaded = loadCacheFile(file, model.config.layer_types);
+    const loaded = loadCacheFile(file, model.model.layerKinds);
     expect([loaded.seqLength, loaded.batchSize, loaded.byteSize > 0]).toEqual([live.seqLength, 1, true]);
     const next = [first[first.length - 1], 11, 12];
     expect(await tokens(model, next, loaded)).toEqual(await tokens(model, next, live));
@@ -41,7 +41,7 @@ describeBackends('cache files', (backend) => {
     await tokens(model, [7, 8], short, 2);
     const batch = stackCaches([live, short]);
     saveCacheFile(batch, file);
-    const back = loadCacheFile(file, model.config.layer_types);
+    const back = loadCacheFile(file, model.model.layerKinds);
     expect(back.mask!.arraySync()).toEqual(batch.mask!.arraySync());
     expect(() => loadCacheFile(file, ['mamba', 'attention'])).toThrow(/holds the state of a model with layers/);
     for (const c of [live, loaded, short, batch, back]) c.dispose();

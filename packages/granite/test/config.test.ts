@@ -15,7 +15,7 @@ import {
   estimateMemory,
   headDim,
   mambaConvDim,
-  modelTypeModule,
+  modelFamily,
   UnsupportedModelError,
 } from '../src';
 import { GOLDEN } from './golden_fixtures';
@@ -75,7 +75,8 @@ describe('parseConfig', () => {
     [{ num_key_value_heads: 3 }, 'num_key_value_heads', /must divide num_attention_heads/],
     [{ mamba_n_groups: 3 }, 'mamba_n_groups', /must divide mamba_n_heads/],
     [{ model_type: 'llama' }, 'model_type', /handles "granitemoehybrid"/],
-    [{ hidden_act: 'gelu' }, 'hidden_act', /only "silu"/],
+    [{ hidden_act: 'tanh' }, 'hidden_act', /is "tanh"; supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu/],
+    [{ hidden_act: 'gelu', num_local_experts: 4, num_experts_per_tok: 2 }, 'hidden_act', /routed experts run SwiGLU only/],
     [{ num_local_experts: 4, num_experts_per_tok: 5 }, 'num_experts_per_tok', /between 1 and num_local_experts/],
     // biome-ignore lint/correctness/noPrecisionLoss: a literal that overflows to Infinity is the case under test
     [{ rope_parameters: { rope_theta: 1e400 } }, 'rope_parameters.rope_theta', /must be a positive finite number, got Infinity/],
@@ -177,12 +178,10 @@ describe('size limits', () => {
   it('an unsupported model_type of any shape is named in a short message', () => {
     // Names every object inherits (the fuzzer found "__proto__" passing an `in` check).
     for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
-      expect(() => modelTypeModule(name, 'x/config.json')).toThrow(UnsupportedModelError);
+      expect(() => modelFamily(name, 'x/config.json')).toThrow(UnsupportedModelError);
     }
-    expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(UnsupportedModelError);
-    expect(() => modelTypeModule(DEEP, 'x/config.json')).toThrow(
-      /^x\/config\.json: model_type \[\[\[\[\[\.\.\.\]\]\]\]\] is not supported/,
-    );
+    expect(() => modelFamily(DEEP, 'x/config.json')).toThrow(UnsupportedModelError);
+    expect(() => modelFamily(DEEP, 'x/config.json')).toThrow(/^x\/config\.json: model_type \[\[\[\[\[\.\.\.\]\]\]\]\] is not supported/);
   });
 
   it('an "auto" mamba_d_head is bounded like an explicit one', () => {

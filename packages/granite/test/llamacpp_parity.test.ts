@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Checkpoint, dequantizeRowsInto, initBackend, quantizeRows, writeSafetensors } from '@graniteflow/core';
 import { GatedRMSNorm } from '@graniteflow/ops-mamba';
-import { exportGguf, fromPretrained, GgufExportError, type GraniteModel } from '../src';
+import { exportGguf, fromPretrained, GgufExportError, type GraniteModel, type GraniteMoeHybridForCausalLM } from '../src';
 import { loadGolden, type GoldenCase } from './golden_fixtures';
 import { CHAT_TINY_DIR, TINY_MOE_DIR, TOKENIZER_DIR, readJson } from './helpers/golden';
 
@@ -155,9 +155,10 @@ if (unavailable !== null) {
       // the model llama.cpp implements.
       const granite = await fromPretrained(TINY_MOE_DIR, { backend: 'cpu' });
       try {
-        const cfg = granite.config;
+        const model = granite.model as GraniteMoeHybridForCausalLM;
+        const cfg = model.config;
         const dIn = cfg.mamba_n_heads * cfg.mamba_d_head;
-        for (const layer of granite.model.model.layers) {
+        for (const layer of model.model.layers) {
           if (!layer.mamba) continue;
           const grouped = new GatedRMSNorm(dIn, cfg.rms_norm_eps, dIn / cfg.mamba_n_groups);
           grouped.weight.assign(tf.clone(layer.mamba.norm.weight.value));

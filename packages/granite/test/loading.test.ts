@@ -357,7 +357,7 @@ describeBackends('fromPretrained: loaded weights compute as they should', (backe
     expect(dtypes.get('model.layers.0.mamba.A_log')).toBe('f32');
     // A float32 Linear weight is held transposed, as a q4_0-free load holds it: same logits there.
     const plain = await fromPretrained(CHAT_TINY_DIR, { backend });
-    const layer = (g: typeof granite) => g.model.model.layers[0].mamba!.in_proj;
+    const layer = (g: typeof granite) => (g.model as GraniteMoeHybridForCausalLM).model.layers[0].mamba!.in_proj;
     const x = tf.randomNormal([2, 64], 0, 1, 'float32', 7);
     expect(Array.from(tf.tidy(() => layer(granite).forward(x).dataSync()))).toEqual(
       Array.from(tf.tidy(() => layer(plain).forward(x).dataSync())),

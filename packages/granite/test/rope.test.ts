@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectNoTensorLeak } from '@graniteflow/core/testing';
 import { GraniteMoeHybridForCausalLM, parseConfig, preset } from '../src';
-import { applyRope, ropeAngles } from '../src/models/granitemoehybrid/rope';
+import { applyRope, ropeAngles } from '../src/layers/rope';
 
 /**
  * RoPE as HF's Granite applies it, written out in float64 from the definition: for head dim d and

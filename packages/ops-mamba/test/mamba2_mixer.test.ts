@@ -2,6 +2,7 @@ import { setKernelMode } from '@graniteflow/core';
 import { describeBackends, expectClose, expectNoTensorLeak } from '@graniteflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { Mamba2Mixer, MambaCache, type Mamba2Config } from '../src';
+import { naiveGatedNorm } from './naive';
 import { randn } from './random';
 
 const CONFIG: Mamba2Config = {
@@ -18,13 +19,12 @@ const CONFIG: Mamba2Config = {
   timeStepLimit: [0, Infinity],
 };
 
-/** A mixer with random weights (every parameter replaced, scaled to keep activations O(1)). */
-function randomMixer(config: Mamba2Config): Mamba2Mixer {
+/** A mixer with random weights (every parameter replaced, scaled to keep activations O(1)), or those of `dict`. */
+function randomMixer(config: Mamba2Config, dict = new Map<string, tf.Tensor>()): Mamba2Mixer {
   const m = new Mamba2Mixer(config);
-  const dict = new Map<string, tf.Tensor>();
   for (const [name, p] of m.namedParameters()) {
     const fanIn = p.shape.length === 2 ? p.shape[1] : p.shape.length === 3 ? p.shape[2] : 1;
-    dict.set(name, randn(p.shape as number[], 1 / Math.sqrt(fanIn)));
+    if (!dict.has(name)) dict.set(name, randn(p.shape as number[], 1 / Math.sqrt(fanIn)));
   }
   m.loadStateDict(dict);
   return m;
@@ -68,6 +68,35 @@ describeBackends('Mamba2Mixer', () => {
       setKernelMode(previous);
     }
     m.dispose();
+  });
+
+  it('normGroups: the gated norm normalises D/normGroups channels at a time (Nemotron-H), checked against a float64 norm', () => {
+    // loadStateDict takes the tensors it is given: each mixer gets its own copy of the same weights.
+    const weights = new Map([...new Mamba2Mixer(CONFIG).namedParameters()].map(([n, p]) => [n, randn(p.shape as number[], 0.3)]));
+    const copy = () => new Map([...weights].map(([n, t]) => [n, t.clone()]));
+    const grouped = randomMixer({ ...CONFIG, normGroups: 2 }, copy());
+    const full = randomMixer(CONFIG, copy());
+    // The norm's inputs are the same in both mixers: capture them from the full-width one.
+    let seen: [Float32Array, Float32Array] | null = null;
+    const normForward = full.norm.forward.bind(full.norm);
+    full.norm.forward = (y, z) => {
+      seen = [y.dataSync() as Float32Array, z.dataSync() as Float32Array];
+      return normForward(y, z);
+    };
+    const u = randn([2, 5, 8]);
+    const fullOut = full.forward(u);
+    const groupedOut = grouped.forward(u);
+    const [y, z] = seen!;
+    const normed = naiveGatedNorm(y, z, grouped.norm.weight.value.dataSync(), 12, 6, CONFIG.eps);
+    const expected = grouped.out_proj.forward(tf.tensor3d(Float32Array.from(normed), [2, 5, 12]));
+    expectClose(groupedOut, expected, TOL);
+    expect(tf.max(tf.abs(tf.sub(groupedOut, fullOut))).dataSync()[0]).toBeGreaterThan(1e-3);
+    expect(() => new Mamba2Mixer({ ...CONFIG, normGroups: 5 })).toThrow(
+      'normGroups must be a positive integer dividing numHeads·headDim = 12, got 5',
+    );
+    grouped.dispose();
+    full.dispose();
+    tf.dispose([...weights.values()]);
   });
 
   it('prefill(T) = prefill(T − n) then n one-token steps, and equals no cache', () => {

@@ -17,6 +17,7 @@ export { moeCombine } from './ops/moe_combine';
 export { moeCombineReference } from './ops/moe_combine_reference';
 export { swiglu } from './ops/swiglu';
 export { swigluReference } from './ops/swiglu_reference';
+export { activate, gatedActivation, GATED_ACTIVATIONS, isGatedActivation, type GatedActivation } from './ops/gated_activation';
 export { moeExperts, resolveMoeExpertsPath, type ExpertWeight, type MoeExpertsOptions, type MoeExpertsPath } from './ops/moe_experts';
 export { moeExpertsReference } from './ops/moe_experts_reference';
 export { groupedExperts } from './ops/grouped_experts';

@@ -6,22 +6,20 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  convertWeights,
   backendMemoryLimit,
   CONFIG_LIMITS,
   countParameters,
   estimateMemory,
+  familyOf,
   formatBytes,
-  headDim,
   HOST_MEMORY_FRACTION,
   hubOfflineMode,
-  modelTypeModule,
-  preset,
+  modelFamily,
+  presetConfig,
   readModelConfig,
   RepoCache,
   resolveCacheDir,
-  useMoe,
-  type GraniteMoeHybridConfig,
+  type CausalLMConfig,
 } from '@graniteflow/granite';
 import {
   Checkpoint,
@@ -39,13 +37,6 @@ import { formatCount } from '../format';
 import type { CliIO } from '../io';
 import { resolveModelArg, type ModelSource } from '../model_source';
 import type { Command } from './common';
-
-/** How the attention layers know positions, in words: "nope" is Granite 4.0-H's "no positional embedding". */
-function positionsOf(type: string | null | undefined): string {
-  if (type === undefined || type === null || type === 'nope') return 'no position embeddings (NoPE)';
-  if (type === 'rope') return 'rotary position embeddings (RoPE)';
-  return `position embeddings "${type}"`;
-}
 
 const OPTIONS: OptionTable = {
   model: { type: 'string', short: 'm', value: 'M', description: 'the model (also accepted as the positional argument)' },
@@ -81,7 +72,7 @@ export const REPORTED_BACKENDS = ['native', 'wasm', 'cpu'] as const;
 export interface InspectReport {
   model: string;
   source: string;
-  config: GraniteMoeHybridConfig;
+  config: CausalLMConfig;
   layers: { index: number; type: string }[];
   parameters: { total: number; active: number };
   contextLength: number;
@@ -123,14 +114,14 @@ export interface CheckpointReport {
   error?: string;
 }
 
-function readConfigFile(folder: string): GraniteMoeHybridConfig {
+function readConfigFile(folder: string): CausalLMConfig {
   return readModelConfig(folder).config;
 }
 
-async function configOf(source: ModelSource, values: Record<string, unknown>): Promise<{ config: GraniteMoeHybridConfig; from: string }> {
+async function configOf(source: ModelSource, values: Record<string, unknown>): Promise<{ config: CausalLMConfig; from: string }> {
   if (source.kind !== 'hub') return { config: readConfigFile(source.folder), from: source.folder };
   // A released model's config ships with graniteflow as a preset: no network needed.
-  if (source.preset) return { config: preset(source.preset), from: `built-in preset ${source.preset}` };
+  if (source.preset) return { config: presetConfig(source.preset), from: `built-in preset ${source.preset}` };
   return hubConfig(source.repoId, {
     revision: (values.revision as string | undefined) ?? 'main',
     cacheDir: values['cache-dir'] as string | undefined,
@@ -145,7 +136,7 @@ async function configOf(source: ModelSource, values: Record<string, unknown>): P
 async function hubConfig(
   repoId: string,
   { revision, cacheDir, offline }: { revision: string; cacheDir?: string; offline: boolean },
-): Promise<{ config: GraniteMoeHybridConfig; from: string }> {
+): Promise<{ config: CausalLMConfig; from: string }> {
   const cache = new RepoCache(resolveCacheDir(cacheDir), repoId);
   const commit = await cache.readRef(revision);
   if (commit && fs.existsSync(cache.snapshotPath(commit, 'config.json'))) {
@@ -179,13 +170,13 @@ async function hubConfig(
   } catch (err) {
     throw new CliError(`${url} is not valid JSON: ${jsonErrorDetail(err)}`);
   }
-  const impl = modelTypeModule((raw as { model_type?: unknown } | null)?.model_type, url);
+  const impl = modelFamily((raw as { model_type?: unknown } | null)?.model_type, url);
   return { config: impl.parseConfig(raw, url), from: url };
 }
 
 /** Builds the report for a config. */
 export function inspectConfig(
-  config: GraniteMoeHybridConfig,
+  config: CausalLMConfig,
   {
     model,
     source,
@@ -201,7 +192,9 @@ export function inspectConfig(
     model,
     source,
     config,
-    layers: config.layer_types.map((type, index) => ({ index, type })),
+    layers: familyOf(config)
+      .layerKinds(config)
+      .map((type, index) => ({ index, type })),
     parameters: countParameters(config),
     contextLength,
     batchSize,
@@ -230,7 +223,7 @@ export function inspectConfig(
  */
 export function inspectCheckpoint(
   folder: string,
-  config: GraniteMoeHybridConfig,
+  config: CausalLMConfig,
   {
     contextLength = 4096,
     batchSize = 1,
@@ -266,7 +259,7 @@ export function inspectCheckpoint(
       dtypes: [...byDtype.values()].sort((a, b) => b.bytes - a.bytes),
     };
     if (packed) {
-      const keys = convertWeights(new Map(checkpoint.names().map((k) => [k, k])), config);
+      const keys = familyOf(config).convertWeights(new Map(checkpoint.names().map((k) => [k, k])), config);
       const storedDtypes = new Map<string, WeightDtype>();
       for (const [param, key] of keys)
         storedDtypes.set(param, checkpoint.has(key) ? (checkpoint.info(key).packed?.format ?? 'f32') : 'f32');
@@ -327,9 +320,10 @@ function layerMap(types: readonly string[]): string[] {
 
 function formatReport(r: InspectReport): string {
   const c = r.config;
-  const mamba = c.layer_types.filter((t) => t === 'mamba').length;
-  const attention = c.layer_types.length - mamba;
-  const [letters, runs] = layerMap(c.layer_types);
+  const kinds = r.layers.map((l) => l.type);
+  const mamba = kinds.filter((t) => t === 'mamba').length;
+  const attention = kinds.length - mamba;
+  const [letters, runs] = layerMap(kinds);
   const summary: [string, string][] = [
     ['model', r.model],
     ['from', r.source],
@@ -337,20 +331,7 @@ function formatReport(r: InspectReport): string {
     ['layers', `${c.num_hidden_layers} (${mamba} Mamba-2, ${attention} attention)`],
     ['hidden_size', String(c.hidden_size)],
     ['vocab_size', String(c.vocab_size)],
-    [
-      'attention',
-      `${c.num_attention_heads} query / ${c.num_key_value_heads} key-value heads of ${headDim(c)}, ${positionsOf(c.position_embedding_type)}`,
-    ],
-    [
-      'mamba',
-      `${c.mamba_n_heads} heads × ${c.mamba_d_head}, d_state ${c.mamba_d_state}, n_groups ${c.mamba_n_groups}, d_conv ${c.mamba_d_conv}, expand ${c.mamba_expand}, chunk ${c.mamba_chunk_size}`,
-    ],
-    [
-      'feed-forward',
-      useMoe(c)
-        ? `MoE: ${c.num_local_experts} experts (top ${c.num_experts_per_tok}) of ${c.intermediate_size} + shared MLP of ${c.shared_intermediate_size}`
-        : `dense: shared MLP of ${c.shared_intermediate_size}`,
-    ],
+    ...familyOf(c).describe(c),
     ['context', `max_position_embeddings ${c.max_position_embeddings}`],
     ['tied embeddings', String(c.tie_word_embeddings)],
     ['parameters', `${formatCount(r.parameters.total)} total, ${formatCount(r.parameters.active)} active per token`],

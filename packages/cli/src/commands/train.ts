@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, isBackendAvailable, type BackendName } from '@graniteflow/core';
-import { ConfigError, parseConfig } from '@graniteflow/granite';
+import { ConfigError, modelFamily, UnsupportedModelError } from '@graniteflow/granite';
 import { COMMON_OPTIONS, flag, formatHelp, numberOption, parseCommandArgs, stringOption, type OptionTable } from '../args';
 import { UsageError } from '../errors';
 import type { CliIO } from '../io';
@@ -14,7 +14,7 @@ const OPTIONS: OptionTable = {
   config: {
     type: 'string',
     value: 'FILE',
-    description: 'the model: a Granite 4.0-H config.json (granitemoehybrid), e.g. a released one with smaller sizes',
+    description: 'the model: a config.json of a supported model_type (e.g. a Granite 4.0-H one, granitemoehybrid, with smaller sizes)',
   },
   data: { type: 'string', value: 'FILE', description: 'the corpus, UTF-8 text; blank lines separate documents' },
   out: {
@@ -87,10 +87,12 @@ export const trainCommand: Command = {
     }
     let config;
     try {
-      config = parseConfig(JSON.parse(readTextFile('train', configFile, 'The config')), configFile);
+      const raw = JSON.parse(readTextFile('train', configFile, 'The config'));
+      // A config without model_type is Granite 4.0's, as transformers' GraniteMoeHybridConfig reads it.
+      config = modelFamily(raw?.model_type ?? 'granitemoehybrid', configFile).parseConfig(raw, configFile);
     } catch (err) {
       if (err instanceof SyntaxError) throw new UsageError(`${configFile} is not valid JSON: ${err.message}.`, 'train');
-      if (err instanceof ConfigError) throw new UsageError(err.message, 'train');
+      if (err instanceof ConfigError || err instanceof UnsupportedModelError) throw new UsageError(err.message, 'train');
       throw err;
     }
     const text = readTextFile('train', dataFile, 'The corpus');

@@ -150,7 +150,7 @@ export function graniteEngine(model: GraniteModel, options: GraniteEngineOptions
     makeCache: () => model.makeCache(),
     jsonConstraint: (format) => jsonConstraint(model, format),
     saveCache: (cache, file) => saveCacheFile(cache as HybridCache, file),
-    loadCache: (file) => loadCacheFile(file, model.config.layer_types),
+    loadCache: (file) => loadCacheFile(file, model.model.layerKinds),
     stateBytes: graniteStateBytes(model),
     generate: (promptIds, generateOptions) =>
       batched.streamText(promptIds, { ...generateOptions, cache: generateOptions.cache as HybridCache }),

@@ -9,12 +9,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   byteLevelBpeFiles,
   fromPretrained,
-  GraniteMoeHybridForCausalLM,
+  familyOf,
   GraniteTokenizer,
   saveCheckpoint,
   trainByteLevelBpe,
   type CausalLmBatch,
-  type GraniteMoeHybridConfig,
+  type CausalLM,
+  type CausalLMConfig,
   type TokenizerFiles,
 } from '@graniteflow/granite';
 import { AdamW, loadTrainerState, packTokenStream, warmupCosine, TRAINER_STATE_FILE } from '@graniteflow/train';
@@ -30,7 +31,7 @@ import {
 
 /** What a training run does; every field checked by the command that builds it. */
 export interface TrainJobOptions extends LoopSettings {
-  config: GraniteMoeHybridConfig;
+  config: CausalLMConfig;
   /** The corpus: documents are separated by blank lines. */
   text: string;
   /** Where the model folder goes (created or, with `resume`, continued). */
@@ -133,7 +134,7 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
   }
   const heldBytes = heldRows.reduce((sum, r) => sum + Buffer.byteLength(tokenizer.decode(r.slice(1)), 'utf8'), 0);
 
-  let model: GraniteMoeHybridForCausalLM;
+  let model: CausalLM;
   const optimizer = new AdamW({ learningRate: options.learningRate, weightDecay: options.weightDecay });
   let history: TrainingHistory = { train: [], heldOut: [], trainTokens: 0, seconds: 0, options: {} };
   try {
@@ -144,7 +145,7 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
       const state = loadTrainerState(out, model, optimizer);
       history = { ...history, ...(state as unknown as Partial<TrainingHistory>) };
     } else {
-      model = new GraniteMoeHybridForCausalLM(config, { seed: options.seed });
+      model = familyOf(config).createModel(config, { seed: options.seed });
     }
   } catch (err) {
     optimizer.dispose();

@@ -3,7 +3,7 @@
  * gives, the learning rate from a schedule, the held-out loss now and then, saves, progress.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type GraniteMoeHybridForCausalLM } from '@graniteflow/granite';
+import { causalLmLoss, IGNORE_INDEX, type CausalLmBatch, type CausalLM } from '@graniteflow/granite';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Module } from '@graniteflow/core';
@@ -76,7 +76,7 @@ export interface HeldOut {
 }
 
 export interface TrainingLoopOptions {
-  model: GraniteMoeHybridForCausalLM;
+  model: CausalLM;
   optimizer: AdamW;
   steps: number;
   schedule: LearningRateSchedule;
@@ -111,7 +111,7 @@ function countedLabels(batch: CausalLmBatch): number {
 }
 
 /** Mean held-out loss (no gradients, no aux loss) per counted label and per byte. */
-export function heldOutLoss(model: GraniteMoeHybridForCausalLM, heldOut: HeldOut): { loss: number; lossPerByte: number } {
+export function heldOutLoss(model: CausalLM, heldOut: HeldOut): { loss: number; lossPerByte: number } {
   let nats = 0;
   let labels = 0;
   for (const batch of heldOut.batches) {

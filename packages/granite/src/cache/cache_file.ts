@@ -53,7 +53,7 @@ export function saveCacheFile(cache: HybridCache, file: string): void {
 }
 
 /**
- * Reads a cache written by {@link saveCacheFile}; `layerTypes` (the model's `layer_types`) must
+ * Reads a cache written by {@link saveCacheFile}; `layerTypes` (the model's `layerKinds`) must
  * match what it holds. Throws {@link CacheFileError} naming the file and the mismatch.
  */
 export function loadCacheFile(file: string, layerTypes: readonly string[], options: { headroom?: number } = {}): HybridCache {

@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { HybridCache } from '../cache/hybrid_cache';
-import type { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
-import { eosTokenIds } from '../models/granitemoehybrid/config';
+import { eosTokenIds, type CausalLM } from '../models/causal_lm';
 import { nextEventLoopTurn } from './event_loop';
 import { leftPad } from './left_pad';
 import { makeSampler, type SamplingOptions } from './sampling';
@@ -74,7 +73,7 @@ export function roomInContext(limit: number, options: GenerateOptions, prompts: 
  * Hugging Face does, so each row continues exactly as its prompt would alone.
  */
 export async function* generateBatch(
-  model: GraniteMoeHybridForCausalLM,
+  model: CausalLM,
   prompts: readonly (readonly number[])[],
   options: GenerateOptions = {},
 ): AsyncGenerator<BatchStep> {
@@ -174,7 +173,7 @@ export async function* generateBatch(
  * ```
  */
 export async function* generateTokens(
-  model: GraniteMoeHybridForCausalLM,
+  model: CausalLM,
   promptIds: readonly number[],
   options: GenerateOptions = {},
 ): AsyncGenerator<number> {

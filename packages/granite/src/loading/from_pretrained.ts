@@ -109,7 +109,7 @@ export async function fromPretrained(pathOrRepoId: string, options: FromPretrain
   });
   // Sizes are bounded when the config is parsed and the estimate is arithmetic: a config too big
   // for the machine is refused before anything is allocated from it.
-  const { config, impl } = readModelConfig(folder);
+  const { config, family } = readModelConfig(folder);
   const checkMemory = (policy: WeightPolicyOptions, mapped: boolean) => {
     if (options.skipMemoryCheck) return;
     const estimate = estimateMemory(config, {
@@ -133,7 +133,7 @@ export async function fromPretrained(pathOrRepoId: string, options: FromPretrain
   }
   let source: Checkpoint | MappedCheckpoint = checkpoint;
   try {
-    const converted = impl.convertWeights(new Map(checkpoint.names().map((k) => [k, k])), config);
+    const converted = family.convertWeights(new Map(checkpoint.names().map((k) => [k, k])), config);
     const stored = storedDtypes(checkpoint, converted);
     const packedCheckpoint = stored !== undefined;
     const policy: WeightPolicyOptions = {
@@ -151,7 +151,7 @@ export async function fromPretrained(pathOrRepoId: string, options: FromPretrain
       checkpoint.close();
       source = openMappedCheckpoint(folder);
     }
-    const model = impl.createModel(config);
+    const model = family.createModel(config);
     try {
       const plan = planWeightDtypes(
         [...model.namedParameters()].map(([name, p]) => [name, p.shape] as const),

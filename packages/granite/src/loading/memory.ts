@@ -1,13 +1,7 @@
 import * as os from 'node:os';
 import { isBackendAvailable, packedByteLength, WEIGHT_DTYPES, type WeightDtype } from '@graniteflow/core';
-import {
-  headDim,
-  mambaConvDim,
-  mambaInnerSize,
-  useMoe,
-  type GraniteMoeHybridConfig,
-  type LayerType,
-} from '../models/granitemoehybrid/config';
+import { familyOf } from '../models';
+import type { CausalLMConfig } from '../models/causal_lm';
 import { DEFAULT_PREFILL_CHUNK } from '../generation/generate';
 import { checkWeightDtype, mainDtype, planBase, resolvePlan, storedDtypesOf, type WeightPolicyOptions } from './weight_policy';
 
@@ -33,7 +27,7 @@ export interface MemoryEstimate {
   weightBytes: number;
   /** {@link MemoryEstimate.weightBytes} had the model been asked for each dtype (same overrides). */
   weightBytesByDtype: Record<WeightDtype, number>;
-  /** Mamba conv + SSM state of one sequence. */
+  /** The fixed-size state of one sequence (Mamba conv + SSM states; 0 without Mamba layers). */
   stateBytesPerSequence: number;
   /** Attention keys and values of one token of one sequence. */
   kvBytesPerToken: number;
@@ -54,133 +48,18 @@ export interface MemoryEstimate {
   notes: string[];
 }
 
-/** Weights of a Linear layer `inFeatures → outFeatures` (core's Linear: [out, in] plus an optional bias). */
-function linearParameters(inFeatures: number, outFeatures: number, bias: boolean): number {
-  return inFeatures * outFeatures + (bias ? outFeatures : 0);
+/** All parameters and those used per token, by arithmetic from the config (see the family's `ModelSizing`). */
+export function countParameters(cfg: CausalLMConfig): { total: number; active: number } {
+  return familyOf(cfg).sizing(cfg).parameters();
 }
 
 /**
- * Parameter counts from the config alone, by formula: nothing is built or allocated, so an
- * enormous config costs no more than a small one. Each term is the parameter shapes of one
- * module of `GraniteMoeHybridForCausalLM` (the tests check that both agree on every preset).
+ * Every parameter's name and checkpoint shape, by formula, in the order of the model's module
+ * tree (the tests check that both agree on every preset). The dtype policy is planned over these,
+ * so a memory estimate needs no model.
  */
-export function countParameters(cfg: GraniteMoeHybridConfig): { total: number; active: number } {
-  const hidden = cfg.hidden_size;
-  const mambaLayers = cfg.layer_types.filter((t) => t === 'mamba').length;
-  const attentionLayers = cfg.num_hidden_layers - mambaLayers;
-  // Mamba2Mixer: in_proj → [z, xBC, dt], depthwise conv1d, dt_bias / A_log / D, gated norm, out_proj.
-  const inner = mambaInnerSize(cfg);
-  const convDim = mambaConvDim(cfg);
-  const heads = cfg.mamba_n_heads;
-  const mamba =
-    linearParameters(hidden, inner + convDim + heads, cfg.mamba_proj_bias) +
-    convDim * cfg.mamba_d_conv +
-    (cfg.mamba_conv_bias ? convDim : 0) +
-    3 * heads +
-    inner +
-    linearParameters(inner, hidden, cfg.mamba_proj_bias);
-  // GraniteAttention: q, k, v, o projections (no head_dim key: the heads split hidden_size).
-  const queryWidth = cfg.num_attention_heads * headDim(cfg);
-  const keyValueWidth = cfg.num_key_value_heads * headDim(cfg);
-  const attention =
-    attentionLayers === 0
-      ? 0
-      : linearParameters(hidden, queryWidth, cfg.attention_bias) +
-        2 * linearParameters(hidden, keyValueWidth, cfg.attention_bias) +
-        linearParameters(queryWidth, hidden, cfg.attention_bias);
-  // Every layer: two RMSNorms, the shared SwiGLU MLP, and (MoE) the router plus stacked experts.
-  const perExpert = 3 * hidden * cfg.intermediate_size;
-  const experts = useMoe(cfg) ? hidden * cfg.num_local_experts + cfg.num_local_experts * perExpert : 0;
-  const everyLayer = 2 * hidden + 3 * hidden * cfg.shared_intermediate_size + experts;
-  const embeddings = cfg.vocab_size * hidden;
-  const total =
-    embeddings +
-    hidden + // final norm
-    (cfg.tie_word_embeddings ? 0 : embeddings) +
-    cfg.num_hidden_layers * everyLayer +
-    mambaLayers * mamba +
-    attentionLayers * attention;
-  const inactive = useMoe(cfg) ? cfg.num_hidden_layers * (cfg.num_local_experts - cfg.num_experts_per_tok) * perExpert : 0;
-  return { total, active: total - inactive };
-}
-
-/** The parameters of one decoder layer of `type`, named from the layer (`mamba.in_proj.weight`). */
-function layerParameterShapes(cfg: GraniteMoeHybridConfig, type: LayerType): [string, number[]][] {
-  const out: [string, number[]][] = [];
-  const hidden = cfg.hidden_size;
-  const linear = (prefix: string, inFeatures: number, outFeatures: number, bias: boolean) => {
-    out.push([`${prefix}.weight`, [outFeatures, inFeatures]]);
-    if (bias) out.push([`${prefix}.bias`, [outFeatures]]);
-  };
-  out.push(['input_layernorm.weight', [hidden]]);
-  if (type === 'mamba') {
-    const inner = mambaInnerSize(cfg);
-    const convDim = mambaConvDim(cfg);
-    const heads = cfg.mamba_n_heads;
-    linear('mamba.in_proj', hidden, inner + convDim + heads, cfg.mamba_proj_bias);
-    out.push(['mamba.conv1d.weight', [convDim, 1, cfg.mamba_d_conv]]);
-    if (cfg.mamba_conv_bias) out.push(['mamba.conv1d.bias', [convDim]]);
-    out.push(['mamba.dt_bias', [heads]], ['mamba.A_log', [heads]], ['mamba.D', [heads]], ['mamba.norm.weight', [inner]]);
-    linear('mamba.out_proj', inner, hidden, cfg.mamba_proj_bias);
-  } else {
-    const queryWidth = cfg.num_attention_heads * headDim(cfg);
-    const keyValueWidth = cfg.num_key_value_heads * headDim(cfg);
-    linear('self_attn.q_proj', hidden, queryWidth, cfg.attention_bias);
-    linear('self_attn.k_proj', hidden, keyValueWidth, cfg.attention_bias);
-    linear('self_attn.v_proj', hidden, keyValueWidth, cfg.attention_bias);
-    linear('self_attn.o_proj', queryWidth, hidden, cfg.attention_bias);
-  }
-  out.push(['post_attention_layernorm.weight', [hidden]]);
-  out.push(['shared_mlp.input_linear.weight', [2 * cfg.shared_intermediate_size, hidden]]);
-  out.push(['shared_mlp.output_linear.weight', [hidden, cfg.shared_intermediate_size]]);
-  if (useMoe(cfg)) {
-    const e = cfg.num_local_experts;
-    out.push(['block_sparse_moe.router.layer.weight', [e, hidden]]);
-    out.push(['block_sparse_moe.input_linear.weight', [e, 2 * cfg.intermediate_size, hidden]]);
-    out.push(['block_sparse_moe.output_linear.weight', [e, hidden, cfg.intermediate_size]]);
-  }
-  return out;
-}
-
-/**
- * Every parameter's name and checkpoint shape, by formula, in the order of the module tree of
- * `GraniteMoeHybridForCausalLM` (the tests check that both agree on every preset). The dtype
- * policy is planned over these, so a memory estimate needs no model.
- */
-export function parameterShapes(cfg: GraniteMoeHybridConfig): [string, number[]][] {
-  const byType = { mamba: layerParameterShapes(cfg, 'mamba'), attention: layerParameterShapes(cfg, 'attention') };
-  const out: [string, number[]][] = [['model.embed_tokens.weight', [cfg.vocab_size, cfg.hidden_size]]];
-  cfg.layer_types.forEach((type, i) => {
-    for (const [name, shape] of byType[type]) out.push([`model.layers.${i}.${name}`, shape]);
-  });
-  out.push(['model.norm.weight', [cfg.hidden_size]]);
-  if (!cfg.tie_word_embeddings) out.push(['lm_head.weight', [cfg.vocab_size, cfg.hidden_size]]);
-  return out;
-}
-
-/**
- * {@link parameterShapes} with the layers of each kind folded into one entry named
- * `model.layers.*.…` and counted: what the policy alone (no overrides) needs, in time independent
- * of the number of layers.
- */
-function parameterGroups(cfg: GraniteMoeHybridConfig): { shapes: [string, number[]][]; counts: number[] } {
-  const shapes: [string, number[]][] = [['model.embed_tokens.weight', [cfg.vocab_size, cfg.hidden_size]]];
-  const counts = [1];
-  for (const type of ['mamba', 'attention'] as const) {
-    const layers = cfg.layer_types.filter((t) => t === type).length;
-    if (layers === 0) continue;
-    for (const [name, shape] of layerParameterShapes(cfg, type)) {
-      shapes.push([`model.layers.*.${name}`, shape]);
-      counts.push(layers);
-    }
-  }
-  shapes.push(['model.norm.weight', [cfg.hidden_size]]);
-  counts.push(1);
-  if (!cfg.tie_word_embeddings) {
-    shapes.push(['lm_head.weight', [cfg.vocab_size, cfg.hidden_size]]);
-    counts.push(1);
-  }
-  return { shapes, counts };
+export function parameterShapes(cfg: CausalLMConfig): [string, number[]][] {
+  return familyOf(cfg).sizing(cfg).parameterShapes();
 }
 
 /** Bytes of a weight of `shape` held as `dtype`. */
@@ -200,37 +79,22 @@ export interface EstimateMemoryOptions extends WeightPolicyOptions {
   prefillChunk?: number;
 }
 
-/**
- * Float32 values per token alive at once inside the widest layer of a forward pass: the residual
- * stream and its norm, the layer's mixer (Mamba: the in-projection and its split, the conv output,
- * the scan output and its gated norm; attention: q, k, v and the output) and the MLP (the shared
- * SwiGLU's 2·I and I, the routed experts' k·3·I and the router's logits).
- */
-export function activationFloatsPerToken(cfg: GraniteMoeHybridConfig): number {
-  const hidden = cfg.hidden_size;
-  const inner = mambaInnerSize(cfg);
-  const inProj = inner + mambaConvDim(cfg) + cfg.mamba_n_heads;
-  const mamba = cfg.layer_types.includes('mamba') ? 2 * inProj + mambaConvDim(cfg) + 3 * inner : 0;
-  const attention = cfg.layer_types.includes('attention')
-    ? 2 * cfg.num_attention_heads * headDim(cfg) + 2 * cfg.num_key_value_heads * headDim(cfg)
-    : 0;
-  const shared = 3 * cfg.shared_intermediate_size;
-  const routed = useMoe(cfg) ? cfg.num_experts_per_tok * 3 * cfg.intermediate_size + 2 * cfg.num_local_experts : 0;
-  return 4 * hidden + Math.max(mamba, attention) + shared + routed;
+/** Float32 values per token alive at once inside the widest layer of a forward pass (see the family's `ModelSizing`). */
+export function activationFloatsPerToken(cfg: CausalLMConfig): number {
+  return familyOf(cfg).sizing(cfg).activationFloatsPerToken();
 }
 
 /** Memory for the weights at `dtype` (policy and overrides applied) plus caches of `batchSize` sequences of `contextLength` tokens. */
-export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMemoryOptions = {}): MemoryEstimate {
+export function estimateMemory(cfg: CausalLMConfig, options: EstimateMemoryOptions = {}): MemoryEstimate {
   const { contextLength = 4096, batchSize = 1, prefillChunk = DEFAULT_PREFILL_CHUNK } = options;
-  const { total, active } = countParameters(cfg);
-  const mambaLayers = cfg.layer_types.filter((t) => t === 'mamba').length;
-  const attentionLayers = cfg.num_hidden_layers - mambaLayers;
-  const stateFloats = mambaLayers * ((cfg.mamba_d_conv - 1) * mambaConvDim(cfg) + cfg.mamba_n_heads * cfg.mamba_d_head * cfg.mamba_d_state);
-  const kvFloats = attentionLayers * 2 * cfg.num_key_value_heads * headDim(cfg);
+  const sizing = familyOf(cfg).sizing(cfg);
+  const { total, active } = sizing.parameters();
+  const stateFloats = sizing.stateFloatsPerSequence();
+  const kvFloats = sizing.kvFloatsPerToken();
   // Overrides and stored dtypes may name single layers; the policy alone treats every layer of a kind alike.
   const overrides = options.dtypeOverrides;
   const perName = overrides !== undefined || options.storedDtypes !== undefined;
-  const { shapes, counts } = perName ? { shapes: parameterShapes(cfg), counts: undefined } : parameterGroups(cfg);
+  const { shapes, counts } = perName ? { shapes: sizing.parameterShapes(), counts: undefined } : sizing.parameterGroups();
   const base = planBase(shapes, overrides);
   const stored = options.dtype === undefined ? storedDtypesOf(base, options.storedDtypes) : undefined;
   const dtype = stored !== undefined ? mainDtype(base.shapes, stored) : checkWeightDtype(options.dtype ?? 'f32');
@@ -259,7 +123,7 @@ export function estimateMemory(cfg: GraniteMoeHybridConfig, options: EstimateMem
   const kvBytesPerToken = 4 * kvFloats;
   const weights = weightBytesByDtype[dtype];
   // A prompt shorter than a chunk is one chunk of its own length at most.
-  const activationBytes = 4 * batchSize * (Math.min(prefillChunk, contextLength) * activationFloatsPerToken(cfg) + cfg.vocab_size);
+  const activationBytes = 4 * batchSize * (Math.min(prefillChunk, contextLength) * sizing.activationFloatsPerToken() + cfg.vocab_size);
   return {
     parameters: total,
     activeParameters: active,

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { FileKindError, jsonErrorDetail, pathEntryExists, readRegularFile } from '@graniteflow/core';
-import { modelTypeModule } from '../models';
+import { modelFamily } from '../models';
 
 /**
  * A model folder's JSON file (config.json, generation_config.json) that is missing, not a regular
@@ -51,12 +51,12 @@ export function readConfigJson(folder: string): Record<string, unknown> {
 }
 
 /**
- * The validated config of a model folder and the implementation of its `model_type`. Throws
+ * The validated config of a model folder and the family of its `model_type`. Throws
  * {@link ModelFileError}, `UnsupportedModelError` or `ConfigError`, each naming the file.
  */
 export function readModelConfig(folder: string) {
   const file = path.join(folder, 'config.json');
   const raw = readConfigJson(folder);
-  const impl = modelTypeModule(raw.model_type, file);
-  return { config: impl.parseConfig(raw, file), impl, file };
+  const family = modelFamily(raw.model_type, file);
+  return { config: family.parseConfig(raw, file), family, file };
 }

@@ -13,7 +13,7 @@ import {
   type WritableTensor,
 } from '@graniteflow/core';
 import { createPrng } from '../generation/prng';
-import type { GraniteMoeHybridConfig } from '../models/granitemoehybrid/config';
+import type { CausalLMConfig } from '../models/causal_lm';
 import { parameterShapes } from './memory';
 import { planWeightDtypes, type WeightDtypeOverrides } from './weight_policy';
 import { configJson } from './save_checkpoint';
@@ -47,7 +47,7 @@ function initialValue(name: string, shape: readonly number[], index: number): nu
  * a config with random weights: for tests and benchmarks at real layer shapes without downloading.
  * Tensors are generated and written shard by shard, so memory stays near one shard.
  */
-export function writeRandomCheckpoint(dir: string, config: GraniteMoeHybridConfig, options: RandomCheckpointOptions = {}): void {
+export function writeRandomCheckpoint(dir: string, config: CausalLMConfig, options: RandomCheckpointOptions = {}): void {
   const { seed = 0, dtype = 'BF16', maxShardBytes = 2e9, std = 0.02 } = options;
   const rng = createPrng(seed);
   // Uniform on [−√3·std, √3·std] has standard deviation std, at one draw per weight (benchmark
@@ -96,7 +96,7 @@ export function writeRandomCheckpoint(dir: string, config: GraniteMoeHybridConfi
   writeConfig(dir, config);
 }
 
-function writeConfig(dir: string, config: GraniteMoeHybridConfig): void {
+function writeConfig(dir: string, config: CausalLMConfig): void {
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(configJson(config), null, 2));
 }
 
@@ -151,7 +151,7 @@ const PIECE_WEIGHTS = 1 << 20;
  */
 export async function writeRandomPackedCheckpoint(
   dir: string,
-  config: GraniteMoeHybridConfig,
+  config: CausalLMConfig,
   options: RandomPackedCheckpointOptions,
 ): Promise<string[]> {
   const { format, seed = 0, dtype = 'BF16', std = 0.02 } = options;

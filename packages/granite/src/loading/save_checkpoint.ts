@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { floatToBf16, SINGLE_FILE, writeSafetensorsStream, type StreamedTensor } from '@graniteflow/core';
-import type { GraniteMoeHybridConfig } from '../models/granitemoehybrid/config';
+import { familyOf } from '../models';
+import type { CausalLM, CausalLMConfig } from '../models/causal_lm';
 import type { TokenizerFiles } from '../tokenizer/byte_level_bpe_files';
-import type { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
 
 /** Files of a model folder besides config and weights that a saved copy takes along when present. */
 export const TOKENIZER_FILES = [
@@ -24,14 +24,10 @@ export interface SaveCheckpointOptions {
   tokenizer?: TokenizerFiles;
 }
 
-/** The config.json of `config` (transformers reads it; an unbounded `time_step_limit` is written as null). */
-export function configJson(config: GraniteMoeHybridConfig): Record<string, unknown> {
-  const { time_step_limit: limit, ...rest } = config;
-  return {
-    ...rest,
-    time_step_limit: [limit[0], Number.isFinite(limit[1]) ? limit[1] : null],
-    architectures: ['GraniteMoeHybridForCausalLM'],
-  };
+/** The config.json of `config`, as transformers reads it, naming its family's architecture. */
+export function configJson(config: CausalLMConfig): Record<string, unknown> {
+  const family = familyOf(config);
+  return { ...family.configJson(config), architectures: [family.architecture] };
 }
 
 /**
@@ -44,11 +40,7 @@ export function configJson(config: GraniteMoeHybridConfig): Record<string, unkno
  *
  * @returns the files written, relative to `dir`
  */
-export async function saveCheckpoint(
-  model: GraniteMoeHybridForCausalLM,
-  dir: string,
-  options: SaveCheckpointOptions = {},
-): Promise<string[]> {
+export async function saveCheckpoint(model: CausalLM, dir: string, options: SaveCheckpointOptions = {}): Promise<string[]> {
   const dtype = options.dtype ?? 'F32';
   if (dtype !== 'F32' && dtype !== 'BF16') throw new RangeError(`saveCheckpoint: dtype must be 'F32' or 'BF16', got ${String(dtype)}.`);
   const target = path.resolve(dir);

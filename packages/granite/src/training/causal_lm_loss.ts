@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadBalancingLoss } from '@graniteflow/ops-moe';
-import { useMoe } from '../models/granitemoehybrid/config';
-import type { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
+import { familyOf } from '../models';
+import type { CausalLM } from '../models/causal_lm';
 
 /** Label of a position that does not count (transformers' `ignore_index`). */
 export const IGNORE_INDEX = -100;
@@ -19,17 +19,18 @@ export interface CausalLmLossOptions {
   /**
    * Weight of the MoE load-balancing loss added to the cross-entropy (default the config's
    * `router_aux_loss_coef`; 0 leaves it out, as transformers does unless `output_router_logits`).
+   * Dense models have none.
    */
   auxLossCoef?: number;
 }
 
 /**
- * The training loss of a Granite hybrid on a batch: mean next-token cross-entropy (nats) over the
+ * The training loss of a language model on a batch: mean next-token cross-entropy (nats) over the
  * positions whose label counts, plus `auxLossCoef` × the load-balancing loss of every MoE layer's
  * router (`loadBalancingLoss` over all layers' logits, as transformers' `load_balancing_loss_func`).
  * A scalar to differentiate, e.g. the loss of `trainStep` or `optimizer.minimize`.
  */
-export function causalLmLoss(model: GraniteMoeHybridForCausalLM, batch: CausalLmBatch, options: CausalLmLossOptions = {}): tf.Scalar {
+export function causalLmLoss(model: CausalLM, batch: CausalLmBatch, options: CausalLmLossOptions = {}): tf.Scalar {
   const cfg = model.config;
   const rows = batch.inputs.length;
   const time = rows > 0 ? batch.inputs[0].length : 0;
@@ -45,8 +46,9 @@ export function causalLmLoss(model: GraniteMoeHybridForCausalLM, batch: CausalLm
   }
   const counted = flatLabels.filter((id) => id !== IGNORE_INDEX).length;
   if (counted === 0) throw new RangeError(`causalLmLoss: every label is ${IGNORE_INDEX}; nothing to learn from.`);
-  const coef = options.auxLossCoef ?? cfg.router_aux_loss_coef;
-  const withAux = coef !== 0 && useMoe(cfg);
+  const experts = familyOf(cfg).routedExperts(cfg);
+  const coef = options.auxLossCoef ?? experts?.auxLossCoef ?? 0;
+  const withAux = coef !== 0 && experts !== null;
   const ids = tf.tensor2d(batch.inputs.flat(), [rows, time], 'int32');
   let out: ReturnType<typeof model.forward> = {};
   try {
@@ -60,7 +62,7 @@ export function causalLmLoss(model: GraniteMoeHybridForCausalLM, batch: CausalLm
       const weights = tf.tensor1d(flatLabels.map((id) => (id === IGNORE_INDEX ? 0 : 1)));
       const lm = tf.neg(tf.div(tf.sum(tf.mul(picked, weights)), counted));
       if (!withAux) return lm as tf.Scalar;
-      const aux = loadBalancingLoss(out.routerLogits!, cfg.num_local_experts, cfg.num_experts_per_tok);
+      const aux = loadBalancingLoss(out.routerLogits!, experts.numExperts, experts.topK);
       return tf.add(lm, tf.mul(aux, coef)) as tf.Scalar;
     });
   } finally {

@@ -25,6 +25,12 @@ export interface Mamba2Config {
   projBias: boolean;
   /** (lo, hi) clamp of dt after softplus (`time_step_limit`; HF default [0, Infinity]) */
   timeStepLimit: [number, number];
+  /**
+   * Groups of D_in/normGroups channels the gated RMSNorm normalises separately (default 1: the
+   * whole inner width, as HF's Granite and Bamba; Nemotron-H and mamba_ssm's fused kernel use
+   * `n_groups`). Must divide D_in.
+   */
+  normGroups?: number;
 }
 
 /** D_in = Hm·P: the mixer's inner width. */
@@ -53,6 +59,12 @@ export function validateMamba2Config(c: Mamba2Config): void {
   }
   if (c.numHeads % c.nGroups !== 0) {
     throw new RangeError(`Mamba2Config: numHeads = ${c.numHeads} must be a multiple of nGroups = ${c.nGroups}`);
+  }
+  const normGroups = c.normGroups ?? 1;
+  if (!(Number.isInteger(normGroups) && normGroups > 0 && mambaInnerSize(c) % normGroups === 0)) {
+    throw new RangeError(
+      `Mamba2Config: normGroups must be a positive integer dividing numHeads·headDim = ${mambaInnerSize(c)}, got ${String(c.normGroups)}`,
+    );
   }
   const [lo, hi] = c.timeStepLimit;
   if (!(lo <= hi)) throw new RangeError(`Mamba2Config: timeStepLimit must be [lo, hi] with lo ≤ hi, got [${lo}, ${hi}]`);

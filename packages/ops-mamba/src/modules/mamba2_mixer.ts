@@ -45,7 +45,7 @@ export class Mamba2Mixer extends Module {
     this.dt_bias = new Parameter([Hm], 1);
     this.A_log = new Parameter([Hm], () => tf.log(tf.range(1, Hm + 1)));
     this.D = new Parameter([Hm], 1);
-    this.norm = new GatedRMSNorm(dIn, config.eps);
+    this.norm = new GatedRMSNorm(dIn, config.eps, dIn / (config.normGroups ?? 1));
     this.out_proj = new Linear(dIn, H, { bias: config.projBias });
   }
 

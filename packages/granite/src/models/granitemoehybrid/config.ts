@@ -1,11 +1,15 @@
-import { previewJson } from '@graniteflow/core';
+import { GATED_ACTIVATIONS, isGatedActivation } from '@graniteflow/ops-moe';
+import type { CausalLMConfig } from '../causal_lm';
+import { ConfigError, ConfigReader, shown } from '../config_reader';
+
+export { ConfigError };
 
 /**
  * `config.json` of a `granitemoehybrid` checkpoint, typed with the Hugging Face keys verbatim
  * (model guide: Configuration fields). {@link parseConfig} applies HF's documented defaults and
  * validates.
  */
-export interface GraniteMoeHybridConfig {
+export interface GraniteMoeHybridConfig extends CausalLMConfig {
   model_type: 'granitemoehybrid';
   vocab_size: number;
   hidden_size: number;
@@ -21,6 +25,7 @@ export interface GraniteMoeHybridConfig {
   position_embedding_type: string | null;
   rope_theta: number;
   max_position_embeddings: number;
+  /** Of the shared MLP's gate (and the experts', which support only `"silu"`). */
   hidden_act: string;
   rms_norm_eps: number;
   embedding_multiplier: number;
@@ -58,19 +63,6 @@ export interface GraniteMoeHybridConfig {
 
 /** Kinds of sequence mixer a layer can have. */
 export type LayerType = 'mamba' | 'attention';
-
-/** A config.json value that is missing, of the wrong type or inconsistent, named by its key. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-
-  constructor(
-    readonly field: string,
-    detail: string,
-    readonly source?: string,
-  ) {
-    super(`${source ? `${source}: ` : ''}config field "${field}" ${detail}`);
-  }
-}
 
 /**
  * HF `GraniteMoeHybridConfig` defaults (model guide: Configuration fields); released checkpoints
@@ -140,75 +132,12 @@ export const CONFIG_LIMITS = {
   max_position_embeddings: 1 << 30,
 } as const;
 
-/** A size field of the config, bounded by {@link CONFIG_LIMITS}. */
-type SizeField = keyof typeof CONFIG_LIMITS;
-
 type Raw = Record<string, unknown>;
 
-/** A value as an error message shows it: short, whatever the file holds (see `previewJson`). */
-const shown = (v: unknown): string => previewJson(v);
-
-class Reader {
-  constructor(
-    private readonly raw: Raw,
-    private readonly source?: string,
-  ) {}
-
-  private value(key: string): unknown {
-    return this.raw[key];
-  }
-
-  fail(key: string, detail: string): never {
-    throw new ConfigError(key, detail, this.source);
-  }
-
-  /** A size field: an integer from `min` to its {@link CONFIG_LIMITS} entry. */
-  int(key: SizeField, min: 0 | 1): number {
-    const v = this.value(key) ?? (DEFAULTS as Raw)[key];
-    const max = CONFIG_LIMITS[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      this.fail(key, `must be an integer from ${min} to ${max}, got ${shown(v)}`);
-    }
-    return v;
-  }
-
-  num(key: string, { positive = false } = {}): number {
-    const v = this.value(key) ?? (DEFAULTS as Raw)[key];
-    if (typeof v !== 'number' || !Number.isFinite(v) || (positive && v <= 0)) {
-      this.fail(key, `must be a ${positive ? 'positive ' : ''}finite number, got ${shown(v)}`);
-    }
-    return v;
-  }
-
-  bool(key: string): boolean {
-    const v = this.value(key) ?? (DEFAULTS as Raw)[key];
-    if (typeof v !== 'boolean') this.fail(key, `must be true or false, got ${shown(v)}`);
-    return v;
-  }
-
-  str(key: string): string {
-    const v = this.value(key) ?? (DEFAULTS as Raw)[key];
-    if (typeof v !== 'string') this.fail(key, `must be a string, got ${shown(v)}`);
-    return v;
-  }
-
-  optionalStr(key: string): string | null {
-    const v = this.value(key) ?? (DEFAULTS as Raw)[key] ?? null;
-    if (v !== null && typeof v !== 'string') this.fail(key, `must be a string or null, got ${shown(v)}`);
-    return v;
-  }
-
-  optionalId(key: string): number | null {
-    const v = this.value(key) === undefined ? (DEFAULTS as Raw)[key] : this.value(key);
-    if (v === null || v === undefined) return null;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-      this.fail(key, `must be a token id (integer >= 0) or null, got ${shown(v)}`);
-    }
-    return v;
-  }
-
-  raw_(key: string): unknown {
-    return this.value(key);
+/** Reads the fields of a raw config.json with this family's defaults and limits. */
+class Reader extends ConfigReader<typeof CONFIG_LIMITS> {
+  constructor(raw: Record<string, unknown>, source?: string) {
+    super(raw, DEFAULTS, CONFIG_LIMITS, source);
   }
 }
 
@@ -228,18 +157,6 @@ function parseLayerTypes(r: Reader, raw: Raw, layers: number): LayerType[] {
   return v as LayerType[];
 }
 
-function parseRopeTheta(r: Reader, raw: Raw): number {
-  const params = raw.rope_parameters;
-  if (params !== null && typeof params === 'object' && 'rope_theta' in params) {
-    const theta = (params as Raw).rope_theta;
-    if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0) {
-      r.fail('rope_parameters.rope_theta', `must be a positive finite number, got ${shown(theta)}`);
-    }
-    return theta;
-  }
-  return r.num('rope_theta', { positive: true });
-}
-
 function parseTimeStepLimit(r: Reader, raw: Raw): [number, number] {
   const v = raw.time_step_limit;
   if (v == null) return [0, Infinity];
@@ -249,16 +166,6 @@ function parseTimeStepLimit(r: Reader, raw: Raw): [number, number] {
     r.fail('time_step_limit', `must be [lo, hi] with lo <= hi, got ${shown(v)}`);
   }
   return [lo, hi];
-}
-
-function parseEos(r: Reader, raw: Raw): number | number[] | null {
-  const v = raw.eos_token_id === undefined ? DEFAULTS.eos_token_id : raw.eos_token_id;
-  if (v === null) return null;
-  if (Array.isArray(v)) {
-    if (!v.every((x) => Number.isInteger(x) && x >= 0)) r.fail('eos_token_id', `must hold token ids, got ${shown(v)}`);
-    return v as number[];
-  }
-  return r.optionalId('eos_token_id');
 }
 
 /**
@@ -313,7 +220,7 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
     attention_bias: r.bool('attention_bias'),
     attention_multiplier: r.num('attention_multiplier', { positive: true }),
     position_embedding_type: r.optionalStr('position_embedding_type'),
-    rope_theta: parseRopeTheta(r, obj),
+    rope_theta: r.ropeTheta(),
     max_position_embeddings: r.int('max_position_embeddings', 1),
     hidden_act: r.str('hidden_act'),
     rms_norm_eps: r.num('rms_norm_eps', { positive: true }),
@@ -338,9 +245,9 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
     time_step_limit: parseTimeStepLimit(r, obj),
     tie_word_embeddings: r.bool('tie_word_embeddings'),
     bos_token_id: r.optionalId('bos_token_id'),
-    eos_token_id: parseEos(r, obj),
+    eos_token_id: r.eosTokenId(),
     pad_token_id: r.optionalId('pad_token_id'),
-    torch_dtype: typeof (obj.torch_dtype ?? obj.dtype) === 'string' ? ((obj.torch_dtype ?? obj.dtype) as string) : null,
+    torch_dtype: r.torchDtype(),
   };
   validate(cfg, r);
   return cfg;
@@ -348,7 +255,10 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
 
 function validate(cfg: GraniteMoeHybridConfig, r: Reader): void {
   if (cfg.initializer_range < 0) r.fail('initializer_range', `must be ≥ 0 (a standard deviation), got ${cfg.initializer_range}`);
-  if (cfg.hidden_act !== 'silu') r.fail('hidden_act', `is "${cfg.hidden_act}"; only "silu" is supported`);
+  if (!isGatedActivation(cfg.hidden_act)) r.fail('hidden_act', `is ${shown(cfg.hidden_act)}; supported: ${GATED_ACTIVATIONS.join(', ')}`);
+  if (cfg.hidden_act !== 'silu' && cfg.num_local_experts > 0) {
+    r.fail('hidden_act', `is "${cfg.hidden_act}"; the routed experts run SwiGLU only, so a model with experts needs "silu"`);
+  }
   const hasAttention = cfg.layer_types.includes('attention');
   const hasMamba = cfg.layer_types.includes('mamba');
   if (hasAttention) {
@@ -401,10 +311,4 @@ export function mambaInnerSize(cfg: GraniteMoeHybridConfig): number {
 /** Channels through the Mamba conv (x, B, C). */
 export function mambaConvDim(cfg: GraniteMoeHybridConfig): number {
   return mambaInnerSize(cfg) + 2 * cfg.mamba_n_groups * cfg.mamba_d_state;
-}
-
-/** The eos ids as a list. */
-export function eosTokenIds(cfg: GraniteMoeHybridConfig): number[] {
-  const e = cfg.eos_token_id;
-  return e === null ? [] : Array.isArray(e) ? e : [e];
 }

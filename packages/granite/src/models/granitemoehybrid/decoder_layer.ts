@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, RMSNorm } from '@graniteflow/core';
 import { Mamba2Mixer, MambaCache, type Mamba2Config } from '@graniteflow/ops-mamba';
-import { SharedMLP, SparseMoE } from '@graniteflow/ops-moe';
+import { SharedMLP, SparseMoE, type GatedActivation } from '@graniteflow/ops-moe';
 import { KVCache } from '../../cache/kv_cache';
 import type { LayerCache } from '../../cache/hybrid_cache';
-import { GraniteAttention, type AttentionContext } from './attention';
-import { useMoe, type GraniteMoeHybridConfig, type LayerType } from './config';
+import { CausalSelfAttention } from '../../layers/attention';
+import type { DecoderLayer, LayerContext } from '../../layers/decoder_stack';
+import { headDim, useMoe, type GraniteMoeHybridConfig, type LayerType } from './config';
 
 /** The Mamba-2 mixer settings of a Granite config. */
 export function mambaConfig(cfg: GraniteMoeHybridConfig): Mamba2Config {
@@ -21,27 +22,19 @@ export function mambaConfig(cfg: GraniteMoeHybridConfig): Mamba2Config {
     convBias: cfg.mamba_conv_bias,
     projBias: cfg.mamba_proj_bias,
     timeStepLimit: cfg.time_step_limit,
+    // HF's gated norm spans the whole inner width whatever mamba_n_groups is (model guide, P12).
+    normGroups: 1,
   };
-}
-
-/** What a layer needs besides its input. */
-export interface LayerContext {
-  /** Present when the model has attention layers. */
-  attention?: AttentionContext;
-  /** [B, T] 1 = real token, 0 = left padding; null when the batch has no padding. */
-  paddingMask: tf.Tensor | null;
-  /** When given, each MoE layer appends its router logits [B·T, E] here (kept: the caller disposes them). */
-  routerLogits?: tf.Tensor[];
 }
 
 /**
  * One pre-norm block (model guide: The forward pass): a Mamba-2 or attention mixer, then the shared
  * MLP plus the routed experts, each branch scaled by `residual_multiplier` before its residual add.
  */
-export class GraniteMoeHybridDecoderLayer extends Module {
+export class GraniteMoeHybridDecoderLayer extends Module implements DecoderLayer {
   readonly input_layernorm: RMSNorm;
   readonly mamba?: Mamba2Mixer;
-  readonly self_attn?: GraniteAttention;
+  readonly self_attn?: CausalSelfAttention;
   readonly post_attention_layernorm: RMSNorm;
   readonly shared_mlp: SharedMLP;
   readonly block_sparse_moe?: SparseMoE;
@@ -55,11 +48,21 @@ export class GraniteMoeHybridDecoderLayer extends Module {
     this.residualMultiplier = cfg.residual_multiplier;
     this.input_layernorm = new RMSNorm(cfg.hidden_size, cfg.rms_norm_eps);
     if (layerType === 'mamba') this.mamba = new Mamba2Mixer(mambaConfig(cfg));
-    else this.self_attn = new GraniteAttention(cfg);
+    else {
+      this.self_attn = new CausalSelfAttention({
+        hiddenSize: cfg.hidden_size,
+        numHeads: cfg.num_attention_heads,
+        numKeyValueHeads: cfg.num_key_value_heads,
+        headDim: headDim(cfg),
+        bias: cfg.attention_bias,
+        scale: cfg.attention_multiplier,
+      });
+    }
     this.post_attention_layernorm = new RMSNorm(cfg.hidden_size, cfg.rms_norm_eps);
     this.shared_mlp = new SharedMLP({
       hiddenSize: cfg.hidden_size,
       sharedIntermediateSize: cfg.shared_intermediate_size,
+      activation: cfg.hidden_act as GatedActivation,
     });
     if (useMoe(cfg)) {
       this.block_sparse_moe = new SparseMoE({

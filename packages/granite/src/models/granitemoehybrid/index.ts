@@ -1,10 +1,9 @@
 /**
- * `granitemoehybrid`: IBM Granite 4.0 hybrid models. Every model type module exports the same
- * things: its config type and parser, the model class and the checkpoint conversion.
+ * `granitemoehybrid`: IBM Granite 4.0 models, hybrid and all-attention. Its `family` (the
+ * registry's entry, `./family.ts`) is how code outside this folder reaches it.
  */
 export * from './config';
 export { PRESET_NAMES, preset, type PresetName } from './presets';
-export { GraniteMoeHybridForCausalLM, GraniteMoeHybridModel, type CausalLMOptions, type ForwardOptions, type ForwardOutput } from './model';
-export { GraniteMoeHybridDecoderLayer, mambaConfig, type LayerContext } from './decoder_layer';
-export { GraniteAttention, type AttentionContext } from './attention';
+export { GraniteMoeHybridForCausalLM, GraniteMoeHybridModel } from './model';
+export { GraniteMoeHybridDecoderLayer, mambaConfig } from './decoder_layer';
 export { convertWeights } from './convert_weights';

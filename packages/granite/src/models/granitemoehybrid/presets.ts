@@ -200,9 +200,8 @@ export const PRESET_NAMES = Object.keys(RAW_PRESETS) as PresetName[];
 /** The config of a released model, e.g. `preset('granite-4.0-h-tiny')`. Accepts `ibm-granite/…` too. */
 export function preset(name: string): GraniteMoeHybridConfig {
   const key = name.replace(/^ibm-granite\//, '') as PresetName;
-  const raw = RAW_PRESETS[key];
-  if (raw === undefined) {
+  if (!Object.hasOwn(RAW_PRESETS, key)) {
     throw new Error(`No preset named "${name}"; known: ${PRESET_NAMES.join(', ')}.`);
   }
-  return parseConfig(JSON.parse(JSON.stringify(raw)), `preset ${key}`);
+  return parseConfig(JSON.parse(JSON.stringify(RAW_PRESETS[key])), `preset ${key}`);
 }

@@ -1,22 +1,34 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { attention, Linear, Module } from '@graniteflow/core';
-import type { KVCache } from '../../cache/kv_cache';
-import { headDim, type GraniteMoeHybridConfig } from './config';
+import type { KVCache } from '../cache/kv_cache';
 import { applyRope } from './rope';
+
+/** Sizes of a {@link CausalSelfAttention} layer, in this package's words (a family maps its config keys onto them). */
+export interface AttentionConfig {
+  hiddenSize: number;
+  numHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  /** q, k, v and o projections have biases. */
+  bias: boolean;
+  /** The softmax scale (Granite: `attention_multiplier`; plain attention: 1/sqrt(headDim)). */
+  scale: number;
+}
 
 /** Per-call inputs shared by every attention layer of one forward pass. */
 export interface AttentionContext {
   /** [B, S] over every cached and new position: 0 for padding, which no query attends; null: none. */
   keyMask: tf.Tensor2D | null;
-  /** RoPE cos/sin [B, T, 1, hd], only for `position_embedding_type == "rope"`. */
+  /** RoPE cos/sin [B, T, 1, hd], for models with rotary embeddings. */
   rope?: [tf.Tensor, tf.Tensor];
 }
 
 /**
- * GQA softmax attention (model guide: Attention): the scale is `attention_multiplier` itself, query
- * head j reads KV head floor(j / rep), no positional encoding unless the config asks for RoPE.
+ * Causal GQA softmax attention (model guide: Attention): query head j reads KV head floor(j / rep);
+ * RoPE when the context carries angles, no positional encoding otherwise. Keys of the checkpoint:
+ * `q_proj`, `k_proj`, `v_proj`, `o_proj`.
  */
-export class GraniteAttention extends Module {
+export class CausalSelfAttention extends Module {
   readonly q_proj: Linear;
   readonly k_proj: Linear;
   readonly v_proj: Linear;
@@ -26,17 +38,17 @@ export class GraniteAttention extends Module {
   private readonly hd: number;
   private readonly scale: number;
 
-  constructor(cfg: GraniteMoeHybridConfig) {
+  constructor(config: AttentionConfig) {
     super();
-    this.heads = cfg.num_attention_heads;
-    this.kvHeads = cfg.num_key_value_heads;
-    this.hd = headDim(cfg);
-    this.scale = cfg.attention_multiplier;
-    const bias = { bias: cfg.attention_bias };
-    this.q_proj = new Linear(cfg.hidden_size, this.heads * this.hd, bias);
-    this.k_proj = new Linear(cfg.hidden_size, this.kvHeads * this.hd, bias);
-    this.v_proj = new Linear(cfg.hidden_size, this.kvHeads * this.hd, bias);
-    this.o_proj = new Linear(this.heads * this.hd, cfg.hidden_size, bias);
+    this.heads = config.numHeads;
+    this.kvHeads = config.numKeyValueHeads;
+    this.hd = config.headDim;
+    this.scale = config.scale;
+    const bias = { bias: config.bias };
+    this.q_proj = new Linear(config.hiddenSize, this.heads * this.hd, bias);
+    this.k_proj = new Linear(config.hiddenSize, this.kvHeads * this.hd, bias);
+    this.v_proj = new Linear(config.hiddenSize, this.kvHeads * this.hd, bias);
+    this.o_proj = new Linear(this.heads * this.hd, config.hiddenSize, bias);
   }
 
   /**

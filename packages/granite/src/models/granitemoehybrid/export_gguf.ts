@@ -24,10 +24,10 @@ import {
   type SafetensorsDtype,
   type SafetensorsTensorInfo,
 } from '@graniteflow/core';
-import { readConfigJson, readModelConfig } from '../loading/model_files';
-import { headDim, mambaInnerSize, useMoe, type GraniteMoeHybridConfig } from '../models/granitemoehybrid/config';
-import { GraniteMoeHybridForCausalLM } from '../models/granitemoehybrid/model';
-import { byteFallbackVocabMetadata, ggufVocabMetadata } from './gguf_vocab';
+import { byteFallbackVocabMetadata, ggufVocabMetadata } from '../../gguf/gguf_vocab';
+import { readConfigJson, readModelConfig } from '../../loading/model_files';
+import { headDim, mambaInnerSize, useMoe, type GraniteMoeHybridConfig } from './config';
+import { GraniteMoeHybridForCausalLM } from './model';
 
 /** Storage of the 2-D weights in the GGUF (norms, biases, conv, router and SSM vectors stay f32). */
 export type GgufExportFormat = 'f32' | 'bf16' | 'q8_0' | 'q4_0';
@@ -389,7 +389,13 @@ export async function exportGguf(folder: string, outPath: string, options: Expor
   if (!GGUF_EXPORT_FORMATS.includes(format)) {
     throw new GgufExportError(`Unknown GGUF format ${JSON.stringify(format)}; expected one of ${GGUF_EXPORT_FORMATS.join(', ')}.`);
   }
-  const { config: cfg, file: configFile } = readModelConfig(folder);
+  const { config, file: configFile } = readModelConfig(folder);
+  if (config.model_type !== 'granitemoehybrid') {
+    throw new GgufExportError(
+      `${configFile}: model_type "${config.model_type}"; the GGUF export writes granitemoehybrid checkpoints only.`,
+    );
+  }
+  const cfg = config as GraniteMoeHybridConfig;
   const reason = unsupportedReason(cfg, options.allowGroupedNorm ?? false);
   if (reason !== null) throw new GgufExportError(`${configFile}: this checkpoint ${reason}.`);
 
