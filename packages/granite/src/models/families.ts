@@ -3,3 +3,4 @@
  * plus its line here; the registry (`./index.ts`) serves every family exported below.
  */
 export { family as granitemoehybrid } from './granitemoehybrid/family';
+export { family as granite } from './granite/family';
