@@ -4,6 +4,7 @@ import { NATIVE_BACKEND, registerNativeBackend } from './native/native_backend';
 import { nativeUnavailableReason } from './native/native_addon';
 import { registerWasmTransposedMatMul } from './kernels/wasm_transposed_matmul';
 import { registerTrainingKernels } from './kernels/unsorted_segment_sum';
+import { environmentVariable } from './environment';
 
 /** Backends graniteflow knows how to initialise. */
 export type BackendName = 'native' | 'wasm' | 'cpu' | 'tensorflow' | 'webgl' | 'webgpu';
@@ -98,7 +99,7 @@ export function availableBackends(): BackendName[] {
  * otherwise `wasm` (XNNPACK matmuls, ~40x the pure-JS cpu backend), otherwise `cpu`.
  */
 export function defaultBackendName(): BackendName {
-  const fromEnv = process.env.GRANITEFLOW_BACKEND;
+  const fromEnv = environmentVariable('GRANITEFLOW_BACKEND');
   if (fromEnv !== undefined && fromEnv !== '') {
     if (!isBackendName(fromEnv)) {
       throw new BackendError(

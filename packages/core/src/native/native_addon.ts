@@ -1,4 +1,5 @@
 import type { WeightDtype } from '../packed/formats';
+import { environmentVariable } from '../environment';
 
 /**
  * What core uses of `@graniteflow/native` (an optional dependency): multi-threaded SIMD kernels
@@ -165,7 +166,7 @@ let loaded: NativeAddon | null | undefined;
 export function nativeAddon(): NativeAddon | null {
   if (loaded !== undefined) return loaded;
   loaded = null;
-  if (process.env.GRANITEFLOW_NATIVE === '0') {
+  if (environmentVariable('GRANITEFLOW_NATIVE') === '0') {
     unavailable = 'switched off with GRANITEFLOW_NATIVE=0';
     return loaded;
   }

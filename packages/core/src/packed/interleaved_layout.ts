@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { nativeAddon } from '../native/native_addon';
 import type { PackedFormat } from './formats';
+import { environmentVariable } from '../environment';
 
 /** The smallest weight worth regrouping: one group of 16 rows (fewer stay in row order anyway). */
 const GROUP_ROWS = 16;
@@ -13,7 +14,7 @@ const GROUP_ROWS = 16;
  */
 export function interleavesHere(format: PackedFormat, shape: readonly number[]): boolean {
   if (format === 'bf16' || shape.length !== 2 || shape[0] < GROUP_ROWS) return false;
-  if (tf.getBackend() !== 'native' || process.env.GRANITEFLOW_INTERLEAVE === '0') return false;
+  if (tf.getBackend() !== 'native' || environmentVariable('GRANITEFLOW_INTERLEAVE') === '0') return false;
   const addon = nativeAddon();
   return addon !== null && typeof addon.interleave === 'function' && addon.kernelLevel(`matmul.${format}`) === 'avx512';
 }
