@@ -1,6 +1,8 @@
 // Compiles a package's AssemblyScript kernels, assembly/<family>.ts (one file per kernel family), to
 // wasm/<family>.wasm, which @graniteflow/core's simd_module.ts loads (simdKernels / simdInstance).
 // Run from the package's root (its `build:wasm` script): `node ../../tools/build-wasm/build-wasm.mjs`.
+// Helpers every package's kernels share (horizontalSum, …) are in tools/build-wasm/assembly/, imported
+// by relative path and inlined.
 // The modules are instantiated against the tfjs wasm backend's own memory, so instantiating one
 // must not write a byte of it: each built module is checked to import nothing but env.memory and to
 // have no data segments and no start function.

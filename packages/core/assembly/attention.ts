@@ -9,6 +9,8 @@
 // and output (acc) are rescaled by exp(m_old − m_new) once per group when the group raises m.
 // The JavaScript body takes one key at a time; results differ by float rounding only.
 
+import { horizontalSum } from '../../../tools/build-wasm/assembly/simd';
+
 /** exp(x) for x ≤ 0 within a few ulp: x = n·ln2 + r, a degree-6 polynomial for exp(r), times 2^n;
  * below −87 (where exp(x) < 2^−125) the result is flushed to 0, as the masked lanes need. */
 // @ts-ignore: decorator
@@ -27,12 +29,6 @@
   // × 2^n through the exponent bits (n ≥ −126 after the clamp, so the result stays normal).
   const scaled = i32x4.add(p, i32x4.shl(i32x4.trunc_sat_f32x4_s(n), 23));
   return v128.andnot(scaled, tiny);
-}
-
-// @ts-ignore: decorator
-@inline function horizontalSum(v: v128): f32 {
-  const pairs = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-  return f32x4.extract_lane(pairs, 0) + f32x4.extract_lane(pairs, 1);
 }
 
 // @ts-ignore: decorator

@@ -22,6 +22,8 @@
 // Prefill multiplies four activation rows per loaded weight block; decoding (and the rows left
 // over) multiplies four weight rows, one from each quarter of W, per loaded activation block.
 
+import { horizontalSum } from '../../../tools/build-wasm/assembly/simd';
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
@@ -57,12 +59,6 @@
   h = i32x4.replace_lane(h, 2, <i32>load<u16>(p + 2 * stride));
   h = i32x4.replace_lane(h, 3, <i32>load<u16>(p + 3 * stride));
   return halvesToFloats(h);
-}
-
-// @ts-ignore: decorator
-@inline function horizontalSum(v: v128): f32 {
-  const pairs = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-  return f32x4.extract_lane(pairs, 0) + f32x4.extract_lane(pairs, 1);
 }
 
 /** acc + isum · scale, a block's integer dot product scaled back to real units (scale = dw · dx). */

@@ -18,11 +18,7 @@
 // y accumulates: y[t, p] += Σ_n S_t[p, n]·C_t[n] per tile, plus Dh·x[t, p] from the first tile,
 // so y must arrive zero-filled.
 
-// @ts-ignore: decorator
-@inline function horizontalSum(v: v128): f32 {
-  const pairs = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-  return f32x4.extract_lane(pairs, 0) + f32x4.extract_lane(pairs, 1);
-}
+import { horizontalSum } from '../../../tools/build-wasm/assembly/simd';
 
 /** S = exp(dt·A)·S + (dt·x)·B for one vector of the tile (B at bp + offset). */
 // @ts-ignore: decorator

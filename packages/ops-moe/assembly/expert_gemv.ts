@@ -3,11 +3,7 @@
 // imports its memory, so every pointer is a byte address into it and the selected experts' weights
 // are read where their tensors lie, never copied. Nothing here allocates.
 
-// @ts-ignore: decorator
-@inline function horizontalSum(v: v128): f32 {
-  const pairs = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
-  return f32x4.extract_lane(pairs, 0) + f32x4.extract_lane(pairs, 1);
-}
+import { horizontalSum } from '../../../tools/build-wasm/assembly/simd';
 
 /**
  * y[r] = alpha · Σ_c W[r, c] · x[c] + beta · y[r] for r < rows, W row-major [rows, cols]. Sixteen
