@@ -21,6 +21,7 @@ export type { ModelFamily, ModelSizing, RoutedExperts } from './models/model_fam
 export { CausalSelfAttention, type AttentionConfig, type AttentionContext } from './layers/attention';
 export { applyRope, ropeAngles } from './layers/rope';
 export { runDecoderStack, type DecoderLayer, type DecoderStack, type LayerContext } from './layers/decoder_stack';
+export { DecoderOnlyLM, tokenEmbedding, type CachingDecoderLayer, type DecoderBackbone } from './layers/decoder_only_lm';
 export { KVCache } from './cache/kv_cache';
 export { HybridCache, type LayerCache } from './cache/hybrid_cache';
 export { MambaCache } from '@graniteflow/ops-mamba';

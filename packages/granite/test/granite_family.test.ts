@@ -115,7 +115,7 @@ describe('the model registry', () => {
     expect(modelFamily('granite').architecture).toBe('GraniteForCausalLM');
     expect(() => modelFamily('llama', 'x/config.json')).toThrow(UnsupportedModelError);
     expect(() => modelFamily('llama', 'x/config.json')).toThrow(
-      /^x\/config.json: model_type "llama" is not supported; graniteflow runs .*"granitemoehybrid" \(IBM Granite 4\.0 /,
+      /^x\/config.json: model_type "llama" is not supported; graniteflow runs .*"granitemoehybrid" \(IBM Granite 4\.0: hybrid /,
     );
     expect(() => modelFamily('llama')).toThrow('"granite" (IBM Granite 3.x dense transformers)');
     expect(() => modelFamily('__proto__')).toThrow(UnsupportedModelError);

@@ -1,16 +1,17 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Embedding, Linear, Module, RMSNorm } from '@graniteflow/core';
+import { type Embedding, Module, RMSNorm } from '@graniteflow/core';
 import type { GatedActivation } from '@graniteflow/ops-moe';
-import { HybridCache, type LayerCache } from '../../cache/hybrid_cache';
+import type { LayerCache } from '../../cache/hybrid_cache';
 import { KVCache } from '../../cache/kv_cache';
 import { CausalSelfAttention } from '../../layers/attention';
-import { runDecoderStack, type DecoderLayer, type DecoderStack, type LayerContext } from '../../layers/decoder_stack';
-import type { CausalLM, CausalLMOptions, ForwardOptions, ForwardOutput, LayerKind } from '../causal_lm';
+import { DecoderOnlyLM, tokenEmbedding, type CachingDecoderLayer, type DecoderBackbone } from '../../layers/decoder_only_lm';
+import type { LayerContext } from '../../layers/decoder_stack';
+import type { CausalLMOptions, LayerKind } from '../causal_lm';
 import type { GraniteConfig } from './config';
 import { GraniteMLP } from './mlp';
 
 /** One pre-norm block: attention, then the gated MLP, each branch × `residual_multiplier` before its residual add. */
-export class GraniteDecoderLayer extends Module implements DecoderLayer {
+export class GraniteDecoderLayer extends Module implements CachingDecoderLayer {
   readonly input_layernorm: RMSNorm;
   readonly self_attn: CausalSelfAttention;
   readonly post_attention_layernorm: RMSNorm;
@@ -38,6 +39,10 @@ export class GraniteDecoderLayer extends Module implements DecoderLayer {
     });
   }
 
+  makeCache(_batch: number, length = 0): LayerCache {
+    return new KVCache(length);
+  }
+
   forward(x: tf.Tensor, ctx: LayerContext, cache?: LayerCache): tf.Tensor {
     if (cache !== undefined && !(cache instanceof KVCache)) {
       throw new TypeError('An attention layer was given a Mamba cache; the cache does not match the model.');
@@ -54,18 +59,14 @@ export class GraniteDecoderLayer extends Module implements DecoderLayer {
 }
 
 /** The `model.` subtree of the checkpoint: embeddings, layers, final norm. */
-export class GraniteBackbone extends Module {
+export class GraniteBackbone extends Module implements DecoderBackbone {
   readonly embed_tokens: Embedding;
   readonly layers: GraniteDecoderLayer[];
   readonly norm: RMSNorm;
 
   constructor(config: GraniteConfig) {
     super();
-    const pad = config.pad_token_id;
-    this.embed_tokens = new Embedding(config.vocab_size, config.hidden_size, {
-      tiedHead: config.tie_word_embeddings,
-      paddingIdx: pad !== null && pad < config.vocab_size ? pad : undefined,
-    });
+    this.embed_tokens = tokenEmbedding(config);
     this.layers = Array.from({ length: config.num_hidden_layers }, () => new GraniteDecoderLayer(config));
     this.norm = new RMSNorm(config.hidden_size, config.rms_norm_eps);
   }
@@ -75,47 +76,17 @@ export class GraniteBackbone extends Module {
  * `GraniteForCausalLM`: the dense Granite transformer (transformers' `granite` model type). Names
  * equal the checkpoint keys (`model.layers.3.mlp.gate_proj.weight`), so loading is a strict tree walk.
  */
-export class GraniteForCausalLM extends Module implements CausalLM<GraniteConfig> {
-  readonly model: GraniteBackbone;
-  /** Absent when the head is tied to `model.embed_tokens.weight`. */
-  readonly lm_head?: Linear;
-  readonly layerKinds: readonly LayerKind[];
-
-  constructor(
-    readonly config: GraniteConfig,
-    options: CausalLMOptions = {},
-  ) {
-    super();
-    this.layerKinds = Array<LayerKind>(config.num_hidden_layers).fill('attention');
-    this.model = new GraniteBackbone(config);
-    if (!config.tie_word_embeddings) this.lm_head = new Linear(config.hidden_size, config.vocab_size);
-    this.initialize(options.init ?? 'hf', { std: config.initializer_range, seed: options.seed, lazy: true });
+export class GraniteForCausalLM extends DecoderOnlyLM<GraniteConfig, GraniteBackbone> {
+  constructor(config: GraniteConfig, options: CausalLMOptions = {}) {
+    super(config, new GraniteBackbone(config), Array<LayerKind>(config.num_hidden_layers).fill('attention'), options);
   }
 
-  /** The modules the forward pass runs, read when it runs (so a module swapped in later is the one used). */
-  private get stack(): DecoderStack {
+  protected scaling() {
     const config = this.config;
     return {
-      embedTokens: this.model.embed_tokens,
-      layers: this.model.layers,
-      norm: this.model.norm,
-      lmHead: this.lm_head,
-      hiddenSize: config.hidden_size,
       embeddingMultiplier: config.embedding_multiplier,
       logitsScaling: config.logits_scaling,
-      hasAttention: true,
       rope: { headDim: config.head_dim, theta: config.rope_theta },
     };
-  }
-
-  makeCache(batch = 1, options: { length?: number } = {}): HybridCache {
-    return new HybridCache(
-      this.model.layers.map(() => new KVCache(options.length ?? 0)),
-      batch,
-    );
-  }
-
-  forward(inputIds: tf.Tensor2D, options: ForwardOptions = {}): ForwardOutput {
-    return runDecoderStack(this.stack, inputIds, options);
   }
 }

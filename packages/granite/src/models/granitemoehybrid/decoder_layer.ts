@@ -5,7 +5,8 @@ import { SharedMLP, SparseMoE, type GatedActivation } from '@graniteflow/ops-moe
 import { KVCache } from '../../cache/kv_cache';
 import type { LayerCache } from '../../cache/hybrid_cache';
 import { CausalSelfAttention } from '../../layers/attention';
-import type { DecoderLayer, LayerContext } from '../../layers/decoder_stack';
+import type { CachingDecoderLayer } from '../../layers/decoder_only_lm';
+import type { LayerContext } from '../../layers/decoder_stack';
 import { headDim, useMoe, type GraniteMoeHybridConfig, type LayerType } from './config';
 
 /** The Mamba-2 mixer settings of a Granite config. */
@@ -31,7 +32,7 @@ export function mambaConfig(cfg: GraniteMoeHybridConfig): Mamba2Config {
  * One pre-norm block (model guide: The forward pass): a Mamba-2 or attention mixer, then the shared
  * MLP plus the routed experts, each branch scaled by `residual_multiplier` before its residual add.
  */
-export class GraniteMoeHybridDecoderLayer extends Module implements DecoderLayer {
+export class GraniteMoeHybridDecoderLayer extends Module implements CachingDecoderLayer {
   readonly input_layernorm: RMSNorm;
   readonly mamba?: Mamba2Mixer;
   readonly self_attn?: CausalSelfAttention;

@@ -15,7 +15,7 @@ function positionsOf(type: string | null | undefined): string {
 /** `granitemoehybrid`: IBM Granite 4.0, the hybrid H models and the all-attention ones. */
 export const family: ModelFamily<GraniteMoeHybridConfig> = {
   modelType: 'granitemoehybrid',
-  description: 'IBM Granite 4.0 (hybrid Mamba-2 / attention, with or without experts)',
+  description: 'IBM Granite 4.0: hybrid Mamba-2 / attention, with or without experts',
   architecture: 'GraniteMoeHybridForCausalLM',
   parseConfig,
   createModel: (config, options) => new GraniteMoeHybridForCausalLM(config, options),
