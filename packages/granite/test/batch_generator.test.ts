@@ -5,7 +5,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@graniteflow/core/testing';
-import { BatchGenerator, fromPretrained, selectRows, stackCaches, type BatchSequenceOptions, type GraniteModel } from '../src';
+import {
+  BatchGenerator,
+  fromPretrained,
+  modelFamily,
+  selectRows,
+  stackCaches,
+  writeRandomCheckpoint,
+  type BatchSequenceOptions,
+  type GraniteModel,
+} from '../src';
 import { GOLDEN_DIR } from './helpers/golden';
 
 /** Prompts of different lengths (ids below every golden vocabulary). */
@@ -44,12 +53,35 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/** A random `granite` (GraniteForCausalLM) checkpoint, written once. */
+function denseFolder(root: string): string {
+  const folder = path.join(root, 'granite-dense');
+  if (fs.existsSync(folder)) return folder;
+  const config = modelFamily('granite').parseConfig({
+    model_type: 'granite',
+    vocab_size: 512,
+    hidden_size: 48,
+    intermediate_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    embedding_multiplier: 4,
+    residual_multiplier: 0.4,
+    attention_multiplier: 0.25,
+    logits_scaling: 2,
+  });
+  writeRandomCheckpoint(folder, config, { seed: 9, std: 0.4, dtype: 'F32' });
+  return folder;
+}
+
 describeBackends('BatchGenerator', (backend) => {
   const models: [string, () => string][] = [
     ['tiny_moe', () => path.join(GOLDEN_DIR, 'tiny_moe')],
     ['chat_tiny', () => path.join(GOLDEN_DIR, 'chat_tiny')],
     // RoPE: each row's positions must count its own tokens, not the batch's padding.
     ['tiny_moe with RoPE', () => variant('tiny_moe', { position_embedding_type: 'rope' }, tmp)],
+    // The dense family: every layer attention, RoPE, through the same batching.
+    ['a granite (dense) model', () => denseFolder(tmp)],
   ];
 
   describe.each(models)('%s', (_name, folder) => {

@@ -130,7 +130,11 @@ describe('the model registry', () => {
     [{ model_type: 'granitemoehybrid' }, 'model_type', /handles "granite"/],
     [{ intermediate_size: -1 }, 'intermediate_size', /must be an integer from 1/],
     // Found by the config fuzzer: the derived head size passed unbounded, and config.json then held one the parser refuses.
-    [{ hidden_size: 65536, num_attention_heads: 1, num_key_value_heads: 1 }, 'head_dim', /is absent, giving hidden_size \/ num_attention_heads = 65536, more than 16384/],
+    [
+      { hidden_size: 65536, num_attention_heads: 1, num_key_value_heads: 1 },
+      'head_dim',
+      /is absent, giving hidden_size \/ num_attention_heads = 65536, more than 16384/,
+    ],
   ])('a granite config with %j is refused naming %s', (patch, field, message) => {
     const raw = { model_type: 'granite', ...SIZES, intermediate_size: INTERMEDIATE, ...patch };
     let err: unknown;

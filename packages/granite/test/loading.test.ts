@@ -110,7 +110,9 @@ describe('fromPretrained', () => {
     const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
     fs.writeFileSync(configFile, JSON.stringify({ ...config, model_type: 'llama' }));
     await expect(fromPretrained(dir)).rejects.toThrow(UnsupportedModelError);
-    await expect(fromPretrained(dir)).rejects.toThrow(/model_type "llama" is not supported; graniteflow runs .*"granitemoehybrid" \(IBM Granite 4\.0: hybrid/);
+    await expect(fromPretrained(dir)).rejects.toThrow(
+      /model_type "llama" is not supported; graniteflow runs .*"granitemoehybrid" \(IBM Granite 4\.0: hybrid/,
+    );
     fs.writeFileSync(configFile, JSON.stringify({ ...config, num_key_value_heads: 3 }));
     await expect(fromPretrained(dir)).rejects.toThrow(ConfigError);
     await expect(fromPretrained(path.join(tmp, 'nowhere'))).rejects.toThrow(/nowhere/);
