@@ -3,14 +3,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend } from '@graniteflow/core';
 import { expectClose } from '@graniteflow/core/testing';
-import { causalLmLoss, fromPretrained, GraniteMoeHybridForCausalLM, parseConfig, saveCheckpoint } from '@graniteflow/granite';
+import { causalLmLoss, fromPretrained, GraniteMoeHybridForCausalLM, parseConfig, saveCheckpoint, type CausalLM } from '@graniteflow/granite';
 import { AdamW, loadTrainerState, saveTrainerState, trainStep } from '../src';
 
 const GOLDEN = path.resolve(__dirname, '../../../fixtures/golden');
 const CONFIG = parseConfig(JSON.parse(fs.readFileSync(path.join(GOLDEN, 'tiny_moe', 'config.json'), 'utf8')));
 const BATCH = { inputs: [[17, 42, 99, 5, 230, 64, 12, 17, 42, 99, 5, 230]], labels: [[42, 99, 5, 230, 64, 12, 17, 42, 99, 5, 230, 64]] };
 
-function steps(model: GraniteMoeHybridForCausalLM, optimizer: AdamW, n: number): void {
+function steps(model: CausalLM, optimizer: AdamW, n: number): void {
   for (let i = 0; i < n; i++)
     trainStep(optimizer, [BATCH], (b) => causalLmLoss(model, b), { variables: model.trainableVariables(), maxGradNorm: 1 });
 }
