@@ -3,7 +3,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend } from '@graniteflow/core';
 import { expectClose } from '@graniteflow/core/testing';
-import { causalLmLoss, fromPretrained, GraniteMoeHybridForCausalLM, parseConfig, saveCheckpoint, type CausalLM } from '@graniteflow/granite';
+import {
+  causalLmLoss,
+  fromPretrained,
+  GraniteMoeHybridForCausalLM,
+  parseConfig,
+  saveCheckpoint,
+  type CausalLM,
+} from '@graniteflow/granite';
 import { AdamW, loadTrainerState, saveTrainerState, trainStep } from '../src';
 
 const GOLDEN = path.resolve(__dirname, '../../../fixtures/golden');

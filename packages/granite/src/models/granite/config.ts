@@ -103,7 +103,10 @@ export function parseConfig(raw: unknown, source?: string): GraniteConfig {
     r.fail('num_attention_heads', `(${heads}) must divide hidden_size (${hidden}) when there is no head_dim`);
   }
   if (obj.head_dim == null && hidden / heads > GRANITE_CONFIG_LIMITS.head_dim) {
-    r.fail('head_dim', `is absent, giving hidden_size / num_attention_heads = ${hidden / heads}, more than ${GRANITE_CONFIG_LIMITS.head_dim}`);
+    r.fail(
+      'head_dim',
+      `is absent, giving hidden_size / num_attention_heads = ${hidden / heads}, more than ${GRANITE_CONFIG_LIMITS.head_dim}`,
+    );
   }
   const cfg: GraniteConfig = {
     model_type: 'granite',
