@@ -1,6 +1,7 @@
 /**
- * IBM Granite 4.0 hybrid language models (`granitemoehybrid`) on TensorFlow.js: load a checkpoint
- * from a folder or the Hugging Face hub, tokenize and apply its chat template, generate.
+ * IBM Granite language models on TensorFlow.js — Granite 4.0 hybrid and all-attention
+ * (`granitemoehybrid`) and dense Granite 3.x (`granite`), one `CausalLM` interface: load a
+ * checkpoint from a folder or the Hugging Face hub, tokenize and apply its chat template, generate.
  * @module granite
  */
 import '@graniteflow/ops-mamba';
