@@ -195,3 +195,33 @@ test('the packed sizes per dtype, and which backends each fits (full H-Micro: wa
   expect(text.stdout).toMatch(/^\s+f32\s+11\.9 GiB\s.*\s12\.2 GiB\s+(fits|-)\s+-\s+(fits|-)$/m);
   expect(text.stdout).toMatch(/Limits: wasm 3\.0 GiB of tensors/);
 });
+
+test('a folder of the dense granite family: its own architecture lines, every layer attention, no Mamba state', async () => {
+  const folder = path.join(tmp, 'granite-dense');
+  fs.mkdirSync(folder);
+  const config = {
+    model_type: 'granite',
+    vocab_size: 300,
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    hidden_act: 'gelu',
+    tie_word_embeddings: true,
+  };
+  fs.writeFileSync(path.join(folder, 'config.json'), JSON.stringify(config));
+  const text = await run(['inspect', folder]);
+  expect(text.code).toBe(0);
+  expect(text.stdout).toMatch(/^model_type\s+granite$/m);
+  expect(text.stdout).toMatch(/^layers\s+3 \(0 Mamba-2, 3 attention\)$/m);
+  expect(text.stdout).toMatch(/^attention\s+4 query \/ 2 key-value heads of 16, rotary position embeddings \(RoPE, θ 10000\)$/m);
+  expect(text.stdout).toMatch(/^feed-forward\s+dense: gated MLP \(gelu\) of 96$/m);
+  const json = JSON.parse((await run(['inspect', '--json', folder])).stdout) as InspectReport;
+  expect(json.layers.map((l) => l.type)).toEqual(['attention', 'attention', 'attention']);
+  // Embedding (tied head) + per layer: 2 norms, q/k/v/o (64·64 + 2·64·32 + 64·64), gate/up/down (3·64·96) + the final norm.
+  const perLayer = 2 * 64 + 64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 96;
+  expect(json.parameters).toEqual({ total: 300 * 64 + 3 * perLayer + 64, active: 300 * 64 + 3 * perLayer + 64 });
+  const f32 = json.memory.find((m) => m.dtype === 'f32')!;
+  expect([f32.mambaStateBytesPerSequence, f32.kvCacheBytesPerToken]).toEqual([0, 4 * 3 * 2 * 2 * 16]);
+});

@@ -109,6 +109,51 @@ describe('graniteflow train', () => {
     expect(Object.keys(tokenizer.model.vocab).length + tokenizer.added_tokens.length).toBe(300);
   });
 
+  it('trains a model of the dense granite family from its config.json, and generate loads what it saved', async () => {
+    const config = path.join(dir, 'granite-dense.json');
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        model_type: 'granite',
+        vocab_size: 300,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        tie_word_embeddings: true,
+      }),
+    );
+    const out = path.join(dir, 'dense');
+    const r = await runCli([
+      'train',
+      '--config',
+      config,
+      '--data',
+      corpus,
+      '--out',
+      out,
+      '--vocab-size',
+      '300',
+      '--steps',
+      '6',
+      '--batch',
+      '2',
+      '--seq',
+      '16',
+      '--quiet',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const saved = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    expect([saved.model_type, saved.architectures]).toEqual(['granite', ['GraniteForCausalLM']]);
+    const log = JSON.parse(fs.readFileSync(path.join(out, 'training_log.json'), 'utf8'));
+    expect(log.train[5].loss).toBeLessThan(log.train[0].loss);
+    const g = await runCli(['generate', '--model', out, '--quiet', '--max-tokens', '4', 'In the']);
+    expect(g.code).toBe(0);
+    expect(g.stdout.length).toBeGreaterThan(1);
+  });
+
   it('bad input: missing files, a vocabulary too small for the tokenizer, a corpus too short', async () => {
     const out = path.join(dir, 'bad');
     const missing = await runCli(['train', '--config', CONFIG, '--out', out]);
