@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { defineKernel, initBackend, KernelError, setKernelMode } from '../src';
+import { defineKernel, initBackend, KernelError, nativeKernel, setKernelMode } from '../src';
 import { describeBackends, expectClose, expectNoTensorLeak } from '../src/testing';
 
 type Inputs = { x: tf.Tensor; scale: tf.Tensor; bias?: tf.Tensor };
@@ -30,6 +30,30 @@ const ScaledPower = defineKernel<Inputs, Attrs>({
         z[0] += y[i];
       }
     },
+  },
+  gradient: 'reference',
+});
+
+/** Which array types the fused body and the native body were handed for their float32 input. */
+const seenArrays: string[] = [];
+
+/** y = 2x, recording the array type it was given (the bodies may assume Float32Array for float32). */
+const Doubled = defineKernel<{ x: tf.Tensor }, Record<string, never>>({
+  name: 'TestDoubled',
+  inputNames: ['x'],
+  reference: ({ x }) => [tf.mul(x, 2)],
+  fused: {
+    outputs: ({ x }) => [{ shape: x.shape, dtype: 'float32' }],
+    compute: ({ x }, [y]) => {
+      seenArrays.push(x.constructor.name);
+      for (let i = 0; i < x.length; i++) y[i] = 2 * x[i];
+    },
+  },
+  backendKernels: {
+    native: nativeKernel((_addon, { x }) => {
+      seenArrays.push(x.values.constructor.name);
+      return { shape: x.shape, values: (x.values as Float32Array).map((v) => 2 * v) };
+    }),
   },
   gradient: 'reference',
 });
@@ -96,6 +120,16 @@ describeBackends('defineKernel', (backend) => {
     } else {
       expect(() => ScaledPower.run(inputs, { power: 1 }, 'fused')).toThrow(KernelError);
     }
+  });
+
+  it('hands a float32 input cast from int32 as a Float32Array (tfjs cpu kernels keep the Int32Array)', () => {
+    seenArrays.length = 0;
+    const ints = tf.tensor1d([1, 2, 3], 'int32');
+    const cast = tf.cast(ints, 'float32');
+    const [y] = Doubled.run({ x: cast }, {});
+    expect(seenArrays).toEqual(['Float32Array']);
+    expectClose(y, [2, 4, 6]);
+    tf.dispose([ints, cast, y]);
   });
 });
 

@@ -8,6 +8,15 @@ export interface CpuBackendLike {
   makeTensorInfo(shape: number[], dtype: DataType, values: FlatArray): TensorInfo;
 }
 
+/**
+ * A cpu-backend tensor's values in the array type of its dtype. tfjs' cpu Cast shares an int32
+ * tensor's Int32Array when casting it to float32 (the cast loses nothing), so a float32 tensor
+ * there may hold one; kernels read float32 inputs as Float32Array, so it is converted (a copy).
+ */
+export function valuesOfDtype(dtype: DataType, values: FlatArray): FlatArray {
+  return dtype === 'float32' && !(values instanceof Float32Array) ? Float32Array.from(values) : values;
+}
+
 /** What a fused kernel needs of the wasm backend (`BackendWasm`). */
 export interface WasmBackendLike {
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
@@ -56,7 +65,7 @@ export function cpuKernelFunc<I, A>(body: FusedKernel<I, A>): KernelFunc {
     const a = attrs as unknown as A;
     const outSpecs = body.outputs(specsOf(named) as { [K in keyof I]: TensorSpec }, a);
     const arrays: Named<FlatArray> = {};
-    for (const [k, t] of Object.entries(named)) arrays[k] = cpu.data.get(t.dataId).values as FlatArray;
+    for (const [k, t] of Object.entries(named)) arrays[k] = valuesOfDtype(t.dtype, cpu.data.get(t.dataId).values as FlatArray);
     const outs = outSpecs.map(allocate);
     body.compute(arrays as { [K in keyof I]: FlatArray }, outs, shapesOf(named) as { [K in keyof I]: number[] }, a);
     return outs.map((o, i) => cpu.makeTensorInfo(outSpecs[i].shape, outSpecs[i].dtype, o));

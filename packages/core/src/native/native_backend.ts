@@ -4,6 +4,7 @@
  * kernels replaced by `@graniteflow/native`'s multi-threaded SIMD ones.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { valuesOfDtype } from '../kernels/backend_adapters';
 import { PRESENT_INPUTS_ATTR, presentInputNames } from '../kernels/present_inputs';
 import { unsortedSegmentSumCpuKernel } from '../kernels/unsorted_segment_sum';
 import { padKernel, sliceKernel } from './block_copy_kernels';
@@ -334,7 +335,9 @@ export function nativeKernel<A>(
       for (const name of present) {
         const info = named[name];
         const data = cpu.data.get(info.dataId);
-        arrays[name] = { values: data.values as Float32Array | Int32Array, shape: info.shape, unshared: data.refCount === 1 };
+        const values = valuesOfDtype(info.dtype, data.values as Float32Array | Int32Array) as Float32Array | Int32Array;
+        // A converted copy is not the tensor's storage: writing it in place would be lost.
+        arrays[name] = { values, shape: info.shape, unshared: data.refCount === 1 && values === data.values };
       }
       const out = run(addon, arrays, attrs as unknown as A);
       const toInfo = (o: NativeOutput): tf.TensorInfo => {

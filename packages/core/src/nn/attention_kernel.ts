@@ -125,8 +125,7 @@ const nativeAttention = nativeKernel<AttentionAttrs>((addon, a, { scale, keyLeng
   const [batch, time, heads, hd] = a.q.shape;
   const [capacity, kvHeads] = headsMajor ? [a.k.shape[2], a.k.shape[1]] : [a.k.shape[1], a.k.shape[2]];
   const out = new Float32Array(a.q.values.length);
-  // A float32 tensor cast from int32 keeps its Int32Array on the cpu kernels (a lossless cast shares the data).
-  const f32 = (x: { values: Float32Array | Int32Array }) => (x.values instanceof Float32Array ? x.values : Float32Array.from(x.values));
+  const f32 = (x: { values: Float32Array | Int32Array }) => x.values as Float32Array;
   addon.attention!(
     f32(a.q),
     f32(a.k),
