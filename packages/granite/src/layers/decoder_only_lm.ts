@@ -4,8 +4,9 @@ import { HybridCache, type LayerCache } from '../cache/hybrid_cache';
 import type { CausalLM, CausalLMConfig, CausalLMOptions, ForwardOptions, ForwardOutput, LayerKind } from '../models/causal_lm';
 import { runDecoderStack, type DecoderLayer, type DecoderStack } from './decoder_stack';
 
-/** A decoder layer that is a module and makes its own cache. */
+/** A decoder layer that is a module, says what it caches, and makes its own cache. */
 export interface CachingDecoderLayer extends Module, DecoderLayer {
+  readonly kind: LayerKind;
   /** An empty cache of the right kind for this layer; `length`: positions it is expected to hold. */
   makeCache(batch: number, length?: number): LayerCache;
 }
@@ -29,19 +30,21 @@ export function tokenEmbedding(config: CausalLMConfig): Embedding {
 /**
  * What a decoder-only `XForCausalLM` of any family is: its `model.` backbone, an `lm_head` unless
  * tied, and the forward pass of {@link runDecoderStack}. A family's model class passes its
- * backbone and layer kinds and says how it scales and positions ({@link DecoderOnlyLM.scaling}).
+ * backbone and says how it scales and positions ({@link DecoderOnlyLM.scaling}).
  */
 export abstract class DecoderOnlyLM<C extends CausalLMConfig, B extends DecoderBackbone> extends Module implements CausalLM<C> {
   /** Absent when the head is tied to `model.embed_tokens.weight`. */
   readonly lm_head?: Linear;
+  /** What each layer caches, as the layers say. */
+  readonly layerKinds: readonly LayerKind[];
 
   constructor(
     readonly config: C,
     readonly model: B,
-    readonly layerKinds: readonly LayerKind[],
     options: CausalLMOptions = {},
   ) {
     super();
+    this.layerKinds = model.layers.map((l) => l.kind);
     if (!config.tie_word_embeddings) this.lm_head = new Linear(config.hidden_size, config.vocab_size);
     this.initialize(options.init ?? 'hf', { std: config.initializer_range, seed: options.seed, lazy: true });
   }

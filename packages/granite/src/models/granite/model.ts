@@ -16,6 +16,7 @@ export class GraniteDecoderLayer extends Module implements CachingDecoderLayer {
   readonly self_attn: CausalSelfAttention;
   readonly post_attention_layernorm: RMSNorm;
   readonly mlp: GraniteMLP;
+  readonly kind: LayerKind = 'attention';
   private readonly residualMultiplier: number;
 
   constructor(cfg: GraniteConfig) {
@@ -78,7 +79,7 @@ export class GraniteBackbone extends Module implements DecoderBackbone {
  */
 export class GraniteForCausalLM extends DecoderOnlyLM<GraniteConfig, GraniteBackbone> {
   constructor(config: GraniteConfig, options: CausalLMOptions = {}) {
-    super(config, new GraniteBackbone(config), Array<LayerKind>(config.num_hidden_layers).fill('attention'), options);
+    super(config, new GraniteBackbone(config), options);
   }
 
   protected scaling() {

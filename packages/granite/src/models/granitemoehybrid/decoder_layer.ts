@@ -75,6 +75,10 @@ export class GraniteMoeHybridDecoderLayer extends Module implements CachingDecod
     }
   }
 
+  get kind(): LayerType {
+    return this.layerType;
+  }
+
   /** An empty cache of the right kind for this layer; `length`: positions it is expected to hold. */
   makeCache(batch: number, length = 0): LayerCache {
     return this.mamba ? this.mamba.makeCache(batch) : new KVCache(length);

@@ -26,7 +26,7 @@ export class GraniteMoeHybridModel extends Module implements DecoderBackbone {
  */
 export class GraniteMoeHybridForCausalLM extends DecoderOnlyLM<GraniteMoeHybridConfig, GraniteMoeHybridModel> {
   constructor(config: GraniteMoeHybridConfig, options: CausalLMOptions = {}) {
-    super(config, new GraniteMoeHybridModel(config), [...config.layer_types], options);
+    super(config, new GraniteMoeHybridModel(config), options);
   }
 
   protected scaling() {
