@@ -1,4 +1,5 @@
 import { previewJson } from '@graniteflow/core';
+import { GATED_ACTIVATIONS, isGatedActivation, type GatedActivation } from '@graniteflow/ops-moe';
 
 /** A config.json value that is missing, of the wrong type or inconsistent, named by its key. */
 export class ConfigError extends Error {
@@ -81,6 +82,13 @@ export class ConfigReader<Limits extends Record<string, number>> {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
       this.fail(key, `must be a token id (integer >= 0) or null, got ${shown(v)}`);
     }
+    return v;
+  }
+
+  /** An activation of the gated MLP, by its HF name (`hidden_act`): one of ops-moe's {@link GATED_ACTIVATIONS}. */
+  activation(key: string): GatedActivation {
+    const v = this.str(key);
+    if (!isGatedActivation(v)) this.fail(key, `is ${shown(v)}; supported: ${GATED_ACTIVATIONS.join(', ')}`);
     return v;
   }
 

@@ -1,4 +1,4 @@
-import { GATED_ACTIVATIONS, isGatedActivation } from '@graniteflow/ops-moe';
+import type { GatedActivation } from '@graniteflow/ops-moe';
 import type { CausalLMConfig } from '../causal_lm';
 import { ConfigError, ConfigReader, shown } from '../config_reader';
 
@@ -17,7 +17,7 @@ export interface GraniteConfig extends CausalLMConfig {
   num_key_value_heads: number;
   /** `head_dim` when the file has it, else hidden_size / num_attention_heads. */
   head_dim: number;
-  hidden_act: string;
+  hidden_act: GatedActivation;
   max_position_embeddings: number;
   initializer_range: number;
   rms_norm_eps: number;
@@ -117,7 +117,7 @@ export function parseConfig(raw: unknown, source?: string): GraniteConfig {
     num_attention_heads: heads,
     num_key_value_heads: kvHeads,
     head_dim: obj.head_dim == null ? hidden / heads : r.int('head_dim', 1),
-    hidden_act: r.str('hidden_act'),
+    hidden_act: r.activation('hidden_act'),
     max_position_embeddings: r.int('max_position_embeddings', 1),
     initializer_range: r.num('initializer_range'),
     rms_norm_eps: r.num('rms_norm_eps', { positive: true }),
@@ -134,7 +134,6 @@ export function parseConfig(raw: unknown, source?: string): GraniteConfig {
     pad_token_id: r.optionalId('pad_token_id'),
     torch_dtype: r.torchDtype(),
   };
-  if (!isGatedActivation(cfg.hidden_act)) r.fail('hidden_act', `is ${shown(cfg.hidden_act)}; supported: ${GATED_ACTIVATIONS.join(', ')}`);
   if (cfg.num_attention_heads % cfg.num_key_value_heads !== 0) {
     r.fail('num_key_value_heads', `(${cfg.num_key_value_heads}) must divide num_attention_heads (${cfg.num_attention_heads})`);
   }

@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type Embedding, Module, RMSNorm } from '@graniteflow/core';
-import type { GatedActivation } from '@graniteflow/ops-moe';
 import type { LayerCache } from '../../cache/hybrid_cache';
 import { KVCache } from '../../cache/kv_cache';
 import { CausalSelfAttention } from '../../layers/attention';
@@ -35,7 +34,7 @@ export class GraniteDecoderLayer extends Module implements CachingDecoderLayer {
     this.mlp = new GraniteMLP({
       hiddenSize: cfg.hidden_size,
       intermediateSize: cfg.intermediate_size,
-      activation: cfg.hidden_act as GatedActivation,
+      activation: cfg.hidden_act,
       bias: cfg.mlp_bias,
     });
   }

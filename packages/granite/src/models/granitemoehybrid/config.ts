@@ -1,4 +1,4 @@
-import { GATED_ACTIVATIONS, isGatedActivation } from '@graniteflow/ops-moe';
+import type { GatedActivation } from '@graniteflow/ops-moe';
 import type { CausalLMConfig } from '../causal_lm';
 import { ConfigError, ConfigReader, shown } from '../config_reader';
 
@@ -26,7 +26,7 @@ export interface GraniteMoeHybridConfig extends CausalLMConfig {
   rope_theta: number;
   max_position_embeddings: number;
   /** Of the shared MLP's gate (and the experts', which support only `"silu"`). */
-  hidden_act: string;
+  hidden_act: GatedActivation;
   rms_norm_eps: number;
   embedding_multiplier: number;
   residual_multiplier: number;
@@ -222,7 +222,7 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
     position_embedding_type: r.optionalStr('position_embedding_type'),
     rope_theta: r.ropeTheta(),
     max_position_embeddings: r.int('max_position_embeddings', 1),
-    hidden_act: r.str('hidden_act'),
+    hidden_act: r.activation('hidden_act'),
     rms_norm_eps: r.num('rms_norm_eps', { positive: true }),
     embedding_multiplier: r.num('embedding_multiplier'),
     residual_multiplier: r.num('residual_multiplier'),
@@ -255,7 +255,6 @@ export function parseConfig(raw: unknown, source?: string): GraniteMoeHybridConf
 
 function validate(cfg: GraniteMoeHybridConfig, r: Reader): void {
   if (cfg.initializer_range < 0) r.fail('initializer_range', `must be ≥ 0 (a standard deviation), got ${cfg.initializer_range}`);
-  if (!isGatedActivation(cfg.hidden_act)) r.fail('hidden_act', `is ${shown(cfg.hidden_act)}; supported: ${GATED_ACTIVATIONS.join(', ')}`);
   if (cfg.hidden_act !== 'silu' && cfg.num_local_experts > 0) {
     r.fail('hidden_act', `is "${cfg.hidden_act}"; the routed experts run SwiGLU only, so a model with experts needs "silu"`);
   }

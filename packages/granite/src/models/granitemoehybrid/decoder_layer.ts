@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, RMSNorm } from '@graniteflow/core';
 import { Mamba2Mixer, MambaCache, type Mamba2Config } from '@graniteflow/ops-mamba';
-import { SharedMLP, SparseMoE, type GatedActivation } from '@graniteflow/ops-moe';
+import { SharedMLP, SparseMoE } from '@graniteflow/ops-moe';
 import { KVCache } from '../../cache/kv_cache';
 import type { LayerCache } from '../../cache/hybrid_cache';
 import { CausalSelfAttention } from '../../layers/attention';
@@ -63,7 +63,7 @@ export class GraniteMoeHybridDecoderLayer extends Module implements CachingDecod
     this.shared_mlp = new SharedMLP({
       hiddenSize: cfg.hidden_size,
       sharedIntermediateSize: cfg.shared_intermediate_size,
-      activation: cfg.hidden_act as GatedActivation,
+      activation: cfg.hidden_act,
     });
     if (useMoe(cfg)) {
       this.block_sparse_moe = new SparseMoE({
